@@ -1,0 +1,370 @@
+/* tokshift.c - the user-facing command: inspect a model and a text without
+ * any server.
+ *
+ *   tokshift tokenize --model PATH [--bos]          ids of stdin's text
+ *   tokshift generate --model PATH -n N [...]       sampled/greedy text
+ *   tokshift score    --model PATH [--format ...]   per-token statistics
+ *
+ * What it is not: the distributed run (coordinator/, worker/).  Every
+ * subcommand here calls the same engine modules as the worker. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "experiment.h"
+#include "log.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+#define EXIT_USAGE 2
+
+static const char *g_usage =
+    "usage: tokshift COMMAND [OPTIONS]\n"
+    "\n"
+    "Measure autoregressive distribution shift in language models.\n"
+    "\n"
+    "commands:\n"
+    "  tokenize   print the token ids of the UTF-8 text on stdin\n"
+    "  generate   generate text from BOS (and an optional prompt)\n"
+    "  score      print per-token statistics of the text on stdin\n"
+    "\n"
+    "Run 'tokshift COMMAND --help' for a command's options.\n";
+
+/* Reads all of stdin; NULL with errno on failure.  Caller frees. */
+static char *read_stdin(size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) return NULL;
+    for (;;) {
+        if (n == cap) {
+            char *nb = cap > (SIZE_MAX >> 2) ? NULL : realloc(buf, cap * 2 + 1);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n, stdin);
+        n += r;
+        if (r == 0) {
+            if (ferror(stdin)) {
+                free(buf);
+                return NULL;
+            }
+            break;
+        }
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static int parse_int(const char *s, const char *what, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        log_error("%s: '%s' is not an integer in [%ld, %ld]", what, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, const char *what, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        log_error("%s: '%s' is not a number in [%g, %g]", what, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static model_t *load_model(const char *path) {
+    char err[LOG_ERRLEN], desc[256];
+    if (!path) {
+        log_error("--model PATH is required");
+        return NULL;
+    }
+    model_t *m = model_load(path, err, sizeof err);
+    if (!m) {
+        log_error("%s", err);
+        return NULL;
+    }
+    model_describe(m, desc, sizeof desc);
+    log_debug("loaded %s: %s", path, desc);
+    return m;
+}
+
+/* ---- tokenize ---------------------------------------------------------- */
+
+static int cmd_tokenize(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"bos", no_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *model_path = NULL;
+    int bos = 0, c;
+    while ((c = getopt_long(argc, argv, "m:bh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'b': bos = 1; break;
+        case 'h':
+            printf("usage: tokshift tokenize --model PATH [--bos]\n\n"
+                   "Reads UTF-8 text on stdin and prints its token ids on one line.\n\n"
+                   "  -m, --model PATH  GGUF model (its tokenizer is used)\n"
+                   "  -b, --bos         prepend the model's BOS token\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    model_t *m = load_model(model_path);
+    if (!m) return 1;
+    size_t len;
+    int32_t *ids = NULL;
+    char err[LOG_ERRLEN];
+    char *text = read_stdin(&len);
+    long n = text ? tokenizer_encode(m->tok, text, len, bos, &ids, err, sizeof err) : -1;
+    if (n < 0) log_error("%s", text ? err : "cannot read stdin");
+    for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    if (n >= 0) printf("\n");
+    free(ids);
+    free(text);
+    model_destroy(&m);
+    return n < 0;
+}
+
+/* ---- generate ---------------------------------------------------------- */
+
+static int cmd_generate(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"tokens", required_argument, 0, 'n'},
+                                         {"temperature", required_argument, 0, 't'},
+                                         {"top-k", required_argument, 0, 'k'},
+                                         {"top-p", required_argument, 0, 'p'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"prompt", required_argument, 0, 'P'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0}};
+    const char *model_path = NULL, *prompt = "";
+    long n_gen = 0, top_k = 0, seed = 0;
+    double temp = 1.0, top_p = 1.0;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:P:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'n': if (parse_int(optarg, "-n", 0, INT_MAX, &n_gen)) return EXIT_USAGE; break;
+        case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; break;
+        case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; break;
+        case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; break;
+        case 's': if (parse_int(optarg, "--seed", 0, LONG_MAX, &seed)) return EXIT_USAGE; break;
+        case 'P': prompt = optarg; break;
+        case 'h':
+            printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
+                   "                         [--seed S] [--prompt TEXT]\n\n"
+                   "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
+                   "generated text on stdout.\n\n"
+                   "  -m, --model PATH       GGUF model\n"
+                   "  -n, --tokens N         tokens to generate\n"
+                   "  -t, --temperature T    0 = greedy (default 1.0)\n"
+                   "  -k, --top-k K          keep the K most likely tokens (default 0 = off)\n"
+                   "  -p, --top-p P          nucleus sampling mass (default 1 = off)\n"
+                   "  -s, --seed S           random seed (default 0)\n"
+                   "  -P, --prompt TEXT      text after BOS to continue\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    model_t *m = load_model(model_path);
+    if (!m) return 1;
+    char err[LOG_ERRLEN];
+    int rc = 1;
+    int32_t *ids = NULL;
+    forward_t *fwd = NULL;
+    sampler_t *smp = NULL;
+    char *piece = NULL;
+    long n_prompt = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, &ids, err, sizeof err);
+    if (n_prompt < 0) goto error;
+    if (n_prompt == 0) { /* a model without BOS and no prompt: nothing to condition on */
+        log_seterr(err, sizeof err, "the model has no BOS token; give --prompt");
+        goto error;
+    }
+    long n_ctx = n_prompt + n_gen;
+    if (n_ctx > m->cfg.n_ctx_train)
+        log_warn("prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen, n_ctx, m->cfg.n_ctx_train);
+    if (!(fwd = forward_new(m, (int)n_ctx, (int)n_prompt, 1, err, sizeof err))) goto error;
+    sampler_params_t sp = {(float)temp, (int)top_k, (float)top_p};
+    if (!(smp = sampler_new(m->cfg.n_vocab, sp, (uint64_t)seed, err, sizeof err))) goto error;
+    if (!(piece = malloc(tokenizer_max_piece_bytes(m->tok) + 1))) goto error;
+    if (forward_prefill(fwd, 0, ids, (int)n_prompt, 0, err, sizeof err)) goto error;
+    const float *logits = forward_logits(fwd) + (size_t)(n_prompt - 1) * m->cfg.n_vocab;
+    int32_t prev = ids[n_prompt - 1];
+    for (long i = 0; i < n_gen; i++) {
+        int32_t next = sampler_sample(smp, logits);
+        long nb = tokenizer_token_bytes(m->tok, next, piece, tokenizer_max_piece_bytes(m->tok));
+        const char *out = piece;
+        /* SentencePiece drops the dummy-prefix space of the token after BOS. */
+        if (prev == tokenizer_bos(m->tok) && nb > 0 && piece[0] == ' ') out++, nb--;
+        if (nb > 0) fwrite(out, 1, (size_t)nb, stdout);
+        prev = next;
+        if (i + 1 == n_gen) break;
+        int pos = (int)(n_prompt + i);
+        if (forward_batch(fwd, &next, NULL, &pos, 1, 0, err, sizeof err)) goto error;
+        logits = forward_logits(fwd);
+    }
+    fflush(stdout);
+    rc = 0;
+error:
+    if (rc) log_error("%s", err);
+    free(piece);
+    sampler_destroy(&smp);
+    forward_destroy(&fwd);
+    free(ids);
+    model_destroy(&m);
+    return rc;
+}
+
+/* ---- score ------------------------------------------------------------- */
+
+/* Writes s escaped for a TSV field: backslash, tab, newline and CR as \\, \t,
+ * \n, \r (the text COPY convention of PostgreSQL). */
+static void put_tsv(const char *s) {
+    for (; *s; s++) switch (*s) {
+        case '\\': fputs("\\\\", stdout); break;
+        case '\t': fputs("\\t", stdout); break;
+        case '\n': fputs("\\n", stdout); break;
+        case '\r': fputs("\\r", stdout); break;
+        default: putchar(*s);
+        }
+}
+
+static void put_json_str(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+static int cmd_score(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"format", required_argument, 0, 'f'},
+                                         {"window", required_argument, 0, 'w'}, {"stride", required_argument, 0, 's'},
+                                         {"reference", no_argument, 0, 'R'},  {"help", no_argument, 0, 'h'},
+                                         {0}};
+    const char *model_path = NULL, *format = "tsv";
+    long window = 0, stride = 0;
+    int c, reference = 0;
+    while ((c = getopt_long(argc, argv, "m:f:w:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'f': format = optarg; break;
+        case 'w': if (parse_int(optarg, "--window", 2, 1 << 24, &window)) return EXIT_USAGE; break;
+        case 's': if (parse_int(optarg, "--stride", 1, 1 << 24, &stride)) return EXIT_USAGE; break;
+        case 'R': reference = 1; break;
+        case 'h':
+            printf("usage: tokshift score --model PATH [--format tsv|json] [--window W] [--stride S]\n\n"
+                   "Reads text on stdin, adds BOS, and prints one row per scored token:\n"
+                   "pos token_id piece logprob entropy rank top1_logprob varentropy context_len\n"
+                   "(natural logs, nats; pos 0 is BOS and is not scored).\n\n"
+                   "  -m, --model PATH    GGUF model\n"
+                   "  -f, --format F      tsv (default, with a header line) or json\n"
+                   "  -w, --window W      tokens per forward pass (default: the model's context)\n"
+                   "  -s, --stride S      window step for long texts (default W/2); every token\n"
+                   "                      after the first window sees at least W-S tokens\n"
+                   "      --reference     use the plain reference kernels instead of BLAS\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (strcmp(format, "tsv") && strcmp(format, "json")) {
+        log_error("--format must be tsv or json, not '%s'", format);
+        return EXIT_USAGE;
+    }
+    model_t *m = load_model(model_path);
+    if (!m) return 1;
+    if (!window) window = m->cfg.n_ctx_train;
+    if (!stride) stride = window / 2;
+    char err[LOG_ERRLEN];
+    int rc = 1;
+    int32_t *ids = NULL;
+    experiment_row_t *rows = NULL;
+    experiment_t *ex = NULL;
+    size_t len;
+    char *text = read_stdin(&len);
+    if (!text) {
+        log_seterr(err, sizeof err, "cannot read stdin: %s", strerror(errno));
+        goto error;
+    }
+    long n = tokenizer_encode(m->tok, text, len, 1, &ids, err, sizeof err);
+    if (n < 0) goto error;
+    if (!(ex = experiment_new(m, (int)window, 512, err, sizeof err))) goto error;
+    experiment_set_reference(ex, reference);
+    if (!(rows = calloc((size_t)(n > 1 ? n : 1), sizeof *rows))) {
+        log_seterr(err, sizeof err, "out of memory for %ld rows", n);
+        goto error;
+    }
+    long nr = experiment_score(ex, ids, (int)n, (int)stride, rows, err, sizeof err);
+    if (nr < 0) goto error;
+    int json = !strcmp(format, "json");
+    if (json) printf("[");
+    else printf("pos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\tcontext_len\n");
+    for (long i = 0; i < nr; i++) {
+        const experiment_row_t *r = &rows[i];
+        const char *piece = tokenizer_piece(m->tok, r->token);
+        if (json) {
+            printf("%s\n{\"pos\":%d,\"token_id\":%d,\"piece\":", i ? "," : "", r->pos, r->token);
+            put_json_str(piece);
+            printf(",\"logprob\":%.9g,\"entropy\":%.9g,\"rank\":%d,\"top1_logprob\":%.9g,\"varentropy\":%.9g,"
+                   "\"context_len\":%d}",
+                   r->st.logprob, r->st.entropy, r->st.rank, r->st.top1_logprob, r->st.varentropy, r->st.context_len);
+        } else {
+            printf("%d\t%d\t", r->pos, r->token);
+            put_tsv(piece);
+            printf("\t%.9g\t%.9g\t%d\t%.9g\t%.9g\t%d\n", r->st.logprob, r->st.entropy, r->st.rank,
+                   r->st.top1_logprob, r->st.varentropy, r->st.context_len);
+        }
+    }
+    if (json) printf("\n]\n");
+    rc = 0;
+error:
+    if (rc) log_error("%s", err);
+    experiment_destroy(&ex);
+    free(rows);
+    free(ids);
+    free(text);
+    model_destroy(&m);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(g_usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        fputs(g_usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("tokshift %s\n", TOKSHIFT_VERSION);
+        return 0;
+    }
+    argv[1] = argv[0]; /* getopt then sees "tokshift OPTIONS..." */
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
+    log_error("unknown command '%s'", cmd);
+    fputs(g_usage, stderr);
+    return EXIT_USAGE;
+}

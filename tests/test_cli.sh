@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# test_cli.sh - the `tokshift` command as a user runs it: the shared model's
+# known greedy output byte for byte, the exact output forms the other tests
+# and later work rely on, --help everywhere, and clear errors with non-zero
+# exits for bad input.  Usage: test_cli.sh TOKSHIFT_BIN
+set -u
+BIN=$1
+if [ -z "${TOKSHIFT_TESTDATA:-}" ]; then echo "skip: TOKSHIFT_TESTDATA is not set"; exit 77; fi
+M=$TOKSHIFT_TESTDATA/models/stories260K.gguf
+GREEDY=$TOKSHIFT_TESTDATA/models/stories260K.greedy200.txt
+for f in "$M" "$GREEDY"; do [ -f "$f" ] || { echo "FAIL: $f is missing"; exit 1; }; done
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# 1. Greedy generation reproduces the reference implementation's text.
+"$BIN" generate --model "$M" -n 200 --temperature 0 > "$TMP/greedy" 2> "$TMP/err" || fail "generate exited $?: $(cat "$TMP/err")"
+cmp -s "$TMP/greedy" "$GREEDY" || fail "greedy output differs from stories260K.greedy200.txt: $(head -c 120 "$TMP/greedy")"
+
+# Sampling is reproducible from its seed and differs across seeds.
+a=$("$BIN" generate --model "$M" -n 40 --seed 7 --prompt "Once upon a time"); b=$("$BIN" generate --model "$M" -n 40 --seed 7 --prompt "Once upon a time")
+c=$("$BIN" generate --model "$M" -n 40 --seed 8 --prompt "Once upon a time")
+[ "$a" = "$b" ] || fail "same seed gave different text"
+[ "$a" != "$c" ] || fail "different seeds gave the same 40 tokens"
+[ -n "$("$BIN" generate --model "$M" -n 20 --top-k 5 --top-p 0.9 --temperature 0.8)" ] || fail "top-k/top-p generation printed nothing"
+
+# 2. tokenize: ids on one line; --bos prepends 1.
+[ "$(printf 'Once upon a time' | "$BIN" tokenize --model "$M")" = "403 407 261 378" ] || fail "tokenize 'Once upon a time'"
+[ "$(printf 'Once upon a time' | "$BIN" tokenize --model "$M" --bos)" = "1 403 407 261 378" ] || fail "tokenize --bos"
+[ "$(printf '' | "$BIN" tokenize --model "$M")" = "" ] || fail "empty text has no tokens"
+
+# 3. score: header, one row per token after BOS, pos from 1, invalid UTF-8 ok.
+printf 'The dog ran.\xff\xfe and \xc3 then' > "$TMP/bad.txt"
+"$BIN" score --model "$M" < "$TMP/bad.txt" > "$TMP/score.tsv" || fail "score of invalid UTF-8 exited $?"
+n_ids=$("$BIN" tokenize --model "$M" --bos < "$TMP/bad.txt" | wc -w)
+head -1 "$TMP/score.tsv" | grep -qx $'pos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\tcontext_len' || fail "score header"
+[ "$(($(wc -l < "$TMP/score.tsv") - 1))" -eq "$((n_ids - 1))" ] || fail "score rows != tokens - 1"
+awk -F'\t' 'NR > 1 && ($1 != NR - 1 || $9 != NR - 1 || $4 > 0 || $5 < 0 || $6 < 1) { bad = 1 } END { exit bad }' "$TMP/score.tsv" || fail "score rows malformed"
+grep -q '<0xFF>' "$TMP/score.tsv" || fail "byte-fallback piece <0xFF> not shown"
+"$BIN" score --model "$M" --format json < "$TMP/bad.txt" | node -e 'const r = JSON.parse(require("fs").readFileSync(0, "utf8")); if (!r.length || r[0].pos !== 1) process.exit(1)' || fail "score --format json is not a JSON array of rows"
+# A long text scored in windows: every token once.
+for i in $(seq 30); do printf 'Lily and Tom played with a big red ball in the park. '; done > "$TMP/long.txt"
+n_ids=$("$BIN" tokenize --model "$M" --bos < "$TMP/long.txt" | wc -w)
+"$BIN" score --model "$M" --window 64 --stride 16 < "$TMP/long.txt" > "$TMP/long.tsv" || fail "windowed score"
+[ "$(awk -F'\t' 'NR > 1 { print $1 }' "$TMP/long.tsv" | sort -n | uniq | wc -l)" -eq "$((n_ids - 1))" ] || fail "windowed score must cover every token once"
+awk -F'\t' 'NR > 1 && $1 >= 64 && $9 < 48 { bad = 1 } END { exit bad }' "$TMP/long.tsv" || fail "context_len < W - S after the first window"
+
+# 4. --help everywhere, exit 0; bad usage exits 2; bad input exits 1 with a message.
+for c in tokenize generate score; do "$BIN" $c --help | grep -q "usage: tokshift $c" || fail "$c --help"; done
+"$BIN" --help | grep -q 'usage: tokshift' || fail "--help"
+"$BIN" frobnicate 2> /dev/null; [ $? -eq 2 ] || fail "unknown command must exit 2"
+"$BIN" score --model "$M" --format xml < /dev/null 2> /dev/null; [ $? -eq 2 ] || fail "bad --format must exit 2"
+"$BIN" score --model "$TMP/nope.gguf" < /dev/null 2> "$TMP/err"; [ $? -eq 1 ] && grep -q 'nope.gguf' "$TMP/err" || fail "missing model: $(cat "$TMP/err")"
+head -c 100000 "$M" > "$TMP/trunc.gguf"
+"$BIN" score --model "$TMP/trunc.gguf" < /dev/null 2> "$TMP/err"; [ $? -eq 1 ] && grep -q 'trunc.gguf' "$TMP/err" || fail "truncated model: $(cat "$TMP/err")"
+printf 'GGUF\x03\x00\x00\x00' > "$TMP/tiny.gguf"
+"$BIN" tokenize --model "$TMP/tiny.gguf" < /dev/null 2> "$TMP/err"; [ $? -eq 1 ] && grep -q 'too short' "$TMP/err" || fail "tiny model: $(cat "$TMP/err")"
+
+if [ $fails -ne 0 ]; then echo "test_cli: $fails failure(s)"; exit 1; fi
+echo "test_cli: ok"

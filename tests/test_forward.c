@@ -1,0 +1,130 @@
+/* test_forward.c - the forward pass on the real stories260K model:
+ * BLAS path vs reference path, one prefill vs token-by-token decode, batched
+ * decode over several slots vs each slot alone, and windowed scoring
+ * (each token exactly once, context_len right, short texts identical). */
+#include <math.h>
+
+#include "experiment.h"
+#include "forward.h"
+#include "log.h"
+#include "model.h"
+#include "testutil.h"
+
+static char err[LOG_ERRLEN];
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double w = 0;
+    for (size_t i = 0; i < n; i++) w = fmax(w, fabs((double)a[i] - b[i]));
+    return w;
+}
+
+static const char *g_text =
+    "Once upon a time, there was a little dog named Max. Max liked to run in the big green park with his friend, a "
+    "small cat called Lily. One day, the sun was hot and Max was thirsty. He saw a pond and ran to drink. Lily said, "
+    "\"Be careful, Max! The water is deep.\" Max did not listen. He jumped in and splashed all around. Then he felt "
+    "scared because he could not touch the ground. Lily ran to get help from a kind old man. The man pulled Max out "
+    "of the water. Max was wet and cold, but he was safe. He said sorry to Lily and they went home together. From "
+    "that day on, Max always listened to his friend. They played in the park every day and were very happy.";
+
+int main(void) {
+    model_t *m = model_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
+    TU_REQUIRE(m, "%s", err);
+    int V = m->cfg.n_vocab;
+    int32_t *ids = NULL;
+    long n = tokenizer_encode(m->tok, g_text, strlen(g_text), 1, &ids, err, sizeof err);
+    TU_REQUIRE(n > 150, "encode gave %ld tokens", n);
+    fprintf(stderr, "text: %ld tokens\n", n);
+
+    /* 1. BLAS prefill vs reference prefill: logits within 1e-4. */
+    forward_t *fb = forward_new(m, (int)n, (int)n, 4, err, sizeof err);
+    forward_t *fr = forward_new(m, (int)n, (int)n, 1, err, sizeof err);
+    TU_REQUIRE(fb && fr, "%s", err);
+    forward_set_reference(fr, 1);
+    TU_REQUIRE(forward_prefill(fb, 0, ids, (int)n, 0, err, sizeof err) == 0, "%s", err);
+    TU_REQUIRE(forward_prefill(fr, 0, ids, (int)n, 0, err, sizeof err) == 0, "%s", err);
+    float *full = malloc(sizeof(float) * n * V);
+    memcpy(full, forward_logits(fb), sizeof(float) * n * V);
+    double d = max_diff(full, forward_logits(fr), (size_t)n * V);
+    fprintf(stderr, "BLAS vs reference prefill: max |dlogit| %.3g\n", d);
+    TU_CHECK(d < 1e-4, "BLAS vs reference logits differ by %g", d);
+
+    /* 2. Token-by-token decode (one-row batches) reproduces the prefill. */
+    double worst = 0;
+    for (int t = 0; t < n; t++) {
+        TU_REQUIRE(forward_batch(fb, &ids[t], NULL, &t, 1, 1, err, sizeof err) == 0, "%s", err);
+        worst = fmax(worst, max_diff(forward_logits(fb), full + (size_t)t * V, V));
+    }
+    fprintf(stderr, "decode vs prefill: max |dlogit| %.3g\n", worst);
+    TU_CHECK(worst < 1e-4, "decode vs prefill differ by %g", worst);
+
+    /* 3. Batched decode over slots sharing a copied prefix equals each slot
+     * run alone. */
+    int P = 40;
+    TU_REQUIRE(forward_prefill(fb, 0, ids, P, 0, err, sizeof err) == 0, "%s", err);
+    for (int s = 1; s < 4; s++) forward_copy_slot(fb, 0, s, P);
+    int32_t next[4] = {ids[P], 5, 300, 77};
+    int slots[4] = {0, 1, 2, 3}, pos[4] = {P, P, P, P};
+    TU_REQUIRE(forward_batch(fb, next, slots, pos, 4, 1, err, sizeof err) == 0, "%s", err);
+    float *batched = malloc(sizeof(float) * 4 * V);
+    memcpy(batched, forward_logits(fb), sizeof(float) * 4 * V);
+    for (int s = 0; s < 4; s++) {
+        TU_REQUIRE(forward_prefill(fr, 0, ids, P, 0, err, sizeof err) == 0, "%s", err);
+        TU_REQUIRE(forward_batch(fr, &next[s], NULL, &pos[s], 1, 1, err, sizeof err) == 0, "%s", err);
+        double ds = max_diff(batched + (size_t)s * V, forward_logits(fr), V);
+        TU_CHECK(ds < 1e-4, "slot %d batched vs alone differ by %g", s, ds);
+    }
+    TU_CHECK(max_diff(batched, full + (size_t)P * V, V) < 1e-4, "slot 0 continues the text");
+
+    /* Out-of-range inputs are errors, not crashes. */
+    int32_t bad = V;
+    int p0 = 0, far = (int)n;
+    TU_CHECK(forward_batch(fb, &bad, NULL, &p0, 1, 1, err, sizeof err) == -1 && strstr(err, "vocabulary"), "%s", err);
+    TU_CHECK(forward_batch(fb, ids, NULL, &far, 1, 1, err, sizeof err) == -1 && strstr(err, "context"), "%s", err);
+
+    /* 4. Windowed scoring. A text shorter than the window: identical rows for
+     * any window >= n. */
+    experiment_row_t *r1 = calloc(n, sizeof *r1), *r2 = calloc(n, sizeof *r2);
+    experiment_t *e1 = experiment_new(m, 2048, 512, err, sizeof err), *e2 = experiment_new(m, (int)n + 1, 512, err, sizeof err);
+    TU_REQUIRE(e1 && e2, "%s", err);
+    TU_REQUIRE(experiment_score(e1, ids, (int)n, 1024, r1, err, sizeof err) == n - 1, "%s", err);
+    TU_REQUIRE(experiment_score(e2, ids, (int)n, 1, r2, err, sizeof err) == n - 1, "%s", err);
+    int identical = 1;
+    for (long i = 0; i < n - 1; i++)
+        identical &= r1[i].pos == r2[i].pos && r1[i].st.logprob == r2[i].st.logprob &&
+                     r1[i].st.entropy == r2[i].st.entropy && r1[i].st.context_len == r2[i].st.context_len;
+    TU_CHECK(identical, "short text: windowed and unwindowed rows must be identical");
+    for (long i = 0; i < n - 1; i++) TU_CHECK(r1[i].st.context_len == i + 1, "context_len at %ld", i + 1);
+
+    /* A longer text: windows of W with stride S. Every token 1..n-1 exactly
+     * once, context_len = t - (start of the first window that reaches t),
+     * which is >= W - S after the first window. */
+    int cases[][2] = {{64, 16}, {64, 63}, {50, 25}, {33, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int W = cases[c][0], S = cases[c][1];
+        experiment_t *ew = experiment_new(m, W, 24, err, sizeof err);
+        TU_REQUIRE(ew, "%s", err);
+        for (long i = 0; i < n - 1; i++) r2[i].pos = -1;
+        TU_REQUIRE(experiment_score(ew, ids, (int)n, S, r2, err, sizeof err) == n - 1, "%s", err);
+        for (long t = 1; t < n; t++) {
+            const experiment_row_t *r = &r2[t - 1];
+            long b = 0;
+            while (b + W <= t) b += S; /* first window whose end passes t */
+            TU_CHECK(r->pos == t && r->token == ids[t], "W=%d S=%d: row for %ld", W, S, t);
+            TU_CHECK(r->st.context_len == t - b, "W=%d S=%d: context_len at %ld is %d, expected %ld", W, S, t,
+                     r->st.context_len, t - b);
+            TU_CHECK(t < W || r->st.context_len >= W - S, "W=%d S=%d: context %d < W-S", W, S, r->st.context_len);
+            if (t < W) /* inside the first window: same numbers as unwindowed */
+                TU_CHECK(fabs(r->st.logprob - r1[t - 1].st.logprob) < 1e-5, "first window at %ld", t);
+        }
+        TU_CHECK(experiment_score(ew, ids, (int)n, W, r2, err, sizeof err) == -1 && strstr(err, "stride"),
+                 "stride >= window rejected");
+        experiment_destroy(&ew);
+    }
+    experiment_destroy(&e1);
+    experiment_destroy(&e2);
+    free(r1), free(r2), free(full), free(batched), free(ids);
+    forward_destroy(&fb);
+    forward_destroy(&fr);
+    model_destroy(&m);
+    return tu_finish("test_forward");
+}

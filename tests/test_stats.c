@@ -1,0 +1,68 @@
+/* test_stats.c - the one-pass statistics against the two-pass textbook
+ * definition, on random and adversarial logits, and the error for
+ * non-finite logits. */
+#include <math.h>
+
+#include "log.h"
+#include "stats.h"
+#include "testutil.h"
+
+static uint64_t g_rng = 99;
+static double urand(void) {
+    g_rng = g_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(g_rng >> 11) * 0x1.0p-53;
+}
+
+static void compare(const float *l, int n, int tok, const char *what) {
+    stats_t a, b;
+    char err[LOG_ERRLEN];
+    TU_REQUIRE(stats_compute(l, n, tok, &a, err, sizeof err) == 0, "%s: %s", what, err);
+    stats_compute_ref(l, n, tok, &b);
+    TU_CHECK(fabs(a.logprob - b.logprob) < 1e-9 * (1 + fabs(b.logprob)), "%s logprob %.12g vs %.12g", what, a.logprob, b.logprob);
+    TU_CHECK(fabs(a.entropy - b.entropy) < 1e-9, "%s entropy %.12g vs %.12g", what, a.entropy, b.entropy);
+    TU_CHECK(fabs(a.varentropy - b.varentropy) < 1e-7 * (1 + b.varentropy), "%s varentropy %.12g vs %.12g", what,
+             a.varentropy, b.varentropy);
+    TU_CHECK(fabs(a.top1_logprob - b.top1_logprob) < 1e-9, "%s top1", what);
+    TU_CHECK(a.rank == b.rank, "%s rank %d vs %d", what, a.rank, b.rank);
+    TU_CHECK(isfinite(a.logprob) && isfinite(a.entropy) && isfinite(a.varentropy) && a.entropy >= -1e-12 &&
+                 a.varentropy >= 0 && a.logprob <= 1e-12 && a.top1_logprob >= a.logprob,
+             "%s: invariants", what);
+}
+
+int main(void) {
+    enum { V = 32000 };
+    float *l = malloc(sizeof(float) * V);
+    char err[LOG_ERRLEN];
+    stats_t s;
+    for (int trial = 0; trial < 20; trial++) {
+        double scale = 0.1 + 10 * urand();
+        for (int i = 0; i < V; i++) l[i] = (float)(scale * (urand() + urand() + urand() - 1.5));
+        compare(l, V, (int)(urand() * V), "random");
+    }
+    /* Ascending logits force a rescale at every element. */
+    for (int i = 0; i < V; i++) l[i] = (float)i * 0.01f;
+    compare(l, V, 17, "ascending");
+    compare(l, V, V - 1, "ascending-top");
+    /* Uniform: H = ln V, varentropy 0, rank 1. */
+    for (int i = 0; i < V; i++) l[i] = 3.25f;
+    TU_REQUIRE(stats_compute(l, V, 5, &s, err, sizeof err) == 0, "uniform");
+    TU_CHECK(fabs(s.entropy - log(V)) < 1e-12 && s.varentropy < 1e-12 && s.rank == 1 && fabs(s.logprob + log(V)) < 1e-12,
+             "uniform: H %.15g rank %d", s.entropy, s.rank);
+    /* Nearly one-hot with a huge dynamic range: no NaN, no inf. */
+    for (int i = 0; i < V; i++) l[i] = -1e30f;
+    l[3] = 1e30f;
+    TU_REQUIRE(stats_compute(l, V, 4, &s, err, sizeof err) == 0, "one-hot");
+    TU_CHECK(isfinite(s.logprob) && s.logprob < -1e29 && s.entropy == 0 && s.rank == 2, "one-hot: %g %g %d", s.logprob,
+             s.entropy, s.rank);
+    /* Rank counts strictly higher probabilities only. */
+    float t[5] = {1, 2, 2, 0, 2};
+    TU_REQUIRE(stats_compute(t, 5, 1, &s, err, sizeof err) == 0 && s.rank == 1, "ties share rank 1 (%d)", s.rank);
+    TU_REQUIRE(stats_compute(t, 5, 0, &s, err, sizeof err) == 0 && s.rank == 4, "rank after ties (%d)", s.rank);
+    /* A non-finite logit is an error naming its index. */
+    t[3] = NAN;
+    TU_CHECK(stats_compute(t, 5, 0, &s, err, sizeof err) == -1 && strstr(err, "index 3"), "NaN: %s", err);
+    t[3] = INFINITY;
+    TU_CHECK(stats_compute(t, 5, 0, &s, err, sizeof err) == -1 && strstr(err, "index 3"), "inf: %s", err);
+    free(l);
+    return tu_finish("test_stats");
+}

@@ -1,0 +1,212 @@
+/* forward.c - see forward.h. */
+#include "forward.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "log.h"
+
+struct forward {
+    const model_t *m;
+    int n_ctx, max_batch, n_slots, ref;
+    int q_dim, kv_dim;
+    /* KV cache: [slot][layer][n_ctx][kv_dim] */
+    float *k_cache, *v_cache;
+    /* Activations, carved from one arena. B = max_batch. */
+    float *arena;
+    size_t arena_floats, cache_floats;
+    float *x;      /* [B][d] residual stream */
+    float *xb;     /* [B][d] normed input of a block */
+    float *q;      /* [B][q_dim] */
+    float *k;      /* [B][kv_dim] */
+    float *v;      /* [B][kv_dim] */
+    float *att;    /* [B][q_dim] attention output before wo */
+    float *hb;     /* [B][n_ff] */
+    float *hb2;    /* [B][n_ff] */
+    float *scores; /* [B][n_ctx] */
+    float *logits; /* [B][n_vocab] */
+    int *row_pos, *row_slot; /* [B] for forward_prefill */
+};
+
+forward_t *forward_new(const model_t *m, int n_ctx, int max_batch, int n_slots, char *err, size_t errlen) {
+    const model_config_t *c = &m->cfg;
+    forward_t *f = NULL;
+    if (n_ctx < 1 || max_batch < 1 || n_slots < 1 || max_batch > n_ctx * n_slots) {
+        log_seterr(err, errlen, "forward: invalid sizes (n_ctx %d, max_batch %d, n_slots %d)", n_ctx, max_batch,
+                   n_slots);
+        return NULL;
+    }
+    if (!(f = calloc(1, sizeof *f))) goto oom;
+    f->m = m;
+    f->n_ctx = n_ctx;
+    f->max_batch = max_batch;
+    f->n_slots = n_slots;
+    f->q_dim = c->n_head * c->head_dim;
+    f->kv_dim = c->n_head_kv * c->head_dim;
+    size_t B = (size_t)max_batch;
+    size_t sizes[] = {B * c->n_embd, B * c->n_embd, B * f->q_dim, B * f->kv_dim, B * f->kv_dim, B * f->q_dim,
+                      B * c->n_ff,   B * c->n_ff,   B * n_ctx,    B * c->n_vocab};
+    float **dst[] = {&f->x, &f->xb, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->scores, &f->logits};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
+    f->arena_floats = total;
+    if (!(f->arena = aligned_alloc(64, total * sizeof(float)))) goto oom;
+    float *p = f->arena;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        *dst[i] = p;
+        p += (sizes[i] + 15) & ~(size_t)15;
+    }
+    f->cache_floats = (size_t)n_slots * c->n_layer * n_ctx * f->kv_dim;
+    if (!(f->row_pos = malloc(B * sizeof(int))) || !(f->row_slot = malloc(B * sizeof(int)))) goto oom;
+    if (!(f->k_cache = calloc(f->cache_floats, sizeof(float))) ||
+        !(f->v_cache = calloc(f->cache_floats, sizeof(float))))
+        goto oom;
+    return f;
+oom:
+    log_seterr(err, errlen, "forward: out of memory for a cache of %d slots x %d positions and batches of %d", n_slots,
+               n_ctx, max_batch);
+    forward_destroy(&f);
+    return NULL;
+}
+
+void forward_destroy(forward_t **self_p) {
+    if (!self_p || !*self_p) return;
+    forward_t *f = *self_p;
+    free(f->arena);
+    free(f->k_cache);
+    free(f->v_cache);
+    free(f->row_pos);
+    free(f->row_slot);
+    free(f);
+    *self_p = NULL;
+}
+
+void forward_set_reference(forward_t *f, int on) { f->ref = on; }
+const float *forward_logits(const forward_t *f) { return f->logits; }
+int forward_n_ctx(const forward_t *f) { return f->n_ctx; }
+int forward_max_batch(const forward_t *f) { return f->max_batch; }
+int forward_n_slots(const forward_t *f) { return f->n_slots; }
+size_t forward_bytes(const forward_t *f) { return (f->arena_floats + 2 * f->cache_floats) * sizeof(float); }
+
+static float *cache_at(const forward_t *f, float *cache, int slot, int layer, int pos) {
+    size_t per_slot = (size_t)f->m->cfg.n_layer * f->n_ctx * f->kv_dim;
+    return cache + (size_t)slot * per_slot + ((size_t)layer * f->n_ctx + pos) * f->kv_dim;
+}
+
+void forward_copy_slot(forward_t *f, int src, int dst, int n_pos) {
+    assert(src >= 0 && src < f->n_slots && dst >= 0 && dst < f->n_slots && n_pos >= 0 && n_pos <= f->n_ctx);
+    if (src == dst) return;
+    for (int l = 0; l < f->m->cfg.n_layer; l++) {
+        size_t bytes = (size_t)n_pos * f->kv_dim * sizeof(float);
+        memcpy(cache_at(f, f->k_cache, dst, l, 0), cache_at(f, f->k_cache, src, l, 0), bytes);
+        memcpy(cache_at(f, f->v_cache, dst, l, 0), cache_at(f, f->v_cache, src, l, 0), bytes);
+    }
+}
+
+static void matmul(const forward_t *f, float *y, const float *x, const float *w, int T, int in, int out,
+                   float beta) {
+    (f->ref ? kern_matmul_ref : kern_matmul)(y, x, w, T, in, out, beta);
+}
+
+/* Whether rows form one prefill: one slot, consecutive positions. */
+static int is_contiguous(const int *slots, const int *pos, int n) {
+    for (int i = 1; i < n; i++)
+        if ((slots ? slots[i] != slots[0] : 0) || pos[i] != pos[0] + i) return 0;
+    return 1;
+}
+
+/* Attention of every row and head into f->att, after this layer's K/V rows
+ * have been written to the cache. */
+static void attention(forward_t *f, int layer, const int *slots, const int *pos, int n) {
+    const model_config_t *c = &f->m->cfg;
+    int hd = c->head_dim, group = c->n_head / c->n_head_kv;
+    if (!f->ref && n > 1 && is_contiguous(slots, pos, n)) {
+        int slot = slots ? slots[0] : 0;
+        for (int h = 0; h < c->n_head; h++) {
+            int kvh = h / group;
+            const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
+            const float *v = cache_at(f, f->v_cache, slot, layer, 0) + kvh * hd;
+            kern_attention(f->att + h * hd, f->q_dim, f->q + h * hd, f->q_dim, k, v, f->kv_dim, n, pos[0], hd,
+                           f->scores);
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        int slot = slots ? slots[i] : 0;
+        for (int h = 0; h < c->n_head; h++) {
+            int kvh = h / group;
+            const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
+            const float *v = cache_at(f, f->v_cache, slot, layer, 0) + kvh * hd;
+            kern_attention_row(f->att + (size_t)i * f->q_dim + h * hd, f->q + (size_t)i * f->q_dim + h * hd, k, v,
+                               f->kv_dim, pos[i], hd, f->scores + (size_t)i * f->n_ctx);
+        }
+    }
+}
+
+int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const int *pos, int n, int all_logits,
+                  char *err, size_t errlen) {
+    const model_t *m = f->m;
+    const model_config_t *c = &m->cfg;
+    int d = c->n_embd, ff = c->n_ff;
+    if (n < 1 || n > f->max_batch)
+        return log_seterr(err, errlen, "forward: batch of %d rows (this forward takes 1..%d)", n, f->max_batch);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
+            return log_seterr(err, errlen, "forward: token id %d at row %d is outside the vocabulary [0, %d)",
+                              tokens[i], i, c->n_vocab);
+        if (pos[i] < 0 || pos[i] >= f->n_ctx)
+            return log_seterr(err, errlen, "forward: position %d at row %d is outside the context [0, %d)", pos[i],
+                              i, f->n_ctx);
+        if (slots && (slots[i] < 0 || slots[i] >= f->n_slots))
+            return log_seterr(err, errlen, "forward: slot %d at row %d is outside [0, %d)", slots[i], i,
+                              f->n_slots);
+    }
+
+    /* x[n][d] = embedding rows */
+    for (int i = 0; i < n; i++) memcpy(f->x + (size_t)i * d, m->tok_embd + (size_t)tokens[i] * d, d * sizeof(float));
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const model_layer_t *L = &m->layers[l];
+        /* Attention block: xb = rmsnorm(x); q, k, v = xb W^T; rope; cache. */
+        for (int i = 0; i < n; i++) kern_rmsnorm(f->xb + (size_t)i * d, f->x + (size_t)i * d, L->attn_norm, d, c->norm_eps);
+        matmul(f, f->q, f->xb, L->wq, n, d, f->q_dim, 0.0f);  /* [n][q_dim] */
+        matmul(f, f->k, f->xb, L->wk, n, d, f->kv_dim, 0.0f); /* [n][kv_dim] */
+        matmul(f, f->v, f->xb, L->wv, n, d, f->kv_dim, 0.0f); /* [n][kv_dim] */
+        for (int i = 0; i < n; i++) {
+            int slot = slots ? slots[i] : 0;
+            kern_rope(f->q + (size_t)i * f->q_dim, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+            kern_rope(f->k + (size_t)i * f->kv_dim, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+            memcpy(cache_at(f, f->k_cache, slot, l, pos[i]), f->k + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
+            memcpy(cache_at(f, f->v_cache, slot, l, pos[i]), f->v + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
+        }
+        attention(f, l, slots, pos, n);                      /* att[n][q_dim] */
+        matmul(f, f->x, f->att, L->wo, n, f->q_dim, d, 1.0f); /* x += att Wo^T */
+
+        /* FFN block (SwiGLU): x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T */
+        for (int i = 0; i < n; i++) kern_rmsnorm(f->xb + (size_t)i * d, f->x + (size_t)i * d, L->ffn_norm, d, c->norm_eps);
+        matmul(f, f->hb, f->xb, L->w_gate, n, d, ff, 0.0f); /* [n][ff] */
+        matmul(f, f->hb2, f->xb, L->w_up, n, d, ff, 0.0f);  /* [n][ff] */
+        for (size_t j = 0; j < (size_t)n * ff; j++) {
+            float g = f->hb[j];
+            f->hb[j] = g / (1.0f + expf(-g)) * f->hb2[j];
+        }
+        matmul(f, f->x, f->hb, L->w_down, n, ff, d, 1.0f); /* x += hb Wd^T */
+    }
+
+    /* Output: logits = rmsnorm(x) Wout^T, for all rows or the last one. */
+    int first = all_logits ? 0 : n - 1, rows = n - first;
+    for (int i = first; i < n; i++)
+        kern_rmsnorm(f->xb + (size_t)(i - first) * d, f->x + (size_t)i * d, m->output_norm, d, c->norm_eps);
+    matmul(f, f->logits, f->xb, m->output, rows, d, c->n_vocab, 0.0f); /* [rows][n_vocab] */
+    return 0;
+}
+
+int forward_prefill(forward_t *f, int slot, const int32_t *tokens, int n, int pos0, char *err, size_t errlen) {
+    if (n < 1 || n > f->max_batch)
+        return log_seterr(err, errlen, "forward: prefill of %d tokens (this forward takes 1..%d)", n, f->max_batch);
+    for (int i = 0; i < n; i++) f->row_pos[i] = pos0 + i, f->row_slot[i] = slot;
+    return forward_batch(f, tokens, f->row_slot, f->row_pos, n, 1, err, errlen);
+}

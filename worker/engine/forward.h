@@ -1,0 +1,62 @@
+/* forward.h - the transformer forward pass over a KV cache.
+ *
+ * What it is: one explicit forward() for the architectures of model.h, with a
+ * KV cache of n_slots independent sequences of up to n_ctx positions, and one
+ * arena, allocated by forward_new, carved into every activation buffer, so
+ * that forward_batch itself never allocates.  A batch is a list of rows, each
+ * (token, slot, position): a prefill is n rows of one slot at consecutive
+ * positions (attention by sgemm), a decode step is one row per slot.
+ * What it is not: tokenization, statistics or sampling.
+ *
+ * Two paths compute the same function: the default uses OpenBLAS; with
+ * forward_set_reference(f, 1) every product and every attention row uses the
+ * plain loops of kernels.c, which the tests compare against. */
+#ifndef TS_FORWARD_H
+#define TS_FORWARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct forward forward_t;
+
+/* Allocates the cache and arena for batches of up to max_batch rows over
+ * n_slots sequences of n_ctx positions each (n_ctx may exceed the trained
+ * context; the caller decides).  Returns NULL with a message on bad sizes or
+ * when memory runs out.  The model must outlive the forward_t. */
+forward_t *forward_new(const model_t *model, int n_ctx, int max_batch, int n_slots, char *err, size_t errlen);
+
+/* NULL-safe; clears *self_p. */
+void forward_destroy(forward_t **self_p);
+
+/* Selects the reference path (1) or the BLAS path (0, the default). */
+void forward_set_reference(forward_t *self, int on);
+
+/* Runs n rows.  Row i puts tokens[i] at position pos[i] of slot slots[i]
+ * (slots may be NULL: all slot 0), attending to positions 0..pos[i] of its
+ * slot, which must already hold earlier positions.  Rows of one slot must
+ * have distinct positions.  When all_logits, logits for every row are in
+ * forward_logits(self) [n][n_vocab]; otherwise only the last row's, as row 0.
+ * Returns 0, or -1 with a message for an out-of-range token, slot or position
+ * (a run-time error: the data came from outside). */
+int forward_batch(forward_t *self, const int32_t *tokens, const int *slots, const int *pos, int n, int all_logits,
+                  char *err, size_t errlen);
+
+/* Convenience: rows tokens[0..n) at positions pos0.. of slot, all logits. */
+int forward_prefill(forward_t *self, int slot, const int32_t *tokens, int n, int pos0, char *err, size_t errlen);
+
+/* Copies positions [0, n_pos) of slot src's cache into slot dst, so that K
+ * samples can continue one prefix without recomputing it. */
+void forward_copy_slot(forward_t *self, int src, int dst, int n_pos);
+
+/* The logits of the last forward_batch: [rows][n_vocab], owned by self. */
+const float *forward_logits(const forward_t *self);
+
+int forward_n_ctx(const forward_t *self);
+int forward_max_batch(const forward_t *self);
+int forward_n_slots(const forward_t *self);
+/* Bytes of the arena and the cache, for logs. */
+size_t forward_bytes(const forward_t *self);
+
+#endif

@@ -1,0 +1,92 @@
+/* kernels.c - see kernels.h. */
+#include "kernels.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+
+void kern_matmul(float *y, const float *x, const float *w, int T, int in, int out, float beta) {
+    assert(T > 0 && in > 0 && out > 0);
+    if (T == 1) {
+        /* A matrix-vector product: sgemv avoids sgemm's packing overhead. */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, w, in, beta, y, out);
+}
+
+void kern_matmul_ref(float *y, const float *x, const float *w, int T, int in, int out, float beta) {
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out; o++) {
+            double s = 0;
+            for (int i = 0; i < in; i++) s += (double)x[(size_t)t * in + i] * w[(size_t)o * in + i];
+            float *dst = &y[(size_t)t * out + o];
+            *dst = (float)s + (beta != 0.0f ? beta * *dst : 0.0f);
+        }
+}
+
+void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * g[i];
+}
+
+void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
+    for (int i = 0; i < rope_dim; i += 2) {
+        double theta = pos * pow(base, -(double)i / rope_dim);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        for (int h = 0; h < n_heads; h++) {
+            float *p = x + (size_t)h * head_dim + i;
+            float a = p[0], b = p[1];
+            p[0] = a * c - b * s;
+            p[1] = a * s + b * c;
+        }
+    }
+}
+
+void kern_softmax(float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void kern_attention(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
+                    int pos0, int hd, float *scores) {
+    int L = pos0 + T;
+    float scale = 1.0f / sqrtf((float)hd);
+    /* S[T][L] = scale * Q[T][hd] K[L][hd]^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, hd, scale, q, qs, k, kvs, 0.0f, scores, L);
+    for (int t = 0; t < T; t++) {
+        float *row = scores + (size_t)t * L;
+        int n = pos0 + t + 1; /* causal: keys 0..pos0+t */
+        kern_softmax(row, n);
+        for (int j = n; j < L; j++) row[j] = 0.0f;
+    }
+    /* O[T][hd] = P[T][L] V[L][hd] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, L, 1.0f, scores, L, v, kvs, 0.0f, out, os);
+}
+
+void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
+                        float *scores) {
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int j = 0; j <= pos; j++) {
+        const float *kj = k + (size_t)j * kvs;
+        double s = 0;
+        for (int i = 0; i < hd; i++) s += (double)q[i] * kj[i];
+        scores[j] = (float)s * scale;
+    }
+    kern_softmax(scores, pos + 1);
+    for (int i = 0; i < hd; i++) {
+        double s = 0;
+        for (int j = 0; j <= pos; j++) s += (double)scores[j] * v[(size_t)j * kvs + i];
+        out[i] = (float)s;
+    }
+}

@@ -1,0 +1,42 @@
+/* kernels.h - the numeric building blocks of the forward pass, each with a
+ * plain reference beside the optimised version.
+ *
+ * What it is: fp32 matrix products (OpenBLAS), RMSNorm, rotary embedding and
+ * causal attention over a KV cache, on caller-owned buffers.  Nothing here
+ * allocates.  What it is not: the model's wiring (forward.c).
+ *
+ * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
+ * batch is T rows. */
+#ifndef TS_KERNELS_H
+#define TS_KERNELS_H
+
+#include <stddef.h>
+
+/* Y[T][out] = X[T][in] W[out][in]^T + beta Y.  cblas_sgemm. */
+void kern_matmul(float *y, const float *x, const float *w, int T, int in, int out, float beta);
+/* The same with plain loops (double accumulation): the reference. */
+void kern_matmul_ref(float *y, const float *x, const float *w, int T, int in, int out, float beta);
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n. */
+void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps);
+
+/* Rotates the first rope_dim dims of each of n_heads heads (head_dim apart)
+ * of one row at position pos, in the interleaved layout GGUF llama uses:
+ * pairs (x[2i], x[2i+1]) by angle pos * base^(-2i/rope_dim). */
+void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base);
+
+/* Causal attention of one head for T query rows at consecutive positions
+ * pos0..pos0+T-1 over keys/values 0..pos0+T-1.  q: [T] rows with stride qs;
+ * k, v: cache rows with stride kvs; out: [T] rows with stride os, hd wide.
+ * scores: scratch of T * (pos0 + T) floats.  Two sgemm's (the fast path). */
+void kern_attention(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
+                    int pos0, int hd, float *scores);
+/* The same for T=1 query at position pos with plain loops: the reference, and
+ * the decode path for rows that do not share a slot.  scores: pos+1 floats. */
+void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
+                        float *scores);
+
+/* Numerically stable in-place softmax of n values (double sum). */
+void kern_softmax(float *x, int n);
+
+#endif
