@@ -95,10 +95,10 @@ static void test_vocab_vectors(void) {
              "special ids");
 
     size_t inp_len = 0, out_len = 0;
-    char *inp =
-        tu_read_file(tu_testdata("vocab/ggml-vocab-llama-spm.gguf.inp"), &inp_len);
-    char *out =
-        tu_read_file(tu_testdata("vocab/ggml-vocab-llama-spm.gguf.out"), &out_len);
+    char *inp = tu_read_file(
+        tu_testdata("vocab/ggml-vocab-llama-spm.gguf.inp"), &inp_len);
+    char *out = tu_read_file(
+        tu_testdata("vocab/ggml-vocab-llama-spm.gguf.out"), &out_len);
 
     size_t n_cases = 0, n_pass = 0;
     const size_t sep_len = sizeof SEP - 1;
@@ -293,7 +293,8 @@ static void test_stories(void) {
 
     /* The reference greedy text re-encodes and decodes to itself. */
     size_t n = 0;
-    char *ref = tu_read_file(tu_testdata("models/stories260K.greedy200.txt"), &n);
+    char *ref =
+        tu_read_file(tu_testdata("models/stories260K.greedy200.txt"), &n);
     TU_CHECK(round_trips(t, ref, n), "greedy200 text");
     free(ref);
 

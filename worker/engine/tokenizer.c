@@ -8,7 +8,10 @@
  * as its token, or through the merge that formed it (unused pieces), or as
  * <0xNN> byte tokens.  What it is not: a parser of special tokens in text,
  * or a trainer.  A second kind of tokenizer (byte-level BPE) plugs in
- * through tokenizer_kind_t and the switches in encode and construction.
+ * through tokenizer_kind_t: its own constructor (dispatched on
+ * tokenizer.ggml.model in tokenizer_new_gguf) and encoder (the switch in
+ * tokenizer_encode); decoding needs no switch, as every constructor fills
+ * the per-token table of decoded bytes.
  *
  * Choices where the references differ, all documented in tokenizer.h:
  * - Invalid UTF-8 (stray continuation bytes, truncated or overlong sequences,
@@ -155,7 +158,8 @@ static size_t spm_decode_piece(int32_t type, const char *s, size_t n,
         return 0;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        if (i + SPM_SPACE_LEN <= n && memcmp(s + i, SPM_SPACE, SPM_SPACE_LEN) == 0) {
+        if (i + SPM_SPACE_LEN <= n &&
+            memcmp(s + i, SPM_SPACE, SPM_SPACE_LEN) == 0) {
             out[o++] = ' ';
             i += SPM_SPACE_LEN;
         } else {
@@ -183,26 +187,32 @@ void tokenizer_destroy(tokenizer_t **self_p) {
 
 tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
                                size_t errlen) {
+    static const char *const special_name[3] = {"BOS", "EOS", "unknown"};
     tokenizer_t *self = NULL;
+    size_t total = 0, dtotal = 0, cap = 16;
+    int32_t n;
+
     if (!v || v->n_vocab <= 0 || !v->pieces || !v->scores) {
         log_seterr(err, errlen, "tokenizer: empty vocabulary");
         goto error;
     }
-    const int32_t n = v->n_vocab;
-    const int32_t special[3] = {v->bos, v->eos, v->unk};
-    static const char *const special_name[3] = {"BOS", "EOS", "unknown"};
+    n = v->n_vocab;
     for (int k = 0; k < 3; k++) {
-        if (special[k] < -1 || special[k] >= n) {
+        int32_t id = k == 0 ? v->bos : k == 1 ? v->eos : v->unk;
+        if (id < -1 || id >= n) {
             log_seterr(err, errlen,
                        "tokenizer: %s token id %ld is out of range (the "
                        "vocabulary has %ld tokens)",
-                       special_name[k], (long)special[k], (long)n);
+                       special_name[k], (long)id, (long)n);
             goto error;
         }
     }
 
     self = calloc(1, sizeof *self);
-    if (!self) goto oom;
+    if (!self) {
+        log_seterr(err, errlen, "tokenizer: out of memory");
+        goto error;
+    }
     self->kind = TOKENIZER_KIND_SPM;
     self->n_vocab = n;
     self->bos = v->bos;
@@ -218,19 +228,20 @@ tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
     self->scores = malloc((size_t)n * sizeof *self->scores);
     self->types = malloc((size_t)n * sizeof *self->types);
     if (!self->piece_off || !self->piece_len || !self->dec_off ||
-        !self->dec_len || !self->scores || !self->types)
-        goto oom;
+        !self->dec_len || !self->scores || !self->types) {
+        log_seterr(err, errlen, "tokenizer: out of memory");
+        goto error;
+    }
 
-    size_t total = 0;
     for (int32_t i = 0; i < n; i++) {
         const char *p = v->pieces[i];
         size_t len = v->piece_lens ? v->piece_lens[i] : (p ? strlen(p) : 0);
+        int32_t type = v->types ? v->types[i] : TOKENIZER_TYPE_NORMAL;
         if (!p && len) {
             log_seterr(err, errlen, "tokenizer: token %ld has no text",
                        (long)i);
             goto error;
         }
-        int32_t type = v->types ? v->types[i] : TOKENIZER_TYPE_NORMAL;
         if (type < 0 || type > TOKENIZER_TYPE_BYTE) {
             log_seterr(err, errlen,
                        "tokenizer: token %ld has type %ld, not a GGUF token "
@@ -243,7 +254,11 @@ tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
                        (long)i);
             goto error;
         }
-        if (len > SIZE_MAX / 2 - total - 1) goto oom;
+        if (len > SIZE_MAX / 2 - total - 1) {
+            log_seterr(err, errlen, "tokenizer: token %ld is too long",
+                       (long)i);
+            goto error;
+        }
         self->piece_off[i] = total;
         self->piece_len[i] = len;
         self->scores[i] = v->scores[i];
@@ -254,8 +269,10 @@ tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
 
     self->piece_blob = malloc(total);
     self->dec_blob = malloc(total);
-    if (!self->piece_blob || !self->dec_blob) goto oom;
-    size_t dtotal = 0;
+    if (!self->piece_blob || !self->dec_blob) {
+        log_seterr(err, errlen, "tokenizer: out of memory");
+        goto error;
+    }
     for (int32_t i = 0; i < n; i++) {
         char *dst = self->piece_blob + self->piece_off[i];
         if (self->piece_len[i]) memcpy(dst, v->pieces[i], self->piece_len[i]);
@@ -269,10 +286,12 @@ tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
             self->max_dec_len = self->dec_len[i];
     }
 
-    size_t cap = 16;
     while (cap < 2 * (size_t)n) cap *= 2;
     self->slots = malloc(cap * sizeof *self->slots);
-    if (!self->slots) goto oom;
+    if (!self->slots) {
+        log_seterr(err, errlen, "tokenizer: out of memory");
+        goto error;
+    }
     memset(self->slots, 0xff, cap * sizeof *self->slots); /* all -1 */
     self->mask = cap - 1;
     for (int32_t i = 0; i < n; i++)
@@ -298,8 +317,6 @@ tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
     }
     return self;
 
-oom:
-    log_seterr(err, errlen, "tokenizer: out of memory");
 error:
     tokenizer_destroy(&self);
     return NULL;
@@ -334,12 +351,16 @@ static tokenizer_t *spm_from_gguf(const gguf_t *g, const char *name,
     size_t *lens = NULL;
     float *scores = NULL;
     int32_t *types = NULL;
-
     const gguf_str_t *strs = NULL;
     const void *score_arr = NULL, *type_arr = NULL;
     uint64_t n = 0, n_scores = 0, n_types = 0;
-    int rc = gguf_get_str_arr(g, "tokenizer.ggml.tokens", &strs, &n, err,
-                              errlen);
+    char inner[LOG_ERRLEN] = "";
+    tokenizer_spm_vocab_t v = {
+        .bos = 1, .eos = 2, .unk = 0, .add_bos = 1, .add_space_prefix = 1,
+    };
+    int rc;
+
+    rc = gguf_get_str_arr(g, "tokenizer.ggml.tokens", &strs, &n, err, errlen);
     if (rc < 0) goto error;
     if (rc > 0) {
         log_seterr(err, errlen, "%s: tokenizer.ggml.tokens is missing", name);
@@ -374,15 +395,6 @@ static tokenizer_t *spm_from_gguf(const gguf_t *g, const char *name,
                    (unsigned long long)n_types);
         goto error;
     }
-
-    tokenizer_spm_vocab_t v = {
-        .n_vocab = (int32_t)n,
-        .bos = 1,
-        .eos = 2,
-        .unk = 0,
-        .add_bos = 1,
-        .add_space_prefix = 1,
-    };
     if (gguf_token_id(g, name, "tokenizer.ggml.bos_token_id", &v.bos, err,
                       errlen) < 0 ||
         gguf_token_id(g, name, "tokenizer.ggml.eos_token_id", &v.eos, err,
@@ -410,17 +422,15 @@ static tokenizer_t *spm_from_gguf(const gguf_t *g, const char *name,
         scores[i] = gguf_arr_f32(score_arr, i);
         types[i] = gguf_arr_i32(type_arr, i);
     }
+    v.n_vocab = (int32_t)n;
     v.pieces = pieces;
     v.piece_lens = lens;
     v.scores = scores;
     v.types = types;
-
-    char inner[LOG_ERRLEN];
-    inner[0] = '\0';
     self = tokenizer_new_spm(&v, inner, sizeof inner);
     if (!self) log_seterr(err, errlen, "%s: %s", name, inner);
 
-error:
+error: /* also the way out on success: the arrays were copied */
     free(pieces);
     free(lens);
     free(scores);
@@ -647,27 +657,39 @@ static int spm_tokenize(spm_session_t *s, size_t n) {
     return 0;
 }
 
+static void spm_session_free(spm_session_t *s) {
+    free(s->out);
+    free(s->syms);
+    free(s->nodes);
+    free(s->heap);
+    s->out = NULL;
+    s->syms = NULL;
+    s->nodes = NULL;
+    s->heap = NULL;
+}
+
 static long spm_encode(const tokenizer_t *self, const char *text, size_t len,
                        int add_bos, int32_t **ids, char *err, size_t errlen) {
     spm_session_t s = {.tok = self};
     char *esc = NULL;
-    long result = -1;
-    int bos = add_bos && self->bos >= 0;
+    size_t n_spaces = 0, n = 0, o = 0;
+    long count;
 
+    *ids = NULL;
     /* Escaping makes each space (dummy prefix included) three bytes, so
      * n <= 3 * len + 3; the bound keeps every size below from overflowing. */
-    if (len > SIZE_MAX / (16 * sizeof(spm_node_t))) goto oom;
-    size_t n_spaces = self->add_space_prefix && len > 0;
+    if (len > SIZE_MAX / (16 * sizeof(spm_node_t))) goto error;
     for (size_t i = 0; i < len; i++) n_spaces += text[i] == ' ';
-    size_t n = len + (self->add_space_prefix && len > 0) + 2 * n_spaces;
+    n = len + 2 * n_spaces; /* each space becomes three bytes */
+    if (self->add_space_prefix && len > 0) n += SPM_SPACE_LEN;
 
+    /* Every id covers at least one byte of the escaped text. */
     s.out = malloc((n + 1) * sizeof *s.out);
-    if (!s.out) goto oom;
-    if (bos) s.out[s.n_out++] = self->bos;
+    if (!s.out) goto error;
+    if (add_bos && self->bos >= 0) s.out[s.n_out++] = self->bos;
     if (n > 0) {
         esc = malloc(n);
-        if (!esc) goto oom;
-        size_t o = 0;
+        if (!esc) goto error;
         if (self->add_space_prefix) {
             memcpy(esc, SPM_SPACE, SPM_SPACE_LEN);
             o = SPM_SPACE_LEN;
@@ -681,24 +703,21 @@ static long spm_encode(const tokenizer_t *self, const char *text, size_t len,
             }
         }
         s.text = esc;
-        if (spm_tokenize(&s, n) < 0) goto oom;
+        if (spm_tokenize(&s, n) < 0) goto error;
     }
     *ids = s.out;
+    count = (long)s.n_out;
     s.out = NULL;
-    result = (long)s.n_out;
-    goto done;
+    spm_session_free(&s);
+    free(esc);
+    return count;
 
-oom:
+error:
     log_seterr(err, errlen, "tokenizer: out of memory encoding %zu bytes",
                len);
-    *ids = NULL;
-done:
-    free(s.out);
-    free(s.syms);
-    free(s.nodes);
-    free(s.heap);
+    spm_session_free(&s);
     free(esc);
-    return result;
+    return -1;
 }
 
 /* ---- public encode / decode ------------------------------------------ */
@@ -920,7 +939,8 @@ int tokenizer_selftest(void) {
         ST_CHECK(tokenizer_piece(t, 259) &&
                      strcmp(tokenizer_piece(t, 259), "\xe2\x96\x81") == 0,
                  "piece 259");
-        ST_CHECK(tokenizer_piece(t, N) == NULL && tokenizer_piece(t, -1) == NULL,
+        ST_CHECK(tokenizer_piece(t, N) == NULL &&
+                     tokenizer_piece(t, -1) == NULL,
                  "piece out of range");
         ST_CHECK(tokenizer_token_bytes(t, 276, buf, sizeof buf) == 2 &&
                      memcmp(buf, " a", 2) == 0,
