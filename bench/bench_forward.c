@@ -36,7 +36,9 @@ int main(int argc, char **argv) {
     int H = 8, HKV = 4, FF = d * 43 / 16, V = 32000;
     uint64_t s = 1;
     model_t m = {0};
-    m.cfg = (model_config_t){MODEL_ARCH_LLAMA, V, d, L, H, HKV, d / H, FF, 4096, d / H, 10000.0f, 1e-5f};
+    m.cfg = (model_config_t){.arch = MODEL_ARCH_LLAMA, .n_vocab = V, .n_embd = d, .n_layer = L, .n_head = H,
+                             .n_head_kv = HKV, .head_dim = d / H, .n_ff = FF, .n_ctx_train = 4096, .rope_dim = d / H,
+                             .rope_base = 10000.0f, .norm_eps = 1e-5f};
     float *ones = log_xmalloc(sizeof(float) * d);
     for (int i = 0; i < d; i++) ones[i] = 1;
     m.tok_embd = rnd((size_t)V * d, 0.1f, &s);

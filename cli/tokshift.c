@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "experiment.h"
 #include "log.h"
 #include "model.h"
@@ -32,6 +33,8 @@ static const char *g_usage =
     "  tokenize   print the token ids of the UTF-8 text on stdin\n"
     "  generate   generate text from BOS (and an optional prompt)\n"
     "  score      print per-token statistics of the text on stdin\n"
+    "  db migrate apply the schema's migrations to PostgreSQL\n"
+    "  status     show the progress of runs (from PostgreSQL)\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
 
@@ -256,14 +259,47 @@ static void put_json_str(const char *s) {
     putchar('"');
 }
 
+/* Parses whitespace-separated token ids (score --ids): returns the count and
+ * a malloc'd array in *ids, or -1 with a message for anything that is not an
+ * id of the model's vocabulary. */
+static long parse_ids(const model_t *m, const char *text, int32_t **ids, char *err, size_t errlen) {
+    size_t cap = 64;
+    long n = 0;
+    *ids = malloc(cap * sizeof **ids);
+    for (const char *p = text; *ids;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (!*p) return n;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v >= m->cfg.n_vocab || (*end && !strchr(" \t\n\r", *end))) {
+            free(*ids);
+            *ids = NULL;
+            return log_seterr(err, errlen, "--ids: '%.20s' at id %ld is not a token id in [0, %d)", p, n,
+                              m->cfg.n_vocab);
+        }
+        if ((size_t)n == cap) {
+            int32_t *nb = cap > SIZE_MAX / 8 ? NULL : realloc(*ids, 2 * cap * sizeof **ids);
+            if (!nb) break;
+            *ids = nb;
+            cap *= 2;
+        }
+        (*ids)[n++] = (int32_t)v;
+        p = end;
+    }
+    free(*ids);
+    *ids = NULL;
+    return log_seterr(err, errlen, "out of memory reading ids");
+}
+
 static int cmd_score(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"format", required_argument, 0, 'f'},
                                          {"window", required_argument, 0, 'w'}, {"stride", required_argument, 0, 's'},
                                          {"reference", no_argument, 0, 'R'},  {"help", no_argument, 0, 'h'},
-                                         {0}};
+                                         {"ids", no_argument, 0, 'I'},        {0}};
     const char *model_path = NULL, *format = "tsv";
     long window = 0, stride = 0;
-    int c, reference = 0;
+    int c, reference = 0, ids_in = 0;
     while ((c = getopt_long(argc, argv, "m:f:w:s:h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_path = optarg; break;
@@ -271,6 +307,7 @@ static int cmd_score(int argc, char **argv) {
         case 'w': if (parse_int(optarg, "--window", 2, 1 << 24, &window)) return EXIT_USAGE; break;
         case 's': if (parse_int(optarg, "--stride", 1, 1 << 24, &stride)) return EXIT_USAGE; break;
         case 'R': reference = 1; break;
+        case 'I': ids_in = 1; break;
         case 'h':
             printf("usage: tokshift score --model PATH [--format tsv|json] [--window W] [--stride S]\n\n"
                    "Reads text on stdin, adds BOS, and prints one row per scored token:\n"
@@ -281,7 +318,9 @@ static int cmd_score(int argc, char **argv) {
                    "  -w, --window W      tokens per forward pass (default: the model's context)\n"
                    "  -s, --stride S      window step for long texts (default W/2); every token\n"
                    "                      after the first window sees at least W-S tokens\n"
-                   "      --reference     use the plain reference kernels instead of BLAS\n");
+                   "      --reference     use the plain reference kernels instead of BLAS\n"
+                   "      --ids           stdin holds token ids (whitespace-separated, BOS\n"
+                   "                      included if wanted), scored exactly as given\n");
             return 0;
         default: return EXIT_USAGE;
         }
@@ -305,9 +344,10 @@ static int cmd_score(int argc, char **argv) {
         log_seterr(err, sizeof err, "cannot read stdin: %s", strerror(errno));
         goto error;
     }
-    long n = tokenizer_encode(m->tok, text, len, 1, &ids, err, sizeof err);
+    long n = ids_in ? parse_ids(m, text, &ids, err, sizeof err)
+                    : tokenizer_encode(m->tok, text, len, 1, &ids, err, sizeof err);
     if (n < 0) goto error;
-    if (!(ex = experiment_new(m, (int)window, 512, err, sizeof err))) goto error;
+    if (!(ex = experiment_new(m, (int)window, 512, NULL, err, sizeof err))) goto error;
     experiment_set_reference(ex, reference);
     if (!(rows = calloc((size_t)(n > 1 ? n : 1), sizeof *rows))) {
         log_seterr(err, sizeof err, "out of memory for %ld rows", n);
@@ -346,6 +386,77 @@ error:
     return rc;
 }
 
+/* ---- db migrate / status --------------------------------------------- */
+
+static int cmd_db(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *conninfo = "";
+    int c;
+    while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': conninfo = optarg; break;
+        case 'h':
+            printf("usage: tokshift db migrate [--db CONNINFO]\n\n"
+                   "Applies the schema migrations not yet applied (idempotent).  Run it as the\n"
+                   "database owner.  CONNINFO is a libpq connection string; without it the PG*\n"
+                   "environment variables are used.\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc || strcmp(argv[optind], "migrate")) {
+        log_error("usage: tokshift db migrate [--db CONNINFO]");
+        return EXIT_USAGE;
+    }
+    char err[LOG_ERRLEN];
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    int n = db ? db_migrate(db, err, sizeof err) : -1;
+    if (n < 0) log_error("%s", err);
+    else log_info("%d migration(s) applied; the schema is current", n);
+    db_destroy(&db);
+    return n < 0;
+}
+
+static int cmd_status(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *conninfo = "";
+    int c;
+    while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': conninfo = optarg; break;
+        case 'h':
+            printf("usage: tokshift status [RUN] [--db CONNINFO]\n\n"
+                   "Shows the progress of one run (by name or id) or of every run, and for a\n"
+                   "single run its human-vs-model summary so far.\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    char err[LOG_ERRLEN];
+    int rc = 1;
+    int64_t run_id = 0;
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    if (!db) goto error;
+    if (optind < argc) {
+        int r = db_run_find(db, argv[optind], &run_id, err, sizeof err);
+        if (r < 0) goto error;
+        if (r == 1) {
+            log_seterr(err, sizeof err, "no run named '%s'", argv[optind]);
+            goto error;
+        }
+    }
+    if (db_print_status(db, run_id, err, sizeof err)) goto error;
+    if (run_id) {
+        printf("\n");
+        if (db_print_summary(db, run_id, err, sizeof err)) goto error;
+    }
+    rc = 0;
+error:
+    if (rc) log_error("%s", err);
+    db_destroy(&db);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(g_usage, stderr);
@@ -364,6 +475,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
+    if (!strcmp(cmd, "db")) return cmd_db(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     log_error("unknown command '%s'", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;

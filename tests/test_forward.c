@@ -84,7 +84,7 @@ int main(void) {
     /* 4. Windowed scoring. A text shorter than the window: identical rows for
      * any window >= n. */
     experiment_row_t *r1 = calloc(n, sizeof *r1), *r2 = calloc(n, sizeof *r2);
-    experiment_t *e1 = experiment_new(m, 2048, 512, err, sizeof err), *e2 = experiment_new(m, (int)n + 1, 512, err, sizeof err);
+    experiment_t *e1 = experiment_new(m, 2048, 512, NULL, err, sizeof err), *e2 = experiment_new(m, (int)n + 1, 512, NULL, err, sizeof err);
     TU_REQUIRE(e1 && e2, "%s", err);
     TU_REQUIRE(experiment_score(e1, ids, (int)n, 1024, r1, err, sizeof err) == n - 1, "%s", err);
     TU_REQUIRE(experiment_score(e2, ids, (int)n, 1, r2, err, sizeof err) == n - 1, "%s", err);
@@ -101,7 +101,7 @@ int main(void) {
     int cases[][2] = {{64, 16}, {64, 63}, {50, 25}, {33, 1}};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         int W = cases[c][0], S = cases[c][1];
-        experiment_t *ew = experiment_new(m, W, 24, err, sizeof err);
+        experiment_t *ew = experiment_new(m, W, 24, NULL, err, sizeof err);
         TU_REQUIRE(ew, "%s", err);
         for (long i = 0; i < n - 1; i++) r2[i].pos = -1;
         TU_REQUIRE(experiment_score(ew, ids, (int)n, S, r2, err, sizeof err) == n - 1, "%s", err);

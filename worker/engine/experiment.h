@@ -8,7 +8,17 @@
  * Windows (the sliding-window perplexity method): window k covers tokens
  * [k S, min(k S + W, n)) with positions restarting at 0; it scores the tokens
  * that no earlier window scored, so each token t >= 1 is scored exactly once,
- * with context_len = t - (start of its window) >= min(t, W - S). */
+ * with context_len = t - (start of its window) >= min(t, W - S).
+ *
+ * Continuation experiments: at a cut point c (the number of tokens of the
+ * prefix, BOS included), the prefix is the last P = min(c, W - C) tokens
+ * before c (positions restart at 0); from its last distribution on, the
+ * human continuation ids[c..c+C) is teacher-forced in slot 0 while K samples
+ * are drawn in slots 1..K, all decoded together as one batch of K + 1 rows
+ * over the shared prefix.  Every row records the statistics of its token
+ * under the untempered distribution it was drawn from (context P + i).
+ * Sample k at cut c of document d uses its own sampler seeded with
+ * sampler_derive_seed(run seed, d, c, k), so it can be regenerated alone. */
 #ifndef TS_EXPERIMENT_H
 #define TS_EXPERIMENT_H
 
@@ -17,6 +27,7 @@
 
 #include "forward.h"
 #include "model.h"
+#include "sampler.h"
 #include "stats.h"
 
 typedef struct {
@@ -27,10 +38,20 @@ typedef struct {
 
 typedef struct experiment experiment_t;
 
-/* Prepares scoring with windows of `window` tokens (1 < window; clipped to
- * nothing: the caller decides whether to exceed the trained context) and
- * prefill chunks of at most `batch` rows.  NULL with a message on failure. */
-experiment_t *experiment_new(const model_t *model, int window, int batch, char *err, size_t errlen);
+/* The continuation settings of a run. */
+typedef struct {
+    int cont_len;          /* C >= 1, C < window */
+    int n_samples;         /* K >= 0 */
+    sampler_params_t sampling;
+    uint64_t run_seed;
+} experiment_cont_t;
+
+/* Prepares scoring with windows of `window` tokens (the caller decides
+ * whether to exceed the trained context) and prefill chunks of at most
+ * `batch` rows; with cont non-NULL, also continuation experiments.  NULL
+ * with a message on failure. */
+experiment_t *experiment_new(const model_t *model, int window, int batch, const experiment_cont_t *cont, char *err,
+                             size_t errlen);
 
 /* NULL-safe; clears *self_p. */
 void experiment_destroy(experiment_t **self_p);
@@ -47,5 +68,20 @@ int experiment_window(const experiment_t *self);
  * logit with its position). */
 long experiment_score(experiment_t *self, const int32_t *ids, int n, int stride, experiment_row_t *rows, char *err,
                       size_t errlen);
+
+/* The cut points of a document of n ids: the given prefix lengths and every
+ * multiple of cut_every (0 = none), each kept only when 1 <= c and
+ * c + cont_len <= n; sorted and distinct, at most cap of them into out.
+ * Returns how many. */
+size_t experiment_cuts(const int32_t *prefix_lengths, size_t n_prefix_lengths, int cut_every, int cont_len, int n,
+                       int32_t *out, size_t cap);
+
+/* Runs the continuation experiment at cut (a value experiment_cuts gave)
+ * for document doc_key.  human must hold C rows; samples K * C rows (sample
+ * k's row i at k * C + i); seeds receives each sample's seed.  Returns 0 or
+ * -1 with a message. */
+int experiment_continue(experiment_t *self, const int32_t *ids, int n, int cut, uint64_t doc_key,
+                        experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
+                        size_t errlen);
 
 #endif

@@ -146,6 +146,24 @@ static void attention(forward_t *f, int layer, const int *slots, const int *pos,
     }
 }
 
+/* out[i] = norm(x[i]) for rows i < rows (RMSNorm or LayerNorm, as the model
+ * says; b is the LayerNorm bias or NULL). */
+static void norm_rows(const forward_t *f, float *out, const float *x, const float *g, const float *b, int rows) {
+    const model_config_t *c = &f->m->cfg;
+    int d = c->n_embd;
+    for (int i = 0; i < rows; i++) {
+        if (c->norm == MODEL_NORM_LAYER) kern_layernorm(out + (size_t)i * d, x + (size_t)i * d, g, b, d, c->norm_eps);
+        else kern_rmsnorm(out + (size_t)i * d, x + (size_t)i * d, g, d, c->norm_eps);
+    }
+}
+
+/* y[T][out] = x[T][in] W^T (+ bias) + beta y. */
+static void linear(const forward_t *f, float *y, const float *x, const float *w, const float *bias, int T, int in,
+                   int out, float beta) {
+    matmul(f, y, x, w, T, in, out, beta);
+    if (bias) kern_add_bias(y, bias, T, out);
+}
+
 int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const int *pos, int n, int all_logits,
                   char *err, size_t errlen) {
     const model_t *m = f->m;
@@ -160,47 +178,65 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         if (pos[i] < 0 || pos[i] >= f->n_ctx)
             return log_seterr(err, errlen, "forward: position %d at row %d is outside the context [0, %d)", pos[i],
                               i, f->n_ctx);
+        if (m->pos_embd && pos[i] >= c->n_ctx_train)
+            return log_seterr(err, errlen, "forward: position %d at row %d is past the model's %d learned positions",
+                              pos[i], i, c->n_ctx_train);
         if (slots && (slots[i] < 0 || slots[i] >= f->n_slots))
             return log_seterr(err, errlen, "forward: slot %d at row %d is outside [0, %d)", slots[i], i,
                               f->n_slots);
     }
 
-    /* x[n][d] = embedding rows */
-    for (int i = 0; i < n; i++) memcpy(f->x + (size_t)i * d, m->tok_embd + (size_t)tokens[i] * d, d * sizeof(float));
+    /* x[n][d] = embedding rows (+ learned position rows) */
+    for (int i = 0; i < n; i++) {
+        float *xi = f->x + (size_t)i * d;
+        memcpy(xi, m->tok_embd + (size_t)tokens[i] * d, d * sizeof(float));
+        if (m->pos_embd) kern_add_bias(xi, m->pos_embd + (size_t)pos[i] * d, 1, d);
+    }
 
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
-        /* Attention block: xb = rmsnorm(x); q, k, v = xb W^T; rope; cache. */
-        for (int i = 0; i < n; i++) kern_rmsnorm(f->xb + (size_t)i * d, f->x + (size_t)i * d, L->attn_norm, d, c->norm_eps);
-        matmul(f, f->q, f->xb, L->wq, n, d, f->q_dim, 0.0f);  /* [n][q_dim] */
-        matmul(f, f->k, f->xb, L->wk, n, d, f->kv_dim, 0.0f); /* [n][kv_dim] */
-        matmul(f, f->v, f->xb, L->wv, n, d, f->kv_dim, 0.0f); /* [n][kv_dim] */
+        /* Attention block: xb = norm(x); q, k, v = xb W^T + b; rope; cache. */
+        norm_rows(f, f->xb, f->x, L->attn_norm, L->attn_norm_b, n);        /* xb[n][d] */
+        linear(f, f->q, f->xb, L->wq, L->bq, n, d, f->q_dim, 0.0f);        /* q[n][q_dim] */
+        linear(f, f->k, f->xb, L->wk, L->bk, n, d, f->kv_dim, 0.0f);       /* k[n][kv_dim] */
+        linear(f, f->v, f->xb, L->wv, L->bv, n, d, f->kv_dim, 0.0f);       /* v[n][kv_dim] */
         for (int i = 0; i < n; i++) {
             int slot = slots ? slots[i] : 0;
-            kern_rope(f->q + (size_t)i * f->q_dim, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-            kern_rope(f->k + (size_t)i * f->kv_dim, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-            memcpy(cache_at(f, f->k_cache, slot, l, pos[i]), f->k + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
+            float *qi = f->q + (size_t)i * f->q_dim, *ki = f->k + (size_t)i * f->kv_dim;
+            if (c->rope == MODEL_ROPE_NORM) {
+                kern_rope(qi, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+                kern_rope(ki, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+            } else if (c->rope == MODEL_ROPE_NEOX) {
+                kern_rope_neox(qi, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+                kern_rope_neox(ki, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+            }
+            memcpy(cache_at(f, f->k_cache, slot, l, pos[i]), ki, f->kv_dim * sizeof(float));
             memcpy(cache_at(f, f->v_cache, slot, l, pos[i]), f->v + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
         }
-        attention(f, l, slots, pos, n);                      /* att[n][q_dim] */
-        matmul(f, f->x, f->att, L->wo, n, f->q_dim, d, 1.0f); /* x += att Wo^T */
+        attention(f, l, slots, pos, n); /* att[n][q_dim] */
+        /* Parallel residual: the FFN reads the block's input, so normalise
+         * it before the attention output is added. */
+        if (c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n); /* xb[n][d] */
+        linear(f, f->x, f->att, L->wo, L->bo, n, f->q_dim, d, 1.0f); /* x += att Wo^T + bo */
+        if (!c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n);
 
-        /* FFN block (SwiGLU): x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T */
-        for (int i = 0; i < n; i++) kern_rmsnorm(f->xb + (size_t)i * d, f->x + (size_t)i * d, L->ffn_norm, d, c->norm_eps);
-        matmul(f, f->hb, f->xb, L->w_gate, n, d, ff, 0.0f); /* [n][ff] */
-        matmul(f, f->hb2, f->xb, L->w_up, n, d, ff, 0.0f);  /* [n][ff] */
-        for (size_t j = 0; j < (size_t)n * ff; j++) {
-            float g = f->hb[j];
-            f->hb[j] = g / (1.0f + expf(-g)) * f->hb2[j];
+        /* FFN block: SwiGLU x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T, or
+         * GELU x += gelu(xb Wu^T + bu) Wd^T + bd. */
+        if (c->act == MODEL_ACT_SWIGLU) {
+            linear(f, f->hb, f->xb, L->w_gate, L->b_gate, n, d, ff, 0.0f); /* hb[n][ff] */
+            linear(f, f->hb2, f->xb, L->w_up, L->b_up, n, d, ff, 0.0f);    /* hb2[n][ff] */
+            kern_swiglu(f->hb, f->hb2, (size_t)n * ff);
+        } else {
+            linear(f, f->hb, f->xb, L->w_up, L->b_up, n, d, ff, 0.0f); /* hb[n][ff] */
+            kern_gelu(f->hb, (size_t)n * ff);
         }
-        matmul(f, f->x, f->hb, L->w_down, n, ff, d, 1.0f); /* x += hb Wd^T */
+        linear(f, f->x, f->hb, L->w_down, L->b_down, n, ff, d, 1.0f); /* x += hb Wd^T + bd */
     }
 
-    /* Output: logits = rmsnorm(x) Wout^T, for all rows or the last one. */
+    /* Output: logits = norm(x) Wout^T (+ b), for all rows or the last one. */
     int first = all_logits ? 0 : n - 1, rows = n - first;
-    for (int i = first; i < n; i++)
-        kern_rmsnorm(f->xb + (size_t)(i - first) * d, f->x + (size_t)i * d, m->output_norm, d, c->norm_eps);
-    matmul(f, f->logits, f->xb, m->output, rows, d, c->n_vocab, 0.0f); /* [rows][n_vocab] */
+    norm_rows(f, f->xb, f->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows);
+    linear(f, f->logits, f->xb, m->output, m->output_b, rows, d, c->n_vocab, 0.0f); /* [rows][n_vocab] */
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "half.h"
 #include "log.h"
 
 /* Bounds that no real model reaches; a file claiming more is corrupt, and
@@ -493,31 +494,6 @@ uint64_t gguf_tensor_nelem(const gguf_tensor_t *t) {
     return n;
 }
 
-/* IEEE half -> single, exact for all inputs including subnormals/inf/nan. */
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) { man <<= 1; exp--; }
-            man &= 0x3ff;
-            bits = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 int gguf_tensor_to_f32(const gguf_tensor_t *t, float *out, char *err, size_t errlen) {
     uint64_t n = gguf_tensor_nelem(t);
     const uint8_t *p = t->data;
@@ -527,7 +503,7 @@ int gguf_tensor_to_f32(const gguf_tensor_t *t, float *out, char *err, size_t err
         for (uint64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            out[i] = t->type == GGML_TYPE_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+            out[i] = t->type == GGML_TYPE_F16 ? half_f16_to_f32(h) : half_bf16_to_f32(h);
         }
         return 0;
     case GGML_TYPE_Q8_0:
@@ -536,7 +512,7 @@ int gguf_tensor_to_f32(const gguf_tensor_t *t, float *out, char *err, size_t err
             const uint8_t *blk = p + b * 34;
             uint16_t h;
             memcpy(&h, blk, 2);
-            float d = f16_to_f32(h);
+            float d = half_f16_to_f32(h);
             for (int j = 0; j < 32; j++) out[b * 32 + j] = d * (float)(int8_t)blk[2 + j];
         }
         return 0;
@@ -548,10 +524,10 @@ int gguf_tensor_to_f32(const gguf_tensor_t *t, float *out, char *err, size_t err
 
 int gguf_selftest(void) {
     /* Conversions at the edges of the formats. */
-    if (f16_to_f32(0x3c00) != 1.0f || f16_to_f32(0xc000) != -2.0f) return -1;
-    if (f16_to_f32(0x0001) != 5.9604644775390625e-08f) return -1; /* smallest subnormal */
-    if (f16_to_f32(0x7bff) != 65504.0f) return -1;
-    if (bf16_to_f32(0x3f80) != 1.0f || bf16_to_f32(0xbfc0) != -1.5f) return -1;
+    if (half_f16_to_f32(0x3c00) != 1.0f || half_f16_to_f32(0xc000) != -2.0f) return -1;
+    if (half_f16_to_f32(0x0001) != 5.9604644775390625e-08f) return -1; /* smallest subnormal */
+    if (half_f16_to_f32(0x7bff) != 65504.0f) return -1;
+    if (half_bf16_to_f32(0x3f80) != 1.0f || half_bf16_to_f32(0xbfc0) != -1.5f) return -1;
     if (row_bytes(GGML_TYPE_Q8_0, 33) != 0 || row_bytes(GGML_TYPE_Q8_0, 64) != 68) return -1;
     return 0;
 }

@@ -32,6 +32,70 @@ void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps) 
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * g[i];
 }
 
+void kern_layernorm(float *out, const float *x, const float *g, const float *b, int n, float eps) {
+    double sum = 0, ss = 0;
+    for (int i = 0; i < n; i++) sum += x[i];
+    double mean = sum / n;
+    for (int i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
+    float scale = (float)(1.0 / sqrt(ss / n + eps)), fmean = (float)mean;
+    for (int i = 0; i < n; i++) out[i] = (x[i] - fmean) * scale * g[i] + (b ? b[i] : 0.0f);
+}
+
+void kern_add_bias(float *y, const float *b, int T, int n) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
+}
+
+#include <stdlib.h>
+#include <string.h>
+#include "gguf_writer.h"
+static float h2f(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { exp = 127 - 15 + 1; while (!(man & 0x400)) { man <<= 1; exp--; } man &= 0x3ff; bits = sign | (exp << 23) | (man << 13); }
+    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    float f; memcpy(&f, &bits, 4); return f;
+}
+void kern_gelu(float *x, size_t n) {
+    if (getenv("GELU16")) {
+    const float k = 0.79788456080286535587989211986876f, a = 0.044715f;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        if (v <= -10.0f) { x[i] = 0; continue; }
+        if (v >= 10.0f) continue;
+        v = h2f(gguf_writer_f32_to_f16(v));
+        float g = 0.5f * v * (1.0f + tanhf(k * v * (1.0f + a * v * v)));
+        x[i] = h2f(gguf_writer_f32_to_f16(g));
+    }
+    return;
+    }
+    const float k = 0.79788456080286535587989211986876f, a = 0.044715f;
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(k * v * (1.0f + a * v * v)));
+    }
+}
+
+void kern_swiglu(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
+    int half = rope_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double theta = pos * pow(base, -2.0 * i / rope_dim);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        for (int h = 0; h < n_heads; h++) {
+            float *p = x + (size_t)h * head_dim + i;
+            float a = p[0], b = p[half];
+            p[0] = a * c - b * s;
+            p[half] = a * s + b * c;
+        }
+    }
+}
+
 void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
     for (int i = 0; i < rope_dim; i += 2) {
         double theta = pos * pow(base, -(double)i / rope_dim);

@@ -1,9 +1,14 @@
 /* kernels.h - the numeric building blocks of the forward pass, each with a
  * plain reference beside the optimised version.
  *
- * What it is: fp32 matrix products (OpenBLAS), RMSNorm, rotary embedding and
- * causal attention over a KV cache, on caller-owned buffers.  Nothing here
- * allocates.  What it is not: the model's wiring (forward.c).
+ * What it is: fp32 matrix products (OpenBLAS), RMSNorm and LayerNorm, rotary
+ * embedding in both layouts, the GELU and SwiGLU activations, bias addition
+ * and causal attention over a KV cache, on caller-owned buffers.  Nothing
+ * here allocates.  What it is not: the model's wiring (forward.c).
+ *
+ * The norms, rotary embeddings and activations are plain loops already (no
+ * faster variant exists yet), so they are their own reference; the matmul
+ * and attention have a BLAS version and a plain one.
  *
  * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
  * batch is T rows. */
@@ -20,10 +25,31 @@ void kern_matmul_ref(float *y, const float *x, const float *w, int T, int in, in
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n. */
 void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps);
 
+/* out[i] = (x[i] - mean(x)) / sqrt(var(x) + eps) * g[i] + b[i] for one row
+ * of n (b may be NULL).  Mean and variance in double: the variance is the
+ * mean of squared deviations (two passes), as ggml_norm computes it. */
+void kern_layernorm(float *out, const float *x, const float *g, const float *b, int n, float eps);
+
+/* y[t][i] += b[i] for T rows of n. */
+void kern_add_bias(float *y, const float *b, int T, int n);
+
+/* x[i] = gelu(x[i]) for n values, the tanh approximation that GPT-2
+ * ("gelu_new") and llama.cpp use:
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in fp32. */
+void kern_gelu(float *x, size_t n);
+
+/* g[i] = silu(g[i]) * u[i] for n values (SwiGLU). */
+void kern_swiglu(float *g, const float *u, size_t n);
+
 /* Rotates the first rope_dim dims of each of n_heads heads (head_dim apart)
  * of one row at position pos, in the interleaved layout GGUF llama uses:
  * pairs (x[2i], x[2i+1]) by angle pos * base^(-2i/rope_dim). */
 void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base);
+
+/* The same rotation in the NeoX layout (GPT-NeoX, Qwen2, Hugging Face's
+ * rotate_half): pairs (x[i], x[i + rope_dim/2]) for i < rope_dim/2, by angle
+ * pos * base^(-2i/rope_dim); dims from rope_dim on are untouched. */
+void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base);
 
 /* Causal attention of one head for T query rows at consecutive positions
  * pos0..pos0+T-1 over keys/values 0..pos0+T-1.  q: [T] rows with stride qs;

@@ -1,0 +1,176 @@
+/* db.h - everything tokshift says to PostgreSQL.
+ *
+ * What it is: the one module that owns libpq.  Every SQL statement of the
+ * project is here or in sql/; every value travels as a parameter or in a
+ * binary COPY, never spliced into SQL text.  It applies the migrations,
+ * keeps the run/document/job state for the coordinator, and writes a job's
+ * results for a worker exactly once: one transaction that checks the job's
+ * attempt token, COPYs the rows and marks the job done.
+ *
+ * What it is not: a retry policy.  Functions return -1 with a message; the
+ * message starts with "connection:" when the server could not be reached or
+ * the connection broke, so callers know a retry (after db_reconnect) may
+ * help.  Connection strings are never logged (they may hold passwords).
+ */
+#ifndef TS_DB_H
+#define TS_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct db db_t;
+
+/* Connects with a libpq connection string (or "" for the PG* environment).
+ * Returns NULL with a message (never containing the password). */
+db_t *db_connect(const char *conninfo, char *err, size_t errlen);
+void db_destroy(db_t **self_p);
+/* Whether the connection is usable; reconnects if not.  0 or -1. */
+int db_reconnect(db_t *self, char *err, size_t errlen);
+
+/* Applies sql/migrations/ not yet applied, each in its own transaction,
+ * serialised between concurrent callers by an advisory lock.  Returns the
+ * number applied, or -1. */
+int db_migrate(db_t *self, char *err, size_t errlen);
+
+/* ---- runs (coordinator) ------------------------------------------------ */
+
+typedef struct {
+    int64_t run_id;
+    char status[16];
+    int existed;     /* 1: the run was already registered (resume) */
+    int n_docs, n_jobs;
+} db_run_t;
+
+/* Creates the run `name` with its settings and corpus description (JSON
+ * object texts) and its token_stats partition, or finds it when it exists:
+ * then the model identity and settings must be equal, else -1 naming both. */
+int db_run_open(db_t *self, const char *name, const char *model_identity, const char *settings_json,
+                const char *corpus_json, db_run_t *out, char *err, size_t errlen);
+int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err, size_t errlen);
+/* Finds a run by name or by decimal id; 1 when absent. */
+int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
+
+/* ---- documents and jobs (coordinator) ---------------------------------- */
+
+typedef struct db_loader db_loader_t;
+
+/* Starts loading a run's documents (one COPY in a transaction). */
+db_loader_t *db_loader_new(db_t *self, int64_t run_id, char *err, size_t errlen);
+/* Adds one document; job_id < 0 and text NULL for a document with an error. */
+int db_loader_add(db_loader_t *l, int64_t doc_id, const char *ext_id, const char *source, const char *metadata_json,
+                  const char *text, size_t text_len, int64_t job_id, const char *error, char *err, size_t errlen);
+/* Declares a job of n_docs documents and n_bytes bytes. */
+int db_loader_job(db_loader_t *l, int64_t job_id, int n_docs, int64_t n_bytes, char *err, size_t errlen);
+/* Ends the COPY, inserts the jobs, marks duplicate document ids with an
+ * error (the first occurrence keeps its text; later ones drop out of their
+ * jobs), records the counts, sets the run 'running' and commits.  Frees l
+ * whatever the outcome; on failure nothing of the load is kept. */
+int db_loader_finish(db_loader_t **l, char *err, size_t errlen);
+void db_loader_abort(db_loader_t **l);
+
+/* Every job id of the run in state pending, in id order (malloc'd, caller
+ * frees).  With requeue_leased, leased jobs are first put back to pending
+ * (a restarted coordinator does this: their tokens become stale). */
+int db_jobs_pending(db_t *self, int64_t run_id, int requeue_leased, int64_t **ids, size_t *n, char *err,
+                    size_t errlen);
+
+/* Leases a pending job to worker with a new token.  Returns 0 (attempts
+ * after this lease in *attempts), 1 when the job was not pending. */
+int db_job_lease(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *worker, int *attempts,
+                 char *err, size_t errlen);
+
+/* Puts a leased job back (token must match): to pending, or to failed with
+ * reason when attempts >= max_attempts.  Returns 0 requeued, 2 failed, 1 when
+ * the job was no longer leased with that token (e.g. already done). */
+int db_job_release(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
+                   char *err, size_t errlen);
+
+/* The state of a job ("pending", ...) into state[16]. */
+int db_job_state(db_t *self, int64_t run_id, int64_t job_id, char state[16], char *err, size_t errlen);
+
+typedef struct {
+    int64_t doc_id;
+    char *text;
+    size_t text_len;
+} db_doc_t;
+
+/* The usable documents of a job (malloc'd array and texts; free with
+ * db_docs_free). */
+int db_job_docs(db_t *self, int64_t run_id, int64_t job_id, db_doc_t **docs, size_t *n, char *err, size_t errlen);
+void db_docs_free(db_doc_t *docs, size_t n);
+
+typedef struct {
+    int64_t jobs, done, failed, leased, pending, docs_done, tokens_done, retries, docs, docs_error;
+} db_progress_t;
+int db_progress(db_t *self, int64_t run_id, db_progress_t *out, char *err, size_t errlen);
+
+/* ---- results (worker) -------------------------------------------------- */
+
+typedef struct {
+    int64_t doc_id;
+    int32_t seq_no;
+    const char *kind; /* "human", "human_cont", "sample" */
+    int32_t cut;      /* -1 for human */
+    int32_t sample_idx; /* -1 unless sample */
+    uint64_t seed;
+    float temperature, top_p;
+    int32_t top_k;
+    int32_t n_tokens;
+} db_seq_t;
+
+typedef struct {
+    int64_t doc_id;
+    int32_t seq_no, pos, token_id;
+    float logprob, entropy;
+    int32_t rank;
+    float top1_logprob, varentropy;
+    int32_t context_len;
+} db_tok_t;
+
+typedef struct {
+    const char *kind;
+    int32_t position;
+    int64_t n, n_z;
+    double sum_surprisal, sumsq_surprisal, sum_entropy, sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z;
+} db_rollup_t;
+
+typedef struct {
+    int64_t doc_id;
+    int32_t n_tokens;
+    const char *error; /* NULL, or why the worker could not process it */
+} db_docres_t;
+
+typedef struct {
+    const db_seq_t *seqs;
+    size_t n_seqs;
+    const db_tok_t *toks;
+    size_t n_toks;
+    const db_rollup_t *rollups;
+    size_t n_rollups;
+    const db_docres_t *docs;
+    size_t n_docs;
+    double compute_s;
+} db_results_t;
+
+/* Writes a job's results and marks it done, in one transaction that first
+ * locks the job row and checks it is leased with this token.  Returns 0
+ * committed, 1 stale (the token changed or the job is no longer leased:
+ * nothing written), -1 error (rolled back; "connection:" prefix when the
+ * server was unreachable).  *write_s receives the seconds spent. */
+int db_commit_job(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const db_results_t *r,
+                  double *write_s, char *err, size_t errlen);
+
+/* Registers a model and its vocabulary unless its identity is known. */
+int db_model_register(db_t *self, const char *identity, const char *name, const char *arch, int n_vocab, int n_ctx,
+                      const char *const *pieces, const char *const *texts, char *err, size_t errlen);
+
+/* Prints the run's human-vs-model summary by position bucket (from the
+ * shift_by_bucket view) as an aligned table on stdout. */
+int db_print_summary(db_t *self, int64_t run_id, char *err, size_t errlen);
+
+/* Prints the progress of one run (run_id > 0) or of every run (run_id 0). */
+int db_print_status(db_t *self, int64_t run_id, char *err, size_t errlen);
+
+int db_selftest(void);
+
+#endif

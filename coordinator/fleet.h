@@ -1,0 +1,49 @@
+/* fleet.h - the coordinator's view of its workers.
+ *
+ * What it is: a table of the workers that have said HELLO, keyed by their
+ * ZeroMQ routing identity, with when each was last heard from (any message
+ * counts), whether it has asked for a job, and which job (and attempt token)
+ * it holds.  What it is not: the job queue or PostgreSQL's job states
+ * (main.c and db.c); a worker here is only as alive as its last message. */
+#ifndef TS_FLEET_H
+#define TS_FLEET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FLEET_MAX_ID 256
+
+typedef struct {
+    uint8_t id[FLEET_MAX_ID];
+    size_t id_len;
+    char name[128];
+    int64_t last_seen_ms;
+    int ready;          /* asked for a job and has none */
+    int64_t job_id;     /* -1 when none */
+    uint64_t token;
+    int64_t leased_ms;  /* when the job was handed out */
+    int64_t jobs_done;
+} fleet_worker_t;
+
+typedef struct fleet fleet_t;
+
+fleet_t *fleet_new(void);
+void fleet_destroy(fleet_t **self_p);
+
+/* The worker with routing identity id, or NULL. */
+fleet_worker_t *fleet_find(fleet_t *self, const void *id, size_t id_len);
+/* Adds (or resets) the worker with identity id; NULL when memory runs out. */
+fleet_worker_t *fleet_add(fleet_t *self, const void *id, size_t id_len, const char *name, int64_t now_ms);
+/* The worker holding job_id, or NULL. */
+fleet_worker_t *fleet_holder(fleet_t *self, int64_t job_id);
+/* Removes w (a pointer this fleet returned). */
+void fleet_remove(fleet_t *self, fleet_worker_t *w);
+/* Number of workers, and the i-th (for iteration; removal invalidates). */
+size_t fleet_size(const fleet_t *self);
+fleet_worker_t *fleet_at(fleet_t *self, size_t i);
+/* A worker that is ready, or NULL (round robin). */
+fleet_worker_t *fleet_next_ready(fleet_t *self);
+
+int fleet_selftest(void);
+
+#endif

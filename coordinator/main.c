@@ -1,0 +1,624 @@
+/* main.c - tokshift-coordinator: one run per invocation.
+ *
+ * It registers the run, its documents and jobs in PostgreSQL (or finds them
+ * there and resumes), then hands jobs to workers over a ZeroMQ ROUTER,
+ * tracks the workers by heartbeat, re-queues the jobs of workers that went
+ * silent or failed, gives a job up after --max-attempts, and ends when
+ * every job is done or failed, printing the summary.
+ *
+ * The protocol as the coordinator sees it (per worker):
+ *
+ *   HELLO ----> model matches? --no--> SHUTDOWN "model mismatch: ..."
+ *                    | yes
+ *                    v
+ *               WELCOME; READY ----> (a pending job: lease it in PostgreSQL
+ *                                     with a new token) JOB
+ *               DONE(token)  ----> PostgreSQL says done? count it
+ *               FAILED(token) ---> release: pending again, or failed at the
+ *                                  attempt limit
+ *               silence > heartbeat x liveness ---> dead: release its job
+ *
+ * What it is not: a model runner (it never loads a model; the model's
+ * identity is the hash of its file) or a store of results (workers write
+ * those to PostgreSQL themselves). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "corpus.h"
+#include "db.h"
+#include "digest.h"
+#include "fleet.h"
+#include "log.h"
+#include "wire.h"
+
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+typedef struct {
+    const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
+    wire_settings_t s;
+    int32_t prefix_buf[WIRE_MAX_CUTS];
+    long job_docs, job_bytes, max_attempts, heartbeat, liveness, job_timeout_s, progress_s;
+    char **patterns;
+    int n_patterns;
+} opts_t;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tokshift-coordinator --run NAME --model PATH [options] CORPUS...\n\n"
+            "Registers a run of CORPUS (files, directories, globs; JSONL or text; .gz/.zst)\n"
+            "in PostgreSQL and serves its jobs to tokshift-worker processes.  Started again\n"
+            "with the same --run, it resumes where it stopped.\n\n"
+            "  -r, --run NAME            the run's name (unique)\n"
+            "  -m, --model PATH          the model the workers must have (only hashed)\n"
+            "      --model-identity HEX  instead of --model: its sha256\n"
+            "  -d, --db CONNINFO         libpq connection string (default: PG* environment)\n"
+            "  -b, --bind EP             ZeroMQ endpoint (default tcp://*:5555)\n"
+            "      --text-field F        JSONL text field (default text)\n"
+            "      --id-field F          JSONL id field (default id)\n"
+            "measurement settings (fixed for the run):\n"
+            "      --window W            tokens per window (default 512)\n"
+            "      --stride S            window stride (default W/2)\n"
+            "      --prefix-lengths L    continuation cut points, e.g. 16,64 (default none)\n"
+            "      --cut-every N         also cut every N tokens (default 0 = off)\n"
+            "      --cont-len C          tokens per continuation (default 32)\n"
+            "      --samples K           model samples per cut (default 4)\n"
+            "      --temperature T       sampling temperature (default 1.0)\n"
+            "      --top-k K, --top-p P  truncation (default off)\n"
+            "      --seed S              run seed (default 0)\n"
+            "scheduling:\n"
+            "      --job-docs N          documents per job at most (default 64)\n"
+            "      --job-bytes N         bytes of text per job at most (default 262144)\n"
+            "      --max-attempts N      attempts before a job is failed (default 3)\n"
+            "      --heartbeat MS        heartbeat interval (default 1000)\n"
+            "      --liveness N          missed heartbeats before a worker is dead (default 5)\n"
+            "      --job-timeout S       seconds before a leased job is taken back (default 3600)\n"
+            "      --progress S          seconds between progress lines (default 5)\n"
+            "  -h, --help\n\n"
+            "Exit status: 0 when the run is complete (failed jobs included), 1 on error,\n"
+            "2 on bad usage, 130 when stopped by a signal (resume by running it again).\n");
+}
+
+static long num(const char *s, const char *what, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        log_error("%s: '%s' is not an integer in [%ld, %ld]", what, s, lo, hi);
+        exit(2);
+    }
+    return v;
+}
+
+static double fnum(const char *s, const char *what, double lo, double hi) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi)) {
+        log_error("%s: '%s' is not a number in [%g, %g]", what, s, lo, hi);
+        exit(2);
+    }
+    return v;
+}
+
+static void parse_opts(int argc, char **argv, opts_t *o) {
+    static const struct option lo[] = {
+        {"run", required_argument, 0, 'r'},        {"model", required_argument, 0, 'm'},
+        {"model-identity", required_argument, 0, 'I'}, {"db", required_argument, 0, 'd'},
+        {"bind", required_argument, 0, 'b'},       {"text-field", required_argument, 0, 'T'},
+        {"id-field", required_argument, 0, 'D'},   {"window", required_argument, 0, 'w'},
+        {"stride", required_argument, 0, 's'},     {"prefix-lengths", required_argument, 0, 'P'},
+        {"cut-every", required_argument, 0, 'E'},  {"cont-len", required_argument, 0, 'C'},
+        {"samples", required_argument, 0, 'K'},    {"temperature", required_argument, 0, 't'},
+        {"top-k", required_argument, 0, 'k'},      {"top-p", required_argument, 0, 'p'},
+        {"seed", required_argument, 0, 'S'},       {"job-docs", required_argument, 0, 'j'},
+        {"job-bytes", required_argument, 0, 'J'},  {"max-attempts", required_argument, 0, 'A'},
+        {"heartbeat", required_argument, 0, 'H'},  {"liveness", required_argument, 0, 'L'},
+        {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
+        {"help", no_argument, 0, 'h'},             {0}};
+    memset(o, 0, sizeof *o);
+    o->db = "";
+    o->bind = "tcp://*:5555";
+    o->text_field = "text";
+    o->id_field = "id";
+    o->s = (wire_settings_t){512, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
+    o->s.prefix_lengths = o->prefix_buf;
+    o->job_docs = 64;
+    o->job_bytes = 256 * 1024;
+    o->max_attempts = 3;
+    o->heartbeat = 1000;
+    o->liveness = 5;
+    o->job_timeout_s = 3600;
+    o->progress_s = 5;
+    int c;
+    while ((c = getopt_long(argc, argv, "r:m:d:b:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'r': o->run = optarg; break;
+        case 'm': o->model = optarg; break;
+        case 'I': o->identity = optarg; break;
+        case 'd': o->db = optarg; break;
+        case 'b': o->bind = optarg; break;
+        case 'T': o->text_field = optarg; break;
+        case 'D': o->id_field = optarg; break;
+        case 'w': o->s.window = (int32_t)num(optarg, "--window", 2, 1 << 20); break;
+        case 's': o->s.stride = (int32_t)num(optarg, "--stride", 1, 1 << 20); break;
+        case 'P': {
+            char *copy = strdup(optarg), *save = NULL;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (o->s.n_prefix_lengths == WIRE_MAX_CUTS) log_die("", "too many --prefix-lengths");
+                o->prefix_buf[o->s.n_prefix_lengths++] = (int32_t)num(t, "--prefix-lengths", 1, 1 << 24);
+            }
+            free(copy);
+            break;
+        }
+        case 'E': o->s.cut_every = (int32_t)num(optarg, "--cut-every", 0, 1 << 24); break;
+        case 'C': o->s.cont_len = (int32_t)num(optarg, "--cont-len", 0, 1 << 20); break;
+        case 'K': o->s.n_samples = (int32_t)num(optarg, "--samples", 0, 4096); break;
+        case 't': o->s.temperature = (float)fnum(optarg, "--temperature", 0, 1e6); break;
+        case 'k': o->s.top_k = (int32_t)num(optarg, "--top-k", 0, 1 << 24); break;
+        case 'p': o->s.top_p = (float)fnum(optarg, "--top-p", 1e-9, 1); break;
+        case 'S': o->s.seed = (uint64_t)num(optarg, "--seed", 0, INT64_MAX); break;
+        case 'j': o->job_docs = num(optarg, "--job-docs", 1, WIRE_MAX_DOCS_PER_JOB); break;
+        case 'J': o->job_bytes = num(optarg, "--job-bytes", 1, WIRE_MAX_FRAME / 2); break;
+        case 'A': o->max_attempts = num(optarg, "--max-attempts", 1, 1000); break;
+        case 'H': o->heartbeat = num(optarg, "--heartbeat", 10, 3600000); break;
+        case 'L': o->liveness = num(optarg, "--liveness", 1, 1000); break;
+        case 'O': o->job_timeout_s = num(optarg, "--job-timeout", 1, 86400 * 30); break;
+        case 'G': o->progress_s = num(optarg, "--progress", 1, 86400); break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    o->patterns = argv + optind;
+    o->n_patterns = argc - optind;
+    if (!o->run || (!o->model && !o->identity) || o->n_patterns < 1) {
+        usage(stderr);
+        exit(2);
+    }
+    if (!o->s.stride) o->s.stride = o->s.window / 2 > 0 ? o->s.window / 2 : 1;
+    if (o->s.stride >= o->s.window) log_die("use a stride smaller than the window", "--stride %d >= --window %d",
+                                            o->s.stride, o->s.window);
+    if (o->s.cont_len >= o->s.window)
+        log_die("continuations must fit the window", "--cont-len %d >= --window %d", o->s.cont_len, o->s.window);
+}
+
+/* The settings as canonical JSON (sorted keys), malloc'd. */
+static char *settings_json(const wire_settings_t *s) {
+    json_t *pl = json_array();
+    for (size_t i = 0; i < s->n_prefix_lengths; i++) json_array_append_new(pl, json_integer(s->prefix_lengths[i]));
+    json_t *o = json_pack("{s:i, s:i, s:o, s:i, s:i, s:i, s:f, s:i, s:f, s:I}", "window", s->window, "stride",
+                          s->stride, "prefix_lengths", pl, "cut_every", s->cut_every, "cont_len", s->cont_len,
+                          "samples", s->n_samples, "temperature", (double)s->temperature, "top_k", s->top_k, "top_p",
+                          (double)s->top_p, "seed", (json_int_t)s->seed);
+    char *txt = o ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    json_decref(o);
+    return txt;
+}
+
+static char *corpus_json(const opts_t *o) {
+    json_t *pats = json_array();
+    for (int i = 0; i < o->n_patterns; i++) json_array_append_new(pats, json_string(o->patterns[i]));
+    json_t *j = json_pack("{s:o, s:s, s:s}", "patterns", pats, "text_field", o->text_field, "id_field", o->id_field);
+    char *txt = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    json_decref(j);
+    return txt;
+}
+
+/* Reads the corpus into the run's documents and jobs (one transaction). */
+static int load_corpus(db_t *db, const opts_t *o, int64_t run_id, char *err, size_t errlen) {
+    corpus_opts_t co = {o->text_field, o->id_field, 0};
+    corpus_t *cp = corpus_open((const char *const *)o->patterns, (size_t)o->n_patterns, &co, err, errlen);
+    if (!cp) return -1;
+    db_loader_t *l = db_loader_new(db, run_id, err, errlen);
+    if (!l) {
+        corpus_destroy(&cp);
+        return -1;
+    }
+    int64_t doc_id = 0, job_id = 0, n_bad = 0;
+    int job_n = 0;
+    int64_t job_b = 0;
+    corpus_doc_t d = {0};
+    int r;
+    while ((r = corpus_next(cp, &d, err, errlen)) == 1) {
+        if (d.error) {
+            log_warn("document %s: %s", d.source, d.error);
+            n_bad++;
+        } else {
+            if (job_n > 0 && (job_n >= o->job_docs || job_b + (int64_t)d.text_len > o->job_bytes)) {
+                if (db_loader_job(l, job_id, job_n, job_b, err, errlen)) goto error;
+                job_id++, job_n = 0, job_b = 0;
+            }
+            job_n++;
+            job_b += (int64_t)d.text_len;
+        }
+        if (db_loader_add(l, doc_id++, d.ext_id ? d.ext_id : d.source, d.source, d.metadata, d.error ? NULL : d.text,
+                          d.text_len, d.error ? -1 : job_id, d.error, err, errlen))
+            goto error;
+        corpus_doc_clear(&d);
+    }
+    if (r < 0) goto error;
+    if (job_n > 0 && db_loader_job(l, job_id, job_n, job_b, err, errlen)) goto error;
+    corpus_destroy(&cp);
+    log_info("corpus: %" PRId64 " documents (%" PRId64 " unusable) in %" PRId64 " jobs", doc_id, n_bad,
+             job_n > 0 ? job_id + 1 : job_id);
+    return db_loader_finish(&l, err, errlen);
+error:
+    corpus_doc_clear(&d);
+    corpus_destroy(&cp);
+    db_loader_abort(&l);
+    return -1;
+}
+
+/* ---- serving ------------------------------------------------------------ */
+
+typedef struct {
+    const opts_t *o;
+    db_t *db;
+    void *sock;
+    fleet_t *fleet;
+    int64_t run_id;
+    const char *identity;
+    int64_t *queue;
+    size_t q_head, q_len, q_cap;
+    uint64_t rng;
+    /* counters for progress */
+    int64_t done, failed, retries, tokens, docs_done, jobs_total, docs_total;
+    int64_t t0_ms, tokens0;
+} coord_t;
+
+static uint64_t next_token(coord_t *c) {
+    c->rng ^= c->rng << 13, c->rng ^= c->rng >> 7, c->rng ^= c->rng << 17;
+    return c->rng & INT64_MAX; /* stored as a positive bigint */
+}
+
+static int q_push(coord_t *c, int64_t job) {
+    if (c->q_head + c->q_len == c->q_cap) {
+        if (c->q_head > 0) {
+            memmove(c->queue, c->queue + c->q_head, c->q_len * sizeof *c->queue);
+            c->q_head = 0;
+        } else {
+            size_t cap = c->q_cap ? 2 * c->q_cap : 1024;
+            int64_t *nq = realloc(c->queue, cap * sizeof *nq);
+            if (!nq) return -1;
+            c->queue = nq;
+            c->q_cap = cap;
+        }
+    }
+    c->queue[c->q_head + c->q_len++] = job;
+    return 0;
+}
+
+static void send_to(coord_t *c, fleet_worker_t *w, const wire_msg_t *m) {
+    char err[LOG_ERRLEN];
+    if (wire_send(c->sock, w->id, w->id_len, m, err, sizeof err))
+        log_warn("to worker %s: %s", w->name, err);
+}
+
+/* Puts w's job back (or fails it at the attempt limit) with reason. */
+static void release_job(coord_t *c, int64_t job_id, uint64_t token, const char *reason) {
+    char err[LOG_ERRLEN];
+    int r = db_job_release(c->db, c->run_id, job_id, (int64_t)token, reason, (int)c->o->max_attempts, err, sizeof err);
+    if (r < 0) {
+        log_error("job %" PRId64 ": %s", job_id, err);
+        return;
+    }
+    if (r == 0) {
+        c->retries++;
+        log_warn("job %" PRId64 " requeued: %s", job_id, reason);
+        if (q_push(c, job_id)) log_error("out of memory requeueing job %" PRId64, job_id);
+    } else if (r == 2) {
+        c->failed++;
+        log_error("job %" PRId64 " failed after %ld attempts: %s", job_id, c->o->max_attempts, reason);
+    }
+}
+
+/* Hands pending jobs to ready workers. */
+static void dispatch(coord_t *c) {
+    char err[LOG_ERRLEN];
+    fleet_worker_t *w;
+    while (c->q_len > 0 && (w = fleet_next_ready(c->fleet))) {
+        int64_t job_id = c->queue[c->q_head++];
+        c->q_len--;
+        uint64_t token = next_token(c);
+        int attempts = 0;
+        int r = db_job_lease(c->db, c->run_id, job_id, (int64_t)token, w->name, &attempts, err, sizeof err);
+        if (r < 0) {
+            log_error("leasing job %" PRId64 ": %s", job_id, err);
+            q_push(c, job_id);
+            return; /* PostgreSQL trouble: try again on the next tick */
+        }
+        if (r == 1) continue; /* no longer pending (done meanwhile) */
+        db_doc_t *docs = NULL;
+        size_t n = 0;
+        if (db_job_docs(c->db, c->run_id, job_id, &docs, &n, err, sizeof err)) {
+            log_error("job %" PRId64 ": %s", job_id, err);
+            release_job(c, job_id, token, err);
+            return;
+        }
+        wire_msg_t m = {.type = WIRE_JOB};
+        m.u.job.run_id = c->run_id;
+        m.u.job.job_id = job_id;
+        m.u.job.attempt_token = token;
+        wire_doc_t *wd = calloc(n ? n : 1, sizeof *wd);
+        for (size_t i = 0; wd && i < n; i++) wd[i] = (wire_doc_t){docs[i].doc_id, docs[i].text, docs[i].text_len};
+        m.u.job.docs = wd;
+        m.u.job.n_docs = n;
+        w->job_id = job_id;
+        w->token = token;
+        w->ready = 0;
+        w->leased_ms = now_ms();
+        if (!wd || wire_send(c->sock, w->id, w->id_len, &m, err, sizeof err)) {
+            log_warn("job %" PRId64 " to %s: %s", job_id, w->name, wd ? err : "out of memory");
+            w->job_id = -1;
+            release_job(c, job_id, token, "could not be sent to the worker");
+        } else {
+            log_debug("job %" PRId64 " (attempt %d, %zu docs) -> %s", job_id, attempts, n, w->name);
+        }
+        free(wd);
+        db_docs_free(docs, n);
+    }
+}
+
+static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_msg_t *m) {
+    char err[LOG_ERRLEN];
+    fleet_worker_t *w = fleet_find(c->fleet, peer, peer_len);
+    if (w) w->last_seen_ms = now_ms();
+    switch (m->type) {
+    case WIRE_HELLO: {
+        if (strcmp(m->u.hello.model_identity, c->identity)) {
+            wire_msg_t s = {.type = WIRE_SHUTDOWN};
+            char reason[400];
+            snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", c->o->run,
+                     c->identity, m->u.hello.worker, m->u.hello.model_identity);
+            s.u.shutdown.reason = reason;
+            log_warn("%s", reason);
+            wire_send(c->sock, peer, peer_len, &s, err, sizeof err);
+            return;
+        }
+        if (w && w->job_id >= 0) release_job(c, w->job_id, w->token, "the worker reconnected");
+        w = fleet_add(c->fleet, peer, peer_len, m->u.hello.worker, now_ms());
+        if (!w) {
+            log_error("out of memory adding a worker");
+            return;
+        }
+        log_info("worker %s joined (%zu alive)", w->name, fleet_size(c->fleet));
+        wire_msg_t wm = {.type = WIRE_WELCOME};
+        wm.u.welcome.run_id = c->run_id;
+        wm.u.welcome.model_identity = (char *)c->identity;
+        wm.u.welcome.settings = c->o->s;
+        wm.u.welcome.heartbeat_ms = (int32_t)c->o->heartbeat;
+        wm.u.welcome.liveness = (int32_t)c->o->liveness;
+        send_to(c, w, &wm);
+        return;
+    }
+    case WIRE_READY:
+        if (!w) { /* a worker we forgot (declared dead): it must say HELLO again */
+            wire_msg_t s = {.type = WIRE_HEARTBEAT};
+            wire_send(c->sock, peer, peer_len, &s, err, sizeof err);
+            log_debug("READY from an unknown peer");
+            return;
+        }
+        w->ready = 1;
+        return;
+    case WIRE_DONE: {
+        int64_t job_id = m->u.done.job_id;
+        fleet_worker_t *h = fleet_holder(c->fleet, job_id);
+        if (h && h->token == m->u.done.attempt_token) h->job_id = -1;
+        char state[16];
+        if (db_job_state(c->db, c->run_id, job_id, state, err, sizeof err) < 0) {
+            log_error("job %" PRId64 ": %s", job_id, err);
+            return;
+        }
+        if (!m->u.done.stale && !strcmp(state, "done")) {
+            c->done++;
+            c->tokens += m->u.done.n_tokens;
+            c->docs_done += m->u.done.n_docs;
+            if (w) w->jobs_done++;
+            log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
+                      w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
+        } else if (!strcmp(state, "leased") && !m->u.done.stale && h && h->token == m->u.done.attempt_token) {
+            release_job(c, job_id, m->u.done.attempt_token, "worker reported done but nothing was committed");
+        }
+        return;
+    }
+    case WIRE_FAILED: {
+        int64_t job_id = m->u.failed.job_id;
+        fleet_worker_t *h = fleet_holder(c->fleet, job_id);
+        if (h && h->token == m->u.failed.attempt_token) h->job_id = -1;
+        char reason[600];
+        snprintf(reason, sizeof reason, "worker %s: %s", w ? w->name : "?", m->u.failed.error ? m->u.failed.error : "");
+        release_job(c, job_id, m->u.failed.attempt_token, reason);
+        return;
+    }
+    case WIRE_HEARTBEAT:
+        return;
+    default:
+        log_warn("unexpected %s from %s", wire_type_name(m->type), w ? w->name : "an unknown peer");
+    }
+}
+
+/* Heartbeats out, silent workers and overdue jobs back. */
+static void tick(coord_t *c) {
+    int64_t now = now_ms(), dead_after = c->o->heartbeat * c->o->liveness;
+    wire_msg_t hb = {.type = WIRE_HEARTBEAT};
+    for (size_t i = 0; i < fleet_size(c->fleet);) {
+        fleet_worker_t *w = fleet_at(c->fleet, i);
+        if (now - w->last_seen_ms > dead_after) {
+            char reason[256];
+            snprintf(reason, sizeof reason, "worker %s silent for %" PRId64 " ms: presumed dead", w->name,
+                     now - w->last_seen_ms);
+            log_warn("%s", reason);
+            if (w->job_id >= 0) release_job(c, w->job_id, w->token, reason);
+            fleet_remove(c->fleet, w);
+            continue;
+        }
+        if (w->job_id >= 0 && now - w->leased_ms > c->o->job_timeout_s * 1000) {
+            char reason[256];
+            snprintf(reason, sizeof reason, "timed out after %ld s on worker %s", c->o->job_timeout_s, w->name);
+            release_job(c, w->job_id, w->token, reason);
+            w->job_id = -1;
+        }
+        send_to(c, w, &hb);
+        i++;
+    }
+}
+
+static void progress(coord_t *c, int final) {
+    int64_t el = now_ms() - c->t0_ms;
+    double tps = el > 0 ? (c->tokens - c->tokens0) * 1000.0 / el : 0;
+    int64_t finished = c->done + c->failed, left = c->jobs_total - finished;
+    double eta = finished > 0 && left > 0 ? (double)el / 1000.0 / (double)finished * (double)left : 0;
+    log_info("%sjobs %" PRId64 "/%" PRId64 " done, %" PRId64 " failed | docs %" PRId64 "/%" PRId64
+             " | %.0f tok/s | ETA %02d:%02d:%02d | workers %zu | retries %" PRId64,
+             final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done, c->docs_total, tps,
+             (int)(eta / 3600), (int)(eta / 60) % 60, (int)eta % 60, fleet_size(c->fleet), c->retries);
+}
+
+int main(int argc, char **argv) {
+    opts_t o;
+    parse_opts(argc, argv, &o);
+    char err[LOG_ERRLEN], ident[65];
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    if (o.identity) snprintf(ident, sizeof ident, "%s", o.identity);
+    else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
+    db_t *db = db_connect(o.db, err, sizeof err);
+    if (!db) log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
+    char *sj = settings_json(&o.s), *cj = corpus_json(&o);
+    if (!sj || !cj) log_die("", "out of memory");
+    db_run_t run;
+    if (db_run_open(db, o.run, ident, sj, cj, &run, err, sizeof err))
+        log_die("a run name is bound to its model and settings; choose another --run to change them", "%s", err);
+    free(sj);
+    free(cj);
+    if (!run.existed || !strcmp(run.status, "loading")) {
+        log_info("run '%s' (id %" PRId64 "): reading the corpus", o.run, run.run_id);
+        if (load_corpus(db, &o, run.run_id, err, sizeof err)) log_die("check the corpus paths", "%s", err);
+    } else {
+        log_info("run '%s' (id %" PRId64 ", %s): resuming", o.run, run.run_id, run.status);
+    }
+
+    coord_t c = {0};
+    c.o = &o;
+    c.db = db;
+    c.run_id = run.run_id;
+    c.identity = ident;
+    int urnd = open("/dev/urandom", O_RDONLY);
+    if (urnd < 0 || read(urnd, &c.rng, sizeof c.rng) != sizeof c.rng) c.rng = (uint64_t)time(NULL) * 2654435761u;
+    if (urnd >= 0) close(urnd);
+    c.rng |= 1;
+    int64_t *pending = NULL;
+    size_t n_pending = 0;
+    if (db_jobs_pending(db, c.run_id, 1, &pending, &n_pending, err, sizeof err)) log_die("", "%s", err);
+    for (size_t i = 0; i < n_pending; i++)
+        if (q_push(&c, pending[i])) log_die("", "out of memory");
+    free(pending);
+    db_progress_t pg;
+    if (db_progress(db, c.run_id, &pg, err, sizeof err)) log_die("", "%s", err);
+    c.jobs_total = pg.jobs;
+    c.done = pg.done;
+    c.failed = pg.failed;
+    c.docs_total = pg.docs - pg.docs_error;
+    c.docs_done = pg.docs_done;
+    c.tokens = c.tokens0 = pg.tokens_done;
+    c.retries = pg.retries;
+    if (n_pending) db_run_set_status(db, c.run_id, "running", err, sizeof err);
+
+    void *ctx = zmq_ctx_new();
+    c.sock = zmq_socket(ctx, ZMQ_ROUTER);
+    int one = 1;
+    if (!c.sock || wire_socket_setup(c.sock, err, sizeof err) ||
+        zmq_setsockopt(c.sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) || zmq_bind(c.sock, o.bind) != 0)
+        log_die("is the address in use? choose another --bind", "cannot bind %s: %s", o.bind,
+                zmq_strerror(zmq_errno()));
+    char ep[256];
+    size_t ep_len = sizeof ep;
+    zmq_getsockopt(c.sock, ZMQ_LAST_ENDPOINT, ep, &ep_len);
+    log_info("serving %zu pending jobs on %s", n_pending, ep);
+    c.fleet = fleet_new();
+    c.t0_ms = now_ms();
+    int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000;
+    int exit_code = 0;
+    while (!g_stop) {
+        /* Finished when nothing is queued and nobody holds a job. */
+        int busy = 0;
+        for (size_t i = 0; i < fleet_size(c.fleet); i++) busy |= fleet_at(c.fleet, i)->job_id >= 0;
+        if (c.q_len == 0 && !busy) {
+            if (db_progress(db, c.run_id, &pg, err, sizeof err) == 0 && pg.pending == 0 && pg.leased == 0) break;
+        }
+        zmq_pollitem_t it = {c.sock, 0, ZMQ_POLLIN, 0};
+        int64_t now = now_ms();
+        long timeout = next_tick > now ? (long)(next_tick - now) : 0;
+        if (zmq_poll(&it, 1, timeout) < 0 && zmq_errno() != EINTR) {
+            log_error("poll: %s", zmq_strerror(zmq_errno()));
+            exit_code = 1;
+            break;
+        }
+        for (int budget = 0; budget < 1000; budget++) {
+            uint8_t peer[FLEET_MAX_ID];
+            size_t peer_len = sizeof peer;
+            wire_msg_t m = {0};
+            int r = wire_recv(c.sock, peer, &peer_len, &m, ZMQ_DONTWAIT, err, sizeof err);
+            if (r == 1) break;
+            if (r < 0) {
+                fleet_worker_t *w = fleet_find(c.fleet, peer, peer_len);
+                log_warn("bad message from %s: %s", w ? w->name : "an unknown peer", err);
+                if (w) w->last_seen_ms = now_ms();
+                continue;
+            }
+            on_message(&c, peer, peer_len, &m);
+            wire_msg_clear(&m);
+        }
+        dispatch(&c);
+        now = now_ms();
+        if (now >= next_tick) {
+            tick(&c);
+            next_tick = now + o.heartbeat;
+        }
+        if (now >= next_progress) {
+            progress(&c, 0);
+            next_progress = now + o.progress_s * 1000;
+        }
+    }
+    if (g_stop) {
+        log_info("stopped by a signal; run it again with --run %s to resume", o.run);
+        db_run_set_status(db, c.run_id, "stopped", err, sizeof err);
+        exit_code = 130;
+    } else if (!exit_code) {
+        wire_msg_t s = {.type = WIRE_SHUTDOWN};
+        s.u.shutdown.reason = "run complete";
+        for (size_t i = 0; i < fleet_size(c.fleet); i++) send_to(&c, fleet_at(c.fleet, i), &s);
+        db_run_set_status(db, c.run_id, "done", err, sizeof err);
+        if (db_progress(db, c.run_id, &pg, err, sizeof err) == 0) {
+            c.done = pg.done, c.failed = pg.failed, c.docs_done = pg.docs_done;
+        }
+        progress(&c, 1);
+        if (db_print_summary(db, c.run_id, err, sizeof err)) log_error("%s", err);
+    }
+    int linger = 200;
+    zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(c.sock);
+    zmq_ctx_term(ctx);
+    fleet_destroy(&c.fleet);
+    free(c.queue);
+    db_destroy(&db);
+    return exit_code;
+}

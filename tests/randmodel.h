@@ -1,0 +1,230 @@
+/* randmodel.h - transformers with random weights, written through the GGUF
+ * writer, for the tests, the llama.cpp conformance generator and the
+ * benchmarks (header-only).
+ *
+ * What it is: a description of a model's shape (rm_spec_t; presets for each
+ * architecture the engine runs), and rm_add_model(), which adds to a
+ * gguf_writer_t exactly the metadata keys and tensors llama.cpp's converters
+ * write for that architecture, with seeded Gaussian weights scaled so that
+ * the next-token distributions are neither flat nor one-hot (logits of
+ * standard deviation ~3.5, attention logits of order 1).  Vocabularies come
+ * from rm_copy_vocab() (the tokenizer.* keys of a real vocabulary file) or
+ * rm_add_spm_vocab() (a synthetic SentencePiece one with byte fallback).
+ * What it is not: a trained model, nor part of the engine.
+ *
+ * Functions return 0 or -1 with a message in err, like the writer. */
+#ifndef TS_RANDMODEL_H
+#define TS_RANDMODEL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "gguf_writer.h"
+#include "log.h"
+
+typedef struct {
+    const char *arch;   /* GGUF general.architecture: llama, qwen2, gpt2, gptneox */
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
+    int rope_dim;       /* 0: the whole head */
+    int tied;           /* no output.weight */
+    int fused_qkv;      /* llama/qwen2: attn_qkv instead of attn_q/k/v */
+    int qkv_bias;       /* llama/qwen2: q/k/v biases */
+    int parallel_residual; /* gptneox */
+    float rope_base, eps;
+    ggml_type_t type;   /* of the 2-D weights; 1-D tensors stay F32 as the
+                         * converters keep them */
+    uint64_t seed;
+} rm_spec_t;
+
+/* The presets of the conformance test: several layers, GQA where the
+ * architecture has it, partial rotary for gptneox.  n_vocab is set by the
+ * caller (it must match the vocabulary). */
+static inline int rm_preset(const char *name, rm_spec_t *s) {
+    memset(s, 0, sizeof *s);
+    s->rope_base = 10000.0f;
+    s->eps = 1e-5f;
+    s->type = GGML_TYPE_F32;
+    s->n_ctx = 512;
+    s->seed = 1;
+    for (const char *p = name; *p; p++) s->seed = s->seed * 131 + (unsigned char)*p;
+    if (!strcmp(name, "llama")) { /* GQA 3:1, separate output */
+        s->arch = "llama", s->n_embd = 96, s->n_layer = 4, s->n_head = 6, s->n_head_kv = 2, s->n_ff = 256;
+    } else if (!strcmp(name, "qwen2")) { /* GQA 4:1, q/k/v biases, tied */
+        s->arch = "qwen2", s->n_embd = 128, s->n_layer = 3, s->n_head = 8, s->n_head_kv = 2, s->n_ff = 352;
+        s->qkv_bias = 1, s->tied = 1, s->rope_base = 1000000.0f, s->eps = 1e-6f;
+    } else if (!strcmp(name, "gpt2")) { /* learned positions, tied */
+        s->arch = "gpt2", s->n_embd = 128, s->n_layer = 4, s->n_head = 4, s->n_head_kv = 4, s->n_ff = 512;
+        s->tied = 1, s->n_ctx = 256;
+    } else if (!strcmp(name, "gptneox")) { /* Pythia-like: rotary on a quarter of each head */
+        s->arch = "gptneox", s->n_embd = 128, s->n_layer = 3, s->n_head = 4, s->n_head_kv = 4, s->n_ff = 512;
+        s->rope_dim = 8, s->parallel_residual = 1;
+    } else if (!strcmp(name, "gptneox-seq")) { /* the sequential-residual variant */
+        s->arch = "gptneox", s->n_embd = 64, s->n_layer = 3, s->n_head = 4, s->n_head_kv = 4, s->n_ff = 256;
+        s->rope_dim = 4, s->parallel_residual = 0;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* splitmix64 + Box-Muller: seeded, platform-independent normals. */
+static inline double rm_normal(uint64_t *st) {
+    uint64_t r[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t z = (*st += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        r[i] = z ^ (z >> 31);
+    }
+    double u1 = ((double)(r[0] >> 11) + 0.5) * 0x1.0p-53, u2 = (double)(r[1] >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}
+
+/* Adds tensor name [ne0] or [ne0][ne1] of mean + sd * N(0, 1) values. */
+static inline int rm_tensor(gguf_writer_t *w, const char *name, ggml_type_t type, uint64_t ne0, uint64_t ne1,
+                            double mean, double sd, uint64_t *st, char *err, size_t errlen) {
+    size_t n = (size_t)(ne0 * ne1);
+    float *x = malloc(n * sizeof *x);
+    if (!x) return log_seterr(err, errlen, "randmodel: out of memory for '%s'", name);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(mean + sd * rm_normal(st));
+    uint64_t ne[2] = {ne0, ne1};
+    int rc = gguf_writer_add_tensor(w, name, ne1 == 1 ? GGML_TYPE_F32 : type, ne1 == 1 ? 1 : 2, ne, x, err, errlen);
+    free(x);
+    return rc;
+}
+
+/* Adds general.architecture, the architecture's keys and all its tensors. */
+static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, size_t errlen) {
+    char key[128], name[128];
+    const char *a = s->arch;
+    int gpt2 = !strcmp(a, "gpt2"), neox = !strcmp(a, "gptneox"), layer_norm = gpt2 || neox;
+    int hd = s->n_embd / s->n_head, qd = s->n_head * hd, kv = s->n_head_kv * hd;
+    uint64_t d = (uint64_t)s->n_embd, V = (uint64_t)s->n_vocab, ff = (uint64_t)s->n_ff, st = s->seed;
+    double sd_out = 3.5 / sqrt((double)d); /* logits of sd ~3.5 */
+    ggml_type_t t = s->type;
+#define K(suffix) (snprintf(key, sizeof key, "%s.%s", a, suffix), key)
+#define T(nm, a0, a1, mean, sd) \
+    if (rm_tensor(w, nm, t, a0, a1, mean, sd, &st, err, errlen)) return -1;
+    if (gguf_writer_add_str(w, "general.architecture", a, SIZE_MAX, err, errlen) ||
+        gguf_writer_add_str(w, "general.name", "tokshift random test model", SIZE_MAX, err, errlen) ||
+        gguf_writer_add_u32(w, K("context_length"), (uint32_t)s->n_ctx, err, errlen) ||
+        gguf_writer_add_u32(w, K("embedding_length"), (uint32_t)s->n_embd, err, errlen) ||
+        gguf_writer_add_u32(w, K("block_count"), (uint32_t)s->n_layer, err, errlen) ||
+        gguf_writer_add_u32(w, K("feed_forward_length"), (uint32_t)s->n_ff, err, errlen) ||
+        gguf_writer_add_u32(w, K("attention.head_count"), (uint32_t)s->n_head, err, errlen))
+        return -1;
+    if (!gpt2 && !neox && gguf_writer_add_u32(w, K("attention.head_count_kv"), (uint32_t)s->n_head_kv, err, errlen))
+        return -1;
+    if (gguf_writer_add_f32(w, K(layer_norm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"),
+                            s->eps, err, errlen))
+        return -1;
+    if (!gpt2 && (gguf_writer_add_f32(w, K("rope.freq_base"), s->rope_base, err, errlen) ||
+                  gguf_writer_add_u32(w, K("rope.dimension_count"), (uint32_t)(s->rope_dim ? s->rope_dim : hd), err,
+                                      errlen)))
+        return -1;
+    if (neox && gguf_writer_add_bool(w, K("use_parallel_residual"), s->parallel_residual, err, errlen)) return -1;
+
+    T("token_embd.weight", d, V, 0, sd_out);
+    if (gpt2) T("position_embd.weight", d, (uint64_t)s->n_ctx, 0, sd_out);
+    T("output_norm.weight", d, 1, 1, 0.1);
+    if (layer_norm) T("output_norm.bias", d, 1, 0, 0.05);
+    if (!s->tied) T("output.weight", d, V, 0, sd_out);
+    for (int l = 0; l < s->n_layer; l++) {
+#define NM(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
+        T(NM("attn_norm.weight"), d, 1, 1, 0.1);
+        if (layer_norm) T(NM("attn_norm.bias"), d, 1, 0, 0.05);
+        if (layer_norm || s->fused_qkv) {
+            T(NM("attn_qkv.weight"), d, (uint64_t)(qd + 2 * kv), 0, 1.2 / sqrt((double)d));
+            if (layer_norm || s->qkv_bias) T(NM("attn_qkv.bias"), (uint64_t)(qd + 2 * kv), 1, 0, 0.1);
+        } else {
+            T(NM("attn_q.weight"), d, (uint64_t)qd, 0, 1.2 / sqrt((double)d));
+            T(NM("attn_k.weight"), d, (uint64_t)kv, 0, 1.2 / sqrt((double)d));
+            T(NM("attn_v.weight"), d, (uint64_t)kv, 0, 1.0 / sqrt((double)d));
+            if (s->qkv_bias) {
+                T(NM("attn_q.bias"), (uint64_t)qd, 1, 0, 0.1);
+                T(NM("attn_k.bias"), (uint64_t)kv, 1, 0, 0.1);
+                T(NM("attn_v.bias"), (uint64_t)kv, 1, 0, 0.1);
+            }
+        }
+        T(NM("attn_output.weight"), (uint64_t)qd, d, 0, 0.3 / sqrt((double)qd));
+        if (layer_norm) T(NM("attn_output.bias"), d, 1, 0, 0.02);
+        T(NM("ffn_norm.weight"), d, 1, 1, 0.1);
+        if (layer_norm) T(NM("ffn_norm.bias"), d, 1, 0, 0.05);
+        if (!layer_norm) T(NM("ffn_gate.weight"), d, ff, 0, 1.0 / sqrt((double)d));
+        T(NM("ffn_up.weight"), d, ff, 0, 1.0 / sqrt((double)d));
+        if (layer_norm) T(NM("ffn_up.bias"), ff, 1, 0, 0.1);
+        T(NM("ffn_down.weight"), ff, d, 0, 0.3 / sqrt((double)ff));
+        if (layer_norm) T(NM("ffn_down.bias"), d, 1, 0, 0.02);
+#undef NM
+    }
+#undef K
+#undef T
+    return 0;
+}
+
+/* Copies every tokenizer.* key of a vocabulary file into w; the model's
+ * n_vocab must then be the length of its tokenizer.ggml.tokens. */
+static inline int rm_copy_vocab(gguf_writer_t *w, const gguf_t *vocab, char *err, size_t errlen) {
+    for (uint64_t i = 0; i < gguf_n_kv(vocab); i++) {
+        const gguf_kv_t *kv = gguf_kv_at(vocab, i);
+        if (kv->key.len > 10 && !memcmp(kv->key.ptr, "tokenizer.", 10) &&
+            gguf_writer_copy_kv(w, kv, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* The number of tokens in a vocabulary file (tokenizer.ggml.tokens), or -1. */
+static inline long rm_vocab_size(const gguf_t *vocab) {
+    const gguf_str_t *strs;
+    uint64_t n;
+    return gguf_get_str_arr(vocab, "tokenizer.ggml.tokens", &strs, &n, NULL, 0) == 0 ? (long)n : -1;
+}
+
+/* A synthetic SentencePiece vocabulary of n >= 259 tokens: <unk>, <s>, </s>,
+ * the 256 byte tokens, then pieces "t<i>" (scores descending). */
+static inline int rm_add_spm_vocab(gguf_writer_t *w, int n, char *err, size_t errlen) {
+    if (n < 259) return log_seterr(err, errlen, "randmodel: a vocabulary needs at least 259 tokens");
+    char **toks = calloc((size_t)n, sizeof *toks);
+    float *scores = malloc((size_t)n * sizeof *scores);
+    int32_t *types = malloc((size_t)n * sizeof *types);
+    int rc = -1;
+    if (!toks || !scores || !types) {
+        log_seterr(err, errlen, "randmodel: out of memory");
+        goto error;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!(toks[i] = malloc(16))) {
+            log_seterr(err, errlen, "randmodel: out of memory");
+            goto error;
+        }
+        if (i < 3) snprintf(toks[i], 16, "%s", i == 0 ? "<unk>" : i == 1 ? "<s>" : "</s>");
+        else if (i < 259) snprintf(toks[i], 16, "<0x%02X>", i - 3);
+        else snprintf(toks[i], 16, "t%d", i);
+        scores[i] = i < 259 ? 0.0f : -(float)i;
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1;
+    }
+    if (gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", SIZE_MAX, err, errlen) ||
+        gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, (uint64_t)n, err,
+                                errlen) ||
+        gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, (uint64_t)n, err, errlen) ||
+        gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, (uint64_t)n, err, errlen) ||
+        gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err, errlen) ||
+        gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err, errlen) ||
+        gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err, errlen))
+        goto error;
+    rc = 0;
+error:
+    if (toks)
+        for (int i = 0; i < n; i++) free(toks[i]);
+    free(toks);
+    free(scores);
+    free(types);
+    return rc;
+}
+
+#endif

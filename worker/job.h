@@ -1,0 +1,52 @@
+/* job.h - one job's measurement: its documents through the engine, into the
+ * rows that db_commit_job writes.
+ *
+ * What it is: tokenizes each document (BOS added as `tokshift score` does),
+ * scores the human text in windows, runs the continuation experiments at the
+ * run's cut points, and accumulates the per-(kind, position) rollups.  It is
+ * the worker's use of experiment.c, so a worker's human rows and `tokshift
+ * score`'s are the same computation.  What it is not: I/O (no ZeroMQ, no
+ * PostgreSQL: it only fills db_results_t's arrays).
+ *
+ * Sequence numbering per document (deterministic, so a retried job writes
+ * the same keys): 0 = human; for the j-th cut, 1 + j (K + 1) = its human
+ * continuation and 2 + j (K + 1) + k = sample k. */
+#ifndef TS_JOB_H
+#define TS_JOB_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "experiment.h"
+#include "model.h"
+
+typedef struct {
+    int window, stride;
+    const int32_t *prefix_lengths;
+    size_t n_prefix_lengths;
+    int cut_every;
+    experiment_cont_t cont;
+} job_settings_t;
+
+typedef struct job_result job_result_t;
+
+/* An empty result that grows as documents are added; free with
+ * job_result_destroy.  NULL when memory runs out. */
+job_result_t *job_result_new(void);
+void job_result_destroy(job_result_t **self_p);
+/* Empties it for the next job, keeping its capacity. */
+void job_result_reset(job_result_t *self);
+/* Fills out with a view of the rows for db_commit_job (valid until the next
+ * change).  Returns 0, or -1 when memory runs out. */
+int job_result_view(job_result_t *self, db_results_t *out);
+
+/* Measures one document into r.  A document the engine cannot process (for
+ * example a non-finite logit) is recorded in r with its reason and 0 is
+ * returned; -1 only when memory runs out.  `cancel`, when non-NULL and set,
+ * stops early with -1 and the message "cancelled". */
+int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
+                    size_t text_len, job_result_t *r, volatile sig_atomic_t *cancel, char *err, size_t errlen);
+
+#endif

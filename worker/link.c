@@ -1,0 +1,211 @@
+/* link.c - see link.h. */
+#include "link.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "log.h"
+
+struct link {
+    void *ctx;
+    void *pipe; /* our end of the inproc PAIR */
+    pthread_t thread;
+    int started;
+    char *endpoint;
+    uint8_t *hello;
+    size_t hello_len;
+    link_opts_t o;
+    atomic_int reconnects;
+    char pipe_name[64];
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Opens a DEALER to the coordinator and sends HELLO; NULL on failure. */
+static void *dealer_open(link_t *l) {
+    char err[LOG_ERRLEN];
+    void *s = zmq_socket(l->ctx, ZMQ_DEALER);
+    if (!s) return NULL;
+    if (wire_socket_setup(s, err, sizeof err) || zmq_connect(s, l->endpoint) != 0) {
+        log_error("cannot connect to %s: %s", l->endpoint, err[0] ? err : zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    if (zmq_send(s, l->hello, l->hello_len, ZMQ_DONTWAIT) < 0)
+        log_debug("HELLO queued later: %s", zmq_strerror(zmq_errno()));
+    return s;
+}
+
+static void *link_main(void *arg) {
+    link_t *l = arg;
+    void *pipe = zmq_socket(l->ctx, ZMQ_PAIR);
+    if (!pipe || zmq_connect(pipe, l->pipe_name) != 0) {
+        log_error("link: inproc pipe: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    void *dealer = dealer_open(l);
+    int interval = l->o.heartbeat_ms, liveness = l->o.liveness, backoff = l->o.reconnect_ms;
+    int64_t last_heard = now_ms(), next_beat = now_ms() + interval, reconnect_at = 0;
+    uint8_t *beat = NULL;
+    size_t beat_len = 0;
+    char err[LOG_ERRLEN];
+    wire_msg_t hb = {.type = WIRE_HEARTBEAT};
+    if (wire_encode(&hb, &beat, &beat_len, err, sizeof err)) log_error("link: %s", err);
+    for (;;) {
+        zmq_pollitem_t items[2] = {{pipe, 0, ZMQ_POLLIN, 0}, {dealer, 0, ZMQ_POLLIN, 0}};
+        int64_t now = now_ms();
+        int64_t wake = dealer ? next_beat : reconnect_at;
+        long timeout = wake > now ? (long)(wake - now) : 0;
+        int rc = zmq_poll(items, dealer ? 2 : 1, timeout);
+        if (rc < 0 && zmq_errno() == ETERM) break;
+        if (rc < 0 && zmq_errno() != EINTR) {
+            log_error("link: poll: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        now = now_ms();
+        if (items[0].revents & ZMQ_POLLIN) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, pipe, 0) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            size_t len = zmq_msg_size(&m);
+            if (len == 0) { /* the worker asks us to stop */
+                zmq_msg_close(&m);
+                break;
+            }
+            if (dealer && zmq_msg_send(&m, dealer, ZMQ_DONTWAIT) < 0)
+                log_warn("link: message to the coordinator dropped: %s", zmq_strerror(zmq_errno()));
+            zmq_msg_close(&m);
+        }
+        if (dealer && (items[1].revents & ZMQ_POLLIN)) {
+            wire_msg_t m;
+            memset(&m, 0, sizeof m);
+            rc = wire_recv(dealer, NULL, NULL, &m, ZMQ_DONTWAIT, err, sizeof err);
+            if (rc == 0) {
+                last_heard = now;
+                backoff = l->o.reconnect_ms;
+                if (m.type == WIRE_WELCOME) {
+                    if (m.u.welcome.heartbeat_ms > 0) interval = m.u.welcome.heartbeat_ms;
+                    if (m.u.welcome.liveness > 0) liveness = m.u.welcome.liveness;
+                }
+                if (m.type != WIRE_HEARTBEAT) {
+                    uint8_t *buf;
+                    size_t len;
+                    if (wire_encode(&m, &buf, &len, err, sizeof err) == 0) {
+                        zmq_send(pipe, buf, len, 0);
+                        free(buf);
+                    } else {
+                        log_error("link: %s", err);
+                    }
+                }
+                wire_msg_clear(&m);
+            } else if (rc < 0) {
+                log_warn("link: bad message from the coordinator: %s", err);
+            }
+        }
+        if (dealer && now >= next_beat) {
+            if (beat) zmq_send(dealer, beat, beat_len, ZMQ_DONTWAIT);
+            next_beat = now + interval;
+        }
+        if (dealer && now - last_heard > (int64_t)interval * liveness) {
+            log_warn("coordinator at %s silent for %lld ms; reconnecting in %d ms", l->endpoint,
+                     (long long)(now - last_heard), backoff);
+            zmq_close(dealer);
+            dealer = NULL;
+            reconnect_at = now + backoff;
+            backoff = backoff * 2 > l->o.reconnect_max_ms ? l->o.reconnect_max_ms : backoff * 2;
+        }
+        if (!dealer && now >= reconnect_at) {
+            dealer = dealer_open(l);
+            atomic_fetch_add(&l->reconnects, 1);
+            last_heard = now;
+            next_beat = now + interval;
+            if (!dealer) reconnect_at = now + backoff;
+        }
+    }
+    free(beat);
+    if (dealer) zmq_close(dealer);
+    zmq_close(pipe);
+    return NULL;
+}
+
+link_t *link_new(const char *endpoint, const wire_msg_t *hello, const link_opts_t *opts, char *err, size_t errlen) {
+    static atomic_int seq;
+    link_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        log_seterr(err, errlen, "link: out of memory");
+        return NULL;
+    }
+    l->o = (link_opts_t){1000, 5, 500, 32000};
+    if (opts) {
+        if (opts->heartbeat_ms > 0) l->o.heartbeat_ms = opts->heartbeat_ms;
+        if (opts->liveness > 0) l->o.liveness = opts->liveness;
+        if (opts->reconnect_ms > 0) l->o.reconnect_ms = opts->reconnect_ms;
+        if (opts->reconnect_max_ms > 0) l->o.reconnect_max_ms = opts->reconnect_max_ms;
+    }
+    snprintf(l->pipe_name, sizeof l->pipe_name, "inproc://tokshift-link-%d", atomic_fetch_add(&seq, 1));
+    if (!(l->endpoint = strdup(endpoint))) goto oom;
+    if (wire_encode(hello, &l->hello, &l->hello_len, err, errlen)) goto error;
+    if (!(l->ctx = zmq_ctx_new()) || !(l->pipe = zmq_socket(l->ctx, ZMQ_PAIR)) || zmq_bind(l->pipe, l->pipe_name)) {
+        log_seterr(err, errlen, "link: %s", zmq_strerror(zmq_errno()));
+        goto error;
+    }
+    int linger = 0;
+    zmq_setsockopt(l->pipe, ZMQ_LINGER, &linger, sizeof linger);
+    if (pthread_create(&l->thread, NULL, link_main, l) != 0) {
+        log_seterr(err, errlen, "link: cannot start its thread");
+        goto error;
+    }
+    l->started = 1;
+    return l;
+oom:
+    log_seterr(err, errlen, "link: out of memory");
+error:
+    link_destroy(&l);
+    return NULL;
+}
+
+void link_destroy(link_t **self_p) {
+    if (!self_p || !*self_p) return;
+    link_t *l = *self_p;
+    if (l->started) {
+        zmq_send(l->pipe, "", 0, 0); /* stop */
+        pthread_join(l->thread, NULL);
+    }
+    if (l->pipe) zmq_close(l->pipe);
+    if (l->ctx) zmq_ctx_term(l->ctx);
+    free(l->endpoint);
+    free(l->hello);
+    free(l);
+    *self_p = NULL;
+}
+
+int link_send(link_t *l, const wire_msg_t *m, char *err, size_t errlen) {
+    uint8_t *buf;
+    size_t len;
+    if (wire_encode(m, &buf, &len, err, errlen)) return -1;
+    int rc = zmq_send(l->pipe, buf, len, 0) < 0 ? log_seterr(err, errlen, "link: %s", zmq_strerror(zmq_errno())) : 0;
+    free(buf);
+    return rc;
+}
+
+int link_recv(link_t *l, wire_msg_t *m, int timeout_ms, char *err, size_t errlen) {
+    zmq_pollitem_t it = {l->pipe, 0, ZMQ_POLLIN, 0};
+    int rc = zmq_poll(&it, 1, timeout_ms);
+    if (rc < 0) return zmq_errno() == EINTR ? 1 : log_seterr(err, errlen, "link: %s", zmq_strerror(zmq_errno()));
+    if (rc == 0) return 1;
+    return wire_recv(l->pipe, NULL, NULL, m, 0, err, errlen);
+}
+
+int link_reconnects(const link_t *l) { return atomic_load(&((link_t *)l)->reconnects); }

@@ -1,0 +1,357 @@
+/* main.c - tokshift-worker: a stateless worker of a distributed run.
+ *
+ * It loads its model once, connects to the coordinator (DEALER, through
+ * link.c) and to PostgreSQL, then loops: READY, take a JOB, measure its
+ * documents (job.c), write every row and mark the job done in one
+ * transaction guarded by the job's attempt token (db.c), report DONE.
+ *
+ * The worker's life:
+ *
+ *   start --HELLO--> waiting --WELCOME (same model)--> idle --READY--> asked
+ *                       |                                ^               |
+ *                       +--WELCOME (other model): exit 3 |      JOB      v
+ *                                                        +--DONE/FAILED-- busy
+ *   SHUTDOWN in any state: exit 0.  SIGTERM/SIGINT: idle -> exit 0; busy ->
+ *   the job is handed back (FAILED, retryable) and the worker exits 0.
+ *
+ * What it is not: a scheduler; it keeps no state between jobs. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "digest.h"
+#include "experiment.h"
+#include "job.h"
+#include "link.h"
+#include "log.h"
+#include "model.h"
+#include "tokenizer.h"
+#include "wire.h"
+
+#define EXIT_MISMATCH 3
+
+static volatile sig_atomic_t g_stop = 0;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: tokshift-worker --connect ENDPOINT --model PATH [--db CONNINFO] [options]\n\n"
+            "Takes jobs from a tokshift coordinator, measures their documents and writes the\n"
+            "statistics to PostgreSQL.  Stateless: start as many as you like, anywhere.\n\n"
+            "  -c, --connect EP      coordinator endpoint, e.g. tcp://10.0.0.1:5555\n"
+            "  -m, --model PATH      GGUF file (or Hugging Face directory)\n"
+            "  -d, --db CONNINFO     libpq connection string (default: PG* environment)\n"
+            "  -t, --threads N       BLAS threads (default: OpenBLAS's choice)\n"
+            "  -n, --name NAME       name in logs and the jobs table (default host:pid)\n"
+            "      --heartbeat MS    heartbeat interval (default 1000)\n"
+            "      --liveness N      missed heartbeats before the coordinator is presumed dead (default 5)\n"
+            "  -h, --help            this text\n\n"
+            "Exit status: 0 when the coordinator says the run is over or on SIGTERM, 1 on an\n"
+            "error, 2 on bad usage, 3 when the run's model is not this worker's model.\n");
+}
+
+/* Converts the run's settings from the wire. */
+static void settings_from_wire(const wire_settings_t *w, job_settings_t *s) {
+    memset(s, 0, sizeof *s);
+    s->window = w->window;
+    s->stride = w->stride;
+    s->prefix_lengths = w->prefix_lengths;
+    s->n_prefix_lengths = w->n_prefix_lengths;
+    s->cut_every = w->cut_every;
+    s->cont.cont_len = w->cont_len;
+    s->cont.n_samples = w->n_samples;
+    s->cont.sampling = (sampler_params_t){w->temperature, w->top_k, w->top_p};
+    s->cont.run_seed = w->seed;
+}
+
+/* Registers the model and its vocabulary (idempotent). */
+static int register_model(db_t *db, const model_t *m, const char *identity, const char *path, char *err,
+                          size_t errlen) {
+    int n = m->cfg.n_vocab, rc = -1;
+    const char **pieces = calloc((size_t)n, sizeof *pieces);
+    char **texts = calloc((size_t)n, sizeof *texts);
+    size_t cap = tokenizer_max_piece_bytes(m->tok) + 1;
+    if (!pieces || !texts) goto out;
+    for (int i = 0; i < n; i++) {
+        pieces[i] = tokenizer_piece(m->tok, i);
+        if (i >= tokenizer_n_vocab(m->tok)) continue;
+        char *t = malloc(cap);
+        if (!t) goto out;
+        long b = tokenizer_token_bytes(m->tok, i, t, cap);
+        t[b > 0 ? b : 0] = 0;
+        /* Only text that PostgreSQL accepts: valid UTF-8 without NUL. */
+        int ok = b >= 0 && (long)strlen(t) == b;
+        for (long j = 0; ok && j < b; j++) ok = (unsigned char)t[j] < 0x80;
+        if (!ok && b > 0) {
+            /* Non-ASCII: keep only when it is valid UTF-8 (checked by the server
+             * too, but a single bad row would fail the whole COPY). */
+            ok = 1;
+            for (long j = 0; j < b && ok;) {
+                unsigned char c = (unsigned char)t[j];
+                int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+                if (!len || j + len > b) ok = 0;
+                for (int k = 1; ok && k < len; k++) ok = ((unsigned char)t[j + k] >> 6) == 2;
+                j += len ? len : 1;
+            }
+        }
+        if (ok) texts[i] = t;
+        else free(t);
+    }
+    const char *slash = strrchr(path, '/');
+    rc = db_model_register(db, identity, slash ? slash + 1 : path, m->arch_name, n, m->cfg.n_ctx_train, pieces,
+                           (const char *const *)texts, err, errlen);
+out:
+    if (rc && err && !*err) log_seterr(err, errlen, "out of memory registering the vocabulary");
+    if (texts)
+        for (int i = 0; i < n; i++) free(texts[i]);
+    free(texts);
+    free(pieces);
+    return rc;
+}
+
+/* Sends FAILED for a job; logs when even that fails. */
+static void send_failed(link_t *link, int64_t job_id, uint64_t token, const char *why, int retryable) {
+    char err[LOG_ERRLEN];
+    wire_msg_t f = {.type = WIRE_FAILED};
+    f.u.failed.job_id = job_id;
+    f.u.failed.attempt_token = token;
+    f.u.failed.error = (char *)why;
+    f.u.failed.retryable = retryable;
+    if (link_send(link, &f, err, sizeof err)) log_error("%s", err);
+}
+
+/* Writes a job's rows, retrying with backoff while PostgreSQL is away.
+ * Returns 0 committed, 1 stale, -1 failed (why in err), -2 stopped. */
+static int commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, int64_t job_id, int64_t token,
+                             const db_results_t *res, double *write_s, char *err, size_t errlen) {
+    int delay_ms = 250;
+    for (;;) {
+        if (*dbp) {
+            int rc = db_commit_job(*dbp, run_id, job_id, token, res, write_s, err, errlen);
+            if (rc >= 0) return rc;
+            if (strncmp(err, "connection:", 11)) return -1; /* the data, not the server */
+        } else if (!(*dbp = db_connect(conninfo, err, errlen))) {
+            /* stays NULL; retried below */
+        } else {
+            continue;
+        }
+        if (g_stop) return -2;
+        log_warn("job %lld: PostgreSQL unavailable (%s); retrying in %d ms, results kept", (long long)job_id, err,
+                 delay_ms);
+        usleep((useconds_t)delay_ms * 1000);
+        delay_ms = delay_ms * 2 > 16000 ? 16000 : delay_ms * 2;
+        if (*dbp && db_reconnect(*dbp, err, errlen)) {
+            /* keep the handle; PQreset retried next time round */
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {{"connect", required_argument, 0, 'c'}, {"model", required_argument, 0, 'm'},
+                                         {"db", required_argument, 0, 'd'},      {"threads", required_argument, 0, 't'},
+                                         {"name", required_argument, 0, 'n'},    {"heartbeat", required_argument, 0, 'H'},
+                                         {"liveness", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
+                                         {0}};
+    const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
+    int threads = 0, heartbeat = 1000, liveness = 5, c;
+    while ((c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': endpoint = optarg; break;
+        case 'm': model_path = optarg; break;
+        case 'd': conninfo = optarg; break;
+        case 't': threads = atoi(optarg); break;
+        case 'n': name = optarg; break;
+        case 'H': heartbeat = atoi(optarg); break;
+        case 'L': liveness = atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!endpoint || !model_path || heartbeat < 10 || liveness < 1) {
+        usage(stderr);
+        return 2;
+    }
+    char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
+    gethostname(host, sizeof host - 1);
+    snprintf(wname, sizeof wname, "%s:%d", host, (int)getpid());
+    if (name) snprintf(wname, sizeof wname, "%s", name);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Start-up: failures here end the process with a hint. */
+    if (threads > 0) {
+        extern void openblas_set_num_threads(int);
+        openblas_set_num_threads(threads);
+    }
+    if (digest_model_identity(model_path, identity, err, sizeof err))
+        log_die("check the --model path", "%s", err);
+    model_t *m = model_load(model_path, err, sizeof err);
+    if (!m) log_die("is this a GGUF model file?", "%s", err);
+    char desc[256];
+    model_describe(m, desc, sizeof desc);
+    log_info("worker %s: model %s (%s), identity %.12s", wname, model_path, desc, identity);
+
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    if (!db) log_warn("%s (will retry when a job needs it)", err);
+
+    wire_msg_t hello = {.type = WIRE_HELLO};
+    hello.u.hello.worker = wname;
+    hello.u.hello.host = host;
+    hello.u.hello.pid = (int32_t)getpid();
+    hello.u.hello.threads = threads;
+    hello.u.hello.model_identity = identity;
+    hello.u.hello.model_name = (char *)model_path;
+    link_opts_t lo = {heartbeat, liveness, 0, 0};
+    link_t *link = link_new(endpoint, &hello, &lo, err, sizeof err);
+    if (!link) log_die("check --connect", "%s", err);
+
+    int rc = 1, welcomed = 0, busy = 0;
+    int64_t run_id = 0;
+    job_settings_t settings;
+    wire_msg_t welcome = {0};
+    experiment_t *ex = NULL;
+    job_result_t *result = job_result_new();
+    int registered = 0;
+    double last_wait_log = now_s();
+    if (!result) log_die("", "out of memory");
+
+    while (!g_stop) {
+        wire_msg_t msg = {0};
+        int r = link_recv(link, &msg, 500, err, sizeof err);
+        if (r < 0) {
+            log_warn("%s", err);
+            continue;
+        }
+        if (r == 1) {
+            if (!welcomed && now_s() - last_wait_log > 10) {
+                log_info("waiting for the coordinator at %s", endpoint);
+                last_wait_log = now_s();
+            }
+            continue;
+        }
+        switch (msg.type) {
+        case WIRE_WELCOME:
+            if (strcmp(msg.u.welcome.model_identity, identity)) {
+                log_error("refusing run %lld: its model is %s, this worker's (%s) is %s",
+                          (long long)msg.u.welcome.run_id, msg.u.welcome.model_identity, model_path, identity);
+                wire_msg_clear(&msg);
+                rc = EXIT_MISMATCH;
+                goto done;
+            }
+            if (!welcomed || msg.u.welcome.run_id != run_id) {
+                wire_msg_clear(&welcome);
+                welcome = msg; /* keeps the settings' arrays alive */
+                memset(&msg, 0, sizeof msg);
+                run_id = welcome.u.welcome.run_id;
+                settings_from_wire(&welcome.u.welcome.settings, &settings);
+                experiment_destroy(&ex);
+                experiment_cont_t *cont = settings.cont.cont_len > 0 ? &settings.cont : NULL;
+                if (!(ex = experiment_new(m, settings.window, 512, cont, err, sizeof err))) {
+                    log_error("run %lld: %s", (long long)run_id, err);
+                    rc = 1;
+                    goto done;
+                }
+                log_info("joined run %lld (window %d, stride %d, C %d, K %d)", (long long)run_id, settings.window,
+                         settings.stride, settings.cont.cont_len, settings.cont.n_samples);
+            }
+            welcomed = 1;
+            if (!busy) {
+                wire_msg_t ready = {.type = WIRE_READY};
+                if (link_send(link, &ready, err, sizeof err)) log_error("%s", err);
+            }
+            break;
+        case WIRE_JOB: {
+            int64_t job_id = msg.u.job.job_id;
+            uint64_t token = msg.u.job.attempt_token;
+            if (!welcomed || msg.u.job.run_id != run_id) {
+                send_failed(link, job_id, token, "worker has not joined this run", 1);
+                break;
+            }
+            busy = 1;
+            if (!registered && db && register_model(db, m, identity, model_path, err, sizeof err) == 0)
+                registered = 1;
+            double t0 = now_s();
+            job_result_reset(result);
+            int jr = 0;
+            for (size_t i = 0; i < msg.u.job.n_docs && jr == 0; i++) {
+                const wire_doc_t *d = &msg.u.job.docs[i];
+                jr = job_measure_doc(ex, m, &settings, d->doc_id, d->text, d->text_len, result, &g_stop, err,
+                                     sizeof err);
+            }
+            if (jr) {
+                log_warn("job %lld handed back: %s", (long long)job_id, err);
+                send_failed(link, job_id, token, err, 1);
+                busy = 0;
+                break;
+            }
+            db_results_t res;
+            if (job_result_view(result, &res)) {
+                send_failed(link, job_id, token, "worker out of memory", 1);
+                busy = 0;
+                break;
+            }
+            res.compute_s = now_s() - t0;
+            double write_s = 0;
+            int cr = commit_with_retry(&db, conninfo, run_id, job_id, (int64_t)token, &res, &write_s, err,
+                                       sizeof err);
+            if (cr == 0 || cr == 1) {
+                wire_msg_t done = {.type = WIRE_DONE};
+                done.u.done.job_id = job_id;
+                done.u.done.attempt_token = token;
+                done.u.done.n_tokens = (int64_t)res.n_toks;
+                done.u.done.n_docs = (int64_t)msg.u.job.n_docs;
+                done.u.done.compute_s = res.compute_s;
+                done.u.done.write_s = write_s;
+                done.u.done.stale = cr == 1;
+                if (cr == 1) log_warn("job %lld: attempt fenced off (another attempt owns it); nothing written",
+                                      (long long)job_id);
+                if (link_send(link, &done, err, sizeof err)) log_error("%s", err);
+            } else {
+                log_warn("job %lld not written: %s", (long long)job_id, cr == -2 ? "stopping" : err);
+                send_failed(link, job_id, token, cr == -2 ? "worker stopped before writing" : err, 1);
+            }
+            busy = 0;
+            if (!g_stop) {
+                wire_msg_t ready = {.type = WIRE_READY};
+                if (link_send(link, &ready, err, sizeof err)) log_error("%s", err);
+            }
+            break;
+        }
+        case WIRE_SHUTDOWN:
+            log_info("coordinator: %s", msg.u.shutdown.reason ? msg.u.shutdown.reason : "shutdown");
+            rc = msg.u.shutdown.reason && strstr(msg.u.shutdown.reason, "model") ? EXIT_MISMATCH : 0;
+            wire_msg_clear(&msg);
+            goto done;
+        default:
+            log_debug("ignoring %s", wire_type_name(msg.type));
+        }
+        wire_msg_clear(&msg);
+    }
+    rc = 0; /* stopped by a signal */
+done:
+    /* Let the link flush what we queued (FAILED / DONE) before closing. */
+    usleep(100 * 1000);
+    link_destroy(&link);
+    experiment_destroy(&ex);
+    job_result_destroy(&result);
+    wire_msg_clear(&welcome);
+    db_destroy(&db);
+    model_destroy(&m);
+    return rc;
+}
