@@ -146,6 +146,8 @@ static int cmd_tokenize(int argc, char **argv) {
 
 /* ---- generate ---------------------------------------------------------- */
 
+static long parse_ids(const model_t *m, const char *text, int32_t **ids, char *err, size_t errlen);
+
 static int cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},
                                          {"tokens", required_argument, 0, 'n'},
@@ -154,10 +156,14 @@ static int cmd_generate(int argc, char **argv) {
                                          {"top-p", required_argument, 0, 'p'},
                                          {"seed", required_argument, 0, 's'},
                                          {"prompt", required_argument, 0, 'P'},
+                                         {"prompt-ids", required_argument, 0, 'i'},
+                                         {"print-ids", no_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
-    const char *model_path = NULL, *prompt = "";
-    long n_gen = 0, top_k = 0, seed = 0;
+    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL;
+    int print_ids = 0;
+    long n_gen = 0, top_k = 0;
+    unsigned long long seed = 0;
     double temp = 1.0, top_p = 1.0;
     int c;
     while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:P:h", opts, NULL)) != -1) {
@@ -167,8 +173,19 @@ static int cmd_generate(int argc, char **argv) {
         case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; break;
         case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; break;
         case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; break;
-        case 's': if (parse_int(optarg, "--seed", 0, LONG_MAX, &seed)) return EXIT_USAGE; break;
+        case 's': {
+            char *end;
+            errno = 0;
+            seed = strtoull(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-') {
+                log_error("--seed: '%s' is not an unsigned 64-bit integer", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'P': prompt = optarg; break;
+        case 'i': prompt_ids = optarg; break;
+        case 'o': print_ids = 1; break;
         case 'h':
             printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
                    "                         [--seed S] [--prompt TEXT]\n\n"
@@ -180,7 +197,10 @@ static int cmd_generate(int argc, char **argv) {
                    "  -k, --top-k K          keep the K most likely tokens (default 0 = off)\n"
                    "  -p, --top-p P          nucleus sampling mass (default 1 = off)\n"
                    "  -s, --seed S           random seed (default 0)\n"
-                   "  -P, --prompt TEXT      text after BOS to continue\n");
+                   "  -P, --prompt TEXT      text after BOS to continue\n"
+                   "      --prompt-ids IDS   start from exactly these token ids instead (no BOS added),\n"
+                   "                         e.g. to regenerate a recorded sample from its seed\n"
+                   "      --print-ids        print the generated token ids instead of the text\n");
             return 0;
         default: return EXIT_USAGE;
         }
@@ -193,7 +213,8 @@ static int cmd_generate(int argc, char **argv) {
     forward_t *fwd = NULL;
     sampler_t *smp = NULL;
     char *piece = NULL;
-    long n_prompt = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, &ids, err, sizeof err);
+    long n_prompt = prompt_ids ? parse_ids(m, prompt_ids, &ids, err, sizeof err)
+                               : tokenizer_encode(m->tok, prompt, strlen(prompt), 1, &ids, err, sizeof err);
     if (n_prompt < 0) goto error;
     if (n_prompt == 0) { /* a model without BOS and no prompt: nothing to condition on */
         log_seterr(err, sizeof err, "the model has no BOS token; give --prompt");
@@ -215,13 +236,15 @@ static int cmd_generate(int argc, char **argv) {
         const char *out = piece;
         /* SentencePiece drops the dummy-prefix space of the token after BOS. */
         if (prev == tokenizer_bos(m->tok) && nb > 0 && piece[0] == ' ') out++, nb--;
-        if (nb > 0) fwrite(out, 1, (size_t)nb, stdout);
+        if (print_ids) printf(i ? " %d" : "%d", next);
+        else if (nb > 0) fwrite(out, 1, (size_t)nb, stdout);
         prev = next;
         if (i + 1 == n_gen) break;
         int pos = (int)(n_prompt + i);
         if (forward_batch(fwd, &next, NULL, &pos, 1, 0, err, sizeof err)) goto error;
         logits = forward_logits(fwd);
     }
+    if (print_ids) printf("\n");
     fflush(stdout);
     rc = 0;
 error:
@@ -364,7 +387,8 @@ static int cmd_score(int argc, char **argv) {
         if (json) {
             printf("%s\n{\"pos\":%d,\"token_id\":%d,\"piece\":", i ? "," : "", r->pos, r->token);
             put_json_str(piece);
-            printf(",\"logprob\":%.9g,\"entropy\":%.9g,\"rank\":%d,\"top1_logprob\":%.9g,\"varentropy\":%.9g,"
+            /* JSON is for programs: every double exactly (17 digits). */
+            printf(",\"logprob\":%.17g,\"entropy\":%.17g,\"rank\":%d,\"top1_logprob\":%.17g,\"varentropy\":%.17g,"
                    "\"context_len\":%d}",
                    r->st.logprob, r->st.entropy, r->st.rank, r->st.top1_logprob, r->st.varentropy, r->st.context_len);
         } else {

@@ -63,7 +63,7 @@ if [ -n "$MIRROR" ] && [ -f "$MIRROR/$NAME" ]; then
   verify "$TMP" "the copy of $MIRROR/$NAME"
   echo "$PROG: copied $NAME from $MIRROR" >&2
 else
-  if [ -n "$MIRROR" ]; then echo "$PROG: $MIRROR (TOKSHIFT_MODEL_MIRROR) has no $NAME; downloading" >&2; fi
+  if [ -n "$MIRROR" ]; then echo "$PROG: $MIRROR (TOKSHIFT_MODEL_MIRROR) has no $NAME" >&2; fi
   command -v curl >/dev/null 2>&1 || die "curl is not installed, and $NAME is neither in $DEST nor in a mirror" \
     "install curl, or set TOKSHIFT_MODEL_MIRROR to a folder holding $NAME"
   echo "$PROG: downloading $URL" >&2

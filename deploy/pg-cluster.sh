@@ -27,6 +27,7 @@ umask 022
 
 PROG=pg-cluster.sh
 TIMEOUT=${TOKSHIFT_PG_TIMEOUT:-60}
+[[ "$TIMEOUT" =~ ^[1-9][0-9]*$ ]] || { echo "$0: TOKSHIFT_PG_TIMEOUT must be a number of seconds, not '$TIMEOUT'" >&2; exit 2; }
 DB_NAME=tokshift
 CONF_FILE=tokshift.conf          # our settings, included from postgresql.conf
 CONNINFO_FILE=tokshift.conninfo  # the line `start` prints
@@ -141,18 +142,21 @@ close_fds() {
 
 # The server's user must be able to reach DATADIR: every folder above it
 # needs search (x) permission for that user.
-check_reachable() {
-  local p
-  as_pg test -d "$DATADIR" 2>/dev/null && as_pg test -w "$DATADIR" 2>/dev/null && return 0
-  p=$DATADIR
-  while [ "$p" != / ]; do
-    p=$(dirname "$p")
+check_parents() {
+  local p=$DATADIR parents=()
+  while [ "$p" != / ]; do p=$(dirname "$p"); parents=("$p" "${parents[@]}"); done
+  for p in "${parents[@]}"; do   # from / down: name the first one that stops it
     if ! as_pg test -x "$p" 2>/dev/null; then
+      [ -z "${CREATED:-}" ] || rmdir "$DATADIR" 2>/dev/null || true
       die "the server's user '$RUN_USER' cannot reach $DATADIR: it has no search permission on $p ($(stat -c '%A %U:%G' "$p"))" \
-        "use a data folder it can reach (e.g. under /var/lib/tokshift, /srv or /tmp), or grant search permission: chmod o+x $p (or run as a non-root user)"
+        "give the cluster a folder of its own that it can reach (e.g. DATADIR=\$(mktemp -d), or one under /var/lib/tokshift or /srv), or grant search permission: chmod o+x $p (or run as a non-root user)"
     fi
   done
-  die "the server's user '$RUN_USER' cannot write to $DATADIR" "check its owner and mode: $(stat -c '%A %U:%G' "$DATADIR")"
+}
+check_reachable() {
+  check_parents
+  as_pg test -w "$DATADIR" 2>/dev/null || die "the server's user '$RUN_USER' cannot write to $DATADIR" \
+    "check its owner and mode: $(stat -c '%A %U:%G' "$DATADIR")"
 }
 
 # ------------------------------------------------------------------ ports
@@ -231,6 +235,7 @@ cmd_start() {
   local want_port=$1 port su conninfo
 
   if [ -e "$DATADIR" ] && [ ! -d "$DATADIR" ]; then die "$DATADIR exists and is not a directory"; fi
+  CREATED=""; [ -e "$DATADIR" ] || CREATED=1
   mkdir -p "$DATADIR"
   DATADIR=$(cd "$DATADIR" && pwd -P)
   # One start/stop at a time per DATADIR (fd 9 must not reach the server).
@@ -247,6 +252,7 @@ cmd_start() {
   choose_user
 
   if [ ! -f "$DATADIR/PG_VERSION" ]; then
+    check_parents
     [ "$(id -u)" -ne 0 ] || chown "$RUN_UID:$RUN_GID" "$DATADIR"
     chmod 700 "$DATADIR"
     check_reachable
@@ -276,7 +282,7 @@ EOF
   fi
   conninfo=$(stored_conninfo || true)
   [ -n "$conninfo" ] || die "$DATADIR is a PostgreSQL data directory that pg-cluster.sh did not create (no $CONNINFO_FILE)" \
-    "use pg_ctl directly for it, or give a new folder"
+    "use pg_ctl directly for it, or give a new folder (if a first start of pg-cluster.sh was interrupted, empty $DATADIR and start again)"
   su=${conninfo##*user=}
   port=$(stored_port)
 

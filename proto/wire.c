@@ -429,8 +429,9 @@ static char *dup_str(const char *s) {
 }
 
 /* Copies the unpacked envelope's payload into m (m->type already set);
- * counts are checked before anything is allocated for them. */
-static int copy_payload(const Tokshift__Envelope *env, wire_msg_t *m, char *err, size_t errlen) {
+ * counts are checked before anything is allocated for them.  Doc texts are
+ * moved, not copied: env loses them. */
+static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_t errlen) {
 #define DUP(dst, src)                                                              \
     do {                                                                           \
         if (!((dst) = dup_str(src))) return log_seterr(err, errlen, "out of memory"); \
@@ -489,18 +490,23 @@ static int copy_payload(const Tokshift__Envelope *env, wire_msg_t *m, char *err,
         if (!m->u.job.docs) return log_seterr(err, errlen, "out of memory for %zu docs", j->n_docs);
         m->u.job.n_docs = j->n_docs;
         for (size_t i = 0; i < j->n_docs; i++) {
-            const Tokshift__Doc *d = j->docs[i];
+            Tokshift__Doc *d = j->docs[i];
             wire_doc_t *o = &m->u.job.docs[i];
             o->doc_id = d->doc_id;
             if (d->text.len > WIRE_MAX_STRING)
                 return log_seterr(err, errlen,
                                   "JOB docs[%zu].text (doc_id %lld): %zu bytes, more than WIRE_MAX_STRING (%u)", i,
                                   (long long)d->doc_id, d->text.len, WIRE_MAX_STRING);
-            o->text = malloc(d->text.len + 1);
-            if (!o->text) return log_seterr(err, errlen, "out of memory for a %zu-byte text", d->text.len);
-            if (d->text.len) memcpy(o->text, d->text.data, d->text.len);
-            o->text[d->text.len] = 0;
+            /* The unpacked bytes came from malloc (budget_alloc): take them
+             * over rather than copy a text of up to WIRE_MAX_STRING bytes
+             * (realloc for the NUL; protobuf-c then skips the NULL). */
+            char *text = realloc(d->text.data, d->text.len + 1);
+            if (!text) return log_seterr(err, errlen, "out of memory for a %zu-byte text", d->text.len);
+            text[d->text.len] = 0;
+            o->text = text;
             o->text_len = d->text.len;
+            d->text.data = NULL;
+            d->text.len = 0;
         }
         return 0;
     }

@@ -30,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/time.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -887,6 +889,12 @@ static void test_fuzz(int iterations) {
 
 /* ---- live loopback ---------------------------------------------------------------- */
 
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) {
+    (void)sig;
+    alarms++;
+}
+
 static void unmap_frame(void *data, void *hint) { munmap(data, (size_t)(uintptr_t)hint); }
 
 /* A frame of WIRE_MAX_FRAME + 1 bytes sent without a copy from untouched
@@ -1082,6 +1090,21 @@ static void test_loopback(void) {
     TU_CHECK(wire_send(lonely, NULL, 0, &m, err, sizeof err) == -1 && strstr(err, "would block"),
              "send from an unconnected DEALER: %s", err);
     TU_CHECK(wire_recv(lonely, NULL, NULL, &got, 0, err, sizeof err) == 1, "RCVTIMEO expiry gives 1");
+    /* A signal during a blocking wait: 1 (EINTR), at once, not at RCVTIMEO. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm; /* no SA_RESTART */
+    sigemptyset(&sa.sa_mask);
+    REQUIRE(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction");
+    struct itimerval tv = {.it_value = {.tv_sec = 0, .tv_usec = 50000}};
+    int blocking = -1;
+    REQUIRE(zmq_setsockopt(lonely, ZMQ_RCVTIMEO, &blocking, sizeof blocking) == 0, "RCVTIMEO");
+    double t_sig = now_s();
+    REQUIRE(setitimer(ITIMER_REAL, &tv, NULL) == 0, "setitimer");
+    rc = wire_recv(lonely, NULL, NULL, &got, 0, err, sizeof err);
+    TU_CHECK(rc == 1 && alarms == 1 && now_s() - t_sig < 2.0, "EINTR gives 1 (rc %d, %d alarms, %.2f s)", rc,
+             (int)alarms, now_s() - t_sig);
+    signal(SIGALRM, SIG_DFL);
     zmq_close(lonely);
 
     /* An oversized frame over TCP: ZMQ_MAXMSGSIZE makes ZeroMQ drop the

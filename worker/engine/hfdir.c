@@ -16,6 +16,7 @@
  *                   pairs on the first rotary_pct * head_dim dimensions. */
 #include "hfdir.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -26,9 +27,6 @@
 #include "log.h"
 #include "safetensors.h"
 #include "tokenizer.h"
-
-/* TEMPORARY until tokenizer.h declares it (being written beside this). */
-tokenizer_t *tokenizer_new_json(const char *path, char *err, size_t errlen);
 
 typedef struct {
     model_t *m;
@@ -584,6 +582,99 @@ static int load_gptneox(hf_t *h) {
 
 /* ---- the directory -------------------------------------------------------- */
 
+/* tokenizer_config.json, when present, says what tokenizer.json leaves
+ * implicit, as llama.cpp's converter reads it: add_bos_token, and the BOS
+ * and EOS tokens (a string, or an AddedToken object with "content"; null
+ * keeps tokenizer.json's choice). */
+static const char *token_text(json_t *v) {
+    if (json_is_object(v)) v = json_object_get(v, "content");
+    return json_string_value(v);
+}
+
+static int read_tokenizer_config(const char *dir, json_t **root, tokenizer_json_opts_t *o, char *err, size_t errlen) {
+    json_error_t je;
+    char *p = join(dir, "tokenizer_config.json");
+    if (!p) return log_seterr(err, errlen, "%s: out of memory", dir);
+    struct stat sb;
+    if (stat(p, &sb) != 0) { /* optional */
+        free(p);
+        return 0;
+    }
+    int rc = -1;
+    if (!(*root = json_load_file(p, JSON_REJECT_DUPLICATES, &je))) {
+        log_seterr(err, errlen, "%s: not valid JSON: %s", p, je.text);
+        goto error;
+    }
+    if (!json_is_object(*root)) {
+        log_seterr(err, errlen, "%s: expected a JSON object", p);
+        goto error;
+    }
+    json_t *ab = json_object_get(*root, "add_bos_token");
+    if (ab && !json_is_null(ab)) {
+        if (!json_is_boolean(ab)) {
+            log_seterr(err, errlen, "%s: 'add_bos_token' must be true or false", p);
+            goto error;
+        }
+        o->add_bos = json_is_true(ab) ? TOKENIZER_BOS_ADD : TOKENIZER_BOS_NO;
+    }
+    static const char *const keys[2] = {"bos_token", "eos_token"};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(*root, keys[i]);
+        if (!v || json_is_null(v)) continue;
+        const char *t = token_text(v);
+        if (!t) {
+            log_seterr(err, errlen, "%s: '%s' must be a string or an object with a \"content\" string", p, keys[i]);
+            goto error;
+        }
+        if (i == 0) o->bos_token = t;
+        else o->eos_token = t;
+    }
+    rc = 0;
+error:
+    free(p);
+    return rc;
+}
+
+/* tokenizer.json with the options of tokenizer_config.json. */
+static tokenizer_t *load_tokenizer(const char *dir, char *err, size_t errlen) {
+    tokenizer_t *tok = NULL;
+    json_t *tc = NULL;
+    tokenizer_json_opts_t opts = {0};
+    char *text = NULL, *p = join(dir, "tokenizer.json");
+    FILE *f = NULL;
+    if (!p) {
+        log_seterr(err, errlen, "%s: out of memory", dir);
+        goto error;
+    }
+    if (read_tokenizer_config(dir, &tc, &opts, err, errlen)) goto error;
+    struct stat sb;
+    if (!(f = fopen(p, "rb")) || fstat(fileno(f), &sb) != 0) {
+        log_seterr(err, errlen, "%s: cannot open (a Hugging Face model directory needs tokenizer.json): %s", p,
+                   strerror(errno));
+        goto error;
+    }
+    if (sb.st_size > (1LL << 30)) {
+        log_seterr(err, errlen, "%s: %lld bytes is absurd for a tokenizer", p, (long long)sb.st_size);
+        goto error;
+    }
+    size_t n = (size_t)sb.st_size;
+    if (!(text = malloc(n + 1))) {
+        log_seterr(err, errlen, "%s: out of memory", p);
+        goto error;
+    }
+    if (fread(text, 1, n, f) != n) {
+        log_seterr(err, errlen, "%s: read error", p);
+        goto error;
+    }
+    tok = tokenizer_new_json_buffer(text, n, p, &opts, err, errlen);
+error:
+    if (f) fclose(f);
+    free(text);
+    free(p);
+    json_decref(tc);
+    return tok;
+}
+
 /* Buffers transformers rebuilds at load: causal masks and RoPE frequencies. */
 static int ignorable(const char *name) {
     static const char *const suffixes[] = {"rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias",
@@ -655,7 +746,7 @@ model_t *hfdir_load(const char *dir, char *err, size_t errlen) {
         log_seterr(err, errlen, "%s: out of memory", m->path);
         goto error;
     }
-    if (!(m->tok = tokenizer_new_json(tok_path, err, errlen))) goto error;
+    if (!(m->tok = load_tokenizer(m->path, err, errlen))) goto error;
     if (tokenizer_n_vocab(m->tok) > m->cfg.n_vocab) {
         log_seterr(err, errlen, "%s: the tokenizer has %d tokens but the embedding only %d rows", tok_path,
                    tokenizer_n_vocab(m->tok), m->cfg.n_vocab);

@@ -46,31 +46,7 @@ void kern_add_bias(float *y, const float *b, int T, int n) {
         for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
 }
 
-#include <stdlib.h>
-#include <string.h>
-#include "gguf_writer.h"
-static float h2f(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else { exp = 127 - 15 + 1; while (!(man & 0x400)) { man <<= 1; exp--; } man &= 0x3ff; bits = sign | (exp << 23) | (man << 13); }
-    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    float f; memcpy(&f, &bits, 4); return f;
-}
 void kern_gelu(float *x, size_t n) {
-    if (getenv("GELU16")) {
-    const float k = 0.79788456080286535587989211986876f, a = 0.044715f;
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        if (v <= -10.0f) { x[i] = 0; continue; }
-        if (v >= 10.0f) continue;
-        v = h2f(gguf_writer_f32_to_f16(v));
-        float g = 0.5f * v * (1.0f + tanhf(k * v * (1.0f + a * v * v)));
-        x[i] = h2f(gguf_writer_f32_to_f16(g));
-    }
-    return;
-    }
     const float k = 0.79788456080286535587989211986876f, a = 0.044715f;
     for (size_t i = 0; i < n; i++) {
         float v = x[i];

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hfdir.h"
 #include "log.h"
 
 /* What the loader requires beyond the common tensors. */
@@ -319,6 +320,7 @@ error:
 }
 
 model_t *model_load(const char *path, char *err, size_t errlen) {
+    if (hfdir_is_dir(path)) return hfdir_load(path, err, errlen); /* a Hugging Face model directory */
     gguf_t *g = gguf_open(path, err, errlen);
     return g ? model_from_gguf(g, NULL, NULL, err, errlen) : NULL;
 }

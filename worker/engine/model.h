@@ -114,9 +114,11 @@ typedef struct model {
     int n_owned;
 } model_t;
 
-/* Loads the model at path (a GGUF file).  Returns a new model that the caller
- * frees with model_destroy, or NULL with a message that names the file and
- * the key or tensor at fault. */
+/* Loads the model at path: a GGUF file, or a Hugging Face model directory
+ * (config.json, safetensors weights, tokenizer.json; see hfdir.h), which
+ * computes what its GGUF conversion computes.  Returns a new model that the
+ * caller frees with model_destroy, or NULL with a message that names the
+ * file and the key or tensor at fault. */
 model_t *model_load(const char *path, char *err, size_t errlen);
 
 /* The same from a reader that is already open (for instance over a file

@@ -151,7 +151,7 @@ static int cut_invalid(const char *text, size_t len, pieces_t *out) {
     return pieces_push(out, start, len - start, valid);
 }
 
-/* Matches code in subject[0..n) from start: 1 (match, *m0/*m1 set), 0 (no
+/* Matches code in subject[0..n) from start: 1 (match; *m0 and *m1 set), 0 (no
  * match), -1 (the engine gave up; message in err). */
 static int match_at(const pcre2_code *code, const char *subject, size_t n,
                     size_t start, pcre2_match_data *md, size_t *m0,

@@ -1,0 +1,138 @@
+// test_e2e.mjs - a whole run, end to end: a real PostgreSQL, a coordinator
+// and two workers over loopback, the shared model, and a corpus with the
+// awkward cases (a document longer than the window, an empty one, quotes and
+// tabs in ids and metadata, invalid UTF-8, a malformed JSONL line, a gzipped
+// text file).  Checks (issue 3, done-when 1 and 2):
+//   - every document's human rows are exactly `tokshift score`'s rows for the
+//     same text (positions, tokens, ranks, context lengths identical; the
+//     statistics identical at the stored float4 precision);
+//   - sample sequences per document = cuts x K, human continuations = cuts;
+//   - sample sequences regenerate token for token from their recorded seeds
+//     (`tokshift generate --prompt-ids ... --seed`);
+//   - no (sequence, position) twice; ids, metadata and text round-trip;
+//   - the malformed line and the invalid document are recorded with reasons;
+//   - the law of DESIGN.md section 1: over >= 5,000 sampled tokens at tau = 1,
+//     the mean gap of the model's own samples is within 4 standard errors of
+//     zero, overall and in every position bucket (from the SQL views).
+import {join} from "node:path";
+import {check, cleanup, finish, model, psql, runOnce, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
+
+const M = model();
+const dir = tempDir("tokshift-e2e-");
+const pg = startPostgres(dir);
+const db = pg.conninfo;
+tokshift(["db", "migrate", "--db", db]);
+
+const W = 64, S = 32, C = 16, K = 8, CUTS = [4, 12, 20];
+const settings = ["--window", W, "--stride", S, "--prefix-lengths", CUTS.join(","), "--cont-len", C,
+                  "--samples", K, "--temperature", "1", "--seed", "12345", "--job-docs", "3"].map(String);
+const corpus = writeCorpus(dir);
+const {res} = await runOnce({conninfo: db, runName: "e2e", corpus, modelPath: M, settings, logDir: dir});
+check(res.code === 0, `coordinator exited ${res.code}: ${res.err.slice(-2000)}`);
+console.error(res.out);
+const runId = psql(db, "SELECT run_id FROM runs WHERE name = 'e2e'")[0][0];
+
+// The run completed; every usable document was measured.
+const [[status, jobs, done, failed]] = psql(db, `SELECT r.status, count(*), count(*) FILTER (WHERE j.state = 'done'),
+    count(*) FILTER (WHERE j.state = 'failed') FROM runs r JOIN jobs j USING (run_id) WHERE run_id = ${runId} GROUP BY r.status`);
+check(status === "done" && jobs === done && failed === "0", `run status ${status}, jobs ${done}/${jobs} done, ${failed} failed`);
+const docs = psql(db, `SELECT doc_id, to_json(ext_id), coalesce(to_json(error)::text, ''), n_tokens, text IS NULL FROM documents
+                       WHERE run_id = ${runId} ORDER BY doc_id`);
+const bad = docs.filter(d => d[2] !== "");
+check(bad.length === corpus.bad, `documents with an error: ${bad.length}, expected ${corpus.bad}: ${JSON.stringify(bad)}`);
+check(bad.some(d => /malformed JSON/i.test(d[2])), `malformed line recorded with a reason: ${JSON.stringify(bad)}`);
+check(bad.some(d => /invalid UTF-8/i.test(d[2])), `invalid UTF-8 recorded with a reason: ${JSON.stringify(bad)}`);
+const good = docs.filter(d => d[2] === "");
+check(good.length === corpus.usable, `usable documents ${good.length}, expected ${corpus.usable}`);
+check(good.every(d => d[3] !== ""), "every usable document has n_tokens");
+
+// Ids and metadata with quotes, backslashes, tabs and newlines round-trip exactly.
+const [[qid, qmeta, qtext]] = psql(db, `SELECT to_json(ext_id), metadata::text, to_json(text) FROM documents
+                                        WHERE run_id = ${runId} AND ext_id LIKE 'quotes%'`);
+check(JSON.parse(qid) === "quotes \"'\\\t\n", `id round trip: ${qid}`);
+check(JSON.parse(qmeta).meta["a\"b"] === "c\\d", `metadata round trip: ${qmeta}`);
+check(JSON.parse(qtext) === "Tom said, \"Hi!\"\tand\\left.", `text round trip: ${qtext}`);
+
+// Human rows are exactly `tokshift score`'s rows.
+let compared = 0, mismatches = 0;
+const f32 = Math.fround;
+for (const [docId] of good) {
+    const [[textJson]] = psql(db, `SELECT to_json(text) FROM documents WHERE run_id = ${runId} AND doc_id = ${docId}`);
+    const text = JSON.parse(textJson);
+    const ours = JSON.parse(tokshift(["score", "--model", M, "--format", "json", "--window", String(W), "--stride", String(S)], text));
+    const rows = psql(db, `SET extra_float_digits = 3; SELECT pos, token_id, logprob::float8, entropy::float8, rank,
+        top1_logprob::float8, varentropy::float8, context_len FROM token_stats
+        WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = 0 ORDER BY pos`);
+    if (!check(rows.length === ours.length, `doc ${docId}: ${rows.length} human rows in the database, score gives ${ours.length}`)) continue;
+    for (let i = 0; i < rows.length; i++) {
+        const r = rows[i].map(Number), o = ours[i];
+        const same = r[0] === o.pos && r[1] === o.token_id && r[2] === f32(o.logprob) && r[3] === f32(o.entropy) &&
+            r[4] === o.rank && r[5] === f32(o.top1_logprob) && r[6] === f32(o.varentropy) && r[7] === o.context_len;
+        compared++;
+        if (!same && mismatches++ < 5) console.error(`doc ${docId} row ${i}: db ${rows[i].join(" ")} vs score ${JSON.stringify(o)}`);
+    }
+}
+check(compared > 1000 && mismatches === 0, `human rows vs tokshift score: ${mismatches} of ${compared} differ`);
+const longRows = psql(db, `SELECT max(t.context_len), count(*) FROM token_stats t JOIN documents d USING (run_id, doc_id)
+    WHERE t.run_id = ${runId} AND d.ext_id = 'long' AND seq_no = 0`)[0].map(Number);
+check(longRows[1] > 3 * W && longRows[0] < W, `the long document was scored in windows (${longRows[1]} rows, max context ${longRows[0]})`);
+
+// Sequences per document: cuts x K samples and one human continuation per cut.
+const seqs = psql(db, `SELECT d.doc_id, d.n_tokens, count(*) FILTER (WHERE s.kind = 'sample'),
+    count(*) FILTER (WHERE s.kind = 'human_cont'), count(*) FILTER (WHERE s.kind = 'human')
+    FROM documents d LEFT JOIN sequences s USING (run_id, doc_id) WHERE d.run_id = ${runId} AND d.error IS NULL
+    GROUP BY d.doc_id, d.n_tokens`);
+for (const [docId, n, samples, hconts, humans] of seqs.map(r => r.map(Number))) {
+    const cuts = CUTS.filter(c => c + C <= n).length;
+    check(samples === cuts * K && hconts === cuts && humans === 1,
+          `doc ${docId} (${n} tokens): ${samples} samples, ${hconts} human continuations, expected ${cuts * K} and ${cuts}`);
+}
+
+// No (sequence, position) twice.
+const [[rowsAll, distinct]] = psql(db, `SELECT count(*), count(DISTINCT (doc_id, seq_no, pos)) FROM token_stats WHERE run_id = ${runId}`);
+check(rowsAll === distinct, `token rows ${rowsAll}, distinct (sequence, position) ${distinct}`);
+
+// Samples regenerate from their recorded seeds.
+const picks = psql(db, `SELECT s.doc_id, s.seq_no, s.cut, s.seed::numeric::text, d.text IS NOT NULL FROM sequences s
+    JOIN documents d USING (run_id, doc_id) WHERE s.run_id = ${runId} AND s.kind = 'sample'
+    ORDER BY (s.doc_id * 7 + s.seq_no * 13) % 17, s.doc_id, s.seq_no LIMIT 6`);
+for (const [docId, seqNo, cut, seedSigned] of picks) {
+    const seed = (BigInt(seedSigned) + (1n << 64n)) % (1n << 64n);  // stored as the uint64's bits
+    const [[textJson]] = psql(db, `SELECT to_json(text) FROM documents WHERE run_id = ${runId} AND doc_id = ${docId}`);
+    const ids = tokshift(["tokenize", "--model", M, "--bos"], JSON.parse(textJson)).trim().split(" ");
+    const P = Math.min(Number(cut), W - C);
+    const prefix = ids.slice(Number(cut) - P, Number(cut)).join(" ");
+    const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", seed.toString(), "-n", String(C),
+                            "--temperature", "1", "--print-ids"]).trim();
+    const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_stats
+                             WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = ${seqNo}`)[0][0];
+    check(regen === stored, `doc ${docId} seq ${seqNo}: regenerated ${regen} vs stored ${stored}`);
+}
+
+// The law: samples at tau = 1 have mean gap 0 (4 standard errors), overall and per bucket.
+const [[n, mean, se]] = psql(db, `SELECT sum(n), sum(sum_gap) / sum(n),
+    sqrt((sum(sumsq_gap) / sum(n) - (sum(sum_gap) / sum(n)) ^ 2) / (sum(n) - 1))
+    FROM job_rollups WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
+console.error(`model samples: n = ${n}, mean gap ${mean.toFixed(4)} ± ${se.toFixed(4)}`);
+check(n >= 5000, `at least 5,000 sampled tokens (${n})`);
+check(Math.abs(mean) <= 4 * se, `mean gap of samples ${mean} is beyond 4 standard errors (${se})`);
+const buckets = psql(db, `SELECT positions, n, mean_gap, se_gap FROM bucket_stats WHERE run_id = ${runId} AND kind = 'sample' ORDER BY bucket`);
+for (const [pos, bn, bm, bse] of buckets) {
+    console.error(`  samples, positions ${pos.padEnd(5)}: n ${bn.padStart(5)}, mean gap ${Number(bm).toFixed(4)} ± ${Number(bse).toFixed(4)}`);
+    check(Math.abs(Number(bm)) <= 4 * Number(bse), `bucket ${pos}: mean gap ${bm} beyond 4 se ${bse}`);
+}
+const human = psql(db, `SELECT n, mean_gap, se_gap FROM bucket_stats WHERE run_id = ${runId} AND kind = 'human_cont'
+    ORDER BY bucket`);
+const hn = human.reduce((a, r) => a + Number(r[0]), 0);
+const [[hm, hse]] = psql(db, `SELECT sum(sum_gap) / sum(n), sqrt((sum(sumsq_gap) / sum(n) - (sum(sum_gap) / sum(n)) ^ 2) / (sum(n) - 1))
+    FROM job_rollups WHERE run_id = ${runId} AND kind = 'human_cont'`).map(r => r.map(Number));
+console.error(`human continuations: n = ${hn}, mean gap ${hm.toFixed(4)} ± ${hse.toFixed(4)} (no law: this is the shift)`);
+// The rollups agree with the rows they summarise.
+const [[rn, rsum]] = psql(db, `SELECT count(*), sum(-logprob - entropy) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
+check(rn === n && Math.abs(rsum / rn - mean) < 1e-5, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn})`);
+// status works from SQL.
+check(/e2e/.test(tokshift(["status", "--db", db])), "tokshift status lists the run");
+
+pg.stop();
+cleanup(dir);
+finish("test_e2e");
