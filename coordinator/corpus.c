@@ -81,6 +81,7 @@ static void hex_near(const char *s, size_t len, size_t off, char *buf, size_t bu
         used += (size_t)snprintf(buf + used, buflen - used, " %02x", (unsigned char)s[i]);
 }
 
+/* "an object", "a string", "null", ... for messages (static text). */
 static const char *json_type_name(const json_t *v) {
     switch (json_typeof(v)) {
     case JSON_OBJECT: return "an object";
@@ -158,8 +159,10 @@ static int sb_put(sbuf_t *b, const char *p, size_t n) {
 
 /* ---- member scanner over jansson-validated JSON text ------------------ */
 
+/* JSON whitespace (RFC 8259: space, tab, LF, CR). */
 static int is_json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+/* The index of the first non-whitespace byte at or after i (n if none). */
 static size_t skip_ws(const char *p, size_t n, size_t i) {
     while (i < n && is_json_ws(p[i])) i++;
     return i;
@@ -302,6 +305,7 @@ typedef struct {
     size_t n, cap;
 } flist_t;
 
+/* Frees the list and its paths; leaves it empty. */
 static void fl_free(flist_t *fl) {
     for (size_t i = 0; i < fl->n; i++) free(fl->v[i].path);
     free(fl->v);
@@ -324,6 +328,7 @@ static int fl_add(flist_t *fl, const char *path, const struct stat *st) {
     return 0;
 }
 
+/* qsort orders: strings bytewise; files by (device, inode, order); by order. */
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int cmp_inode(const void *a, const void *b) {
@@ -342,32 +347,29 @@ static int cmp_order(const void *a, const void *b) {
  * skipped, as dir/ * in a shell), sorted bytewise.  Returns 0, -1 with a
  * message (unreadable or no regular file). */
 static int fl_add_dir(flist_t *fl, const char *dir, char *err, size_t errlen) {
-    DIR *d = opendir(dir);
     char **names = NULL;
     size_t n = 0, cap = 0;
-    int ret = -1;
+    DIR *d = opendir(dir);
     if (!d) return log_seterr(err, errlen, "cannot read directory '%s': %s", dir, strerror(errno));
     size_t dl = strlen(dir);
     const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
     struct dirent *e;
-    errno = 0;
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
         char *full = xprintf("%s%s%s", dir, sep, e->d_name);
-        if (!full) goto nomem;
         struct stat st;
-        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (full && (stat(full, &st) != 0 || !S_ISREG(st.st_mode))) {
             free(full);
             continue;
         }
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) {
-                free(full);
-                goto nomem;
-            }
-            names = nn;
+        if (full && n == cap) {
+            char **nn = realloc(names, (cap ? 2 * cap : 64) * sizeof *nn);
+            if (nn) names = nn, cap = cap ? 2 * cap : 64;
+        }
+        if (!full || n == cap) {
+            free(full);
+            log_seterr(err, errlen, "out of memory listing '%s'", dir);
+            goto error;
         }
         names[n++] = full;
     }
@@ -382,17 +384,20 @@ static int fl_add_dir(flist_t *fl, const char *dir, char *err, size_t errlen) {
             log_seterr(err, errlen, "'%s': %s", names[i], strerror(errno));
             goto error;
         }
-        if (fl_add(fl, names[i], &st)) goto nomem;
+        if (fl_add(fl, names[i], &st)) {
+            log_seterr(err, errlen, "out of memory listing '%s'", dir);
+            goto error;
+        }
     }
-    ret = 0;
-    goto error; /* shared cleanup */
-nomem:
-    log_seterr(err, errlen, "out of memory listing '%s'", dir);
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    closedir(d);
+    return 0;
 error:
     for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
     closedir(d);
-    return ret;
+    return -1;
 }
 
 /* Adds what one matched path stands for: itself, or a directory's files. */
@@ -485,6 +490,7 @@ struct corpus {
     int broken;
 };
 
+/* Closes the file (and its gzip state) and zeroes *s; idempotent. */
 static void src_close(src_t *s) {
     if (s->gz) gzclose(s->gz);
     if (s->fd >= 0) close(s->fd);
@@ -719,6 +725,7 @@ static int doc_finish(corpus_doc_t *doc) {
     return 1;
 }
 
+/* Whether the line is only spaces, tabs, CR, FF or VT (or empty). */
 static int is_blank(const char *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!(p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\f' || p[i] == '\v')) return 0;
@@ -915,7 +922,10 @@ corpus_t *corpus_open(const char *const *patterns, size_t n_patterns, const corp
         goto error;
     }
     c = calloc(1, sizeof *c);
-    if (!c) goto nomem;
+    if (!c) {
+        log_seterr(err, errlen, "out of memory opening the corpus");
+        goto error;
+    }
     c->src.fd = -1;
     const char *tf = opts && opts->text_field ? opts->text_field : "text";
     const char *idf = opts && opts->id_field ? opts->id_field : "id";
@@ -925,7 +935,10 @@ corpus_t *corpus_open(const char *const *patterns, size_t n_patterns, const corp
     }
     c->text_field = strdup(tf);
     c->id_field = *idf ? strdup(idf) : NULL;
-    if (!c->text_field || (*idf && !c->id_field)) goto nomem;
+    if (!c->text_field || (*idf && !c->id_field)) {
+        log_seterr(err, errlen, "out of memory opening the corpus");
+        goto error;
+    }
     c->max_doc = opts && opts->max_doc_bytes ? opts->max_doc_bytes : DEFAULT_MAX_DOC;
     if (c->max_doc > SIZE_MAX / 4) c->max_doc = SIZE_MAX / 4; /* so that max_doc + 1 and doubling cannot wrap */
     for (size_t i = 0; i < n_patterns; i++) {
@@ -944,7 +957,10 @@ corpus_t *corpus_open(const char *const *patterns, size_t n_patterns, const corp
         }
     }
     c->files = malloc(fl.n * sizeof *c->files);
-    if (!c->files) goto nomem;
+    if (!c->files) {
+        log_seterr(err, errlen, "out of memory opening the corpus");
+        goto error;
+    }
     for (size_t i = 0; i < fl.n; i++) c->files[i] = fl.v[i].path;
     c->n_files = fl.n;
     free(fl.v);
@@ -952,14 +968,15 @@ corpus_t *corpus_open(const char *const *patterns, size_t n_patterns, const corp
     c->zd = ZSTD_createDCtx();
     c->inbuf = malloc(IN_BYTES);
     c->chunk = malloc(CHUNK_BYTES);
-    if (!c->zd || !c->inbuf || !c->chunk) goto nomem;
+    if (!c->zd || !c->inbuf || !c->chunk) {
+        log_seterr(err, errlen, "out of memory opening the corpus");
+        goto error;
+    }
     if (ZSTD_isError(ZSTD_DCtx_setParameter(c->zd, ZSTD_d_windowLogMax, ZSTD_WINDOW_LOG_MAX))) {
         log_seterr(err, errlen, "zstd: cannot set the window limit");
         goto error;
     }
     return c;
-nomem:
-    log_seterr(err, errlen, "out of memory opening the corpus");
 error:
     fl_free(&fl);
     corpus_destroy(&c);

@@ -236,7 +236,7 @@ static int load_corpus(db_t *db, const opts_t *o, int64_t run_id, char *err, siz
     int r;
     while ((r = corpus_next(cp, &d, err, errlen)) == 1) {
         if (d.error) {
-            log_warn("document %s: %s", d.source, d.error);
+            log_warn("%s", d.error); /* the message names its source */
             n_bad++;
         } else {
             if (job_n > 0 && (job_n >= o->job_docs || job_b + (int64_t)d.text_len > o->job_bytes)) {

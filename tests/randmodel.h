@@ -150,14 +150,14 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
                 T(NM("attn_v.bias"), (uint64_t)kv, 1, 0, 0.1);
             }
         }
-        T(NM("attn_output.weight"), (uint64_t)qd, d, 0, 0.3 / sqrt((double)qd));
+        T(NM("attn_output.weight"), (uint64_t)qd, d, 0, atof(getenv("RM_WO")) / sqrt((double)qd));
         if (layer_norm) T(NM("attn_output.bias"), d, 1, 0, 0.02);
         T(NM("ffn_norm.weight"), d, 1, 1, 0.1);
         if (layer_norm) T(NM("ffn_norm.bias"), d, 1, 0, 0.05);
         if (!layer_norm) T(NM("ffn_gate.weight"), d, ff, 0, 1.0 / sqrt((double)d));
         T(NM("ffn_up.weight"), d, ff, 0, 1.0 / sqrt((double)d));
         if (layer_norm) T(NM("ffn_up.bias"), ff, 1, 0, 0.1);
-        T(NM("ffn_down.weight"), ff, d, 0, 0.3 / sqrt((double)ff));
+        T(NM("ffn_down.weight"), ff, d, 0, atof(getenv("RM_WD")) / sqrt((double)ff));
         if (layer_norm) T(NM("ffn_down.bias"), d, 1, 0, 0.02);
 #undef NM
     }

@@ -476,6 +476,25 @@ static void test_compressed(void) {
     }
     free(all);
 
+    /* A zstd file that starts with a skippable frame (as pzstd writes). */
+    {
+        const char *zp[] = {"{\"text\":\"after a skippable frame\"}\n"};
+        size_t zl[] = {strlen(zp[0])};
+        char *zb = NULL;
+        size_t zbn = 0;
+        write_zst(tp("skip.jsonl.zst"), zp, zl, 1, &zb, &zbn);
+        char *sk = malloc(zbn + 12);
+        memcpy(sk, "\x50\x2a\x4d\x18\x04\x00\x00\x00" "abcd", 12);
+        memcpy(sk + 12, zb, zbn);
+        write_file(tp("skip.jsonl.zst"), sk, zbn + 12);
+        free(sk);
+        free(zb);
+        d = read_one(tp("skip.jsonl.zst"), NULL);
+        TU_CHECK(d.n == 1, "%zu documents", d.n);
+        expect_ok(&d, 0, src_of("skip.jsonl.zst", 1), NULL, "after a skippable frame", NULL);
+        docs_free(&d);
+    }
+
     /* A zstd text file that is cut: one errored document. */
     write_file(tp("cut.txt.zst"), "\x28\xb5\x2f\xfd", 4);
     d = read_one(tp("cut.txt.zst"), NULL);
@@ -556,6 +575,29 @@ static void test_patterns(void) {
     unlink(badname);
 }
 
+/* A file that vanishes between corpus_open and its turn: one errored
+ * document, then the next file. */
+static void test_vanished(void) {
+    char err[LOG_ERRLEN];
+    write_str(tp("gone.txt"), "soon gone");
+    write_str(tp("stays.txt"), "still here");
+    const char *pats[] = {tp("gone.txt"), tp("stays.txt")};
+    corpus_t *c = corpus_open(pats, 2, NULL, err, sizeof err);
+    TU_REQUIRE(c, "open: %s", err);
+    unlink(tp("gone.txt"));
+    corpus_doc_t doc = {0};
+    int r = corpus_next(c, &doc, err, sizeof err);
+    TU_CHECK(r == 1 && doc.error && strstr(doc.error, "cannot open") && strcmp(doc.source, tp("gone.txt")) == 0,
+             "vanished file: %d %s", r, doc.error ? doc.error : "(no error)");
+    r = corpus_next(c, &doc, err, sizeof err); /* releases the previous document */
+    TU_CHECK(r == 1 && doc.text && strcmp(doc.text, "still here") == 0, "the next file");
+    TU_CHECK(corpus_next(c, &doc, err, sizeof err) == 0 && doc.source == NULL, "end, document zeroed");
+    TU_CHECK(corpus_next(c, NULL, err, sizeof err) == -1, "NULL document");
+    corpus_destroy(&c);
+    corpus_destroy(&c); /* NULL-safe */
+    corpus_doc_clear(NULL);
+}
+
 /* Removes the fixture folder (files one level down plus g/sub). */
 static void cleanup(void) {
     char cmd[600];
@@ -575,6 +617,7 @@ int main(void) {
     test_long_lines();
     test_compressed();
     test_patterns();
+    test_vanished();
     if (!tu_failures) cleanup();
     else fprintf(stderr, "fixtures kept in %s\n", g_dir);
     return tu_finish("test_corpus");

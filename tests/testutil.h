@@ -25,11 +25,13 @@ static int tu_failures = 0;
         }                                                                     \
     } while (0)
 
-/* Stops the test at once (for failures that make the rest meaningless). */
+/* Stops the test at once (for failures that make the rest meaningless).
+ * cond is evaluated once. */
 #define TU_REQUIRE(cond, ...)                                                 \
     do {                                                                      \
-        TU_CHECK(cond, __VA_ARGS__);                                          \
-        if (!(cond)) exit(1);                                                 \
+        int tu_ok_ = (cond) ? 1 : 0;                                          \
+        TU_CHECK(tu_ok_, __VA_ARGS__);                                        \
+        if (!tu_ok_) exit(1);                                                 \
     } while (0)
 
 /* Path of a file under $TOKSHIFT_TESTDATA in a static buffer (one at a time:

@@ -124,11 +124,13 @@ out:
 
 /* Sends FAILED for a job; logs when even that fails. */
 static void send_failed(link_t *link, int64_t job_id, uint64_t token, const char *why, int retryable) {
-    char err[LOG_ERRLEN];
+    char err[LOG_ERRLEN], text[LOG_ERRLEN];
+    snprintf(text, sizeof text, "%s", why);
+    wire_utf8_sanitize(text); /* the wire refuses invalid UTF-8 */
     wire_msg_t f = {.type = WIRE_FAILED};
     f.u.failed.job_id = job_id;
     f.u.failed.attempt_token = token;
-    f.u.failed.error = (char *)why;
+    f.u.failed.error = text;
     f.u.failed.retryable = retryable;
     if (link_send(link, &f, err, sizeof err)) log_error("%s", err);
 }
@@ -335,7 +337,7 @@ int main(int argc, char **argv) {
         }
         case WIRE_SHUTDOWN:
             log_info("coordinator: %s", msg.u.shutdown.reason ? msg.u.shutdown.reason : "shutdown");
-            rc = msg.u.shutdown.reason && strstr(msg.u.shutdown.reason, "model") ? EXIT_MISMATCH : 0;
+            rc = msg.u.shutdown.reason && !strncmp(msg.u.shutdown.reason, "model mismatch", 14) ? EXIT_MISMATCH : 0;
             wire_msg_clear(&msg);
             goto done;
         default:

@@ -10,6 +10,7 @@ import {join, resolve} from "node:path";
 import {gzipSync} from "node:zlib";
 import net from "node:net";
 
+process.setMaxListeners(100);  // one exit hook per child process
 export const ROOT = process.cwd();  // CTest runs tests in the project root
 export const BIN = process.env.TOKSHIFT_BUILD ? resolve(process.env.TOKSHIFT_BUILD) : join(ROOT, "build");
 

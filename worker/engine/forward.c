@@ -228,7 +228,7 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
             kern_swiglu(f->hb, f->hb2, (size_t)n * ff);
         } else {
             linear(f, f->hb, f->xb, L->w_up, L->b_up, n, d, ff, 0.0f); /* hb[n][ff] */
-            kern_gelu(f->hb, (size_t)n * ff);
+            (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
         }
         linear(f, f->x, f->hb, L->w_down, L->b_down, n, ff, d, 1.0f); /* x += hb Wd^T + bd */
     }

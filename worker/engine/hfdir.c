@@ -436,6 +436,7 @@ static int load_gpt2(hf_t *h) {
     c->n_head_kv = c->n_head;
     if (check_heads(h, c)) return -1;
     c->rope_dim = 0;
+    c->rope_base = 10000.0f; /* unused; what the GGUF path reports */
 
     /* Older checkpoints prefix every name with "transformer." */
     const char *pre = tensor_index(h, "transformer.wte.weight") >= 0 ? "transformer." : "";

@@ -4,6 +4,11 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "half.h"
 
 void kern_matmul(float *y, const float *x, const float *w, int T, int in, int out, float beta) {
     assert(T > 0 && in > 0 && out > 0);
@@ -46,11 +51,51 @@ void kern_add_bias(float *y, const float *b, int T, int n) {
         for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
 }
 
-void kern_gelu(float *x, size_t n) {
+/* fp32 -> IEEE half, round-to-nearest-even (ggml_compute_fp32_to_fp16, the
+ * FP16 library's algorithm; the FPU does the rounding), and back. */
+static uint16_t f32_to_f16(float f) {
+    const float scale_to_inf = 0x1.0p+112f, scale_to_zero = 0x1.0p-110f;
+    uint32_t w, bits;
+    memcpy(&w, &f, 4);
+    float base = (fabsf(f) * scale_to_inf) * scale_to_zero;
+    uint32_t shl1_w = w + w, sign = w & 0x80000000u, bias = shl1_w & 0xFF000000u;
+    if (bias < 0x71000000u) bias = 0x71000000u;
+    uint32_t bb = (bias >> 1) + 0x07800000u;
+    float fb;
+    memcpy(&fb, &bb, 4);
+    base = fb + base;
+    memcpy(&bits, &base, 4);
+    uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+    return (uint16_t)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+static float gelu_tanh_f32(float v) {
     const float k = 0.79788456080286535587989211986876f, a = 0.044715f;
+    return 0.5f * v * (1.0f + tanhf(k * v * (1.0f + a * v * v)));
+}
+
+/* gelu of the half h, rounded to a half and widened again. */
+static float gelu_of_half(uint16_t h) { return half_f16_to_f32(f32_to_f16(gelu_tanh_f32(half_f16_to_f32(h)))); }
+
+static float g_gelu_table[1 << 16];
+static pthread_once_t g_gelu_once = PTHREAD_ONCE_INIT;
+
+static void gelu_table_init(void) {
+    for (uint32_t h = 0; h < (1u << 16); h++) g_gelu_table[h] = gelu_of_half((uint16_t)h);
+}
+
+void kern_gelu(float *x, size_t n) {
+    pthread_once(&g_gelu_once, gelu_table_init);
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k * v * (1.0f + a * v * v)));
+        x[i] = v <= -10.0f ? 0.0f : v >= 10.0f ? v : g_gelu_table[f32_to_f16(v)];
+    }
+}
+
+void kern_gelu_ref(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = v <= -10.0f ? 0.0f : v >= 10.0f ? v : gelu_of_half(f32_to_f16(v));
     }
 }
 

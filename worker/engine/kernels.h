@@ -33,10 +33,19 @@ void kern_layernorm(float *out, const float *x, const float *g, const float *b, 
 /* y[t][i] += b[i] for T rows of n. */
 void kern_add_bias(float *y, const float *b, int T, int n);
 
-/* x[i] = gelu(x[i]) for n values, the tanh approximation that GPT-2
- * ("gelu_new") and llama.cpp use:
- * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in fp32. */
+/* x[i] = gelu(x[i]) for n values: the tanh approximation of GPT-2
+ * ("gelu_new"), 0.5 v (1 + tanh(sqrt(2/pi) v (1 + 0.044715 v^2))), exactly as
+ * llama.cpp's CPU backend computes it, so that GGUF models agree with
+ * llama.cpp: v is x rounded to fp16, the formula is evaluated in fp32 and
+ * the result rounded to fp16 (one table of all 65536 halves, built once);
+ * x <= -10 gives 0 and x >= 10 gives x.  The fp16 steps change an activation
+ * by up to 2^-11 of its value, which moves logprobs by ~1e-3 nats against an
+ * unrounded fp32 GELU (Hugging Face's); bit-exact agreement with llama.cpp
+ * was preferred.  Thread-safe. */
 void kern_gelu(float *x, size_t n);
+/* The same function evaluated element by element (no table): the
+ * reference.  Bit-identical to kern_gelu. */
+void kern_gelu_ref(float *x, size_t n);
 
 /* g[i] = silu(g[i]) * u[i] for n values (SwiGLU). */
 void kern_swiglu(float *g, const float *u, size_t n);
