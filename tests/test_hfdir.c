@@ -136,12 +136,17 @@ static void make_ckpt(const spec_t *s, ckpt_t *c) {
 #undef L
         }
     } else if (s->arch == A_GPT2) {
-        ck_add(c, "wte.weight", V, d, 0.5f, 0);
-        ck_add(c, "wpe.weight", s->ctx, d, 0.2f, 0);
-        ck_add(c, "ln_f.weight", d, 0, 0.2f, 1.0f);
-        ck_add(c, "ln_f.bias", d, 0, 0.1f, 0);
+        const char *pre = s->variant ? "transformer." : "";
+#define G(suffix, r, cc, sc, off) (snprintf(n, sizeof n, "%s%s", pre, suffix), ck_add(c, n, r, cc, sc, off))
+        float *wte = G("wte.weight", V, d, 0.5f, 0);
+        G("wpe.weight", s->ctx, d, 0.2f, 0);
+        G("ln_f.weight", d, 0, 0.2f, 1.0f);
+        G("ln_f.bias", d, 0, 0.1f, 0);
+#undef G
+        if (s->variant) /* some checkpoints store the tied output too */
+            memcpy(ck_add(c, "lm_head.weight", V, d, 0, 0), wte, (size_t)V * d * sizeof *wte);
         for (int l = 0; l < s->n_layer; l++) {
-#define L(suffix, r, cc, sc, off) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), ck_add(c, n, r, cc, sc, off))
+#define L(suffix, r, cc, sc, off) (snprintf(n, sizeof n, "%sh.%d.%s", pre, l, suffix), ck_add(c, n, r, cc, sc, off))
             L("ln_1.weight", d, 0, 0.2f, 1.0f);
             L("ln_1.bias", d, 0, 0.1f, 0);
             L("attn.c_attn.weight", d, 3 * d, 2.0f * sd, 0); /* Conv1D: [in][out] */
@@ -218,7 +223,7 @@ static void write_config(const spec_t *s, const char *dir) {
         json_object_set_new(c, "n_embd", json_integer(s->d));
         json_object_set_new(c, "n_layer", json_integer(s->n_layer));
         json_object_set_new(c, "n_head", json_integer(s->n_head));
-        json_object_set_new(c, "n_inner", json_null());
+        json_object_set_new(c, "n_inner", s->ff == 4 * s->d ? json_null() : json_integer(s->ff));
         json_object_set_new(c, "n_positions", json_integer(s->ctx));
         json_object_set_new(c, "n_ctx", json_integer(s->ctx));
         json_object_set_new(c, "layer_norm_epsilon", json_real(s->eps));
@@ -247,7 +252,7 @@ static void write_config(const spec_t *s, const char *dir) {
 }
 
 /* model.safetensors, or (shards > 1) that many shards and an index. */
-static void write_weights(const ckpt_t *c, const char *dir, const char *dtype, int shards, int extra_buffer) {
+static void write_weights(const ckpt_t *c, const char *dir, const char *dtype, int shards, const char *extra_buffer) {
     char p[512], fname[64];
     json_t *wm = json_object();
     for (int s = 0; s < shards; s++) {
@@ -263,9 +268,9 @@ static void write_weights(const ckpt_t *c, const char *dir, const char *dtype, i
         }
         if (extra_buffer && s == 0) {
             /* What transformers saves but recomputes: must be ignored. */
-            const char *buf = extra_buffer == 1 ? "h.0.attn.bias" : "gpt_neox.layers.0.attention.rotary_emb.inv_freq";
+            const char *buf = extra_buffer;
             uint64_t dims[4] = {1, 1, 8, 8};
-            if (extra_buffer == 1) stw_add(&w, buf, "BOOL", 4, dims, NULL);
+            if (strstr(buf, "attn.bias")) stw_add(&w, buf, "BOOL", 4, dims, NULL);
             else stw_add1(&w, buf, "F32", 4, NULL);
             if (shards > 1) json_object_set_new(wm, buf, json_string("model-00001-of-00002.safetensors"));
         }
@@ -447,11 +452,13 @@ static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *
                 {"ln_2.weight", "ffn_norm.weight"},   {"ln_2.bias", "ffn_norm.bias"},
                 {"mlp.c_fc.weight", "ffn_up.weight"}, {"mlp.c_fc.bias", "ffn_up.bias"},
                 {"mlp.c_proj.weight", "ffn_down.weight"}, {"mlp.c_proj.bias", "ffn_down.bias"}};
-            if (!strcmp(t->name, "wte.weight")) snprintf(g, sizeof g, "token_embd.weight");
-            else if (!strcmp(t->name, "wpe.weight")) snprintf(g, sizeof g, "position_embd.weight");
-            else if (!strcmp(t->name, "ln_f.weight")) snprintf(g, sizeof g, "output_norm.weight");
-            else if (!strcmp(t->name, "ln_f.bias")) snprintf(g, sizeof g, "output_norm.bias");
-            else if ((l = layer_of(t->name, "h.", &r)) >= 0)
+            const char *nm = strncmp(t->name, "transformer.", 12) ? t->name : t->name + 12;
+            if (!strcmp(nm, "lm_head.weight")) continue; /* tied: the converter's output is wte */
+            if (!strcmp(nm, "wte.weight")) snprintf(g, sizeof g, "token_embd.weight");
+            else if (!strcmp(nm, "wpe.weight")) snprintf(g, sizeof g, "position_embd.weight");
+            else if (!strcmp(nm, "ln_f.weight")) snprintf(g, sizeof g, "output_norm.weight");
+            else if (!strcmp(nm, "ln_f.bias")) snprintf(g, sizeof g, "output_norm.bias");
+            else if ((l = layer_of(nm, "h.", &r)) >= 0)
                 for (size_t k = 0; k < sizeof map / sizeof *map; k++)
                     if (!strcmp(r, map[k][0])) snprintf(g, sizeof g, "blk.%d.%s", l, map[k][1]);
             static const char *const conv1d[] = {".c_attn.weight", ".c_proj.weight", ".c_fc.weight"};
@@ -514,28 +521,59 @@ static void rm_dir(const char *dir) {
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
-/* Writes spec s both ways (dtype "F32" or "BF16"; shards >= 1) and compares. */
-static void check_equivalent(const spec_t *s, const gguf_t *vg, const char *dtype, int shards) {
-    int bf16 = !strcmp(dtype, "BF16");
+/* Runs the tokshift command on the text with --model path; its stdout
+ * (malloc'd) or NULL when TOKSHIFT_BIN is unset. */
+static char *run_score(const char *path) {
+    const char *bin = getenv("TOKSHIFT_BIN");
+    if (!bin || !*bin) return NULL;
+    char txt[] = "/tmp/tokshift_hftext_XXXXXX", cmd[1400];
+    int fd = mkstemp(txt);
+    TU_REQUIRE(fd >= 0 && write(fd, g_text, strlen(g_text)) == (ssize_t)strlen(g_text) && close(fd) == 0, "text file");
+    snprintf(cmd, sizeof cmd, "'%s' score --model '%s' < '%s'", bin, path, txt);
+    FILE *p = popen(cmd, "r");
+    TU_REQUIRE(p, "popen %s", cmd);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    for (size_t k; (k = fread(out + len, 1, cap - len - 1, p)) > 0;)
+        if ((len += k) + 1 == cap) out = realloc(out, cap *= 2);
+    out[len] = 0;
+    TU_CHECK(pclose(p) == 0, "%s failed", cmd);
+    unlink(txt);
+    return out;
+}
+
+/* Writes spec s both ways (type F32, F16 or BF16; shards >= 1) and compares;
+ * with cli, also the output of `tokshift score` on both. */
+static void check_equivalent(const spec_t *s, const gguf_t *vg, ggml_type_t type, int shards, int cli) {
+    const char *dtype = type == GGML_TYPE_BF16 ? "BF16" : type == GGML_TYPE_F16 ? "F16" : "F32";
     ckpt_t *c = calloc(1, sizeof *c);
     make_ckpt(s, c);
-    if (bf16) ck_round_bf16(c);
+    if (type != GGML_TYPE_F32) ck_round(c, type);
 
     char dir[] = "/tmp/tokshift_hfdir_XXXXXX", gpath[600];
     mkdir_tmp(dir);
     write_config(s, dir);
-    write_weights(c, dir, dtype, shards, s->arch == A_GPT2 ? 1 : s->arch == A_GPTNEOX ? 2 : 0);
+    write_weights(c, dir, dtype, shards,
+                  s->arch == A_GPT2 ? (s->variant ? "transformer.h.0.attn.bias" : "h.0.attn.bias")
+                  : s->arch == A_GPTNEOX ? "gpt_neox.layers.0.attention.rotary_emb.inv_freq" : NULL);
     write_tokenizer_json(vg, dir);
-    gguf_writer_t *w = make_gguf(s, c, vg, bf16);
-    snprintf(gpath, sizeof gpath, "%s/model.gguf", dir);
+    gguf_writer_t *w = make_gguf(s, c, vg, type);
+    snprintf(gpath, sizeof gpath, "%s.gguf", dir); /* beside the directory, not in it */
     TU_REQUIRE(gguf_writer_write(w, gpath, err, sizeof err) == 0, "%s", err);
     gguf_writer_destroy(&w);
     ck_free(c);
     free(c);
 
+    if (cli) {
+        char *og = run_score(gpath), *oh = run_score(dir);
+        if (!og) fprintf(stderr, "TOKSHIFT_BIN is unset: not comparing the command's output\n");
+        else TU_CHECK(strlen(og) > 1000 && !strcmp(og, oh), "%s: tokshift score differs between the GGUF and the directory", s->label);
+        free(og);
+        free(oh);
+    }
     model_t *mg = model_load(gpath, err, sizeof err);
     TU_REQUIRE(mg, "%s GGUF: %s", s->label, err);
-    unlink(gpath); /* the directory must not hold it: a stray file is fine, but keep it clean */
+    unlink(gpath);
     model_t *mh = model_load(dir, err, sizeof err);
     TU_REQUIRE(mh, "%s HF %s: %s", s->label, dtype, err);
 
@@ -568,7 +606,7 @@ static void check_equivalent(const spec_t *s, const gguf_t *vg, const char *dtyp
     }
     double ent = 0;
     for (int i = 0; i < n - 1; i++) ent += rg[i].st.entropy / (n - 1);
-    fprintf(stderr, "%-28s %-4s %d shard(s): %d tokens, mean entropy %.3f nats; max |dlogprob| %.3g, |dentropy| %.3g, "
+    fprintf(stderr, "%-31s %-4s %d shard(s): %d tokens, mean entropy %.3f nats; max |dlogprob| %.3g, |dentropy| %.3g, "
                     "|dtop1| %.3g, %d rank/context differences\n",
             s->label, dtype, shards, n - 1, ent, dl, de, dt, ranks);
     TU_CHECK(dl <= 1e-5 && de <= 1e-5 && dt <= 1e-5 && ranks == 0, "%s %s: HF and GGUF statistics differ", s->label,
@@ -652,7 +690,7 @@ static void test_malformed(void) {
     write_config(&s, dir);
     expect_fail(dir, "neither model.safetensors", "no weights");
 
-    write_weights(c, dir, "F32", 1, 0);
+    write_weights(c, dir, "F32", 1, NULL);
     set_config(dir, &s, "hidden_size", json_string("32"));
     expect_fail(dir, "'hidden_size' must be an integer", "hidden_size a string");
     set_config(dir, &s, "num_hidden_layers", NULL);
@@ -677,18 +715,18 @@ static void test_malformed(void) {
     ckpt_t *bad = calloc(1, sizeof *bad);
     for (int i = 0; i < c->n; i++)
         if (strcmp(c->t[i].name, "model.layers.0.mlp.up_proj.weight")) bad->t[bad->n++] = c->t[i];
-    write_weights(bad, dir, "F32", 1, 0);
+    write_weights(bad, dir, "F32", 1, NULL);
     expect_fail(dir, "tensor 'model.layers.0.mlp.up_proj.weight' is missing", "missing tensor");
     bad->n = 0;
     for (int i = 0; i < c->n; i++)
         if (strcmp(c->t[i].name, "lm_head.weight")) bad->t[bad->n++] = c->t[i];
-    write_weights(bad, dir, "F32", 1, 0);
+    write_weights(bad, dir, "F32", 1, NULL);
     expect_fail(dir, "'lm_head.weight' is missing and tie_word_embeddings is false", "untied without lm_head");
     bad->n = 0;
     for (int i = 0; i < c->n; i++) bad->t[bad->n++] = c->t[i];
     hft_t extra = {"model.layers.0.self_attn.rotary_scale.weight", 4, 0, c->t[1].data};
     bad->t[bad->n++] = extra;
-    write_weights(bad, dir, "F32", 1, 0);
+    write_weights(bad, dir, "F32", 1, NULL);
     expect_fail(dir, "'model.layers.0.self_attn.rotary_scale.weight' is not used", "extra tensor");
     free(bad);
 
@@ -714,6 +752,47 @@ static void test_malformed(void) {
     V = saved_v;
 }
 
+/* tokenizer_config.json: add_bos_token and the BOS/EOS tokens reach the
+ * tokenizer; a malformed one is an error naming it. */
+static void test_tokenizer_config(const gguf_t *vg) {
+    spec_t s = {"gpt2 (tokenizer_config)", A_GPT2, 32, 1, 2, 2, 128, 32, 1, 0, 0, 10000.0f, 1e-5f};
+    char dir[] = "/tmp/tokshift_hftok_XXXXXX", p[600];
+    mkdir_tmp(dir);
+    ckpt_t *c = calloc(1, sizeof *c);
+    make_ckpt(&s, c);
+    write_config(&s, dir);
+    write_weights(c, dir, "F32", 1, NULL);
+    ck_free(c);
+    free(c);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    expect_fail(dir, "tokenizer.json", "no tokenizer.json");
+    write_tokenizer_json(vg, dir);
+
+    model_t *m = model_load(dir, err, sizeof err);
+    TU_REQUIRE(m, "%s", err);
+    int plain = tokenizer_adds_bos(m->tok);
+    model_destroy(&m);
+    write_file(dir, "tokenizer_config.json",
+               "{\"add_bos_token\": true, \"bos_token\": {\"__type\": \"AddedToken\", \"content\": \"<|endoftext|>\"},"
+               " \"eos_token\": \"<|endoftext|>\", \"model_max_length\": 1024}");
+    m = model_load(dir, err, sizeof err);
+    TU_CHECK(m && tokenizer_adds_bos(m->tok) && tokenizer_bos(m->tok) == 50256 && tokenizer_eos(m->tok) == 50256,
+             "add_bos_token true: %s", m ? "BOS not added" : err);
+    model_destroy(&m);
+    write_file(dir, "tokenizer_config.json", "{\"add_bos_token\": false, \"bos_token\": null}");
+    m = model_load(dir, err, sizeof err);
+    TU_CHECK(m && !tokenizer_adds_bos(m->tok), "add_bos_token false: %s", m ? "BOS added" : err);
+    model_destroy(&m);
+    fprintf(stderr, "tokenizer_config.json: BOS added without it: %d; with add_bos_token true: 1; false: 0\n", plain);
+    write_file(dir, "tokenizer_config.json", "{\"add_bos_token\": \"yes\"}");
+    expect_fail(dir, "tokenizer_config.json: 'add_bos_token' must be true or false", "add_bos_token a string");
+    write_file(dir, "tokenizer_config.json", "{\"eos_token\": 5}");
+    expect_fail(dir, "tokenizer_config.json: 'eos_token' must be a string", "eos_token a number");
+    write_file(dir, "tokenizer_config.json", "{\"eos_token\": ");
+    expect_fail(dir, "tokenizer_config.json: not valid JSON", "tokenizer_config.json not JSON");
+    rm_dir(dir);
+}
+
 int main(void) {
     const char *env = getenv("TOKSHIFT_TEST_SEED");
     uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
@@ -736,13 +815,16 @@ int main(void) {
         {"llama (biases, tied, MHA)", A_LLAMA, 64, 2, 4, 4, 128, 256, 1, 1, 0, 10000.0f, 1e-6f},
         {"qwen2 (GQA, tied)", A_QWEN2, 64, 2, 4, 2, 128, 256, 1, 0, 0, 1000000.0f, 1e-6f},
         {"gpt2", A_GPT2, 64, 2, 4, 4, 256, 96, 1, 0, 0, 10000.0f, 1e-5f},
+        {"gpt2 (transformer., lm_head)", A_GPT2, 64, 1, 2, 2, 128, 64, 1, 1, 0, 10000.0f, 1e-5f},
         {"gptneox (partial rotary)", A_GPTNEOX, 64, 2, 4, 4, 256, 256, 0, 1, 0.25f, 10000.0f, 1e-5f},
         {"gptneox (serial residual)", A_GPTNEOX, 64, 2, 4, 4, 256, 256, 0, 0, 0.5f, 10000.0f, 1e-5f},
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
-        check_equivalent(&specs[i], vg, "F32", i == 0 ? 2 : 1);
-        check_equivalent(&specs[i], vg, "BF16", 1);
+        check_equivalent(&specs[i], vg, GGML_TYPE_F32, i == 0 ? 2 : 1, i == 0 || specs[i].arch == A_GPT2);
+        check_equivalent(&specs[i], vg, GGML_TYPE_BF16, 1, 0);
+        if (specs[i].arch == A_QWEN2) check_equivalent(&specs[i], vg, GGML_TYPE_F16, 1, 0);
     }
+    test_tokenizer_config(vg);
     gguf_destroy(&vg);
     return tu_finish("test_hfdir");
 }

@@ -26,10 +26,11 @@
  * byte for byte, for any bytes (invalid UTF-8 and NUL included: byte tokens
  * for SentencePiece, the byte alphabet for byte-level BPE), except that for
  * SentencePiece a literal U+2581 ("\xe2\x96\x81") in the text decodes as a
- * space (SentencePiece uses that character for the space), and that a
- * tokenizer.json with a Metaspace pre-tokenizer drops one leading space of
- * the text (as `tokenizers` does: it adds no dummy prefix to text that
- * starts with one, and its decoder strips it).
+ * space (SentencePiece uses that character for the space), and that
+ * tokenizers that add a space prefix only to text without one (a
+ * tokenizer.json's Metaspace pre-tokenizer, ByteLevel add_prefix_space)
+ * drop the leading space of text that had one: decoding cannot tell it
+ * from the prefix (`tokenizers` has the same loss).
  *
  * Ownership: a tokenizer_t owns copies of everything it reads, so the gguf_t
  * or the JSON it was built from may be freed afterwards.  A tokenizer_t is
