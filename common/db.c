@@ -112,6 +112,10 @@ int db_reconnect(db_t *db, char *err, size_t errlen) {
     return 0;
 }
 
+int db_async_commit(db_t *db, char *err, size_t errlen) {
+    return q(db, "SET synchronous_commit = off", 0, NULL, NULL, err, errlen, "relaxing commit durability");
+}
+
 /* ---- migrations -------------------------------------------------------- */
 
 int db_migrate(db_t *db, char *err, size_t errlen) {
@@ -165,14 +169,12 @@ int db_run_open(db_t *db, const char *name, const char *identity, const char *se
                 db_run_t *out, char *err, size_t errlen) {
     PGresult *r = NULL;
     memset(out, 0, sizeof *out);
-    const char *p1[1] = {name};
     if (q(db, "BEGIN", 0, NULL, NULL, err, errlen, "opening the run")) return -1;
     if (q(db,
           "SELECT run_id, status, model_identity, settings = $2::jsonb, settings::text, "
           "coalesce(n_docs, 0), coalesce(n_jobs, 0) FROM runs WHERE name = $1 FOR UPDATE",
           2, (const char *const[]){name, settings}, &r, err, errlen, "looking the run up"))
         goto error;
-    (void)p1;
     if (PQntuples(r) == 1) {
         out->existed = 1;
         out->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

@@ -27,6 +27,13 @@ void db_destroy(db_t **self_p);
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
 
+/* Lets this session's commits return before their WAL reaches disk
+ * (synchronous_commit = off).  For the coordinator's bookkeeping only: a
+ * lease lost in a crash is harmless (a restarted coordinator requeues every
+ * lease, and a worker's commit under a lost token is fenced off), while a
+ * worker's result commits stay fully durable.  0 or -1. */
+int db_async_commit(db_t *self, char *err, size_t errlen);
+
 /* Applies sql/migrations/ not yet applied, each in its own transaction,
  * serialised between concurrent callers by an advisory lock.  Returns the
  * number applied, or -1. */

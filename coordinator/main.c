@@ -478,6 +478,12 @@ static void tick(coord_t *c) {
     }
 }
 
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void progress(coord_t *c, int final) {
     int64_t el = now_ms() - c->t0_ms;
     double tps = el > 0 ? (c->tokens - c->tokens0) * 1000.0 / el : 0;
@@ -487,6 +493,9 @@ static void progress(coord_t *c, int final) {
              " | %.0f tok/s | ETA %02d:%02d:%02d | workers %zu | retries %" PRId64,
              final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done, c->docs_total, tps,
              (int)(eta / 3600), (int)(eta / 60) % 60, (int)eta % 60, fleet_size(c->fleet), c->retries);
+    if (final)
+        log_info("coordinator CPU %.3f s over %.1f s wall (%.3f ms per job)", cpu_seconds(), el / 1000.0,
+                 finished ? cpu_seconds() * 1000.0 / (double)finished : 0.0);
 }
 
 int main(int argc, char **argv) {
@@ -502,6 +511,7 @@ int main(int argc, char **argv) {
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
     db_t *db = db_connect(o.db, err, sizeof err);
     if (!db) log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
+    if (db_async_commit(db, err, sizeof err)) log_die("", "%s", err);
     char *sj = settings_json(&o.s), *cj = corpus_json(&o);
     if (!sj || !cj) log_die("", "out of memory");
     db_run_t run;

@@ -5,7 +5,8 @@
  *
  * PRESET: llama, qwen2, gpt2, gptneox, gptneox-seq.  With VOCAB.gguf, its
  * tokenizer.* keys are copied and the model has its vocabulary size;
- * without, a synthetic 512-token SentencePiece vocabulary is written.  What
+ * without, a synthetic 512-token SentencePiece vocabulary is written.  Prints
+ * the model's vocabulary size on stdout.  What
  * it is not: a test by itself (conformance_arch.mjs runs it).  Exit 0, 1 on
  * an error, 2 on bad usage. */
 #include <stdio.h>
@@ -63,6 +64,7 @@ int main(int argc, char **argv) {
     if (vocab ? rm_copy_vocab(w, vocab, err, sizeof err) : rm_add_spm_vocab(w, s.n_vocab, err, sizeof err))
         goto error;
     if (gguf_writer_write(w, pos[1], err, sizeof err)) goto error;
+    printf("%d\n", s.n_vocab);
     rc = 0;
 error:
     if (rc) fprintf(stderr, "make_arch_model: %s\n", err);

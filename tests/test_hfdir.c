@@ -1,25 +1,32 @@
 /* test_hfdir.c - a Hugging Face model directory computes exactly what its
  * GGUF conversion computes.
  *
- * For each architecture (llama with GQA and untied output, qwen2 with GQA,
- * biases and tied output, gpt2, gptneox with partial rotary and parallel
- * residual) the test draws random weights in the Hugging Face layout, with a
- * real vocabulary (GPT-2's, from $TOKSHIFT_TESTDATA/vocab), and writes them
- * twice: as a Hugging Face directory (config.json, model.safetensors or a
- * sharded index, tokenizer.json), and as a GGUF through the project's GGUF
- * writer after converting the layout exactly as llama.cpp's
- * convert_hf_to_gguf.py does (written here independently of hfdir.c: the
- * Llama Q/K permute as reshape(n_head, 2, hd/2, d).swapaxes(1, 2), GPT-2's
- * Conv1D transposes, GPT-NeoX's per-head QKV reordered to Q|K|V).  Both load
- * through model_load and score the same text; every logprob, entropy, rank
- * and top-1 logprob must agree (within 1e-5; in fact they are identical).
- * In F32, and in BF16 safetensors against the BF16-rounded GGUF (2-D tensors
- * BF16, vectors F32, as the converter stores them).
+ * For each architecture (llama with GQA and untied output; llama with every
+ * bias, tied output; qwen2 with GQA, biases and tied output; gpt2, plainly
+ * and with "transformer."-prefixed names and a stored copy of the tied
+ * lm_head; gptneox with partial rotary, parallel and serial residual) the
+ * test draws random weights in the Hugging Face layout, with a real
+ * vocabulary (GPT-2's, from $TOKSHIFT_TESTDATA/vocab), and writes them twice:
+ * as a Hugging Face directory (config.json, model.safetensors or a sharded
+ * index, tokenizer.json written from the vocabulary's tokens and merges,
+ * plus the buffers transformers saves and recomputes), and as a GGUF through
+ * the project's GGUF writer after converting the layout exactly as
+ * llama.cpp's convert_hf_to_gguf.py does (written here independently of
+ * hfdir.c: the Llama Q/K permute as reshape(n_head, 2, hd/2, d).swapaxes(1, 2)
+ * on weights and biases, GPT-2's Conv1D transposes, GPT-NeoX's per-head QKV
+ * reordered to Q|K|V).  Both load through model_load; the text tokenizes to
+ * the same ids, and every logprob, entropy, rank and top-1 logprob agrees
+ * (within 1e-5; in fact they are identical).  In F32 (one checkpoint
+ * sharded), in BF16 safetensors against the BF16-rounded GGUF (2-D tensors
+ * BF16, vectors F32, as the converter stores them), and for qwen2 in F16.
+ * For two of them `tokshift score` prints the same bytes for the file and
+ * the directory (when TOKSHIFT_BIN names the command, as CTest sets it).
  *
  * Also: the rotate-half RoPE of transformers on an HF-layout head equals
  * kern_rope's interleaved RoPE on the permuted head (the reason for the
- * permutation), and malformed directories fail with messages naming the
- * file and the key or tensor.
+ * permutation); tokenizer_config.json's add_bos_token and BOS/EOS reach the
+ * tokenizer; malformed directories fail with messages naming the file and
+ * the key or tensor.
  *
  * The seed changes every run (printed; TOKSHIFT_TEST_SEED replays one). */
 #include <math.h>
@@ -746,6 +753,28 @@ static void test_malformed(void) {
     stw_write_bytes(p, "\xff\xff\0\0\0\0\0\0{}", 10);
     expect_fail(dir, "runs past the end of the file", "corrupt safetensors");
 
+    ck_free(c);
+    free(c);
+
+    /* gpt2 and gpt_neox options that change the computation. */
+    spec_t g2 = {"gpt2 (malformed)", A_GPT2, 32, 1, 2, 2, 128, 32, 1, 0, 0, 10000.0f, 1e-5f};
+    spec_t nx = {"gptneox (malformed)", A_GPTNEOX, 32, 1, 4, 4, 128, 64, 0, 1, 0.25f, 10000.0f, 1e-5f};
+    c = calloc(1, sizeof *c);
+    make_ckpt(&g2, c);
+    write_weights(c, dir, "F32", 1, NULL);
+    set_config(dir, &g2, "scale_attn_by_inverse_layer_idx", json_true());
+    expect_fail(dir, "'scale_attn_by_inverse_layer_idx' is set", "gpt2 inverse layer scaling");
+    set_config(dir, &g2, "activation_function", json_string("relu"));
+    expect_fail(dir, "'activation_function' = relu is not supported", "gpt2 activation");
+    set_config(dir, &g2, "n_positions", json_integer(40));
+    expect_fail(dir, "'wpe.weight' has shape [32, 32], expected [40, 32]", "gpt2 n_positions");
+    ck_free(c);
+    make_ckpt(&nx, c);
+    write_weights(c, dir, "F32", 1, NULL);
+    set_config(dir, &nx, "rotary_pct", json_real(0.1));
+    expect_fail(dir, "rotary_pct 0.1 gives 0 rotary dimensions", "gptneox rotary_pct");
+    set_config(dir, &nx, "use_parallel_residual", json_string("yes"));
+    expect_fail(dir, "'use_parallel_residual' must be true or false", "gptneox use_parallel_residual");
     ck_free(c);
     free(c);
     rm_dir(dir);

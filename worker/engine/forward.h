@@ -1,6 +1,10 @@
 /* forward.h - the transformer forward pass over a KV cache.
  *
- * What it is: one explicit forward() for the architectures of model.h, with a
+ * What it is: one explicit forward() for every architecture of model.h,
+ * parameterised by the model's configuration (RMSNorm or LayerNorm, RoPE in
+ * the interleaved or NeoX layout or none, SwiGLU or GELU, sequential or
+ * parallel residual) and by which weights it has (biases, learned
+ * positions: NULL pointers are skipped), with a
  * KV cache of n_slots independent sequences of up to n_ctx positions, and one
  * arena, allocated by forward_new, carved into every activation buffer, so
  * that forward_batch itself never allocates.  A batch is a list of rows, each
@@ -9,8 +13,10 @@
  * What it is not: tokenization, statistics or sampling.
  *
  * Two paths compute the same function: the default uses OpenBLAS; with
- * forward_set_reference(f, 1) every product and every attention row uses the
- * plain loops of kernels.c, which the tests compare against. */
+ * forward_set_reference(f, 1) every product, every attention row and GELU
+ * use the plain loops of kernels.c, which the tests compare against.  (With
+ * GELU, whose fp16 steps follow llama.cpp, the paths agree to ~1e-5 in the
+ * logits rather than to the last bits: see kernels.h.) */
 #ifndef TS_FORWARD_H
 #define TS_FORWARD_H
 
@@ -39,7 +45,8 @@ void forward_set_reference(forward_t *self, int on);
  * have distinct positions.  When all_logits, logits for every row are in
  * forward_logits(self) [n][n_vocab]; otherwise only the last row's, as row 0.
  * Returns 0, or -1 with a message for an out-of-range token, slot or position
- * (a run-time error: the data came from outside). */
+ * (a run-time error: the data came from outside), a position past a model's
+ * learned position embeddings (gpt2: n_ctx_train) included. */
 int forward_batch(forward_t *self, const int32_t *tokens, const int *slots, const int *pos, int n, int all_logits,
                   char *err, size_t errlen);
 

@@ -1,26 +1,32 @@
 /* hfdir.h - loads a Hugging Face model directory into a model_t.
  *
  * What it is: the mapping from a `transformers` checkpoint to the engine's
- * model: config.json (model_type and hyper-parameters, under the names each
- * model family's config class uses), the weights of model.safetensors or a
- * sharded model.safetensors.index.json (F32, F16 or BF16; see safetensors.h)
- * under the names `transformers` gives them, and tokenizer.json.  Every
- * weight is converted to the layout the GGUF path gives the forward pass
+ * model: config.json (model_type llama, mistral, qwen2, gpt2 or gpt_neox,
+ * and the hyper-parameters under the names each family's config class uses),
+ * the weights of model.safetensors or of a sharded
+ * model.safetensors.index.json (F32, F16 or BF16; see safetensors.h) under
+ * the names `transformers` gives them, and tokenizer.json with what
+ * tokenizer_config.json says (add_bos_token, bos_token, eos_token).  Every
+ * weight is put into the layout the GGUF path gives the forward pass
  * (model.h), exactly as llama.cpp's convert_hf_to_gguf.py lays it out, so a
- * directory and its GGUF conversion compute the same statistics:
- *   - llama/mistral: q_proj and k_proj rows are permuted per head from the
- *     rotate-half RoPE layout of Hugging Face to the interleaved pairs of
- *     GGUF llama (the converter's permute(w, n_head, n_head_kv));
+ * directory and its GGUF conversion compute the same statistics (hfdir.c
+ * lists the conversions: Llama's Q/K rotary permutation, GPT-2's Conv1D
+ * transposes, GPT-NeoX's per-head QKV order).
+ *
  * Every tensor in the checkpoint must be used (buffers that transformers
- * recomputes, such as rotary inv_freq and attention masks, excepted): a
- * tensor left over means a variant this loader does not understand, and
- * silently ignoring it would give wrong statistics.
+ * recomputes, rotary inv_freq and attention masks, excepted): a tensor left
+ * over means a variant this loader does not understand, and ignoring it
+ * would give wrong statistics.  Likewise options that change the computation
+ * and are not implemented (rope_scaling, a head_dim other than
+ * hidden/heads, Qwen2's sliding window, GPT-2's layer-wise attention
+ * scaling, an activation other than the family's) are errors.  Mistral's
+ * sliding window caps the trained context (n_ctx_train) instead: within
+ * the window, attention is exact.
  *
  * What it is not: a GGUF writer or converter (nothing is written), a reader
- * of PyTorch .bin pickles, or a general transformers config interpreter:
- * options that change the computation and are not implemented (rope_scaling,
- * attention biases on llama, a head_dim that is not hidden/heads, ...) are
- * errors, never ignored. */
+ * of PyTorch .bin pickles, or a general transformers config interpreter.
+ * Weights are always copied into fp32 buffers, never used in place from the
+ * mapping (most checkpoints are BF16/F16 and need converting anyway). */
 #ifndef TS_HFDIR_H
 #define TS_HFDIR_H
 

@@ -6,9 +6,10 @@
  * and causal attention over a KV cache, on caller-owned buffers.  Nothing
  * here allocates.  What it is not: the model's wiring (forward.c).
  *
- * The norms, rotary embeddings and activations are plain loops already (no
- * faster variant exists yet), so they are their own reference; the matmul
- * and attention have a BLAS version and a plain one.
+ * The matmul and attention have a BLAS version and a plain one, GELU a table
+ * lookup and an element-wise evaluation; the norms, rotary embeddings, SwiGLU
+ * and bias addition are plain loops already (no faster variant exists yet),
+ * so they are their own reference.
  *
  * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
  * batch is T rows. */

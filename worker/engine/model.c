@@ -343,11 +343,11 @@ void model_describe(const model_t *m, char *buf, size_t len) {
     const model_config_t *c = &m->cfg;
     static const char *norms[] = {"rmsnorm", "layernorm"}, *ropes[] = {"norm", "neox", "none"},
                       *acts[] = {"swiglu", "gelu"};
-    snprintf(buf, len,
-             "%s: %d layers, d=%d, heads=%d (kv %d), ff=%d, vocab=%d, ctx=%d, %s eps %g, rope %s dim %d base %g, "
-             "%s%s%s%s",
+    char rope[64] = "no rope";
+    if (c->rope != MODEL_ROPE_NONE)
+        snprintf(rope, sizeof rope, "rope %s dim %d base %g", ropes[c->rope], c->rope_dim, (double)c->rope_base);
+    snprintf(buf, len, "%s: %d layers, d=%d, heads=%d (kv %d), ff=%d, vocab=%d, ctx=%d, %s eps %g, %s, %s%s%s%s",
              m->arch_name, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_vocab, c->n_ctx_train,
-             norms[c->norm], (double)c->norm_eps, ropes[c->rope], c->rope_dim, (double)c->rope_base, acts[c->act],
-             c->parallel_residual ? ", parallel residual" : "", m->pos_embd ? ", learned positions" : "",
-             m->output == m->tok_embd ? ", tied output" : "");
+             norms[c->norm], (double)c->norm_eps, rope, acts[c->act], c->parallel_residual ? ", parallel residual" : "",
+             m->pos_embd ? ", learned positions" : "", m->output == m->tok_embd ? ", tied output" : "");
 }

@@ -1600,6 +1600,37 @@ int tokenizer_selftest(void) {
     t = tokenizer_new_spm(&v, err, sizeof err);
     ST_CHECK(t == NULL && strstr(err, "type"), "bad type: %s", err);
     tokenizer_destroy(&t);
+    types[FIRST] = TOKENIZER_TYPE_NORMAL;
+
+    /* Merging by rank (a tokenizer.json's merges) instead of by score:
+     * "a b" (rank 0) first, where the scores would merge "b c"; the later
+     * duplicate "ab" (277) is the one found; ties go to the leftmost pair;
+     * no merge, no piece ("x" + "xx" is not merged although "xx" is). */
+    {
+        const char *left[] = {"a", "\xe2\x96\x81", "b", "x"};
+        const char *right[] = {"b", "a", "c", "x"};
+        v.n_merges = 4;
+        v.merge_left = left;
+        v.merge_right = right;
+        t = tokenizer_new_spm(&v, err, sizeof err);
+        ST_CHECK(t != NULL, "tokenizer_new_spm with merges: %s", err);
+        if (t) {
+            failures += st_expect(t, "abc", 3,
+                                  (const int32_t[]){259, 277, 262}, 3);
+            failures += st_expect(t, "xxx", 3,
+                                  (const int32_t[]){259, 266, 263}, 3);
+            failures += st_expect(t, "xxxx", 4,
+                                  (const int32_t[]){259, 266, 266}, 3);
+        }
+        tokenizer_destroy(&t);
+        right[3] = "q"; /* no such piece */
+        t = tokenizer_new_spm(&v, err, sizeof err);
+        ST_CHECK(t == NULL && strstr(err, "merge 3 ('x q'): 'q' is not a "
+                                          "token"),
+                 "bad merge: %s", err);
+        tokenizer_destroy(&t);
+        v.n_merges = 0;
+    }
 #undef B
     return failures;
 }

@@ -809,6 +809,16 @@ tokenizer_t *tokenizer_new_json_buffer(const char *json, size_t len,
              model ? json_kind_name(model) : "missing");
         goto error;
     }
+    static const char *const parts[] = {"normalizer", "pre_tokenizer",
+                                        "post_processor", "decoder"};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        const json_t *p = json_object_get(root, parts[i]);
+        if (p && !json_is_null(p) && !json_is_object(p)) {
+            jerr(&c, "%s must be an object or null, not %s", parts[i],
+                 json_kind_name(p));
+            goto error;
+        }
+    }
     if (read_vocab(&c, model, json_object_get(root, "added_tokens")) < 0 ||
         read_model_options(&c, model, &bf, &ignore_merges, &unk) < 0 ||
         read_merges(&c, model, &left, &right, &llen, &rlen, &n_merges) < 0)

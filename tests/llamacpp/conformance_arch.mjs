@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// Conformance of every architecture against llama.cpp (ref.mjs): for each of
+// llama, qwen2, gpt2, gptneox (parallel residual) and gptneox-seq (sequential
+// residual), make_arch_model writes a GGUF with random weights (randmodel.h
+// presets: 3-4 layers, d 64-128, GQA for llama and qwen2, q/k/v biases and
+// NeoX RoPE for qwen2, learned positions and tied output for gpt2, partial
+// rotary (a quarter of each head) and a separate output for gptneox) through
+// the project's GGUF writer, with a real vocabulary: the GPT-2 one of
+// ggml-vocab-gpt-2.gguf (the SentencePiece one of ggml-vocab-llama-spm.gguf
+// for llama).  The ids scored are BOS and then the ids of the vocabulary's
+// conformance vectors (.out), fed to both engines as ids (`tokshift score
+// --ids`), so this test does not depend on the tokenizers.  Every logprob,
+// entropy and top1_logprob must agree within 1e-4 nats; ranks must agree up
+// to near-ties (within 1 + rank/1000), since with 50257 tokens many
+// probabilities in the tail lie closer together than the tolerance; and the
+// distributions must be non-degenerate (median entropy between 1 nat and
+// ln V - 1).  The generated models live in a temporary directory that is
+// removed at the end.
+//
+// Usage: node conformance_arch.mjs TOKSHIFT_BIN MAKE_ARCH_MODEL_BIN [PRESET...]
+// Exit: 0 pass, 1 fail, 77 skip (only when TOKSHIFT_TESTDATA is unset).
+
+import {spawn, spawnSync} from "node:child_process";
+import {existsSync, mkdtempSync, readFileSync, rmSync} from "node:fs";
+import {tmpdir} from "node:os";
+import {dirname, join} from "node:path";
+import {fileURLToPath} from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const TOL = 1e-4;
+const N_IDS = 128; // after BOS
+const testdata = process.env.TOKSHIFT_TESTDATA;
+const [bin, gen, ...only] = process.argv.slice(2);
+if (!bin || !gen) {
+    console.error("usage: node conformance_arch.mjs TOKSHIFT_BIN MAKE_ARCH_MODEL_BIN [PRESET...]");
+    process.exit(2);
+}
+if (!testdata) {
+    console.error("skip: TOKSHIFT_TESTDATA is not set");
+    process.exit(77);
+}
+if (!existsSync(join(here, "node_modules", "node-llama-cpp"))) {
+    console.error("FAIL: node-llama-cpp is not installed: run `npm ci --ignore-scripts --prefix tests/llamacpp`");
+    process.exit(1);
+}
+
+const cases = [
+    {preset: "llama", vocab: "ggml-vocab-llama-spm.gguf"},
+    {preset: "qwen2", vocab: "ggml-vocab-gpt-2.gguf"},
+    {preset: "gpt2", vocab: "ggml-vocab-gpt-2.gguf"},
+    {preset: "gptneox", vocab: "ggml-vocab-gpt-2.gguf"},
+    {preset: "gptneox-seq", vocab: "ggml-vocab-gpt-2.gguf"},
+].filter(c => only.length === 0 || only.includes(c.preset));
+
+for (const c of cases) {
+    for (const f of [c.vocab, `${c.vocab}.out`]) {
+        if (!existsSync(join(testdata, "vocab", f))) {
+            console.error(`FAIL: TOKSHIFT_TESTDATA is set but ${join(testdata, "vocab", f)} is missing`);
+            process.exit(1);
+        }
+    }
+}
+
+function run(cmd, args, input) {
+    const r = spawnSync(cmd, args, {input, encoding: "utf8", maxBuffer: 1 << 28});
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.status}\n${r.stderr}`);
+    return r.stdout;
+}
+
+// The same, without blocking: llama.cpp for one model runs while tokshift
+// scores the next.
+function runAsync(cmd, args, input) {
+    return new Promise((resolve, reject) => {
+        const p = spawn(cmd, args, {stdio: ["pipe", "pipe", "pipe"]});
+        let out = "", errText = "";
+        p.stdout.on("data", d => out += d);
+        p.stderr.on("data", d => errText += d);
+        p.on("error", reject);
+        p.on("close", code => code === 0 ? resolve(out)
+            : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}\n${errText}`)));
+        p.stdin.end(input);
+    });
+}
+
+const dir = mkdtempSync(join(tmpdir(), "tokshift-arch-"));
+let failures = 0;
+const summary = [];
+try {
+    const jobs = cases.map(c => {
+        const model = join(dir, `${c.preset}.gguf`);
+        const vocab = join(testdata, "vocab", c.vocab);
+        const vocabSize = Number(run(gen, [c.preset, model, vocab]).trim()); // it prints n_vocab
+        const bos = run(bin, ["tokenize", "--model", model, "--bos"], "").trim();
+        if (!/^[0-9]+$/.test(bos)) throw new Error(`${c.preset}: the vocabulary has no BOS (got '${bos}')`);
+        const ids = [bos, ...readFileSync(`${vocab}.out`, "utf8").split(/\s+/).filter(s => s.length)]
+            .slice(0, N_IDS + 1).join(" ");
+        return {c, model, ids, vocabSize, ref: runAsync("node", [join(here, "ref.mjs"), model], ids)};
+    });
+    for (const {c, model, ids, vocabSize, ref} of jobs) {
+        const t0 = performance.now();
+        const ours = JSON.parse(run(bin, ["score", "--model", model, "--ids", "--format", "json"], ids));
+        const theirs = (await ref).trim().split("\n").slice(1).map(l => l.split("\t"))
+            .map(([pos, tok, lp, h, rank, top1]) =>
+                ({pos: +pos, token_id: +tok, logprob: +lp, entropy: +h, rank: +rank, top1_logprob: +top1}));
+        const worst = {logprob: 0, entropy: 0, top1_logprob: 0};
+        let rankEqual = 0, rankNear = 0;
+        if (ours.length !== theirs.length || ours.length !== N_IDS) {
+            console.error(`FAIL: ${c.preset}: ${ours.length} rows from tokshift, ${theirs.length} from llama.cpp`);
+            failures++;
+            continue;
+        }
+        for (let j = 0; j < ours.length; j++) {
+            const a = ours[j], b = theirs[j];
+            if (a.pos !== b.pos || a.token_id !== b.token_id) {
+                console.error(`FAIL: ${c.preset} row ${j}: pos/token ${a.pos}/${a.token_id} vs ${b.pos}/${b.token_id}`);
+                failures++;
+                continue;
+            }
+            for (const k of Object.keys(worst)) {
+                const d = Math.abs(a[k] - b[k]);
+                worst[k] = Math.max(worst[k], d);
+                if (!(d <= TOL)) {
+                    console.error(`FAIL: ${c.preset} pos ${a.pos}: ${k} ${a[k]} vs llama.cpp ${b[k]} (|d| = ${d.toExponential(2)})`);
+                    failures++;
+                }
+            }
+            if (a.rank === b.rank) rankEqual++;
+            else if (Math.abs(a.rank - b.rank) <= 1 + b.rank / 1000) rankNear++;
+            else {
+                console.error(`FAIL: ${c.preset} pos ${a.pos}: rank ${a.rank} vs llama.cpp ${b.rank}`);
+                failures++;
+            }
+        }
+        // Non-degenerate: neither (nearly) one-hot nor (nearly) uniform.
+        const ent = ours.map(r => r.entropy).sort((x, y) => x - y);
+        const median = ent[ent.length >> 1];
+        if (!(median > 1 && median < Math.log(vocabSize) - 1)) {
+            console.error(`FAIL: ${c.preset}: median entropy ${median.toFixed(2)} is degenerate (ln V = ${Math.log(vocabSize).toFixed(2)})`);
+            failures++;
+        }
+        summary.push(`${c.preset.padEnd(12)} max |d| logprob ${worst.logprob.toExponential(2)}  entropy ${worst.entropy.toExponential(2)}  ` +
+            `top1 ${worst.top1_logprob.toExponential(2)}  ranks ${rankEqual}/${ours.length} equal (${rankNear} near-ties)  ` +
+            `entropy ${ent[0].toFixed(2)}..${median.toFixed(2)}..${ent[ent.length - 1].toFixed(2)} of ln V ${Math.log(vocabSize).toFixed(2)}  ` +
+            `(${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    }
+} catch (e) {
+    console.error(`FAIL: ${e.message}`);
+    failures++;
+} finally {
+    rmSync(dir, {recursive: true, force: true});
+}
+for (const s of summary) console.log(s);
+console.log(`conformance_arch: ${summary.length}/${cases.length} models, tolerance ${TOL}: ${failures ? "FAIL" : "ok"}`);
+process.exit(failures ? 1 : 0);
