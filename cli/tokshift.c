@@ -298,8 +298,9 @@ static long parse_ids(const model_t *m, const char *text, int32_t **ids, char *e
         if (end == p || errno || v < 0 || v >= m->cfg.n_vocab || (*end && !strchr(" \t\n\r", *end))) {
             free(*ids);
             *ids = NULL;
-            return log_seterr(err, errlen, "--ids: '%.20s' at id %ld is not a token id in [0, %d)", p, n,
-                              m->cfg.n_vocab);
+            int w = (int)strcspn(p, " \t\n\r");
+            return log_seterr(err, errlen, "--ids: '%.*s' (id %ld) is not a token id in [0, %d)", w < 20 ? w : 20, p,
+                              n, m->cfg.n_vocab);
         }
         if ((size_t)n == cap) {
             int32_t *nb = cap > SIZE_MAX / 8 ? NULL : realloc(*ids, 2 * cap * sizeof **ids);

@@ -10,6 +10,7 @@
  * it is not: a test by itself (conformance_arch.mjs runs it).  Exit 0, 1 on
  * an error, 2 on bad usage. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gguf_writer.h"
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     s.type = type;
+    if (getenv("RM_SEED")) s.seed = strtoull(getenv("RM_SEED"), NULL, 10);
     char err[LOG_ERRLEN];
     int rc = 1;
     gguf_t *vocab = NULL;

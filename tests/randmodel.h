@@ -150,7 +150,17 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
         T(NM("attn_norm.weight"), d, 1, 1, 0.1);
         if (layer_norm) T(NM("attn_norm.bias"), d, 1, 0, 0.05);
         if (layer_norm || s->fused_qkv) {
-            T(NM("attn_qkv.weight"), d, (uint64_t)(qd + 2 * kv), 0, 1.2 / sqrt((double)d));
+            /* The same random draws as the separate q, k, v below (rows Q,
+             * K, V; V with its own scale), so both layouts give one model. */
+            size_t nw = (size_t)(qd + 2 * kv) * d;
+            float *x = malloc(nw * sizeof *x);
+            if (!x) return log_seterr(err, errlen, "randmodel: out of memory");
+            for (size_t i = 0; i < nw; i++)
+                x[i] = (float)((i < (size_t)(qd + kv) * d ? 1.2 : 1.0) / sqrt((double)d) * rm_normal(&st));
+            uint64_t ne[2] = {d, (uint64_t)(qd + 2 * kv)};
+            int rc = gguf_writer_add_tensor(w, NM("attn_qkv.weight"), t, 2, ne, x, err, errlen);
+            free(x);
+            if (rc) return -1;
             if (layer_norm || s->qkv_bias) T(NM("attn_qkv.bias"), (uint64_t)(qd + 2 * kv), 1, 0, 0.1);
         } else {
             T(NM("attn_q.weight"), d, (uint64_t)qd, 0, 1.2 / sqrt((double)d));
@@ -167,9 +177,9 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
         T(NM("ffn_norm.weight"), d, 1, 1, 0.1);
         if (layer_norm) T(NM("ffn_norm.bias"), d, 1, 0, 0.05);
         if (!layer_norm) T(NM("ffn_gate.weight"), d, ff, 0, 1.0 / sqrt((double)d));
-        T(NM("ffn_up.weight"), d, ff, 0, 1.0 / sqrt((double)d));
+        T(NM("ffn_up.weight"), d, ff, 0, (layer_norm && getenv("RM_WU") ? atof(getenv("RM_WU")) : 1.0) / sqrt((double)d));
         if (layer_norm) T(NM("ffn_up.bias"), ff, 1, 0, 0.1);
-        T(NM("ffn_down.weight"), ff, d, 0, (layer_norm ? 0.05 : 0.5) / sqrt((double)ff));
+        T(NM("ffn_down.weight"), ff, d, 0, (layer_norm ? (getenv("RM_WD") ? atof(getenv("RM_WD")) : 0.05) : 0.5) / sqrt((double)ff));
         if (layer_norm) T(NM("ffn_down.bias"), d, 1, 0, 0.02);
 #undef NM
     }

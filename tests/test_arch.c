@@ -164,12 +164,15 @@ static void check_small_kernels(void) {
 
 /* ---- 2. loading ------------------------------------------------------------ */
 
-/* A model in memory from a preset (vocab 512, synthetic tokenizer). */
-static model_t *build(const char *preset, ggml_type_t type) {
+/* A model in memory from a preset (vocab 512, synthetic tokenizer), with
+ * the 2-D weights of the given type, and Q/K/V fused into attn_qkv when
+ * fused (llama and qwen2 store them apart by default). */
+static model_t *build_ex(const char *preset, ggml_type_t type, int fused) {
     rm_spec_t s;
     TU_REQUIRE(rm_preset(preset, &s) == 0, "preset %s", preset);
     s.n_vocab = 512;
     s.type = type;
+    s.fused_qkv = fused;
     gguf_writer_t *w = gguf_writer_new(err, sizeof err);
     TU_REQUIRE(w, "%s", err);
     int rc = rm_add_model(w, &s, err, sizeof err);
@@ -186,6 +189,8 @@ static model_t *build(const char *preset, ggml_type_t type) {
     TU_REQUIRE(m, "%s: %s", preset, err);
     return m;
 }
+
+static model_t *build(const char *preset, ggml_type_t type) { return build_ex(preset, type, 0); }
 
 /* Rewrites a model through the writer with one change: a tensor dropped, a
  * tensor added, a key dropped, or a string key replaced.  Returns
@@ -329,7 +334,11 @@ static void check_forward(const char *preset) {
     TU_REQUIRE(rc == 0, "%s", err);
     double d_ref = max_diff(full, forward_logits(fr), (size_t)n * V), spread = 0;
     for (size_t i = 0; i < (size_t)n * V; i++) spread = fmax(spread, fabs(full[i]));
-    TU_CHECK(d_ref < 1e-4, "%s: BLAS vs reference logits differ by %g", preset, d_ref);
+    /* The paths differ in the last bits of their products; GELU's fp16
+     * steps (kernels.h) turn some of those into whole steps, so the GELU
+     * models agree to ~1e-4 rather than ~1e-5. */
+    double tol = m->cfg.act == MODEL_ACT_GELU ? 4e-4 : 1e-4;
+    TU_CHECK(d_ref < tol, "%s: BLAS vs reference logits differ by %g", preset, d_ref);
     TU_CHECK(spread > 3 && spread < 100, "%s: logits up to %g: degenerate model", preset, spread);
 
     double d_dec = 0;
@@ -338,7 +347,7 @@ static void check_forward(const char *preset) {
         TU_REQUIRE(rc == 0, "%s", err);
         d_dec = fmax(d_dec, max_diff(forward_logits(fb), full + (size_t)t * V, V));
     }
-    TU_CHECK(d_dec < 1e-4, "%s: decode vs prefill differ by %g", preset, d_dec);
+    TU_CHECK(d_dec < tol, "%s: decode vs prefill differ by %g", preset, d_dec);
 
     rc = forward_prefill(fb, 0, ids, P, 0, err, sizeof err);
     TU_REQUIRE(rc == 0, "%s", err);
@@ -357,12 +366,28 @@ static void check_forward(const char *preset) {
         TU_REQUIRE(rc == 0, "%s", err);
         d_slot = fmax(d_slot, max_diff(batched + (size_t)s * V, forward_logits(fr), V));
     }
-    TU_CHECK(d_slot < 1e-4, "%s: batched slots vs alone differ by %g", preset, d_slot);
-    TU_CHECK(max_diff(batched, full + (size_t)P * V, V) < 1e-4, "%s: slot 0 continues the text", preset);
+    TU_CHECK(d_slot < tol, "%s: batched slots vs alone differ by %g", preset, d_slot);
+    TU_CHECK(max_diff(batched, full + (size_t)P * V, V) < tol, "%s: slot 0 continues the text", preset);
+
+    /* llama and qwen2 may store Q/K/V fused (attn_qkv) as llama.cpp
+     * accepts: the same weights give the same logits. */
+    if (m->cfg.norm == MODEL_NORM_RMS) {
+        model_t *mf = build_ex(preset, GGML_TYPE_F32, 1);
+        TU_CHECK(mf->layers[0].wk == mf->layers[0].wq + (size_t)m->cfg.n_embd * m->cfg.n_embd, "%s: fused views",
+                 preset);
+        forward_t *ff = forward_new(mf, n, n, 1, err, sizeof err);
+        TU_REQUIRE(ff, "%s", err);
+        rc = forward_prefill(ff, 0, ids, n, 0, err, sizeof err);
+        TU_REQUIRE(rc == 0, "%s", err);
+        double dfused = max_diff(full, forward_logits(ff), (size_t)n * V);
+        TU_CHECK(dfused == 0, "%s: fused QKV changes logits by %g", preset, dfused);
+        forward_destroy(&ff);
+        model_destroy(&mf);
+    }
 
     /* Quantised copies: same model up to the rounding of the weights. */
     ggml_type_t types[3] = {GGML_TYPE_F16, GGML_TYPE_BF16, GGML_TYPE_Q8_0};
-    double tol[3] = {0.05, 0.3, 1.0}, dq[3]; /* |logit| reaches ~15 */
+    double tolq[3] = {0.05, 0.3, 1.0}, dq[3]; /* |logit| reaches ~15 */
     for (int k = 0; k < 3; k++) {
         model_t *mq = build(preset, types[k]);
         forward_t *fq = forward_new(mq, n, n, 1, err, sizeof err);
@@ -370,7 +395,7 @@ static void check_forward(const char *preset) {
         rc = forward_prefill(fq, 0, ids, n, 0, err, sizeof err);
         TU_REQUIRE(rc == 0, "%s", err);
         dq[k] = max_diff(full, forward_logits(fq), (size_t)n * V);
-        TU_CHECK(dq[k] < tol[k], "%s: %s weights change logits by %g", preset, gguf_type_name(types[k]), dq[k]);
+        TU_CHECK(dq[k] < tolq[k], "%s: %s weights change logits by %g", preset, gguf_type_name(types[k]), dq[k]);
         forward_destroy(&fq);
         model_destroy(&mq);
     }

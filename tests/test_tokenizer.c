@@ -16,68 +16,9 @@
 
 #include "gguf.h"
 #include "log.h"
+#include "test_tokenizer_util.h"
 #include "testutil.h"
 #include "tokenizer.h"
-
-/* ---- helpers --------------------------------------------------------- */
-
-static void print_bytes(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c >= 0x20 && c < 0x7f) fputc(c, f);
-        else fprintf(f, "\\x%02x", c);
-    }
-    fputc('"', f);
-}
-
-static void print_ids(FILE *f, const char *label, const int32_t *ids,
-                      size_t n) {
-    fprintf(f, "  %s (%zu):", label, n);
-    for (size_t i = 0; i < n; i++) fprintf(f, " %ld", (long)ids[i]);
-    fputc('\n', f);
-}
-
-static tokenizer_t *open_tokenizer(const char *path) {
-    char err[LOG_ERRLEN];
-    gguf_t *g = gguf_open(path, err, sizeof err);
-    TU_REQUIRE(g != NULL, "gguf_open: %s", err);
-    tokenizer_t *t = tokenizer_new_gguf(g, err, sizeof err);
-    TU_REQUIRE(t != NULL, "tokenizer_new_gguf: %s", err);
-    gguf_destroy(&g); /* the tokenizer keeps its own copies */
-    return t;
-}
-
-static long encode(const tokenizer_t *t, const char *s, size_t n, int bos,
-                   int32_t **ids) {
-    char err[LOG_ERRLEN];
-    long k = tokenizer_encode(t, s, n, bos, ids, err, sizeof err);
-    TU_REQUIRE(k >= 0 && *ids != NULL, "encode failed: %s", err);
-    return k;
-}
-
-/* Encodes s without BOS, decodes with the leading space stripped, and checks
- * that the bytes come back.  Returns 1 when they do. */
-static int round_trips(const tokenizer_t *t, const char *s, size_t n) {
-    int32_t *ids = NULL;
-    long k = encode(t, s, n, 0, &ids);
-    size_t dlen = 0;
-    char *dec = tokenizer_decode(t, ids, (size_t)k, 1, &dlen);
-    TU_REQUIRE(dec != NULL, "decode failed");
-    int ok = dlen == n && memcmp(dec, s, n) == 0 && dec[dlen] == '\0';
-    if (!ok) {
-        fprintf(stderr, "round trip failed for ");
-        print_bytes(stderr, s, n);
-        fprintf(stderr, "\n  decoded: ");
-        print_bytes(stderr, dec, dlen);
-        fputc('\n', stderr);
-        print_ids(stderr, "ids", ids, (size_t)k);
-    }
-    free(dec);
-    free(ids);
-    return ok;
-}
 
 /* ---- (1) conformance vectors ----------------------------------------- */
 
@@ -87,7 +28,7 @@ static void test_vocab_vectors(void) {
     char path[4096];
     snprintf(path, sizeof path, "%s",
              tu_testdata("vocab/ggml-vocab-llama-spm.gguf"));
-    tokenizer_t *t = open_tokenizer(path);
+    tokenizer_t *t = tt_open_gguf(path);
     TU_CHECK(tokenizer_n_vocab(t) == 32000, "n_vocab %ld",
              (long)tokenizer_n_vocab(t));
     TU_CHECK(tokenizer_bos(t) == 1 && tokenizer_eos(t) == 2 &&
@@ -125,16 +66,16 @@ static void test_vocab_vectors(void) {
         }
 
         int32_t *ids = NULL;
-        long k = encode(t, p, n, 0, &ids);
+        long k = tt_encode(t, p, n, 0, &ids);
         int same = (size_t)k == n_want;
         for (size_t i = 0; same && i < n_want; i++) same = ids[i] == want[i];
         TU_CHECK(same, "case %zu encodes differently", n_cases);
         if (!same) {
             fprintf(stderr, "  input: ");
-            print_bytes(stderr, p, n);
+            tt_print_bytes(stderr, p, n);
             fputc('\n', stderr);
-            print_ids(stderr, "want", want, n_want);
-            print_ids(stderr, "got ", ids, (size_t)k);
+            tt_print_ids(stderr, "want", want, n_want);
+            tt_print_ids(stderr, "got ", ids, (size_t)k);
         }
 
         /* The decoder keeps the dummy-prefix space unless told to drop it,
@@ -149,7 +90,7 @@ static void test_vocab_vectors(void) {
                  "case %zu: decode without stripping is not ' ' + input",
                  n_cases);
         free(dec);
-        int rt = round_trips(t, p, n);
+        int rt = tt_round_trips(t, p, n);
         TU_CHECK(rt, "case %zu does not round-trip", n_cases);
         n_pass += same && rt;
         free(ids);
@@ -166,11 +107,11 @@ static void test_vocab_vectors(void) {
     /* BOS comes first when asked; a literal U+2581 is the one lossy input
      * (SentencePiece writes the space with it). */
     int32_t *ids = NULL;
-    long k = encode(t, "Hello world", 11, 1, &ids);
+    long k = tt_encode(t, "Hello world", 11, 1, &ids);
     TU_CHECK(k == 3 && ids[0] == 1 && ids[1] == 15043 && ids[2] == 3186,
              "'Hello world' with BOS");
     free(ids);
-    k = encode(t, "a\xe2\x96\x81" "b", 5, 0, &ids);
+    k = tt_encode(t, "a\xe2\x96\x81" "b", 5, 0, &ids);
     size_t dlen = 0;
     char *dec = tokenizer_decode(t, ids, (size_t)k, 1, &dlen);
     TU_CHECK(dec && strcmp(dec, "a b") == 0, "U+2581 decodes as a space");
@@ -197,7 +138,7 @@ static void test_vocab_vectors(void) {
         /* A literal U+2581 does not survive (see above). */
         if (n >= 3 && memmem(buf, n, "\xe2\x96\x81", 3)) continue;
         n_fuzz++;
-        if (!round_trips(t, buf, n)) fuzz_fail++;
+        if (!tt_round_trips(t, buf, n)) fuzz_fail++;
     }
     TU_CHECK(fuzz_fail == 0, "%d fuzz inputs do not round-trip", fuzz_fail);
     fprintf(stderr, "fuzz: %d random byte strings round-trip\n", n_fuzz);
@@ -213,11 +154,11 @@ static void test_vocab_vectors(void) {
         big_n += inp_len;
     }
     clock_t c0 = clock();
-    TU_CHECK(round_trips(t, big, big_n), "1 MB document");
+    TU_CHECK(tt_round_trips(t, big, big_n), "1 MB document");
     memset(big, 'a', 200000);
-    TU_CHECK(round_trips(t, big, 200000), "200 KB of 'a'");
+    TU_CHECK(tt_round_trips(t, big, 200000), "200 KB of 'a'");
     memset(big, ' ', 200000);
-    TU_CHECK(round_trips(t, big, 200000), "200 KB of spaces");
+    TU_CHECK(tt_round_trips(t, big, 200000), "200 KB of spaces");
     double secs = (double)(clock() - c0) / CLOCKS_PER_SEC;
     fprintf(stderr, "long documents: %.2f s for %.1f MB\n", secs,
             (double)(big_n + 400000) / 1e6);
@@ -233,7 +174,7 @@ static void test_vocab_vectors(void) {
 /* ---- (2) stories260K ------------------------------------------------- */
 
 static void test_stories(void) {
-    tokenizer_t *t = open_tokenizer(tu_testdata("models/stories260K.gguf"));
+    tokenizer_t *t = tt_open_gguf(tu_testdata("models/stories260K.gguf"));
     TU_CHECK(tokenizer_n_vocab(t) == 512, "n_vocab %ld",
              (long)tokenizer_n_vocab(t));
     TU_CHECK(tokenizer_bos(t) == 1 && tokenizer_eos(t) == 2, "special ids");
@@ -250,9 +191,9 @@ static void test_stories(void) {
         " ",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-        TU_CHECK(round_trips(t, texts[i], strlen(texts[i])), "text %zu", i);
+        TU_CHECK(tt_round_trips(t, texts[i], strlen(texts[i])), "text %zu", i);
         int32_t *ids = NULL;
-        long k = encode(t, texts[i], strlen(texts[i]), 1, &ids);
+        long k = tt_encode(t, texts[i], strlen(texts[i]), 1, &ids);
         TU_CHECK(k >= 1 && ids[0] == 1, "BOS first");
         for (long j = 0; j < k; j++)
             TU_CHECK(ids[j] >= 0 && ids[j] < 512, "id %ld", (long)ids[j]);
@@ -279,14 +220,14 @@ static void test_stories(void) {
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
         int32_t *ids = NULL;
-        long k = encode(t, known[i].s, strlen(known[i].s), 0, &ids);
+        long k = tt_encode(t, known[i].s, strlen(known[i].s), 0, &ids);
         int same = (size_t)k == known[i].n;
         for (size_t j = 0; same && j < known[i].n; j++)
             same = ids[j] == known[i].ids[j];
         TU_CHECK(same, "stories260K: known ids of text %zu", i);
         if (!same) {
-            print_ids(stderr, "want", known[i].ids, known[i].n);
-            print_ids(stderr, "got ", ids, (size_t)k);
+            tt_print_ids(stderr, "want", known[i].ids, known[i].n);
+            tt_print_ids(stderr, "got ", ids, (size_t)k);
         }
         free(ids);
     }
@@ -295,7 +236,7 @@ static void test_stories(void) {
     size_t n = 0;
     char *ref =
         tu_read_file(tu_testdata("models/stories260K.greedy200.txt"), &n);
-    TU_CHECK(round_trips(t, ref, n), "greedy200 text");
+    TU_CHECK(tt_round_trips(t, ref, n), "greedy200 text");
     free(ref);
 
     /* Per-token bytes: the dummy prefix piece is a space, BOS is nothing. */
@@ -323,7 +264,7 @@ static void test_invalid_utf8(void) {
     char path[4096];
     snprintf(path, sizeof path, "%s",
              tu_testdata("vocab/ggml-vocab-llama-spm.gguf"));
-    tokenizer_t *t = open_tokenizer(path);
+    tokenizer_t *t = tt_open_gguf(path);
     static const struct {
         const char *s;
         size_t n;
@@ -351,17 +292,17 @@ static void test_invalid_utf8(void) {
         {"Hello\xc3(world\xa9", 13},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TU_CHECK(round_trips(t, cases[i].s, cases[i].n), "invalid case %zu",
+        TU_CHECK(tt_round_trips(t, cases[i].s, cases[i].n), "invalid case %zu",
                  i);
     }
     /* Invalid bytes become byte tokens (<0xNN> is id 3 + NN here) while the
      * valid text around them still merges. */
     int32_t *ids = NULL;
-    long k = encode(t, "\xff" "Hello", 6, 0, &ids);
+    long k = tt_encode(t, "\xff" "Hello", 6, 0, &ids);
     TU_CHECK(k == 3 && ids[0] == 29871 && ids[1] == 3 + 0xff &&
                  ids[2] == 10994,
              "\\xff Hello");
-    if (k != 3) print_ids(stderr, "got", ids, (size_t)k);
+    if (k != 3) tt_print_ids(stderr, "got", ids, (size_t)k);
     free(ids);
     tokenizer_destroy(&t);
 }

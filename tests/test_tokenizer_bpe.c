@@ -13,8 +13,10 @@
  * tokenizer.ggml.pre names on the real vocabulary; ignore_merges,
  * user-defined tokens, the space prefix, and decoding on a small vocabulary
  * built in memory; invalid UTF-8 and random bytes (byte-level BPE is
- * lossless for any bytes); long documents; and GGUF files the tokenizer
- * refuses.  What it does not: tokenizer.json (test_tokenizer_json.c), or
+ * lossless for any bytes); long documents; GGUF files the tokenizer
+ * refuses, and a deterministic fuzz loop over mutations of a small
+ * byte-level GGUF (a tokenizer that works, or a clean error; run it under
+ * the sanitizer build).  What it does not: tokenizer.json (test_tokenizer_json.c), or
  * SentencePiece (test_tokenizer.c). */
 #include <stdint.h>
 #include <stdio.h>
@@ -313,7 +315,8 @@ static void test_small_vocab(void) {
         {"x", "y", "merge 3 ('x y'): 'xy' is not a token"},
     };
     for (size_t i = 0; i < sizeof bad_merges / sizeof bad_merges[0]; i++) {
-        const char *l[4] = {M_LEFT[0], M_LEFT[1], M_LEFT[2], bad_merges[i].left};
+        const char *l[4] = {M_LEFT[0], M_LEFT[1], M_LEFT[2],
+                            bad_merges[i].left};
         const char *r[4] = {M_RIGHT[0], M_RIGHT[1], M_RIGHT[2],
                             bad_merges[i].right};
         tokenizer_bpe_vocab_t b = v;
@@ -536,6 +539,91 @@ static void test_gguf_variants(const tokenizer_t *gpt2) {
     }
 }
 
+/* A small byte-level GGUF (the small vocabulary above, GPT-2's pre), its
+ * bytes mutated: every mutant must give a tokenizer that works, or a clean
+ * error. */
+static void test_gguf_fuzz(void) {
+    char e[LOG_ERRLEN];
+    tokenizer_bpe_vocab_t v = small_vocab();
+    gguf_writer_t *w = gguf_writer_new(e, sizeof e);
+    TU_REQUIRE(w != NULL, "gguf_writer_new: %s", e);
+    char merges[3][16];
+    const char *mp[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(merges[i], sizeof merges[i], "%s %s", M_LEFT[i], M_RIGHT[i]);
+        mp[i] = merges[i];
+    }
+    TU_REQUIRE(gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2",
+                                   SIZE_MAX, e, sizeof e) == 0 &&
+                   gguf_writer_add_str(w, "tokenizer.ggml.pre", "gpt-2",
+                                       SIZE_MAX, e, sizeof e) == 0 &&
+                   gguf_writer_add_str_arr(w, "tokenizer.ggml.tokens",
+                                           v.pieces, NULL, SMALL_N, e,
+                                           sizeof e) == 0 &&
+                   gguf_writer_add_arr(w, "tokenizer.ggml.token_type",
+                                       GGUF_TYPE_INT32, v.types, SMALL_N, e,
+                                       sizeof e) == 0 &&
+                   gguf_writer_add_str_arr(w, "tokenizer.ggml.merges", mp,
+                                           NULL, 3, e, sizeof e) == 0 &&
+                   gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 261,
+                                       e, sizeof e) == 0,
+               "small GGUF: %s", e);
+    void *buf = NULL;
+    size_t len = 0;
+    TU_REQUIRE(gguf_writer_to_buffer(w, &buf, &len, e, sizeof e) == 0,
+               "to_buffer: %s", e);
+    gguf_writer_destroy(&w);
+    unsigned char *m = malloc(len);
+    TU_REQUIRE(m != NULL, "out of memory");
+    uint64_t x = 0xda942042e4dd58b5ull;
+    int opened = 0, built = 0, iters = 4000;
+    for (int it = 0; it < iters; it++) {
+        memcpy(m, buf, len);
+        size_t n = len;
+        if (it == 0) {
+            /* the file as written */
+        } else if (it % 4 == 0) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            n = (size_t)(x % len);
+        } else {
+            for (int k = 1 + it % 3; k > 0; k--) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                m[(x >> 8) % len] = (unsigned char)(x >> 48);
+            }
+        }
+        gguf_t *g = gguf_open_buffer(m, n, "fuzz.gguf", e, sizeof e);
+        if (!g) continue;
+        opened++;
+        e[0] = '\0';
+        tokenizer_t *t = tokenizer_new_gguf(g, e, sizeof e);
+        if (t) {
+            built++;
+            static const char probe[] = "abc <pad> x\xff\n 12";
+            int32_t *ids = NULL;
+            long k = tokenizer_encode(t, probe, sizeof probe - 1, 1, &ids, e,
+                                      sizeof e);
+            TU_CHECK(k >= 0, "fuzz %d: encode failed: %s", it, e);
+            for (long j = 0; j < k; j++)
+                TU_CHECK(ids[j] >= 0 && ids[j] < tokenizer_n_vocab(t),
+                         "fuzz %d: id %ld", it, (long)ids[j]);
+            if (k >= 0) free(tokenizer_decode(t, ids, (size_t)k, 1, NULL));
+            free(ids);
+            tokenizer_destroy(&t);
+        } else {
+            TU_CHECK(strncmp(e, "fuzz.gguf: ", 11) == 0,
+                     "fuzz %d: error without the file's name: \"%s\"", it,
+                     e);
+        }
+        gguf_destroy(&g);
+    }
+    TU_CHECK(built > 0, "not even the unmutated file was accepted");
+    fprintf(stderr, "gguf fuzz: %d of %d mutants opened, %d tokenizers "
+                    "built\n",
+            opened, iters, built);
+    free(m);
+    free(buf);
+}
+
 /* ---- the GPT-2 vocabulary ----------------------------------------------- */
 
 static void test_gpt2(const tokenizer_t *t) {
@@ -679,10 +767,12 @@ int main(void) {
     TU_CHECK(pretok_selftest() == 0, "pretok_selftest failed");
     test_regex_splits();
     test_small_vocab();
+    test_gguf_fuzz();
     /* The rest needs TOKSHIFT_TESTDATA; without it the test skips, unless
      * what ran above already failed. */
     const char *root = getenv("TOKSHIFT_TESTDATA");
-    if ((!root || !*root) && tu_failures) return tu_finish("test_tokenizer_bpe");
+    if ((!root || !*root) && tu_failures)
+        return tu_finish("test_tokenizer_bpe");
     tokenizer_t *t = tt_open_gguf(tu_testdata(GPT2_VOCAB));
     test_gpt2(t);
     test_gguf_variants(t);

@@ -643,6 +643,7 @@ static void test_small_and_refusals(void) {
         {"added_tokens", "[{\"id\": 300, \"content\": \"<x>\"}, {\"id\": 300, \"content\": \"<y>\"}]", "added_tokens[1]: id 300 is given to two added tokens"},
         {"added_tokens", "[{\"id\": 300, \"content\": \"<x>\"}, {\"id\": 301, \"content\": \"<x>\"}]", "added_tokens[1]: \"<x>\" is added twice"},
         {"added_tokens", "[{\"id\": 300, \"content\": \"<x>\", \"special\": \"yes\"}]", "added_tokens[0].special must be a boolean"},
+        {"added_tokens", "[{\"id\": 300, \"content\": \"<x>\", \"lstrip\": true}]", "added_tokens[0]: single_word, lstrip or rstrip on a token that is not special"},
         {"pre_tokenizer", "\"ByteLevel\"", "pre_tokenizer must be an object or null, not a string"},
         {"pre_tokenizer", "null", "neither byte-level"},
         {"pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}, {\"type\": \"ByteLevel\"}]}",
@@ -661,8 +662,6 @@ static void test_small_and_refusals(void) {
          "add_prefix_space on a ByteLevel step after another step"},
         {"pre_tokenizer", "{\"type\": \"ByteLevel\", \"use_regex\": \"yes\"}", "pre_tokenizer.use_regex must be a boolean"},
         {"pre_tokenizer", "{\"kind\": \"ByteLevel\"}", "neither byte-level"},
-        {"pre_tokenizer", "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}]}]}]}]}]}]}]}]}]}]}",
-         "nested too deep"},
         {"normalizer", "{\"type\": \"Lowercase\"}", "normalizer type 'Lowercase' is not supported"},
         {"normalizer", "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, {\"type\": \"NFKC\"}]}", "normalizer.normalizers[1]: normalizer type 'NFKC'"},
         {"post_processor", "{\"type\": \"BertProcessing\"}", "post-processor type 'BertProcessing' is not supported"},
@@ -691,6 +690,26 @@ static void test_small_and_refusals(void) {
         json_decref(r);
     }
 
+    /* Sequences nested ten deep. */
+    {
+        json_t *r = json_deep_copy(root);
+        json_t *inner = jparse("{\"type\": \"ByteLevel\"}");
+        for (int d = 0; d < 10; d++) {
+            json_t *seq = json_object(), *steps = json_array();
+            json_array_append_new(steps, inner);
+            jset(seq, "type", json_string("Sequence"));
+            jset(seq, "pretokenizers", steps);
+            inner = seq;
+        }
+        set_path(r, "pre_tokenizer", inner);
+        t = from_json(r, "deep.json", NULL, err, sizeof err);
+        TU_CHECK(!t && strstr(err, "deep.json: ") &&
+                     strstr(err, "nested too deep"),
+                 "deep Sequences: %s", t ? "(accepted)" : err);
+        tokenizer_destroy(&t);
+        json_decref(r);
+    }
+
     /* SentencePiece-style files that are not complete. */
     {
         json_t *r = json_deep_copy(root);
@@ -706,6 +725,11 @@ static void test_small_and_refusals(void) {
         t = from_json(r, "spm.json", NULL, err, sizeof err);
         TU_CHECK(!t && strstr(err, "split true"), "metaspace split: %s",
                  t ? "(accepted)" : err);
+        tokenizer_destroy(&t);
+        set_path(r, "model.ignore_merges", json_true());
+        t = from_json(r, "spm.json", NULL, err, sizeof err);
+        TU_CHECK(!t && strstr(err, "model.ignore_merges with SentencePiece"),
+                 "spm ignore_merges: %s", t ? "(accepted)" : err);
         tokenizer_destroy(&t);
         json_decref(r);
     }

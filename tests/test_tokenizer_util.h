@@ -3,8 +3,8 @@
  * conformance vectors (NAME.gguf.inp / NAME.gguf.out, see
  * ../shared/testdata/README.md).
  *
- * Header-only (static functions), like testutil.h, for the test_tokenizer*
- * executables. */
+ * Header-only (static inline functions), like testutil.h, for the
+ * test_tokenizer* executables. */
 #ifndef TS_TEST_TOKENIZER_UTIL_H
 #define TS_TEST_TOKENIZER_UTIL_H
 
@@ -18,7 +18,7 @@
 #include "testutil.h"
 #include "tokenizer.h"
 
-static void tt_print_bytes(FILE *f, const char *s, size_t n) {
+static inline void tt_print_bytes(FILE *f, const char *s, size_t n) {
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -29,15 +29,15 @@ static void tt_print_bytes(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-static void tt_print_ids(FILE *f, const char *label, const int32_t *ids,
-                         size_t n) {
+static inline void tt_print_ids(FILE *f, const char *label,
+                                const int32_t *ids, size_t n) {
     fprintf(f, "  %s (%zu):", label, n);
     for (size_t i = 0; i < n; i++) fprintf(f, " %ld", (long)ids[i]);
     fputc('\n', f);
 }
 
 /* The tokenizer of a GGUF file (the file is closed again); exits on error. */
-static tokenizer_t *tt_open_gguf(const char *path) {
+static inline tokenizer_t *tt_open_gguf(const char *path) {
     char err[LOG_ERRLEN];
     gguf_t *g = gguf_open(path, err, sizeof err);
     TU_REQUIRE(g != NULL, "gguf_open: %s", err);
@@ -48,8 +48,8 @@ static tokenizer_t *tt_open_gguf(const char *path) {
 }
 
 /* Encodes s (no BOS unless bos); exits when encoding fails. */
-static long tt_encode(const tokenizer_t *t, const char *s, size_t n, int bos,
-                      int32_t **ids) {
+static inline long tt_encode(const tokenizer_t *t, const char *s, size_t n,
+                             int bos, int32_t **ids) {
     char err[LOG_ERRLEN];
     long k = tokenizer_encode(t, s, n, bos, ids, err, sizeof err);
     TU_REQUIRE(k >= 0 && *ids != NULL, "encode failed: %s", err);
@@ -58,7 +58,8 @@ static long tt_encode(const tokenizer_t *t, const char *s, size_t n, int bos,
 
 /* Encodes s without BOS, decodes with the leading space stripped, and
  * checks that the bytes come back.  Returns 1 when they do. */
-static int tt_round_trips(const tokenizer_t *t, const char *s, size_t n) {
+static inline int tt_round_trips(const tokenizer_t *t, const char *s,
+                                 size_t n) {
     int32_t *ids = NULL;
     long k = tt_encode(t, s, n, 0, &ids);
     size_t dlen = 0;
@@ -80,8 +81,9 @@ static int tt_round_trips(const tokenizer_t *t, const char *s, size_t n) {
 
 /* Whether encoding s without BOS gives exactly want[0..n_want); prints the
  * difference when not. */
-static int tt_encodes_to(const tokenizer_t *t, const char *s, size_t n,
-                         const int32_t *want, size_t n_want) {
+static inline int tt_encodes_to(const tokenizer_t *t, const char *s,
+                                size_t n, const int32_t *want,
+                                size_t n_want) {
     int32_t *ids = NULL;
     long k = tt_encode(t, s, n, 0, &ids);
     int same = (size_t)k == n_want;
@@ -114,7 +116,7 @@ typedef struct {
 /* Reads $TOKSHIFT_TESTDATA/REL.inp and REL.out (rel names the .gguf);
  * exits 77 when TOKSHIFT_TESTDATA is unset, 1 when a file is missing or
  * malformed. */
-static void tt_vectors_load(tt_vectors_t *v, const char *rel) {
+static inline void tt_vectors_load(tt_vectors_t *v, const char *rel) {
     static const char SEP[] = "\n__ggml_vocab_test__\n";
     const size_t sep_len = sizeof SEP - 1;
     char path[4096];
@@ -158,7 +160,7 @@ static void tt_vectors_load(tt_vectors_t *v, const char *rel) {
     TU_REQUIRE(v->n >= 30, "%s: only %zu cases", rel, v->n);
 }
 
-static void tt_vectors_free(tt_vectors_t *v) {
+static inline void tt_vectors_free(tt_vectors_t *v) {
     for (size_t i = 0; i < v->n; i++) free(v->cases[i].ids);
     free(v->cases);
     free(v->inp);
@@ -170,8 +172,9 @@ static void tt_vectors_free(tt_vectors_t *v) {
  * (dropping the tokenizer's own space prefix) and compares with the input.
  * Counts failures with TU_CHECK; returns the number of cases that pass
  * both. */
-static size_t tt_vectors_check(const tokenizer_t *t, const tt_vectors_t *v,
-                               const char *label) {
+static inline size_t tt_vectors_check(const tokenizer_t *t,
+                                      const tt_vectors_t *v,
+                                      const char *label) {
     size_t n_pass = 0;
     for (size_t i = 0; i < v->n; i++) {
         const tt_case_t *c = &v->cases[i];

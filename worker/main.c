@@ -293,6 +293,11 @@ int main(int argc, char **argv) {
             int jr = 0;
             for (size_t i = 0; i < msg.u.job.n_docs && jr == 0; i++) {
                 const wire_doc_t *d = &msg.u.job.docs[i];
+                if (g_stop) { /* SIGTERM: hand the job back rather than finish it */
+                    log_seterr(err, sizeof err, "worker stopping (signal)");
+                    jr = -1;
+                    break;
+                }
                 jr = job_measure_doc(ex, m, &settings, d->doc_id, d->text, d->text_len, result, &g_stop, err,
                                      sizeof err);
             }

@@ -23,45 +23,44 @@ SELECT t.run_id, t.doc_id, t.seq_no, s.kind, s.cut, s.sample_idx, t.pos,
 FROM token_stats t
 JOIN sequences s USING (run_id, doc_id, seq_no);
 
--- Means and standard errors by run, kind and exact position, from rollups.
-CREATE VIEW position_stats AS
-WITH sums AS (
-    SELECT r.run_id, r.kind, r.position,
-           sum(r.n) AS n, sum(r.sum_surprisal) AS s1, sum(r.sumsq_surprisal) AS s2,
-           sum(r.sum_entropy) AS h1, sum(r.sumsq_entropy) AS h2,
-           sum(r.sum_gap) AS g1, sum(r.sumsq_gap) AS g2,
-           sum(r.n_z) AS nz, sum(r.sum_z) AS z1, sum(r.sumsq_z) AS z2
-    FROM job_rollups r JOIN jobs j USING (run_id, job_id)
-    WHERE j.state = 'done'
-    GROUP BY r.run_id, r.kind, r.position)
-SELECT run_id, kind, position, n,
-       s1 / n AS mean_surprisal,
-       sqrt(greatest(s2 / n - (s1 / n) ^ 2, 0) / greatest(n - 1, 1)) AS se_surprisal,
-       h1 / n AS mean_entropy,
-       sqrt(greatest(h2 / n - (h1 / n) ^ 2, 0) / greatest(n - 1, 1)) AS se_entropy,
-       g1 / n AS mean_gap,
-       sqrt(greatest(g2 / n - (g1 / n) ^ 2, 0) / greatest(n - 1, 1)) AS se_gap,
-       CASE WHEN nz > 0 THEN z1 / nz END AS mean_z,
-       CASE WHEN nz > 0 THEN sqrt(greatest(z2 / nz - (z1 / nz) ^ 2, 0) / greatest(nz - 1, 1)) END AS se_z
-FROM sums;
+-- The standard error of a mean from a count, a sum and a sum of squares.
+CREATE FUNCTION tokshift_se(n numeric, s1 double precision, s2 double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN n > 0 THEN sqrt(greatest(s2 / n - (s1 / n) ^ 2, 0) / greatest(n - 1, 1)) END;
 
--- The same in position buckets, for continuation kinds and the human text.
+-- The rollups of a run's finished jobs, summed by kind and exact position.
+CREATE VIEW rollup_sums AS
+SELECT r.run_id, r.kind, r.position,
+       sum(r.n) AS n, sum(r.sum_surprisal) AS s1, sum(r.sumsq_surprisal) AS s2,
+       sum(r.sum_entropy) AS h1, sum(r.sumsq_entropy) AS h2,
+       sum(r.sum_gap) AS g1, sum(r.sumsq_gap) AS g2,
+       sum(r.n_z) AS nz, sum(r.sum_z) AS z1, sum(r.sumsq_z) AS z2
+FROM job_rollups r JOIN jobs j USING (run_id, job_id)
+WHERE j.state = 'done'
+GROUP BY r.run_id, r.kind, r.position;
+
+-- Means and standard errors by run, kind and exact position.
+CREATE VIEW position_stats AS
+SELECT run_id, kind, position, n,
+       s1 / n AS mean_surprisal, tokshift_se(n, s1, s2) AS se_surprisal,
+       h1 / n AS mean_entropy, tokshift_se(n, h1, h2) AS se_entropy,
+       g1 / n AS mean_gap, tokshift_se(n, g1, g2) AS se_gap,
+       z1 / nullif(nz, 0) AS mean_z, tokshift_se(nz, z1, z2) AS se_z
+FROM rollup_sums;
+
+-- The same in position buckets (0, 1, 2-3, 4-7, ...).
 CREATE VIEW bucket_stats AS
-WITH sums AS (
-    SELECT r.run_id, r.kind, tokshift_bucket(r.position) AS bucket,
-           sum(r.n) AS n, sum(r.sum_surprisal) AS s1, sum(r.sumsq_surprisal) AS s2,
-           sum(r.sum_entropy) AS h1, sum(r.sumsq_entropy) AS h2,
-           sum(r.sum_gap) AS g1, sum(r.sumsq_gap) AS g2,
-           sum(r.n_z) AS nz, sum(r.sum_z) AS z1, sum(r.sumsq_z) AS z2
-    FROM job_rollups r JOIN jobs j USING (run_id, job_id)
-    WHERE j.state = 'done'
-    GROUP BY 1, 2, 3)
+WITH b AS (
+    SELECT run_id, kind, tokshift_bucket(position) AS bucket,
+           sum(n) AS n, sum(s1) AS s1, sum(s2) AS s2, sum(h1) AS h1, sum(h2) AS h2,
+           sum(g1) AS g1, sum(g2) AS g2, sum(nz) AS nz, sum(z1) AS z1, sum(z2) AS z2
+    FROM rollup_sums GROUP BY 1, 2, 3)
 SELECT run_id, kind, bucket, tokshift_bucket_label(bucket) AS positions, n,
-       s1 / n AS mean_surprisal, h1 / n AS mean_entropy,
-       g1 / n AS mean_gap,
-       sqrt(greatest(g2 / n - (g1 / n) ^ 2, 0) / greatest(n - 1, 1)) AS se_gap,
-       CASE WHEN nz > 0 THEN z1 / nz END AS mean_z
-FROM sums;
+       s1 / n AS mean_surprisal, tokshift_se(n, s1, s2) AS se_surprisal,
+       h1 / n AS mean_entropy, tokshift_se(n, h1, h2) AS se_entropy,
+       g1 / n AS mean_gap, tokshift_se(n, g1, g2) AS se_gap,
+       z1 / nullif(nz, 0) AS mean_z, tokshift_se(nz, z1, z2) AS se_z
+FROM b;
 
 -- Human vs model: the shift, by position bucket of the continuation.
 CREATE VIEW shift_by_bucket AS

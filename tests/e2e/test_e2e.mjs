@@ -13,7 +13,8 @@
 //   - the malformed line and the invalid document are recorded with reasons;
 //   - the law of DESIGN.md section 1: over >= 5,000 sampled tokens at tau = 1,
 //     the mean gap of the model's own samples is within 4 standard errors of
-//     zero, overall and in every position bucket (from the SQL views).
+//     zero, overall and in every position bucket (from the SQL views); with a
+//     new seed every run, a false alarm has probability ~6e-5 per check.
 import {join} from "node:path";
 import {check, cleanup, finish, model, psql, runOnce, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
 
@@ -24,8 +25,12 @@ const db = pg.conninfo;
 tokshift(["db", "migrate", "--db", db]);
 
 const W = 64, S = 32, C = 16, K = 8, CUTS = [4, 12, 20];
+// A fresh run seed each time (printed; TOKSHIFT_TEST_SEED replays one): the
+// law below is tested as a statistic, not on a seed that happens to pass.
+const seed = process.env.TOKSHIFT_TEST_SEED || String(Date.now() % 1000000007);
+console.error(`run seed ${seed} (set TOKSHIFT_TEST_SEED to replay)`);
 const settings = ["--window", W, "--stride", S, "--prefix-lengths", CUTS.join(","), "--cont-len", C,
-                  "--samples", K, "--temperature", "1", "--seed", "12345", "--job-docs", "3"].map(String);
+                  "--samples", K, "--temperature", "1", "--seed", seed, "--job-docs", "3"].map(String);
 const corpus = writeCorpus(dir);
 const {res} = await runOnce({conninfo: db, runName: "e2e", corpus, modelPath: M, settings, logDir: dir});
 check(res.code === 0, `coordinator exited ${res.code}: ${res.err.slice(-2000)}`);

@@ -41,8 +41,8 @@ struct pretok {
  * \s under PCRE2_UCP also matches U+180E MONGOLIAN VOWEL SEPARATOR (a space
  * before Unicode 6.3); Oniguruma, which `tokenizers` uses, and llama.cpp
  * follow White_Space, so \s and \S are rewritten to this. */
-#define WHITE_SPACE                                                           \
-    "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}"            \
+#define WHITE_SPACE                                                          \
+    "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}"           \
     "\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
 
 /* Appends n bytes of s to out at *o. */

@@ -1245,7 +1245,8 @@ static int bpe_word(bpe_session_t *s, const char *w, size_t n) {
         s->syms = y;
         s->cap_syms = n;
     }
-    for (size_t i = 0; i < n; i++) s->syms[i] = t->byte_tok[(unsigned char)w[i]];
+    for (size_t i = 0; i < n; i++)
+        s->syms[i] = t->byte_tok[(unsigned char)w[i]];
     long k = bpe_merge(t->merges, s->syms, n, &s->work);
     if (k < 0 || bpe_reserve_out(s, (size_t)k) < 0) return -1;
     memcpy(s->out + s->n_out, s->syms, (size_t)k * sizeof *s->out);

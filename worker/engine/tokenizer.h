@@ -30,7 +30,8 @@
  * tokenizers that add a space prefix only to text without one (a
  * tokenizer.json's Metaspace pre-tokenizer, ByteLevel add_prefix_space)
  * drop the leading space of text that had one: decoding cannot tell it
- * from the prefix (`tokenizers` has the same loss).
+ * from the prefix (`tokenizers`' Metaspace decoder drops it too; its
+ * ByteLevel decoder keeps every prefix instead).
  *
  * Ownership: a tokenizer_t owns copies of everything it reads, so the gguf_t
  * or the JSON it was built from may be freed afterwards.  A tokenizer_t is
@@ -180,16 +181,19 @@ tokenizer_t *tokenizer_new_json(const char *path, char *err, size_t errlen);
  * - model: type "BPE"; vocab (object: token -> id); merges ("a b" strings
  *   with exactly one space, or ["a", "b"] pairs; both sides and their
  *   concatenation must be in vocab); unk_token (null or a vocab token);
- *   byte_fallback, fuse_unk, ignore_merges (booleans); dropout null;
- *   continuing_subword_prefix and end_of_word_suffix null or "".
+ *   byte_fallback, fuse_unk, ignore_merges (booleans; ignore_merges only
+ *   byte-level); dropout null; continuing_subword_prefix and
+ *   end_of_word_suffix null or "".
  * - added_tokens: [{id, content, special, ...}]: special -> CONTROL (never
- *   matched in text), else USER_DEFINED.  An id already in vocab must hold
+ *   matched in text), else USER_DEFINED (single_word, lstrip and rstrip
+ *   must then be false).  An id already in vocab must hold
  *   the same text; ids may leave gaps (unused ids decode to nothing) but
  *   not run past 4 x the number of tokens + 1024.
  * - Byte-level (a ByteLevel pre-tokenizer anywhere): pre_tokenizer ByteLevel
  *   (use_regex -> PRETOK_GPT2; add_prefix_space only as the first step),
- *   Split (pattern Regex, compiled as is, or String; behavior "Isolated";
- *   invert false), Digits, or a Sequence of those; normalizer null or NFC
+ *   Split (pattern Regex, compiled as is by pretok.h, or String; behavior
+ *   "Isolated"; invert false), Digits, or a Sequence of those (each regex
+ *   step splits the pieces of the one before); normalizer null or NFC
  *   (NFC is not applied, as in llama.cpp: text not already in NFC may
  *   tokenize differently from `tokenizers`).
  * - SentencePiece-style (model.byte_fallback, or a Metaspace pre-tokenizer,
@@ -208,8 +212,9 @@ tokenizer_t *tokenizer_new_json(const char *path, char *err, size_t errlen);
  * "<|begin_of_text|>" or "<bos>"; else the EOS when it is
  * "<|endoftext|>" (GPT-2, GPT-NeoX, Qwen2 use it for both).  EOS: a special
  * added token "</s>", "<|endoftext|>", "<|end_of_text|>" or "<eos>" (the
- * first of these found).  add_bos: whether the post_processor adds one.
- * opts override all three. */
+ * first of these found).  add_bos: whether the post_processor adds one
+ * (then there must be a BOS).  opts override all three; an opts token that
+ * is not in the vocabulary is an error. */
 tokenizer_t *tokenizer_new_json_buffer(const char *json, size_t len,
                                        const char *name,
                                        const tokenizer_json_opts_t *opts,

@@ -236,15 +236,22 @@ static int read_vocab(jctx_t *c, const json_t *model, const json_t *added) {
         snprintf(where, sizeof where, "added_tokens[%zu]", i);
         int32_t id = (int32_t)json_integer_value(json_object_get(a, "id"));
         const json_t *cv = json_object_get(a, "content");
-        int special = 0, flag = 0;
+        int special = 0, single_word = 0, lstrip = 0, rstrip = 0, norm = 0;
         if (!json_is_string(cv) || json_string_length(cv) == 0)
             return jerr(c, "%s.content must be a non-empty string", where);
         if (get_bool(c, a, where, "special", 0, &special) < 0 ||
-            get_bool(c, a, where, "single_word", 0, &flag) < 0 ||
-            get_bool(c, a, where, "lstrip", 0, &flag) < 0 ||
-            get_bool(c, a, where, "rstrip", 0, &flag) < 0 ||
-            get_bool(c, a, where, "normalized", 0, &flag) < 0)
+            get_bool(c, a, where, "single_word", 0, &single_word) < 0 ||
+            get_bool(c, a, where, "lstrip", 0, &lstrip) < 0 ||
+            get_bool(c, a, where, "rstrip", 0, &rstrip) < 0 ||
+            get_bool(c, a, where, "normalized", 0, &norm) < 0)
             return -1;
+        /* Special tokens are never matched in text, so how they would be
+         * matched does not matter; for the others it would. */
+        if (!special && (single_word || lstrip || rstrip))
+            return jerr(c,
+                        "%s: single_word, lstrip or rstrip on a token that "
+                        "is not special is not supported",
+                        where);
         const char *content = json_string_value(cv);
         size_t clen = json_string_length(cv);
         if (memchr(content, '\0', clen))
@@ -838,6 +845,11 @@ tokenizer_t *tokenizer_new_json_buffer(const char *json, size_t len,
                has_type(norm, "Replace", "normalizers") ||
                has_type(norm, "Prepend", "normalizers")) {
         c.kind = KIND_SPM;
+        if (ignore_merges) {
+            jerr(&c, "model.ignore_merges with SentencePiece-style BPE is not "
+                     "supported");
+            goto error;
+        }
         if (read_pre_spm(&c, pre) < 0) goto error;
     } else {
         jerr(&c, "pre_tokenizer: neither byte-level (no ByteLevel "
@@ -876,7 +888,7 @@ tokenizer_t *tokenizer_new_json_buffer(const char *json, size_t len,
         jerr(&c, "BOS is to be added but there is no BOS token");
         goto error;
     }
-    if (unk >= 0 && !c.is_added[unk]) c.types[unk] = TOKENIZER_TYPE_UNKNOWN;
+    if (unk >= 0) c.types[unk] = TOKENIZER_TYPE_UNKNOWN;
 
     if (c.kind == KIND_BYTE_LEVEL) {
         tokenizer_bpe_vocab_t v = {
