@@ -15,7 +15,7 @@ const pg = startPostgres(dir);
 const db = pg.conninfo;
 tokshift(["db", "migrate", "--db", db]);
 const corpus = writeCorpus(dir, {nStories: 12, longRepeat: 3});
-const settings = ["--window", "64", "--stride", "32", "--cut-every", "4", "--cont-len", "16", "--samples", "8",
+const settings = ["--window", "64", "--stride", "32", "--cut-every", "8", "--cont-len", "16", "--samples", "4",
                   "--seed", "7", "--job-docs", "1", "--heartbeat", "200", "--liveness", "3"];
 const runId = name => psql(db, `SELECT run_id FROM runs WHERE name = '${name}'`)[0][0];
 const waitFor = async (what, pred, ms = 60000) => {
