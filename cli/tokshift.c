@@ -4,6 +4,7 @@
  *   tokshift tokenize --model PATH [--bos]          ids of stdin's text
  *   tokshift generate --model PATH -n N [...]       sampled/greedy text
  *   tokshift score    --model PATH [--format ...]   per-token statistics
+ *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
  * subcommand here calls the same engine modules as the worker. */
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "curve.h"
 #include "db.h"
 #include "experiment.h"
 #include "log.h"
@@ -35,6 +37,7 @@ static const char *g_usage =
     "  score      print per-token statistics of the text on stdin\n"
     "  db migrate apply the schema's migrations to PostgreSQL\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
+    "  keygen     write a CURVE key pair for the coordinator or a worker\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
 
@@ -214,7 +217,8 @@ static int cmd_generate(int argc, char **argv) {
     sampler_t *smp = NULL;
     char *piece = NULL;
     long n_prompt = prompt_ids ? parse_ids(m, prompt_ids, &ids, err, sizeof err)
-                               : tokenizer_encode(m->tok, prompt, strlen(prompt), 1, &ids, err, sizeof err);
+                               : tokenizer_encode(m->tok, prompt, strlen(prompt), tokenizer_adds_bos(m->tok), &ids,
+                                                  err, sizeof err);
     if (n_prompt < 0) goto error;
     if (n_prompt == 0) { /* a model without BOS and no prompt: nothing to condition on */
         log_seterr(err, sizeof err, "the model has no BOS token; give --prompt");
@@ -235,7 +239,8 @@ static int cmd_generate(int argc, char **argv) {
         long nb = tokenizer_token_bytes(m->tok, next, piece, tokenizer_max_piece_bytes(m->tok));
         const char *out = piece;
         /* SentencePiece drops the dummy-prefix space of the token after BOS. */
-        if (prev == tokenizer_bos(m->tok) && nb > 0 && piece[0] == ' ') out++, nb--;
+        if (tokenizer_adds_space_prefix(m->tok) && prev == tokenizer_bos(m->tok) && nb > 0 && piece[0] == ' ')
+            out++, nb--;
         if (print_ids) printf(i ? " %d" : "%d", next);
         else if (nb > 0) fwrite(out, 1, (size_t)nb, stdout);
         prev = next;
@@ -334,7 +339,8 @@ static int cmd_score(int argc, char **argv) {
         case 'I': ids_in = 1; break;
         case 'h':
             printf("usage: tokshift score --model PATH [--format tsv|json] [--window W] [--stride S]\n\n"
-                   "Reads text on stdin, adds BOS, and prints one row per scored token:\n"
+                   "Reads text on stdin, adds BOS (where the model does), and prints one row per\n"
+                   "scored token:\n"
                    "pos token_id piece logprob entropy rank top1_logprob varentropy context_len\n"
                    "(natural logs, nats; pos 0 is BOS and is not scored).\n\n"
                    "  -m, --model PATH    GGUF model\n"
@@ -369,7 +375,7 @@ static int cmd_score(int argc, char **argv) {
         goto error;
     }
     long n = ids_in ? parse_ids(m, text, &ids, err, sizeof err)
-                    : tokenizer_encode(m->tok, text, len, 1, &ids, err, sizeof err);
+                    : tokenizer_encode(m->tok, text, len, tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
     if (n < 0) goto error;
     if (!(ex = experiment_new(m, (int)window, 512, NULL, err, sizeof err))) goto error;
     experiment_set_reference(ex, reference);
@@ -482,6 +488,43 @@ error:
     return rc;
 }
 
+/* ---- keygen ------------------------------------------------------------ */
+
+static int cmd_keygen(int argc, char **argv) {
+    static const struct option opts[] = {{"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *prefix = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': prefix = optarg; break;
+        case 'h':
+            printf("usage: tokshift keygen --out PREFIX\n\n"
+                   "Writes a new CURVE key pair (ZeroMQ CurveZMQ, Curve25519): PREFIX.key, the secret\n"
+                   "key (mode 0600; keep it on the machine it belongs to), and PREFIX.pub, the public\n"
+                   "key (give it to the other side).  Existing files are never overwritten.  Prints\n"
+                   "the public key on stdout.\n\n"
+                   "Files are text: '#' comment lines and one 40-character Z85 key (ZeroMQ RFC 32);\n"
+                   "in PREFIX.pub the key is followed by a name for logs (PREFIX's last part).\n\n"
+                   "  coordinator: --curve-secret coord.key --curve-clients DIR_OF_WORKER_PUBS\n"
+                   "  worker:      --curve-secret worker.key --curve-server-key coord.pub\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (!prefix || optind < argc) {
+        log_error("usage: tokshift keygen --out PREFIX");
+        return EXIT_USAGE;
+    }
+    char err[LOG_ERRLEN], pub[CURVE_Z85_LEN + 1];
+    if (curve_keygen(prefix, pub, err, sizeof err)) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("wrote %s.key (secret, mode 0600) and %s.pub (public)", prefix, prefix);
+    printf("%s\n", pub);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(g_usage, stderr);
@@ -502,6 +545,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
     if (!strcmp(cmd, "db")) return cmd_db(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     log_error("unknown command '%s'", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fault.h"
 #include "log.h"
 
 extern const struct {
@@ -315,6 +316,8 @@ static void copy_header(buf_t *b) {
 /* Sends b's bytes to an open COPY and empties b. */
 static int copy_flush(db_t *db, buf_t *b, char *err, size_t errlen) {
     if (b->oom) return log_seterr(err, errlen, "database: out of memory building COPY data");
+    if (b->len && fault_nth(FAULT_FAIL_COPY_CHUNK))
+        return log_seterr(err, errlen, "sending COPY data: write failed (fault injected by TOKSHIFT_FAULT)");
     if (b->len && PQputCopyData(db->c, b->p, (int)b->len) != 1)
         return db_fail(db, NULL, err, errlen, "sending COPY data");
     b->len = 0;

@@ -31,4 +31,32 @@ void ratelimit_init(ratelimit_t *r, double per_s, double burst, int64_t now_ms);
  * suppressed otherwise. */
 int ratelimit_allow(ratelimit_t *r, int64_t now_ms, uint64_t *suppressed);
 
+/* A limiter per key (say, a peer's address and key), for up to
+ * RATELIMIT_KEYS keys at a time (the least recently seen key gives its slot
+ * to a new one), under one overall limit: one noisy peer cannot hide
+ * another, and many peers together cannot flood the log either. */
+#define RATELIMIT_KEYS 32
+#define RATELIMIT_KEY_MAX 96
+
+typedef struct {
+    char key[RATELIMIT_KEY_MAX]; /* "" = free */
+    ratelimit_t rl;
+    int64_t used_ms;
+} ratelimit_slot_t;
+
+typedef struct {
+    ratelimit_slot_t slot[RATELIMIT_KEYS];
+    double per_s, burst; /* for each key */
+    ratelimit_t all;     /* over all keys */
+} ratelimit_keyed_t;
+
+/* Each key may log `burst` lines at once and `per_s` a second after; all
+ * keys together `all_burst` and `all_per_s`. */
+void ratelimit_keyed_init(ratelimit_keyed_t *r, double per_s, double burst, double all_per_s, double all_burst,
+                          int64_t now_ms);
+
+/* As ratelimit_allow, for key (cut at RATELIMIT_KEY_MAX - 1 bytes);
+ * *suppressed counts this key's refused lines. */
+int ratelimit_keyed_allow(ratelimit_keyed_t *r, const char *key, int64_t now_ms, uint64_t *suppressed);
+
 #endif

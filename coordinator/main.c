@@ -34,11 +34,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "auth.h"
 #include "corpus.h"
+#include "curve.h"
 #include "db.h"
 #include "digest.h"
 #include "fleet.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "wire.h"
 
 static volatile sig_atomic_t g_stop = 0;
@@ -52,6 +55,7 @@ static int64_t now_ms(void) {
 
 typedef struct {
     const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
+    const char *curve_secret, *curve_clients; /* both or neither */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
     long job_docs, job_bytes, max_attempts, heartbeat, liveness, job_timeout_s, progress_s;
@@ -90,6 +94,10 @@ static void usage(FILE *f) {
             "      --liveness N          missed heartbeats before a worker is dead (default 5)\n"
             "      --job-timeout S       seconds before a leased job is taken back (default 3600)\n"
             "      --progress S          seconds between progress lines (default 5)\n"
+            "security (ZeroMQ CURVE; without it traffic is neither authenticated nor encrypted):\n"
+            "      --curve-secret FILE   this coordinator's secret key (tokshift keygen; mode 0600)\n"
+            "      --curve-clients PATH  the workers' public keys allowed in: a directory of *.pub\n"
+            "                            files, or a file with one key per line\n"
             "  -h, --help\n\n"
             "Exit status: 0 when the run is complete (failed jobs included), 1 on error,\n"
             "2 on bad usage, 130 when stopped by a signal (resume by running it again).\n");
@@ -130,6 +138,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"job-bytes", required_argument, 0, 'J'},  {"max-attempts", required_argument, 0, 'A'},
         {"heartbeat", required_argument, 0, 'H'},  {"liveness", required_argument, 0, 'L'},
         {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
+        {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
@@ -180,6 +189,8 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         case 'L': o->liveness = num(optarg, "--liveness", 1, 1000); break;
         case 'O': o->job_timeout_s = num(optarg, "--job-timeout", 1, 86400 * 30); break;
         case 'G': o->progress_s = num(optarg, "--progress", 1, 86400); break;
+        case 'X': o->curve_secret = optarg; break;
+        case 'Y': o->curve_clients = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -188,6 +199,10 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     o->n_patterns = argc - optind;
     if (!o->run || (!o->model && !o->identity) || o->n_patterns < 1) {
         usage(stderr);
+        exit(2);
+    }
+    if (!o->curve_secret != !o->curve_clients) {
+        log_error("--curve-secret and --curve-clients go together (a CURVE server must know which workers to let in)");
         exit(2);
     }
     if (!o->s.stride) o->s.stride = o->s.window / 2 > 0 ? o->s.window / 2 : 1;
@@ -279,6 +294,7 @@ typedef struct {
     /* counters for progress */
     int64_t done, failed, retries, tokens, docs_done, jobs_total, docs_total;
     int64_t t0_ms, tokens0;
+    uint64_t bad_messages; /* malformed messages received */
 } coord_t;
 
 static uint64_t next_token(coord_t *c) {
@@ -501,6 +517,19 @@ static void progress(coord_t *c, int final) {
 int main(int argc, char **argv) {
     opts_t o;
     parse_opts(argc, argv, &o);
+    /* Keys first: a refused key file should not wait for a corpus load. */
+    void *ctx = zmq_ctx_new();
+    auth_t *auth = NULL;
+    curve_keypair_t kp;
+    char kerr[LOG_ERRLEN];
+    memset(&kp, 0, sizeof kp);
+    if (!ctx) log_die("", "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    if (o.curve_secret) {
+        if (curve_read_secret(o.curve_secret, &kp, kerr, sizeof kerr))
+            log_die("make a key pair with `tokshift keygen --out PREFIX` and pass PREFIX.key", "%s", kerr);
+        if (!(auth = auth_new(ctx, o.curve_clients, kerr, sizeof kerr)))
+            log_die("--curve-clients names the workers' *.pub files (a directory) or a file of keys", "%s", kerr);
+    }
     char err[LOG_ERRLEN], ident[65];
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -552,8 +581,18 @@ int main(int argc, char **argv) {
     c.retries = pg.retries;
     if (n_pending) db_run_set_status(db, c.run_id, "running", err, sizeof err);
 
-    void *ctx = zmq_ctx_new();
     c.sock = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!c.sock) log_die("", "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    if (auth) {
+        /* The ZAP handler is bound (auth_new) before the ROUTER binds. */
+        if (curve_setup_server(c.sock, &kp, err, sizeof err) || auth_watch(auth, c.sock, err, sizeof err))
+            log_die("", "%s", err);
+        log_info("CURVE: server key %.8s..., %zu worker keys allowed", kp.public_key, auth_n_keys(auth));
+    } else if (!curve_endpoint_is_local(o.bind)) {
+        log_warn("serving %s without CURVE: anyone who reaches this address can take jobs, and traffic is not "
+                 "encrypted (see --curve-secret, --curve-clients)", o.bind);
+    }
+    curve_keypair_wipe(&kp);
     int one = 1;
     if (!c.sock || wire_socket_setup(c.sock, err, sizeof err) ||
         zmq_setsockopt(c.sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) || zmq_bind(c.sock, o.bind) != 0)
@@ -567,6 +606,8 @@ int main(int argc, char **argv) {
     c.t0_ms = now_ms();
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000;
     int exit_code = 0;
+    ratelimit_t bad_log;
+    ratelimit_init(&bad_log, 2.0, 20, now_ms());
     while (!g_stop) {
         /* Finished when nothing is queued and nobody holds a job. */
         int busy = 0;
@@ -574,14 +615,18 @@ int main(int argc, char **argv) {
         if (c.q_len == 0 && !busy) {
             if (db_progress(db, c.run_id, &pg, err, sizeof err) == 0 && pg.pending == 0 && pg.leased == 0) break;
         }
-        zmq_pollitem_t it = {c.sock, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t it[3] = {{c.sock, 0, ZMQ_POLLIN, 0}};
+        void *extra[2];
+        int n_it = 1 + (int)(auth ? auth_sockets(auth, extra, 2) : 0);
+        for (int k = 1; k < n_it; k++) it[k] = (zmq_pollitem_t){extra[k - 1], 0, ZMQ_POLLIN, 0};
         int64_t now = now_ms();
         long timeout = next_tick > now ? (long)(next_tick - now) : 0;
-        if (zmq_poll(&it, 1, timeout) < 0 && zmq_errno() != EINTR) {
+        if (zmq_poll(it, n_it, timeout) < 0 && zmq_errno() != EINTR) {
             log_error("poll: %s", zmq_strerror(zmq_errno()));
             exit_code = 1;
             break;
         }
+        if (auth) auth_process(auth);
         for (int budget = 0; budget < 1000; budget++) {
             uint8_t peer[FLEET_MAX_ID];
             size_t peer_len = sizeof peer;
@@ -590,7 +635,12 @@ int main(int argc, char **argv) {
             if (r == 1) break;
             if (r < 0) {
                 fleet_worker_t *w = fleet_find(c.fleet, peer, peer_len);
-                log_warn("bad message from %s: %s", w ? w->name : "an unknown peer", err);
+                uint64_t held = 0;
+                /* A peer sending garbage must not flood the log. */
+                if (ratelimit_allow(&bad_log, now_ms(), &held))
+                    log_warn("bad message from %s: %s%s", w ? w->name : "an unknown peer", err,
+                             held ? " (earlier bad messages not logged)" : "");
+                c.bad_messages++;
                 if (w) w->last_seen_ms = now_ms();
                 continue;
             }
@@ -626,6 +676,13 @@ int main(int argc, char **argv) {
     int linger = 200;
     zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(c.sock);
+    if (c.bad_messages) log_info("%llu malformed messages were refused", (unsigned long long)c.bad_messages);
+    if (auth) {
+        auth_stats_t as = auth_stats(auth);
+        log_info("CURVE: %lu connections accepted, %lu refused by key, %lu failed handshakes", as.accepted,
+                 as.refused, as.failed_handshakes);
+    }
+    auth_destroy(&auth);
     zmq_ctx_term(ctx);
     fleet_destroy(&c.fleet);
     free(c.queue);

@@ -749,7 +749,16 @@ int wire_recv(void *sock, void *peer, size_t *peer_len, wire_msg_t *m, int flags
                 if (size) memcpy(peer, zmq_msg_data(&part), size);
                 *peer_len = size;
             }
-            snprintf(who, sizeof who, "from peer %s: ", peer_name(zmq_msg_data(&part), size, name, sizeof name));
+            /* The peer's network address (TCP), so that logs can name who
+             * sent garbage: libzmq keeps it with every frame. */
+            const char *addr = zmq_msg_gets(&part, "Peer-Address");
+            char at[80] = "";
+            if (addr && *addr) {
+                size_t k = (size_t)snprintf(at, sizeof at, " at ");
+                for (const char *p = addr; *p && k + 1 < sizeof at; p++) at[k++] = *p > 0x20 && *p < 0x7f ? *p : '?';
+                at[k] = 0;
+            }
+            snprintf(who, sizeof who, "from peer %s%s: ", peer_name(zmq_msg_data(&part), size, name, sizeof name), at);
         } else if (++n_payload == 1) {
             zmq_msg_move(&payload, &part);
         }

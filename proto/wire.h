@@ -161,7 +161,8 @@ int wire_send(void *sock, const void *peer, size_t peer_len, const wire_msg_t *m
  * wire_msg_clear); 1 when ZMQ_DONTWAIT found nothing, the socket's
  * ZMQ_RCVTIMEO expired, or a signal interrupted the wait (EINTR), *m empty;
  * -1 when the message was malformed (all its frames are consumed, the
- * message names the problem and the peer, and *peer still says who sent it;
+ * message names the problem and the peer - its routing identity and, over
+ * TCP, its address - and *peer still says who sent it;
  * the socket stays usable) or on a socket error, *m empty.  Malformed means:
  * not exactly one payload frame after the identity, a frame over
  * WIRE_MAX_FRAME, or a payload wire_decode refuses.  A frame over the
@@ -170,8 +171,8 @@ int wire_send(void *sock, const void *peer, size_t peer_len, const wire_msg_t *m
  * unless it set ZMQ_ROUTING_ID). */
 int wire_recv(void *sock, void *peer, size_t *peer_len, wire_msg_t *m, int flags, char *err, size_t errlen);
 
-/* Applies the project's socket options: ZMQ_MAXMSGSIZE = WIRE_MAX_FRAME,
- * linger 0 for prompt shutdown, and (when keys are given) nothing else yet.
+/* Applies the project's socket options: ZMQ_MAXMSGSIZE = WIRE_MAX_FRAME and
+ * linger 0 for prompt shutdown.  CURVE keys are set by proto/curve.h.
  * Call it before bind/connect.  Returns 0, or -1 with a message. */
 int wire_socket_setup(void *sock, char *err, size_t errlen);
 

@@ -1,14 +1,15 @@
 /* make_arch_model.c - writes a GGUF model with random weights (a preset of
  * randmodel.h) for the llama.cpp conformance test and for by-hand checks.
  *
- *   make_arch_model PRESET OUT.gguf [VOCAB.gguf] [--type f32|f16|bf16|q8_0]
+ *   make_arch_model PRESET OUT.gguf [VOCAB.gguf] [--type f32|f16|bf16|q8_0] [--seed N]
  *
- * PRESET: llama, qwen2, gpt2, gptneox, gptneox-seq.  With VOCAB.gguf, its
+ * PRESET: llama, qwen2, gpt2, gptneox, gptneox-seq (--seed N replaces the
+ * preset's seed: other weights of the same shape).  With VOCAB.gguf, its
  * tokenizer.* keys are copied and the model has its vocabulary size;
- * without, a synthetic 512-token SentencePiece vocabulary is written.  Prints
- * the model's vocabulary size on stdout.  What
- * it is not: a test by itself (conformance_arch.mjs runs it).  Exit 0, 1 on
- * an error, 2 on bad usage. */
+ * without, a synthetic 512-token SentencePiece vocabulary is written.
+ * Prints the model's vocabulary size on stdout.  What it is not: a test by
+ * itself (conformance_arch.mjs runs it).  Exit 0, 1 on an error, 2 on bad
+ * usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ int main(int argc, char **argv) {
     const char *pos[3] = {0};
     int npos = 0;
     ggml_type_t type = GGML_TYPE_F32;
+    uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--type") && i + 1 < argc) {
             const char *t = argv[++i];
@@ -32,6 +34,13 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "make_arch_model: unknown --type %s\n", t);
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+            char *end;
+            seed = strtoull(argv[++i], &end, 10);
+            if (*end || !seed) {
+                fprintf(stderr, "make_arch_model: --seed needs a positive integer\n");
+                return 2;
+            }
         } else if (npos < 3) {
             pos[npos++] = argv[i];
         } else {
@@ -41,11 +50,11 @@ int main(int argc, char **argv) {
     rm_spec_t s;
     if (npos < 2 || npos > 3 || rm_preset(pos[0], &s)) {
         fprintf(stderr, "usage: make_arch_model llama|qwen2|gpt2|gptneox|gptneox-seq OUT.gguf [VOCAB.gguf] "
-                        "[--type f32|f16|bf16|q8_0]\n");
+                        "[--type f32|f16|bf16|q8_0] [--seed N]\n");
         return 2;
     }
     s.type = type;
-    if (getenv("RM_SEED")) s.seed = strtoull(getenv("RM_SEED"), NULL, 10);
+    if (seed) s.seed = seed;
     char err[LOG_ERRLEN];
     int rc = 1;
     gguf_t *vocab = NULL;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "tokenizer.h"
 
@@ -18,6 +19,7 @@ typedef struct {
 } vec_t;
 
 static void *vec_push(vec_t *v, size_t k) {
+    if (fault_nth(FAULT_FAIL_ALLOC)) return NULL; /* TOKSHIFT_FAULT fail_alloc */
     if (v->n + k > v->cap) {
         size_t cap = v->cap ? v->cap : 256;
         while (cap < v->n + k) cap *= 2;
@@ -148,7 +150,8 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     char why[LOG_ERRLEN];
     int rc = -1;
     size_t mark_seqs = r->seqs.n, mark_toks = r->toks.n;
-    long n = tokenizer_encode(m->tok, text, text_len, 1, &ids, err, errlen);
+    fault_maybe_crash_on_doc(doc_id); /* TOKSHIFT_FAULT crash_on_doc */
+    long n = tokenizer_encode(m->tok, text, text_len, tokenizer_adds_bos(m->tok), &ids, err, errlen);
     if (n < 0) goto out;
     db_docres_t *dr = vec_push(&r->docs, 1);
     if (!dr) goto oom;
@@ -170,7 +173,7 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     int C = s->cont.cont_len, K = s->cont.n_samples;
     size_t max_cuts = s->n_prefix_lengths + (s->cut_every > 0 ? (size_t)n / (size_t)s->cut_every + 1 : 0);
     if (C > 0 && max_cuts > 0) {
-        if (!(cuts = malloc(max_cuts * sizeof *cuts))) goto oom;
+        if (fault_nth(FAULT_FAIL_ALLOC) || !(cuts = malloc(max_cuts * sizeof *cuts))) goto oom;
         size_t nc = experiment_cuts(s->prefix_lengths, s->n_prefix_lengths, s->cut_every, C, (int)n, cuts, max_cuts);
         size_t per_cut = (size_t)(K + 1) * C;
         r->rows.n = 0;

@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "ratelimit.h"
 
 struct link {
     void *ctx;
@@ -22,6 +23,13 @@ struct link {
     link_opts_t o;
     atomic_int reconnects;
     char pipe_name[64];
+    /* Security (link thread only, after link_new): CURVE keys when secure,
+     * the DEALER's handshake monitor, and limits on what a peer can make us
+     * log. */
+    int secure;
+    link_curve_t curve;
+    void *mon;
+    ratelimit_t bad_log, handshake_log;
 };
 
 static int64_t now_ms(void) {
@@ -35,14 +43,43 @@ static void *dealer_open(link_t *l) {
     char err[LOG_ERRLEN];
     void *s = zmq_socket(l->ctx, ZMQ_DEALER);
     if (!s) return NULL;
-    if (wire_socket_setup(s, err, sizeof err) || zmq_connect(s, l->endpoint) != 0) {
+    err[0] = 0;
+    if (wire_socket_setup(s, err, sizeof err) ||
+        (l->secure && curve_setup_client(s, &l->curve.keys, l->curve.server_key, err, sizeof err)) ||
+        zmq_connect(s, l->endpoint) != 0) {
         log_error("cannot connect to %s: %s", l->endpoint, err[0] ? err : zmq_strerror(zmq_errno()));
         zmq_close(s);
         return NULL;
     }
+    if (!(l->mon = curve_monitor_open(l->ctx, s, err, sizeof err))) log_warn("link: %s", err);
     if (zmq_send(s, l->hello, l->hello_len, ZMQ_DONTWAIT) < 0)
         log_debug("HELLO queued later: %s", zmq_strerror(zmq_errno()));
     return s;
+}
+
+/* Closes the DEALER s and its monitor. */
+static void dealer_close(link_t *l, void *s) {
+    curve_monitor_close(s, &l->mon);
+    zmq_close(s);
+}
+
+/* Logs the DEALER's failed handshakes (rate-limited: libzmq retries a
+ * refused connection ten times a second), with what to do about them. */
+static void handshake_events(link_t *l) {
+    curve_event_t ev;
+    char what[256];
+    while (l->mon && curve_monitor_next(l->mon, &ev) == 1) {
+        uint64_t held = 0;
+        if (!ratelimit_allow(&l->handshake_log, now_ms(), &held)) continue;
+        const char *hint = "";
+        if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            hint = l->secure ? ": add this worker's public key to the coordinator's --curve-clients" : "";
+        else if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && ev.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            hint = l->secure ? ": the coordinator does not use CURVE"
+                             : ": the coordinator uses CURVE; give --curve-secret and --curve-server-key";
+        log_error("the coordinator at %s refused this worker: %s%s%s", l->endpoint,
+                  curve_event_describe(&ev, what, sizeof what), hint, held ? " (repeated; not all logged)" : "");
+    }
 }
 
 static void *link_main(void *arg) {
@@ -61,17 +98,18 @@ static void *link_main(void *arg) {
     wire_msg_t hb = {.type = WIRE_HEARTBEAT};
     if (wire_encode(&hb, &beat, &beat_len, err, sizeof err)) log_error("link: %s", err);
     for (;;) {
-        zmq_pollitem_t items[2] = {{pipe, 0, ZMQ_POLLIN, 0}, {dealer, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[3] = {{pipe, 0, ZMQ_POLLIN, 0}, {dealer, 0, ZMQ_POLLIN, 0}, {l->mon, 0, ZMQ_POLLIN, 0}};
         int64_t now = now_ms();
         int64_t wake = dealer ? next_beat : reconnect_at;
         long timeout = wake > now ? (long)(wake - now) : 0;
-        int rc = zmq_poll(items, dealer ? 2 : 1, timeout);
+        int rc = zmq_poll(items, dealer ? (l->mon ? 3 : 2) : 1, timeout);
         if (rc < 0 && zmq_errno() == ETERM) break;
         if (rc < 0 && zmq_errno() != EINTR) {
             log_error("link: poll: %s", zmq_strerror(zmq_errno()));
             break;
         }
         now = now_ms();
+        if (dealer) handshake_events(l);
         if (items[0].revents & ZMQ_POLLIN) {
             zmq_msg_t m;
             zmq_msg_init(&m);
@@ -98,6 +136,10 @@ static void *link_main(void *arg) {
                 if (m.type == WIRE_WELCOME) {
                     if (m.u.welcome.heartbeat_ms > 0) interval = m.u.welcome.heartbeat_ms;
                     if (m.u.welcome.liveness > 0) liveness = m.u.welcome.liveness;
+                    /* A shorter interval applies now, not after the beat
+                     * planned with our own (else the coordinator may
+                     * presume us dead before it). */
+                    if (next_beat > now + interval) next_beat = now + interval;
                 }
                 if (m.type != WIRE_HEARTBEAT) {
                     uint8_t *buf;
@@ -111,7 +153,10 @@ static void *link_main(void *arg) {
                 }
                 wire_msg_clear(&m);
             } else if (rc < 0) {
-                log_warn("link: bad message from the coordinator: %s", err);
+                uint64_t held = 0;
+                if (ratelimit_allow(&l->bad_log, now, &held))
+                    log_warn("link: bad message from the coordinator at %s: %s%s", l->endpoint, err,
+                             held ? " (earlier bad messages not logged)" : "");
             }
         }
         if (dealer && now >= next_beat) {
@@ -121,7 +166,7 @@ static void *link_main(void *arg) {
         if (dealer && now - last_heard > (int64_t)interval * liveness) {
             log_warn("coordinator at %s silent for %lld ms; reconnecting in %d ms", l->endpoint,
                      (long long)(now - last_heard), backoff);
-            zmq_close(dealer);
+            dealer_close(l, dealer);
             dealer = NULL;
             reconnect_at = now + backoff;
             backoff = backoff * 2 > l->o.reconnect_max_ms ? l->o.reconnect_max_ms : backoff * 2;
@@ -135,18 +180,29 @@ static void *link_main(void *arg) {
         }
     }
     free(beat);
-    if (dealer) zmq_close(dealer);
+    if (dealer) dealer_close(l, dealer);
     zmq_close(pipe);
     return NULL;
 }
 
 link_t *link_new(const char *endpoint, const wire_msg_t *hello, const link_opts_t *opts, char *err, size_t errlen) {
+    return link_new_curve(endpoint, hello, opts, NULL, err, errlen);
+}
+
+link_t *link_new_curve(const char *endpoint, const wire_msg_t *hello, const link_opts_t *opts,
+                       const link_curve_t *curve, char *err, size_t errlen) {
     static atomic_int seq;
     link_t *l = calloc(1, sizeof *l);
     if (!l) {
         log_seterr(err, errlen, "link: out of memory");
         return NULL;
     }
+    if (curve) {
+        l->secure = 1;
+        l->curve = *curve;
+    }
+    ratelimit_init(&l->bad_log, 1.0, 20, now_ms());
+    ratelimit_init(&l->handshake_log, 0.1, 3, now_ms());
     l->o = (link_opts_t){1000, 5, 500, 32000};
     if (opts) {
         if (opts->heartbeat_ms > 0) l->o.heartbeat_ms = opts->heartbeat_ms;
@@ -187,6 +243,7 @@ void link_destroy(link_t **self_p) {
     if (l->ctx) zmq_ctx_term(l->ctx);
     free(l->endpoint);
     free(l->hello);
+    explicit_bzero(&l->curve, sizeof l->curve);
     free(l);
     *self_p = NULL;
 }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "curve.h"
 #include "wire.h"
 
 typedef struct {
@@ -30,6 +31,21 @@ typedef struct link link_t;
 /* Starts the link thread connecting to endpoint, introducing itself with
  * hello (copied).  Returns NULL with a message on failure. */
 link_t *link_new(const char *endpoint, const wire_msg_t *hello, const link_opts_t *opts, char *err, size_t errlen);
+
+/* CURVE keys for the link: this worker's key pair and the coordinator's
+ * public key (Z85). */
+typedef struct {
+    curve_keypair_t keys;
+    char server_key[CURVE_Z85_LEN + 1];
+} link_curve_t;
+
+/* As link_new; when curve is not NULL the DEALER is a CURVE client with
+ * those keys (copied; the copy is wiped by link_destroy), which talks only
+ * to the coordinator holding the server key's secret half.  Either way the
+ * link logs handshakes the coordinator refuses (rate-limited), with what to
+ * do about them. */
+link_t *link_new_curve(const char *endpoint, const wire_msg_t *hello, const link_opts_t *opts,
+                       const link_curve_t *curve, char *err, size_t errlen);
 
 /* Stops the thread and closes the sockets; NULL-safe, clears *self_p. */
 void link_destroy(link_t **self_p);

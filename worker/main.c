@@ -25,9 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "curve.h"
 #include "db.h"
 #include "digest.h"
 #include "experiment.h"
+#include "fault.h"
 #include "job.h"
 #include "link.h"
 #include "log.h"
@@ -58,6 +60,11 @@ static void usage(FILE *f) {
             "  -n, --name NAME       name in logs and the jobs table (default host:pid)\n"
             "      --heartbeat MS    heartbeat interval (default 1000)\n"
             "      --liveness N      missed heartbeats before the coordinator is presumed dead (default 5)\n"
+            "      --reconnect-ms MS first delay before reconnecting to a silent coordinator (default 500)\n"
+            "      --reconnect-max-ms MS  cap of that delay, which doubles on each try (default 32000)\n"
+            "      --curve-secret FILE      this worker's secret key (tokshift keygen; mode 0600)\n"
+            "      --curve-server-key FILE  the coordinator's public key (its .pub): with both,\n"
+            "                               traffic is CURVE-encrypted and the coordinator checks our key\n"
             "  -h, --help            this text\n\n"
             "Exit status: 0 when the coordinator says the run is over or on SIGTERM, 1 on an\n"
             "error, 2 on bad usage, 3 when the run's model is not this worker's model.\n");
@@ -166,9 +173,14 @@ int main(int argc, char **argv) {
                                          {"db", required_argument, 0, 'd'},      {"threads", required_argument, 0, 't'},
                                          {"name", required_argument, 0, 'n'},    {"heartbeat", required_argument, 0, 'H'},
                                          {"liveness", required_argument, 0, 'L'}, {"help", no_argument, 0, 'h'},
+                                         {"curve-secret", required_argument, 0, 1001},
+                                         {"curve-server-key", required_argument, 0, 1002},
+                                         {"reconnect-ms", required_argument, 0, 'R'},
+                                         {"reconnect-max-ms", required_argument, 0, 'X'},
                                          {0}};
     const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
-    int threads = 0, heartbeat = 1000, liveness = 5, c;
+    const char *curve_secret = NULL, *curve_server = NULL;
+    int threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0, c;
     while ((c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': endpoint = optarg; break;
@@ -178,11 +190,15 @@ int main(int argc, char **argv) {
         case 'n': name = optarg; break;
         case 'H': heartbeat = atoi(optarg); break;
         case 'L': liveness = atoi(optarg); break;
+        case 'R': reconnect_ms = atoi(optarg); break;
+        case 'X': reconnect_max_ms = atoi(optarg); break;
+        case 1001: curve_secret = optarg; break;
+        case 1002: curve_server = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (!endpoint || !model_path || heartbeat < 10 || liveness < 1) {
+    if (!endpoint || !model_path || heartbeat < 10 || liveness < 1 || reconnect_ms < 0 || reconnect_max_ms < 0) {
         usage(stderr);
         return 2;
     }
@@ -195,8 +211,27 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (fault_init(err, sizeof err)) log_die("fix or unset TOKSHIFT_FAULT (a testing aid)", "%s", err);
 
     /* Start-up: failures here end the process with a hint. */
+    if (!curve_secret != !curve_server) {
+        log_error("--curve-secret and --curve-server-key go together");
+        return 2;
+    }
+    link_curve_t curve;
+    memset(&curve, 0, sizeof curve);
+    if (curve_secret) {
+        curve_pubkey_t server;
+        if (curve_read_secret(curve_secret, &curve.keys, err, sizeof err))
+            log_die("make a key pair with `tokshift keygen --out PREFIX` and pass PREFIX.key", "%s", err);
+        if (curve_read_public(curve_server, &server, err, sizeof err))
+            log_die("--curve-server-key is the coordinator's .pub file", "%s", err);
+        memcpy(curve.server_key, server.z85, sizeof curve.server_key);
+        log_info("CURVE: worker key %.8s..., coordinator key %.8s...", curve.keys.public_key, server.z85);
+    } else if (!curve_endpoint_is_local(endpoint)) {
+        log_warn("connecting to %s without CURVE: traffic is neither authenticated nor encrypted "
+                 "(see --curve-secret, --curve-server-key)", endpoint);
+    }
     if (threads > 0) {
         extern void openblas_set_num_threads(int);
         openblas_set_num_threads(threads);
@@ -219,8 +254,9 @@ int main(int argc, char **argv) {
     hello.u.hello.threads = threads;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
-    link_opts_t lo = {heartbeat, liveness, 0, 0};
-    link_t *link = link_new(endpoint, &hello, &lo, err, sizeof err);
+    link_opts_t lo = {heartbeat, liveness, reconnect_ms, reconnect_max_ms};
+    link_t *link = link_new_curve(endpoint, &hello, &lo, curve_secret ? &curve : NULL, err, sizeof err);
+    curve_keypair_wipe(&curve.keys);
     if (!link) log_die("check --connect", "%s", err);
 
     int rc = 1, welcomed = 0, busy = 0;
@@ -315,8 +351,16 @@ int main(int argc, char **argv) {
             }
             res.compute_s = now_s() - t0;
             double write_s = 0;
+            fault_maybe_stall_before_commit(); /* TOKSHIFT_FAULT stall_before_commit_ms */
             int cr = commit_with_retry(&db, conninfo, run_id, job_id, (int64_t)token, &res, &write_s, err,
                                        sizeof err);
+            if (cr == 0 && fault_first(FAULT_COMMIT_TWICE)) { /* a replayed write must be fenced off */
+                int again = db_commit_job(db, run_id, job_id, (int64_t)token, &res, NULL, err, sizeof err);
+                log_warn("job %lld committed again with the same token: %s", (long long)job_id,
+                         again == 1   ? "fenced off (stale), nothing written"
+                         : again == 0 ? "ACCEPTED (written twice)"
+                                      : err);
+            }
             if (cr == 0 || cr == 1) {
                 wire_msg_t done = {.type = WIRE_DONE};
                 done.u.done.job_id = job_id;
@@ -329,6 +373,7 @@ int main(int argc, char **argv) {
                 if (cr == 1) log_warn("job %lld: attempt fenced off (another attempt owns it); nothing written",
                                       (long long)job_id);
                 if (link_send(link, &done, err, sizeof err)) log_error("%s", err);
+                if (fault_first(FAULT_REPLAY_DONE) && link_send(link, &done, err, sizeof err)) log_error("%s", err);
             } else {
                 log_warn("job %lld not written: %s", (long long)job_id, cr == -2 ? "stopping" : err);
                 send_failed(link, job_id, token, cr == -2 ? "worker stopped before writing" : err, 1);

@@ -18,7 +18,7 @@ const corpus = writeCorpus(dir, {nStories: 12, longRepeat: 3});
 const settings = ["--window", "64", "--stride", "32", "--cut-every", "8", "--cont-len", "16", "--samples", "4",
                   "--seed", "7", "--job-docs", "1", "--heartbeat", "200", "--liveness", "3"];
 const runId = name => psql(db, `SELECT run_id FROM runs WHERE name = '${name}'`)[0][0];
-const waitFor = async (what, pred, ms = 60000) => {
+const waitFor = async (what, pred, ms = 300000) => {
     const t0 = Date.now();
     while (Date.now() - t0 < ms) {
         if (pred()) return true;
