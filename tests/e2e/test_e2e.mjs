@@ -32,8 +32,12 @@ console.error(`run seed ${seed} (set TOKSHIFT_TEST_SEED to replay)`);
 const settings = ["--window", W, "--stride", S, "--prefix-lengths", CUTS.join(","), "--cont-len", C,
                   "--samples", K, "--temperature", "1", "--seed", seed, "--job-docs", "3"].map(String);
 const corpus = writeCorpus(dir);
-const {res} = await runOnce({conninfo: db, runName: "e2e", corpus, modelPath: M, settings, logDir: dir});
+const {res, workers} = await runOnce({conninfo: db, runName: "e2e", corpus, modelPath: M, settings, logDir: dir});
 check(res.code === 0, `coordinator exited ${res.code}: ${res.err.slice(-2000)}`);
+for (const [i, w] of workers.entries()) {
+    const r = await w.exited;  // a sanitizer report makes a worker exit non-zero
+    check(r.code === 0, `worker ${i} exited ${r.code} (${r.sig}): ${r.err.slice(-2000)}`);
+}
 console.error(res.out);
 const runId = psql(db, "SELECT run_id FROM runs WHERE name = 'e2e'")[0][0];
 
