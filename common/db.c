@@ -36,13 +36,76 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Replaces, in msg (cap bytes), every occurrence of secret with "***". */
+static void redact_secret(char *msg, size_t cap, const char *secret) {
+    size_t n = secret ? strlen(secret) : 0;
+    if (n < 3) return; /* (shorter "passwords" would blank out ordinary words) */
+    char out[LOG_ERRLEN];
+    size_t o = 0;
+    for (const char *p = msg; *p && o + 4 < sizeof out;) {
+        if (!strncmp(p, secret, n)) {
+            memcpy(out + o, "***", 3);
+            o += 3;
+            p += n;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = 0;
+    snprintf(msg, cap, "%s", out);
+    explicit_bzero(out, sizeof out);
+}
+
+/* Keeps passwords out of msg, an error message about the connection string
+ * conninfo: libpq's messages never quote a password of a connection string
+ * it could parse, but they quote the offending part of one it could not (a
+ * password with a space, a bad %-escape in a URI), so then every quoted
+ * part goes; and any occurrence of the password itself is replaced. */
+static void redact(const char *conninfo, PGconn *c, char *msg, size_t cap) {
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &perr);
+    if (opts) {
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            if (!strcmp(o->keyword, "password") && o->val) redact_secret(msg, cap, o->val);
+        PQconninfoFree(opts);
+    } else if (conninfo && (strcasestr(conninfo, "password") || strchr(conninfo, '@'))) {
+        /* Unparsable, and it may hold a password: hide every quoted part
+         * longer than one character. */
+        char out[LOG_ERRLEN];
+        size_t o = 0;
+        for (const char *p = msg; *p && o + 16 < sizeof out;) {
+            const char *q = *p == '"' ? strchr(p + 1, '"') : NULL;
+            size_t k = q ? (size_t)(q - p) + 1 : 0; /* the quoted part, quotes included */
+            if (k > 3) {
+                o += (size_t)snprintf(out + o, sizeof out - o, "\"(hidden)\"");
+            } else if (k) { /* "=", "]": kept */
+                memcpy(out + o, p, k);
+                o += k;
+            } else {
+                out[o++] = *p++;
+                continue;
+            }
+            p += k;
+        }
+        while (o && (out[o - 1] == '\n' || out[o - 1] == ' ')) o--;
+        static const char note[] = " (the connection string is not shown: it may hold a password)";
+        if (o + sizeof note <= sizeof out) memcpy(out + o, note, sizeof note);
+        else out[o] = 0;
+        snprintf(msg, cap, "%s", out);
+    }
+    PQfreemem(perr);
+    if (c && PQpass(c)) redact_secret(msg, cap, PQpass(c));
+}
+
 /* Formats the server's message; prefixes "connection:" when the connection
- * itself is gone, so that callers know a reconnect may help. */
+ * itself is gone, so that callers know a reconnect may help.  Passwords are
+ * taken out (redact). */
 static int db_fail(db_t *db, const PGresult *r, char *err, size_t errlen, const char *what) {
     const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(db->c);
     if (!msg || !*msg) msg = PQerrorMessage(db->c);
     char clean[LOG_ERRLEN];
     snprintf(clean, sizeof clean, "%s", msg);
+    redact(db->conninfo, db->c, clean, sizeof clean);
     size_t n = strlen(clean);
     while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' ')) clean[--n] = 0;
     if (PQstatus(db->c) != CONNECTION_OK)
@@ -79,7 +142,8 @@ db_t *db_connect(const char *conninfo, char *err, size_t errlen) {
     }
     db->c = PQconnectdb(db->conninfo);
     if (PQstatus(db->c) != CONNECTION_OK) {
-        /* libpq's message names host and port, never the password. */
+        /* libpq's message names host and port; redact() takes out what
+         * might be a password. */
         db_fail(db, NULL, err, errlen, "cannot connect to PostgreSQL");
         db_destroy(&db);
         return NULL;
@@ -115,6 +179,13 @@ int db_reconnect(db_t *db, char *err, size_t errlen) {
 
 int db_async_commit(db_t *db, char *err, size_t errlen) {
     return q(db, "SET synchronous_commit = off", 0, NULL, NULL, err, errlen, "relaxing commit durability");
+}
+
+int db_lock_timeout(db_t *db, int ms, char *err, size_t errlen) {
+    char v[32];
+    snprintf(v, sizeof v, "%dms", ms);
+    return q(db, "SELECT set_config('lock_timeout', $1, false)", 1, (const char *const[]){v}, NULL, err, errlen,
+             "setting lock_timeout");
 }
 
 /* ---- migrations -------------------------------------------------------- */
@@ -206,11 +277,12 @@ int db_run_open(db_t *db, const char *name, const char *identity, const char *se
     snprintf(out->status, sizeof out->status, "loading");
     PQclear(r);
     r = NULL;
-    /* The partition name is built from an integer, never from user text. */
-    char ddl[256];
-    snprintf(ddl, sizeof ddl, "CREATE TABLE token_stats_r%" PRId64 " PARTITION OF token_stats FOR VALUES IN (%" PRId64 ")",
-             out->run_id, out->run_id);
-    if (q(db, ddl, 0, NULL, NULL, err, errlen, "creating the run's partition") ||
+    /* By a SECURITY DEFINER function (003_partition_function.sql): the
+     * coordinator's role needs no DDL rights. */
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, out->run_id);
+    if (q(db, "SELECT tokshift_create_partition($1::bigint)", 1, (const char *const[]){id}, NULL, err, errlen,
+          "creating the run's partition") ||
         q(db, "COMMIT", 0, NULL, NULL, err, errlen, "registering the run"))
         goto error;
     return 0;
@@ -645,10 +717,10 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
     PGresult *r = NULL;
     int rc = -1;
     if (q(db, "BEGIN", 0, NULL, NULL, err, errlen, "committing a job")) goto out;
-    /* The fence: only the holder of the current token may write. */
-    if (q(db,
-          "SELECT 1 FROM jobs WHERE run_id = $1 AND job_id = $2 AND state = 'leased' AND attempt_token = $3 "
-          "FOR UPDATE",
+    /* The fence: only the holder of the current token may write.  (A
+     * SECURITY DEFINER function locks the job's row: the worker's role may
+     * not read tokens; 004_job_commit_functions.sql.) */
+    if (q(db, "SELECT 1 WHERE tokshift_job_fence($1::bigint, $2::bigint, $3::bigint)",
           3, (const char *const[]){a, b, c}, &r, err, errlen, "checking the attempt token"))
         goto out;
     if (PQntuples(r) != 1) {
@@ -657,6 +729,7 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
     }
     PQclear(r);
     r = NULL;
+    fault_maybe_stall(FAULT_STALL_IN_COMMIT_MS); /* TOKSHIFT_FAULT: holding the job's row lock */
 
     if (copy_begin(db,
                    "COPY sequences (run_id, doc_id, seq_no, kind, cut, sample_idx, seed, temperature, top_k, top_p, "
@@ -748,8 +821,7 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
     snprintf(cs, sizeof cs, "%.6f", res->compute_s);
     snprintf(ws, sizeof ws, "%.6f", now_s() - t0);
     if (q(db,
-          "UPDATE jobs SET state = 'done', done_at = now(), n_tokens = $4, compute_s = $5, write_s = $6, error = NULL "
-          "WHERE run_id = $1 AND job_id = $2 AND attempt_token = $3",
+          "SELECT tokshift_job_done($1::bigint, $2::bigint, $3::bigint, $4::bigint, $5::float8, $6::float8)",
           6, (const char *const[]){a, b, c, nt, cs, ws}, NULL, err, errlen, "marking the job done") ||
         q(db, "COMMIT", 0, NULL, NULL, err, errlen, "committing a job"))
         goto out;

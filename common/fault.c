@@ -14,7 +14,7 @@
 #include "log.h"
 
 static const char *const g_names[FAULT_N] = {
-    "crash_on_doc", "fail_alloc", "fail_copy_chunk", "stall_before_commit_ms",
+    "crash_on_doc", "fail_alloc", "fail_copy_chunk", "stall_before_commit_ms", "stall_in_commit_ms",
     "commit_twice", "replay_done", "dup_dispatch",
 };
 
@@ -42,8 +42,8 @@ static int parse(const char *spec) {
         if (!eq || f == FAULT_N || errno || end == eq + 1 || *end || v < (f == FAULT_CRASH_ON_DOC ? 0 : 1)) {
             rc = log_seterr(g.err, sizeof g.err,
                             "TOKSHIFT_FAULT: '%s%s%s' is not NAME=N with a known NAME (crash_on_doc, fail_alloc, "
-                            "fail_copy_chunk, stall_before_commit_ms, commit_twice, replay_done, dup_dispatch) and "
-                            "a count >= 1",
+                            "fail_copy_chunk, stall_before_commit_ms, stall_in_commit_ms, commit_twice, replay_done, "
+                            "dup_dispatch) and a count >= 1",
                             t, eq ? "=" : "", eq ? eq + 1 : "");
             break;
         }
@@ -82,7 +82,7 @@ int fault_nth(fault_t f) {
 
 int fault_first(fault_t f) {
     if (!fault_armed(f)) return 0;
-    int64_t limit = f == FAULT_STALL_BEFORE_COMMIT_MS ? 1 : g.value[f];
+    int64_t limit = f == FAULT_STALL_BEFORE_COMMIT_MS || f == FAULT_STALL_IN_COMMIT_MS ? 1 : g.value[f];
     if (++g.passes[f] > limit) return 0;
     log_warn("fault injected: %s (%" PRId64 " of %" PRId64 ")", g_names[f], g.passes[f], limit);
     return 1;
@@ -96,9 +96,9 @@ void fault_maybe_crash_on_doc(int64_t doc_id) {
     abort();
 }
 
-void fault_maybe_stall_before_commit(void) {
-    if (!fault_first(FAULT_STALL_BEFORE_COMMIT_MS)) return;
-    int64_t ms = g.value[FAULT_STALL_BEFORE_COMMIT_MS];
+void fault_maybe_stall(fault_t f) {
+    if (!fault_first(f)) return;
+    int64_t ms = g.value[f];
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) && errno == EINTR) {
     }

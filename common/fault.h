@@ -23,16 +23,19 @@
  *   stall_before_commit_ms=MS  worker: sleeps MS ms before writing its first
  *                           job (after measuring it), so that a test can stop
  *                           the worker while it holds a finished job
+ *   stall_in_commit_ms=MS   db.c: sleeps MS ms inside the first job commit,
+ *                           just after the fence has locked the job's row (a
+ *                           worker stopped in the middle of its transaction)
  *   commit_twice=N          worker: after each of its first N successful
  *                           commits, commits the same results again with the
  *                           same attempt token (a replayed write; the fence
  *                           must refuse it)
  *   replay_done=N           worker: sends each of its first N DONE messages
  *                           twice (a replayed message)
- *   dup_dispatch=N          coordinator: the first N times it hands a job out
- *                           while another worker is also waiting, it hands the
- *                           same job with the same attempt token to that
- *                           worker too (duplicate delivery)
+ *   dup_dispatch=N          coordinator: its first N jobs each go to two
+ *                           workers at once, with the same attempt token
+ *                           (duplicate delivery); it waits for two ready
+ *                           workers to hand them out
  *
  * Counts start at 1; every fault is logged (warning "fault injected: ...")
  * when it fires.  A malformed TOKSHIFT_FAULT is an error at start-up
@@ -48,6 +51,7 @@ typedef enum {
     FAULT_FAIL_ALLOC,
     FAULT_FAIL_COPY_CHUNK,
     FAULT_STALL_BEFORE_COMMIT_MS,
+    FAULT_STALL_IN_COMMIT_MS,
     FAULT_COMMIT_TWICE,
     FAULT_REPLAY_DONE,
     FAULT_DUP_DISPATCH,
@@ -70,15 +74,15 @@ int64_t fault_value(fault_t f);
  * 1 exactly on the N-th pass, else 0. */
 int fault_nth(fault_t f);
 
-/* Counts one pass through a "first N" point (commit_twice, replay_done,
- * dup_dispatch, stall_before_commit_ms): 1 on the first N passes (the first
- * only for the stall), else 0. */
+/* Counts one pass through a "first N" point (commit_twice, replay_done, the
+ * stalls): 1 on the first N passes (the first only for a stall), else 0. */
 int fault_first(fault_t f);
 
 /* crash_on_doc: aborts the process when doc_id is the armed document. */
 void fault_maybe_crash_on_doc(int64_t doc_id);
 
-/* stall_before_commit_ms: sleeps the armed time on the first pass. */
-void fault_maybe_stall_before_commit(void);
+/* A stall (stall_before_commit_ms, stall_in_commit_ms): sleeps the armed
+ * time on the first pass. */
+void fault_maybe_stall(fault_t f);
 
 #endif

@@ -45,6 +45,7 @@
 #include <zstd.h>
 
 #include "log.h"
+#include "utf8.h"
 
 #define DEFAULT_MAX_DOC ((size_t)256 << 20)
 #define CHUNK_BYTES ((size_t)1 << 20)   /* decompressed bytes per read */
@@ -94,44 +95,6 @@ static const char *json_type_name(const json_t *v) {
     case JSON_NULL: return "null";
     }
     return "an unknown value";
-}
-
-long corpus_utf8_invalid_at(const char *s, size_t len) {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        /* ASCII fast path: eight bytes at a time. */
-        if (i + 8 <= len) {
-            uint64_t w;
-            memcpy(&w, p + i, 8);
-            if (!(w & 0x8080808080808080ULL)) {
-                i += 8;
-                continue;
-            }
-        }
-        unsigned c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;                          /* continuation bytes */
-        unsigned lo = 0x80, hi = 0xBF;     /* range of the first continuation byte */
-        if (c >= 0xC2 && c <= 0xDF) n = 1;
-        else if (c == 0xE0) n = 2, lo = 0xA0;            /* no overlongs */
-        else if (c >= 0xE1 && c <= 0xEC) n = 2;
-        else if (c == 0xED) n = 2, hi = 0x9F;            /* no surrogates */
-        else if (c >= 0xEE && c <= 0xEF) n = 2;
-        else if (c == 0xF0) n = 3, lo = 0x90;            /* no overlongs */
-        else if (c >= 0xF1 && c <= 0xF3) n = 3;
-        else if (c == 0xF4) n = 3, hi = 0x8F;            /* <= U+10FFFF */
-        else return (long)i;                             /* 80..C1, F5..FF */
-        if (len - i - 1 < n) return (long)i;             /* truncated */
-        if (p[i + 1] < lo || p[i + 1] > hi) return (long)i;
-        for (size_t k = 2; k <= n; k++)
-            if ((p[i + k] & 0xC0) != 0x80) return (long)i;
-        i += n + 1;
-    }
-    return -1;
 }
 
 /* ---- growable string -------------------------------------------------- */
@@ -751,7 +714,7 @@ static int doc_err(corpus_doc_t *doc, const char *fmt, ...) {
  * gets doc->error; returns 0, or -1 when out of memory. */
 static int jl_fill(corpus_t *c, corpus_doc_t *doc, const char *p, size_t n, json_t **root) {
     const char *src = doc->source;
-    long bad = corpus_utf8_invalid_at(p, n);
+    long bad = utf8_invalid_at(p, n);
     if (bad >= 0) {
         char hex[32];
         hex_near(p, n, (size_t)bad, hex, sizeof hex);
@@ -865,7 +828,7 @@ static int tf_doc(corpus_t *c, const char *path, corpus_doc_t *doc) {
         len += (size_t)r;
     }
     if (!doc->error) {
-        long bad = corpus_utf8_invalid_at(buf, len);
+        long bad = utf8_invalid_at(buf, len);
         const char *nul = bad < 0 ? memchr(buf, 0, len) : NULL;
         char hex[32];
         if (bad >= 0) hex_near(buf, len, (size_t)bad, hex, sizeof hex);
@@ -951,7 +914,7 @@ corpus_t *corpus_open(const char *const *patterns, size_t n_patterns, const corp
     fl_dedup(&fl);
     /* Paths become document sources and ids, stored as text: UTF-8 only. */
     for (size_t i = 0; i < fl.n; i++) {
-        if (corpus_utf8_invalid_at(fl.v[i].path, strlen(fl.v[i].path)) >= 0) {
+        if (utf8_invalid_at(fl.v[i].path, strlen(fl.v[i].path)) >= 0) {
             log_seterr(err, errlen, "the file name '%s' is not valid UTF-8; rename it", fl.v[i].path);
             goto error;
         }
@@ -1113,7 +1076,7 @@ int corpus_selftest(void) {
         {"abcdefghijk\x80", 12, 11},
     };
     for (size_t i = 0; i < sizeof u8 / sizeof *u8; i++) {
-        long got = corpus_utf8_invalid_at(u8[i].s, u8[i].n);
+        long got = utf8_invalid_at(u8[i].s, u8[i].n);
         if (got != u8[i].want) {
             log_error("corpus_selftest: utf8 case %zu: %ld, want %ld", i, got, u8[i].want);
             return -1;

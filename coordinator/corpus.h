@@ -87,10 +87,6 @@ void corpus_doc_clear(corpus_doc_t *doc);
 /* Number of files the patterns expanded to. */
 size_t corpus_n_files(const corpus_t *self);
 
-/* Validates UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
- * Returns -1 when valid, else the byte offset of the first invalid sequence. */
-long corpus_utf8_invalid_at(const char *s, size_t len);
-
 /* Checks the internals (UTF-8 table, metadata scanner, format by name);
  * 0 when all pass, else -1 after logging what failed. */
 int corpus_selftest(void);

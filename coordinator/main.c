@@ -18,6 +18,11 @@
  *                                  attempt limit
  *               silence > heartbeat x liveness ---> dead: release its job
  *
+ * With --curve-secret and --curve-clients the ROUTER is a CURVE server and
+ * auth.c, polled in the same loop (no thread), lets in only the listed
+ * worker keys.  Log lines that a peer can provoke (bad or unexpected
+ * messages, refusals) are rate-limited.
+ *
  * What it is not: a model runner (it never loads a model; the model's
  * identity is the hash of its file) or a store of results (workers write
  * those to PostgreSQL themselves). */
@@ -39,6 +44,7 @@
 #include "curve.h"
 #include "db.h"
 #include "digest.h"
+#include "fault.h"
 #include "fleet.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -58,7 +64,7 @@ typedef struct {
     const char *curve_secret, *curve_clients; /* both or neither */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
-    long job_docs, job_bytes, max_attempts, heartbeat, liveness, job_timeout_s, progress_s;
+    long job_docs, job_bytes, max_attempts, heartbeat, liveness, job_timeout_s, progress_s, max_doc_bytes;
     char **patterns;
     int n_patterns;
 } opts_t;
@@ -76,6 +82,8 @@ static void usage(FILE *f) {
             "  -b, --bind EP             ZeroMQ endpoint (default tcp://*:5555)\n"
             "      --text-field F        JSONL text field (default text)\n"
             "      --id-field F          JSONL id field (default id)\n"
+            "      --max-doc-bytes N     larger documents are recorded with an error, not\n"
+            "                            measured (default and most 64 MiB: what a job message holds)\n"
             "measurement settings (fixed for the run):\n"
             "      --window W            tokens per window (default 512)\n"
             "      --stride S            window stride (default W/2)\n"
@@ -138,6 +146,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"job-bytes", required_argument, 0, 'J'},  {"max-attempts", required_argument, 0, 'A'},
         {"heartbeat", required_argument, 0, 'H'},  {"liveness", required_argument, 0, 'L'},
         {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
+        {"max-doc-bytes", required_argument, 0, 'M'},
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
@@ -154,6 +163,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     o->liveness = 5;
     o->job_timeout_s = 3600;
     o->progress_s = 5;
+    o->max_doc_bytes = WIRE_MAX_STRING;
     int c;
     while ((c = getopt_long(argc, argv, "r:m:d:b:h", lo, NULL)) != -1) {
         switch (c) {
@@ -189,6 +199,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         case 'L': o->liveness = num(optarg, "--liveness", 1, 1000); break;
         case 'O': o->job_timeout_s = num(optarg, "--job-timeout", 1, 86400 * 30); break;
         case 'G': o->progress_s = num(optarg, "--progress", 1, 86400); break;
+        case 'M': o->max_doc_bytes = num(optarg, "--max-doc-bytes", 1, WIRE_MAX_STRING); break;
         case 'X': o->curve_secret = optarg; break;
         case 'Y': o->curve_clients = optarg; break;
         case 'h': usage(stdout); exit(0);
@@ -236,7 +247,7 @@ static char *corpus_json(const opts_t *o) {
 
 /* Reads the corpus into the run's documents and jobs (one transaction). */
 static int load_corpus(db_t *db, const opts_t *o, int64_t run_id, char *err, size_t errlen) {
-    corpus_opts_t co = {o->text_field, o->id_field, 0};
+    corpus_opts_t co = {o->text_field, o->id_field, (size_t)o->max_doc_bytes};
     corpus_t *cp = corpus_open((const char *const *)o->patterns, (size_t)o->n_patterns, &co, err, errlen);
     if (!cp) return -1;
     db_loader_t *l = db_loader_new(db, run_id, err, errlen);
@@ -295,7 +306,44 @@ typedef struct {
     int64_t done, failed, retries, tokens, docs_done, jobs_total, docs_total;
     int64_t t0_ms, tokens0;
     uint64_t bad_messages; /* malformed messages received */
+    ratelimit_t peer_log;  /* lines that any peer can provoke: bad and unexpected messages */
+    /* PostgreSQL trouble: while db_down, database work waits for tick() to
+     * reconnect; releases that failed are retried from `unreleased`. */
+    int db_down;
+    struct unreleased { int64_t job_id; uint64_t token; char reason[256]; } *unreleased;
+    size_t n_unreleased, cap_unreleased;
+    int retrying; /* in retry_releases: failures were logged the first time */
+    int64_t dups; /* jobs handed to two workers (TOKSHIFT_FAULT dup_dispatch) */
 } coord_t;
+
+/* How long a database call may wait for a row lock: a worker stopped inside
+ * its commit holds its job's row, and the loop must keep beating (a release
+ * that times out is retried by tick()). */
+static int lock_ms(const opts_t *o) { return o->heartbeat / 2 > 50 ? (int)(o->heartbeat / 2) : 50; }
+
+/* Notes a failed database call: a lost connection pauses database work until
+ * tick() has reconnected. */
+static void db_trouble(coord_t *c, const char *err) {
+    if (c->db_down || strncmp(err, "connection:", 11)) return;
+    c->db_down = 1;
+    log_warn("PostgreSQL is unreachable (%s); reconnecting every %ld ms, jobs stay as PostgreSQL has them", err,
+             c->o->heartbeat);
+}
+
+/* Reconnects after trouble; 0 when the database is usable. */
+static int db_revive(coord_t *c) {
+    char err[LOG_ERRLEN];
+    if (!c->db_down) return 0;
+    if (db_reconnect(c->db, err, sizeof err)) {
+        log_debug("%s", err);
+        return -1;
+    }
+    if (db_async_commit(c->db, err, sizeof err) || db_lock_timeout(c->db, lock_ms(c->o), err, sizeof err))
+        log_warn("%s", err); /* a new session: set them again */
+    c->db_down = 0;
+    log_info("reconnected to PostgreSQL");
+    return 0;
+}
 
 static uint64_t next_token(coord_t *c) {
     c->rng ^= c->rng << 13, c->rng ^= c->rng >> 7, c->rng ^= c->rng << 17;
@@ -325,12 +373,30 @@ static void send_to(coord_t *c, fleet_worker_t *w, const wire_msg_t *m) {
         log_warn("to worker %s: %s", w->name, err);
 }
 
-/* Puts w's job back (or fails it at the attempt limit) with reason. */
+/* Puts w's job back (or fails it at the attempt limit) with reason.  When
+ * PostgreSQL cannot be told, the release is kept and retried by tick(). */
 static void release_job(coord_t *c, int64_t job_id, uint64_t token, const char *reason) {
     char err[LOG_ERRLEN];
-    int r = db_job_release(c->db, c->run_id, job_id, (int64_t)token, reason, (int)c->o->max_attempts, err, sizeof err);
+    int r = c->db_down ? -1
+                       : db_job_release(c->db, c->run_id, job_id, (int64_t)token, reason, (int)c->o->max_attempts,
+                                        err, sizeof err);
     if (r < 0) {
-        log_error("job %" PRId64 ": %s", job_id, err);
+        if (!c->db_down) {
+            if (!c->retrying) log_error("job %" PRId64 ": %s (will retry)", job_id, err);
+            db_trouble(c, err);
+        }
+        if (c->n_unreleased == c->cap_unreleased) {
+            size_t cap = c->cap_unreleased ? 2 * c->cap_unreleased : 16;
+            struct unreleased *nu = realloc(c->unreleased, cap * sizeof *nu);
+            if (!nu) {
+                log_error("out of memory keeping job %" PRId64 "'s release; it is requeued at the end", job_id);
+                return;
+            }
+            c->unreleased = nu, c->cap_unreleased = cap;
+        }
+        struct unreleased *u = &c->unreleased[c->n_unreleased++];
+        u->job_id = job_id, u->token = token;
+        snprintf(u->reason, sizeof u->reason, "%s", reason);
         return;
     }
     if (r == 0) {
@@ -343,11 +409,67 @@ static void release_job(coord_t *c, int64_t job_id, uint64_t token, const char *
     }
 }
 
+/* Retries the releases that PostgreSQL could not be told. */
+static void retry_releases(coord_t *c) {
+    size_t n = c->n_unreleased;
+    struct unreleased *u = c->unreleased;
+    c->n_unreleased = 0, c->unreleased = NULL, c->cap_unreleased = 0;
+    c->retrying = 1;
+    for (size_t i = 0; i < n; i++) release_job(c, u[i].job_id, u[i].token, u[i].reason);
+    c->retrying = 0;
+    free(u);
+}
+
+/* When no worker holds a job and none is queued, yet PostgreSQL has some
+ * pending or leased (a lease whose reply was lost, or lost in a database
+ * crash: the coordinator's commits are asynchronous), puts them back in the
+ * queue, so the run cannot stall.  Their old tokens become stale. */
+static void reconcile(coord_t *c, const db_progress_t *pg) {
+    char err[LOG_ERRLEN];
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if (c->n_unreleased || (pg->pending == 0 && pg->leased == 0)) return;
+    if (db_jobs_pending(c->db, c->run_id, 1, &ids, &n, err, sizeof err)) {
+        log_error("%s", err);
+        db_trouble(c, err);
+        return;
+    }
+    log_warn("%" PRId64 " job(s) pending and %" PRId64 " leased in PostgreSQL but held by no worker: requeued",
+             pg->pending, pg->leased);
+    for (size_t i = 0; i < n; i++)
+        if (q_push(c, ids[i])) log_error("out of memory requeueing job %" PRId64, ids[i]);
+    free(ids);
+}
+
+/* The entry of the sending worker that holds job_id under token: the
+ * sender's own, or the one of its earlier connection (same name: a worker
+ * that reconnected finishes the job it had); NULL when it holds none (a
+ * replayed or late message).  Only the dup_dispatch fault gives one attempt
+ * to two workers. */
+static fleet_worker_t *holder(coord_t *c, int64_t job_id, uint64_t token, fleet_worker_t *sender) {
+    if (!sender) return NULL;
+    if (sender->job_id == job_id && sender->token == token) return sender;
+    for (size_t i = 0; i < fleet_size(c->fleet); i++) {
+        fleet_worker_t *w = fleet_at(c->fleet, i);
+        if (w->job_id == job_id && w->token == token && !strcmp(w->name, sender->name)) return w;
+    }
+    return NULL;
+}
+
 /* Hands pending jobs to ready workers. */
 static void dispatch(coord_t *c) {
     char err[LOG_ERRLEN];
     fleet_worker_t *w;
-    while (c->q_len > 0 && (w = fleet_next_ready(c->fleet))) {
+    int dup = fault_armed(FAULT_DUP_DISPATCH) && c->dups < fault_value(FAULT_DUP_DISPATCH);
+    if (dup) { /* TOKSHIFT_FAULT dup_dispatch: wait until two workers are ready, then hand a job to both */
+        size_t ready = 0;
+        for (size_t i = 0; i < fleet_size(c->fleet); i++) {
+            fleet_worker_t *x = fleet_at(c->fleet, i);
+            ready += x->ready && x->job_id < 0;
+        }
+        if (ready < 2) return;
+    }
+    while (!c->db_down && c->q_len > 0 && (w = fleet_next_ready(c->fleet))) {
         int64_t job_id = c->queue[c->q_head++];
         c->q_len--;
         uint64_t token = next_token(c);
@@ -355,6 +477,7 @@ static void dispatch(coord_t *c) {
         int r = db_job_lease(c->db, c->run_id, job_id, (int64_t)token, w->name, &attempts, err, sizeof err);
         if (r < 0) {
             log_error("leasing job %" PRId64 ": %s", job_id, err);
+            db_trouble(c, err);
             q_push(c, job_id);
             return; /* PostgreSQL trouble: try again on the next tick */
         }
@@ -363,6 +486,7 @@ static void dispatch(coord_t *c) {
         size_t n = 0;
         if (db_job_docs(c->db, c->run_id, job_id, &docs, &n, err, sizeof err)) {
             log_error("job %" PRId64 ": %s", job_id, err);
+            db_trouble(c, err);
             release_job(c, job_id, token, err);
             return;
         }
@@ -384,6 +508,13 @@ static void dispatch(coord_t *c) {
             release_job(c, job_id, token, "could not be sent to the worker");
         } else {
             log_debug("job %" PRId64 " (attempt %d, %zu docs) -> %s", job_id, attempts, n, w->name);
+            fleet_worker_t *w2 = dup ? fleet_next_ready(c->fleet) : NULL;
+            if (w2 && !wire_send(c->sock, w2->id, w2->id_len, &m, err, sizeof err)) {
+                log_warn("job %" PRId64 " handed to %s too, same attempt token (TOKSHIFT_FAULT dup_dispatch)", job_id,
+                         w2->name);
+                w2->job_id = job_id, w2->token = token, w2->ready = 0, w2->leased_ms = w->leased_ms;
+                dup = ++c->dups < fault_value(FAULT_DUP_DISPATCH);
+            }
         }
         free(wd);
         db_docs_free(docs, n);
@@ -402,7 +533,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", c->o->run,
                      c->identity, m->u.hello.worker, m->u.hello.model_identity);
             s.u.shutdown.reason = reason;
-            log_warn("%s", reason);
+            if (ratelimit_allow(&c->peer_log, now_ms(), NULL)) log_warn("%s", reason);
             wire_send(c->sock, peer, peer_len, &s, err, sizeof err);
             return;
         }
@@ -432,30 +563,33 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
         w->ready = 1;
         return;
     case WIRE_DONE: {
+        /* Counted once: only from the worker holding this attempt (a replayed
+         * or late DONE finds no holder). */
         int64_t job_id = m->u.done.job_id;
-        fleet_worker_t *h = fleet_holder(c->fleet, job_id);
-        if (h && h->token == m->u.done.attempt_token) h->job_id = -1;
+        fleet_worker_t *h = holder(c, job_id, m->u.done.attempt_token, w);
+        if (h) h->job_id = -1;
         char state[16];
-        if (db_job_state(c->db, c->run_id, job_id, state, err, sizeof err) < 0) {
-            log_error("job %" PRId64 ": %s", job_id, err);
-            return;
+        if (c->db_down || db_job_state(c->db, c->run_id, job_id, state, err, sizeof err) < 0) {
+            if (!c->db_down) log_error("job %" PRId64 ": %s", job_id, err);
+            db_trouble(c, err);
+            return; /* a done job stays done; any other is found again by reconcile() */
         }
-        if (!m->u.done.stale && !strcmp(state, "done")) {
+        if (!m->u.done.stale && !strcmp(state, "done") && h) {
             c->done++;
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
             if (w) w->jobs_done++;
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
                       w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
-        } else if (!strcmp(state, "leased") && !m->u.done.stale && h && h->token == m->u.done.attempt_token) {
+        } else if (!strcmp(state, "leased") && !m->u.done.stale && h) {
             release_job(c, job_id, m->u.done.attempt_token, "worker reported done but nothing was committed");
         }
         return;
     }
     case WIRE_FAILED: {
         int64_t job_id = m->u.failed.job_id;
-        fleet_worker_t *h = fleet_holder(c->fleet, job_id);
-        if (h && h->token == m->u.failed.attempt_token) h->job_id = -1;
+        fleet_worker_t *h = holder(c, job_id, m->u.failed.attempt_token, w);
+        if (h) h->job_id = -1;
         char reason[600];
         snprintf(reason, sizeof reason, "worker %s: %s", w ? w->name : "?", m->u.failed.error ? m->u.failed.error : "");
         release_job(c, job_id, m->u.failed.attempt_token, reason);
@@ -464,12 +598,14 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
     case WIRE_HEARTBEAT:
         return;
     default:
-        log_warn("unexpected %s from %s", wire_type_name(m->type), w ? w->name : "an unknown peer");
+        if (ratelimit_allow(&c->peer_log, now_ms(), NULL))
+            log_warn("unexpected %s from %s", wire_type_name(m->type), w ? w->name : "an unknown peer");
     }
 }
 
 /* Heartbeats out, silent workers and overdue jobs back. */
 static void tick(coord_t *c) {
+    if (db_revive(c) == 0 && c->n_unreleased) retry_releases(c);
     int64_t now = now_ms(), dead_after = c->o->heartbeat * c->o->liveness;
     wire_msg_t hb = {.type = WIRE_HEARTBEAT};
     for (size_t i = 0; i < fleet_size(c->fleet);) {
@@ -540,7 +676,8 @@ int main(int argc, char **argv) {
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
     db_t *db = db_connect(o.db, err, sizeof err);
     if (!db) log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
-    if (db_async_commit(db, err, sizeof err)) log_die("", "%s", err);
+    if (db_async_commit(db, err, sizeof err) || db_lock_timeout(db, lock_ms(&o), err, sizeof err))
+        log_die("", "%s", err);
     char *sj = settings_json(&o.s), *cj = corpus_json(&o);
     if (!sj || !cj) log_die("", "out of memory");
     db_run_t run;
@@ -604,16 +741,22 @@ int main(int argc, char **argv) {
     log_info("serving %zu pending jobs on %s", n_pending, ep);
     c.fleet = fleet_new();
     c.t0_ms = now_ms();
-    int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000;
+    int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000, next_idle_check = 0;
     int exit_code = 0;
-    ratelimit_t bad_log;
-    ratelimit_init(&bad_log, 2.0, 20, now_ms());
+    ratelimit_init(&c.peer_log, 2.0, 20, now_ms());
     while (!g_stop) {
         /* Finished when nothing is queued and nobody holds a job. */
         int busy = 0;
         for (size_t i = 0; i < fleet_size(c.fleet); i++) busy |= fleet_at(c.fleet, i)->job_id >= 0;
-        if (c.q_len == 0 && !busy) {
-            if (db_progress(db, c.run_id, &pg, err, sizeof err) == 0 && pg.pending == 0 && pg.leased == 0) break;
+        if (c.q_len == 0 && !busy && !c.db_down && now_ms() >= next_idle_check) {
+            if (db_progress(db, c.run_id, &pg, err, sizeof err)) {
+                db_trouble(&c, err);
+            } else if (pg.pending == 0 && pg.leased == 0 && !c.n_unreleased) {
+                break;
+            } else {
+                reconcile(&c, &pg);
+                next_idle_check = now_ms() + o.heartbeat; /* not on every message */
+            }
         }
         zmq_pollitem_t it[3] = {{c.sock, 0, ZMQ_POLLIN, 0}};
         void *extra[2];
@@ -637,7 +780,7 @@ int main(int argc, char **argv) {
                 fleet_worker_t *w = fleet_find(c.fleet, peer, peer_len);
                 uint64_t held = 0;
                 /* A peer sending garbage must not flood the log. */
-                if (ratelimit_allow(&bad_log, now_ms(), &held))
+                if (ratelimit_allow(&c.peer_log, now_ms(), &held))
                     log_warn("bad message from %s: %s%s", w ? w->name : "an unknown peer", err,
                              held ? " (earlier bad messages not logged)" : "");
                 c.bad_messages++;
@@ -686,6 +829,7 @@ int main(int argc, char **argv) {
     zmq_ctx_term(ctx);
     fleet_destroy(&c.fleet);
     free(c.queue);
+    free(c.unreleased);
     db_destroy(&db);
     return exit_code;
 }

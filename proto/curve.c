@@ -344,7 +344,7 @@ static int write_new(const char *path, const char *s, mode_t mode, char *err, si
 int curve_keygen(const char *prefix, char public_out[CURVE_Z85_LEN + 1], char *err, size_t errlen) {
     char key_path[4096], pub_path[4096], text[512], name[CURVE_NAME_MAX + 1];
     curve_keypair_t kp;
-    int rc = -1, wrote_key = 0;
+    int wrote_key = 0;
     memset(&kp, 0, sizeof kp);
     if (!prefix || !*prefix) return log_seterr(err, errlen, "keygen: empty --out prefix");
     if ((size_t)snprintf(key_path, sizeof key_path, "%s.key", prefix) >= sizeof key_path ||
@@ -372,19 +372,20 @@ int curve_keygen(const char *prefix, char public_out[CURVE_Z85_LEN + 1], char *e
     int r = write_new(key_path, text, 0600, err, errlen);
     explicit_bzero(text, sizeof text);
     if (r == 1) log_seterr(err, errlen, "%s exists: refusing to overwrite a key", key_path);
-    if (r) goto out;
+    if (r) goto error;
     wrote_key = 1;
     snprintf(text, sizeof text, "# tokshift CURVE public key (Z85, ZeroMQ RFC 32) of %s\n%s %s\n", name,
              kp.public_key, name);
     r = write_new(pub_path, text, 0644, err, errlen);
     if (r == 1) log_seterr(err, errlen, "%s exists: refusing to overwrite a key", pub_path);
-    if (r) goto out;
+    if (r) goto error;
     if (public_out) memcpy(public_out, kp.public_key, CURVE_Z85_LEN + 1);
-    rc = 0;
-out:
-    if (rc && wrote_key) unlink(key_path);
     curve_keypair_wipe(&kp);
-    return rc;
+    return 0;
+error:
+    if (wrote_key) unlink(key_path);
+    curve_keypair_wipe(&kp);
+    return -1;
 }
 
 /* ---- sockets ---------------------------------------------------------------- */

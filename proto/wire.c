@@ -20,6 +20,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "utf8.h"
 #include "tokshift.pb-c.h"
 
 /* The payload's field number in Envelope is 10 + wire_type_t (see the
@@ -45,35 +46,12 @@ const char *wire_type_name(int type) {
 
 /* ---- UTF-8 ------------------------------------------------------------ */
 
-/* Checks s[0..n) is well-formed UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF) without NUL.  Returns -1 when it is,
- * else the offset of the first offending byte. */
+/* Checks s[0..n) is well-formed UTF-8 (utf8.h) without NUL.  Returns -1
+ * when it is, else the offset of the first offending byte. */
 static ssize_t utf8_bad_at(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c >= 0x01 && c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF; /* bounds of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) need = 1;
-        else if (c == 0xE0) need = 2, lo = 0xA0;
-        else if (c >= 0xE1 && c <= 0xEC) need = 2;
-        else if (c == 0xED) need = 2, hi = 0x9F; /* no surrogates */
-        else if (c >= 0xEE && c <= 0xEF) need = 2;
-        else if (c == 0xF0) need = 3, lo = 0x90;
-        else if (c >= 0xF1 && c <= 0xF3) need = 3;
-        else if (c == 0xF4) need = 3, hi = 0x8F; /* <= U+10FFFF */
-        else return (ssize_t)i;                  /* NUL, continuation, C0, C1, F5..FF */
-        if (n - i <= need) return (ssize_t)i;   /* truncated sequence */
-        if (s[i + 1] < lo || s[i + 1] > hi) return (ssize_t)i;
-        for (size_t k = 2; k <= need; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF) return (ssize_t)i;
-        i += need + 1;
-    }
-    return -1;
+    long bad = utf8_invalid_at(s, n);
+    const unsigned char *nul = memchr(s, 0, bad < 0 ? n : (size_t)bad);
+    return nul ? (ssize_t)(nul - s) : (ssize_t)bad;
 }
 
 size_t wire_utf8_sanitize(char *s) {

@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "corpus.h"
+#include "utf8.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -180,7 +181,7 @@ static void test_utf8(void) {
         {"0123456\xc3\xa9\xff", 10, 9},  /* a multibyte char across the 8-byte step */
     };
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-        long got = corpus_utf8_invalid_at(t[i].s, t[i].n);
+        long got = utf8_invalid_at(t[i].s, t[i].n);
         TU_CHECK(got == t[i].want, "utf8 case %zu: %ld, want %ld", i, got, t[i].want);
     }
 }

@@ -72,12 +72,17 @@ static void handshake_events(link_t *l) {
         uint64_t held = 0;
         if (!ratelimit_allow(&l->handshake_log, now_ms(), &held)) continue;
         const char *hint = "";
+        int mismatch = ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+                       ev.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH;
         if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             hint = l->secure ? ": add this worker's public key to the coordinator's --curve-clients" : "";
-        else if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && ev.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-            hint = l->secure ? ": the coordinator does not use CURVE"
-                             : ": the coordinator uses CURVE; give --curve-secret and --curve-server-key";
-        log_error("the coordinator at %s refused this worker: %s%s%s", l->endpoint,
+        else if (!l->secure && (mismatch || ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL))
+            hint = ": if the coordinator uses CURVE, give --curve-secret and --curve-server-key";
+        else if (mismatch)
+            hint = ": the coordinator does not use CURVE";
+        else if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            hint = ": the coordinator closed the handshake (is --curve-server-key its public key?)";
+        log_error("the handshake with the coordinator at %s failed: %s%s%s", l->endpoint,
                   curve_event_describe(&ev, what, sizeof what), hint, held ? " (repeated; not all logged)" : "");
     }
 }

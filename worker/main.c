@@ -35,6 +35,7 @@
 #include "log.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "utf8.h"
 #include "wire.h"
 
 #define EXIT_MISMATCH 3
@@ -89,31 +90,26 @@ static int register_model(db_t *db, const model_t *m, const char *identity, cons
                           size_t errlen) {
     int n = m->cfg.n_vocab, rc = -1;
     const char **pieces = calloc((size_t)n, sizeof *pieces);
-    char **texts = calloc((size_t)n, sizeof *texts);
+    char **texts = calloc((size_t)n, sizeof *texts), **escaped = calloc((size_t)n, sizeof *escaped);
     size_t cap = tokenizer_max_piece_bytes(m->tok) + 1;
-    if (!pieces || !texts) goto out;
+    if (!pieces || !texts || !escaped) goto out;
     for (int i = 0; i < n; i++) {
         pieces[i] = tokenizer_piece(m->tok, i);
+        size_t plen = pieces[i] ? strlen(pieces[i]) : 0;
+        if (plen && utf8_invalid_at(pieces[i], plen) >= 0) {
+            /* A vocabulary entry that is not UTF-8: stored as \xNN escapes. */
+            if (!(escaped[i] = malloc(4 * plen + 1))) goto out;
+            for (size_t j = 0; j < plen; j++) sprintf(escaped[i] + 4 * j, "\\x%02x", (unsigned char)pieces[i][j]);
+            pieces[i] = escaped[i];
+        }
         if (i >= tokenizer_n_vocab(m->tok)) continue;
         char *t = malloc(cap);
         if (!t) goto out;
         long b = tokenizer_token_bytes(m->tok, i, t, cap);
         t[b > 0 ? b : 0] = 0;
-        /* Only text that PostgreSQL accepts: valid UTF-8 without NUL. */
-        int ok = b >= 0 && (long)strlen(t) == b;
-        for (long j = 0; ok && j < b; j++) ok = (unsigned char)t[j] < 0x80;
-        if (!ok && b > 0) {
-            /* Non-ASCII: keep only when it is valid UTF-8 (checked by the server
-             * too, but a single bad row would fail the whole COPY). */
-            ok = 1;
-            for (long j = 0; j < b && ok;) {
-                unsigned char c = (unsigned char)t[j];
-                int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-                if (!len || j + len > b) ok = 0;
-                for (int k = 1; ok && k < len; k++) ok = ((unsigned char)t[j + k] >> 6) == 2;
-                j += len ? len : 1;
-            }
-        }
+        /* Only text that PostgreSQL accepts (valid UTF-8 without NUL): a
+         * single bad row would fail the whole COPY. */
+        int ok = b >= 0 && !memchr(t, 0, (size_t)b) && utf8_invalid_at(t, (size_t)b) < 0;
         if (ok) texts[i] = t;
         else free(t);
     }
@@ -122,9 +118,12 @@ static int register_model(db_t *db, const model_t *m, const char *identity, cons
                            (const char *const *)texts, err, errlen);
 out:
     if (rc && err && !*err) log_seterr(err, errlen, "out of memory registering the vocabulary");
-    if (texts)
-        for (int i = 0; i < n; i++) free(texts[i]);
+    for (int i = 0; i < n; i++) {
+        if (texts) free(texts[i]);
+        if (escaped) free(escaped[i]);
+    }
     free(texts);
+    free(escaped);
     free(pieces);
     return rc;
 }
@@ -140,6 +139,13 @@ static void send_failed(link_t *link, int64_t job_id, uint64_t token, const char
     f.u.failed.error = text;
     f.u.failed.retryable = retryable;
     if (link_send(link, &f, err, sizeof err)) log_error("%s", err);
+}
+
+/* Asks the coordinator for the next job (after each job, whatever its end). */
+static void send_ready(link_t *link) {
+    char err[LOG_ERRLEN];
+    wire_msg_t ready = {.type = WIRE_READY};
+    if (!g_stop && link_send(link, &ready, err, sizeof err)) log_error("%s", err);
 }
 
 /* Writes a job's rows, retrying with backoff while PostgreSQL is away.
@@ -341,17 +347,19 @@ int main(int argc, char **argv) {
                 log_warn("job %lld handed back: %s", (long long)job_id, err);
                 send_failed(link, job_id, token, err, 1);
                 busy = 0;
+                send_ready(link);
                 break;
             }
             db_results_t res;
             if (job_result_view(result, &res)) {
                 send_failed(link, job_id, token, "worker out of memory", 1);
                 busy = 0;
+                send_ready(link);
                 break;
             }
             res.compute_s = now_s() - t0;
             double write_s = 0;
-            fault_maybe_stall_before_commit(); /* TOKSHIFT_FAULT stall_before_commit_ms */
+            fault_maybe_stall(FAULT_STALL_BEFORE_COMMIT_MS); /* TOKSHIFT_FAULT */
             int cr = commit_with_retry(&db, conninfo, run_id, job_id, (int64_t)token, &res, &write_s, err,
                                        sizeof err);
             if (cr == 0 && fault_first(FAULT_COMMIT_TWICE)) { /* a replayed write must be fenced off */
@@ -379,10 +387,7 @@ int main(int argc, char **argv) {
                 send_failed(link, job_id, token, cr == -2 ? "worker stopped before writing" : err, 1);
             }
             busy = 0;
-            if (!g_stop) {
-                wire_msg_t ready = {.type = WIRE_READY};
-                if (link_send(link, &ready, err, sizeof err)) log_error("%s", err);
-            }
+            send_ready(link);
             break;
         }
         case WIRE_SHUTDOWN:

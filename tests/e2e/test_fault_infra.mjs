@@ -1,0 +1,121 @@
+// test_fault_infra.mjs - the fault matrix, infrastructure side (issue 5):
+// the coordinator and PostgreSQL die under a running fleet.  Each run is
+// checked against an undisturbed reference run of the same corpus and
+// settings (faultlib.mjs verifyRun: same rows, no duplicates, no partial
+// job, every job done or failed with a reason).
+//
+//   coord2x   SIGKILL the coordinator mid-run, start it again at once, SIGKILL
+//             the new one as soon as it serves, start a third: it resumes
+//   pgfast    PostgreSQL stopped (fast shutdown) mid-run and kept down for
+//             3 s (connections refused), then started; later stopped with an
+//             immediate shutdown (a crash: recovery on start) for 2 s.
+//             Workers keep their results and retry with backoff; the
+//             coordinator reconnects; nothing is lost
+//   backoff   a worker whose coordinator is not there backs off 100, 200,
+//             400, 800, 800 ms (--reconnect-ms 100 --reconnect-max-ms 800),
+//             then joins when a coordinator appears and the run completes
+import {check, cleanup, finish, freePort, model, psql, sleep, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
+import {count, Fleet, referenceRun, reportTally, runIdOf, tally, verifyRun, waitFor} from "./faultlib.mjs";
+
+const M = model();
+const dir = tempDir("tokshift-fault-infra-");
+const pg = startPostgres(dir);
+let db = pg.conninfo;
+tokshift(["db", "migrate", "--db", db]);
+const corpus = writeCorpus(dir, {nStories: 16, longRepeat: 3});
+const ref = await referenceRun({db, corpus, model: M, dir});
+tally.runs++;
+
+async function verify(name, fleet, res) {
+    check(res.code === 0, `${name}: the last coordinator exited ${res.code}: ${res.err.slice(-1500)}`);
+    const fig = verifyRun(db, runIdOf(db, name), ref, {label: name});
+    tally.runs++;
+    tally.rowsChecked += fig.rows;
+    for (const w of fleet.workers) {
+        const e = await w.exited;
+        check(e.code === 0, `${name}: worker ${w.name} exited ${e.code} (${e.sig}): ${e.err.slice(-1000)}`);
+    }
+    return fig;
+}
+
+// coord2x: the coordinator killed twice in quick succession.
+{
+    const f = await new Fleet({db, runName: "coord2x", corpus, model: M, dir}).start(2);
+    await waitFor("a few jobs done, more held", () => {
+        const c = f.jobCounts();
+        return c.done >= 3 && c.leased >= 1 && c.done < c.n - 6;
+    });
+    f.coord.p.kill("SIGKILL");
+    await f.coord.exited;
+    const leased = f.jobCounts().leased;
+    f.startCoordinator();
+    await waitFor("the second coordinator to serve", () => f.coord.lines.some(l => /serving/.test(l.line)), 20000);
+    await sleep(50);
+    f.coord.p.kill("SIGKILL");
+    await f.coord.exited;
+    count("SIGKILL coordinator", 2);
+    console.error(`coord2x: killed the coordinator with ${leased} job(s) leased, then its successor right after it served`);
+    f.startCoordinator();
+    const res = await f.wait();
+    check(/resuming/.test(res.err), "coord2x: the third coordinator resumed the run");
+    await verify("coord2x", f, res);
+}
+
+// pgfast: PostgreSQL restarted twice mid-run: fast shutdown and 3 s refused,
+// immediate shutdown (crash recovery) and 2 s refused.
+{
+    const f = await new Fleet({db, runName: "pgrestart", corpus, model: M, dir}).start(2);
+    let c;
+    await waitFor("a few jobs done, more held", () => (c = f.jobCounts()).done >= 3 && c.leased >= 1 && c.done < c.n - 10);
+    for (const [mode, downMs] of [["fast", 3000], ["immediate", 2000]]) {
+        const before = f.jobCounts();
+        pg.stop(mode);
+        count(`PostgreSQL ${mode} shutdown, refusing connections for ${downMs / 1000} s`);
+        await sleep(downMs);
+        db = pg.start();
+        console.error(`pgrestart: ${mode} shutdown with ${before.done}/${before.n} jobs done and ${before.leased} leased; back after ${downMs} ms`);
+        if (mode === "fast")
+            await waitFor("more jobs done after the restart", () => (c = f.jobCounts()).done >= before.done + 2 && c.done < c.n - 3, 30000);
+    }
+    const res = await f.wait();
+    const fig = await verify("pgrestart", f, res);
+    const retries = f.workers.reduce((n, w) => n + (w.err().match(/PostgreSQL unavailable/g) || []).length, 0);
+    const reconnects = (res.err.match(/reconnected to PostgreSQL/g) || []).length;
+    console.error(`pgrestart: workers retried ${retries} commit(s) while PostgreSQL was away; the coordinator reconnected ${reconnects} time(s); ${fig.retried} job(s) retried`);
+    check(retries >= 1, "pgrestart: a worker kept its results and retried");
+    // (Two outages close together may look like one to the coordinator: it
+    // notices one only on its next database call.)
+    const troubles = (res.err.match(/PostgreSQL is unreachable/g) || []).length;
+    check(reconnects >= 1 && reconnects === troubles,
+          `pgrestart: the coordinator noticed PostgreSQL gone ${troubles} time(s) and reconnected ${reconnects} time(s)`);
+}
+
+// backoff: no coordinator yet; the worker's reconnect delay doubles to its cap.
+{
+    const port = await freePort();
+    const f = new Fleet({db, runName: "backoff", corpus, model: M, dir,
+        workerArgs: ["--heartbeat", "100", "--liveness", "2", "--reconnect-ms", "100", "--reconnect-max-ms", "800"]});
+    f.endpoint = `tcp://127.0.0.1:${port}`;
+    const w = f.startWorker();
+    const re = /silent for \d+ ms; reconnecting in (\d+) ms/;
+    await waitFor("six reconnections", () => w.lines.filter(l => re.test(l.line)).length >= 6, 20000);
+    const tries = w.lines.filter(l => re.test(l.line)).map(l => ({t: l.t, ms: Number(l.line.match(re)[1])}));
+    const delays = tries.map(x => x.ms);
+    console.error(`backoff: delays ${delays.join(", ")} ms; intervals between tries ${tries.slice(1).map((x, i) => x.t - tries[i].t).join(", ")} ms`);
+    check(JSON.stringify(delays.slice(0, 6)) === JSON.stringify([100, 200, 400, 800, 800, 800]),
+          `backoff: delays ${delays} should double from 100 to the cap of 800`);
+    for (let i = 1; i < Math.min(tries.length, 6); i++) {
+        const gap = tries[i].t - tries[i - 1].t, want = delays[i - 1] + 200; // the delay, then 2 x 100 ms of silence
+        check(gap >= want - 30 && gap <= want + 400, `backoff: try ${i + 1} came ${gap} ms after the previous, expected about ${want}`);
+    }
+    count("coordinator absent (worker backs off to its cap)");
+    f.startCoordinator();
+    const res = await f.wait();
+    check(w.lines.some(l => /joined run/.test(l.line)), "backoff: the worker joined once the coordinator was there");
+    await verify("backoff", f, res);
+}
+
+reportTally("test_fault_infra");
+pg.stop();
+cleanup(dir);
+finish("test_fault_infra");
