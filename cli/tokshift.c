@@ -419,22 +419,31 @@ error:
 
 /* ---- db migrate / status --------------------------------------------- */
 
-static int cmd_db(int argc, char **argv) {
+/* Parses the options of the database commands (--db, --help).  Returns 0
+ * with *conninfo set, 1 after printing help, or EXIT_USAGE. */
+static int parse_db_opts(int argc, char **argv, const char *help, const char **conninfo) {
     static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0}};
-    const char *conninfo = "";
     int c;
+    *conninfo = "";
     while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': conninfo = optarg; break;
-        case 'h':
-            printf("usage: tokshift db migrate [--db CONNINFO]\n\n"
-                   "Applies the schema migrations not yet applied (idempotent).  Run it as the\n"
-                   "database owner.  CONNINFO is a libpq connection string; without it the PG*\n"
-                   "environment variables are used.\n");
-            return 0;
+        case 'd': *conninfo = optarg; break;
+        case 'h': fputs(help, stdout); return 1;
         default: return EXIT_USAGE;
         }
     }
+    return 0;
+}
+
+static int cmd_db(int argc, char **argv) {
+    const char *conninfo;
+    int r = parse_db_opts(argc, argv,
+                          "usage: tokshift db migrate [--db CONNINFO]\n\n"
+                          "Applies the schema migrations not yet applied (idempotent).  Run it as the\n"
+                          "database owner.  CONNINFO is a libpq connection string; without it the PG*\n"
+                          "environment variables are used.\n",
+                          &conninfo);
+    if (r) return r == 1 ? 0 : r;
     if (optind >= argc || strcmp(argv[optind], "migrate")) {
         log_error("usage: tokshift db migrate [--db CONNINFO]");
         return EXIT_USAGE;
@@ -449,20 +458,13 @@ static int cmd_db(int argc, char **argv) {
 }
 
 static int cmd_status(int argc, char **argv) {
-    static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0}};
-    const char *conninfo = "";
-    int c;
-    while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': conninfo = optarg; break;
-        case 'h':
-            printf("usage: tokshift status [RUN] [--db CONNINFO]\n\n"
-                   "Shows the progress of one run (by name or id) or of every run, and for a\n"
-                   "single run its human-vs-model summary so far.\n");
-            return 0;
-        default: return EXIT_USAGE;
-        }
-    }
+    const char *conninfo;
+    int r = parse_db_opts(argc, argv,
+                          "usage: tokshift status [RUN] [--db CONNINFO]\n\n"
+                          "Shows the progress of one run (by name or id) or of every run, and for a\n"
+                          "single run its human-vs-model summary so far.\n",
+                          &conninfo);
+    if (r) return r == 1 ? 0 : r;
     char err[LOG_ERRLEN];
     int rc = 1;
     int64_t run_id = 0;
