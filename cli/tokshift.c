@@ -5,6 +5,7 @@
  *   tokshift generate --model PATH -n N [...]       sampled/greedy text
  *   tokshift score    --model PATH [--format ...]   per-token statistics
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
+ *   tokshift report   RUN [--db C] [--out DIR]      HTML page with plots, and CSV (cli/report.c)
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
  * subcommand here calls the same engine modules as the worker. */
@@ -21,6 +22,7 @@
 #include "experiment.h"
 #include "log.h"
 #include "model.h"
+#include "report.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -37,6 +39,7 @@ static const char *g_usage =
     "  score      print per-token statistics of the text on stdin\n"
     "  db migrate apply the schema's migrations to PostgreSQL\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
+    "  report     write a run's HTML report (plots) and CSV files\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
@@ -490,6 +493,55 @@ error:
     return rc;
 }
 
+/* ---- report ------------------------------------------------------------ */
+
+static int cmd_report(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'}, {"out", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *conninfo = "", *out = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "d:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': conninfo = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h':
+            printf("usage: tokshift report RUN [--db CONNINFO] [--out DIR]\n\n"
+                   "Writes the report of the run RUN (a name or an id) from the database:\n"
+                   "  DIR/index.html          one self-contained page (inline SVG, no scripts): the\n"
+                   "                          run's model, settings and counts; mean surprisal and\n"
+                   "                          entropy, and mean gap, by position after the cut, human\n"
+                   "                          continuation vs model samples (±1 standard error);\n"
+                   "                          calibration (accuracy vs confidence)\n"
+                   "  DIR/position_stats.csv  the position_stats view (human_cont, sample)\n"
+                   "  DIR/shift_by_bucket.csv the shift_by_bucket view\n"
+                   "  DIR/calibration.csv     the calibration view\n"
+                   "DIR defaults to report-RUN and is created if needed; files in it are replaced.\n"
+                   "CONNINFO is a libpq connection string; without it the PG* environment is used.\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        log_error("usage: tokshift report RUN [--db CONNINFO] [--out DIR]");
+        return EXIT_USAGE;
+    }
+    const char *run = argv[optind];
+    char dflt[PATH_MAX], err[LOG_ERRLEN];
+    if (!out) {
+        if ((size_t)snprintf(dflt, sizeof dflt, "report-%s", run) >= sizeof dflt || strchr(run, '/')) {
+            log_error("cannot make a folder name from the run '%s'; give --out DIR", run);
+            return EXIT_USAGE;
+        }
+        out = dflt;
+    }
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    int rc = db ? report_write(db, run, out, err, sizeof err) : -1;
+    if (rc) log_error("%s", err);
+    else log_info("wrote %s/index.html, position_stats.csv, shift_by_bucket.csv, calibration.csv", out);
+    db_destroy(&db);
+    return rc ? 1 : 0;
+}
+
 /* ---- keygen ------------------------------------------------------------ */
 
 static int cmd_keygen(int argc, char **argv) {
@@ -548,6 +600,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "db")) return cmd_db(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     log_error("unknown command '%s'", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;

@@ -184,6 +184,27 @@ int db_print_summary(db_t *self, int64_t run_id, char *err, size_t errlen);
 /* Prints the progress of one run (run_id > 0) or of every run (run_id 0). */
 int db_print_status(db_t *self, int64_t run_id, char *err, size_t errlen);
 
+/* ---- reports (tokshift report) ----------------------------------------- */
+
+/* A query's result as plain text: names[n_cols], and cells[row * n_cols +
+ * col] (NULL for an SQL NULL).  Free with db_table_free. */
+typedef struct {
+    size_t n_rows, n_cols;
+    char **names;
+    char **cells;
+} db_table_t;
+
+typedef enum {
+    DB_REPORT_RUN,            /* one row: run_progress, settings, model */
+    DB_REPORT_POSITION_STATS, /* position_stats, kinds human_cont and sample */
+    DB_REPORT_SHIFT,          /* shift_by_bucket */
+    DB_REPORT_CALIBRATION,    /* calibration */
+} db_report_t;
+
+/* Reads one of the report's tables for a run, ordered for display. */
+int db_report_rows(db_t *self, int64_t run_id, db_report_t which, db_table_t *out, char *err, size_t errlen);
+void db_table_free(db_table_t *t);
+
 int db_selftest(void);
 
 #endif

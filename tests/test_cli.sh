@@ -46,7 +46,8 @@ n_ids=$("$BIN" tokenize --model "$M" --bos < "$TMP/long.txt" | wc -w)
 awk -F'\t' 'NR > 1 && $1 >= 64 && $9 < 48 { bad = 1 } END { exit bad }' "$TMP/long.tsv" || fail "context_len < W - S after the first window"
 
 # 4. --help everywhere, exit 0; bad usage exits 2; bad input exits 1 with a message.
-for c in tokenize generate score; do "$BIN" $c --help | grep -q "usage: tokshift $c" || fail "$c --help"; done
+for c in tokenize generate score report; do "$BIN" $c --help | grep -q "usage: tokshift $c" || fail "$c --help"; done
+"$BIN" report >/dev/null 2>&1; [ $? -eq 2 ] || fail "report without RUN does not exit 2"
 "$BIN" --help | grep -q 'usage: tokshift' || fail "--help"
 "$BIN" frobnicate 2> /dev/null; [ $? -eq 2 ] || fail "unknown command must exit 2"
 "$BIN" score --model "$M" --format xml < /dev/null 2> /dev/null; [ $? -eq 2 ] || fail "bad --format must exit 2"
