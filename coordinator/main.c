@@ -676,8 +676,7 @@ int main(int argc, char **argv) {
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
     db_t *db = db_connect(o.db, err, sizeof err);
     if (!db) log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
-    if (db_async_commit(db, err, sizeof err) || db_lock_timeout(db, lock_ms(&o), err, sizeof err))
-        log_die("", "%s", err);
+    if (db_async_commit(db, err, sizeof err)) log_die("", "%s", err);
     char *sj = settings_json(&o.s), *cj = corpus_json(&o);
     if (!sj || !cj) log_die("", "out of memory");
     db_run_t run;
@@ -739,6 +738,9 @@ int main(int argc, char **argv) {
     size_t ep_len = sizeof ep;
     zmq_getsockopt(c.sock, ZMQ_LAST_ENDPOINT, ep, &ep_len);
     log_info("serving %zu pending jobs on %s", n_pending, ep);
+    /* (Only now: starting up, waiting for a lock is right, e.g. for a stopped
+     * worker's commit while the leased jobs are requeued.) */
+    if (db_lock_timeout(db, lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
     c.fleet = fleet_new();
     c.t0_ms = now_ms();
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000, next_idle_check = 0;
