@@ -5,6 +5,7 @@
 #include "db.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <math.h>
@@ -140,7 +141,13 @@ db_t *db_connect(const char *conninfo, char *err, size_t errlen) {
         log_seterr(err, errlen, "database: out of memory");
         return NULL;
     }
-    db->c = PQconnectdb(db->conninfo);
+    /* A server that drops packets must not hang a daemon's loop for the TCP
+     * timeout: 10 s unless the connection string or PGCONNECT_TIMEOUT says
+     * otherwise (the expanded conninfo comes later, so its keywords win). */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *vals[] = {getenv("PGCONNECT_TIMEOUT") ? getenv("PGCONNECT_TIMEOUT") : "10", db->conninfo, NULL};
+    if (!*db->conninfo) keys[1] = NULL; /* nothing to expand: the PG* environment */
+    db->c = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(db->c) != CONNECTION_OK) {
         /* libpq's message names host and port; redact() takes out what
          * might be a password. */
@@ -181,11 +188,12 @@ int db_async_commit(db_t *db, char *err, size_t errlen) {
     return q(db, "SET synchronous_commit = off", 0, NULL, NULL, err, errlen, "relaxing commit durability");
 }
 
-int db_lock_timeout(db_t *db, int ms, char *err, size_t errlen) {
+int db_set_timeout(db_t *db, const char *which, int ms, char *err, size_t errlen) {
+    assert(!strcmp(which, "lock_timeout") || !strcmp(which, "idle_in_transaction_session_timeout"));
     char v[32];
     snprintf(v, sizeof v, "%dms", ms);
-    return q(db, "SELECT set_config('lock_timeout', $1, false)", 1, (const char *const[]){v}, NULL, err, errlen,
-             "setting lock_timeout");
+    return q(db, "SELECT set_config($1, $2, false)", 2, (const char *const[]){which, v}, NULL, err, errlen,
+             "setting a session timeout");
 }
 
 /* ---- migrations -------------------------------------------------------- */

@@ -34,11 +34,13 @@ int db_reconnect(db_t *self, char *err, size_t errlen);
  * worker's result commits stay fully durable.  0 or -1. */
 int db_async_commit(db_t *self, char *err, size_t errlen);
 
-/* Makes this session's statements give up waiting for a row lock after ms
- * milliseconds (lock_timeout), with an error.  For the coordinator: a worker
- * stopped inside its commit holds its job's row lock, and the coordinator's
- * loop must not wait for it (the caller retries later).  0 or -1. */
-int db_lock_timeout(db_t *self, int ms, char *err, size_t errlen);
+/* Sets one of this session's timeouts to ms milliseconds: "lock_timeout"
+ * (the coordinator: a worker stopped inside its commit holds its job's row
+ * lock, and the coordinator's loop must not wait for it; the caller retries
+ * later) or "idle_in_transaction_session_timeout" (a worker: if it stops
+ * inside its commit, the server ends the transaction and frees the lock).
+ * Settings are lost on reconnect: set them again.  0 or -1. */
+int db_set_timeout(db_t *self, const char *which, int ms, char *err, size_t errlen);
 
 /* Applies sql/migrations/ not yet applied, each in its own transaction,
  * serialised between concurrent callers by an advisory lock.  Returns the

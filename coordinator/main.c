@@ -338,7 +338,7 @@ static int db_revive(coord_t *c) {
         log_debug("%s", err);
         return -1;
     }
-    if (db_async_commit(c->db, err, sizeof err) || db_lock_timeout(c->db, lock_ms(c->o), err, sizeof err))
+    if (db_async_commit(c->db, err, sizeof err) || db_set_timeout(c->db, "lock_timeout", lock_ms(c->o), err, sizeof err))
         log_warn("%s", err); /* a new session: set them again */
     c->db_down = 0;
     log_info("reconnected to PostgreSQL");
@@ -740,7 +740,7 @@ int main(int argc, char **argv) {
     log_info("serving %zu pending jobs on %s", n_pending, ep);
     /* (Only now: starting up, waiting for a lock is right, e.g. for a stopped
      * worker's commit while the leased jobs are requeued.) */
-    if (db_lock_timeout(db, lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
+    if (db_set_timeout(db, "lock_timeout", lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
     c.fleet = fleet_new();
     c.t0_ms = now_ms();
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000, next_idle_check = 0;

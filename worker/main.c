@@ -155,6 +155,10 @@ static int commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, i
     int delay_ms = 250;
     for (;;) {
         if (*dbp) {
+            /* A worker stopped inside its commit (SIGSTOP, a hung host) must not
+             * hold the job's row lock for ever: the server aborts a transaction
+             * idle for a minute.  Set on every attempt: reconnects lose it. */
+            db_set_timeout(*dbp, "idle_in_transaction_session_timeout", 60000, NULL, 0);
             int rc = db_commit_job(*dbp, run_id, job_id, token, res, write_s, err, errlen);
             if (rc >= 0) return rc;
             if (strncmp(err, "connection:", 11)) return -1; /* the data, not the server */
