@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "path.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -49,15 +50,6 @@ int hfdir_is_dir(const char *path) {
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
 
 /* ---- config.json --------------------------------------------------------- */
 
@@ -600,7 +592,7 @@ static const char *token_text(json_t *v) {
 
 static int read_tokenizer_config(const char *dir, json_t **root, tokenizer_json_opts_t *o, char *err, size_t errlen) {
     json_error_t je;
-    char *p = join(dir, "tokenizer_config.json");
+    char *p = path_join(dir, "tokenizer_config.json");
     if (!p) return log_seterr(err, errlen, "%s: out of memory", dir);
     struct stat sb;
     if (stat(p, &sb) != 0) { /* optional */
@@ -647,7 +639,7 @@ static tokenizer_t *load_tokenizer(const char *dir, char *err, size_t errlen) {
     tokenizer_t *tok = NULL;
     json_t *tc = NULL;
     tokenizer_json_opts_t opts = {0};
-    char *text = NULL, *p = join(dir, "tokenizer.json");
+    char *text = NULL, *p = path_join(dir, "tokenizer.json");
     FILE *f = NULL;
     if (!p) {
         log_seterr(err, errlen, "%s: out of memory", dir);
@@ -704,7 +696,7 @@ model_t *hfdir_load(const char *dir, char *err, size_t errlen) {
         log_seterr(err, errlen, "%s: out of memory", dir);
         goto error;
     }
-    if (!(h.cfg_path = join(m->path, "config.json"))) {
+    if (!(h.cfg_path = path_join(m->path, "config.json"))) {
         log_seterr(err, errlen, "%s: out of memory", m->path);
         goto error;
     }
@@ -749,7 +741,7 @@ model_t *hfdir_load(const char *dir, char *err, size_t errlen) {
             goto error;
         }
     }
-    if (!(tok_path = join(m->path, "tokenizer.json"))) {
+    if (!(tok_path = path_join(m->path, "tokenizer.json"))) {
         log_seterr(err, errlen, "%s: out of memory", m->path);
         goto error;
     }

@@ -18,6 +18,7 @@
 
 #include "half.h"
 #include "log.h"
+#include "path.h"
 
 /* The reference implementation's limit on the header; a real model's header
  * is a few hundred KiB. */
@@ -399,15 +400,6 @@ struct safetensors_set {
     size_t n;
 };
 
-static char *join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
 
 static int is_regular(const char *path) {
     struct stat sb;
@@ -478,7 +470,7 @@ static int set_open_index(safetensors_set_t *set, const char *dir, char *err, si
     }
     size_t total = 0;
     for (size_t i = 0; i < set->n_files; i++) {
-        char *p = join(dir, names[i]);
+        char *p = path_join(dir, names[i]);
         if (!p) {
             log_seterr(err, errlen, "%s: out of memory", set->path);
             goto error;
@@ -526,7 +518,7 @@ error:
 
 safetensors_set_t *safetensors_set_open(const char *dir, char *err, size_t errlen) {
     safetensors_set_t *set = calloc(1, sizeof *set);
-    if (!set || !(set->path = join(dir, "model.safetensors"))) {
+    if (!set || !(set->path = path_join(dir, "model.safetensors"))) {
         log_seterr(err, errlen, "%s: out of memory", dir);
         goto error;
     }
@@ -546,7 +538,7 @@ safetensors_set_t *safetensors_set_open(const char *dir, char *err, size_t errle
         return set;
     }
     free(set->path);
-    if (!(set->path = join(dir, "model.safetensors.index.json"))) {
+    if (!(set->path = path_join(dir, "model.safetensors.index.json"))) {
         log_seterr(err, errlen, "%s: out of memory", dir);
         goto error;
     }
