@@ -18,14 +18,14 @@ BUILD=${TOKSHIFT_BUILD:-$ROOT/build}
 PROG=local-run.sh
 die() { echo "$PROG: error: $1" >&2; [ $# -gt 1 ] && echo "$PROG: hint: $2" >&2; exit 1; }
 
-db="" model="" workers=$(nproc) run="local-$(date +%Y%m%d-%H%M%S)" data=$ROOT/data coord_opts=() corpus=()
+db="" model="" workers=$(nproc) run="local-$(date +%Y%m%d-%H%M%S)" data=$ROOT/data data_given=0 coord_opts=() corpus=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --db) db=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --run) run=$2; shift 2 ;;
-    --data) data=$2; shift 2 ;;
+    --data) data=$2; data_given=1; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; while [ $# -gt 0 ] && [ "$1" != "--" ]; do coord_opts+=("$1"); shift; done; [ $# -gt 0 ] && shift ;;
     -*) die "unknown option '$1'" "see $PROG --help" ;;
@@ -42,6 +42,11 @@ mkdir -p "$data/logs"
 started_pg=0
 if [ -z "$db" ] && [ -z "${PGHOST:-}${PGDATABASE:-}" ]; then
   chmod o+x "$data" 2>/dev/null || true  # the server's user must reach data/pg when we are root
+  if [ "$(id -u)" = 0 ] && [ $data_given = 0 ] && ! runuser -u nobody -- test -x "$data" 2>/dev/null; then
+    # The checkout sits where an unprivileged server cannot reach (e.g. under /root).
+    data=/var/lib/tokshift && mkdir -p "$data/logs" && chmod 755 "$data"
+    echo "$PROG: the checkout is not reachable by the PostgreSQL server's user; using $data" >&2
+  fi
   db=$("$ROOT/deploy/pg-cluster.sh" start "$data/pg")
   started_pg=1
 fi
