@@ -269,14 +269,15 @@ static int check_specials(int32_t bos, int32_t eos, int32_t unk, int32_t n,
 }
 
 /* Allocates a tokenizer of the given kind with n tokens and fills its
- * pieces, types, decode table (through decode) and hash map.  Returns NULL
- * with the reason in err. */
+ * pieces, types, decode table (through decode), hash map and special ids
+ * (checked against n).  Returns NULL with the reason in err. */
 static tokenizer_t *vocab_new(tokenizer_kind_t kind, int32_t n,
                               const char *const *pieces,
                               const size_t *piece_lens, const int32_t *types,
                               size_t (*decode)(int32_t, const char *, size_t,
                                                char *),
-                              char *err, size_t errlen) {
+                              int32_t bos, int32_t eos, int32_t unk,
+                              int add_bos, char *err, size_t errlen) {
     tokenizer_t *self = NULL;
     size_t total = 0, dtotal = 0, cap = 16;
 
@@ -284,6 +285,7 @@ static tokenizer_t *vocab_new(tokenizer_kind_t kind, int32_t n,
         log_seterr(err, errlen, "tokenizer: empty vocabulary");
         goto error;
     }
+    if (check_specials(bos, eos, unk, n, err, errlen) < 0) goto error;
     self = calloc(1, sizeof *self);
     if (!self) {
         log_seterr(err, errlen, "tokenizer: out of memory");
@@ -291,6 +293,10 @@ static tokenizer_t *vocab_new(tokenizer_kind_t kind, int32_t n,
     }
     self->kind = kind;
     self->n_vocab = n;
+    self->bos = bos;
+    self->eos = eos;
+    self->unk = unk;
+    self->add_bos = add_bos != 0;
     self->piece_off = malloc((size_t)n * sizeof *self->piece_off);
     self->piece_len = malloc((size_t)n * sizeof *self->piece_len);
     self->dec_off = malloc((size_t)n * sizeof *self->dec_off);
@@ -441,15 +447,10 @@ tokenizer_t *tokenizer_new_spm(const tokenizer_spm_vocab_t *v, char *err,
         goto error;
     }
     n = v->n_vocab;
-    if (check_specials(v->bos, v->eos, v->unk, n, err, errlen) < 0)
-        goto error;
     self = vocab_new(TOKENIZER_KIND_SPM, n, v->pieces, v->piece_lens,
-                     v->types, spm_decode_piece, err, errlen);
+                     v->types, spm_decode_piece, v->bos, v->eos, v->unk,
+                     v->add_bos, err, errlen);
     if (!self) goto error;
-    self->bos = v->bos;
-    self->eos = v->eos;
-    self->unk = v->unk;
-    self->add_bos = v->add_bos != 0;
     self->add_space_prefix = v->add_space_prefix != 0;
     self->prefix_unless_space = v->prefix_unless_space != 0;
 
@@ -551,20 +552,15 @@ tokenizer_t *tokenizer_new_bpe(const tokenizer_bpe_vocab_t *v, char *err,
     tokenizer_t *self = NULL;
     int32_t n;
 
-    if (!v || v->n_vocab <= 0 || !v->pieces) {
+    if (!v) {
         log_seterr(err, errlen, "tokenizer: empty vocabulary");
         goto error;
     }
     n = v->n_vocab;
-    if (check_specials(v->bos, v->eos, v->unk, n, err, errlen) < 0)
-        goto error;
     self = vocab_new(TOKENIZER_KIND_BPE, n, v->pieces, v->piece_lens,
-                     v->types, bpe_decode_piece, err, errlen);
+                     v->types, bpe_decode_piece, v->bos, v->eos, v->unk,
+                     v->add_bos, err, errlen);
     if (!self) goto error;
-    self->bos = v->bos;
-    self->eos = v->eos;
-    self->unk = v->unk;
-    self->add_bos = v->add_bos != 0;
     self->add_space_prefix = v->add_prefix_space != 0;
     self->ignore_merges = v->ignore_merges != 0;
 
