@@ -341,23 +341,31 @@ static int add_pattern(jctx_t *c, const char *where, const char *p,
     return 0;
 }
 
-/* Reads one byte-level pre-tokenizer component (recursing into Sequence). */
-static int read_pre_bytelevel(jctx_t *c, const json_t *v, const char *where,
-                              int depth) {
+/* Reads a component, or a Sequence of them (at most 8 deep; items names
+ * its array), calling leaf with each component's type.  A missing or null
+ * component is accepted when null_ok, else refused by comp_type. */
+static int read_components(jctx_t *c, const json_t *v, const char *where, const char *items, int null_ok,
+                           int (*leaf)(jctx_t *, const json_t *, const char *, const char *), int depth) {
+    if (null_ok && (!v || json_is_null(v))) return 0;
     const char *t = comp_type(c, v, where);
     if (!t) return -1;
     if (depth > 8) return jerr(c, "%s: Sequences nested too deep", where);
     if (strcmp(t, "Sequence") == 0) {
-        const json_t *a = seq_items(c, v, where, "pretokenizers");
+        const json_t *a = seq_items(c, v, where, items);
         if (!a) return -1;
         for (size_t i = 0; i < json_array_size(a); i++) {
             char w[160];
-            snprintf(w, sizeof w, "%.100s.pretokenizers[%zu]", where, i);
-            if (read_pre_bytelevel(c, json_array_get(a, i), w, depth + 1) < 0)
-                return -1;
+            snprintf(w, sizeof w, "%.100s.%s[%zu]", where, items, i);
+            if (read_components(c, json_array_get(a, i), w, items, null_ok, leaf, depth + 1) < 0) return -1;
         }
         return 0;
     }
+    return leaf(c, v, where, t);
+}
+
+/* Reads one byte-level pre-tokenizer component (read_components walks Sequences). */
+static int read_pre_bytelevel(jctx_t *c, const json_t *v, const char *where,
+                              const char *t) {
     int first = c->steps++ == 0;
     if (strcmp(t, "ByteLevel") == 0) {
         int aps = 0, use_regex = 1, trim = 0;
@@ -454,24 +462,9 @@ static int read_pre_spm(jctx_t *c, const json_t *v) {
     return 0;
 }
 
-/* Reads the normalizer (recursing into Sequence). */
+/* Reads one normalizer component (read_components walks Sequences). */
 static int read_norm(jctx_t *c, const json_t *v, const char *where,
-                     int depth) {
-    if (!v || json_is_null(v)) return 0;
-    const char *t = comp_type(c, v, where);
-    if (!t) return -1;
-    if (depth > 8) return jerr(c, "%s: Sequences nested too deep", where);
-    if (strcmp(t, "Sequence") == 0) {
-        const json_t *a = seq_items(c, v, where, "normalizers");
-        if (!a) return -1;
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char w[160];
-            snprintf(w, sizeof w, "%.100s.normalizers[%zu]", where, i);
-            if (read_norm(c, json_array_get(a, i), w, depth + 1) < 0)
-                return -1;
-        }
-        return 0;
-    }
+                     const char *t) {
     if (c->kind == KIND_BYTE_LEVEL) {
         /* NFC is accepted and not applied (see tokenizer.h). */
         if (strcmp(t, "NFC") == 0) return 0;
@@ -510,24 +503,10 @@ static int read_norm(jctx_t *c, const json_t *v, const char *where,
 
 /* Checks that the decoder is one this module decodes like. */
 static int read_decoder(jctx_t *c, const json_t *v, const char *where,
-                        int depth) {
+                        const char *t) {
+    (void)v; /* the type alone decides */
     static const char *const known[] = {"ByteLevel", "Metaspace", "Replace",
                                         "ByteFallback", "Fuse", "Strip"};
-    if (!v || json_is_null(v)) return 0;
-    const char *t = comp_type(c, v, where);
-    if (!t) return -1;
-    if (depth > 8) return jerr(c, "%s: Sequences nested too deep", where);
-    if (strcmp(t, "Sequence") == 0) {
-        const json_t *a = seq_items(c, v, where, "decoders");
-        if (!a) return -1;
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char w[160];
-            snprintf(w, sizeof w, "%.100s.decoders[%zu]", where, i);
-            if (read_decoder(c, json_array_get(a, i), w, depth + 1) < 0)
-                return -1;
-        }
-        return 0;
-    }
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strcmp(t, known[i]) == 0) return 0;
     return jerr(c, "%s: decoder type '%.32s' is not supported", where, t);
@@ -595,22 +574,7 @@ static int read_template(jctx_t *c, const json_t *v, const char *where) {
 }
 
 static int read_post(jctx_t *c, const json_t *v, const char *where,
-                     int depth) {
-    if (!v || json_is_null(v)) return 0;
-    const char *t = comp_type(c, v, where);
-    if (!t) return -1;
-    if (depth > 8) return jerr(c, "%s: Sequences nested too deep", where);
-    if (strcmp(t, "Sequence") == 0) {
-        const json_t *a = seq_items(c, v, where, "processors");
-        if (!a) return -1;
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char w[160];
-            snprintf(w, sizeof w, "%.100s.processors[%zu]", where, i);
-            if (read_post(c, json_array_get(a, i), w, depth + 1) < 0)
-                return -1;
-        }
-        return 0;
-    }
+                     const char *t) {
     if (strcmp(t, "ByteLevel") == 0) return 0; /* offsets only */
     if (strcmp(t, "TemplateProcessing") == 0)
         return read_template(c, v, where);
@@ -840,7 +804,7 @@ tokenizer_t *tokenizer_new_json_buffer(const char *json, size_t len,
             goto error;
         }
         c.kind = KIND_BYTE_LEVEL;
-        if (read_pre_bytelevel(&c, pre, "pre_tokenizer", 0) < 0) goto error;
+        if (read_components(&c, pre, "pre_tokenizer", "pretokenizers", 0, read_pre_bytelevel, 0) < 0) goto error;
     } else if (bf || has_type(pre, "Metaspace", "pretokenizers") ||
                has_type(norm, "Replace", "normalizers") ||
                has_type(norm, "Prepend", "normalizers")) {
@@ -857,10 +821,10 @@ tokenizer_t *tokenizer_new_json_buffer(const char *json, size_t len,
                  "Metaspace or U+2581 normalizer): not supported");
         goto error;
     }
-    if (read_norm(&c, norm, "normalizer", 0) < 0 ||
-        read_decoder(&c, json_object_get(root, "decoder"), "decoder", 0) < 0 ||
-        read_post(&c, json_object_get(root, "post_processor"),
-                  "post_processor", 0) < 0)
+    if (read_components(&c, norm, "normalizer", "normalizers", 1, read_norm, 0) < 0 ||
+        read_components(&c, json_object_get(root, "decoder"), "decoder", "decoders", 1, read_decoder, 0) < 0 ||
+        read_components(&c, json_object_get(root, "post_processor"), "post_processor", "processors", 1, read_post,
+                        0) < 0)
         goto error;
     if (c.kind == KIND_SPM && !c.spm_replace) {
         jerr(&c, "normalizer: SentencePiece-style BPE needs spaces written as "
