@@ -2,6 +2,8 @@
 # install-deps.sh - installs what tokshift needs to build and test, from
 # Debian's archive and (pinned, via package-lock.json) the npm registry.
 # Run as root (or with sudo available).  Idempotent.
+#   --packages   only print the Debian packages it installs, one line
+#                (.ci/run passes them to apt-get itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,10 +13,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(build-essential cmake pkg-config
       libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libpq-dev postgresql postgresql-contrib libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
-      ca-certificates curl)
+      ca-certificates curl bc)
 # Node.js may come from elsewhere (nodesource bundles npm); Debian's otherwise.
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+
+if [ "${1:-}" = "--packages" ]; then echo "${PKGS[*]}"; exit 0; fi
 
 missing=()
 for p in "${PKGS[@]}"; do
