@@ -1,6 +1,8 @@
 /* db.h - everything tokshift says to PostgreSQL.
  *
- * What it is: the one module that owns libpq.  Every SQL statement of the
+ * What it is: the one module that owns libpq, in parts by caller: db.c
+ * (connection, migrations, COPY core), db_run.c (coordinator), db_results.c
+ * (worker), db_report.c (CLI and reports).  Every SQL statement of the
  * project is here or in sql/; every value travels as a parameter or in a
  * binary COPY, never spliced into SQL text.  It applies the migrations,
  * keeps the run/document/job state for the coordinator, and writes a job's
@@ -179,14 +181,7 @@ int db_commit_job(db_t *self, int64_t run_id, int64_t job_id, int64_t token, con
 int db_model_register(db_t *self, const char *identity, const char *name, const char *arch, int n_vocab, int n_ctx,
                       const char *const *pieces, const char *const *texts, char *err, size_t errlen);
 
-/* Prints the run's human-vs-model summary by position bucket (from the
- * shift_by_bucket view) as an aligned table on stdout. */
-int db_print_summary(db_t *self, int64_t run_id, char *err, size_t errlen);
-
-/* Prints the progress of one run (run_id > 0) or of every run (run_id 0). */
-int db_print_status(db_t *self, int64_t run_id, char *err, size_t errlen);
-
-/* ---- reports (tokshift report) ----------------------------------------- */
+/* ---- reports (tokshift report, status; db_report.c) --------------------- */
 
 /* A query's result as plain text: names[n_cols], and cells[row * n_cols +
  * col] (NULL for an SQL NULL).  Free with db_table_free. */
@@ -201,6 +196,8 @@ typedef enum {
     DB_REPORT_POSITION_STATS, /* position_stats, kinds human_cont and sample */
     DB_REPORT_SHIFT,          /* shift_by_bucket */
     DB_REPORT_CALIBRATION,    /* calibration */
+    DB_REPORT_SUMMARY,        /* shift_by_bucket, rounded for the terminal */
+    DB_REPORT_STATUS,         /* run_progress of one run, or of all (run_id 0) */
 } db_report_t;
 
 /* Reads one of the report's tables for a run, ordered for display. */

@@ -43,6 +43,7 @@
 #include "corpus.h"
 #include "curve.h"
 #include "db.h"
+#include "table.h"
 #include "digest.h"
 #include "fault.h"
 #include "fleet.h"
@@ -816,7 +817,7 @@ int main(int argc, char **argv) {
             c.done = pg.done, c.failed = pg.failed, c.docs_done = pg.docs_done;
         }
         progress(&c, 1);
-        if (db_print_summary(db, c.run_id, err, sizeof err)) log_error("%s", err);
+        if (table_print_report(db, c.run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) log_error("%s", err);
     }
     int linger = 200;
     zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
