@@ -155,7 +155,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     o->bind = "tcp://*:5555";
     o->text_field = "text";
     o->id_field = "id";
-    o->s = (wire_settings_t){512, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
+    o->s = (wire_settings_t){WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
     o->s.prefix_lengths = o->prefix_buf;
     o->job_docs = 64;
     o->job_bytes = 256 * 1024;

@@ -50,6 +50,11 @@ typedef enum {
     WIRE_SHUTDOWN = 8,
 } wire_type_t;
 
+/* The default window (W) of a run (tokshift-coordinator --window) and of
+ * `tokshift score`, so that scoring a text by hand reproduces a run's rows
+ * by default; both default the stride to W / 2. */
+#define WIRE_DEFAULT_WINDOW 512
+
 /* The settings of a run: how each document is measured. */
 typedef struct {
     int32_t window;          /* W */

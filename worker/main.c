@@ -310,7 +310,7 @@ int main(int argc, char **argv) {
                 settings_from_wire(&welcome.u.welcome.settings, &settings);
                 experiment_destroy(&ex);
                 experiment_cont_t *cont = settings.cont.cont_len > 0 ? &settings.cont : NULL;
-                if (!(ex = experiment_new(m, settings.window, 512, cont, err, sizeof err))) {
+                if (!(ex = experiment_new(m, settings.window, EXPERIMENT_BATCH, cont, err, sizeof err))) {
                     log_error("run %lld: %s", (long long)run_id, err);
                     rc = 1;
                     goto done;
