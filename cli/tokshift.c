@@ -24,8 +24,11 @@
 #include "digest.h"
 #include "table.h"
 #include "experiment.h"
+#include "gguf.h"
+#include "hfdir.h"
 #include "log.h"
 #include "model.h"
+#include "num.h"
 #include "report.h"
 #include "runset.h"
 #include "sampler.h"
@@ -81,27 +84,22 @@ static char *read_stdin(size_t *len) {
     return buf;
 }
 
+/* num_long / num_double, logging the error (usage errors: the caller exits 2). */
 static int parse_int(const char *s, const char *what, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        log_error("%s: '%s' is not an integer in [%ld, %ld]", what, s, lo, hi);
+    char err[LOG_ERRLEN];
+    if (num_long(s, what, lo, hi, out, err, sizeof err)) {
+        log_error("%s", err);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
 static int parse_float(const char *s, const char *what, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        log_error("%s: '%s' is not a number in [%g, %g]", what, s, lo, hi);
+    char err[LOG_ERRLEN];
+    if (num_double(s, what, lo, hi, out, err, sizeof err)) {
+        log_error("%s", err);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
@@ -122,6 +120,12 @@ static int parse_seed(const char *s, const char *what, uint64_t *out) {
     return -1;
 }
 
+/* Bad usage of a command: points at its --help; returns EXIT_USAGE. */
+static int usage_hint(const char *cmd) {
+    fprintf(stderr, "Run 'tokshift %s --help' for its usage.\n", cmd);
+    return EXIT_USAGE;
+}
+
 static model_t *load_model(const char *path) {
     char err[LOG_ERRLEN], desc[256];
     if (!path) {
@@ -140,6 +144,31 @@ static model_t *load_model(const char *path) {
 
 /* ---- tokenize ---------------------------------------------------------- */
 
+/* The tokenizer of the model at path, without its weights where the format
+ * allows: a GGUF's tokenizer.* keys (so a vocabulary-only GGUF such as
+ * llama.cpp's ggml-vocab-*.gguf works); a Hugging Face directory's model is
+ * loaded and its tokenizer kept.  NULL after logging why. */
+static tokenizer_t *load_tokenizer(const char *path) {
+    char err[LOG_ERRLEN];
+    if (!path) {
+        log_error("--model PATH is required");
+        return NULL;
+    }
+    tokenizer_t *t = NULL;
+    if (hfdir_is_dir(path)) {
+        model_t *m = load_model(path);
+        if (!m) return NULL;
+        t = m->tok, m->tok = NULL;
+        model_destroy(&m);
+        return t;
+    }
+    gguf_t *g = gguf_open(path, err, sizeof err);
+    if (g && !(t = tokenizer_new_gguf(g, err, sizeof err))) log_error("%s: %s", path, err);
+    else if (!g) log_error("%s", err);
+    gguf_destroy(&g);
+    return t;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"bos", no_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0}};
@@ -152,25 +181,31 @@ static int cmd_tokenize(int argc, char **argv) {
         case 'h':
             printf("usage: tokshift tokenize --model PATH [--bos]\n\n"
                    "Reads UTF-8 text on stdin and prints its token ids on one line.\n\n"
-                   "  -m, --model PATH  GGUF model (its tokenizer is used)\n"
+                   "  -m, --model PATH  GGUF file (only its tokenizer is read: a vocabulary-only\n"
+                   "                    GGUF such as llama.cpp's ggml-vocab-*.gguf works) or\n"
+                   "                    Hugging Face model directory\n"
                    "  -b, --bos         prepend the model's BOS token\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("tokenize");
         }
     }
-    model_t *m = load_model(model_path);
-    if (!m) return 1;
+    if (optind < argc) {
+        log_error("tokenize reads stdin; unexpected argument '%s'", argv[optind]);
+        return usage_hint("tokenize");
+    }
+    tokenizer_t *tok = load_tokenizer(model_path);
+    if (!tok) return 1;
     size_t len;
     int32_t *ids = NULL;
     char err[LOG_ERRLEN];
     char *text = read_stdin(&len);
-    long n = text ? tokenizer_encode(m->tok, text, len, bos, &ids, err, sizeof err) : -1;
+    long n = text ? tokenizer_encode(tok, text, len, bos, &ids, err, sizeof err) : -1;
     if (n < 0) log_error("%s", text ? err : "cannot read stdin");
     for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     if (n >= 0) printf("\n");
     free(ids);
     free(text);
-    model_destroy(&m);
+    tokenizer_destroy(&tok);
     return n < 0;
 }
 
@@ -192,7 +227,7 @@ static int cmd_generate(int argc, char **argv) {
                                          {0}};
     const char *model_path = NULL, *prompt = "", *prompt_ids = NULL;
     int print_ids = 0;
-    long n_gen = 0, top_k = 0;
+    long n_gen = -1, top_k = 0;
     uint64_t seed = 0;
     double temp = 1.0, top_p = 1.0;
     int c;
@@ -212,8 +247,8 @@ static int cmd_generate(int argc, char **argv) {
                    "                         [--seed S] [--prompt TEXT]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
-                   "  -m, --model PATH       GGUF model\n"
-                   "  -n, --tokens N         tokens to generate\n"
+                   "  -m, --model PATH       GGUF file or Hugging Face model directory\n"
+                   "  -n, --tokens N         tokens to generate (required)\n"
                    "  -t, --temperature T    0 = greedy (default 1.0)\n"
                    "  -k, --top-k K          keep the K most likely tokens (default 0 = off)\n"
                    "  -p, --top-p P          nucleus sampling mass (default 1 = off)\n"
@@ -224,8 +259,16 @@ static int cmd_generate(int argc, char **argv) {
                    "                         e.g. to regenerate a recorded sample from its seed\n"
                    "      --print-ids        print the generated token ids instead of the text\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("generate");
         }
+    }
+    if (n_gen < 0) {
+        log_error("generate: give the number of tokens to generate, -n N");
+        return usage_hint("generate");
+    }
+    if (optind < argc) {
+        log_error("generate: unexpected argument '%s' (a prompt goes after --prompt)", argv[optind]);
+        return usage_hint("generate");
     }
     model_t *m = load_model(model_path);
     if (!m) return 1;
@@ -408,7 +451,8 @@ static int cmd_score(int argc, char **argv) {
                    "  -m, --model PATH    GGUF model file or Hugging Face model directory\n"
                    "                      (config.json, safetensors, tokenizer.json)\n"
                    "  -f, --format F      tsv (default, with a header line) or json\n"
-                   "  -w, --window W      tokens per forward pass (default %d, as a run's)\n"
+                   "  -w, --window W      tokens per forward pass (default %d, as a run's, or the\n"
+                   "                      model's trained context when that is shorter)\n"
                    "  -s, --stride S      window step for long texts (default W/2); every token\n"
                    "                      after the first window sees at least W-S tokens\n"
                    "      --run NAME      take the window and stride from this run (runs.settings\n"
@@ -421,12 +465,12 @@ static int cmd_score(int argc, char **argv) {
                    "                      included if wanted), scored exactly as given\n",
                    WIRE_DEFAULT_WINDOW);
             return 0;
-        default: fprintf(stderr, "Run 'tokshift score --help' for its options.\n"); return EXIT_USAGE;
+        default: return usage_hint("score");
         }
     }
     if (optind < argc) {
-        log_error("score reads stdin; unexpected argument '%s' (Run 'tokshift score --help')", argv[optind]);
-        return EXIT_USAGE;
+        log_error("score reads stdin; unexpected argument '%s'", argv[optind]);
+        return usage_hint("score");
     }
     if (strcmp(format, "tsv") && strcmp(format, "json")) {
         log_error("--format must be tsv or json, not '%s'", format);
@@ -453,7 +497,9 @@ static int cmd_score(int argc, char **argv) {
     }
     model_t *m = load_model(model_path);
     if (!m) return 1;
-    if (!window) window = WIRE_DEFAULT_WINDOW;
+    /* A run's default window, unless the model was trained on less (a
+     * model with learned positions cannot go past them). */
+    if (!window) window = WIRE_DEFAULT_WINDOW < m->cfg.n_ctx_train ? WIRE_DEFAULT_WINDOW : m->cfg.n_ctx_train;
     if (!stride) stride = window / 2 > 0 ? window / 2 : 1;
     int rc = 1;
     int32_t *ids = NULL;
@@ -635,7 +681,7 @@ static int cmd_regenerate(int argc, char **argv) {
                    "Exit status: 0 when everything matches, 1 on a mismatch or an error, 2 on bad\n"
                    "usage or when RUN, DOC or a SEQ does not exist.\n");
             return 0;
-        default: fprintf(stderr, "Run 'tokshift regenerate --help' for its options.\n"); return EXIT_USAGE;
+        default: return usage_hint("regenerate");
         }
     }
     long doc = 0, v;
@@ -730,7 +776,7 @@ done:
 
 /* Parses the options of the database commands (--db, --help).  Returns 0
  * with *conninfo set, 1 after printing help, or EXIT_USAGE. */
-static int parse_db_opts(int argc, char **argv, const char *help, const char **conninfo) {
+static int parse_db_opts(int argc, char **argv, const char *cmd, const char *help, const char **conninfo) {
     static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0}};
     int c;
     *conninfo = "";
@@ -738,7 +784,7 @@ static int parse_db_opts(int argc, char **argv, const char *help, const char **c
         switch (c) {
         case 'd': *conninfo = optarg; break;
         case 'h': fputs(help, stdout); return 1;
-        default: return EXIT_USAGE;
+        default: return usage_hint(cmd);
         }
     }
     return 0;
@@ -746,7 +792,7 @@ static int parse_db_opts(int argc, char **argv, const char *help, const char **c
 
 static int cmd_db(int argc, char **argv) {
     const char *conninfo;
-    int r = parse_db_opts(argc, argv,
+    int r = parse_db_opts(argc, argv, "db",
                           "usage: tokshift db migrate [--db CONNINFO]\n\n"
                           "Applies the schema migrations not yet applied (idempotent).  Run it as the\n"
                           "database owner.  CONNINFO is a libpq connection string; without it the PG*\n"
@@ -768,7 +814,7 @@ static int cmd_db(int argc, char **argv) {
 
 static int cmd_status(int argc, char **argv) {
     const char *conninfo;
-    int r = parse_db_opts(argc, argv,
+    int r = parse_db_opts(argc, argv, "status",
                           "usage: tokshift status [RUN] [--db CONNINFO]\n\n"
                           "Shows the progress of one run (by name or id) or of every run, and for a\n"
                           "single run its human-vs-model summary so far.\n",
@@ -824,7 +870,7 @@ static int cmd_report(int argc, char **argv) {
                    "DIR defaults to report-RUN and is created if needed; files in it are replaced.\n"
                    "CONNINFO is a libpq connection string; without it the PG* environment is used.\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("report");
         }
     }
     if (optind + 1 != argc) {
@@ -868,7 +914,7 @@ static int cmd_keygen(int argc, char **argv) {
                    "  coordinator: --curve-secret coord.key --curve-clients DIR_OF_WORKER_PUBS\n"
                    "  worker:      --curve-secret worker.key --curve-server-key coord.pub\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("keygen");
         }
     }
     if (!prefix || optind < argc) {
@@ -908,7 +954,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
-    log_error("unknown command '%s'", cmd);
+    log_error("unknown command '%s' (tokshift --help lists them)", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;
 }

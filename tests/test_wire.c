@@ -39,6 +39,7 @@
 #include "log.h"
 #include "testutil.h"
 #include "wire.h"
+#include "now.h"
 
 static char err[LOG_ERRLEN];
 
@@ -49,12 +50,6 @@ static char err[LOG_ERRLEN];
         int ok_ = !!(cond);                \
         TU_REQUIRE(ok_, __VA_ARGS__);      \
     } while (0)
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng_state;
 static uint64_t rnd(void) { /* xorshift64* */
