@@ -2,6 +2,7 @@
  * double; each comment names the roundings it counts. */
 #include "errbound.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ static void lin(noise_t *z, const float *w, const float *b, const double *x, int
     }
 }
 
-/* RMSNorm (the scale rounded to fp32, x*s, *g: 3 roundings) or LayerNorm
+/* RMSNorm (the scale: sqrt and 1/ in fp32 as ggml does, x*s, *g: 4 roundings) or LayerNorm
  * (the fp32 mean, the subtraction, s, *s, *g, +b: 6). */
 static void norm(noise_t *z, const model_config_t *c, const float *g, const float *b, const double *x, double *out) {
     int n = c->n_embd;
@@ -56,7 +57,7 @@ static void norm(noise_t *z, const model_config_t *c, const float *g, const floa
         double ss = 0;
         for (int i = 0; i < n; i++) ss += x[i] * x[i];
         double s = 1.0 / sqrt(ss / n + eps);
-        for (int i = 0; i < n; i++) out[i] = x[i] * s * g[i], out[i] += nz(z, 3, fabs(out[i]));
+        for (int i = 0; i < n; i++) out[i] = x[i] * s * g[i], out[i] += nz(z, 4, fabs(out[i]));
         return;
     }
     double mean = 0, var = 0;
@@ -71,15 +72,16 @@ static void norm(noise_t *z, const model_config_t *c, const float *g, const floa
 }
 
 /* Rotary embedding (kern_rope, kern_rope_neox).  The angle pos *
- * base^(-2i/rope_dim) is within (i + 2) roundings however fp32 computes it
- * (llama.cpp multiplies by the scale i times); cos, sin: one each; the
- * rotation a c - b s: two. */
+ * base^(-2i/rope_dim) is within 2 i + 3 roundings however fp32 computes it
+ * (llama.cpp rounds the scale base^(-2/rope_dim), which its i products
+ * carry, and rounds each of them); cos, sin: one each; the rotation
+ * a c - b s: two. */
 static void rope(noise_t *z, const model_config_t *c, int n_heads, int pos, double *x) {
     if (c->rope == MODEL_ROPE_NONE) return;
     int half = c->rope_dim / 2, hd = c->head_dim;
     for (int i = 0; i < half; i++) {
         double theta = pos * pow(c->rope_base, -2.0 * i / c->rope_dim);
-        theta += nz(z, i + 2, theta);
+        theta += nz(z, 2 * i + 3, theta);
         double cs = cos(theta), sn = sin(theta);
         cs += nz(z, 1, fabs(cs)), sn += nz(z, 1, fabs(sn));
         for (int h = 0; h < n_heads; h++) {
@@ -149,8 +151,14 @@ static void swiglu(noise_t *z, double *g, const double *u, size_t n) {
     }
 }
 
+/* The output matrix in double and its absolute values, [V][d]: made once
+ * per eb_forward for its runs. */
+typedef struct {
+    double *w, *wabs;
+} out_t;
+
 /* One run of the forward over ids[0..n) into logits [n][V]. */
-static int run(const model_t *m, const int32_t *ids, int n, noise_t *z, double *logits) {
+static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, noise_t *z, double *logits) {
     const model_config_t *c = &m->cfg;
     int d = c->n_embd, ff = c->n_ff, hd = c->head_dim, qd = c->n_head * hd, kvd = c->n_head_kv * hd;
     int group = c->n_head / c->n_head_kv, V = c->n_vocab;
@@ -202,11 +210,26 @@ static int run(const model_t *m, const int32_t *ids, int n, noise_t *z, double *
             lin(z, L->w_down, L->b_down, h, ff, d, 1, xt);
         }
     }
-    for (int t = 0; t < n; t++) {
-        norm(z, c, m->output_norm, m->output_norm_b, x + (size_t)t * d, xb);
-        lin(z, m->output, m->output_b, xb, d, V, 0, logits + (size_t)t * V);
+    /* The output layer, the bulk of the work for large vocabularies, as two
+     * double GEMMs (the sums and their magnitudes), then as lin(). */
+    double *xa = malloc(sizeof *xa * nd), *mag = malloc(sizeof *mag * (size_t)n * V);
+    if (!xa || !mag) {
+        free(x), free(buf), free(K), free(xa), free(mag);
+        return -1;
     }
-    free(x), free(buf), free(K);
+    for (int t = 0; t < n; t++) {
+        norm(z, c, m->output_norm, m->output_norm_b, x + (size_t)t * d, xa + (size_t)t * d);
+        for (int i = 0; i < d; i++) x[(size_t)t * d + i] = fabs(xa[(size_t)t * d + i]);
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0, xa, d, out->w, d, 0.0, logits, V);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, d, 1.0, x, d, out->wabs, d, 0.0, mag, V);
+    for (int t = 0; t < n; t++)
+        for (int v = 0; v < V; v++) {
+            size_t i = (size_t)t * V + v;
+            double b = m->output_b ? m->output_b[v] : 0;
+            logits[i] += b + nz(z, d + 2, mag[i] + fabs(b));
+        }
+    free(x), free(buf), free(K), free(xa), free(mag);
     return 0;
 }
 
@@ -229,15 +252,17 @@ int eb_forward(const model_t *m, const int32_t *ids, int n, double *logits, doub
     if (m->pos_embd && n > m->cfg.n_ctx_train) return -1;
     for (int t = 0; t < n; t++)
         if (ids[t] < 0 || ids[t] >= V) return -1;
-    size_t nv = (size_t)n * V;
+    size_t nv = (size_t)n * V, vd = (size_t)V * m->cfg.n_embd;
     double *lk = malloc(sizeof *lk * nv), *base = malloc(sizeof *base * 4 * n), *ss = calloc((size_t)4 * n, sizeof *ss);
+    out_t out = {malloc(sizeof(double) * vd), malloc(sizeof(double) * vd)};
+    for (size_t i = 0; out.w && out.wabs && i < vd; i++) out.w[i] = m->output[i], out.wabs[i] = fabs(out.w[i]);
     noise_t z = {0, 0};
-    int rc = lk && base && ss ? run(m, ids, n, &z, logits) : -1;
+    int rc = lk && base && ss && out.w && out.wabs ? run(m, &out, ids, n, &z, logits) : -1;
     for (int t = 0; rc == 0 && t + 1 < n; t++) exact_stats(logits + (size_t)t * V, V, ids[t + 1], base + 4 * t);
     for (size_t i = 0; rc == 0 && i < nv; i++) err[i] = 0;
     for (int k = 0; rc == 0 && k < EB_RUNS; k++) {
         z = (noise_t){0x5EEDULL * (k + 1), 1};
-        if ((rc = run(m, ids, n, &z, lk))) break;
+        if ((rc = run(m, &out, ids, n, &z, lk))) break;
         for (size_t i = 0; i < nv; i++) err[i] += (lk[i] - logits[i]) * (lk[i] - logits[i]);
         for (int t = 0; t + 1 < n; t++) {
             double s[4];
@@ -251,7 +276,7 @@ int eb_forward(const model_t *m, const int32_t *ids, int n, double *logits, doub
         for (int j = 0; j < 4; j++) q[j] = EB_LAMBDA * sqrt(q[j] / EB_RUNS) + EB_STATS_ABS;
         st[t] = (eb_stats_t){q[0], q[1], q[2], q[3]};
     }
-    free(lk), free(base), free(ss);
+    free(lk), free(base), free(ss), free(out.w), free(out.wabs);
     return rc;
 }
 
