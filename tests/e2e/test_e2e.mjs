@@ -162,8 +162,12 @@ const [[hm, hse]] = psql(db, `SELECT sum(sum_gap) / sum(n), sqrt((sum(sumsq_gap)
     FROM job_rollups WHERE run_id = ${runId} AND kind = 'human_cont'`).map(r => r.map(Number));
 console.error(`human continuations: n = ${hn}, mean gap ${hm.toFixed(4)} ± ${hse.toFixed(4)} (no law: this is the shift)`);
 // The rollups agree with the rows they summarise.
-const [[rn, rsum]] = psql(db, `SELECT count(*), sum(-logprob - entropy) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
-check(rn === n && Math.abs(rsum / rn - mean) < 1e-5, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn})`);
+// The worker sums double statistics; rows hold them in float4 (u = 2^-24 of
+// each of logprob and entropy); the sums here are in double.
+const [[rn, rsum, rabs]] = psql(db, `SET extra_float_digits = 3; SELECT count(*), sum(-logprob::float8 - entropy::float8),
+    sum(abs(logprob::float8) + abs(entropy::float8)) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
+const rtol = (2 ** -24 + rn * 2 ** -52) * rabs / rn;
+check(rn === n && Math.abs(rsum / rn - mean) <= rtol, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn}), tolerance ${rtol}`);
 // status works from SQL.
 check(/e2e/.test(tokshift(["status", "--db", db])), "tokshift status lists the run");
 
