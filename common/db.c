@@ -93,8 +93,8 @@ static void redact(const char *conninfo, PGconn *c, char *msg, size_t cap) {
     if (c && PQpass(c)) redact_secret(msg, cap, PQpass(c));
 }
 
-/* Formats the server's message; prefixes "connection:" when the connection
- * itself is gone, so that callers know a reconnect may help.  Passwords are
+/* Formats the server's message and records whether the connection itself
+ * is gone (db_connection_lost), so that callers know a reconnect may help.  Passwords are
  * taken out (redact). */
 int db_fail(db_t *db, const PGresult *r, char *err, size_t errlen, const char *what) {
     const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(db->c);
@@ -104,8 +104,13 @@ int db_fail(db_t *db, const PGresult *r, char *err, size_t errlen, const char *w
     redact(db->conninfo, db->c, clean, sizeof clean);
     size_t n = strlen(clean);
     while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' ')) clean[--n] = 0;
-    if (PQstatus(db->c) != CONNECTION_OK)
-        return log_seterr(err, errlen, "connection: %s: %s", what, clean);
+    /* Connection loss, as pg_dump tells it: the connection's state, or an
+     * SQLSTATE of class 08 (connection exception) or 57P01-57P03 (the
+     * server shutting down or not yet accepting connections). */
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    db->lost = PQstatus(db->c) != CONNECTION_OK ||
+               (state && (!strncmp(state, "08", 2) || !strncmp(state, "57P0", 4)));
+    if (db->lost) return log_seterr(err, errlen, "connection: %s: %s", what, clean);
     return log_seterr(err, errlen, "%s: %s", what, clean);
 }
 
@@ -165,6 +170,8 @@ void db_destroy(db_t **self_p) {
     free(db);
     *self_p = NULL;
 }
+
+int db_connection_lost(const db_t *db) { return !db || db->lost; }
 
 int db_reconnect(db_t *db, char *err, size_t errlen) {
     if (PQstatus(db->c) == CONNECTION_OK) {

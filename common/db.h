@@ -9,10 +9,10 @@
  * results for a worker exactly once: one transaction that checks the job's
  * attempt token, COPYs the rows and marks the job done.
  *
- * What it is not: a retry policy.  Functions return -1 with a message; the
- * message starts with "connection:" when the server could not be reached or
- * the connection broke, so callers know a retry (after db_reconnect) may
- * help.  Connection strings are never logged (they may hold passwords).
+ * What it is not: a retry policy.  Functions return -1 with a message;
+ * db_connection_lost() then says whether the server could not be reached or
+ * the connection broke (a retry after db_reconnect may help) rather than the
+ * statement or its data being at fault.  Connection strings are never logged (they may hold passwords).
  */
 #ifndef TS_DB_H
 #define TS_DB_H
@@ -26,6 +26,12 @@ typedef struct db db_t;
  * Returns NULL with a message (never containing the password). */
 db_t *db_connect(const char *conninfo, char *err, size_t errlen);
 void db_destroy(db_t **self_p);
+/* Whether the last call that failed on self failed because the connection
+ * is gone (its state, or an SQLSTATE of class 08 or 57P01-57P03), as
+ * opposed to the statement or its data; 1 for a NULL self (never
+ * connected).  Reset by the next failure, not by success. */
+int db_connection_lost(const db_t *self);
+
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
 
@@ -96,10 +102,17 @@ int db_jobs_pending(db_t *self, int64_t run_id, int requeue_leased, int64_t **id
 int db_job_lease(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *worker, int *attempts,
                  char *err, size_t errlen);
 
+/* What db_job_release did. */
+typedef enum {
+    DB_RELEASE_ERROR = -1,   /* the database failed (message in err) */
+    DB_RELEASE_REQUEUED = 0, /* back to pending */
+    DB_RELEASE_STALE = 1,    /* no longer leased with that token (e.g. done) */
+    DB_RELEASE_FAILED = 2,   /* attempts exhausted: failed with the reason */
+} db_release_t;
+
 /* Puts a leased job back (token must match): to pending, or to failed with
- * reason when attempts >= max_attempts.  Returns 0 requeued, 2 failed, 1 when
- * the job was no longer leased with that token (e.g. already done). */
-int db_job_release(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
+ * reason when attempts >= max_attempts. */
+db_release_t db_job_release(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
                    char *err, size_t errlen);
 
 /* The state of a job ("pending", ...) into state[16]. */

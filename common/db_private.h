@@ -24,14 +24,15 @@
 struct db {
     PGconn *c;
     char *conninfo;
+    int lost; /* the last failure was the connection's (db_connection_lost) */
 };
 
 /* Monotonic seconds. */
 double db_now_s(void);
 
 /* Formats the failure of what (from r, or the connection's message when r
- * is NULL) into err, passwords taken out; prefixes "connection:" when the
- * connection itself is gone.  Always returns -1. */
+ * is NULL) into err, passwords taken out, and records in db->lost whether
+ * the connection itself is gone.  Always returns -1. */
 int db_fail(db_t *db, const PGresult *r, char *err, size_t errlen, const char *what);
 
 /* Runs sql with n text parameters; *out receives the result when the status
