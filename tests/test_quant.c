@@ -190,6 +190,88 @@ static void check_refusals(void) {
     free(orig);
 }
 
+/* ---- the forward pass on quantized weights ---- */
+
+static const char *g_text = "Once upon a time, there was a little dog named Max. Max liked to run in the big green "
+                            "park with his friend, a small cat called Lily.";
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double w = 0;
+    for (size_t i = 0; i < n; i++) w = fmax(w, fabs((double)a[i] - b[i]));
+    return w;
+}
+
+/* Logits of every row of ids[0..n) (malloc'd [n][V]): one prefill, or with
+ * decode one row at a time (matrix-vector products). */
+static float *logits_of(const model_t *m, const int32_t *ids, int n, int ref, int decode) {
+    forward_t *f = forward_new(m, n, n, 1, err, sizeof err);
+    TU_REQUIRE(f, "%s", err);
+    forward_set_reference(f, ref);
+    size_t V = (size_t)m->cfg.n_vocab;
+    float *out = malloc((size_t)n * V * sizeof *out);
+    TU_REQUIRE(out, "out of memory");
+    if (decode) {
+        for (int t = 0; t < n; t++) {
+            TU_REQUIRE(forward_batch(f, &ids[t], NULL, &t, 1, 1, err, sizeof err) == 0, "%s", err);
+            memcpy(out + (size_t)t * V, forward_logits(f), V * sizeof *out);
+        }
+    } else {
+        TU_REQUIRE(forward_prefill(f, 0, ids, n, 0, err, sizeof err) == 0, "%s", err);
+        memcpy(out, forward_logits(f), (size_t)n * V * sizeof *out);
+    }
+    forward_destroy(&f);
+    return out;
+}
+
+/* The quantized model against its F32 twin (img: the verified
+ * dequantization, see check_file).  Reference path: each logit is a double
+ * sum over the same fp32 weights in the same order whether the weights are
+ * dequantized a panel at a time or stored fp32, so the logits must be
+ * bit-identical.  BLAS path: sgemm over a panel of rows and over the whole
+ * matrix may sum each dot product in a different fp32 order; two orders of a
+ * length-K dot product differ by at most 2 K u sum|x_i w_i| (u = 2^-24).
+ * For the logits, K = d and x is RMS-normalized with unit gains (this
+ * model's output_norm is all ones), so sum|x_i| <= d and the bound is
+ * 2 d u * d max|w_out| (about 7e-4 here; observed differences are ~1e-6,
+ * the earlier layers' reorderings reaching the logits shrunk by the norms
+ * and well inside it). */
+static void check_forward(const char *file, void *img, size_t img_len) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "quant/model.%s.gguf", file);
+    model_t *mq = model_load(tu_testdata(rel), err, sizeof err);
+    TU_REQUIRE(mq, "%s", err);
+    gguf_t *g = gguf_open_buffer(img, img_len, "f32-twin", err, sizeof err);
+    TU_REQUIRE(g, "%s", err);
+    model_t *mf = model_from_gguf(g, img, NULL, err, sizeof err);
+    TU_REQUIRE(mf, "%s", err);
+    int32_t *ids = NULL;
+    long n = tokenizer_encode(mq->tok, g_text, strlen(g_text), 1, &ids, err, sizeof err);
+    TU_REQUIRE(n > 20, "encode gave %ld tokens", n);
+    size_t nl = (size_t)n * mq->cfg.n_vocab;
+    float *qr = logits_of(mq, ids, (int)n, 1, 0), *fr = logits_of(mf, ids, (int)n, 1, 0);
+    TU_CHECK(!memcmp(qr, fr, nl * sizeof *qr), "%s: reference path: quantized and F32 logits differ by %g", file,
+             max_abs_diff(qr, fr, nl));
+    float *qb = logits_of(mq, ids, (int)n, 0, 0), *fb = logits_of(mf, ids, (int)n, 0, 0);
+    float *qd = logits_of(mq, ids, (int)n, 0, 1), *fd = logits_of(mf, ids, (int)n, 0, 1);
+    double d_qf = max_abs_diff(qb, fb, nl), d_qr = max_abs_diff(qb, fr, nl), d_fr = max_abs_diff(fb, fr, nl);
+    const quant_mat_t *wo = &mf->output;
+    const float *w = quant_mat_f32(wo);
+    TU_REQUIRE(w, "the F32 twin's output matrix is not fp32 in place");
+    double wmax = 0, dm = mf->cfg.n_embd;
+    for (int64_t i = 0; i < wo->rows * wo->cols; i++) wmax = fmax(wmax, fabs(w[i]));
+    for (int i = 0; i < mf->cfg.n_embd; i++) TU_REQUIRE(mf->output_norm[i] == 1.0f, "output_norm is not all ones");
+    double tol = 2 * dm * 0x1p-24 * dm * wmax;
+    double d_dec = max_abs_diff(qd, fd, nl);
+    fprintf(stderr, "%-7s %ld tokens: reference path identical; BLAS quantized vs F32 max |dlogit| prefill %.3g, "
+                    "decode %.3g (bound %.3g; each vs the reference: %.3g, %.3g)\n",
+            file, n, d_qf, d_dec, tol, d_qr, d_fr);
+    TU_CHECK(d_qf <= tol, "%s: BLAS path: quantized and F32 logits differ by %g > %g", file, d_qf, tol);
+    TU_CHECK(d_dec <= tol, "%s: BLAS decode: quantized and F32 logits differ by %g > %g", file, d_dec, tol);
+    free(qr), free(fr), free(qb), free(fb), free(qd), free(fd), free(ids);
+    model_destroy(&mq);
+    model_destroy(&mf);
+}
+
 int main(void) {
     TU_REQUIRE(quant_selftest() == 0, "quant_selftest");
     tu_testdata("quant"); /* skip now when unset */
@@ -198,7 +280,7 @@ int main(void) {
         void *img = NULL;
         size_t img_len = 0;
         check_file(k_files[f], &img, &img_len);
-        free(img);
+        check_forward(k_files[f], img, img_len); /* takes img */
     }
     for (uint32_t t = 0; t < 64; t++)
         if (g_checked[t])
