@@ -397,6 +397,7 @@ void db_copy_tuple(db_buf_t *b, const db_copy_desc_t *d, const void *ctx, const 
         case DB_COL_F32: db_f_f32(b, *(const float *)v); break;
         case DB_COL_F64: db_f_f64(b, *(const double *)v); break;
         case DB_COL_KIND: db_f_str(b, db_kind_name(*(const db_kind_t *)v)); break;
+        case DB_COL_STR: db_f_str(b, *(const char *const *)v); break;
         case DB_COL_I32_ARRAY: put_array(b, INT4OID, *(const int32_t *const *)v, n); break;
         case DB_COL_F32_ARRAY: put_array(b, FLOAT4OID, *(const float *const *)v, n); break;
         }

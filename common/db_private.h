@@ -82,6 +82,7 @@ typedef enum {
     DB_COL_F32,       /* float -> real */
     DB_COL_F64,       /* double -> double precision */
     DB_COL_KIND,      /* db_kind_t -> tokshift_kind (its label) */
+    DB_COL_STR,       /* const char * -> text (NULL -> NULL) */
     DB_COL_I32_ARRAY, /* const int32_t * -> integer[] */
     DB_COL_F32_ARRAY, /* const float * -> real[] */
 } db_coltype_t;

@@ -162,6 +162,23 @@ out:
     return rc;
 }
 
+/* A vocabulary entry, and the model it belongs to. */
+typedef struct {
+    int32_t token_id;
+    const char *piece, *text;
+} vocab_row_t;
+typedef struct {
+    int64_t model_id;
+} vocab_ctx_t;
+
+static const db_col_t g_vocab_cols[] = {
+    DB_COL_CTX("model_id", DB_COL_I64, vocab_ctx_t, model_id),
+    DB_COL("token_id", DB_COL_I32, vocab_row_t, token_id),
+    DB_COL("piece", DB_COL_STR, vocab_row_t, piece),
+    DB_COL("text", DB_COL_STR, vocab_row_t, text),
+};
+static const db_copy_desc_t g_vocab = {"vocab", g_vocab_cols, N_OF(g_vocab_cols)};
+
 int db_model_register(db_t *db, const char *identity, const char *name, const char *arch, int n_vocab, int n_ctx,
                       const char *const *pieces, const char *const *texts, char *err, size_t errlen) {
     char nv[16], nc[16];
@@ -169,6 +186,7 @@ int db_model_register(db_t *db, const char *identity, const char *name, const ch
     snprintf(nc, sizeof nc, "%d", n_ctx);
     PGresult *r = NULL;
     db_buf_t buf = {0};
+    vocab_row_t *rows = NULL;
     int rc = -1;
     if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "registering the model") ||
         db_exec(db,
@@ -177,19 +195,14 @@ int db_model_register(db_t *db, const char *identity, const char *name, const ch
           5, (const char *const[]){identity, name, arch, nv, nc}, &r, err, errlen, "registering the model"))
         goto out;
     if (PQntuples(r) == 1) {
-        int64_t model_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        if (db_copy_begin(db, "COPY vocab (model_id, token_id, piece, text) FROM STDIN (FORMAT binary)", &buf, err,
-                       errlen))
+        const vocab_ctx_t ctx = {strtoll(PQgetvalue(r, 0, 0), NULL, 10)};
+        if (!(rows = malloc((n_vocab > 0 ? (size_t)n_vocab : 1) * sizeof *rows))) {
+            log_seterr(err, errlen, "database: out of memory registering the model");
             goto out;
-        for (int i = 0; i < n_vocab; i++) {
-            db_b_i16(&buf, 4);
-            db_f_i64(&buf, model_id);
-            db_f_i32(&buf, i);
-            db_f_str(&buf, pieces[i] ? pieces[i] : "");
-            db_f_str(&buf, texts ? texts[i] : NULL);
-            if (db_copy_maybe_flush(db, &buf, err, errlen)) goto out;
         }
-        if (db_copy_end(db, &buf, err, errlen, "writing the vocabulary")) goto out;
+        for (int i = 0; i < n_vocab; i++)
+            rows[i] = (vocab_row_t){i, pieces[i] ? pieces[i] : "", texts ? texts[i] : NULL};
+        if (db_copy_rows(db, &g_vocab, &ctx, rows, (size_t)n_vocab, sizeof *rows, &buf, err, errlen)) goto out;
     }
     if (db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "registering the model")) goto out;
     rc = 0;
@@ -197,5 +210,6 @@ out:
     PQclear(r);
     if (rc) db_rollback(db);
     free(buf.p);
+    free(rows);
     return rc;
 }

@@ -32,7 +32,8 @@
 --                   standard error; these sums are what it needs.
 --   top_tokens      per job, its 64 human tokens of largest z.
 --   The views calibration and document_summary over those rollups, with a
---   standard error for every mean; tokshift_create_partition() making the
+--   standard error for every mean (shift_by_bucket gains those of its
+--   surprisal and entropy means); tokshift_create_partition() making the
 --   new table's partitions.
 --
 -- Existing runs are converted: their rows become arrays, their rollups are
@@ -122,14 +123,20 @@ CREATE TABLE top_tokens (
 CREATE INDEX top_tokens_z ON top_tokens (run_id, z DESC);
 
 -- The partition function, new version: a run's sequence_stats partition.
+-- A human text's arrays outgrow a page and go to TOAST in chunks of 1996
+-- bytes, four to a TOAST page, which the small last chunk of each array
+-- leaves a quarter empty; with the largest toast_tuple_target, only as many
+-- arrays go to TOAST as it takes for the row to fit in a page, and the rest
+-- stay in the heap page (bench/storage_scale.sh: 31.7 rather than 32.2
+-- bytes per token).
 CREATE OR REPLACE FUNCTION tokshift_create_partition(p_run_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM runs WHERE run_id = p_run_id) THEN
         RAISE EXCEPTION 'run % does not exist', p_run_id USING ERRCODE = 'foreign_key_violation';
     END IF;
-    EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF sequence_stats FOR VALUES IN (%s)',
-                   'sequence_stats_r' || p_run_id, p_run_id);
+    EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF sequence_stats FOR VALUES IN (%s) '
+                   'WITH (toast_tuple_target = 8160)', 'sequence_stats_r' || p_run_id, p_run_id);
 END $$;
 REVOKE ALL ON FUNCTION tokshift_create_partition(bigint) FROM PUBLIC;
 DO $$
@@ -195,9 +202,10 @@ SELECT d.run_id, d.doc_id, d.ext_id, d.source, d.n_tokens, d.error,
        r.g_s / r.n_s AS mean_gap_samples, tokshift_se(r.n_s, r.g_s, r.gg_s) AS se_gap_samples,
        exp(r.s_h / r.n_h) AS perplexity
 FROM documents d
-LEFT JOIN (
-    SELECT run_id, doc_id,
-           sum(n) FILTER (WHERE kind = 'human') AS n_h,
+-- One index lookup per document, whatever the statistics say (a run's
+-- rollups are usually not yet analyzed when it is asked about).
+LEFT JOIN LATERAL (
+    SELECT sum(n) FILTER (WHERE kind = 'human') AS n_h,
            sum(sum_surprisal) FILTER (WHERE kind = 'human') AS s_h,
            sum(sumsq_surprisal) FILTER (WHERE kind = 'human') AS ss_h,
            sum(sum_entropy) FILTER (WHERE kind = 'human') AS e_h,
@@ -210,7 +218,25 @@ LEFT JOIN (
            sum(n) FILTER (WHERE kind = 'sample') AS n_s,
            sum(sum_gap) FILTER (WHERE kind = 'sample') AS g_s,
            sum(sumsq_gap) FILTER (WHERE kind = 'sample') AS gg_s
-    FROM doc_rollups GROUP BY run_id, doc_id) r USING (run_id, doc_id);
+    FROM doc_rollups u WHERE u.run_id = d.run_id AND u.doc_id = d.doc_id) r ON true;
+
+-- Human vs model by position bucket: as in 002, with the standard errors of
+-- the surprisal and entropy means too (added at the end: the existing
+-- columns keep their places).
+CREATE OR REPLACE VIEW shift_by_bucket AS
+SELECT h.run_id, h.bucket, h.positions,
+       h.n AS n_human, m.n AS n_model,
+       h.mean_surprisal AS human_surprisal, m.mean_surprisal AS model_surprisal,
+       h.mean_entropy AS human_entropy, m.mean_entropy AS model_entropy,
+       h.mean_gap AS human_gap, h.se_gap AS human_se_gap,
+       m.mean_gap AS model_gap, m.se_gap AS model_se_gap,
+       h.mean_gap - m.mean_gap AS shift,
+       sqrt(h.se_gap ^ 2 + m.se_gap ^ 2) AS se_shift,
+       h.se_surprisal AS human_se_surprisal, m.se_surprisal AS model_se_surprisal,
+       h.se_entropy AS human_se_entropy, m.se_entropy AS model_se_entropy
+FROM bucket_stats h
+JOIN bucket_stats m ON m.run_id = h.run_id AND m.bucket = h.bucket AND m.kind = 'sample'
+WHERE h.kind = 'human_cont';
 
 -- ---- converting the runs of schema 4 ----------------------------------------
 
