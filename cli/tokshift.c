@@ -631,7 +631,7 @@ static long regen_compare(const experiment_row_t *rows, long n, const db_stored_
     }
     for (long i = 0; i < n && (size_t)i < st->n_toks; i++) {
         const experiment_row_t *r = &rows[i];
-        const db_tok_t *t = &st->toks[i];
+        const db_stored_tok_t *t = &st->toks[i];
         const double x[4] = {r->st.logprob, r->st.entropy, r->st.top1_logprob, r->st.varentropy};
         const float y[4] = {t->logprob, t->entropy, t->top1_logprob, t->varentropy};
         int ok = r->pos == t->pos && r->token == t->token_id && r->st.rank == t->rank &&

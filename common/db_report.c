@@ -183,10 +183,8 @@ int db_stored_seq(db_t *db, const char *run, int64_t doc_id, int32_t seq_no, db_
     if (!(out->toks = calloc(n ? n : 1, sizeof *out->toks))) goto oom;
     out->n_toks = n;
     for (size_t i = 0; i < n; i++) {
-        db_tok_t *t = &out->toks[i];
+        db_stored_tok_t *t = &out->toks[i];
         int row = (int)i;
-        t->doc_id = doc_id;
-        t->seq_no = seq_no;
         t->pos = (int32_t)strtol(PQgetvalue(r, row, 0), NULL, 10);
         t->token_id = (int32_t)strtol(PQgetvalue(r, row, 1), NULL, 10);
         t->logprob = strtof(PQgetvalue(r, row, 2), NULL);

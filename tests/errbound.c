@@ -31,11 +31,22 @@ static double nz(noise_t *z, double k, double mag) {
     return z->on ? unit(z) * sqrt(k / 3) * EB_U * mag : 0;
 }
 
+/* Row r of w in fp32: in place, or dequantized into buf (cols floats): the
+ * values the forward pass multiplies by. */
+static const float *row_of(const quant_mat_t *w, int64_t r, float *buf) {
+    const float *f = quant_mat_f32(w);
+    if (f) return f + (size_t)r * (size_t)w->cols;
+    quant_mat_dequant(w, r, 1, buf);
+    return buf;
+}
+
 /* y[o] = sum_i w[o][i] x[i] + b[o] (+ y[o] when acc): in + 2 terms at most
- * (the products, the accumulated y, the bias added after). */
-static void lin(noise_t *z, const float *w, const float *b, const double *x, int in, int out, int acc, double *y) {
+ * (the products, the accumulated y, the bias added after).  buf: in floats
+ * of scratch. */
+static void lin(noise_t *z, const quant_mat_t *w, const float *b, const double *x, int in, int out, int acc, double *y,
+                float *buf) {
     for (int o = 0; o < out; o++) {
-        const float *wo = w + (size_t)o * in;
+        const float *wo = row_of(w, o, buf);
         double s = 0, mag = 0;
         for (int i = 0; i < in; i++) {
             double p = wo[i] * x[i];
@@ -171,25 +182,34 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
         return -1;
     }
     double *xb = buf, *xc = xb + d, *q = xc + d, *att = q + qd, *h = att + qd, *h2 = h + ff, *sc = h2 + ff;
+    float *wrow = malloc(sizeof *wrow * (size_t)(ff > qd ? (ff > d ? ff : d) : (qd > d ? qd : d)));
+    if (!wrow) {
+        free(x), free(buf), free(K);
+        return -1;
+    }
     float scale = 1.0f / sqrtf((float)hd);
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < n; t++) {
+        const float *e = row_of(&m->tok_embd, ids[t], wrow);
+        for (int i = 0; i < d; i++) x[(size_t)t * d + i] = e[i];
+        if (!m->pos_embd.data) continue;
+        const float *pe = row_of(&m->pos_embd, t, wrow);
         for (int i = 0; i < d; i++) {
-            double v = m->tok_embd[(size_t)ids[t] * d + i];
-            if (m->pos_embd) v += m->pos_embd[(size_t)t * d + i], v += nz(z, 1, fabs(v));
-            x[(size_t)t * d + i] = v;
+            double v = x[(size_t)t * d + i] + pe[i];
+            x[(size_t)t * d + i] = v + nz(z, 1, fabs(v));
         }
+    }
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
         for (int t = 0; t < n; t++) { /* K/V of every row first: rows attend to earlier rows only */
             norm(z, c, L->attn_norm, L->attn_norm_b, x + (size_t)t * d, xb);
-            lin(z, L->wk, L->bk, xb, d, kvd, 0, K + (size_t)t * kvd);
+            lin(z, &L->wk, L->bk, xb, d, kvd, 0, K + (size_t)t * kvd, wrow);
             rope(z, c, c->n_head_kv, t, K + (size_t)t * kvd);
-            lin(z, L->wv, L->bv, xb, d, kvd, 0, Vv + (size_t)t * kvd);
+            lin(z, &L->wv, L->bv, xb, d, kvd, 0, Vv + (size_t)t * kvd, wrow);
         }
         for (int t = 0; t < n; t++) {
             double *xt = x + (size_t)t * d;
             norm(z, c, L->attn_norm, L->attn_norm_b, xt, xb);
-            lin(z, L->wq, L->bq, xb, d, qd, 0, q);
+            lin(z, &L->wq, L->bq, xb, d, qd, 0, q, wrow);
             rope(z, c, c->n_head, t, q);
             for (int hh = 0; hh < c->n_head; hh++) {
                 int o = (hh / group) * hd;
@@ -197,24 +217,24 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
             }
             /* the FFN's input: the block's input (parallel) or after attention */
             if (c->parallel_residual) norm(z, c, L->ffn_norm, L->ffn_norm_b, xt, xc);
-            lin(z, L->wo, L->bo, att, qd, d, 1, xt);
+            lin(z, &L->wo, L->bo, att, qd, d, 1, xt, wrow);
             if (!c->parallel_residual) norm(z, c, L->ffn_norm, L->ffn_norm_b, xt, xc);
             if (c->act == MODEL_ACT_SWIGLU) {
-                lin(z, L->w_gate, L->b_gate, xc, d, ff, 0, h);
-                lin(z, L->w_up, L->b_up, xc, d, ff, 0, h2);
+                lin(z, &L->w_gate, L->b_gate, xc, d, ff, 0, h, wrow);
+                lin(z, &L->w_up, L->b_up, xc, d, ff, 0, h2, wrow);
                 swiglu(z, h, h2, (size_t)ff);
             } else {
-                lin(z, L->w_up, L->b_up, xc, d, ff, 0, h);
+                lin(z, &L->w_up, L->b_up, xc, d, ff, 0, h, wrow);
                 gelu(h, (size_t)ff);
             }
-            lin(z, L->w_down, L->b_down, h, ff, d, 1, xt);
+            lin(z, &L->w_down, L->b_down, h, ff, d, 1, xt, wrow);
         }
     }
     /* The output layer, the bulk of the work for large vocabularies, as two
      * double GEMMs (the sums and their magnitudes), then as lin(). */
     double *xa = malloc(sizeof *xa * nd), *mag = malloc(sizeof *mag * (size_t)n * V);
     if (!xa || !mag) {
-        free(x), free(buf), free(K), free(xa), free(mag);
+        free(x), free(buf), free(K), free(xa), free(mag), free(wrow);
         return -1;
     }
     for (int t = 0; t < n; t++) {
@@ -229,7 +249,7 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
             double b = m->output_b ? m->output_b[v] : 0;
             logits[i] += b + nz(z, d + 2, mag[i] + fabs(b));
         }
-    free(x), free(buf), free(K), free(xa), free(mag);
+    free(x), free(buf), free(K), free(xa), free(mag), free(wrow);
     return 0;
 }
 
@@ -249,13 +269,19 @@ static void exact_stats(const double *l, int V, int32_t token, double out[4]) {
 
 int eb_forward(const model_t *m, const int32_t *ids, int n, double *logits, double *err, eb_stats_t *st) {
     int V = m->cfg.n_vocab;
-    if (m->pos_embd && n > m->cfg.n_ctx_train) return -1;
+    if (m->pos_embd.data && n > m->cfg.n_ctx_train) return -1;
     for (int t = 0; t < n; t++)
         if (ids[t] < 0 || ids[t] >= V) return -1;
     size_t nv = (size_t)n * V, vd = (size_t)V * m->cfg.n_embd;
     double *lk = malloc(sizeof *lk * nv), *base = malloc(sizeof *base * 4 * n), *ss = calloc((size_t)4 * n, sizeof *ss);
+    int d = m->cfg.n_embd;
     out_t out = {malloc(sizeof(double) * vd), malloc(sizeof(double) * vd)};
-    for (size_t i = 0; out.w && out.wabs && i < vd; i++) out.w[i] = m->output[i], out.wabs[i] = fabs(out.w[i]);
+    float *row = malloc(sizeof *row * (size_t)d);
+    for (int v = 0; out.w && out.wabs && row && v < V; v++) {
+        const float *r = row_of(&m->output, v, row);
+        for (int i = 0; i < d; i++) out.w[(size_t)v * d + i] = r[i], out.wabs[(size_t)v * d + i] = fabs((double)r[i]);
+    }
+    free(row);
     noise_t z = {0, 0};
     int rc = lk && base && ss && out.w && out.wabs ? run(m, &out, ids, n, &z, logits) : -1;
     for (int t = 0; rc == 0 && t + 1 < n; t++) exact_stats(logits + (size_t)t * V, V, ids[t + 1], base + 4 * t);

@@ -30,8 +30,8 @@ static void check_matmul(int T, int in, int out) {
     for (int beta = 0; beta <= 1; beta++) {
         float *yold = malloc(sizeof(float) * T * out);
         memcpy(yold, y1, sizeof(float) * T * out);
-        kern_matmul(y1, x, w, T, in, out, (float)beta);
-        kern_matmul_ref(y2, x, w, T, in, out, (float)beta);
+        kern_matmul(y1, out, x, w, T, in, out, (float)beta);
+        kern_matmul_ref(y2, out, x, w, T, in, out, (float)beta);
         double worst = 0; /* in units of the bound */
         for (int t = 0; t < T; t++)
             for (int o = 0; o < out; o++) {
@@ -92,7 +92,7 @@ static void product(int ord, float *y, const float *x, const float *w, int T, in
                 y[t * out + o] = s;
             }
         break;
-    default: kern_matmul_ref(y, x, w, T, in, out, 0.0f);
+    default: kern_matmul_ref(y, out, x, w, T, in, out, 0.0f);
     }
 }
 

@@ -21,6 +21,7 @@
 //     new seed every run, a false alarm has probability ~6e-5 per check.
 import {join} from "node:path";
 import {BIN, check, cleanup, finish, model, psql, run, runOnce, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
+import {rollupsDisagree} from "./faultlib.mjs";
 
 const M = model();
 const dir = tempDir("tokshift-e2e-");
@@ -75,7 +76,7 @@ for (const [docId] of good) {
     // --run: the window and stride come from the run's settings (W, S here).
     const ours = JSON.parse(tokshift(["score", "--model", M, "--format", "json", "--run", "e2e", "--db", db], text));
     const rows = psql(db, `SET extra_float_digits = 3; SELECT pos, token_id, logprob::float8, entropy::float8, rank,
-        top1_logprob::float8, varentropy::float8, context_len FROM token_stats
+        top1_logprob::float8, varentropy::float8, context_len FROM token_view
         WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = 0 ORDER BY pos`);
     if (!check(rows.length === ours.length, `doc ${docId}: ${rows.length} human rows in the database, score gives ${ours.length}`)) continue;
     for (let i = 0; i < rows.length; i++) {
@@ -87,7 +88,7 @@ for (const [docId] of good) {
     }
 }
 check(compared > 1000 && mismatches === 0, `human rows vs tokshift score: ${mismatches} of ${compared} differ`);
-const longRows = psql(db, `SELECT max(t.context_len), count(*) FROM token_stats t JOIN documents d USING (run_id, doc_id)
+const longRows = psql(db, `SELECT max(t.context_len), count(*) FROM token_view t JOIN documents d USING (run_id, doc_id)
     WHERE t.run_id = ${runId} AND d.ext_id = 'long' AND seq_no = 0`)[0].map(Number);
 check(longRows[1] > 3 * W && longRows[0] < W, `the long document was scored in windows (${longRows[1]} rows, max context ${longRows[0]})`);
 
@@ -103,7 +104,7 @@ for (const [docId, n, samples, hconts, humans] of seqs.map(r => r.map(Number))) 
 }
 
 // No (sequence, position) twice.
-const [[rowsAll, distinct]] = psql(db, `SELECT count(*), count(DISTINCT (doc_id, seq_no, pos)) FROM token_stats WHERE run_id = ${runId}`);
+const [[rowsAll, distinct]] = psql(db, `SELECT count(*), count(DISTINCT (doc_id, seq_no, pos)) FROM token_view WHERE run_id = ${runId}`);
 check(rowsAll === distinct, `token rows ${rowsAll}, distinct (sequence, position) ${distinct}`);
 
 // Every stored sequence (human text, human continuations, samples)
@@ -136,12 +137,6 @@ const [[gDoc, gSeq, gCut, gSeed]] = psql(db, `SELECT doc_id, seq_no, cut, seed F
                              WHERE run_id = ${runId} AND doc_id = ${gDoc} AND seq_no = ${gSeq}`)[0][0];
     check(regen === stored, `generate --seed ${gSeed} (doc ${gDoc} seq ${gSeq}): ${regen} vs stored ${stored}`);
 }
-// A changed row is caught: regenerate fails on a tampered statistic.
-psql(db, `UPDATE token_stats SET logprob = logprob - 1e-3 WHERE run_id = ${runId} AND doc_id = ${gDoc}
-          AND seq_no = ${gSeq} AND pos = ${Number(gCut) + 3}`);
-const tampered = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", gDoc, gSeq], {allowFail: true});
-check(tampered.status === 1 && /differ/.test(tampered.stderr),
-      `regenerate after tampering: exit ${tampered.status} ${tampered.stderr.slice(-500)}`);
 
 // The law: samples at tau = 1 have mean gap 0 (4 standard errors), overall and per bucket.
 const [[n, mean, se]] = psql(db, `SELECT sum(n), sum(sum_gap) / sum(n),
@@ -168,6 +163,18 @@ const [[rn, rsum, rabs]] = psql(db, `SET extra_float_digits = 3; SELECT count(*)
     sum(abs(logprob::float8) + abs(entropy::float8)) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
 const rtol = (2 ** -24 + rn * 2 ** -52) * rabs / rn;
 check(rn === n && Math.abs(rsum / rn - mean) <= rtol, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn}), tolerance ${rtol}`);
+// The calibration, per-document and top-token rollups agree with the rows too.
+const disagree = rollupsDisagree(db, runId);
+check(disagree === 0, `${disagree} calibration, document or top-token rollups disagree with the token rows`);
+const [[nTop, nJobs]] = psql(db, `SELECT count(*), count(DISTINCT job_id) FROM top_tokens WHERE run_id = ${runId}`).map(r => r.map(Number));
+check(nTop > 0 && nTop <= 64 * nJobs, `top_tokens: ${nTop} rows for ${nJobs} jobs (at most 64 each)`);
+// A changed row is caught: regenerate fails on a tampered statistic (last:
+// the rollups no longer match that row).
+psql(db, `UPDATE sequence_stats SET logprob[4] = logprob[4] - 1e-3 WHERE run_id = ${runId} AND doc_id = ${gDoc}
+          AND seq_no = ${gSeq}`);
+const tampered = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", gDoc, gSeq], {allowFail: true});
+check(tampered.status === 1 && /differ/.test(tampered.stderr),
+      `regenerate after tampering: exit ${tampered.status} ${tampered.stderr.slice(-500)}`);
 // status works from SQL.
 check(/e2e/.test(tokshift(["status", "--db", db])), "tokshift status lists the run");
 
