@@ -385,8 +385,10 @@ static void release_job_limit(coord_t *c, int64_t job_id, uint64_t token, const 
         if (q_push(c, job_id)) log_error("out of memory requeueing job %" PRId64, job_id);
     } else if (r == DB_RELEASE_FAILED) {
         c->failed++;
-        log_error("job %" PRId64 " failed (%s): %s", job_id, max_attempts ? "attempts exhausted" : "not retryable",
-                  reason);
+        if (max_attempts)
+            log_error("job %" PRId64 " failed after %d attempts: %s", job_id, max_attempts, reason);
+        else
+            log_error("job %" PRId64 " failed (the worker says it cannot succeed): %s", job_id, reason);
     }
 }
 
