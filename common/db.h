@@ -185,7 +185,8 @@ typedef enum { DB_KIND_HUMAN, DB_KIND_HUMAN_CONT, DB_KIND_SAMPLE, DB_N_KINDS } d
 /* "human", "human_cont", "sample". */
 const char *db_kind_name(db_kind_t kind);
 
-/* How many human tokens of largest z a job keeps in top_tokens. */
+/* How many human tokens of largest z a job keeps in top_tokens (the
+ * conversion in 005_sequence_arrays.sql keeps as many). */
 #define DB_TOP_TOKENS 64
 /* Confidence bins of calib_rollups: width_bucket(conf, 0, 1.0000001, 10),
  * so 1..10 for conf in [0, 1] (0 and 11 only for values outside). */
