@@ -33,12 +33,13 @@ struct forward {
     int *row_pos, *row_slot; /* [B] for forward_prefill */
 };
 
-/* Rows of a stored (non-fp32) weight matrix dequantized per sgemm: enough
- * that X is packed rarely (sgemm packs X once per call: with P rows per call
- * that is 1/P of the products), few enough that the panel stays in the
- * cache between its dequantization and its use (256 rows of 4096 fp32 are
- * 4 MiB). */
-#define FORWARD_PANEL_ROWS 256
+/* Rows of a stored (non-fp32) weight matrix dequantized per sgemm.  sgemm
+ * packs X once per call, so with P rows a call that packing costs about 1/P
+ * of the products: 256 rows cost a visible share of a prefill in
+ * bench_quant, 1024 little.  The scratch is P times the widest row: 1024 x
+ * 14336 fp32 (a Llama 3 8B FFN) is 58 MiB, small beside the 4.9 GB of its
+ * Q4_K_M file; the dequantization itself runs at 5-20 GB/s of fp32. */
+#define FORWARD_PANEL_ROWS 1024
 
 /* The widest row of any weight matrix that cannot be used in place (fp32
  * stored and aligned), so the panel scratch can hold it; 0 when there is
