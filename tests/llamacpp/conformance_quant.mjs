@@ -30,11 +30,12 @@
 // Usage: node conformance_quant.mjs TOKSHIFT_BIN DEQUANT_GGUF_BIN [TYPE...]
 // Exit: 0 pass, 1 fail, 77 skip (only when TOKSHIFT_TESTDATA is unset).
 
-import {spawn, spawnSync} from "node:child_process";
 import {existsSync, mkdtempSync, rmSync} from "node:fs";
 import {tmpdir} from "node:os";
 import {dirname, join} from "node:path";
 import {fileURLToPath} from "node:url";
+
+import {parseRef, run, runAsync} from "./proc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TOL = 1e-4, TOL_Q = 0.05;
@@ -53,9 +54,12 @@ if (!existsSync(join(here, "node_modules", "node-llama-cpp"))) {
     process.exit(1);
 }
 // Nine files hold every supported type (Q2_K: Q2_K and Q3_K; Q3_K_M: Q3_K,
-// Q4_K, Q5_K and Q6_K; Q6_K is every file's output), which keeps the test
-// under a minute; name the others (Q4_K_M, Q5_K_M, Q6_K) to run them too.
+// Q4_K, Q5_K and Q6_K; Q6_K is every file's output); llama.cpp's own
+// quantized arithmetic is compared on three of them (one legacy, one K and
+// one IQ mix).  That keeps the test near half a minute; name files (Q4_K_M,
+// Q5_K_M, Q6_K, ...) to run those, fully compared.
 const types = (only.length ? only : ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "IQ4_NL", "IQ4_XS"]);
+const againstQuant = new Set(only.length ? only : ["Q8_0", "Q3_K_M", "IQ4_XS"]);
 for (const t of types) {
     const f = join(testdata, "quant", `model.${t}.gguf`);
     if (!existsSync(f)) {
@@ -66,28 +70,6 @@ for (const t of types) {
 const text = "One day, a bird flew down. \"Hello,\" said the bird. \"Can I play too?\" Ben smiled and said yes. " +
     "They played until the moon came out, and then everyone went home happy. The end.";
 
-function run(cmd, args, input) {
-    const r = spawnSync(cmd, args, {input, encoding: "utf8", maxBuffer: 1 << 28});
-    if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.status}\n${r.stderr}`);
-    return r.stdout;
-}
-
-function runAsync(cmd, args, input) {
-    return new Promise((resolve, reject) => {
-        const p = spawn(cmd, args, {stdio: ["pipe", "pipe", "pipe"]});
-        let out = "", errText = "";
-        p.stdout.on("data", d => out += d);
-        p.stderr.on("data", d => errText += d);
-        p.on("error", reject);
-        p.on("close", code => code === 0 ? resolve(out)
-            : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}\n${errText}`)));
-        p.stdin.end(input);
-    });
-}
-
-const parseRef = out => out.trim().split("\n").slice(1).map(l => l.split("\t"))
-    .map(([pos, tok, lp, h, rank, top1]) =>
-        ({pos: +pos, token_id: +tok, logprob: +lp, entropy: +h, rank: +rank, top1_logprob: +top1}));
 
 const KEYS = ["logprob", "entropy", "top1_logprob"];
 // Largest |a - b| per statistic over rows; rows must describe the same tokens.
@@ -115,29 +97,33 @@ try {
         run(dequant, [model, twinPath]);
         const ids = run(bin, ["tokenize", "--model", model, "--bos"], text).trim();
         const twinRef = runAsync("node", [join(here, "ref.mjs"), twinPath], ids);
-        const quantRef = runAsync("node", [join(here, "ref.mjs"), model], ids);
+        const quantRef = againstQuant.has(t) ? runAsync("node", [join(here, "ref.mjs"), model], ids) : null;
         const ours = JSON.parse(run(bin, ["score", "--model", model, "--ids", "--format", "json"], ids));
-        const twin = parseRef(await twinRef), quant = parseRef(await quantRef);
-        const c = compare(`${t} ours/twin`, ours, twin), q = compare(`${t} ours/quant`, ours, quant);
-        const tq = compare(`${t} twin/quant`, twin, quant);
+        const twin = parseRef(await twinRef);
+        const c = compare(`${t} ours/twin`, ours, twin);
         if (!(c.max <= TOL) || c.ranksFar) {
             console.error(`FAIL: ${t}: tokshift on the quantized file vs llama.cpp on its F32 twin: max |d| ` +
                 `${fmt(c)} (tolerance ${TOL}), ${c.ranksFar} ranks apart`);
             failures++;
         }
-        if (!(q.max <= TOL_Q)) {
-            console.error(`FAIL: ${t}: tokshift vs llama.cpp on the quantized file: max |d| ${fmt(q)} (allowed ${TOL_Q})`);
-            failures++;
+        let line = `${t.padEnd(7)} ${ours.length} tokens; max |d| logprob/entropy/top1: vs llama.cpp on the F32 twin ${fmt(c)}`;
+        if (quantRef) {
+            const quant = parseRef(await quantRef);
+            const q = compare(`${t} ours/quant`, ours, quant), tq = compare(`${t} twin/quant`, twin, quant);
+            if (!(q.max <= TOL_Q)) {
+                console.error(`FAIL: ${t}: tokshift vs llama.cpp on the quantized file: max |d| ${fmt(q)} (allowed ${TOL_Q})`);
+                failures++;
+            }
+            // The gap to llama.cpp-on-quant is llama.cpp's activation
+            // rounding: its own F32 twin is as far from it.
+            if (!(Math.abs(q.max - tq.max) <= 2 * TOL)) {
+                console.error(`FAIL: ${t}: tokshift is ${q.max.toExponential(2)} from llama.cpp-on-quant but ` +
+                    `llama.cpp's F32 twin is ${tq.max.toExponential(2)} from it`);
+                failures++;
+            }
+            line += `; vs llama.cpp on the quantized file ${fmt(q)} (llama.cpp twin vs quantized: ${fmt(tq)})`;
         }
-        // The gap to llama.cpp-on-quant is llama.cpp's activation rounding:
-        // its own F32 twin is as far from it (within the strict tolerance).
-        if (!(Math.abs(q.max - tq.max) <= 2 * TOL)) {
-            console.error(`FAIL: ${t}: tokshift is ${q.max.toExponential(2)} from llama.cpp-on-quant but ` +
-                `llama.cpp's F32 twin is ${tq.max.toExponential(2)} from it`);
-            failures++;
-        }
-        summary.push(`${t.padEnd(7)} ${ours.length} tokens; max |d| logprob/entropy/top1: vs llama.cpp on the F32 twin ` +
-            `${fmt(c)}; vs llama.cpp on the quantized file ${fmt(q)} (llama.cpp twin vs quantized: ${fmt(tq)})`);
+        summary.push(line);
     }
 } catch (e) {
     console.error(`FAIL: ${e.message}`);

@@ -114,6 +114,11 @@ void forward_destroy(forward_t **self_p) {
 }
 
 void forward_set_reference(forward_t *f, int on) { f->ref = on; }
+
+void forward_set_panel_rows(forward_t *f, int rows) {
+    assert(rows >= 1 && rows <= FORWARD_PANEL_ROWS);
+    f->panel_rows = rows;
+}
 const float *forward_logits(const forward_t *f) { return f->logits; }
 int forward_n_ctx(const forward_t *f) { return f->n_ctx; }
 int forward_max_batch(const forward_t *f) { return f->max_batch; }

@@ -39,6 +39,11 @@ void forward_destroy(forward_t **self_p);
 /* Selects the reference path (1) or the BLAS path (0, the default). */
 void forward_set_reference(forward_t *self, int on);
 
+/* Sets how many rows of a stored (non-fp32) weight matrix are dequantized
+ * per product, 1..the default (1024, what forward_new sized the scratch
+ * for): the tests use small, uneven panels so that every matrix is split. */
+void forward_set_panel_rows(forward_t *self, int rows);
+
 /* Runs n rows.  Row i puts tokens[i] at position pos[i] of slot slots[i]
  * (slots may be NULL: all slot 0), attending to positions 0..pos[i] of its
  * slot, which must already hold earlier positions.  Rows of one slot must
