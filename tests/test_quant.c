@@ -186,6 +186,32 @@ static void check_refusals(void) {
     TU_CHECK(refused(buf, len, name, "unknown type 99"), "type 99");
     TU_CHECK(!strcmp(quant_type_name(GGML_TYPE_IQ2_XXS), "IQ2_XXS") && !strcmp(quant_type_name(4), "unknown type 4"),
              "names");
+
+    /* The writer stores raw blocks as they are, and refuses what the
+     * reader would. */
+    g = gguf_open_buffer(orig, len, "orig", err, sizeof err);
+    TU_REQUIRE(g, "%s", err);
+    t = gguf_tensor(g, name);
+    gguf_writer_t *w = gguf_writer_new(err, sizeof err);
+    TU_REQUIRE(w, "%s", err);
+    TU_CHECK(gguf_writer_add_tensor_raw(w, name, GGML_TYPE_Q4_K, 2, t->ne, t->data, err, sizeof err) == 0, "%s", err);
+    uint64_t bad[2] = {100, 2};
+    TU_CHECK(gguf_writer_add_tensor_raw(w, "x", GGML_TYPE_Q4_K, 2, bad, t->data, err, sizeof err) == -1 &&
+                 strstr(err, "multiple of 256"), "%s", err);
+    TU_CHECK(gguf_writer_add_tensor_raw(w, "x", GGML_TYPE_IQ2_XXS, 2, t->ne, t->data, err, sizeof err) == -1 &&
+                 strstr(err, "IQ2_XXS"), "%s", err);
+    void *img;
+    size_t img_len;
+    TU_REQUIRE(gguf_writer_to_buffer(w, &img, &img_len, err, sizeof err) == 0, "%s", err);
+    gguf_t *back = gguf_open_buffer(img, img_len, "raw", err, sizeof err);
+    TU_REQUIRE(back, "%s", err);
+    const gguf_tensor_t *tb = gguf_tensor(back, name);
+    TU_CHECK(tb && tb->type == GGML_TYPE_Q4_K && tb->nbytes == t->nbytes && !memcmp(tb->data, t->data, t->nbytes),
+             "raw Q4_K round trip");
+    gguf_destroy(&back);
+    free(img);
+    gguf_writer_destroy(&w);
+    gguf_destroy(&g);
     free(buf);
     free(orig);
 }
