@@ -198,9 +198,11 @@ static void dq_q6_k(const uint8_t *b, float *y) {
             const int lshift = k < 2 ? 0 : 4, hshift = 2 * k;
             for (int g = 0; g < 2; g++) {
                 const float ds = d * (float)sc[g + 2 * k];
-                for (int l = 16 * g; l < 16 * g + 16; l++) {
-                    int q = (((lo[l] >> lshift) & 0x0f) | (((qh[l] >> hshift) & 3) << 4)) - 32;
-                    y[l + 32 * k] = ds * (float)q;
+                const uint8_t *lg = lo + 16 * g, *hg = qh + 16 * g;
+                float *yg = y + 32 * k + 16 * g;
+                for (int l = 0; l < 16; l++) {
+                    int q = (((lg[l] >> lshift) & 0x0f) | (((hg[l] >> hshift) & 3) << 4)) - 32;
+                    yg[l] = ds * (float)q;
                 }
             }
         }
