@@ -201,8 +201,12 @@ static void linear(const forward_t *f, float *y, const float *x, const quant_mat
     if (w32) {
         mm(y, out, x, w32, T, in, out, beta);
     } else {
-        for (int r0 = 0; r0 < out; r0 += f->panel_rows) {
-            int rows = out - r0 < f->panel_rows ? out - r0 : f->panel_rows;
+        /* Few rows of x (decode): packing x is cheap, so take panels that
+         * stay in a 256 KiB cache between their dequantization and use. */
+        int panel = f->panel_rows;
+        if (T < 32 && panel > (1 << 16) / in) panel = (1 << 16) / in > 16 ? (1 << 16) / in : 16;
+        for (int r0 = 0; r0 < out; r0 += panel) {
+            int rows = out - r0 < panel ? out - r0 : panel;
             quant_mat_dequant(w, r0, rows, f->wbuf);
             mm(y + r0, out, x, f->wbuf, T, in, rows, beta);
         }
