@@ -10,6 +10,11 @@
  * that forward_batch itself never allocates.  A batch is a list of rows, each
  * (token, slot, position): a prefill is n rows of one slot at consecutive
  * positions (attention by sgemm), a decode step is one row per slot.
+ * Weights are used as the model stores them (model.h): an fp32 matrix in
+ * place, any other (quantized, F16, BF16) dequantized a panel of rows at a
+ * time into a scratch buffer of the arena before its product, so a
+ * quantized model stays the size of its file; embedding rows are
+ * dequantized on lookup.
  * What it is not: tokenization, statistics or sampling.
  *
  * Two paths compute the same function: the default uses OpenBLAS; with
