@@ -19,6 +19,7 @@
 
 #include "curve.h"
 #include "db.h"
+#include "table.h"
 #include "experiment.h"
 #include "log.h"
 #include "model.h"
@@ -481,10 +482,10 @@ static int cmd_status(int argc, char **argv) {
             goto error;
         }
     }
-    if (db_print_status(db, run_id, err, sizeof err)) goto error;
+    if (table_print_report(db, run_id, DB_REPORT_STATUS, stdout, err, sizeof err)) goto error;
     if (run_id) {
         printf("\n");
-        if (db_print_summary(db, run_id, err, sizeof err)) goto error;
+        if (table_print_report(db, run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) goto error;
     }
     rc = 0;
 error:

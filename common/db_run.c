@@ -1,0 +1,486 @@
+/* db_run.c - see db.h: the coordinator's bookkeeping (runs, the corpus
+ * load, jobs and their leases, progress).  What it is not: the worker's
+ * write path (db_results.c) or what the CLI reads (db_report.c). */
+#include "db.h"
+#include "db_private.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault.h"
+#include "log.h"
+
+/* ---- runs -------------------------------------------------------------- */
+
+void db_run_clear(db_run_t *r) {
+    if (!r) return;
+    free(r->settings);
+    free(r->corpus);
+    free(r->fingerprint);
+    memset(r, 0, sizeof *r);
+}
+
+/* strdup that leaves NULL for an SQL NULL. */
+static char *dup_value(const PGresult *r, int col) {
+    return PQgetisnull(r, 0, col) ? NULL : strdup(PQgetvalue(r, 0, col));
+}
+
+int db_run_open(db_t *db, const char *name, const char *identity, const char *settings, const char *corpus,
+                db_run_t *out, char *err, size_t errlen) {
+    PGresult *r = NULL;
+    memset(out, 0, sizeof *out);
+    if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "opening the run")) return -1;
+    if (db_exec(db,
+          "SELECT run_id, status, model_identity, settings::text, corpus::text, coalesce(n_docs, 0), "
+          "coalesce(n_jobs, 0), load_next_doc, load_next_job, loaded_at IS NOT NULL, corpus_fingerprint::text "
+          "FROM runs WHERE name = $1 FOR UPDATE",
+          1, (const char *const[]){name}, &r, err, errlen, "looking the run up"))
+        goto error;
+    if (PQntuples(r) == 1) {
+        out->existed = 1;
+        out->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        snprintf(out->status, sizeof out->status, "%s", PQgetvalue(r, 0, 1));
+        snprintf(out->model_identity, sizeof out->model_identity, "%s", PQgetvalue(r, 0, 2));
+        out->settings = dup_value(r, 3);
+        out->corpus = dup_value(r, 4);
+        out->n_docs = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+        out->n_jobs = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+        out->next_doc = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+        out->next_job = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+        out->loaded = !strcmp(PQgetvalue(r, 0, 9), "t");
+        out->fingerprint = dup_value(r, 10);
+        int oom = !out->settings || !out->corpus || (!out->fingerprint && !PQgetisnull(r, 0, 10));
+        PQclear(r);
+        r = NULL;
+        if (oom) {
+            log_seterr(err, errlen, "database: out of memory");
+            goto error;
+        }
+        return db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "opening the run");
+    }
+    PQclear(r);
+    if (db_exec(db,
+          "INSERT INTO runs (name, model_identity, settings, corpus) VALUES ($1, $2, $3::jsonb, $4::jsonb) "
+          "RETURNING run_id",
+          4, (const char *const[]){name, identity, settings, corpus}, &r, err, errlen, "registering the run"))
+        goto error;
+    out->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    snprintf(out->status, sizeof out->status, "loading");
+    snprintf(out->model_identity, sizeof out->model_identity, "%s", identity);
+    PQclear(r);
+    r = NULL;
+    /* By a SECURITY DEFINER function (003_partition_function.sql): the
+     * coordinator's role needs no DDL rights. */
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, out->run_id);
+    if (db_exec(db, "SELECT tokshift_create_partition($1::bigint)", 1, (const char *const[]){id}, NULL, err, errlen,
+          "creating the run's partition") ||
+        db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "registering the run"))
+        goto error;
+    return 0;
+error:
+    PQclear(r);
+    db_rollback(db);
+    db_run_clear(out);
+    return -1;
+}
+
+int db_run_set_status(db_t *db, int64_t run_id, const char *status, char *err, size_t errlen) {
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    return db_exec(db,
+             "UPDATE runs SET status = $2, "
+             "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END, "
+             "finished_at = CASE WHEN $2 = 'done' THEN now() ELSE NULL END WHERE run_id = $1",
+             2, (const char *const[]){id, status}, NULL, err, errlen, "setting the run's status");
+}
+
+int db_run_set_fingerprint(db_t *db, int64_t run_id, const char *fingerprint, char *err, size_t errlen) {
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    PGresult *r;
+    if (db_exec(db,
+          "UPDATE runs SET corpus_fingerprint = $2::jsonb WHERE run_id = $1 AND load_next_doc = 0 "
+          "AND loaded_at IS NULL RETURNING run_id",
+          2, (const char *const[]){id, fingerprint}, &r, err, errlen, "recording the corpus's fingerprint"))
+        return -1;
+    int ok = PQntuples(r) == 1;
+    PQclear(r);
+    return ok ? 0 : log_seterr(err, errlen, "run %" PRId64 " has loaded documents already", run_id);
+}
+
+int db_run_find(db_t *db, const char *name_or_id, int64_t *run_id, char *err, size_t errlen) {
+    PGresult *r;
+    if (db_exec(db, "SELECT run_id FROM runs WHERE name = $1 OR run_id::text = $1 ORDER BY name = $1 DESC LIMIT 1", 1,
+          (const char *const[]){name_or_id}, &r, err, errlen, "finding the run"))
+        return -1;
+    int found = PQntuples(r) == 1;
+    if (found) *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return found ? 0 : 1;
+}
+
+/* ---- loading documents and jobs --------------------------------------- */
+
+typedef struct {
+    int64_t job_id, n_bytes;
+    int n_docs;
+} loader_job_t;
+
+struct db_loader {
+    db_t *db;
+    int64_t run_id, first_doc;
+    db_buf_t b;
+    loader_job_t *jobs;
+    size_t n_jobs, cap_jobs;
+    int64_t n_docs, n_errors;
+};
+
+/* Appends s to b as an element of a PostgreSQL array literal: quoted, with
+ * '"' and '\' escaped (the array input syntax), so any text round-trips. */
+static void array_elem(db_buf_t *b, const char *s) {
+    if (b->len > 1) db_b_put(b, ",", 1);
+    db_b_put(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') db_b_put(b, "\\", 1);
+        db_b_put(b, p, 1);
+    }
+    db_b_put(b, "\"", 1);
+}
+
+int db_load_existing_ids(db_t *db, int64_t run_id, const char *const *ext_ids, size_t n, char **first_source,
+                         char *err, size_t errlen) {
+    for (size_t i = 0; i < n; i++) first_source[i] = NULL;
+    if (!n) return 0;
+    db_buf_t b = {0};
+    db_b_put(&b, "{", 1);
+    for (size_t i = 0; i < n; i++) array_elem(&b, ext_ids[i]);
+    db_b_put(&b, "}", 2); /* with the terminating NUL */
+    if (b.oom) {
+        free(b.p);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    PGresult *r;
+    /* One index probe per id (documents_ext_id, migration 006): the cost
+     * follows the batch, not the run or the table. */
+    int rc = db_exec(db,
+                     "SELECT u.i, d.source FROM unnest($2::text[]) WITH ORDINALITY AS u(ext_id, i) "
+                     "JOIN documents d ON d.run_id = $1 AND d.ext_id = u.ext_id AND d.text IS NOT NULL",
+                     2, (const char *const[]){id, b.p}, &r, err, errlen, "looking up document ids");
+    free(b.p);
+    if (rc) return -1;
+    for (int k = 0; k < PQntuples(r); k++) {
+        size_t i = (size_t)strtoll(PQgetvalue(r, k, 0), NULL, 10) - 1;
+        if (i < n && !first_source[i] && !(first_source[i] = strdup(PQgetvalue(r, k, 1)))) {
+            PQclear(r);
+            for (size_t j = 0; j < n; j++) free(first_source[j]), first_source[j] = NULL;
+            return log_seterr(err, errlen, "database: out of memory");
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+db_loader_t *db_loader_new(db_t *db, int64_t run_id, int64_t first_doc, char *err, size_t errlen) {
+    db_loader_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        log_seterr(err, errlen, "database: out of memory");
+        return NULL;
+    }
+    l->db = db;
+    l->run_id = run_id;
+    l->first_doc = first_doc;
+    if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "loading documents") ||
+        db_copy_begin(db,
+                   "COPY documents (run_id, doc_id, ext_id, source, metadata, text, n_bytes, job_id, error) "
+                   "FROM STDIN (FORMAT binary)",
+                   &l->b, err, errlen)) {
+        db_rollback(db);
+        free(l->b.p);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+int db_loader_add(db_loader_t *l, int64_t doc_id, const char *ext_id, const char *source, const char *metadata,
+                  const char *text, size_t text_len, int64_t job_id, const char *error, char *err, size_t errlen) {
+    assert(doc_id == l->first_doc + l->n_docs);
+    db_buf_t *b = &l->b;
+    db_b_i16(b, 9);
+    db_f_i64(b, l->run_id);
+    db_f_i64(b, doc_id);
+    db_f_str(b, ext_id);
+    db_f_str(b, source);
+    db_f_jsonb(b, metadata && *metadata ? metadata : "{}");
+    db_f_text(b, text, text_len);
+    db_f_i64(b, text ? (int64_t)text_len : 0);
+    if (job_id >= 0) db_f_i64(b, job_id);
+    else db_f_null(b);
+    db_f_str(b, error);
+    l->n_docs++;
+    l->n_errors += !text;
+    return db_copy_maybe_flush(l->db, b, err, errlen);
+}
+
+int db_loader_job(db_loader_t *l, int64_t job_id, int n_docs, int64_t n_bytes, char *err, size_t errlen) {
+    if (l->n_jobs == l->cap_jobs) {
+        size_t cap = l->cap_jobs ? 2 * l->cap_jobs : 256;
+        loader_job_t *nj = realloc(l->jobs, cap * sizeof *nj);
+        if (!nj) return log_seterr(err, errlen, "database: out of memory");
+        l->jobs = nj;
+        l->cap_jobs = cap;
+    }
+    l->jobs[l->n_jobs++] = (loader_job_t){job_id, n_bytes, n_docs};
+    return 0;
+}
+
+void db_loader_abort(db_loader_t **lp) {
+    if (!lp || !*lp) return;
+    db_loader_t *l = *lp;
+    if (PQtransactionStatus(l->db->c) == PQTRANS_ACTIVE) {
+        PQputCopyEnd(l->db->c, "aborted");
+        PGresult *r;
+        while ((r = PQgetResult(l->db->c))) PQclear(r);
+    }
+    db_rollback(l->db);
+    free(l->b.p);
+    free(l->jobs);
+    free(l);
+    *lp = NULL;
+}
+
+int db_loader_commit(db_loader_t **lp, int64_t next_job, int last, char *err, size_t errlen) {
+    db_loader_t *l = *lp;
+    db_t *db = l->db;
+    char id[32], nd[32], nj[32], adocs[32], ajobs[32], aerr[32], first[32];
+    snprintf(id, sizeof id, "%" PRId64, l->run_id);
+    snprintf(nd, sizeof nd, "%" PRId64, l->first_doc + l->n_docs);
+    snprintf(nj, sizeof nj, "%" PRId64, next_job);
+    snprintf(adocs, sizeof adocs, "%" PRId64, l->n_docs);
+    snprintf(ajobs, sizeof ajobs, "%zu", l->n_jobs);
+    snprintf(aerr, sizeof aerr, "%" PRId64, l->n_errors);
+    snprintf(first, sizeof first, "%" PRId64, l->first_doc);
+    PGresult *r = NULL;
+    if (db_copy_end(db, &l->b, err, errlen, "loading documents")) goto error;
+    if (db_copy_begin(db, "COPY jobs (run_id, job_id, n_docs, n_bytes) FROM STDIN (FORMAT binary)", &l->b, err, errlen))
+        goto error;
+    for (size_t i = 0; i < l->n_jobs; i++) {
+        db_b_i16(&l->b, 4);
+        db_f_i64(&l->b, l->run_id);
+        db_f_i64(&l->b, l->jobs[i].job_id);
+        db_f_i32(&l->b, l->jobs[i].n_docs);
+        db_f_i64(&l->b, l->jobs[i].n_bytes);
+        if (db_copy_maybe_flush(db, &l->b, err, errlen)) goto error;
+    }
+    if (db_copy_end(db, &l->b, err, errlen, "loading jobs")) goto error;
+    /* The position moves with the batch, in its transaction; the condition
+     * on the old position makes a second coordinator loading the same run
+     * fail rather than load a batch twice. */
+    if (db_exec(db,
+          "UPDATE runs SET load_next_doc = $2, load_next_job = $3, n_docs = coalesce(n_docs, 0) + $4, "
+          "n_jobs = coalesce(n_jobs, 0) + $5, n_docs_error = n_docs_error + $6, "
+          "loaded_at = CASE WHEN $8 THEN now() END, "
+          "status = CASE WHEN $8 AND status = 'loading' THEN 'running' ELSE status END, "
+          "started_at = CASE WHEN $8 THEN coalesce(started_at, now()) ELSE started_at END "
+          "WHERE run_id = $1 AND load_next_doc = $7 AND loaded_at IS NULL RETURNING run_id",
+          8, (const char *const[]){id, nd, nj, adocs, ajobs, aerr, first, last ? "true" : "false"}, &r, err, errlen,
+          "recording the load's progress"))
+        goto error;
+    if (PQntuples(r) != 1) {
+        log_seterr(err, errlen, "run %" PRId64 ": the load moved on without this coordinator (is another one running?)",
+                   l->run_id);
+        goto error;
+    }
+    PQclear(r);
+    r = NULL;
+    if (db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "loading documents")) goto error;
+    free(l->b.p);
+    free(l->jobs);
+    free(l);
+    *lp = NULL;
+    return 0;
+error:
+    PQclear(r);
+    db_loader_abort(lp);
+    return -1;
+}
+
+int db_load_analyze(db_t *db, char *err, size_t errlen) {
+    return db_exec(db, "SELECT tokshift_analyze_load()", 0, NULL, NULL, err, errlen, "analyzing documents and jobs");
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+int db_jobs_pending(db_t *db, int64_t run_id, int requeue_leased, int64_t **ids, size_t *n, char *err,
+                    size_t errlen) {
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *p[1] = {id};
+    PGresult *r;
+    *ids = NULL;
+    *n = 0;
+    if (requeue_leased &&
+        db_exec(db,
+          "UPDATE jobs SET state = 'pending', attempt_token = NULL, worker = NULL, "
+          "error = 'requeued: the coordinator restarted' WHERE run_id = $1 AND state = 'leased'",
+          1, p, NULL, err, errlen, "requeueing leased jobs"))
+        return -1;
+    if (db_exec(db, "SELECT job_id FROM jobs WHERE run_id = $1 AND state = 'pending' ORDER BY job_id", 1, p, &r, err,
+          errlen, "listing pending jobs"))
+        return -1;
+    size_t k = (size_t)PQntuples(r);
+    if (k && !(*ids = malloc(k * sizeof **ids))) {
+        PQclear(r);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    for (size_t i = 0; i < k; i++) (*ids)[i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+    *n = k;
+    PQclear(r);
+    return 0;
+}
+
+int db_jobs_leased(db_t *db, int64_t run_id, db_lease_t **leases, size_t *n, char *err, size_t errlen) {
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    PGresult *r;
+    *leases = NULL;
+    *n = 0;
+    if (db_exec(db,
+          "SELECT job_id, attempt_token, worker, (extract(epoch FROM now() - leased_at) * 1000)::bigint FROM jobs "
+          "WHERE run_id = $1 AND state = 'leased' ORDER BY job_id",
+          1, (const char *const[]){id}, &r, err, errlen, "listing leased jobs"))
+        return -1;
+    size_t k = (size_t)PQntuples(r);
+    if (k && !(*leases = calloc(k, sizeof **leases))) {
+        PQclear(r);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    for (size_t i = 0; i < k; i++) {
+        db_lease_t *l = &(*leases)[i];
+        l->job_id = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        l->token = strtoll(PQgetvalue(r, (int)i, 1), NULL, 10);
+        snprintf(l->worker, sizeof l->worker, "%s", PQgetvalue(r, (int)i, 2));
+        l->age_ms = strtoll(PQgetvalue(r, (int)i, 3), NULL, 10);
+    }
+    *n = k;
+    PQclear(r);
+    return 0;
+}
+
+int db_job_lease(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const char *worker, int *attempts,
+                 char *err, size_t errlen) {
+    char a[32], b[32], c[32];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
+    snprintf(b, sizeof b, "%" PRId64, job_id);
+    snprintf(c, sizeof c, "%" PRId64, token);
+    PGresult *r;
+    if (db_exec(db,
+          "UPDATE jobs SET state = 'leased', attempts = attempts + 1, attempt_token = $3, worker = $4, "
+          "leased_at = now() WHERE run_id = $1 AND job_id = $2 AND state = 'pending' RETURNING attempts",
+          4, (const char *const[]){a, b, c, worker}, &r, err, errlen, "leasing a job"))
+        return -1;
+    int ok = PQntuples(r) == 1;
+    if (ok && attempts) *attempts = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return ok ? 0 : 1;
+}
+
+db_release_t db_job_release(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
+                   char *err, size_t errlen) {
+    char a[32], b[32], c[32], m[16];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
+    snprintf(b, sizeof b, "%" PRId64, job_id);
+    snprintf(c, sizeof c, "%" PRId64, token);
+    snprintf(m, sizeof m, "%d", max_attempts);
+    PGresult *r;
+    if (db_exec(db,
+          "UPDATE jobs SET state = CASE WHEN attempts >= $5::int THEN 'failed' ELSE 'pending' END, "
+          "attempt_token = CASE WHEN attempts >= $5::int THEN attempt_token END, error = $4 "
+          "WHERE run_id = $1 AND job_id = $2 AND state = 'leased' AND attempt_token = $3 RETURNING state",
+          5, (const char *const[]){a, b, c, reason, m}, &r, err, errlen, "releasing a job"))
+        return DB_RELEASE_ERROR;
+    db_release_t rc = PQntuples(r) != 1                     ? DB_RELEASE_STALE
+                      : !strcmp(PQgetvalue(r, 0, 0), "failed") ? DB_RELEASE_FAILED
+                                                               : DB_RELEASE_REQUEUED;
+    PQclear(r);
+    return rc;
+}
+
+int db_job_state(db_t *db, int64_t run_id, int64_t job_id, char state[16], char *err, size_t errlen) {
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
+    snprintf(b, sizeof b, "%" PRId64, job_id);
+    PGresult *r;
+    if (db_exec(db, "SELECT state FROM jobs WHERE run_id = $1 AND job_id = $2", 2, (const char *const[]){a, b}, &r, err,
+          errlen, "reading a job's state"))
+        return -1;
+    int ok = PQntuples(r) == 1;
+    snprintf(state, 16, "%s", ok ? PQgetvalue(r, 0, 0) : "missing");
+    PQclear(r);
+    return ok ? 0 : 1;
+}
+
+int db_job_docs(db_t *db, int64_t run_id, int64_t job_id, db_doc_t **docs, size_t *n, char *err, size_t errlen) {
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
+    snprintf(b, sizeof b, "%" PRId64, job_id);
+    PGresult *r;
+    *docs = NULL;
+    *n = 0;
+    if (db_exec(db,
+          "SELECT doc_id, text FROM documents WHERE run_id = $1 AND job_id = $2 AND text IS NOT NULL ORDER BY doc_id",
+          2, (const char *const[]){a, b}, &r, err, errlen, "reading a job's documents"))
+        return -1;
+    size_t k = (size_t)PQntuples(r);
+    db_doc_t *d = calloc(k ? k : 1, sizeof *d);
+    if (!d) goto oom;
+    for (size_t i = 0; i < k; i++) {
+        d[i].doc_id = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        d[i].text_len = (size_t)PQgetlength(r, (int)i, 1);
+        if (!(d[i].text = malloc(d[i].text_len + 1))) {
+            db_docs_free(d, i);
+            goto oom;
+        }
+        memcpy(d[i].text, PQgetvalue(r, (int)i, 1), d[i].text_len + 1);
+    }
+    PQclear(r);
+    *docs = d;
+    *n = k;
+    return 0;
+oom:
+    PQclear(r);
+    return log_seterr(err, errlen, "database: out of memory for a job's documents");
+}
+
+void db_docs_free(db_doc_t *docs, size_t n) {
+    if (!docs) return;
+    for (size_t i = 0; i < n; i++) free(docs[i].text);
+    free(docs);
+}
+
+int db_progress(db_t *db, int64_t run_id, db_progress_t *o, char *err, size_t errlen) {
+    char a[32];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
+    PGresult *r;
+    if (db_exec(db,
+          "SELECT p.jobs, p.jobs_done, p.jobs_failed, p.jobs_leased, p.jobs_pending, p.docs_done, p.tokens_done, "
+          "p.retries, coalesce(r.n_docs, 0), r.n_docs_error "
+          "FROM run_progress p JOIN runs r USING (run_id) WHERE p.run_id = $1",
+          1, (const char *const[]){a}, &r, err, errlen, "reading progress"))
+        return -1;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return log_seterr(err, errlen, "run %" PRId64 " does not exist", run_id);
+    }
+    int64_t *f[] = {&o->jobs, &o->done, &o->failed, &o->leased, &o->pending,
+                    &o->docs_done, &o->tokens_done, &o->retries, &o->docs, &o->docs_error};
+    for (int i = 0; i < 10; i++) *f[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
+    PQclear(r);
+    return 0;
+}
