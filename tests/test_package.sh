@@ -50,7 +50,7 @@ done
 # Install it; from now on only installed files are used, from an empty folder.
 dpkg -i "$DEB" >"$TMP/dpkg.log" 2>&1 || { installed=1; fail "dpkg -i: $(tail -5 "$TMP/dpkg.log")"; exit 1; }
 installed=1
-cd "$TMP"
+cd "$TMP" || exit 1
 for f in /usr/bin/tokshift /usr/bin/tokshift-coordinator /usr/bin/tokshift-worker \
          /usr/share/tokshift/sql/roles.sql /usr/share/tokshift/sql/queries/shift_by_position.sql \
          /usr/share/tokshift/deploy/local-run.sh /usr/share/tokshift/deploy/slurm/tokshift.sbatch \

@@ -51,6 +51,7 @@ cleanup() {
 trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+step() { echo "[${SECONDS}s] $*"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 waitfor() {  # SECONDS WHAT CMD...: poll CMD every 0.2 s
   local n=$(($1 * 5)) what=$2; shift 2
@@ -115,15 +116,16 @@ if ! waitfor 30 "the Slurm node to come up" node_idle; then
   tail -n 5 "$TMP/log/slurmctld.log" "$TMP/log/slurmd.log" "$TMP/log/"*.err 2>/dev/null
   exit 1
 fi
-echo "slurm: $(sinfo -h -o '%P %D node(s) %c CPUs %t') ($(sinfo -V))"
+step "slurm: $(sinfo -h -o '%P %D node(s) %c CPUs %t') ($(sinfo -V))"
 
 # --- PostgreSQL, and the reference run ----------------------------------
+step "PostgreSQL and the reference run"
 DB=$("$ROOT/deploy/pg-cluster.sh" start "$TMP/pg" 2>"$TMP/log/pg.err") || { fail "pg-cluster.sh: $(cat "$TMP/log/pg.err")"; exit 1; }
 psqlc() { psql "$DB" -XAtqc "$1"; }
 CORPUS=$ROOT/deploy/demo/stories.jsonl
 # One BLAS thread everywhere, and the same jobs: the runs compute the same
 # floating-point operations in the same order, so their rows must be equal.
-SETTINGS=(--prefix-lengths 16,32 --cont-len 16 --samples 4 --job-docs 1 --seed 7)
+SETTINGS=(--prefix-lengths '16,32' --cont-len 16 --samples 4 --job-docs 1 --seed 7)
 "$BUILD/tokshift" db migrate --db "$DB" 2>"$TMP/log/migrate.err" || { fail "migrate: $(cat "$TMP/log/migrate.err")"; exit 1; }
 EP=tcp://127.0.0.1:$(free_port)
 OPENBLAS_NUM_THREADS=1 "$BUILD/tokshift-coordinator" --run ref --model "$MODEL" --db "$DB" --bind "$EP" \
@@ -167,6 +169,7 @@ check_run() {  # RUN: complete and equal to the reference
 }
 
 # --- 2: one batch job serves the whole run ------------------------------
+step "sbatch run slurm"
 j=$(submit slurm 2) || { fail "sbatch: $j"; exit 1; }
 waitfor 90 "job $j (run slurm)" job_gone "$j" || { scancel "$j"; sleep 1; }
 [ "$(job_state "$j")" = COMPLETED ] || fail "job $j ended $(job_state "$j"): $(tail -5 "$TMP/jobs/slurm-$j.out")"
@@ -175,15 +178,16 @@ grep -q 'coordinator exited 0' "$TMP/jobs/slurm-$j.out" || fail "job $j's log la
 check_run slurm
 
 # --- 3: scancel mid-run, resubmit, plus an array worker -----------------
+step "sbatch run resume"
 j=$(submit resume 1) || { fail "sbatch: $j"; exit 1; }
 some_done() { [ "$(jobs_done resume)" -ge 3 ]; }
 waitfor 60 "3 jobs of run resume done" some_done
 scancel "$j"
 waitfor 30 "job $j to end after scancel" job_gone "$j"
 before=$(jobs_done resume)
-echo "run resume: cancelled (job $j $(job_state "$j")) with $before/$NJOBS jobs done"
+step "run resume: cancelled (job $j $(job_state "$j")) with $before/$NJOBS jobs done"
 [ "$before" -lt "$NJOBS" ] || fail "run resume completed before scancel took effect; the resume is untested"
-[ "$(psqlc "SELECT status FROM runs WHERE name = 'resume'")" != done ] || fail "run resume says done after the cancel"
+[ "$(psqlc "SELECT status FROM runs WHERE name = 'resume'")" != 'done' ] || fail "run resume says done after the cancel"
 first_done=$(psqlc "SELECT string_agg(job_id || ':' || done_at, ',' ORDER BY job_id) FROM jobs JOIN runs USING (run_id) WHERE name = 'resume' AND state = 'done'")
 # The resubmitted job serves the run without workers of its own: the one
 # worker is an array task (tokshift-workers.sbatch), started first, which
