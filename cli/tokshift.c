@@ -456,8 +456,8 @@ static int cmd_db_drop_run(int argc, char **argv) {
         case 'h':
             printf("%s\n\n"
                    "Deletes the run RUN (a name or an id) and everything of it: its documents,\n"
-                   "jobs, sequences and rollups, and its token statistics partition(s), which are\n"
-                   "dropped whole.  Models and vocabularies stay.  Run it as the schema's owner,\n"
+                   "jobs and rollups, and its partition(s) of the per-sequence statistics, which\n"
+                   "are dropped whole.  Models and vocabularies stay.  Run it as the schema's owner,\n"
                    "with the run's coordinator and workers stopped.  It shows the run and asks for\n"
                    "its name again when stdin is a terminal; --yes deletes without asking (and\n"
                    "is required when stdin is not a terminal).\n",

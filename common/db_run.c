@@ -154,7 +154,7 @@ int db_run_drop(db_t *db, int64_t run_id, int *n_partitions, char *err, size_t e
     }
     PQclear(r);
     r = NULL;
-    /* Rows first (documents, jobs, sequences, rollups: ON DELETE CASCADE),
+    /* Rows first (documents, jobs, rollups: ON DELETE CASCADE),
      * under row locks that leave other runs alone; then the partitions,
      * whose DROP locks their parent tables for every run until COMMIT, so
      * that comes last and waits for those locks at most lock_timeout. */
