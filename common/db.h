@@ -85,6 +85,15 @@ int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err,
 int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);
 /* Finds a run by name or by decimal id; 1 when absent. */
 int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
+/* Deletes the run run_id with all of its results, in one transaction: its
+ * rows (runs, and by ON DELETE CASCADE documents, jobs and the rollups) and
+ * its partitions of the tables partitioned by run_id (sequence_stats_r<id>),
+ * which are dropped, not emptied, so their size costs nothing.  Needs the
+ * rights of the schema's owner (DROP TABLE).  Waits at most 30 s for the
+ * partitioned tables' locks (other sessions' open transactions on them).
+ * Returns 0 with the partitions dropped in *n_partitions, 1 when there is
+ * no such run, -1 with a message (nothing changed). */
+int db_run_drop(db_t *self, int64_t run_id, int *n_partitions, char *err, size_t errlen);
 
 /* ---- documents and jobs (coordinator) ---------------------------------- */
 
