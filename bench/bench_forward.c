@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
                              .rope_base = 10000.0f, .norm_eps = 1e-5f};
     float *ones = log_xmalloc(sizeof(float) * d);
     for (int i = 0; i < d; i++) ones[i] = 1;
-    m.tok_embd = rnd((size_t)V * d, 0.1f, &s);
+    m.tok_embd = quant_mat(GGML_TYPE_F32, rnd((size_t)V * d, 0.1f, &s), V, d);
     m.output = m.tok_embd;
     m.output_norm = ones;
     m.layers = calloc(L, sizeof *m.layers);
@@ -49,13 +49,13 @@ int main(int argc, char **argv) {
     for (int l = 0; l < L; l++) {
         model_layer_t *ly = &m.layers[l];
         ly->attn_norm = ly->ffn_norm = ones;
-        ly->wq = rnd((size_t)d * d, 0.05f, &s);
-        ly->wk = rnd((size_t)kv * d, 0.05f, &s);
-        ly->wv = rnd((size_t)kv * d, 0.05f, &s);
-        ly->wo = rnd((size_t)d * d, 0.05f, &s);
-        ly->w_gate = rnd((size_t)FF * d, 0.05f, &s);
-        ly->w_up = rnd((size_t)FF * d, 0.05f, &s);
-        ly->w_down = rnd((size_t)d * FF, 0.05f, &s);
+        ly->wq = quant_mat(GGML_TYPE_F32, rnd((size_t)d * d, 0.05f, &s), d, d);
+        ly->wk = quant_mat(GGML_TYPE_F32, rnd((size_t)kv * d, 0.05f, &s), kv, d);
+        ly->wv = quant_mat(GGML_TYPE_F32, rnd((size_t)kv * d, 0.05f, &s), kv, d);
+        ly->wo = quant_mat(GGML_TYPE_F32, rnd((size_t)d * d, 0.05f, &s), d, d);
+        ly->w_gate = quant_mat(GGML_TYPE_F32, rnd((size_t)FF * d, 0.05f, &s), FF, d);
+        ly->w_up = quant_mat(GGML_TYPE_F32, rnd((size_t)FF * d, 0.05f, &s), FF, d);
+        ly->w_down = quant_mat(GGML_TYPE_F32, rnd((size_t)d * FF, 0.05f, &s), d, FF);
     }
     char err[LOG_ERRLEN];
     forward_t *f = forward_new(&m, W, W, 1, err, sizeof err);

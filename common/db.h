@@ -9,14 +9,15 @@
  * results for a worker exactly once: one transaction that checks the job's
  * attempt token, COPYs the rows and marks the job done.
  *
- * What it is not: a retry policy.  Functions return -1 with a message; the
- * message starts with "connection:" when the server could not be reached or
- * the connection broke, so callers know a retry (after db_reconnect) may
- * help.  Connection strings are never logged (they may hold passwords).
+ * What it is not: a retry policy.  Functions return -1 with a message;
+ * db_connection_lost() then says whether the server could not be reached or
+ * the connection broke (a retry after db_reconnect may help) rather than the
+ * statement or its data being at fault.  Connection strings are never logged (they may hold passwords).
  */
 #ifndef TS_DB_H
 #define TS_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,12 @@ typedef struct db db_t;
  * Returns NULL with a message (never containing the password). */
 db_t *db_connect(const char *conninfo, char *err, size_t errlen);
 void db_destroy(db_t **self_p);
+/* Whether the last call that failed on self failed because the connection
+ * is gone (its state, or an SQLSTATE of class 08 or 57P01-57P03), as
+ * opposed to the statement or its data; 1 for a NULL self (never
+ * connected).  Reset by the next failure, not by success. */
+int db_connection_lost(const db_t *self);
+
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
 
@@ -139,10 +146,17 @@ int db_jobs_leased(db_t *self, int64_t run_id, db_lease_t **leases, size_t *n, c
 int db_job_lease(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *worker, int *attempts,
                  char *err, size_t errlen);
 
+/* What db_job_release did. */
+typedef enum {
+    DB_RELEASE_ERROR = -1,   /* the database failed (message in err) */
+    DB_RELEASE_REQUEUED = 0, /* back to pending */
+    DB_RELEASE_STALE = 1,    /* no longer leased with that token (e.g. done) */
+    DB_RELEASE_FAILED = 2,   /* attempts exhausted: failed with the reason */
+} db_release_t;
+
 /* Puts a leased job back (token must match): to pending, or to failed with
- * reason when attempts >= max_attempts.  Returns 0 requeued, 2 failed, 1 when
- * the job was no longer leased with that token (e.g. already done). */
-int db_job_release(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
+ * reason when attempts >= max_attempts. */
+db_release_t db_job_release(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
                    char *err, size_t errlen);
 
 /* The state of a job ("pending", ...) into state[16]. */
@@ -166,33 +180,67 @@ int db_progress(db_t *self, int64_t run_id, db_progress_t *out, char *err, size_
 
 /* ---- results (worker) -------------------------------------------------- */
 
+/* A sequence's kind (the SQL enum tokshift_kind, by these names). */
+typedef enum { DB_KIND_HUMAN, DB_KIND_HUMAN_CONT, DB_KIND_SAMPLE, DB_N_KINDS } db_kind_t;
+/* "human", "human_cont", "sample". */
+const char *db_kind_name(db_kind_t kind);
+
+/* How many human tokens of largest z a job keeps in top_tokens. */
+#define DB_TOP_TOKENS 64
+/* Confidence bins of calib_rollups: width_bucket(conf, 0, 1.0000001, 10),
+ * so 1..10 for conf in [0, 1] (0 and 11 only for values outside). */
+#define DB_CALIB_BINS 12
+
+/* One scored sequence and its per-token statistics in token order (one row
+ * of sequence_stats).  The arrays are borrowed; pos and context_len are not
+ * stored: they follow from the kind, the cut and the run's settings
+ * (005_sequence_arrays.sql). */
 typedef struct {
     int64_t doc_id;
+    uint64_t seed;             /* has_sample */
     int32_t seq_no;
-    const char *kind; /* "human", "human_cont", "sample" */
-    int32_t cut;      /* -1 for human */
-    int32_t sample_idx; /* -1 unless sample */
-    uint64_t seed;
-    float temperature, top_p;
-    int32_t top_k;
+    int32_t cut;               /* has_cut */
+    int32_t sample_idx;        /* has_sample */
+    db_kind_t kind;
     int32_t n_tokens;
+    bool has_cut, has_sample;  /* what is not there is NULL */
+    const int32_t *token_id, *rank;
+    const float *logprob, *entropy, *top1_logprob, *varentropy;
 } db_seq_t;
 
+/* Sums of one job's tokens of a kind at a position (human: pos;
+ * continuations: pos - cut), for position_stats and its kin. */
 typedef struct {
-    int64_t doc_id;
-    int32_t seq_no, pos, token_id;
-    float logprob, entropy;
-    int32_t rank;
-    float top1_logprob, varentropy;
-    int32_t context_len;
-} db_tok_t;
-
-typedef struct {
-    const char *kind;
+    db_kind_t kind;
     int32_t position;
     int64_t n, n_z;
     double sum_surprisal, sumsq_surprisal, sum_entropy, sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z;
 } db_rollup_t;
+
+/* One job's tokens of a kind in one confidence bin. */
+typedef struct {
+    db_kind_t kind;
+    int32_t bin;
+    int64_t n, n_correct;
+    double sum_conf, sumsq_conf;
+} db_calib_t;
+
+/* One document's tokens of a kind (and cut: 0 for the human text). */
+typedef struct {
+    int64_t doc_id;
+    db_kind_t kind;
+    int32_t cut;
+    int64_t n, n_z;
+    double sum_surprisal, sumsq_surprisal, sum_entropy, sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z;
+} db_docsum_t;
+
+/* One of a job's human tokens of largest z. */
+typedef struct {
+    int64_t doc_id;
+    int32_t pos, token_id, rank;
+    float logprob, entropy, varentropy;
+    double z;
+} db_toptok_t;
 
 typedef struct {
     int64_t doc_id;
@@ -203,10 +251,15 @@ typedef struct {
 typedef struct {
     const db_seq_t *seqs;
     size_t n_seqs;
-    const db_tok_t *toks;
-    size_t n_toks;
+    size_t n_toks; /* the sum of the sequences' n_tokens */
     const db_rollup_t *rollups;
     size_t n_rollups;
+    const db_calib_t *calib;
+    size_t n_calib;
+    const db_docsum_t *docsums;
+    size_t n_docsums;
+    const db_toptok_t *top;
+    size_t n_top;
     const db_docres_t *docs;
     size_t n_docs;
     double compute_s;

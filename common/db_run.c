@@ -391,7 +391,7 @@ int db_job_lease(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const 
     return ok ? 0 : 1;
 }
 
-int db_job_release(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
+db_release_t db_job_release(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
                    char *err, size_t errlen) {
     char a[32], b[32], c[32], m[16];
     snprintf(a, sizeof a, "%" PRId64, run_id);
@@ -404,8 +404,10 @@ int db_job_release(db_t *db, int64_t run_id, int64_t job_id, int64_t token, cons
           "attempt_token = CASE WHEN attempts >= $5::int THEN attempt_token END, error = $4 "
           "WHERE run_id = $1 AND job_id = $2 AND state = 'leased' AND attempt_token = $3 RETURNING state",
           5, (const char *const[]){a, b, c, reason, m}, &r, err, errlen, "releasing a job"))
-        return -1;
-    int rc = PQntuples(r) != 1 ? 1 : !strcmp(PQgetvalue(r, 0, 0), "failed") ? 2 : 0;
+        return DB_RELEASE_ERROR;
+    db_release_t rc = PQntuples(r) != 1                     ? DB_RELEASE_STALE
+                      : !strcmp(PQgetvalue(r, 0, 0), "failed") ? DB_RELEASE_FAILED
+                                                               : DB_RELEASE_REQUEUED;
     PQclear(r);
     return rc;
 }

@@ -304,7 +304,7 @@ static int lock_ms(const opts_t *o) { return o->heartbeat / 2 > 50 ? (int)(o->he
 /* Notes a failed database call: a lost connection pauses database work until
  * tick() has reconnected. */
 static void db_trouble(coord_t *c, const char *err) {
-    if (c->db_down || strncmp(err, "connection:", 11)) return;
+    if (c->db_down || !db_connection_lost(c->db)) return;
     c->db_down = 1;
     log_warn("PostgreSQL is unreachable (%s); reconnecting every %ld ms, jobs stay as PostgreSQL has them", err,
              c->o->heartbeat);
@@ -355,12 +355,12 @@ static void send_to(coord_t *c, fleet_worker_t *w, const wire_msg_t *m) {
 
 /* Puts w's job back (or fails it at the attempt limit) with reason.  When
  * PostgreSQL cannot be told, the release is kept and retried by tick(). */
-static void release_job(coord_t *c, int64_t job_id, uint64_t token, const char *reason) {
+static void release_job_limit(coord_t *c, int64_t job_id, uint64_t token, const char *reason, int max_attempts) {
     char err[LOG_ERRLEN];
-    int r = c->db_down ? -1
-                       : db_job_release(c->db, c->run_id, job_id, (int64_t)token, reason, (int)c->o->max_attempts,
-                                        err, sizeof err);
-    if (r < 0) {
+    db_release_t r = c->db_down ? DB_RELEASE_ERROR
+                                : db_job_release(c->db, c->run_id, job_id, (int64_t)token, reason, max_attempts, err,
+                                                 sizeof err);
+    if (r == DB_RELEASE_ERROR) {
         if (!c->db_down) {
             if (!c->retrying) log_error("job %" PRId64 ": %s (will retry)", job_id, err);
             db_trouble(c, err);
@@ -379,14 +379,19 @@ static void release_job(coord_t *c, int64_t job_id, uint64_t token, const char *
         snprintf(u->reason, sizeof u->reason, "%s", reason);
         return;
     }
-    if (r == 0) {
+    if (r == DB_RELEASE_REQUEUED) {
         c->retries++;
         log_warn("job %" PRId64 " requeued: %s", job_id, reason);
         if (q_push(c, job_id)) log_error("out of memory requeueing job %" PRId64, job_id);
-    } else if (r == 2) {
+    } else if (r == DB_RELEASE_FAILED) {
         c->failed++;
-        log_error("job %" PRId64 " failed after %ld attempts: %s", job_id, c->o->max_attempts, reason);
+        log_error("job %" PRId64 " failed (%s): %s", job_id, max_attempts ? "attempts exhausted" : "not retryable",
+                  reason);
     }
+}
+
+static void release_job(coord_t *c, int64_t job_id, uint64_t token, const char *reason) {
+    release_job_limit(c, job_id, token, reason, (int)c->o->max_attempts);
 }
 
 /* Retries the releases that PostgreSQL could not be told. */
@@ -562,6 +567,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", c->o->run,
                      c->identity, m->u.hello.worker, m->u.hello.model_identity);
             s.u.shutdown.reason = reason;
+            s.u.shutdown.code = WIRE_SHUTDOWN_MODEL_MISMATCH;
             if (ratelimit_allow(&c->peer_log, now_ms(), NULL)) log_warn("%s", reason);
             wire_send(c->sock, peer, peer_len, &s, err, sizeof err);
             return;
@@ -635,7 +641,10 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
         if (a >= 0) adopted_drop(c, (size_t)a);
         char reason[600];
         snprintf(reason, sizeof reason, "worker %s: %s", w ? w->name : "?", m->u.failed.error ? m->u.failed.error : "");
-        release_job(c, job_id, m->u.failed.attempt_token, reason);
+        /* A failure the worker calls not retryable (the job itself is bad)
+         * fails the job now: another attempt would end the same way. */
+        release_job_limit(c, job_id, m->u.failed.attempt_token, reason,
+                          m->u.failed.retryable ? (int)c->o->max_attempts : 0);
         return;
     }
     case WIRE_HEARTBEAT:
@@ -975,6 +984,7 @@ int main(int argc, char **argv) {
     } else if (!exit_code) {
         wire_msg_t s = {.type = WIRE_SHUTDOWN};
         s.u.shutdown.reason = "run complete";
+        s.u.shutdown.code = WIRE_SHUTDOWN_RUN_COMPLETE;
         for (size_t i = 0; i < fleet_size(c.fleet); i++) send_to(&c, fleet_at(c.fleet, i), &s);
         db_run_set_status(db, c.run_id, "done", err, sizeof err);
         if (db_progress(db, c.run_id, &pg, err, sizeof err) == 0) {

@@ -219,6 +219,8 @@ static int validate(const wire_msg_t *m, char *err, size_t errlen) {
         BOOL01("FAILED retryable", m->u.failed.retryable);
         return 0;
     case WIRE_SHUTDOWN:
+        if ((unsigned)m->u.shutdown.code > WIRE_SHUTDOWN_MODEL_MISMATCH)
+            return log_seterr(err, errlen, "SHUTDOWN code %d is not a known code", (int)m->u.shutdown.code);
         return check_str("SHUTDOWN reason", m->u.shutdown.reason, err, errlen);
     }
     return log_seterr(err, errlen, "unknown message type %d", (int)m->type);
@@ -333,6 +335,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         break;
     case WIRE_SHUTDOWN:
         shutdown.reason = str_in(m->u.shutdown.reason);
+        shutdown.code = (Tokshift__ShutdownCode)m->u.shutdown.code;
         env.shutdown = &shutdown;
         break;
     }
@@ -509,6 +512,10 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
     }
     case WIRE_SHUTDOWN:
         DUP(m->u.shutdown.reason, env->shutdown->reason);
+        /* An open enum: a newer peer's code is "other" to this one. */
+        m->u.shutdown.code = env->shutdown->code == TOKSHIFT__SHUTDOWN_CODE__SHUTDOWN_RUN_COMPLETE     ? WIRE_SHUTDOWN_RUN_COMPLETE
+                             : env->shutdown->code == TOKSHIFT__SHUTDOWN_CODE__SHUTDOWN_MODEL_MISMATCH ? WIRE_SHUTDOWN_MODEL_MISMATCH
+                                                                                                        : WIRE_SHUTDOWN_OTHER;
         return 0;
     case WIRE_READY:
     case WIRE_HEARTBEAT:

@@ -50,6 +50,14 @@ typedef enum {
     WIRE_SHUTDOWN = 8,
 } wire_type_t;
 
+/* Why a SHUTDOWN (tokshift.proto's ShutdownCode); the worker's exit status
+ * follows it, never the reason text. */
+typedef enum {
+    WIRE_SHUTDOWN_OTHER = 0,
+    WIRE_SHUTDOWN_RUN_COMPLETE = 1,
+    WIRE_SHUTDOWN_MODEL_MISMATCH = 2,
+} wire_shutdown_code_t;
+
 /* The settings of a run: how each document is measured. */
 typedef struct {
     int32_t window;          /* W */
@@ -114,6 +122,7 @@ typedef struct {
         } failed;
         struct { /* SHUTDOWN */
             char *reason;
+            wire_shutdown_code_t code;
         } shutdown;
     } u;
 } wire_msg_t;

@@ -4,13 +4,15 @@
 --
 --   tokshift_coordinator  registers runs, loads documents and jobs, leases
 --                         and releases jobs, reads progress; creates a run's
---                         token_stats partition only through
+--                         sequence_stats partition only through
 --                         tokshift_create_partition() (SECURITY DEFINER,
---                         migration 003) and analyzes documents and jobs only
---                         through tokshift_analyze_load() (migration 006), so
---                         it has no DDL rights and owns no table.
---   tokshift_worker       writes results: INSERT into sequences,
---                         token_stats, job_rollups, models, vocab; marks a
+--                         migrations 003 and 005) and analyzes documents
+--                         and jobs only through tokshift_analyze_load()
+--                         (migration 006), so it has no DDL rights and owns
+--                         no table.
+--   tokshift_worker       writes results: INSERT into sequence_stats,
+--                         job_rollups, calib_rollups, doc_rollups,
+--                         top_tokens, models, vocab; marks a
 --                         job done only through tokshift_job_done() with
 --                         the job's attempt token (migration 004: it cannot
 --                         read tokens nor update jobs otherwise); sets
@@ -61,7 +63,7 @@ DO $$ BEGIN
     RAISE EXCEPTION 'the tokshift schema is not migrated here (no tokshift_create_partition): run `tokshift db migrate` first';
 END $$;
 \endif
-SELECT tableowner AS owner FROM pg_tables WHERE schemaname = :'schemaname' AND tablename = 'token_stats' \gset
+SELECT tableowner AS owner FROM pg_tables WHERE schemaname = :'schemaname' AND tablename = 'sequence_stats' \gset
 SET client_min_messages = warning;
 
 BEGIN;
@@ -130,7 +132,7 @@ GRANT EXECUTE ON FUNCTION tokshift_job_done(bigint, bigint, bigint, bigint, doub
     TO :"worker_role";
 GRANT SELECT (run_id, job_id, state) ON jobs TO :"worker_role";
 GRANT SELECT (run_id, doc_id), UPDATE (n_tokens, error) ON documents TO :"worker_role";
-GRANT INSERT ON sequences, token_stats, job_rollups, vocab TO :"worker_role";
+GRANT INSERT ON sequence_stats, job_rollups, calib_rollups, doc_rollups, top_tokens, vocab TO :"worker_role";
 GRANT SELECT (model_id, identity), INSERT ON models TO :"worker_role";
 GRANT USAGE ON SEQUENCE models_model_id_seq TO :"worker_role";
 

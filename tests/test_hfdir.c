@@ -593,7 +593,7 @@ static void check_equivalent(const spec_t *s, const gguf_t *vg, ggml_type_t type
                  a->parallel_residual == b->parallel_residual && a->rope_dim == b->rope_dim &&
                  a->norm_eps == b->norm_eps && a->rope_base == b->rope_base && a->n_ctx_train == b->n_ctx_train,
              "%s: configurations differ", s->label);
-    TU_CHECK((mg->output == mg->tok_embd) == (mh->output == mh->tok_embd), "%s: tying differs", s->label);
+    TU_CHECK((mg->output.data == mg->tok_embd.data) == (mh->output.data == mh->tok_embd.data), "%s: tying differs", s->label);
 
     /* The same text through both tokenizers, then the same ids through both. */
     int32_t *ig = NULL, *ih = NULL;

@@ -20,8 +20,8 @@ static void check_matmul(int T, int in, int out) {
     for (int i = 0; i < out * in; i++) w[i] = frand();
     for (int i = 0; i < T * out; i++) y1[i] = y2[i] = frand(); /* for beta = 1 */
     for (int beta = 0; beta <= 1; beta++) {
-        kern_matmul(y1, x, w, T, in, out, (float)beta);
-        kern_matmul_ref(y2, x, w, T, in, out, (float)beta);
+        kern_matmul(y1, out, x, w, T, in, out, (float)beta);
+        kern_matmul_ref(y2, out, x, w, T, in, out, (float)beta);
         double worst = 0;
         for (int t = 0; t < T; t++)
             for (int o = 0; o < out; o++) {

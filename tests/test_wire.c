@@ -212,6 +212,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         break;
     case WIRE_SHUTDOWN:
         pb_str(&s, 1, m->u.shutdown.reason);
+        pb_u64(&s, 2, (uint64_t)(int64_t)m->u.shutdown.code);
         break;
     case WIRE_READY:
     case WIRE_HEARTBEAT:
@@ -363,6 +364,7 @@ static wire_msg_t mk_failed(int edge) {
 static wire_msg_t mk_shutdown(int edge) {
     wire_msg_t m = {.type = WIRE_SHUTDOWN};
     m.u.shutdown.reason = xstrdup(edge ? "" : "run 7 finished \xe2\x9c\x93");
+    m.u.shutdown.code = edge ? WIRE_SHUTDOWN_MODEL_MISMATCH : WIRE_SHUTDOWN_RUN_COMPLETE;
     return m;
 }
 
@@ -438,6 +440,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         break;
     case WIRE_SHUTDOWN:
         D(str_eq(a->u.shutdown.reason, b->u.shutdown.reason) && b->u.shutdown.reason, "reason");
+        D(a->u.shutdown.code == b->u.shutdown.code, "code");
         break;
     case WIRE_READY:
     case WIRE_HEARTBEAT:
@@ -498,6 +501,22 @@ static void test_roundtrips(void) {
     roundtrip(mk_failed(1), "FAILED NULL error, retryable");
     roundtrip(mk_shutdown(0), "SHUTDOWN");
     roundtrip(mk_shutdown(1), "SHUTDOWN empty reason");
+    {   /* A code from a newer peer is read as "other", never as a reason to
+         * exit with another status; an encoder refuses codes it lacks. */
+        wire_msg_t m = mk_shutdown(0), d;
+        m.u.shutdown.code = (wire_shutdown_code_t)9;
+        pb_t raw = tenc(&m, WIRE_PROTOCOL_VERSION);
+        TU_CHECK(wire_decode(raw.b, raw.n, &d, err, sizeof err) == 0 && d.u.shutdown.code == WIRE_SHUTDOWN_OTHER,
+                 "SHUTDOWN code 9 decodes as %d (%s)", (int)d.u.shutdown.code, err);
+        wire_msg_clear(&d);
+        free(raw.b);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        TU_CHECK(wire_encode(&m, &buf, &len, err, sizeof err) == -1 && strstr(err, "SHUTDOWN code"),
+                 "SHUTDOWN code 9 encoded: %s", err);
+        free(buf);
+        wire_msg_clear(&m);
+    }
 
     /* A text of exactly WIRE_MAX_STRING bytes is legal (the bound is inclusive). */
     wire_msg_t m = mk_job_big(WIRE_MAX_STRING), d;

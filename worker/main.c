@@ -161,7 +161,7 @@ static int commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, i
             db_set_timeout(*dbp, "idle_in_transaction_session_timeout", 60000, NULL, 0);
             int rc = db_commit_job(*dbp, run_id, job_id, token, res, write_s, err, errlen);
             if (rc >= 0) return rc;
-            if (strncmp(err, "connection:", 11)) return -1; /* the data, not the server */
+            if (!db_connection_lost(*dbp)) return -1; /* the data, not the server */
         } else if (!(*dbp = db_connect(conninfo, err, errlen))) {
             /* stays NULL; retried below */
         } else {
@@ -396,7 +396,7 @@ int main(int argc, char **argv) {
         }
         case WIRE_SHUTDOWN:
             log_info("coordinator: %s", msg.u.shutdown.reason ? msg.u.shutdown.reason : "shutdown");
-            rc = msg.u.shutdown.reason && !strncmp(msg.u.shutdown.reason, "model mismatch", 14) ? EXIT_MISMATCH : 0;
+            rc = msg.u.shutdown.code == WIRE_SHUTDOWN_MODEL_MISMATCH ? EXIT_MISMATCH : 0;
             wire_msg_clear(&msg);
             goto done;
         default:

@@ -28,8 +28,34 @@ struct forward {
     float *hb2;    /* [B][n_ff] */
     float *scores; /* [B][n_ctx] */
     float *logits; /* [B][n_vocab] */
+    float *wbuf;   /* [panel_rows][max cols] dequantized weight rows */
+    int panel_rows; /* rows of a weight matrix dequantized at a time */
     int *row_pos, *row_slot; /* [B] for forward_prefill */
 };
+
+/* Rows of a stored (non-fp32) weight matrix dequantized per sgemm: enough
+ * that X is packed rarely (sgemm packs X once per call: with P rows per call
+ * that is 1/P of the products), few enough that the panel stays in the
+ * cache between its dequantization and its use (256 rows of 4096 fp32 are
+ * 4 MiB). */
+#define FORWARD_PANEL_ROWS 256
+
+/* The widest row of any weight matrix that cannot be used in place (fp32
+ * stored and aligned), so the panel scratch can hold it; 0 when there is
+ * none (an F32 model needs no scratch). */
+static int64_t widest_stored_row(const model_t *m) {
+    int64_t w = 0;
+    const quant_mat_t *top[] = {&m->tok_embd, &m->pos_embd, &m->output};
+    for (size_t i = 0; i < sizeof top / sizeof *top; i++)
+        if (top[i]->data && !quant_mat_f32(top[i]) && top[i]->cols > w) w = top[i]->cols;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const model_layer_t *L = &m->layers[l];
+        const quant_mat_t *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+            if (mats[i]->data && !quant_mat_f32(mats[i]) && mats[i]->cols > w) w = mats[i]->cols;
+    }
+    return w;
+}
 
 forward_t *forward_new(const model_t *m, int n_ctx, int max_batch, int n_slots, char *err, size_t errlen) {
     const model_config_t *c = &m->cfg;
@@ -47,9 +73,11 @@ forward_t *forward_new(const model_t *m, int n_ctx, int max_batch, int n_slots, 
     f->q_dim = c->n_head * c->head_dim;
     f->kv_dim = c->n_head_kv * c->head_dim;
     size_t B = (size_t)max_batch;
+    f->panel_rows = FORWARD_PANEL_ROWS;
+    size_t wbuf = (size_t)f->panel_rows * (size_t)widest_stored_row(m);
     size_t sizes[] = {B * c->n_embd, B * c->n_embd, B * f->q_dim, B * f->kv_dim, B * f->kv_dim, B * f->q_dim,
-                      B * c->n_ff,   B * c->n_ff,   B * n_ctx,    B * c->n_vocab};
-    float **dst[] = {&f->x, &f->xb, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->scores, &f->logits};
+                      B * c->n_ff,   B * c->n_ff,   B * n_ctx,    B * c->n_vocab, wbuf};
+    float **dst[] = {&f->x, &f->xb, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->scores, &f->logits, &f->wbuf};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     f->arena_floats = total;
@@ -106,11 +134,6 @@ void forward_copy_slot(forward_t *f, int src, int dst, int n_pos) {
     }
 }
 
-static void matmul(const forward_t *f, float *y, const float *x, const float *w, int T, int in, int out,
-                   float beta) {
-    (f->ref ? kern_matmul_ref : kern_matmul)(y, x, w, T, in, out, beta);
-}
-
 /* Whether rows form one prefill: one slot, consecutive positions. */
 static int is_contiguous(const int *slots, const int *pos, int n) {
     for (int i = 1; i < n; i++)
@@ -157,10 +180,27 @@ static void norm_rows(const forward_t *f, float *out, const float *x, const floa
     }
 }
 
-/* y[T][out] = x[T][in] W^T (+ bias) + beta y. */
-static void linear(const forward_t *f, float *y, const float *x, const float *w, const float *bias, int T, int in,
-                   int out, float beta) {
-    matmul(f, y, x, w, T, in, out, beta);
+/* y[T][out] = x[T][in] W^T (+ bias) + beta y, W [out][in] as stored.  An
+ * fp32 W in place is one product; any other is dequantized a panel of rows
+ * at a time into f->wbuf, each panel's product filling its columns of y.
+ * The reference path computes each element alone, so panels change nothing
+ * there; the BLAS path's panels change only the order of sgemm's blocking
+ * over out, not the summation over in. */
+static void linear(const forward_t *f, float *y, const float *x, const quant_mat_t *w, const float *bias, int T,
+                   float beta) {
+    void (*mm)(float *, int, const float *, const float *, int, int, int, float) =
+        f->ref ? kern_matmul_ref : kern_matmul;
+    int in = (int)w->cols, out = (int)w->rows;
+    const float *w32 = quant_mat_f32(w);
+    if (w32) {
+        mm(y, out, x, w32, T, in, out, beta);
+    } else {
+        for (int r0 = 0; r0 < out; r0 += f->panel_rows) {
+            int rows = out - r0 < f->panel_rows ? out - r0 : f->panel_rows;
+            quant_mat_dequant(w, r0, rows, f->wbuf);
+            mm(y + r0, out, x, f->wbuf, T, in, rows, beta);
+        }
+    }
     if (bias) kern_add_bias(y, bias, T, out);
 }
 
@@ -178,7 +218,7 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         if (pos[i] < 0 || pos[i] >= f->n_ctx)
             return log_seterr(err, errlen, "forward: position %d at row %d is outside the context [0, %d)", pos[i],
                               i, f->n_ctx);
-        if (m->pos_embd && pos[i] >= c->n_ctx_train)
+        if (m->pos_embd.data && pos[i] >= c->n_ctx_train)
             return log_seterr(err, errlen, "forward: position %d at row %d is past the model's %d learned positions",
                               pos[i], i, c->n_ctx_train);
         if (slots && (slots[i] < 0 || slots[i] >= f->n_slots))
@@ -186,20 +226,25 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
                               f->n_slots);
     }
 
-    /* x[n][d] = embedding rows (+ learned position rows) */
+    /* x[n][d] = embedding rows (+ learned position rows), dequantizing
+     * only the rows used. */
     for (int i = 0; i < n; i++) {
         float *xi = f->x + (size_t)i * d;
-        memcpy(xi, m->tok_embd + (size_t)tokens[i] * d, d * sizeof(float));
-        if (m->pos_embd) kern_add_bias(xi, m->pos_embd + (size_t)pos[i] * d, 1, d);
+        quant_mat_dequant(&m->tok_embd, tokens[i], 1, xi);
+        if (m->pos_embd.data) {
+            const float *p = quant_mat_f32(&m->pos_embd);
+            if (!p) quant_mat_dequant(&m->pos_embd, pos[i], 1, f->wbuf);
+            kern_add_bias(xi, p ? p + (size_t)pos[i] * d : f->wbuf, 1, d);
+        }
     }
 
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
         /* Attention block: xb = norm(x); q, k, v = xb W^T + b; rope; cache. */
         norm_rows(f, f->xb, f->x, L->attn_norm, L->attn_norm_b, n);        /* xb[n][d] */
-        linear(f, f->q, f->xb, L->wq, L->bq, n, d, f->q_dim, 0.0f);        /* q[n][q_dim] */
-        linear(f, f->k, f->xb, L->wk, L->bk, n, d, f->kv_dim, 0.0f);       /* k[n][kv_dim] */
-        linear(f, f->v, f->xb, L->wv, L->bv, n, d, f->kv_dim, 0.0f);       /* v[n][kv_dim] */
+        linear(f, f->q, f->xb, &L->wq, L->bq, n, 0.0f);        /* q[n][q_dim] */
+        linear(f, f->k, f->xb, &L->wk, L->bk, n, 0.0f);       /* k[n][kv_dim] */
+        linear(f, f->v, f->xb, &L->wv, L->bv, n, 0.0f);       /* v[n][kv_dim] */
         for (int i = 0; i < n; i++) {
             int slot = slots ? slots[i] : 0;
             float *qi = f->q + (size_t)i * f->q_dim, *ki = f->k + (size_t)i * f->kv_dim;
@@ -217,26 +262,26 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         /* Parallel residual: the FFN reads the block's input, so normalise
          * it before the attention output is added. */
         if (c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n); /* xb[n][d] */
-        linear(f, f->x, f->att, L->wo, L->bo, n, f->q_dim, d, 1.0f); /* x += att Wo^T + bo */
+        linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f); /* x += att Wo^T + bo */
         if (!c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n);
 
         /* FFN block: SwiGLU x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T, or
          * GELU x += gelu(xb Wu^T + bu) Wd^T + bd. */
         if (c->act == MODEL_ACT_SWIGLU) {
-            linear(f, f->hb, f->xb, L->w_gate, L->b_gate, n, d, ff, 0.0f); /* hb[n][ff] */
-            linear(f, f->hb2, f->xb, L->w_up, L->b_up, n, d, ff, 0.0f);    /* hb2[n][ff] */
+            linear(f, f->hb, f->xb, &L->w_gate, L->b_gate, n, 0.0f); /* hb[n][ff] */
+            linear(f, f->hb2, f->xb, &L->w_up, L->b_up, n, 0.0f);    /* hb2[n][ff] */
             kern_swiglu(f->hb, f->hb2, (size_t)n * ff);
         } else {
-            linear(f, f->hb, f->xb, L->w_up, L->b_up, n, d, ff, 0.0f); /* hb[n][ff] */
+            linear(f, f->hb, f->xb, &L->w_up, L->b_up, n, 0.0f); /* hb[n][ff] */
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
         }
-        linear(f, f->x, f->hb, L->w_down, L->b_down, n, ff, d, 1.0f); /* x += hb Wd^T + bd */
+        linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f); /* x += hb Wd^T + bd */
     }
 
     /* Output: logits = norm(x) Wout^T (+ b), for all rows or the last one. */
     int first = all_logits ? 0 : n - 1, rows = n - first;
     norm_rows(f, f->xb, f->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows);
-    linear(f, f->logits, f->xb, m->output, m->output_b, rows, d, c->n_vocab, 0.0f); /* [rows][n_vocab] */
+    linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f); /* [rows][n_vocab] */
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "half.h"
+#include "quant.h"
 #include "log.h"
 
 /* Bounds that no real model reaches; a file claiming more is corrupt, and
@@ -110,30 +111,6 @@ static void decode_scalar(uint32_t t, const void *p, gguf_kv_t *kv) {
     case GGUF_TYPE_FLOAT32: { float x; memcpy(&x, p, 4); kv->v.f = x; break; }
     case GGUF_TYPE_FLOAT64: memcpy(&kv->v.f, p, 8); break;
     default: break;
-    }
-}
-
-const char *gguf_type_name(uint32_t t) {
-    static __thread char buf[32];
-    switch (t) {
-    case GGML_TYPE_F32: return "F32";
-    case GGML_TYPE_F16: return "F16";
-    case GGML_TYPE_Q8_0: return "Q8_0";
-    case GGML_TYPE_BF16: return "BF16";
-    case 2: return "Q4_0";
-    case 3: return "Q4_1";
-    default: snprintf(buf, sizeof buf, "ggml type %u", t); return buf;
-    }
-}
-
-/* Bytes of a row of ne0 elements, or 0 when the type/shape is not one we
- * know how to lay out (Q8_0 packs 32 elements into 34 bytes). */
-static uint64_t row_bytes(uint32_t type, uint64_t ne0) {
-    switch (type) {
-    case GGML_TYPE_F32: return ne0 * 4;
-    case GGML_TYPE_F16: case GGML_TYPE_BF16: return ne0 * 2;
-    case GGML_TYPE_Q8_0: return ne0 % 32 ? 0 : ne0 / 32 * 34;
-    default: return 0;
     }
 }
 
@@ -261,10 +238,14 @@ static int parse(gguf_t *g, char *err, size_t errlen) {
         }
         if (cur_u32(&c, &t->type) || cur_u64(&c, &t->offset))
             return log_seterr(err, errlen, "%s: tensor '%.*s': truncated type/offset", g->path, (int)t->name.len, t->name.ptr);
-        uint64_t rb = row_bytes(t->type, t->ne[0]);
+        if (!quant_supported(t->type))
+            return log_seterr(err, errlen, "%s: tensor '%.*s': type %s is not supported (supported: %s)", g->path,
+                              (int)t->name.len, t->name.ptr, quant_type_name(t->type), quant_supported_list());
+        uint64_t rb = quant_row_bytes(t->type, t->ne[0]);
         if (rb == 0)
-            return log_seterr(err, errlen, "%s: tensor '%.*s': type %s with row length %" PRIu64 " is not supported (F32, F16, BF16 and Q8_0 are)",
-                              g->path, (int)t->name.len, t->name.ptr, gguf_type_name(t->type), t->ne[0]);
+            return log_seterr(err, errlen, "%s: tensor '%.*s': row length %" PRIu64 " is not a multiple of the %s block of %d values (corrupt file?)",
+                              g->path, (int)t->name.len, t->name.ptr, t->ne[0], quant_type_name(t->type),
+                              quant_block_elems(t->type));
         t->nbytes = rb * (nel / t->ne[0]);
         if (t->offset % align)
             return log_seterr(err, errlen, "%s: tensor '%.*s': offset %" PRIu64 " is not a multiple of the alignment %" PRIu64,
@@ -494,32 +475,8 @@ uint64_t gguf_tensor_nelem(const gguf_tensor_t *t) {
     return n;
 }
 
-int gguf_tensor_to_f32(const gguf_tensor_t *t, float *out, char *err, size_t errlen) {
-    uint64_t n = gguf_tensor_nelem(t);
-    const uint8_t *p = t->data;
-    switch (t->type) {
-    case GGML_TYPE_F32: memcpy(out, p, n * 4); return 0;
-    case GGML_TYPE_F16: case GGML_TYPE_BF16:
-        for (uint64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = t->type == GGML_TYPE_F16 ? half_f16_to_f32(h) : half_bf16_to_f32(h);
-        }
-        return 0;
-    case GGML_TYPE_Q8_0:
-        /* Blocks of 32: an f16 scale d, then 32 int8 q; x = d * q. */
-        for (uint64_t b = 0; b < n / 32; b++) {
-            const uint8_t *blk = p + b * 34;
-            uint16_t h;
-            memcpy(&h, blk, 2);
-            float d = half_f16_to_f32(h);
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = d * (float)(int8_t)blk[2 + j];
-        }
-        return 0;
-    default:
-        return log_seterr(err, errlen, "tensor '%.*s': cannot convert %s to F32", (int)t->name.len, t->name.ptr,
-                          gguf_type_name(t->type));
-    }
+void gguf_tensor_to_f32(const gguf_tensor_t *t, float *out) {
+    quant_dequant(t->type, t->data, out, gguf_tensor_nelem(t));
 }
 
 int gguf_selftest(void) {
@@ -528,6 +485,5 @@ int gguf_selftest(void) {
     if (half_f16_to_f32(0x0001) != 5.9604644775390625e-08f) return -1; /* smallest subnormal */
     if (half_f16_to_f32(0x7bff) != 65504.0f) return -1;
     if (half_bf16_to_f32(0x3f80) != 1.0f || half_bf16_to_f32(0xbfc0) != -1.5f) return -1;
-    if (row_bytes(GGML_TYPE_Q8_0, 33) != 0 || row_bytes(GGML_TYPE_Q8_0, 64) != 68) return -1;
-    return 0;
+    return quant_selftest();
 }

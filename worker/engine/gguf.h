@@ -4,7 +4,9 @@
  * dimension against the file before use, and exposes metadata and tensor
  * descriptors whose data point into the mapping.  What it is not: it knows
  * nothing of architectures or tokenizers (model.c and tokenizer.c read the
- * keys they need) and it never converts tensor data (see gguf_tensor_to_f32).
+ * keys they need) and it converts tensor data only when asked
+ * (gguf_tensor_to_f32; quant.h knows the types).  A tensor whose type
+ * quant.h cannot dequantize is refused at open, by the type's name.
  *
  * Layout (little-endian): magic "GGUF", u32 version, u64 n_tensors, u64 n_kv,
  * n_kv x {string key, u32 type, value}, n_tensors x {string name, u32 n_dims,
@@ -15,6 +17,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "quant.h"
 
 typedef enum {
     GGUF_TYPE_UINT8 = 0,
@@ -32,15 +36,6 @@ typedef enum {
     GGUF_TYPE_FLOAT64 = 12,
     GGUF_TYPE_COUNT
 } gguf_type_t;
-
-/* The ggml tensor types this project computes with. Others are rejected when
- * converted, with the type's number in the message. */
-typedef enum {
-    GGML_TYPE_F32 = 0,
-    GGML_TYPE_F16 = 1,
-    GGML_TYPE_Q8_0 = 8,
-    GGML_TYPE_BF16 = 30,
-} ggml_type_t;
 
 /* A string inside the mapping: not NUL-terminated. */
 typedef struct {
@@ -133,13 +128,10 @@ const gguf_tensor_t *gguf_tensor(const gguf_t *self, const char *name);
 /* Number of elements of t. */
 uint64_t gguf_tensor_nelem(const gguf_tensor_t *t);
 
-/* Converts t's n elements to fp32 into out (caller-owned, nelem floats).
- * Returns 0, or -1 for a type this project does not compute with. */
-int gguf_tensor_to_f32(const gguf_tensor_t *t, float *out, char *err,
-                       size_t errlen);
-
-/* Name of a ggml type for messages ("F32", "Q8_0", "type 12"). */
-const char *gguf_type_name(uint32_t ggml_type);
+/* Converts t's elements to fp32 into out (caller-owned, nelem floats),
+ * exactly as llama.cpp dequantizes them (quant_dequant).  Every tensor of an
+ * open file has a supported type, so this cannot fail. */
+void gguf_tensor_to_f32(const gguf_tensor_t *t, float *out);
 
 /* Runs the module's self-test; returns 0 on success. */
 int gguf_selftest(void);

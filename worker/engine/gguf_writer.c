@@ -351,7 +351,7 @@ int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, ggml_type_t type,
         break;
     default:
         return log_seterr(err, errlen, "gguf_writer: tensor '%s': type %s cannot be written (F32, F16, BF16, Q8_0)",
-                          name, gguf_type_name(type));
+                          name, quant_type_name(type));
     }
     if (!data) return log_seterr(err, errlen, "gguf_writer: tensor '%s': NULL data", name);
     for (uint64_t i = 0; i < w->n_tensors; i++)

@@ -171,8 +171,8 @@ static long tensor_index(const hf_t *h, const char *name) {
     return -1;
 }
 
-static int own(hf_t *h, float *buf) {
-    float **owned = realloc(h->m->owned, (size_t)(h->m->n_owned + 1) * sizeof *owned);
+static int own(hf_t *h, void *buf) {
+    void **owned = realloc(h->m->owned, (size_t)(h->m->n_owned + 1) * sizeof *owned);
     if (!owned) {
         free(buf);
         return log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
@@ -182,10 +182,12 @@ static int own(hf_t *h, float *buf) {
     return 0;
 }
 
-/* Sets *out to tensor name converted to fp32 in a buffer owned by the model,
- * after checking its shape is [rows][cols] (cols == 0: a vector of rows).
- * Absent: an error when required, else *out = NULL and 0. */
-static int get(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int required, float **out) {
+/* Finds tensor name and checks its shape is [rows][cols] (cols == 0: a
+ * vector of rows); marks it used.  *t = NULL and 0 when it is absent and
+ * not required; -1 with a message when it is absent and required or has
+ * another shape. */
+static int find(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int required,
+                const safetensors_tensor_t **out) {
     *out = NULL;
     long i = tensor_index(h, name);
     if (i < 0) {
@@ -204,11 +206,45 @@ static int get(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int requ
         else snprintf(want, sizeof want, "%" PRIu64, rows);
         return log_seterr(h->err, h->errlen, "%s: tensor '%s' has shape [%s], expected [%s]", t->file, name, got, want);
     }
+    h->used[i] = 1;
+    *out = t;
+    return 0;
+}
+
+/* Sets *out to tensor name converted to fp32 in a buffer owned by the model,
+ * after checking its shape (find).  Absent: an error when required, else
+ * *out = NULL and 0. */
+static int get(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int required, float **out) {
+    const safetensors_tensor_t *t;
+    *out = NULL;
+    if (find(h, name, rows, cols, required, &t)) return -1;
+    if (!t) return 0;
     float *buf = malloc((size_t)(t->nelem ? t->nelem : 1) * sizeof *buf);
     if (!buf) return log_seterr(h->err, h->errlen, "%s: out of memory loading tensor '%s'", t->file, name);
     if (own(h, buf) || safetensors_to_f32(t, buf, h->err, h->errlen)) return -1;
-    h->used[i] = 1;
     *out = buf;
+    return 0;
+}
+
+/* A weight matrix [rows][cols], required: copied into a buffer the model
+ * owns in its stored type when that is F16 or BF16 (as the GGUF converter
+ * stores matrices: both then compute the same bits, and the model takes
+ * half the memory), else converted to fp32.  *raw is that buffer and *es
+ * its element size, for the layout changes below. */
+static int get_mat(hf_t *h, const char *name, uint64_t rows, uint64_t cols, quant_mat_t *out, void **raw,
+                   size_t *es) {
+    const safetensors_tensor_t *t;
+    if (find(h, name, rows, cols, 1, &t)) return -1;
+    uint32_t type = t->dtype == SAFETENSORS_F16 ? GGML_TYPE_F16 : t->dtype == SAFETENSORS_BF16 ? GGML_TYPE_BF16
+                                                                                           : GGML_TYPE_F32;
+    *es = type == GGML_TYPE_F32 ? sizeof(float) : 2;
+    void *buf = malloc((size_t)t->nelem * *es);
+    if (!buf) return log_seterr(h->err, h->errlen, "%s: out of memory loading tensor '%s'", t->file, name);
+    if (own(h, buf)) return -1;
+    if (type != GGML_TYPE_F32) memcpy(buf, t->data, (size_t)t->nelem * 2);
+    else if (safetensors_to_f32(t, buf, h->err, h->errlen)) return -1;
+    *out = quant_mat(type, buf, (int64_t)rows, (int64_t)cols);
+    *raw = buf;
     return 0;
 }
 
@@ -218,47 +254,59 @@ static void skip(hf_t *h, const char *name) {
     if (i >= 0) h->used[i] = 1;
 }
 
-/* In-place layout changes, through one scratch copy. */
-static float *scratch_copy(hf_t *h, const float *w, size_t n) {
-    float *s = malloc((n ? n : 1) * sizeof *s);
+/* In-place layout changes, through one scratch copy; elements are es bytes
+ * (fp32 or 16-bit). */
+static uint8_t *scratch_copy(hf_t *h, const void *w, size_t bytes) {
+    uint8_t *s = malloc(bytes ? bytes : 1);
     if (!s) log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
-    else memcpy(s, w, n * sizeof *s);
+    else memcpy(s, w, bytes);
     return s;
 }
 
 /* LlamaModel.permute: for each of n_heads heads of hd rows of cols, row
  * 2i + j (GGUF) <- row j*hd/2 + i (HF), i < hd/2, j < 2. */
-static int permute_rope(hf_t *h, float *w, int n_heads, int hd, size_t cols) {
-    float *s = scratch_copy(h, w, (size_t)n_heads * hd * cols);
+static int permute_rope(hf_t *h, void *wv, size_t es, int n_heads, int hd, size_t cols) {
+    uint8_t *w = wv, *s = scratch_copy(h, w, (size_t)n_heads * hd * cols * es);
+    size_t row = cols * es;
     if (!s) return -1;
     for (int hh = 0; hh < n_heads; hh++)
         for (int i = 0; i < hd / 2; i++)
             for (int j = 0; j < 2; j++)
-                memcpy(w + ((size_t)hh * hd + 2 * i + j) * cols, s + ((size_t)hh * hd + (size_t)j * (hd / 2) + i) * cols,
-                       cols * sizeof *w);
+                memcpy(w + ((size_t)hh * hd + 2 * i + j) * row, s + ((size_t)hh * hd + (size_t)j * (hd / 2) + i) * row,
+                       row);
     free(s);
     return 0;
 }
 
 /* [rows][cols] -> [cols][rows] (Conv1D [in][out] -> Linear [out][in]). */
-static int transpose(hf_t *h, float *w, size_t rows, size_t cols) {
-    float *s = scratch_copy(h, w, rows * cols);
+static int transpose(hf_t *h, void *wv, size_t es, size_t rows, size_t cols) {
+    uint8_t *w = wv, *s = scratch_copy(h, w, rows * cols * es);
     if (!s) return -1;
     for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++) w[c * rows + r] = s[r * cols + c];
+        for (size_t c = 0; c < cols; c++) memcpy(w + (c * rows + r) * es, s + (r * cols + c) * es, es);
     free(s);
+    return 0;
+}
+
+/* A GPT-2 Conv1D weight, stored [in][out], as the Linear matrix [out][in]. */
+static int get_conv1d(hf_t *h, const char *name, uint64_t in, uint64_t out, quant_mat_t *m) {
+    void *raw;
+    size_t es;
+    if (get_mat(h, name, in, out, m, &raw, &es) || transpose(h, raw, es, (size_t)in, (size_t)out)) return -1;
+    *m = quant_mat(m->type, raw, (int64_t)out, (int64_t)in);
     return 0;
 }
 
 /* GPT-NeoX fused QKV: rows (head, {q,k,v}, dim) -> ({q,k,v}, head, dim),
  * each row cols wide (cols = 1 for the bias). */
-static int neox_qkv(hf_t *h, float *w, int n_head, int hd, size_t cols) {
-    float *s = scratch_copy(h, w, (size_t)3 * n_head * hd * cols);
+static int neox_qkv(hf_t *h, void *wv, size_t es, int n_head, int hd, size_t cols) {
+    uint8_t *w = wv, *s = scratch_copy(h, w, (size_t)3 * n_head * hd * cols * es);
+    size_t row = cols * es;
     if (!s) return -1;
     for (int hh = 0; hh < n_head; hh++)
         for (int j = 0; j < 3; j++)
-            memcpy(w + (((size_t)j * n_head + hh) * hd) * cols, s + (((size_t)hh * 3 + j) * hd) * cols,
-                   (size_t)hd * cols * sizeof *w);
+            memcpy(w + (((size_t)j * n_head + hh) * hd) * row, s + (((size_t)hh * 3 + j) * hd) * row,
+                   (size_t)hd * row);
     free(s);
     return 0;
 }
@@ -279,7 +327,7 @@ static int check_heads(hf_t *h, model_config_t *c) {
 }
 
 /* The embedding fixes the vocabulary; config's vocab_size must agree. */
-static int get_embedding(hf_t *h, const char *name, float **out) {
+static int get_embedding(hf_t *h, const char *name) {
     model_config_t *c = &h->m->cfg;
     long i = tensor_index(h, name);
     if (i < 0) return log_seterr(h->err, h->errlen, "%s: tensor '%s' is missing", safetensors_set_path(h->set), name);
@@ -294,7 +342,9 @@ static int get_embedding(hf_t *h, const char *name, float **out) {
     if (vs != c->n_vocab)
         return log_seterr(h->err, h->errlen, "%s: vocab_size %d does not match the %d rows of '%s'", h->cfg_path, vs,
                           c->n_vocab, name);
-    return get(h, name, (uint64_t)c->n_vocab, (uint64_t)c->n_embd, 1, out);
+    void *raw;
+    size_t es;
+    return get_mat(h, name, (uint64_t)c->n_vocab, (uint64_t)c->n_embd, &h->m->tok_embd, &raw, &es);
 }
 
 /* The output matrix: tied to the embedding, or `name` [n_vocab][d]. */
@@ -305,13 +355,12 @@ static int get_output(hf_t *h, const char *name, int tied) {
         m->output = m->tok_embd;
         return 0;
     }
-    float *w;
+    void *raw;
+    size_t es;
     if (tensor_index(h, name) < 0)
         return log_seterr(h->err, h->errlen, "%s: tensor '%s' is missing and tie_word_embeddings is false",
                           safetensors_set_path(h->set), name);
-    if (get(h, name, (uint64_t)m->cfg.n_vocab, (uint64_t)m->cfg.n_embd, 1, &w)) return -1;
-    m->output = w;
-    return 0;
+    return get_mat(h, name, (uint64_t)m->cfg.n_vocab, (uint64_t)m->cfg.n_embd, &m->output, &raw, &es);
 }
 
 static int alloc_layers(hf_t *h) {
@@ -365,8 +414,7 @@ static int load_llama_like(hf_t *h, int qwen2) {
         return log_seterr(h->err, h->errlen, "%s: head dimension %d must be even for RoPE", h->cfg_path, c->head_dim);
 
     float *w;
-    if (get_embedding(h, "model.embed_tokens.weight", &w)) return -1;
-    m->tok_embd = w;
+    if (get_embedding(h, "model.embed_tokens.weight")) return -1;
     if (get(h, "model.norm.weight", (uint64_t)c->n_embd, 0, 1, &w)) return -1;
     m->output_norm = w;
     if (get_output(h, "lm_head.weight", tied) || alloc_layers(h)) return -1;
@@ -377,31 +425,37 @@ static int load_llama_like(hf_t *h, int qwen2) {
         model_layer_t *L = &m->layers[l];
         char name[128];
         float *x;
+        void *xm;
+        size_t es;
 #define T(field, suffix, rows, cols, required)                                      \
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                   \
     if (get(h, name, rows, cols, required, &x)) return -1;                          \
     L->field = x;
+#define M(field, suffix, rows, cols)                                                \
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                   \
+    if (get_mat(h, name, rows, cols, &L->field, &xm, &es)) return -1;
         T(attn_norm, "input_layernorm.weight", d, 0, 1);
-        T(wq, "self_attn.q_proj.weight", q, d, 1);
-        if (!qwen2 && permute_rope(h, x, c->n_head, c->head_dim, d)) return -1;
-        T(wk, "self_attn.k_proj.weight", kv, d, 1);
-        if (!qwen2 && permute_rope(h, x, c->n_head_kv, c->head_dim, d)) return -1;
-        T(wv, "self_attn.v_proj.weight", kv, d, 1);
-        T(wo, "self_attn.o_proj.weight", d, q, 1);
+        M(wq, "self_attn.q_proj.weight", q, d);
+        if (!qwen2 && permute_rope(h, xm, es, c->n_head, c->head_dim, d)) return -1;
+        M(wk, "self_attn.k_proj.weight", kv, d);
+        if (!qwen2 && permute_rope(h, xm, es, c->n_head_kv, c->head_dim, d)) return -1;
+        M(wv, "self_attn.v_proj.weight", kv, d);
+        M(wo, "self_attn.o_proj.weight", d, q);
         T(bq, "self_attn.q_proj.bias", q, 0, attn_bias);
-        if (x && !qwen2 && permute_rope(h, x, c->n_head, c->head_dim, 1)) return -1;
+        if (x && !qwen2 && permute_rope(h, x, sizeof *x, c->n_head, c->head_dim, 1)) return -1;
         T(bk, "self_attn.k_proj.bias", kv, 0, attn_bias);
-        if (x && !qwen2 && permute_rope(h, x, c->n_head_kv, c->head_dim, 1)) return -1;
+        if (x && !qwen2 && permute_rope(h, x, sizeof *x, c->n_head_kv, c->head_dim, 1)) return -1;
         T(bv, "self_attn.v_proj.bias", kv, 0, attn_bias);
         T(bo, "self_attn.o_proj.bias", d, 0, attn_bias && !qwen2); /* qwen2: o_proj has no bias */
         T(ffn_norm, "post_attention_layernorm.weight", d, 0, 1);
-        T(w_gate, "mlp.gate_proj.weight", ff, d, 1);
-        T(w_up, "mlp.up_proj.weight", ff, d, 1);
-        T(w_down, "mlp.down_proj.weight", d, ff, 1);
+        M(w_gate, "mlp.gate_proj.weight", ff, d);
+        M(w_up, "mlp.up_proj.weight", ff, d);
+        M(w_down, "mlp.down_proj.weight", d, ff);
         T(b_gate, "mlp.gate_proj.bias", ff, 0, mlp_bias);
         T(b_up, "mlp.up_proj.bias", ff, 0, mlp_bias);
         T(b_down, "mlp.down_proj.bias", d, 0, mlp_bias);
 #undef T
+#undef M
     }
     return 0;
 }
@@ -442,11 +496,11 @@ static int load_gpt2(hf_t *h) {
     float *w;
     uint64_t d = (uint64_t)c->n_embd, ff = (uint64_t)c->n_ff;
     snprintf(name, sizeof name, "%swte.weight", pre);
-    if (get_embedding(h, name, &w)) return -1;
-    m->tok_embd = w;
+    void *raw;
+    size_t es;
+    if (get_embedding(h, name)) return -1;
     snprintf(name, sizeof name, "%swpe.weight", pre);
-    if (get(h, name, (uint64_t)c->n_ctx_train, d, 1, &w)) return -1;
-    m->pos_embd = w;
+    if (get_mat(h, name, (uint64_t)c->n_ctx_train, d, &m->pos_embd, &raw, &es)) return -1;
     snprintf(name, sizeof name, "%sln_f.weight", pre);
     if (get(h, name, d, 0, 1, &w)) return -1;
     m->output_norm = w;
@@ -465,28 +519,28 @@ static int load_gpt2(hf_t *h) {
         L->attn_norm = x;
         T("ln_1.bias", d, 0);
         L->attn_norm_b = x;
-        T("attn.c_attn.weight", d, 3 * d); /* Conv1D [in][out] */
-        if (transpose(h, x, d, 3 * d)) return -1;
-        L->wq = x, L->wk = x + d * d, L->wv = x + 2 * d * d;
+        quant_mat_t qkv;
+        snprintf(name, sizeof name, "%sh.%d.attn.c_attn.weight", pre, l);
+        if (get_conv1d(h, name, d, 3 * d, &qkv)) return -1;
+        L->wq = quant_mat_rows(&qkv, 0, (int64_t)d);
+        L->wk = quant_mat_rows(&qkv, (int64_t)d, (int64_t)d);
+        L->wv = quant_mat_rows(&qkv, 2 * (int64_t)d, (int64_t)d);
         T("attn.c_attn.bias", 3 * d, 0);
         L->bq = x, L->bk = x + d, L->bv = x + 2 * d;
-        T("attn.c_proj.weight", d, d);
-        if (transpose(h, x, d, d)) return -1;
-        L->wo = x;
+        snprintf(name, sizeof name, "%sh.%d.attn.c_proj.weight", pre, l);
+        if (get_conv1d(h, name, d, d, &L->wo)) return -1;
         T("attn.c_proj.bias", d, 0);
         L->bo = x;
         T("ln_2.weight", d, 0);
         L->ffn_norm = x;
         T("ln_2.bias", d, 0);
         L->ffn_norm_b = x;
-        T("mlp.c_fc.weight", d, ff);
-        if (transpose(h, x, d, ff)) return -1;
-        L->w_up = x;
+        snprintf(name, sizeof name, "%sh.%d.mlp.c_fc.weight", pre, l);
+        if (get_conv1d(h, name, d, ff, &L->w_up)) return -1;
         T("mlp.c_fc.bias", ff, 0);
         L->b_up = x;
-        T("mlp.c_proj.weight", ff, d);
-        if (transpose(h, x, ff, d)) return -1;
-        L->w_down = x;
+        snprintf(name, sizeof name, "%sh.%d.mlp.c_proj.weight", pre, l);
+        if (get_conv1d(h, name, ff, d, &L->w_down)) return -1;
         T("mlp.c_proj.bias", d, 0);
         L->b_down = x;
 #undef T
@@ -533,8 +587,7 @@ static int load_gptneox(hf_t *h) {
 
     float *w;
     uint64_t d = (uint64_t)c->n_embd, ff = (uint64_t)c->n_ff;
-    if (get_embedding(h, "gpt_neox.embed_in.weight", &w)) return -1;
-    m->tok_embd = w;
+    if (get_embedding(h, "gpt_neox.embed_in.weight")) return -1;
     if (get(h, "gpt_neox.final_layer_norm.weight", d, 0, 1, &w)) return -1;
     m->output_norm = w;
     if (get(h, "gpt_neox.final_layer_norm.bias", d, 0, 1, &w)) return -1;
@@ -552,26 +605,32 @@ static int load_gptneox(hf_t *h) {
         L->attn_norm = x;
         T("input_layernorm.bias", d, 0);
         L->attn_norm_b = x;
-        T("attention.query_key_value.weight", 3 * d, d);
-        if (neox_qkv(h, x, c->n_head, c->head_dim, d)) return -1;
-        L->wq = x, L->wk = x + d * d, L->wv = x + 2 * d * d;
+        quant_mat_t qkv;
+        void *raw;
+        size_t es;
+        snprintf(name, sizeof name, "gpt_neox.layers.%d.attention.query_key_value.weight", l);
+        if (get_mat(h, name, 3 * d, d, &qkv, &raw, &es) || neox_qkv(h, raw, es, c->n_head, c->head_dim, d))
+            return -1;
+        L->wq = quant_mat_rows(&qkv, 0, (int64_t)d);
+        L->wk = quant_mat_rows(&qkv, (int64_t)d, (int64_t)d);
+        L->wv = quant_mat_rows(&qkv, 2 * (int64_t)d, (int64_t)d);
         T("attention.query_key_value.bias", 3 * d, 0);
-        if (neox_qkv(h, x, c->n_head, c->head_dim, 1)) return -1;
+        if (neox_qkv(h, x, sizeof *x, c->n_head, c->head_dim, 1)) return -1;
         L->bq = x, L->bk = x + d, L->bv = x + 2 * d;
-        T("attention.dense.weight", d, d);
-        L->wo = x;
+        snprintf(name, sizeof name, "gpt_neox.layers.%d.attention.dense.weight", l);
+        if (get_mat(h, name, d, d, &L->wo, &raw, &es)) return -1;
         T("attention.dense.bias", d, 0);
         L->bo = x;
         T("post_attention_layernorm.weight", d, 0);
         L->ffn_norm = x;
         T("post_attention_layernorm.bias", d, 0);
         L->ffn_norm_b = x;
-        T("mlp.dense_h_to_4h.weight", ff, d);
-        L->w_up = x;
+        snprintf(name, sizeof name, "gpt_neox.layers.%d.mlp.dense_h_to_4h.weight", l);
+        if (get_mat(h, name, ff, d, &L->w_up, &raw, &es)) return -1;
         T("mlp.dense_h_to_4h.bias", ff, 0);
         L->b_up = x;
-        T("mlp.dense_4h_to_h.weight", d, ff);
-        L->w_down = x;
+        snprintf(name, sizeof name, "gpt_neox.layers.%d.mlp.dense_4h_to_h.weight", l);
+        if (get_mat(h, name, d, ff, &L->w_down, &raw, &es)) return -1;
         T("mlp.dense_4h_to_h.bias", d, 0);
         L->b_down = x;
 #undef T

@@ -39,8 +39,9 @@
 int hfdir_is_dir(const char *path);
 
 /* Loads the Hugging Face model directory dir: configuration, weights (all
- * converted to fp32 buffers owned by the model through m->owned, so no file
- * stays open or mapped afterwards), tokenizer (tokenizer.json).  Returns a
+ * copied into buffers owned by the model through m->owned, so no file stays
+ * open or mapped afterwards: matrices in their stored F16 or BF16, as a GGUF
+ * conversion keeps them, everything else as fp32), tokenizer (tokenizer.json).  Returns a
  * new model that the caller frees with model_destroy, or NULL with a message
  * naming the file and the key or tensor at fault. */
 model_t *hfdir_load(const char *dir, char *err, size_t errlen);

@@ -10,22 +10,22 @@
 
 #include "half.h"
 
-void kern_matmul(float *y, const float *x, const float *w, int T, int in, int out, float beta) {
-    assert(T > 0 && in > 0 && out > 0);
+void kern_matmul(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta) {
+    assert(T > 0 && in > 0 && out > 0 && ldy >= out);
     if (T == 1) {
         /* A matrix-vector product: sgemv avoids sgemm's packing overhead. */
         cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, w, in, beta, y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, w, in, beta, y, ldy);
 }
 
-void kern_matmul_ref(float *y, const float *x, const float *w, int T, int in, int out, float beta) {
+void kern_matmul_ref(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta) {
     for (int t = 0; t < T; t++)
         for (int o = 0; o < out; o++) {
             double s = 0;
             for (int i = 0; i < in; i++) s += (double)x[(size_t)t * in + i] * w[(size_t)o * in + i];
-            float *dst = &y[(size_t)t * out + o];
+            float *dst = &y[(size_t)t * ldy + o];
             *dst = (float)s + (beta != 0.0f ? beta * *dst : 0.0f);
         }
 }

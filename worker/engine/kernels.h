@@ -18,10 +18,14 @@
 
 #include <stddef.h>
 
-/* Y[T][out] = X[T][in] W[out][in]^T + beta Y.  cblas_sgemm. */
-void kern_matmul(float *y, const float *x, const float *w, int T, int in, int out, float beta);
-/* The same with plain loops (double accumulation): the reference. */
-void kern_matmul_ref(float *y, const float *x, const float *w, int T, int in, int out, float beta);
+/* Y[T][out] = X[T][in] W[out][in]^T + beta Y, where row t of Y starts at
+ * y + t * ldy (ldy >= out: Y may be a column panel of a wider matrix).
+ * cblas_sgemm (sgemv for T = 1). */
+void kern_matmul(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta);
+/* The same with plain loops (double accumulation): the reference.  Each
+ * element's arithmetic depends only on its row of X and of W, so computing
+ * W a panel of rows at a time gives the same bits as all at once. */
+void kern_matmul_ref(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n. */
 void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps);

@@ -90,13 +90,12 @@ static int get_float(const model_t *m, const char *suffix, double def, double lo
     return 0;
 }
 
-/* Returns the fp32 data of tensor name, checking its shape is exactly
- * [ne0, ne1] (ne1 = 1 for vectors), and marks it used.  F32 data is used in
- * place when aligned; everything else is converted into an owned buffer.
- * When the tensor is absent: NULL with err set, unless optional (then NULL
- * with err empty). */
-static const float *tensor_f32(loader_t *ld, const char *name, uint64_t ne0, uint64_t ne1, int optional,
-                               char *err, size_t errlen) {
+/* Finds tensor name, checks its shape is exactly [ne0, ne1] (ne1 = 1 for
+ * vectors) and marks it used.  Returns it; NULL with err set when it is
+ * missing and required, or malformed; NULL with err empty when it is
+ * optional and absent. */
+static const gguf_tensor_t *find_tensor(loader_t *ld, const char *name, uint64_t ne0, uint64_t ne1, int optional,
+                                        char *err, size_t errlen) {
     model_t *m = ld->m;
     const gguf_tensor_t *t = gguf_tensor(m->gguf, name);
     if (err && errlen) err[0] = 0;
@@ -111,9 +110,18 @@ static const float *tensor_f32(loader_t *ld, const char *name, uint64_t ne0, uin
         return NULL;
     }
     ld->used[t - gguf_tensor_at(m->gguf, 0)] = 1;
+    return t;
+}
+
+/* A vector's fp32 data: F32 in place when aligned, anything else converted
+ * into a buffer the model owns.  NULL as find_tensor. */
+static const float *tensor_f32(loader_t *ld, const char *name, uint64_t n, int optional, char *err, size_t errlen) {
+    model_t *m = ld->m;
+    const gguf_tensor_t *t = find_tensor(ld, name, n, 1, optional, err, errlen);
+    if (!t) return NULL;
     if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
-    float *buf = malloc(ne0 * ne1 * sizeof *buf);
-    float **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+    float *buf = malloc(n * sizeof *buf);
+    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
     if (!buf || !owned) {
         free(buf);
         if (owned) m->owned = owned;
@@ -122,8 +130,17 @@ static const float *tensor_f32(loader_t *ld, const char *name, uint64_t ne0, uin
     }
     m->owned = owned;
     m->owned[m->n_owned++] = buf;
-    if (gguf_tensor_to_f32(t, buf, err, errlen)) return NULL;
+    gguf_tensor_to_f32(t, buf);
     return buf;
+}
+
+/* A matrix [ne1 rows][ne0 cols] in place, in its stored type (data NULL as
+ * find_tensor returns NULL). */
+static quant_mat_t tensor_mat(loader_t *ld, const char *name, uint64_t ne0, uint64_t ne1, int optional, char *err,
+                              size_t errlen) {
+    quant_mat_t none = {0};
+    const gguf_tensor_t *t = find_tensor(ld, name, ne0, ne1, optional, err, errlen);
+    return t ? quant_mat(t->type, t->data, (int64_t)ne1, (int64_t)ne0) : none;
 }
 
 /* Hyper-parameters, with llama.cpp's keys and defaults. */
@@ -207,20 +224,25 @@ static int load_weights(loader_t *ld, const arch_info_t *a, char *err, size_t er
     uint64_t d = (uint64_t)c->n_embd, V = (uint64_t)c->n_vocab, ff = (uint64_t)c->n_ff;
     uint64_t qd = (uint64_t)c->n_head * c->head_dim, kv = (uint64_t)c->n_head_kv * c->head_dim;
 
-    /* Required tensors fail with the message tensor_f32 wrote; optional ones
-     * fail only when present but malformed (err non-empty). */
-#define REQ(dst, name, a0, a1) \
-    if (!((dst) = tensor_f32(ld, name, a0, a1, 0, err, errlen))) return -1;
-#define OPT(dst, name, a0, a1, required) \
-    if (!((dst) = tensor_f32(ld, name, a0, a1, !(required), err, errlen)) && err && err[0]) return -1;
+    /* Required tensors fail with the message find_tensor wrote; optional
+     * ones fail only when present but malformed (err non-empty).  Matrices
+     * are [rows][cols]; GGUF's ne is (cols, rows). */
+#define REQ(dst, name, n) \
+    if (!((dst) = tensor_f32(ld, name, n, 0, err, errlen))) return -1;
+#define OPT(dst, name, n, required) \
+    if (!((dst) = tensor_f32(ld, name, n, !(required), err, errlen)) && err && err[0]) return -1;
+#define REQ_M(dst, name, rows, cols) \
+    if (!((dst) = tensor_mat(ld, name, cols, rows, 0, err, errlen)).data) return -1;
+#define OPT_M(dst, name, rows, cols, required) \
+    if (!((dst) = tensor_mat(ld, name, cols, rows, !(required), err, errlen)).data && err && err[0]) return -1;
 
-    REQ(m->tok_embd, "token_embd.weight", d, V);
-    if (a->flags & ARCH_POS_EMBD) REQ(m->pos_embd, "position_embd.weight", d, (uint64_t)c->n_ctx_train);
-    REQ(m->output_norm, "output_norm.weight", d, 1);
-    if (layer_norm) REQ(m->output_norm_b, "output_norm.bias", d, 1);
-    OPT(m->output, "output.weight", d, V, a->flags & ARCH_OUTPUT);
-    if (!m->output) m->output = m->tok_embd; /* tied */
-    if (a->flags & ARCH_OUTPUT_B) OPT(m->output_b, "output.bias", V, 1, 0);
+    REQ_M(m->tok_embd, "token_embd.weight", V, d);
+    if (a->flags & ARCH_POS_EMBD) REQ_M(m->pos_embd, "position_embd.weight", (uint64_t)c->n_ctx_train, d);
+    REQ(m->output_norm, "output_norm.weight", d);
+    if (layer_norm) REQ(m->output_norm_b, "output_norm.bias", d);
+    OPT_M(m->output, "output.weight", V, d, a->flags & ARCH_OUTPUT);
+    if (!m->output.data) m->output = m->tok_embd; /* tied */
+    if (a->flags & ARCH_OUTPUT_B) OPT(m->output_b, "output.bias", V, 0);
 
     m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) return log_seterr(err, errlen, "%s: out of memory", m->path);
@@ -228,38 +250,43 @@ static int load_weights(loader_t *ld, const arch_info_t *a, char *err, size_t er
         model_layer_t *L = &m->layers[l];
         char name[96];
 #define N(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
-        REQ(L->attn_norm, N("attn_norm.weight"), d, 1);
-        if (layer_norm) REQ(L->attn_norm_b, N("attn_norm.bias"), d, 1);
-        const float *wqkv = NULL, *bqkv = NULL;
-        OPT(wqkv, N("attn_qkv.weight"), d, qd + 2 * kv, a->flags & ARCH_QKV_FUSED);
-        if (wqkv) {
-            OPT(bqkv, N("attn_qkv.bias"), qd + 2 * kv, 1, biases);
-            L->wq = wqkv, L->wk = wqkv + qd * d, L->wv = wqkv + (qd + kv) * d;
+        REQ(L->attn_norm, N("attn_norm.weight"), d);
+        if (layer_norm) REQ(L->attn_norm_b, N("attn_norm.bias"), d);
+        quant_mat_t wqkv;
+        const float *bqkv = NULL;
+        OPT_M(wqkv, N("attn_qkv.weight"), qd + 2 * kv, d, a->flags & ARCH_QKV_FUSED);
+        if (wqkv.data) {
+            OPT(bqkv, N("attn_qkv.bias"), qd + 2 * kv, biases);
+            L->wq = quant_mat_rows(&wqkv, 0, (int64_t)qd);
+            L->wk = quant_mat_rows(&wqkv, (int64_t)qd, (int64_t)kv);
+            L->wv = quant_mat_rows(&wqkv, (int64_t)(qd + kv), (int64_t)kv);
             if (bqkv) L->bq = bqkv, L->bk = bqkv + qd, L->bv = bqkv + qd + kv;
         } else {
-            REQ(L->wq, N("attn_q.weight"), d, qd);
-            REQ(L->wk, N("attn_k.weight"), d, kv);
-            REQ(L->wv, N("attn_v.weight"), d, kv);
-            OPT(L->bq, N("attn_q.bias"), qd, 1, biases);
-            OPT(L->bk, N("attn_k.bias"), kv, 1, biases);
-            OPT(L->bv, N("attn_v.bias"), kv, 1, biases);
+            REQ_M(L->wq, N("attn_q.weight"), qd, d);
+            REQ_M(L->wk, N("attn_k.weight"), kv, d);
+            REQ_M(L->wv, N("attn_v.weight"), kv, d);
+            OPT(L->bq, N("attn_q.bias"), qd, biases);
+            OPT(L->bk, N("attn_k.bias"), kv, biases);
+            OPT(L->bv, N("attn_v.bias"), kv, biases);
         }
-        REQ(L->wo, N("attn_output.weight"), qd, d);
-        OPT(L->bo, N("attn_output.bias"), d, 1, biases);
-        REQ(L->ffn_norm, N("ffn_norm.weight"), d, 1);
-        if (layer_norm) REQ(L->ffn_norm_b, N("ffn_norm.bias"), d, 1);
+        REQ_M(L->wo, N("attn_output.weight"), d, qd);
+        OPT(L->bo, N("attn_output.bias"), d, biases);
+        REQ(L->ffn_norm, N("ffn_norm.weight"), d);
+        if (layer_norm) REQ(L->ffn_norm_b, N("ffn_norm.bias"), d);
         if (c->act == MODEL_ACT_SWIGLU) {
-            REQ(L->w_gate, N("ffn_gate.weight"), d, ff);
-            OPT(L->b_gate, N("ffn_gate.bias"), ff, 1, 0);
+            REQ_M(L->w_gate, N("ffn_gate.weight"), ff, d);
+            OPT(L->b_gate, N("ffn_gate.bias"), ff, 0);
         }
-        REQ(L->w_up, N("ffn_up.weight"), d, ff);
-        OPT(L->b_up, N("ffn_up.bias"), ff, 1, biases);
-        REQ(L->w_down, N("ffn_down.weight"), ff, d);
-        OPT(L->b_down, N("ffn_down.bias"), d, 1, biases);
+        REQ_M(L->w_up, N("ffn_up.weight"), ff, d);
+        OPT(L->b_up, N("ffn_up.bias"), ff, biases);
+        REQ_M(L->w_down, N("ffn_down.weight"), d, ff);
+        OPT(L->b_down, N("ffn_down.bias"), d, biases);
 #undef N
     }
 #undef REQ
 #undef OPT
+#undef REQ_M
+#undef OPT_M
     for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++)
         if (!ld->used[i]) {
             const gguf_tensor_t *t = gguf_tensor_at(m->gguf, i);
@@ -349,5 +376,5 @@ void model_describe(const model_t *m, char *buf, size_t len) {
     snprintf(buf, len, "%s: %d layers, d=%d, heads=%d (kv %d), ff=%d, vocab=%d, ctx=%d, %s eps %g, %s, %s%s%s%s",
              m->arch_name, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_vocab, c->n_ctx_train,
              norms[c->norm], (double)c->norm_eps, rope, acts[c->act], c->parallel_residual ? ", parallel residual" : "",
-             m->pos_embd ? ", learned positions" : "", m->output == m->tok_embd ? ", tied output" : "");
+             m->pos_embd.data ? ", learned positions" : "", m->output.data == m->tok_embd.data ? ", tied output" : "");
 }

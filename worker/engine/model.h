@@ -1,9 +1,11 @@
 /* model.h - a transformer's configuration and fp32 weights, loaded from GGUF.
  *
  * What it is: reads the architecture's hyper-parameters and tensors, checks
- * every tensor's shape against them, and exposes fp32 weight pointers (F32
- * tensors point into the file mapping without a copy; F16, BF16 and Q8_0 are
- * converted once at load).  It also builds the model's tokenizer.  What it is
+ * every tensor's shape against them, and exposes the weights: matrices as
+ * they are stored (quant_mat_t pointing into the file mapping, in any type
+ * quant.h supports, so a quantized model stays the size of its file), and
+ * fp32 vectors (F32 in place, other types converted once at load; they are
+ * a negligible share).  It also builds the model's tokenizer.  What it is
  * not: the computation (forward.c) or the statistics (stats.c).
  *
  * Architectures (GGUF general.architecture, with llama.cpp's key and tensor
@@ -37,6 +39,7 @@
 #include <stdint.h>
 
 #include "gguf.h"
+#include "quant.h"
 #include "tokenizer.h"
 
 typedef enum {
@@ -83,25 +86,30 @@ typedef struct {
     int parallel_residual; /* x += attn(ln1 x) + ffn(ln2 x) (gptneox) */
 } model_config_t;
 
-/* Bias pointers are NULL when the model has none. */
+/* Weight matrices are quant_mat_t: their type and rows as stored (a GGUF
+ * file's tensors, quantized or not, are used in place in the mapping; the
+ * forward pass dequantizes them a panel of rows at a time).  An absent
+ * matrix has data NULL.  Vectors (norms, biases) are fp32, NULL when the
+ * model has none. */
 typedef struct {
     const float *attn_norm, *attn_norm_b; /* [d] */
-    const float *wq, *bq;   /* [n_head*head_dim][d], [n_head*head_dim] */
-    const float *wk, *bk;   /* [n_head_kv*head_dim][d], [n_head_kv*head_dim] */
-    const float *wv, *bv;   /* [n_head_kv*head_dim][d], [n_head_kv*head_dim] */
-    const float *wo, *bo;   /* [d][n_head*head_dim], [d] */
+    quant_mat_t wq, wk, wv; /* [n_head*head_dim][d], [n_head_kv*head_dim][d] x 2 */
+    const float *bq, *bk, *bv; /* [n_head*head_dim], [n_head_kv*head_dim] x 2 */
+    quant_mat_t wo;         /* [d][n_head*head_dim] */
+    const float *bo;        /* [d] */
     const float *ffn_norm, *ffn_norm_b; /* [d] */
-    const float *w_gate, *b_gate; /* [n_ff][d], [n_ff]; NULL without a gate */
-    const float *w_up, *b_up;     /* [n_ff][d], [n_ff] */
-    const float *w_down, *b_down; /* [d][n_ff], [d] */
+    quant_mat_t w_gate;     /* [n_ff][d]; data NULL without a gate */
+    quant_mat_t w_up;       /* [n_ff][d] */
+    quant_mat_t w_down;     /* [d][n_ff] */
+    const float *b_gate, *b_up, *b_down; /* [n_ff], [n_ff], [d] */
 } model_layer_t;
 
 typedef struct model {
     model_config_t cfg;
-    const float *tok_embd;    /* [n_vocab][d] */
-    const float *pos_embd;    /* [n_ctx_train][d] learned positions, or NULL */
+    quant_mat_t tok_embd;     /* [n_vocab][d] */
+    quant_mat_t pos_embd;     /* [n_ctx_train][d] learned positions; data NULL without */
     const float *output_norm, *output_norm_b; /* [d] */
-    const float *output;      /* [n_vocab][d]; == tok_embd when tied */
+    quant_mat_t output;       /* [n_vocab][d]; the same data as tok_embd when tied */
     const float *output_b;    /* [n_vocab] or NULL */
     model_layer_t *layers;    /* [n_layer] */
     tokenizer_t *tok;
@@ -110,7 +118,7 @@ typedef struct model {
     /* private: the mapping and the converted copies */
     gguf_t *gguf;
     void *gguf_buf;
-    float **owned;
+    void **owned;
     int n_owned;
 } model_t;
 
