@@ -4,8 +4,15 @@
 # Run as root (or with sudo available).  Idempotent.
 #   --packages   only print the Debian packages it installs, one line
 #                (.ci/run passes them to apt-get itself).
+#   -h, --help   this text (installs nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+  "" | --packages) ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "install-deps.sh: unknown option '$1' (see install-deps.sh --help)" >&2; exit 2 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

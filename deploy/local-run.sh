@@ -33,6 +33,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#corpus[@]} -gt 0 ] || corpus=("$ROOT/deploy/demo/stories.jsonl")
+data=$(realpath -m "$data")  # the closing hint must work from any directory
 for b in tokshift tokshift-coordinator tokshift-worker; do
   [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing" "build first: cmake -B build -S . && cmake --build build -j"
 done
@@ -82,7 +83,7 @@ echo "Human vs model, by position after the cut (run '$run'; surprisal, entropy 
 cat "$data/logs/$run-summary.txt"
 echo
 if [ $started_pg = 1 ]; then
-  echo "Query the results: psql \"\$(deploy/pg-cluster.sh start $data/pg)\" -c 'SELECT * FROM shift_by_bucket'"
+  echo "Query the results: psql \"\$($ROOT/deploy/pg-cluster.sh start $data/pg)\" -c 'SELECT * FROM shift_by_bucket'"
 else
   echo "Query the results: psql \"$db\" -c 'SELECT * FROM shift_by_bucket'"
 fi

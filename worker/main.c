@@ -33,6 +33,8 @@
 #include "job.h"
 #include "link.h"
 #include "log.h"
+#include "now.h"
+#include "num.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "utf8.h"
@@ -42,12 +44,6 @@
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -190,29 +186,39 @@ int main(int argc, char **argv) {
                                          {0}};
     const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
     const char *curve_secret = NULL, *curve_server = NULL;
-    int threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0, c;
-    while ((c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
+    long threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0;
+    int c, bad = 0;
+    char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
+    while (!bad && (c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': endpoint = optarg; break;
         case 'm': model_path = optarg; break;
         case 'd': conninfo = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 't': bad = num_long(optarg, "--threads", 1, 4096, &threads, err, sizeof err); break;
         case 'n': name = optarg; break;
-        case 'H': heartbeat = atoi(optarg); break;
-        case 'L': liveness = atoi(optarg); break;
-        case 'R': reconnect_ms = atoi(optarg); break;
-        case 'X': reconnect_max_ms = atoi(optarg); break;
+        case 'H': bad = num_long(optarg, "--heartbeat", 10, 3600000, &heartbeat, err, sizeof err); break;
+        case 'L': bad = num_long(optarg, "--liveness", 1, 1000000, &liveness, err, sizeof err); break;
+        case 'R': bad = num_long(optarg, "--reconnect-ms", 1, 3600000, &reconnect_ms, err, sizeof err); break;
+        case 'X': bad = num_long(optarg, "--reconnect-max-ms", 1, 3600000, &reconnect_max_ms, err, sizeof err); break;
         case 1001: curve_secret = optarg; break;
         case 1002: curve_server = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n"); return 2;
         }
     }
-    if (!endpoint || !model_path || heartbeat < 10 || liveness < 1 || reconnect_ms < 0 || reconnect_max_ms < 0) {
-        usage(stderr);
+    if (!bad && (!endpoint || !model_path))
+        bad = log_seterr(err, sizeof err, "--connect ENDPOINT and --model PATH are required");
+    /* ZeroMQ wants a transport: without one it fails with EINVAL at every
+     * reconnect, which would look like a coordinator that never answers. */
+    if (!bad && !strstr(endpoint, "://"))
+        bad = log_seterr(err, sizeof err, "--connect '%s' has no transport: write tcp://%s (or ipc://PATH)", endpoint,
+                         endpoint);
+    if (optind < argc && !bad) bad = log_seterr(err, sizeof err, "unexpected argument '%s'", argv[optind]);
+    if (bad) {
+        log_error("%s", err);
+        fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n");
         return 2;
     }
-    char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
     gethostname(host, sizeof host - 1);
     snprintf(wname, sizeof wname, "%s:%d", host, (int)getpid());
     if (name) snprintf(wname, sizeof wname, "%s", name);
@@ -264,7 +270,7 @@ int main(int argc, char **argv) {
     hello.u.hello.threads = threads;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
-    link_opts_t lo = {heartbeat, liveness, reconnect_ms, reconnect_max_ms};
+    link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};
     link_t *link = link_new_curve(endpoint, &hello, &lo, curve_secret ? &curve : NULL, err, sizeof err);
     curve_keypair_wipe(&curve.keys);
     if (!link) log_die("check --connect", "%s", err);
@@ -310,7 +316,7 @@ int main(int argc, char **argv) {
                 settings_from_wire(&welcome.u.welcome.settings, &settings);
                 experiment_destroy(&ex);
                 experiment_cont_t *cont = settings.cont.cont_len > 0 ? &settings.cont : NULL;
-                if (!(ex = experiment_new(m, settings.window, 512, cont, err, sizeof err))) {
+                if (!(ex = experiment_new(m, settings.window, EXPERIMENT_BATCH, cont, err, sizeof err))) {
                     log_error("run %lld: %s", (long long)run_id, err);
                     rc = 1;
                     goto done;
