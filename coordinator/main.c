@@ -902,7 +902,7 @@ int main(int argc, char **argv) {
                  "requeued", c.n_adopted, 2 * o.heartbeat * o.liveness);
     }
     /* (Only now: starting up, waiting for a lock is right, e.g. for a stopped
-     * worker's commit while the leased jobs are requeued.) */
+     * worker's commit while the leases are read.) */
     if (db_set_timeout(db, "lock_timeout", lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
     c.fleet = fleet_new();
     c.t0_ms = now_ms();
