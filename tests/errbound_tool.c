@@ -15,6 +15,7 @@
 #include "errbound.h"
 #include "log.h"
 #include "model.h"
+#include "num.h"
 
 int main(int argc, char **argv) {
     if (argc < 2 || argc > 3) {
@@ -38,9 +39,13 @@ int main(int argc, char **argv) {
         }
         ids[n++] = (int32_t)v;
     }
-    int W = argc == 3 ? atoi(argv[2]) : (512 < m->cfg.n_ctx_train ? 512 : m->cfg.n_ctx_train);
+    long W = 512 < m->cfg.n_ctx_train ? 512 : m->cfg.n_ctx_train;
+    if (argc == 3 && num_long(argv[2], "WINDOW", 2, 1 << 24, &W, err, sizeof err)) {
+        fprintf(stderr, "errbound_tool: %s\n", err);
+        return 2;
+    }
     eb_stats_t *b = malloc(sizeof *b * (n ? n : 1));
-    if (!ids || !b || n < 2 || W < 2 || eb_score(m, ids, (int)n, W, W / 2 > 0 ? W / 2 : 1, b)) {
+    if (!ids || !b || n < 2 || W < 2 || eb_score(m, ids, (int)n, (int)W, W / 2 > 0 ? (int)W / 2 : 1, b)) {
         fprintf(stderr, "errbound_tool: cannot bound %zu ids (bad ids, out of memory or past learned positions)\n", n);
         return 1;
     }

@@ -1,7 +1,8 @@
 /* test_selftests.c - runs every module's built-in selftest (x_selftest():
  * the checks of a module's static internals, common/selftest.h), each
  * reported by name: the wire, corpus, GGUF, tokenizer, BPE and
- * pre-tokenizer, sampler, fleet, database encoder and digest modules. */
+ * pre-tokenizer, sampler, fleet, database encoder, digest and quantization
+ * modules. */
 #include "bpe.h"
 #include "corpus.h"
 #include "db.h"
@@ -9,6 +10,7 @@
 #include "fleet.h"
 #include "gguf.h"
 #include "pretok.h"
+#include "quant.h"
 #include "sampler.h"
 #include "testutil.h"
 #include "tokenizer.h"
@@ -24,6 +26,7 @@ int main(void) {
         {"bpe_selftest", bpe_selftest},           {"pretok_selftest", pretok_selftest},
         {"sampler_selftest", sampler_selftest},   {"fleet_selftest", fleet_selftest},
         {"db_selftest", db_selftest},             {"digest_selftest", digest_selftest},
+        {"quant_selftest", quant_selftest},
     };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         int rc = all[i].run();
