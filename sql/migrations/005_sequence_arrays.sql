@@ -41,13 +41,9 @@
 -- converted run's token_view differs from its old rows in any column, or if
 -- a stored value is not what the derivations above give.
 --
--- Types: real for the statistics (as before: ~7 digits, far below the
--- engine's 1e-4 agreement with references); integer for token_id and rank,
--- since a vocabulary over 32,767 (GPT-2's 50,257, Llama 3's 128,256) does
--- not fit smallint and a column has one type for every run's model.
---
 -- What it is not: a change of the per-(job, kind, position) job_rollups, or
--- of position_stats and bucket_stats, which already read only them.
+-- of the views built on them (position_stats, bucket_stats,
+-- shift_by_bucket), which already read only rollups.
 
 CREATE TYPE tokshift_kind AS ENUM ('human', 'human_cont', 'sample');
 
