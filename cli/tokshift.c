@@ -6,6 +6,7 @@
  *   tokshift score    --model PATH [--format ...]   per-token statistics
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
  *   tokshift report   RUN [--db C] [--out DIR]      HTML page with plots, and CSV (cli/report.c)
+ *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
  * subcommand here calls the same engine modules as the worker. */
@@ -48,6 +49,7 @@ static const char *g_usage =
     "  score      print per-token statistics of the text on stdin\n"
     "  regenerate reproduce a stored sequence of a run and check it against its rows\n"
     "  db migrate apply the schema's migrations to PostgreSQL\n"
+    "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
     "  report     write a run's HTML report (plots) and CSV files\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
@@ -814,7 +816,78 @@ static int parse_db_opts(int argc, char **argv, const char *cmd, const char *hel
     return 0;
 }
 
+/* tokshift db drop-run RUN [--db C] [--yes]: asks first (on a terminal)
+ * unless --yes; refuses without --yes when stdin is not a terminal. */
+static int cmd_db_drop_run(int argc, char **argv) {
+    static const char *const use = "usage: tokshift db drop-run RUN [--db CONNINFO] [--yes]";
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'}, {"yes", no_argument, 0, 'y'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *conninfo = "";
+    int c, yes = 0;
+    while ((c = getopt_long(argc, argv, "d:yh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': conninfo = optarg; break;
+        case 'y': yes = 1; break;
+        case 'h':
+            printf("%s\n\n"
+                   "Deletes the run RUN (a name or an id) and everything of it: its documents,\n"
+                   "jobs and rollups, and its partition(s) of the per-sequence statistics, which\n"
+                   "are dropped whole.  Models and vocabularies stay.  Run it as the schema's owner,\n"
+                   "with the run's coordinator and workers stopped.  It shows the run and asks for\n"
+                   "its name again when stdin is a terminal; --yes deletes without asking (and\n"
+                   "is required when stdin is not a terminal).\n",
+                   use);
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        log_error("%s", use);
+        return EXIT_USAGE;
+    }
+    const char *run = argv[optind];
+    if (!yes && !isatty(STDIN_FILENO)) {
+        log_error("not deleting run '%s' without --yes (stdin is not a terminal to ask on)", run);
+        return EXIT_USAGE;
+    }
+    char err[LOG_ERRLEN], answer[256];
+    int rc = 1, n_parts = 0;
+    int64_t run_id = 0;
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    if (!db) goto error;
+    int r = db_run_find(db, run, &run_id, err, sizeof err);
+    if (r < 0) goto error;
+    if (r == 1) {
+        log_seterr(err, sizeof err, "no run named '%s'", run);
+        goto error;
+    }
+    if (!yes) {
+        if (table_print_report(db, run_id, DB_REPORT_STATUS, stderr, err, sizeof err)) goto error;
+        fprintf(stderr, "\nDelete this run and all its results? Type '%s' to confirm: ", run);
+        fflush(stderr);
+        if (!fgets(answer, sizeof answer, stdin)) answer[0] = 0;
+        answer[strcspn(answer, "\r\n")] = 0;
+        if (strcmp(answer, run)) {
+            log_seterr(err, sizeof err, "not confirmed; run '%s' is unchanged", run);
+            goto error;
+        }
+    }
+    r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
+    if (r == 1) log_seterr(err, sizeof err, "run '%s' is already gone", run);
+    if (r) goto error;
+    log_info("deleted run '%s' (id %lld): its rows and %d partition(s)", run, (long long)run_id, n_parts);
+    rc = 0;
+error:
+    if (rc) log_error("%s", err);
+    db_destroy(&db);
+    return rc;
+}
+
 static int cmd_db(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "drop-run")) {
+        argv[1] = argv[0];
+        return cmd_db_drop_run(argc - 1, argv + 1);
+    }
     const char *conninfo;
     int r = parse_db_opts(argc, argv, "db",
                           "usage: tokshift db migrate [--db CONNINFO]\n\n"

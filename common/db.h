@@ -85,6 +85,15 @@ int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err,
 int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);
 /* Finds a run by name or by decimal id; 1 when absent. */
 int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
+/* Deletes the run run_id with all of its results, in one transaction: its
+ * rows (runs, and by ON DELETE CASCADE documents, jobs and the rollups) and
+ * its partitions of the tables partitioned by run_id (sequence_stats_r<id>),
+ * which are dropped, not emptied, so their size costs nothing.  Needs the
+ * rights of the schema's owner (DROP TABLE).  Waits at most 30 s for the
+ * partitioned tables' locks (other sessions' open transactions on them).
+ * Returns 0 with the partitions dropped in *n_partitions, 1 when there is
+ * no such run, -1 with a message (nothing changed). */
+int db_run_drop(db_t *self, int64_t run_id, int *n_partitions, char *err, size_t errlen);
 
 /* ---- documents and jobs (coordinator) ---------------------------------- */
 
@@ -185,7 +194,8 @@ typedef enum { DB_KIND_HUMAN, DB_KIND_HUMAN_CONT, DB_KIND_SAMPLE, DB_N_KINDS } d
 /* "human", "human_cont", "sample". */
 const char *db_kind_name(db_kind_t kind);
 
-/* How many human tokens of largest z a job keeps in top_tokens. */
+/* How many human tokens of largest z a job keeps in top_tokens (the
+ * conversion in 005_sequence_arrays.sql keeps as many). */
 #define DB_TOP_TOKENS 64
 /* Confidence bins of calib_rollups: width_bucket(conf, 0, 1.0000001, 10),
  * so 1..10 for conf in [0, 1] (0 and 11 only for values outside). */

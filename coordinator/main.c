@@ -380,8 +380,10 @@ static void release_job_limit(coord_t *c, int64_t job_id, uint64_t token, const 
         if (q_push(c, job_id)) log_error("out of memory requeueing job %" PRId64, job_id);
     } else if (r == DB_RELEASE_FAILED) {
         c->failed++;
-        log_error("job %" PRId64 " failed (%s): %s", job_id, max_attempts ? "attempts exhausted" : "not retryable",
-                  reason);
+        if (max_attempts)
+            log_error("job %" PRId64 " failed after %d attempts: %s", job_id, max_attempts, reason);
+        else
+            log_error("job %" PRId64 " failed (the worker says it cannot succeed): %s", job_id, reason);
     }
 }
 
@@ -900,7 +902,7 @@ int main(int argc, char **argv) {
                  "requeued", c.n_adopted, 2 * o.heartbeat * o.liveness);
     }
     /* (Only now: starting up, waiting for a lock is right, e.g. for a stopped
-     * worker's commit while the leased jobs are requeued.) */
+     * worker's commit while the leases are read.) */
     if (db_set_timeout(db, "lock_timeout", lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
     c.fleet = fleet_new();
     c.t0_ms = now_ms();

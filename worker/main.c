@@ -13,6 +13,9 @@
  *                                                        +--DONE/FAILED-- busy
  *   SHUTDOWN in any state: exit 0.  SIGTERM/SIGINT: idle -> exit 0; busy ->
  *   the job is handed back (FAILED, retryable) and the worker exits 0.
+ *   With --keep-serving, SHUTDOWN and a WELCOME for another model lead back
+ *   to waiting instead (the link says HELLO to whichever coordinator serves
+ *   next at the endpoint); only a signal ends the worker.
  *
  * What it is not: a scheduler; it keeps no state between jobs. */
 #include <errno.h>
@@ -62,6 +65,8 @@ static void usage(FILE *f) {
             "      --curve-secret FILE      this worker's secret key (tokshift keygen; mode 0600)\n"
             "      --curve-server-key FILE  the coordinator's public key (its .pub): with both,\n"
             "                               traffic is CURVE-encrypted and the coordinator checks our key\n"
+            "      --keep-serving    stay when a run is over (or is for another model) and serve the\n"
+            "                        next coordinator at ENDPOINT; only SIGTERM/SIGINT end the worker\n"
             "  -h, --help            this text\n\n"
             "Exit status: 0 when the coordinator says the run is over or on SIGTERM, 1 on an\n"
             "error, 2 on bad usage, 3 when the run's model is not this worker's model.\n");
@@ -183,11 +188,12 @@ int main(int argc, char **argv) {
                                          {"curve-server-key", required_argument, 0, 1002},
                                          {"reconnect-ms", required_argument, 0, 'R'},
                                          {"reconnect-max-ms", required_argument, 0, 'X'},
+                                         {"keep-serving", no_argument, 0, 1003},
                                          {0}};
     const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
     const char *curve_secret = NULL, *curve_server = NULL;
     long threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0;
-    int c, bad = 0;
+    int c, bad = 0, keep_serving = 0;
     char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
     while (!bad && (c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
         switch (c) {
@@ -202,6 +208,7 @@ int main(int argc, char **argv) {
         case 'X': bad = num_long(optarg, "--reconnect-max-ms", 1, 3600000, &reconnect_max_ms, err, sizeof err); break;
         case 1001: curve_secret = optarg; break;
         case 1002: curve_server = optarg; break;
+        case 1003: keep_serving = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n"); return 2;
         }
@@ -293,7 +300,8 @@ int main(int argc, char **argv) {
             continue;
         }
         if (r == 1) {
-            if (!welcomed && now_s() - last_wait_log > 10) {
+            /* (between runs of a --keep-serving worker: every 10 minutes) */
+            if (!welcomed && now_s() - last_wait_log > (run_id ? 600 : 10)) {
                 log_info("waiting for the coordinator at %s", endpoint);
                 last_wait_log = now_s();
             }
@@ -302,9 +310,14 @@ int main(int argc, char **argv) {
         switch (msg.type) {
         case WIRE_WELCOME:
             if (strcmp(msg.u.welcome.model_identity, identity)) {
-                log_error("refusing run %lld: its model is %s, this worker's (%s) is %s",
-                          (long long)msg.u.welcome.run_id, msg.u.welcome.model_identity, model_path, identity);
+                log_error("refusing run %lld: its model is %s, this worker's (%s) is %s%s",
+                          (long long)msg.u.welcome.run_id, msg.u.welcome.model_identity, model_path, identity,
+                          keep_serving ? "; waiting for another run" : "");
                 wire_msg_clear(&msg);
+                if (keep_serving) {
+                    welcomed = 0;
+                    continue;
+                }
                 rc = EXIT_MISMATCH;
                 goto done;
             }
@@ -404,6 +417,12 @@ int main(int argc, char **argv) {
             log_info("coordinator: %s", msg.u.shutdown.reason ? msg.u.shutdown.reason : "shutdown");
             rc = msg.u.shutdown.code == WIRE_SHUTDOWN_MODEL_MISMATCH ? EXIT_MISMATCH : 0;
             wire_msg_clear(&msg);
+            if (keep_serving) {
+                log_info("waiting for the next run at %s (--keep-serving)", endpoint);
+                welcomed = 0;
+                last_wait_log = now_s();
+                continue;
+            }
             goto done;
         default:
             log_debug("ignoring %s", wire_type_name(msg.type));

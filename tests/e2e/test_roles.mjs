@@ -125,6 +125,9 @@ for (const sql of ["CREATE TABLE evil (i int)", "DROP TABLE jobs", `DELETE FROM 
     refuse(C, sql);
 for (const sql of [`SELECT tokshift_job_fence(${rb}, 0, 1)`, `SELECT tokshift_job_done(${rb}, 0, 1, 0, 0, 0)`])
     refuse(C, sql), refuse(R, sql);
+// ANALYZE after the load goes through a function only the coordinator may call (migration 006).
+refuse(W, "SELECT tokshift_analyze_load()"), refuse(R, "SELECT tokshift_analyze_load()");
+allow(C, "SELECT tokshift_analyze_load()");
 for (const sql of ["UPDATE runs SET status = 'stopped'", "DELETE FROM sequence_stats", "INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('x', 'x', 'x', 1, 1)",
                    "CREATE TABLE evil (i int)", `SELECT tokshift_create_partition(${rb})`])
     refuse(R, sql);

@@ -22,12 +22,13 @@
 // Usage: node conformance_arch.mjs TOKSHIFT_BIN MAKE_ARCH_MODEL_BIN ERRBOUND_TOOL [PRESET...]
 // Exit: 0 pass, 1 fail, 77 skip (only when TOKSHIFT_TESTDATA is unset).
 
-import {spawn, spawnSync} from "node:child_process";
 import {existsSync, mkdtempSync, readFileSync, rmSync} from "node:fs";
 import {tmpdir} from "node:os";
 import {dirname, join} from "node:path";
 import {fileURLToPath} from "node:url";
 import {tolerance} from "./tolerance.mjs";
+
+import {parseRef, run, runAsync} from "./proc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const N_IDS = 128; // after BOS
@@ -63,27 +64,6 @@ for (const c of cases) {
     }
 }
 
-function run(cmd, args, input) {
-    const r = spawnSync(cmd, args, {input, encoding: "utf8", maxBuffer: 1 << 28});
-    if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.status}\n${r.stderr}`);
-    return r.stdout;
-}
-
-// The same, without blocking: llama.cpp for one model runs while tokshift
-// scores the next.
-function runAsync(cmd, args, input) {
-    return new Promise((resolve, reject) => {
-        const p = spawn(cmd, args, {stdio: ["pipe", "pipe", "pipe"]});
-        let out = "", errText = "";
-        p.stdout.on("data", d => out += d);
-        p.stderr.on("data", d => errText += d);
-        p.on("error", reject);
-        p.on("close", code => code === 0 ? resolve(out)
-            : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}\n${errText}`)));
-        p.stdin.end(input);
-    });
-}
-
 const dir = mkdtempSync(join(tmpdir(), "tokshift-arch-"));
 let failures = 0;
 const summary = [];
@@ -102,9 +82,7 @@ try {
         const t0 = performance.now();
         const ours = JSON.parse(run(bin, ["score", "--model", model, "--ids", "--format", "json"], ids));
         const bounds = JSON.parse(run(boundTool, [model], ids));
-        const theirs = (await ref).trim().split("\n").slice(1).map(l => l.split("\t"))
-            .map(([pos, tok, lp, h, rank, top1]) =>
-                ({pos: +pos, token_id: +tok, logprob: +lp, entropy: +h, rank: +rank, top1_logprob: +top1}));
+        const theirs = parseRef(await ref);
         const worst = {logprob: 0, entropy: 0, top1_logprob: 0};
         let ofTol = 0;
         let rankEqual = 0, rankNear = 0;
