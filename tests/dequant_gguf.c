@@ -3,7 +3,12 @@
  * F32.  The llama.cpp conformance of quantized files (conformance_quant.mjs)
  * scores a quantized file with tokshift and its twin with llama.cpp.
  *
- *   dequant_gguf IN.gguf OUT.gguf
+ *   dequant_gguf [--perturb SIGMA SEED] IN.gguf OUT.gguf
+ *
+ * --perturb also adds seeded Gaussian noise to every tensor, SIGMA times
+ * the tensor's root mean square per value: a second model of the same size
+ * and vocabulary (the README's worked example compares it with the demo
+ * model as a stand-in for a base/instruct pair; it is not a tuned model).
  *
  * What it is not: a test by itself, or a converter for users.  Exit 0, 1 on
  * an error, 2 on bad usage. */
@@ -11,13 +16,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
-#include "gguf_writer.h"
 #include "log.h"
+#include "randmodel.h"
 
 int main(int argc, char **argv) {
+    double sigma = 0;
+    uint64_t st = 0;
+    if (argc == 6 && !strcmp(argv[1], "--perturb")) {
+        char *e1, *e2;
+        sigma = strtod(argv[2], &e1);
+        st = strtoull(argv[3], &e2, 10);
+        if (*e1 || *e2 || !(sigma > 0 && sigma < 10)) argc = 0;
+        argv += 3, argc -= 3;
+    }
     if (argc != 3) {
-        fprintf(stderr, "usage: dequant_gguf IN.gguf OUT.gguf\n");
+        fprintf(stderr, "usage: dequant_gguf [--perturb SIGMA SEED] IN.gguf OUT.gguf (0 < SIGMA < 10)\n");
         return 2;
     }
     char err[LOG_ERRLEN];
@@ -43,7 +56,14 @@ int main(int argc, char **argv) {
             log_seterr(err, sizeof err, "out of memory");
             goto error;
         }
+        size_t n = (size_t)gguf_tensor_nelem(t);
         gguf_tensor_to_f32(t, x);
+        if (sigma > 0) {
+            double ss = 0;
+            for (size_t j = 0; j < n; j++) ss += (double)x[j] * x[j];
+            double sd = sigma * sqrt(ss / (double)(n ? n : 1));
+            for (size_t j = 0; j < n; j++) x[j] = (float)(x[j] + sd * rm_normal(&st));
+        }
         if (gguf_writer_add_tensor(w, name, GGML_TYPE_F32, t->n_dims, t->ne, x, err, sizeof err)) goto error;
     }
     if (gguf_writer_write(w, argv[2], err, sizeof err)) goto error;
