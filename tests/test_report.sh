@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_report.sh - `tokshift report` of two runs, rendered in real headless
-# Chromium: two runs of 16 stories of the demo corpus with the demo model (the second at
+# Chromium: two runs of 10 demo stories with the demo model (the second at
 # temperature 0.5, another seed) through deploy/local-run.sh on a private
 # PostgreSQL; the report of both on shared axes; its CSV files against the
 # views; then tests/report_check.mjs loads the page in Chromium over the
@@ -24,10 +24,10 @@ cleanup() {
 trap cleanup EXIT
 conn=$(deploy/pg-cluster.sh start "$TMP/pg" 2>"$TMP/pgerr") || { fail "no cluster: $(cat "$TMP/pgerr")"; exit 1; }
 export TOKSHIFT_MODEL_MIRROR=$TOKSHIFT_TESTDATA/models
-head -16 deploy/demo/stories.jsonl > "$TMP/stories16.jsonl"  # 16 of the 40 stories: the test stays short
-deploy/local-run.sh --db "$conn" --data "$TMP" --workers 2 --run base -- -- "$TMP/stories16.jsonl" >/dev/null 2>"$TMP/err1" \
+head -10 deploy/demo/stories.jsonl > "$TMP/stories.jsonl"  # 10 of the 40 stories, 4 samples: the test stays short
+deploy/local-run.sh --db "$conn" --data "$TMP" --workers 2 --run base -- --samples 4 -- "$TMP/stories.jsonl" >/dev/null 2>"$TMP/err1" \
   || fail "run base: $(tail -3 "$TMP/err1")"
-deploy/local-run.sh --db "$conn" --data "$TMP" --workers 2 --run cool -- --temperature 0.5 --seed 7 -- "$TMP/stories16.jsonl" >/dev/null 2>"$TMP/err2" \
+deploy/local-run.sh --db "$conn" --data "$TMP" --workers 2 --run cool -- --samples 4 --temperature 0.5 --seed 7 -- "$TMP/stories.jsonl" >/dev/null 2>"$TMP/err2" \
   || fail "run cool: $(tail -3 "$TMP/err2")"
 
 R=$TMP/report
