@@ -34,44 +34,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     char err[LOG_ERRLEN];
-    int rc = 1;
-    float *x = NULL;
-    gguf_writer_t *w = NULL;
-    gguf_t *g = gguf_open(argv[1], err, sizeof err);
-    if (!g || !(w = gguf_writer_new(err, sizeof err))) goto error;
-    for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
-        const gguf_kv_t *kv = gguf_kv_at(g, i);
-        if (kv->key.len == 17 && !memcmp(kv->key.ptr, "general.alignment", 17)) { /* the writer's own */
-            if (gguf_writer_set_alignment(w, (uint32_t)kv->v.u, err, sizeof err)) goto error;
-        } else if (gguf_writer_copy_kv(w, kv, err, sizeof err)) {
-            goto error;
-        }
-    }
-    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
-        const gguf_tensor_t *t = gguf_tensor_at(g, i);
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
-        free(x);
-        if (!(x = malloc((size_t)gguf_tensor_nelem(t) * sizeof *x))) {
-            log_seterr(err, sizeof err, "out of memory");
-            goto error;
-        }
-        size_t n = (size_t)gguf_tensor_nelem(t);
-        gguf_tensor_to_f32(t, x);
-        if (sigma > 0) {
-            double ss = 0;
-            for (size_t j = 0; j < n; j++) ss += (double)x[j] * x[j];
-            double sd = sigma * sqrt(ss / (double)(n ? n : 1));
-            for (size_t j = 0; j < n; j++) x[j] = (float)(x[j] + sd * rm_normal(&st));
-        }
-        if (gguf_writer_add_tensor(w, name, GGML_TYPE_F32, t->n_dims, t->ne, x, err, sizeof err)) goto error;
-    }
-    if (gguf_writer_write(w, argv[2], err, sizeof err)) goto error;
-    rc = 0;
-error:
+    int rc = rm_copy_f32(argv[1], argv[2], sigma, st, err, sizeof err);
     if (rc) fprintf(stderr, "dequant_gguf: %s\n", err);
-    free(x);
-    gguf_writer_destroy(&w);
-    gguf_destroy(&g);
-    return rc;
+    return rc ? 1 : 0;
 }
