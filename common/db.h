@@ -184,6 +184,7 @@ void db_docs_free(db_doc_t *docs, size_t n);
 
 typedef struct {
     int64_t jobs, done, failed, leased, pending, docs_done, tokens_done, retries, docs, docs_error;
+    int64_t bytes, bytes_done; /* text bytes of the jobs' documents: all, and of done jobs */
 } db_progress_t;
 int db_progress(db_t *self, int64_t run_id, db_progress_t *out, char *err, size_t errlen);
 

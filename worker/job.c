@@ -78,6 +78,8 @@ void job_result_reset(job_result_t *r) {
     r->doc_seqs = r->doc_docsums = 0;
 }
 
+size_t job_result_n_rows(const job_result_t *r) { return r->cols[COL_TOKEN_ID].n; }
+
 void job_result_destroy(job_result_t **self_p) {
     if (!self_p || !*self_p) return;
     job_result_t *r = *self_p;

@@ -41,6 +41,10 @@ job_result_t *job_result_new(void);
 void job_result_destroy(job_result_t **self_p);
 /* Empties it for the next job, keeping its capacity. */
 void job_result_reset(job_result_t *self);
+/* The token rows added so far (all sequences of the documents measured,
+ * less any document dropped with an error): what the job's DONE will report
+ * as n_tokens.  O(1). */
+size_t job_result_n_rows(const job_result_t *self);
 /* Fills out with a view of the rows for db_commit_job (valid until the next
  * change).  Returns 0, or -1 when memory runs out. */
 int job_result_view(job_result_t *self, db_results_t *out);
