@@ -190,8 +190,9 @@ static void norm_rows(const forward_t *f, float *out, const float *x, const floa
  * fp32 W in place is one product; any other is dequantized a panel of rows
  * at a time into f->wbuf, each panel's product filling its columns of y.
  * The reference path computes each element alone, so panels change nothing
- * there; the BLAS path's panels change only the order of sgemm's blocking
- * over out, not the summation over in. */
+ * there; on the BLAS path a panel's edge may be summed by another sgemm
+ * kernel than the whole matrix's, a difference of fp32 rounding that
+ * test_quant bounds. */
 static void linear(const forward_t *f, float *y, const float *x, const quant_mat_t *w, const float *bias, int T,
                    float beta) {
     void (*mm)(float *, int, const float *, const float *, int, int, int, float) =
@@ -203,8 +204,8 @@ static void linear(const forward_t *f, float *y, const float *x, const quant_mat
     } else {
         /* Few rows of x (decode): packing x is cheap, so take panels that
          * stay in a 256 KiB cache between their dequantization and use. */
-        int panel = f->panel_rows;
-        if (T < 32 && panel > (1 << 16) / in) panel = (1 << 16) / in > 16 ? (1 << 16) / in : 16;
+        int panel = f->panel_rows, fit = (1 << 16) / in;
+        if (T < 32 && fit < panel) panel = fit > 16 ? fit : 16;
         for (int r0 = 0; r0 < out; r0 += panel) {
             int rows = out - r0 < panel ? out - r0 : panel;
             quant_mat_dequant(w, r0, rows, f->wbuf);
