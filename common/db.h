@@ -338,6 +338,36 @@ typedef enum {
 int db_report_rows(db_t *self, int64_t run_id, db_report_t which, db_table_t *out, char *err, size_t errlen);
 void db_table_free(db_table_t *t);
 
+/* ---- comparing runs (tokshift compare, auroc; db_compare.c) ------------- */
+
+typedef enum {
+    DB_COMPARE_BUCKETS,     /* shift_by_bucket of each run, bucket by bucket */
+    DB_COMPARE_DIFFS,       /* tokshift_compare(first, each other run) */
+    DB_COMPARE_CALIBRATION, /* calibration of each run, bin by bin */
+    DB_COMPARE_AUROC,       /* sequence_auroc of each run */
+} db_compare_t;
+
+/* Reads one of the comparison tables of runs[n] (n <= 32; the first is the
+ * reference of DB_COMPARE_DIFFS) for printing.  0, or -1 with a message. */
+int db_compare_rows(db_t *self, const int64_t *runs, size_t n, db_compare_t which, db_table_t *out, char *err,
+                    size_t errlen);
+
+/* Why runs a and b cannot be compared document by document (corpus, cut
+ * settings, seed, documents, tokenizer: tokshift_runs_differ), malloc'd
+ * into *why, or *why NULL when they can.  0, or -1 with a message. */
+int db_runs_differ(db_t *self, int64_t a, int64_t b, char **why, char *err, size_t errlen);
+
+/* One human continuation's or sample's mean statistics (sequence_means). */
+typedef struct {
+    int64_t doc_id;
+    bool human; /* human continuation (else a sample) */
+    double surprisal, gap, z; /* z NaN when no token has it */
+} db_seqmean_t;
+
+/* The run's continuations and samples with tokens, ordered by doc_id, into
+ * a malloc'd *out (caller frees).  0, or -1 with a message. */
+int db_seq_means(db_t *self, int64_t run_id, db_seqmean_t **out, size_t *n, char *err, size_t errlen);
+
 /* One stored sequence, as `tokshift regenerate` reads it: the run's model
  * identity and settings (JSON text), the document's text, the sequence's
  * row in `sequences` and its token rows from `token_view` in position

@@ -112,6 +112,11 @@ CREATE FUNCTION tokshift_cluster_se_diff(g numeric, n_a numeric, s_a double prec
                       - 2 * (x_ss - (s_b / n_b) * x_sn - (s_a / n_a) * x_ns + (s_a / n_a) * (s_b / n_b) * x_nn)
                           / (n_a * n_b), 0) * g / (g - 1)) END;
 
+-- "mean ± se" for the terminal (4 decimals; the mean alone without an se).
+CREATE FUNCTION tokshift_pm(x double precision, se double precision) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN round(x::numeric, 4) || coalesce(' ± ' || round(se::numeric, 4), '');
+
 -- ---- the views --------------------------------------------------------------
 
 CREATE OR REPLACE VIEW rollup_sums AS

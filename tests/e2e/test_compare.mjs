@@ -181,7 +181,35 @@ for (const r of psql(db, `SELECT stat, n_human, n_sample, auroc FROM sequence_au
 }
 check(Object.keys(aurocs).length === 3, `AUROC statistics: ${Object.keys(aurocs)}`);
 
-// (tokshift compare / auroc: below once the CLI exists)
+// 6. `tokshift compare`: the tables above, side by side, rounded to 4
+//    decimals; the AUROC computed in C equals the view's.
+const ts = (args, allowFail = false) => run(join(BIN, "tokshift"), [...args, "--db", db], {allowFail});
+const out = ts(["compare", "cmpA", "cmpB", "--boot", "100"]).stdout;
+console.error(out);
+const r4 = x => Number(x).toFixed(4);
+for (const r of psql(db, `SELECT stat, auroc FROM sequence_auroc WHERE run_id = ${A}`)) {
+    const line = out.split("\n").find(l => new RegExp(`^\\s*cmpA\\s+${r[0]}\\s`).test(l));
+    const m = line && line.match(/(\d\.\d{4})\s+\[(\d\.\d{4}), (\d\.\d{4})\]/);
+    check(m && m[1] === r4(r[1]) && Number(m[2]) <= Number(m[1]) && Number(m[1]) <= Number(m[3]),
+          `compare: AUROC line for ${r[0]} '${line}' vs view ${r[1]}`);
+}
+for (const r of psql(db, `SELECT positions, diff_gap, se_diff_gap FROM compare_by_bucket
+                          WHERE run_a = ${A} AND run_b = ${B} AND kind = 'sample'`)) {
+    const want = `${r4(r[1])} ± ${r4(r[2])}`.replace(/^-0\.0000/, "0.0000");
+    check(out.split("\n").some(l => /^\s*cmpB - cmpA\s+sample\s/.test(l) && l.includes(` ${r[0]} `) && l.includes(want)),
+          `compare: sample difference in bucket ${r[0]} printed as ${want}`);
+}
+check(/Calibration/.test(out) && /shift ± se/.test(out), "compare prints calibration and the shift");
+const au = ts(["auroc", "cmpA", "cmpB", "--boot", "50"]).stdout;
+check((au.match(/^\s*cmp[AB]\s+(surprisal|gap|z)\s/mg) || []).length === 6, `auroc: 6 lines:\n${au}`);
+
+// 7. Runs that are not comparable are refused, naming what differs.
+psql(db, `INSERT INTO runs (name, model_identity, settings, corpus)
+          SELECT 'cmpX', model_identity, jsonb_set(settings, '{seed}', '7'), corpus FROM runs WHERE name = 'cmpA'`);
+const bad = ts(["compare", "cmpA", "cmpX"], true);
+check(bad.status === 1 && /not comparable/.test(bad.stderr) && /seed 12345 vs 7/.test(bad.stderr) &&
+      /documents differ/.test(bad.stderr) && bad.stdout === "", `compare refuses: ${bad.status} ${bad.stderr}`);
+check(ts(["compare", "cmpA"], true).status === 2, "compare needs two runs");
 
 cleanup(dir);
 finish("test_compare");
