@@ -32,6 +32,7 @@
 --   Views: position_stats, bucket_stats, shift_by_bucket, calibration and
 --   document_summary now give clustered standard errors (se_*) and the
 --   number of documents (n_docs); run_stats (whole-run means per kind);
+--   cell_sums and cell_stats (what they share: sums and means per cell);
 --   compare_by_bucket / tokshift_compare(a, b) (two runs paired by
 --   document); tokshift_runs_differ(a, b) (why two runs are not
 --   comparable); sequence_auroc (AUROC by statistic, from ranks).
@@ -119,8 +120,12 @@ CREATE FUNCTION tokshift_pm(x double precision, se double precision) RETURNS tex
 
 -- ---- the views --------------------------------------------------------------
 
-CREATE OR REPLACE VIEW rollup_sums AS
-SELECT r.run_id, r.kind, r.position,
+-- The rollups of a run's finished jobs, summed per cell: level 'position'
+-- (job_rollups, key = position) or 'bucket' (bucket_rollups, key = bucket,
+-- -1 for all positions).  A query for one level reads only its table (the
+-- planner drops the other branch).
+CREATE VIEW cell_sums AS
+SELECT r.level, r.run_id, r.kind, r.key,
        sum(r.n) AS n, sum(r.sum_surprisal) AS s1, sum(r.sumsq_surprisal) AS s2,
        sum(r.sum_entropy) AS h1, sum(r.sumsq_entropy) AS h2,
        sum(r.sum_gap) AS g1, sum(r.sumsq_gap) AS g2,
@@ -130,57 +135,50 @@ SELECT r.run_id, r.kind, r.position,
        sum(r.c_ns_gap) AS c_ns_g, sum(r.g_z) AS n_docs_z, sum(r.c_nn_z) AS c_nn_z, sum(r.c_ss_z) AS c_ss_z,
        sum(r.c_ns_z) AS c_ns_z, sum(r.x_ss_gap) AS x_ss_g, sum(r.x_sn_gap) AS x_sn_g, sum(r.x_ns_gap) AS x_ns_g,
        sum(r.x_nn) AS x_nn
-FROM job_rollups r JOIN jobs j USING (run_id, job_id)
+FROM (SELECT 'position' AS level, r.*, r.position AS key FROM job_rollups r
+      UNION ALL
+      SELECT 'bucket' AS level, b.*, b.bucket AS key FROM bucket_rollups b) r
+JOIN jobs j USING (run_id, job_id)
 WHERE j.state = 'done'
-GROUP BY r.run_id, r.kind, r.position;
+GROUP BY r.level, r.run_id, r.kind, r.key;
 
--- Means by run, kind and exact position; se_* clustered by document.
-CREATE OR REPLACE VIEW position_stats AS
-SELECT run_id, kind, position, n,
-       s1 / n AS mean_surprisal, tokshift_cluster_se(n_docs, n, s1, c_ss_s, c_ns_s, c_nn) AS se_surprisal,
-       h1 / n AS mean_entropy, tokshift_cluster_se(n_docs, n, h1, c_ss_h, c_ns_h, c_nn) AS se_entropy,
-       g1 / n AS mean_gap, tokshift_cluster_se(n_docs, n, g1, c_ss_g, c_ns_g, c_nn) AS se_gap,
-       z1 / nullif(nz, 0) AS mean_z, tokshift_cluster_se(n_docs_z, nz, z1, c_ss_z, c_ns_z, c_nn_z) AS se_z,
-       n_docs
-FROM rollup_sums;
-
--- The bucket rollups of a run's finished jobs (bucket -1: all positions).
-CREATE VIEW bucket_sums AS
-SELECT r.run_id, r.kind, r.bucket,
-       sum(r.n) AS n, sum(r.sum_surprisal) AS s1, sum(r.sum_entropy) AS h1, sum(r.sum_gap) AS g1,
-       sum(r.n_z) AS nz, sum(r.sum_z) AS z1,
-       sum(r.g) AS n_docs, sum(r.c_nn) AS c_nn, sum(r.c_ss_surprisal) AS c_ss_s, sum(r.c_ns_surprisal) AS c_ns_s,
-       sum(r.c_ss_entropy) AS c_ss_h, sum(r.c_ns_entropy) AS c_ns_h, sum(r.c_ss_gap) AS c_ss_g,
-       sum(r.c_ns_gap) AS c_ns_g, sum(r.g_z) AS n_docs_z, sum(r.c_nn_z) AS c_nn_z, sum(r.c_ss_z) AS c_ss_z,
-       sum(r.c_ns_z) AS c_ns_z, sum(r.x_ss_gap) AS x_ss_g, sum(r.x_sn_gap) AS x_sn_g, sum(r.x_ns_gap) AS x_ns_g,
-       sum(r.x_nn) AS x_nn
-FROM bucket_rollups r JOIN jobs j USING (run_id, job_id)
-WHERE j.state = 'done'
-GROUP BY r.run_id, r.kind, r.bucket;
-
--- The same in position buckets (0, 1, 2-3, 4-7, ...), clustered at that level.
-CREATE OR REPLACE VIEW bucket_stats AS
-SELECT run_id, kind, bucket, tokshift_bucket_label(bucket) AS positions, n,
-       s1 / n AS mean_surprisal, tokshift_cluster_se(n_docs, n, s1, c_ss_s, c_ns_s, c_nn) AS se_surprisal,
-       h1 / n AS mean_entropy, tokshift_cluster_se(n_docs, n, h1, c_ss_h, c_ns_h, c_nn) AS se_entropy,
-       g1 / n AS mean_gap, tokshift_cluster_se(n_docs, n, g1, c_ss_g, c_ns_g, c_nn) AS se_gap,
-       z1 / nullif(nz, 0) AS mean_z, tokshift_cluster_se(n_docs_z, nz, z1, c_ss_z, c_ns_z, c_nn_z) AS se_z,
-       n_docs
-FROM bucket_sums WHERE bucket >= 0;
-
--- Whole-run means per kind (all positions), clustered by document.
-CREATE VIEW run_stats AS
-SELECT run_id, kind, n, n_docs,
+-- Means with standard errors clustered by document, per cell.
+CREATE VIEW cell_stats AS
+SELECT level, run_id, kind, key, n, n_docs,
        s1 / n AS mean_surprisal, tokshift_cluster_se(n_docs, n, s1, c_ss_s, c_ns_s, c_nn) AS se_surprisal,
        h1 / n AS mean_entropy, tokshift_cluster_se(n_docs, n, h1, c_ss_h, c_ns_h, c_nn) AS se_entropy,
        g1 / n AS mean_gap, tokshift_cluster_se(n_docs, n, g1, c_ss_g, c_ns_g, c_nn) AS se_gap,
        z1 / nullif(nz, 0) AS mean_z, tokshift_cluster_se(n_docs_z, nz, z1, c_ss_z, c_ns_z, c_nn_z) AS se_z
-FROM bucket_sums WHERE bucket = -1;
+FROM cell_sums;
+
+-- 002's per-position sums, as before (the columns they had, then the
+-- cluster terms).
+CREATE OR REPLACE VIEW rollup_sums AS
+SELECT run_id, kind, key AS position, n, s1, s2, h1, h2, g1, g2, nz, z1, z2, n_docs, c_nn, c_ss_s, c_ns_s, c_ss_h,
+       c_ns_h, c_ss_g, c_ns_g, n_docs_z, c_nn_z, c_ss_z, c_ns_z, x_ss_g, x_sn_g, x_ns_g, x_nn
+FROM cell_sums WHERE level = 'position';
+
+-- Means by run, kind and exact position; se_* clustered by document.
+CREATE OR REPLACE VIEW position_stats AS
+SELECT run_id, kind, key AS position, n, mean_surprisal, se_surprisal, mean_entropy, se_entropy, mean_gap, se_gap,
+       mean_z, se_z, n_docs
+FROM cell_stats WHERE level = 'position';
+
+-- The same in position buckets (0, 1, 2-3, 4-7, ...), clustered at that level.
+CREATE OR REPLACE VIEW bucket_stats AS
+SELECT run_id, kind, key AS bucket, tokshift_bucket_label(key) AS positions, n, mean_surprisal, se_surprisal,
+       mean_entropy, se_entropy, mean_gap, se_gap, mean_z, se_z, n_docs
+FROM cell_stats WHERE level = 'bucket' AND key >= 0;
+
+-- Whole-run means per kind (all positions), clustered by document.
+CREATE VIEW run_stats AS
+SELECT run_id, kind, n, n_docs, mean_surprisal, se_surprisal, mean_entropy, se_entropy, mean_gap, se_gap, mean_z, se_z
+FROM cell_stats WHERE level = 'bucket' AND key = -1;
 
 -- Human vs model by position bucket.  The shift's error is clustered by
 -- document with the covariance of the two means (they share documents).
 CREATE OR REPLACE VIEW shift_by_bucket AS
-SELECT h.run_id, h.bucket, tokshift_bucket_label(h.bucket) AS positions,
+SELECT h.run_id, h.key AS bucket, tokshift_bucket_label(h.key) AS positions,
        h.n AS n_human, m.n AS n_model,
        h.s1 / h.n AS human_surprisal, m.s1 / m.n AS model_surprisal,
        h.h1 / h.n AS human_entropy, m.h1 / m.n AS model_entropy,
@@ -194,9 +192,9 @@ SELECT h.run_id, h.bucket, tokshift_bucket_label(h.bucket) AS positions,
        tokshift_cluster_se(h.n_docs, h.n, h.h1, h.c_ss_h, h.c_ns_h, h.c_nn) AS human_se_entropy,
        tokshift_cluster_se(m.n_docs, m.n, m.h1, m.c_ss_h, m.c_ns_h, m.c_nn) AS model_se_entropy,
        h.n_docs
-FROM bucket_sums h
-JOIN bucket_sums m ON m.run_id = h.run_id AND m.bucket = h.bucket AND m.kind = 'sample'
-WHERE h.kind = 'human_cont' AND h.bucket >= 0;
+FROM cell_sums h
+JOIN cell_sums m ON m.level = h.level AND m.run_id = h.run_id AND m.key = h.key AND m.kind = 'sample'
+WHERE h.level = 'bucket' AND h.kind = 'human_cont' AND h.key >= 0;
 
 -- Calibration, with standard errors clustered by document.
 CREATE OR REPLACE VIEW calibration AS
