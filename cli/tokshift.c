@@ -147,6 +147,17 @@ static model_t *load_model(const char *path) {
     return m;
 }
 
+/* Whether the model file is the one the run measured (its sha256 identity,
+ * as the worker checks it).  0, or -1 with a message naming both. */
+static int check_run_model(const char *model_path, const char *run, const char *want, char *err, size_t errlen) {
+    char have[65];
+    if (digest_model_identity(model_path, have, err, errlen)) return -1;
+    if (strcmp(have, want))
+        return log_seterr(err, errlen, "run '%s' was measured with model %.12s..., and %s is %.12s...: give --model the "
+                          "run's model", run, want, model_path, have);
+    return 0;
+}
+
 /* ---- tokenize ---------------------------------------------------------- */
 
 /* The tokenizer of the model at path, without its weights where the format
@@ -228,10 +239,12 @@ static int cmd_generate(int argc, char **argv) {
                                          {"prompt", required_argument, 0, 'P'},
                                          {"prompt-ids", required_argument, 0, 'i'},
                                          {"print-ids", no_argument, 0, 'o'},
+                                         {"run", required_argument, 0, 'r'},
+                                         {"db", required_argument, 0, 'd'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
-    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL;
-    int print_ids = 0;
+    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL, *run = NULL, *conninfo = "";
+    int print_ids = 0, sampling_given = 0;
     long n_gen = -1, top_k = 0;
     uint64_t seed = 0;
     double temp = 1.0, top_p = 1.0;
@@ -240,16 +253,18 @@ static int cmd_generate(int argc, char **argv) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'n': if (parse_int(optarg, "-n", 0, INT_MAX, &n_gen)) return EXIT_USAGE; break;
-        case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; break;
-        case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; break;
-        case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; break;
+        case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; sampling_given = 1; break;
+        case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; sampling_given = 1; break;
+        case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; sampling_given = 1; break;
+        case 'r': run = optarg; break;
+        case 'd': conninfo = optarg; break;
         case 's': if (parse_seed(optarg, "--seed", &seed)) return EXIT_USAGE; break;
         case 'P': prompt = optarg; break;
         case 'i': prompt_ids = optarg; break;
         case 'o': print_ids = 1; break;
         case 'h':
             printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                         [--seed S] [--prompt TEXT]\n\n"
+                   "                         [--seed S] [--prompt TEXT] [--run NAME [--db CONNINFO]]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
                    "  -m, --model PATH       GGUF file or Hugging Face model directory\n"
@@ -262,7 +277,10 @@ static int cmd_generate(int argc, char **argv) {
                    "  -P, --prompt TEXT      text after BOS to continue\n"
                    "      --prompt-ids IDS   start from exactly these token ids instead (no BOS added),\n"
                    "                         e.g. to regenerate a recorded sample from its seed\n"
-                   "      --print-ids        print the generated token ids instead of the text\n");
+                   "      --print-ids        print the generated token ids instead of the text\n"
+                   "      --run NAME         sample as run NAME's workers do: its temperature, top-k\n"
+                   "                         and top-p (runs.settings in --db); --model must be its model\n"
+                   "      --db CONNINFO      PostgreSQL for --run (default: the PG* environment)\n");
             return 0;
         default: return usage_hint("generate");
         }
@@ -270,6 +288,23 @@ static int cmd_generate(int argc, char **argv) {
     if (n_gen < 0) {
         log_error("generate: give the number of tokens to generate, -n N");
         return usage_hint("generate");
+    }
+    if (run && sampling_given) {
+        log_error("--run takes the temperature, top-k and top-p from the run; drop them");
+        return usage_hint("generate");
+    }
+    if (run) {
+        char rerr[LOG_ERRLEN], identity[65];
+        runset_t rs;
+        int lr = runset_load(conninfo, run, &rs, identity, rerr, sizeof rerr);
+        if (lr == 0 && model_path && check_run_model(model_path, run, identity, rerr, sizeof rerr)) lr = -1;
+        if (lr) {
+            runset_free(&rs);
+            log_error("%s", rerr);
+            return lr > 0 ? EXIT_USAGE : 1;
+        }
+        temp = rs.cont.sampling.temperature, top_k = rs.cont.sampling.top_k, top_p = rs.cont.sampling.top_p;
+        runset_free(&rs);
     }
     if (optind < argc) {
         log_error("generate: unexpected argument '%s' (a prompt goes after --prompt)", argv[optind]);
@@ -410,17 +445,6 @@ static void print_rows(const model_t *m, const experiment_row_t *rows, long n, i
         }
     }
     if (json) printf("\n]\n");
-}
-
-/* Whether the model file is the one the run measured (its sha256 identity,
- * as the worker checks it).  0, or -1 with a message naming both. */
-static int check_run_model(const char *model_path, const char *run, const char *want, char *err, size_t errlen) {
-    char have[65];
-    if (digest_model_identity(model_path, have, err, errlen)) return -1;
-    if (strcmp(have, want))
-        return log_seterr(err, errlen, "run '%s' was measured with model %.12s..., and %s is %.12s...: give --model the "
-                          "run's model", run, want, model_path, have);
-    return 0;
 }
 
 static int cmd_score(int argc, char **argv) {
