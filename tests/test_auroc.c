@@ -41,8 +41,8 @@ int main(void) {
     auroc_item_t hm[109];
     size_t n = 0;
     for (int r = 0; r < 5; r++) {
-        for (int k = 0; k < normal[r]; k++) hm[n++] = (auroc_item_t){r + 1, (uint32_t)n, 0};
-        for (int k = 0; k < abnormal[r]; k++) hm[n++] = (auroc_item_t){r + 1, (uint32_t)n, 1};
+        for (int k = 0; k < normal[r] + abnormal[r]; k++, n++) /* each image its own cluster */
+            hm[n] = (auroc_item_t){r + 1, (uint32_t)n, k >= normal[r]};
     }
     TU_REQUIRE(n == 109, "items %zu", n);
     auroc_sort(hm, n);

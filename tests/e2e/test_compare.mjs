@@ -34,9 +34,13 @@ const corpus = writeCorpus(dir, {nStories: 12, longRepeat: 2});
 const base = ["--window", "64", "--stride", "32", "--prefix-lengths", "4,12", "--cont-len", "8", "--samples", "4",
               "--seed", "12345", "--job-docs", "3"];
 for (const [name, tau] of [["cmpA", "1"], ["cmpB", "0.7"]]) {
-    const {res} = await runOnce({conninfo: db, runName: name, corpus, modelPath: M,
-                                 settings: [...base, "--temperature", tau], logDir: dir});
+    const {res, workers} = await runOnce({conninfo: db, runName: name, corpus, modelPath: M,
+                                          settings: [...base, "--temperature", tau], logDir: dir});
     check(res.code === 0, `${name}: coordinator exited ${res.code}: ${res.err.slice(-2000)}`);
+    for (const [i, w] of workers.entries()) {
+        const r = await w.exited;  // a sanitizer report makes a worker exit non-zero
+        check(r.code === 0, `${name}: worker ${i} exited ${r.code} (${r.sig}): ${r.err.slice(-2000)}`);
+    }
 }
 const id = name => Number(psql(db, `SELECT run_id FROM runs WHERE name = '${name}'`)[0][0]);
 const A = id("cmpA"), B = id("cmpB");
