@@ -149,6 +149,42 @@ error:
     return rc;
 }
 
+/* The two commands: parse, connect, look the runs up; then, with full
+ * (compare), check they are comparable and print every table, else only the
+ * AUROC.  0, 1 on an error, 2 on bad usage. */
+static int run_command(int argc, char **argv, const char *help, size_t min_runs, int full) {
+    opts_t o;
+    int r = parse(argc, argv, help, min_runs, &o);
+    if (r) return r == 1 ? 0 : r;
+    char err[LOG_ERRLEN];
+    char *why = NULL;
+    int rc = 1;
+    db_t *db = db_connect(o.conninfo, err, sizeof err);
+    if (!db || find_runs(db, &o, err, sizeof err)) goto error;
+    for (size_t i = 1; full && i < o.n; i++) {
+        if (db_runs_differ(db, o.ids[0], o.ids[i], &why, err, sizeof err)) goto error;
+        if (why) {
+            log_seterr(err, sizeof err, "runs '%s' and '%s' are not comparable: %s", o.names[0], o.names[i], why);
+            goto error;
+        }
+    }
+    if (full &&
+        (print_table(db, &o, DB_COMPARE_BUCKETS,
+                     "By position bucket after the cut (± standard error clustered by document):", err, sizeof err) ||
+         print_table(db, &o, DB_COMPARE_DIFFS, "Differences from the first run (± standard error paired by document):",
+                     err, sizeof err) ||
+         print_table(db, &o, DB_COMPARE_CALIBRATION, "Calibration (accuracy ± standard error clustered by document):",
+                     err, sizeof err)))
+        goto error;
+    if (print_auroc(db, &o, err, sizeof err)) goto error;
+    rc = 0;
+error:
+    if (rc) log_error("%s", err);
+    free(why);
+    db_destroy(&db);
+    return rc;
+}
+
 int compare_main(int argc, char **argv) {
     static const char *const help =
         "usage: tokshift compare RUN_A RUN_B [RUN ...] [--db CONNINFO] [--boot N]\n\n"
@@ -162,35 +198,7 @@ int compare_main(int argc, char **argv) {
         "continuations from samples with a bootstrap interval over documents (N\n"
         "resamples, default 200).  Refuses runs that are not comparable, naming what\n"
         "differs.\n";
-    opts_t o;
-    int r = parse(argc, argv, help, 2, &o);
-    if (r) return r == 1 ? 0 : r;
-    char err[LOG_ERRLEN];
-    char *why = NULL;
-    int rc = 1;
-    db_t *db = db_connect(o.conninfo, err, sizeof err);
-    if (!db || find_runs(db, &o, err, sizeof err)) goto error;
-    for (size_t i = 1; i < o.n; i++) {
-        if (db_runs_differ(db, o.ids[0], o.ids[i], &why, err, sizeof err)) goto error;
-        if (why) {
-            log_seterr(err, sizeof err, "runs '%s' and '%s' are not comparable: %s", o.names[0], o.names[i], why);
-            goto error;
-        }
-    }
-    if (print_table(db, &o, DB_COMPARE_BUCKETS, "By position bucket after the cut (± standard error clustered by document):",
-                    err, sizeof err) ||
-        print_table(db, &o, DB_COMPARE_DIFFS, "Differences from the first run (± standard error paired by document):",
-                    err, sizeof err) ||
-        print_table(db, &o, DB_COMPARE_CALIBRATION, "Calibration (accuracy ± standard error clustered by document):",
-                    err, sizeof err) ||
-        print_auroc(db, &o, err, sizeof err))
-        goto error;
-    rc = 0;
-error:
-    if (rc) log_error("%s", err);
-    free(why);
-    db_destroy(&db);
-    return rc;
+    return run_command(argc, argv, help, 2, 1);
 }
 
 int compare_auroc_main(int argc, char **argv) {
@@ -200,16 +208,5 @@ int compare_auroc_main(int argc, char **argv) {
         "by each sequence's mean surprisal, mean gap and mean z (Fast-DetectGPT's\n"
         "criterion): P(human > sample) + P(tie) / 2, with a 95 % percentile bootstrap\n"
         "interval from N resamples of documents (default 200).\n";
-    opts_t o;
-    int r = parse(argc, argv, help, 1, &o);
-    if (r) return r == 1 ? 0 : r;
-    char err[LOG_ERRLEN];
-    int rc = 1;
-    db_t *db = db_connect(o.conninfo, err, sizeof err);
-    if (!db || find_runs(db, &o, err, sizeof err) || print_auroc(db, &o, err, sizeof err)) goto error;
-    rc = 0;
-error:
-    if (rc) log_error("%s", err);
-    db_destroy(&db);
-    return rc;
+    return run_command(argc, argv, help, 1, 0);
 }
