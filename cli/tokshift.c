@@ -5,7 +5,7 @@
  *   tokshift generate --model PATH -n N [...]       sampled/greedy text
  *   tokshift score    --model PATH [--format ...]   per-token statistics
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
- *   tokshift report   RUN [--db C] [--out DIR]      HTML page with plots, and CSV (cli/report.c)
+ *   tokshift report   RUN... [--db C] [--out DIR]   HTML page with plots, and CSV (cli/report.c)
  *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
@@ -52,7 +52,7 @@ static const char *g_usage =
     "  db migrate apply the schema's migrations to PostgreSQL\n"
     "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
-    "  report     write a run's HTML report (plots) and CSV files\n"
+    "  report     write runs' HTML report (plots on shared axes) and CSV files\n"
     "  compare    compare runs document by document (paired standard errors, AUROC)\n"
     "  auroc      how well each statistic tells human continuations from samples\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
@@ -957,24 +957,28 @@ static int cmd_report(int argc, char **argv) {
         case 'd': conninfo = optarg; break;
         case 'o': out = optarg; break;
         case 'h':
-            printf("usage: tokshift report RUN [--db CONNINFO] [--out DIR]\n\n"
-                   "Writes the report of the run RUN (a name or an id) from the database:\n"
+            printf("usage: tokshift report RUN [RUN...] [--db CONNINFO] [--out DIR]\n\n"
+                   "Writes the report of the runs RUN (names or ids; at most 7) from the database,\n"
+                   "drawn on shared axes, one colour per run:\n"
                    "  DIR/index.html          one self-contained page (inline SVG, no scripts): the\n"
-                   "                          run's model, settings and counts; mean surprisal and\n"
-                   "                          entropy, and mean gap, by position after the cut, human\n"
-                   "                          continuation vs model samples (±1 standard error);\n"
-                   "                          calibration (accuracy vs confidence)\n"
+                   "                          runs' models, settings and counts; mean gap, surprisal\n"
+                   "                          and entropy by position after the cut, human\n"
+                   "                          continuation vs model samples (95 %% intervals); the\n"
+                   "                          shift (human gap - model gap) by position bucket with\n"
+                   "                          its band; calibration; documents by mean gap\n"
                    "  DIR/position_stats.csv  the position_stats view (human_cont, sample)\n"
-                   "  DIR/shift_by_bucket.csv the shift_by_bucket view\n"
+                   "  DIR/shift_by_bucket.csv the shift_by_bucket view (positions written 2..3)\n"
                    "  DIR/calibration.csv     the calibration view\n"
-                   "DIR defaults to report-RUN and is created if needed; files in it are replaced.\n"
+                   "  DIR/document_gap.csv    documents by mean gap (document_summary), 0.1-nat bins\n"
+                   "Every CSV row starts with its run's name.  DIR defaults to report-RUN (the\n"
+                   "first RUN) and is created if needed; files in it are replaced.\n"
                    "CONNINFO is a libpq connection string; without it the PG* environment is used.\n");
             return 0;
         default: return usage_hint("report");
         }
     }
-    if (optind + 1 != argc) {
-        log_error("usage: tokshift report RUN [--db CONNINFO] [--out DIR]");
+    if (optind >= argc) {
+        log_error("usage: tokshift report RUN [RUN...] [--db CONNINFO] [--out DIR]");
         return EXIT_USAGE;
     }
     const char *run = argv[optind];
@@ -987,9 +991,11 @@ static int cmd_report(int argc, char **argv) {
         out = dflt;
     }
     db_t *db = db_connect(conninfo, err, sizeof err);
-    int rc = db ? report_write(db, run, out, err, sizeof err) : -1;
+    int rc = db ? report_write(db, (const char *const *)argv + optind, (size_t)(argc - optind), out, err, sizeof err)
+                : -1;
     if (rc) log_error("%s", err);
-    else log_info("wrote %s/index.html, position_stats.csv, shift_by_bucket.csv, calibration.csv", out);
+    else log_info("wrote %s/index.html, position_stats.csv, shift_by_bucket.csv, calibration.csv, document_gap.csv",
+                  out);
     db_destroy(&db);
     return rc ? 1 : 0;
 }

@@ -29,11 +29,19 @@ int db_report_rows(db_t *db, int64_t run_id, db_report_t which, db_table_t *out,
             "mean_z, se_z FROM position_stats WHERE run_id = $1 AND kind IN ('human_cont', 'sample') "
             "ORDER BY kind, position",
         [DB_REPORT_SHIFT] =
-            "SELECT bucket, positions, n_human, n_model, human_surprisal, model_surprisal, human_entropy, "
+            "SELECT bucket, replace(positions, '-', '..') AS positions, n_human, n_model, human_surprisal, model_surprisal, human_entropy, "
             "model_entropy, human_gap, human_se_gap, model_gap, model_se_gap, shift, se_shift "
             "FROM shift_by_bucket WHERE run_id = $1 ORDER BY bucket",
         [DB_REPORT_CALIBRATION] =
             "SELECT kind, bin, n, mean_confidence, accuracy FROM calibration WHERE run_id = $1 ORDER BY kind, bin",
+        /* Per-document mean gaps in 0.1-nat bins: a fixed width, so that the
+         * histograms of several runs share their bins. */
+        [DB_REPORT_DOC_GAP] =
+            "SELECT k.kind, round(k.b * 0.1, 1) AS gap_lo, round((k.b + 1) * 0.1, 1) AS gap_hi, count(*) AS docs "
+            "FROM document_summary d CROSS JOIN LATERAL (VALUES ('human', floor(d.mean_gap / 0.1)::numeric), "
+            "('human_cont', floor(d.mean_gap_human_cont / 0.1)::numeric), "
+            "('sample', floor(d.mean_gap_samples / 0.1)::numeric)) k(kind, b) "
+            "WHERE d.run_id = $1 AND k.b IS NOT NULL GROUP BY k.kind, k.b ORDER BY k.kind, k.b",
         [DB_REPORT_SUMMARY] =
             "SELECT positions, n_human, n_model, "
             "round(human_surprisal::numeric, 3) AS human_surpr, round(model_surprisal::numeric, 3) AS model_surpr, "

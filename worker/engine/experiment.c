@@ -145,9 +145,14 @@ static int record(const experiment_t *e, const float *logits, int32_t tok, int p
     return 0;
 }
 
-int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uint64_t doc_key,
-                        experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
-                        size_t errlen) {
+/* The continuation experiment at cut: the human continuation and K rows
+ * decoded together, row r's token being sampled (forced NULL) or forced[(r
+ * - 1) * C + i].  One code path for both, so that an observer given a
+ * generator's tokens computes in the same batch layout, hence the same bits
+ * when it is the same model. */
+static int continue_rows(experiment_t *e, const int32_t *ids, int n, int cut, uint64_t doc_key,
+                         const int32_t *forced, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
+                         char *err, size_t errlen) {
     if (!e->has_cont) return log_seterr(err, errlen, "experiment: no continuation settings");
     int C = e->cont.cont_len, K = e->cont.n_samples, V = e->m->cfg.n_vocab;
     if (cut < 1 || cut + C > n)
@@ -163,6 +168,7 @@ int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uin
     memcpy(e->first, forward_logits(e->fwd), (size_t)V * sizeof *e->first);
     for (int k = 0; k < K; k++) {
         forward_copy_slot(e->fwd, 0, k + 1, P);
+        if (forced) continue;
         seeds[k] = sampler_derive_seed(e->cont.run_seed, doc_key, (uint64_t)cut, (uint64_t)k);
         sampler_seed(e->samplers[k], seeds[k]);
     }
@@ -170,7 +176,9 @@ int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uin
         int pos = cut + i, ctx = P + i;
         for (int r = 0; r <= K; r++) {
             const float *L = i == 0 ? e->first : forward_logits(e->fwd) + (size_t)r * V;
-            int32_t tok = r == 0 ? ids[pos] : sampler_sample(e->samplers[r - 1], L);
+            int32_t tok = r == 0  ? ids[pos]
+                          : forced ? forced[(size_t)(r - 1) * C + i]
+                                   : sampler_sample(e->samplers[r - 1], L);
             experiment_row_t *row = r == 0 ? &human[i] : &samples[(size_t)(r - 1) * C + i];
             if (record(e, L, tok, pos, ctx, row, err, errlen)) return -1;
             e->row_tok[r] = tok;
@@ -180,4 +188,20 @@ int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uin
         if (i + 1 < C && forward_batch(e->fwd, e->row_tok, e->row_slot, e->row_pos, K + 1, 1, err, errlen)) return -1;
     }
     return 0;
+}
+
+int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uint64_t doc_key,
+                        experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
+                        size_t errlen) {
+    return continue_rows(e, ids, n, cut, doc_key, NULL, human, samples, seeds, err, errlen);
+}
+
+int experiment_observe(experiment_t *e, const int32_t *ids, int n, int cut, const int32_t *tokens,
+                       experiment_row_t *human, experiment_row_t *samples, char *err, size_t errlen) {
+    int K = e->has_cont ? e->cont.n_samples : 0, V = e->m->cfg.n_vocab;
+    for (size_t i = 0; i < (size_t)K * (size_t)e->cont.cont_len; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return log_seterr(err, errlen, "sample %zu, token %zu: id %d is outside the vocabulary (%d)",
+                              i / (size_t)e->cont.cont_len, i % (size_t)e->cont.cont_len, tokens[i], V);
+    return continue_rows(e, ids, n, cut, 0, tokens, human, samples, NULL, err, errlen);
 }
