@@ -277,7 +277,9 @@ static void cluster_add(db_rollup_t *u, const db_rollup_t *d, const db_rollup_t 
 }
 
 /* Folds the document's per-cell sums into the job's cluster terms, writes
- * its doc_bucket_rollups rows, and clears the per-document sums. */
+ * its doc_bucket_rollups rows, and clears the per-document sums.  0, or -1
+ * when memory runs out (the job then fails as a whole; job_result_reset
+ * clears what was half folded). */
 static int doc_fold(job_result_t *r, int64_t doc_id) {
     const db_rollup_t *none = NULL;
     for (int k = 0; k < DB_N_KINDS; k++) {
