@@ -51,8 +51,8 @@ DOCS=$(( JOBS * PER_JOB ))
 SETTINGS="{\"window\": $W, \"stride\": $S, \"prefix_lengths\": [], \"cut_every\": $EVERY, \"cont_len\": $C, \"samples\": $K, \"temperature\": 1, \"top_k\": 0, \"top_p\": 1, \"seed\": 1}"
 q "INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('bench', 'bench', 'llama', 32000, 2048);
    INSERT INTO vocab SELECT 1, i, 'p' || i, 't' || i FROM generate_series(0, 31999) i;
-   INSERT INTO runs (name, model_identity, settings, corpus, status, n_docs, n_jobs, started_at)
-       VALUES ('storage', 'bench', '$SETTINGS', '{}', 'running', $DOCS, $JOBS, now());
+   INSERT INTO runs (name, model_identity, settings, corpus, status, n_docs, n_jobs, started_at, loaded_at)
+       VALUES ('storage', 'bench', '$SETTINGS', '{}', 'running', $DOCS, $JOBS, now(), now());
    SELECT tokshift_create_partition(1);
    INSERT INTO documents (run_id, doc_id, ext_id, source, text, n_bytes, job_id)
        SELECT 1, d, 'doc' || d, 'synthetic:' || d, 'x', 1, d / $PER_JOB FROM generate_series(0, $DOCS - 1) d;
@@ -76,10 +76,15 @@ q "SELECT format('sequence_stats: %s tokens in %s sequences; %s bytes/token (hea
 q "SELECT format('  by kind (tuple bytes per token, pg_column_size): %s',
      string_agg(format('%s %s', kind, round(b::numeric / n, 2)), ', ' ORDER BY kind))
    FROM (SELECT kind, sum(pg_column_size(s.*)) AS b, sum(cardinality(token_id)) AS n FROM sequence_stats_r1 s GROUP BY kind) k"
-q "SELECT format('rollups (job_rollups, calib_rollups, doc_rollups, top_tokens): %s bytes/token; with sequence_stats: %s bytes/token',
+# Every table the worker writes besides sequence_stats (the rollups and the
+# per-sequence means), each, then together.
+ROLLUPS="job_rollups calib_rollups doc_rollups top_tokens bucket_rollups doc_bucket_rollups sequence_means"
+q "SELECT 'rollups: ' || string_agg(format('%s %s', t, round(pg_total_relation_size(t)::numeric / $N, 2)), ', ')
+   FROM unnest(string_to_array('$ROLLUPS', ' ')) t WHERE to_regclass(t) IS NOT NULL"
+q "SELECT format('rollups in all: %s bytes/token; with sequence_stats: %s bytes/token',
      round(r::numeric / $N, 2), round((r + pg_total_relation_size('sequence_stats_r1'))::numeric / $N, 2))
-   FROM (SELECT pg_total_relation_size('job_rollups') + pg_total_relation_size('calib_rollups') +
-                pg_total_relation_size('doc_rollups') + pg_total_relation_size('top_tokens') AS r) x"
+   FROM (SELECT sum(pg_total_relation_size(t)) AS r
+         FROM unnest(string_to_array('$ROLLUPS', ' ')) t WHERE to_regclass(t) IS NOT NULL) x"
 q "SELECT format('WAL: %s bytes/token (%s MB for the run''s commits)', round(pg_wal_lsn_diff('$LSN1', '$LSN0') / $N, 2),
      round(pg_wal_lsn_diff('$LSN1', '$LSN0') / 1e6, 1))"
 # The reference: schema 4's row per token, primary key included, for the
