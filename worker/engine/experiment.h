@@ -13,9 +13,12 @@
  * Continuation experiments: at a cut point c (the number of tokens of the
  * prefix, BOS included), the prefix is the last P = min(c, W - C) tokens
  * before c (positions restart at 0); from its last distribution on, the
- * human continuation ids[c..c+C) is teacher-forced in slot 0 while K samples
- * are drawn in slots 1..K, all decoded together as one batch of K + 1 rows
- * over the shared prefix.  Every row records the statistics of its token
+ * human continuation ids[c..c+C) is teacher-forced while K samples are
+ * drawn.  The K + 1 rows of every cut of a document decode together, step
+ * by step, as one batch of up to ~64 rows (cuts join as earlier ones
+ * finish), each cut's rows attending to one copy of its prefix's cache
+ * (forward_attach); every row's numbers are those of decoding it alone
+ * (forward.h), so the batch changes nothing but the speed.  Every row records the statistics of its token
  * under the untempered distribution it was drawn from (context P + i).
  * Sample k at cut c of document d uses its own sampler seeded with
  * sampler_derive_seed(run seed, d, c, k), so it can be regenerated alone. */
@@ -83,5 +86,13 @@ size_t experiment_cuts(const int32_t *prefix_lengths, size_t n_prefix_lengths, i
 int experiment_continue(experiment_t *self, const int32_t *ids, int n, int cut, uint64_t doc_key,
                         experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
                         size_t errlen);
+
+/* The same for the nc cuts of one document (values experiment_cuts gave),
+ * all decoded together: cut j's human rows at human[j * C ..], its sample
+ * k's rows at samples[(j * K + k) * C ..], its seeds at seeds[j * K ..].
+ * Returns 0 or -1 with a message. */
+int experiment_continue_doc(experiment_t *self, const int32_t *ids, int n, const int32_t *cuts, int nc,
+                            uint64_t doc_key, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
+                            char *err, size_t errlen);
 
 #endif

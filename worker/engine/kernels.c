@@ -159,11 +159,11 @@ void kern_attention(float *out, int os, const float *q, int qs, const float *k, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, L, 1.0f, scores, L, v, kvs, 0.0f, out, os);
 }
 
-void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
-                        float *scores) {
+void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
+                          const float *v2, int kvs, int pos, int hd, float *scores) {
     float scale = 1.0f / sqrtf((float)hd);
     for (int j = 0; j <= pos; j++) {
-        const float *kj = k + (size_t)j * kvs;
+        const float *kj = j < base ? k1 + (size_t)j * kvs : k2 + (size_t)(j - base) * kvs;
         double s = 0;
         for (int i = 0; i < hd; i++) s += (double)q[i] * kj[i];
         scores[j] = (float)s * scale;
@@ -171,7 +171,13 @@ void kern_attention_row(float *out, const float *q, const float *k, const float 
     kern_softmax(scores, pos + 1);
     for (int i = 0; i < hd; i++) {
         double s = 0;
-        for (int j = 0; j <= pos; j++) s += (double)scores[j] * v[(size_t)j * kvs + i];
+        for (int j = 0; j <= pos; j++)
+            s += (double)scores[j] * (j < base ? v1[(size_t)j * kvs + i] : v2[(size_t)(j - base) * kvs + i]);
         out[i] = (float)s;
     }
+}
+
+void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
+                        float *scores) {
+    kern_attention_split(out, q, k, v, pos + 1, k, v, kvs, pos, hd, scores);
 }

@@ -76,6 +76,13 @@ void kern_attention(float *out, int os, const float *q, int qs, const float *k, 
 void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
                         float *scores);
 
+/* kern_attention_row with the keys and values in two parts: positions
+ * [0, base) at k1/v1 (a shared prefix), positions [base, pos] at k2/v2
+ * (row 0 of k2 is position base).  The reference for rows that continue a
+ * shared prefix. */
+void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
+                          const float *v2, int kvs, int pos, int hd, float *scores);
+
 /* Numerically stable in-place softmax of n values (double sum). */
 void kern_softmax(float *x, int n);
 
