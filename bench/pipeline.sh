@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # pipeline.sh - the distributed run's figures, each against a reference
 # measured in the same run:
-#   1. a worker's write path: token rows written per second by db_commit_job
+#   1. a worker's write path: tokens written per second by db_commit_job
 #      (from the jobs table's n_tokens / write_s of a real run) vs a plain
-#      binary COPY of the same rows into an index-less logged table (psql);
+#      binary COPY of the same sequence rows into an index-less logged table
+#      (psql);
 #      and the fraction of a worker's time spent writing;
 #   2. the coordinator's dispatch rate with many no-op workers, and its CPU
 #      time per job (so: how many jobs/s it could serve at 100% of a core).
@@ -26,19 +27,19 @@ PORT=$((20000 + RANDOM % 20000))
 C=$!
 "$BUILD/tokshift-worker" --connect "tcp://127.0.0.1:$PORT" --model "$MODEL" --db "$DB" 2> "$TMP/worker.log"
 wait $C
-q "SELECT format('worker: %s token rows in %s jobs; writing %s rows/s (db_commit_job, incl. sequences, rollups, the job update and commit); %s%% of the worker''s time writing (compute %s s, write %s s)',
+q "SELECT format('worker: %s tokens in %s jobs; writing %s tokens/s (db_commit_job, incl. rollups, the job update and commit); %s%% of the worker''s time writing (compute %s s, write %s s)',
      sum(n_tokens), count(*), round(sum(n_tokens) / sum(write_s)), round((100 * sum(write_s) / (sum(write_s) + sum(compute_s)))::numeric, 1),
      round(sum(compute_s)::numeric, 2), round(sum(write_s)::numeric, 2)) FROM jobs WHERE run_id = 1"
 ROWS=$TMP/rows.bin
-psql -X -q "$DB" -c "\\copy (SELECT * FROM token_stats_r1) TO '$ROWS' (FORMAT binary)"
-q "CREATE TABLE ref_copy (LIKE token_stats)"
+psql -X -q "$DB" -c "\\copy (SELECT * FROM sequence_stats_r1) TO '$ROWS' (FORMAT binary)"
+q "CREATE TABLE ref_copy (LIKE sequence_stats)"
 START=$(date +%s.%N)
 psql -X -q "$DB" -c "\\copy ref_copy FROM '$ROWS' (FORMAT binary)"
 END=$(date +%s.%N)
-N=$(q "SELECT count(*) FROM ref_copy")
+N=$(q "SELECT sum(cardinality(token_id)) FROM ref_copy")
 REF=$(echo "$N / ($END - $START)" | bc -l)
 OURS=$(q "SELECT sum(n_tokens) / sum(write_s) FROM jobs WHERE run_id = 1")
-printf 'reference: plain binary COPY of the same %d rows into an index-less logged table: %.0f rows/s (psql \\copy)\n' "$N" "$REF"
+printf 'reference: plain binary COPY of the same %d tokens (sequence rows) into an index-less logged table: %.0f tokens/s (psql \\copy)\n' "$N" "$REF"
 printf 'ratio: %.2f of the plain COPY rate\n' "$(echo "$OURS / $REF" | bc -l)"
 
 echo "== 2. dispatch: many no-op workers"

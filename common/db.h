@@ -17,6 +17,7 @@
 #ifndef TS_DB_H
 #define TS_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,8 +38,9 @@ int db_reconnect(db_t *self, char *err, size_t errlen);
 
 /* Lets this session's commits return before their WAL reaches disk
  * (synchronous_commit = off).  For the coordinator's bookkeeping only: a
- * lease lost in a crash is harmless (a restarted coordinator requeues every
- * lease, and a worker's commit under a lost token is fenced off), while a
+ * lease lost in a crash is harmless (a restarted coordinator adopts the
+ * leases it finds and requeues those that no worker reclaims, and a worker's
+ * commit under a lost token is fenced off), while a
  * worker's result commits stay fully durable.  0 or -1. */
 int db_async_commit(db_t *self, char *err, size_t errlen);
 
@@ -61,41 +63,83 @@ typedef struct {
     int64_t run_id;
     char status[16];
     int existed;     /* 1: the run was already registered (resume) */
-    int n_docs, n_jobs;
+    char model_identity[65];
+    char *settings, *corpus; /* as registered (JSON texts), when existed; else NULL */
+    int64_t n_docs, n_jobs;  /* loaded so far */
+    int64_t next_doc, next_job; /* the load's position: next document ordinal, next job id */
+    int loaded;              /* 1: the load is complete */
+    char *fingerprint;       /* the corpus files' fingerprint (JSON) stored by the load, or NULL */
 } db_run_t;
 
-/* Creates the run `name` with its settings and corpus description (JSON
- * object texts) and its token_stats partition, or finds it when it exists:
- * then the model identity and settings must be equal, else -1 naming both. */
+/* Creates the run `name` with its model, settings and corpus description
+ * (JSON object texts) and its token_stats partition, or finds it when it
+ * exists (existed = 1): then out holds what was registered, for the caller
+ * to compare (nothing is compared here).  Free out with db_run_clear. */
 int db_run_open(db_t *self, const char *name, const char *model_identity, const char *settings_json,
                 const char *corpus_json, db_run_t *out, char *err, size_t errlen);
+/* Frees what a db_run_t owns and zeroes it; NULL-safe. */
+void db_run_clear(db_run_t *run);
 int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err, size_t errlen);
+/* Stores the corpus files' fingerprint (JSON) of a run whose load has not
+ * committed a batch yet; -1 otherwise. */
+int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);
 /* Finds a run by name or by decimal id; 1 when absent. */
 int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
 
 /* ---- documents and jobs (coordinator) ---------------------------------- */
 
+/* The corpus load commits in batches: db_loader_new, db_loader_add and
+ * db_loader_job for each of the batch's documents and jobs, then
+ * db_loader_commit, which writes them and moves the run's load position in
+ * one transaction, so a batch's jobs are servable once it returns and a
+ * restarted coordinator continues after the last committed batch.  The
+ * loader uses a connection of its own (a COPY holds its connection). */
 typedef struct db_loader db_loader_t;
 
-/* Starts loading a run's documents (one COPY in a transaction). */
-db_loader_t *db_loader_new(db_t *self, int64_t run_id, char *err, size_t errlen);
-/* Adds one document; job_id < 0 and text NULL for a document with an error. */
+/* For each of ext_ids[0..n), the source of the run's usable document (text
+ * not NULL) with that id, if one exists (malloc'd into first_source[i]; the
+ * caller frees), else NULL.  One index probe per id.  0 or -1. */
+int db_load_existing_ids(db_t *self, int64_t run_id, const char *const *ext_ids, size_t n, char **first_source,
+                         char *err, size_t errlen);
+/* Starts a batch whose first document is ordinal first_doc (the run's load
+ * position).  NULL with a message on failure. */
+db_loader_t *db_loader_new(db_t *self, int64_t run_id, int64_t first_doc, char *err, size_t errlen);
+/* Adds the batch's next document (doc_id = first_doc + documents added so
+ * far); job_id < 0 and text NULL for a document with an error.  Usable
+ * documents' ext_ids must be new to the run (db_load_existing_ids) and to
+ * the batch: the unique index refuses a duplicate, failing the batch. */
 int db_loader_add(db_loader_t *l, int64_t doc_id, const char *ext_id, const char *source, const char *metadata_json,
                   const char *text, size_t text_len, int64_t job_id, const char *error, char *err, size_t errlen);
 /* Declares a job of n_docs documents and n_bytes bytes. */
 int db_loader_job(db_loader_t *l, int64_t job_id, int n_docs, int64_t n_bytes, char *err, size_t errlen);
-/* Ends the COPY, inserts the jobs, marks duplicate document ids with an
- * error (the first occurrence keeps its text; later ones drop out of their
- * jobs), records the counts, sets the run 'running' and commits.  Frees l
- * whatever the outcome; on failure nothing of the load is kept. */
-int db_loader_finish(db_loader_t **l, char *err, size_t errlen);
+/* Writes the batch's jobs, adds its counts to the run, moves the run's load
+ * position to the document after the batch and the job id next_job (with
+ * last: marks the load complete and the run 'running' if it was 'loading'),
+ * and commits.  Fails, keeping nothing, when the run's position is not the
+ * batch's first document (another coordinator loads it).  Frees l whatever
+ * the outcome. */
+int db_loader_commit(db_loader_t **l, int64_t next_job, int last, char *err, size_t errlen);
+/* Rolls the batch back; NULL-safe, clears *l. */
 void db_loader_abort(db_loader_t **l);
+/* ANALYZE of documents and jobs (tokshift_analyze_load(), migration 006),
+ * after bulk inserts: the planner must see the rows just loaded. */
+int db_load_analyze(db_t *self, char *err, size_t errlen);
 
 /* Every job id of the run in state pending, in id order (malloc'd, caller
  * frees).  With requeue_leased, leased jobs are first put back to pending
- * (a restarted coordinator does this: their tokens become stale). */
+ * (their tokens become stale). */
 int db_jobs_pending(db_t *self, int64_t run_id, int requeue_leased, int64_t **ids, size_t *n, char *err,
                     size_t errlen);
+
+typedef struct {
+    int64_t job_id, token;
+    char worker[128];
+    int64_t age_ms; /* since it was leased */
+} db_lease_t;
+
+/* The run's leased jobs with their attempt tokens and holders (malloc'd,
+ * caller frees): what a restarted coordinator adopts. */
+int db_jobs_leased(db_t *self, int64_t run_id, db_lease_t **leases, size_t *n, char *err, size_t errlen);
 
 /* Leases a pending job to worker with a new token.  Returns 0 (attempts
  * after this lease in *attempts), 1 when the job was not pending. */
@@ -136,33 +180,67 @@ int db_progress(db_t *self, int64_t run_id, db_progress_t *out, char *err, size_
 
 /* ---- results (worker) -------------------------------------------------- */
 
+/* A sequence's kind (the SQL enum tokshift_kind, by these names). */
+typedef enum { DB_KIND_HUMAN, DB_KIND_HUMAN_CONT, DB_KIND_SAMPLE, DB_N_KINDS } db_kind_t;
+/* "human", "human_cont", "sample". */
+const char *db_kind_name(db_kind_t kind);
+
+/* How many human tokens of largest z a job keeps in top_tokens. */
+#define DB_TOP_TOKENS 64
+/* Confidence bins of calib_rollups: width_bucket(conf, 0, 1.0000001, 10),
+ * so 1..10 for conf in [0, 1] (0 and 11 only for values outside). */
+#define DB_CALIB_BINS 12
+
+/* One scored sequence and its per-token statistics in token order (one row
+ * of sequence_stats).  The arrays are borrowed; pos and context_len are not
+ * stored: they follow from the kind, the cut and the run's settings
+ * (005_sequence_arrays.sql). */
 typedef struct {
     int64_t doc_id;
+    uint64_t seed;             /* has_sample */
     int32_t seq_no;
-    const char *kind; /* "human", "human_cont", "sample" */
-    int32_t cut;      /* -1 for human */
-    int32_t sample_idx; /* -1 unless sample */
-    uint64_t seed;
-    float temperature, top_p;
-    int32_t top_k;
+    int32_t cut;               /* has_cut */
+    int32_t sample_idx;        /* has_sample */
+    db_kind_t kind;
     int32_t n_tokens;
+    bool has_cut, has_sample;  /* what is not there is NULL */
+    const int32_t *token_id, *rank;
+    const float *logprob, *entropy, *top1_logprob, *varentropy;
 } db_seq_t;
 
+/* Sums of one job's tokens of a kind at a position (human: pos;
+ * continuations: pos - cut), for position_stats and its kin. */
 typedef struct {
-    int64_t doc_id;
-    int32_t seq_no, pos, token_id;
-    float logprob, entropy;
-    int32_t rank;
-    float top1_logprob, varentropy;
-    int32_t context_len;
-} db_tok_t;
-
-typedef struct {
-    const char *kind;
+    db_kind_t kind;
     int32_t position;
     int64_t n, n_z;
     double sum_surprisal, sumsq_surprisal, sum_entropy, sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z;
 } db_rollup_t;
+
+/* One job's tokens of a kind in one confidence bin. */
+typedef struct {
+    db_kind_t kind;
+    int32_t bin;
+    int64_t n, n_correct;
+    double sum_conf, sumsq_conf;
+} db_calib_t;
+
+/* One document's tokens of a kind (and cut: 0 for the human text). */
+typedef struct {
+    int64_t doc_id;
+    db_kind_t kind;
+    int32_t cut;
+    int64_t n, n_z;
+    double sum_surprisal, sumsq_surprisal, sum_entropy, sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z;
+} db_docsum_t;
+
+/* One of a job's human tokens of largest z. */
+typedef struct {
+    int64_t doc_id;
+    int32_t pos, token_id, rank;
+    float logprob, entropy, varentropy;
+    double z;
+} db_toptok_t;
 
 typedef struct {
     int64_t doc_id;
@@ -173,10 +251,15 @@ typedef struct {
 typedef struct {
     const db_seq_t *seqs;
     size_t n_seqs;
-    const db_tok_t *toks;
-    size_t n_toks;
+    size_t n_toks; /* the sum of the sequences' n_tokens */
     const db_rollup_t *rollups;
     size_t n_rollups;
+    const db_calib_t *calib;
+    size_t n_calib;
+    const db_docsum_t *docsums;
+    size_t n_docsums;
+    const db_toptok_t *top;
+    size_t n_top;
     const db_docres_t *docs;
     size_t n_docs;
     double compute_s;

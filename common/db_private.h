@@ -16,6 +16,7 @@
 #define TS_DB_PRIVATE_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,61 @@ void db_f_text(db_buf_t *b, const char *s, size_t n); /* NULL s: SQL NULL */
 void db_f_str(db_buf_t *b, const char *s);            /* NULL s: SQL NULL */
 void db_f_jsonb(db_buf_t *b, const char *s);
 void db_copy_header(db_buf_t *b);
+
+/* ---- COPY tables described once ------------------------------------------
+ *
+ * A table's COPY columns are listed once, each with its name, its type and
+ * where its value lies (offsetof in the row struct, or in a context struct
+ * shared by every row, such as the run and job ids); the column list of the
+ * COPY statement, the field count of each tuple and each field's encoding
+ * all derive from that list, so a column cannot be misordered or miscounted.
+ */
+typedef enum {
+    DB_COL_I32,       /* int32_t -> integer */
+    DB_COL_I64,       /* int64_t -> bigint */
+    DB_COL_U64,       /* uint64_t -> bigint, the same 64 bits */
+    DB_COL_F32,       /* float -> real */
+    DB_COL_F64,       /* double -> double precision */
+    DB_COL_KIND,      /* db_kind_t -> tokshift_kind (its label) */
+    DB_COL_STR,       /* const char * -> text (NULL -> NULL) */
+    DB_COL_I32_ARRAY, /* const int32_t * -> integer[] */
+    DB_COL_F32_ARRAY, /* const float * -> real[] */
+} db_coltype_t;
+
+#define DB_COL_NONE ((size_t)-1)
+
+typedef struct {
+    const char *name;
+    db_coltype_t type;
+    size_t off;     /* of the value in the row (or in the context, with ctx) */
+    size_t present; /* of a bool in the row saying the value is there (else NULL), or DB_COL_NONE */
+    size_t count;   /* arrays: of the int32_t element count in the row */
+    bool ctx;       /* the value lies in the context, not the row */
+} db_col_t;
+
+/* A column at field f of row struct T; its variants: present only when the
+ * bool field p says so; an array of the int32_t field n elements; from the
+ * context struct C. */
+#define DB_COL(name, type, T, f) {name, type, offsetof(T, f), DB_COL_NONE, DB_COL_NONE, false}
+#define DB_COL_IF(name, type, T, f, p) {name, type, offsetof(T, f), offsetof(T, p), DB_COL_NONE, false}
+#define DB_COL_ARRAY(name, type, T, f, n) {name, type, offsetof(T, f), DB_COL_NONE, offsetof(T, n), false}
+#define DB_COL_CTX(name, type, C, f) {name, type, offsetof(C, f), DB_COL_NONE, DB_COL_NONE, true}
+
+typedef struct {
+    const char *table;
+    const db_col_t *cols;
+    size_t n_cols;
+} db_copy_desc_t;
+
+/* Encodes one tuple of d from row (and ctx) into b. */
+void db_copy_tuple(db_buf_t *b, const db_copy_desc_t *d, const void *ctx, const void *row);
+
+/* COPYs n rows of d, stride bytes apart from rows, in binary: begins the
+ * COPY with the column list of d, encodes every tuple (flushing as the
+ * buffer fills) and ends it.  b is scratch (kept for reuse; caller frees
+ * b->p).  0, or -1 with a message naming the table. */
+int db_copy_rows(db_t *db, const db_copy_desc_t *d, const void *ctx, const void *rows, size_t n, size_t stride,
+                 db_buf_t *b, char *err, size_t errlen);
 
 /* Starts `COPY ... FROM STDIN (FORMAT binary)` (sql) and puts the header in
  * b.  0 or -1. */

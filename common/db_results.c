@@ -5,6 +5,7 @@
 #include "db_private.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,92 @@
 
 /* ---- results ----------------------------------------------------------- */
 
+/* What every row of a commit shares. */
+typedef struct {
+    int64_t run_id, job_id;
+} commit_ctx_t;
+
+#define N_OF(a) (sizeof(a) / sizeof *(a))
+
+static const db_col_t g_seq_cols[] = {
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
+    DB_COL("doc_id", DB_COL_I64, db_seq_t, doc_id),
+    DB_COL_IF("seed", DB_COL_U64, db_seq_t, seed, has_sample),
+    DB_COL("seq_no", DB_COL_I32, db_seq_t, seq_no),
+    DB_COL_IF("cut", DB_COL_I32, db_seq_t, cut, has_cut),
+    DB_COL_IF("sample_idx", DB_COL_I32, db_seq_t, sample_idx, has_sample),
+    DB_COL("kind", DB_COL_KIND, db_seq_t, kind),
+    DB_COL_ARRAY("token_id", DB_COL_I32_ARRAY, db_seq_t, token_id, n_tokens),
+    DB_COL_ARRAY("logprob", DB_COL_F32_ARRAY, db_seq_t, logprob, n_tokens),
+    DB_COL_ARRAY("entropy", DB_COL_F32_ARRAY, db_seq_t, entropy, n_tokens),
+    DB_COL_ARRAY("rank", DB_COL_I32_ARRAY, db_seq_t, rank, n_tokens),
+    DB_COL_ARRAY("top1_logprob", DB_COL_F32_ARRAY, db_seq_t, top1_logprob, n_tokens),
+    DB_COL_ARRAY("varentropy", DB_COL_F32_ARRAY, db_seq_t, varentropy, n_tokens),
+};
+static const db_copy_desc_t g_seqs = {"sequence_stats", g_seq_cols, N_OF(g_seq_cols)};
+
+static const db_col_t g_rollup_cols[] = {
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
+    DB_COL_CTX("job_id", DB_COL_I64, commit_ctx_t, job_id),
+    DB_COL("kind", DB_COL_KIND, db_rollup_t, kind),
+    DB_COL("position", DB_COL_I32, db_rollup_t, position),
+    DB_COL("n", DB_COL_I64, db_rollup_t, n),
+    DB_COL("n_z", DB_COL_I64, db_rollup_t, n_z),
+    DB_COL("sum_surprisal", DB_COL_F64, db_rollup_t, sum_surprisal),
+    DB_COL("sumsq_surprisal", DB_COL_F64, db_rollup_t, sumsq_surprisal),
+    DB_COL("sum_entropy", DB_COL_F64, db_rollup_t, sum_entropy),
+    DB_COL("sumsq_entropy", DB_COL_F64, db_rollup_t, sumsq_entropy),
+    DB_COL("sum_gap", DB_COL_F64, db_rollup_t, sum_gap),
+    DB_COL("sumsq_gap", DB_COL_F64, db_rollup_t, sumsq_gap),
+    DB_COL("sum_z", DB_COL_F64, db_rollup_t, sum_z),
+    DB_COL("sumsq_z", DB_COL_F64, db_rollup_t, sumsq_z),
+};
+static const db_copy_desc_t g_rollups = {"job_rollups", g_rollup_cols, N_OF(g_rollup_cols)};
+
+static const db_col_t g_calib_cols[] = {
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
+    DB_COL_CTX("job_id", DB_COL_I64, commit_ctx_t, job_id),
+    DB_COL("kind", DB_COL_KIND, db_calib_t, kind),
+    DB_COL("bin", DB_COL_I32, db_calib_t, bin),
+    DB_COL("n", DB_COL_I64, db_calib_t, n),
+    DB_COL("n_correct", DB_COL_I64, db_calib_t, n_correct),
+    DB_COL("sum_conf", DB_COL_F64, db_calib_t, sum_conf),
+    DB_COL("sumsq_conf", DB_COL_F64, db_calib_t, sumsq_conf),
+};
+static const db_copy_desc_t g_calib = {"calib_rollups", g_calib_cols, N_OF(g_calib_cols)};
+
+static const db_col_t g_docsum_cols[] = {
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
+    DB_COL("doc_id", DB_COL_I64, db_docsum_t, doc_id),
+    DB_COL("kind", DB_COL_KIND, db_docsum_t, kind),
+    DB_COL("cut", DB_COL_I32, db_docsum_t, cut),
+    DB_COL("n", DB_COL_I64, db_docsum_t, n),
+    DB_COL("n_z", DB_COL_I64, db_docsum_t, n_z),
+    DB_COL("sum_surprisal", DB_COL_F64, db_docsum_t, sum_surprisal),
+    DB_COL("sumsq_surprisal", DB_COL_F64, db_docsum_t, sumsq_surprisal),
+    DB_COL("sum_entropy", DB_COL_F64, db_docsum_t, sum_entropy),
+    DB_COL("sumsq_entropy", DB_COL_F64, db_docsum_t, sumsq_entropy),
+    DB_COL("sum_gap", DB_COL_F64, db_docsum_t, sum_gap),
+    DB_COL("sumsq_gap", DB_COL_F64, db_docsum_t, sumsq_gap),
+    DB_COL("sum_z", DB_COL_F64, db_docsum_t, sum_z),
+    DB_COL("sumsq_z", DB_COL_F64, db_docsum_t, sumsq_z),
+};
+static const db_copy_desc_t g_docsums = {"doc_rollups", g_docsum_cols, N_OF(g_docsum_cols)};
+
+static const db_col_t g_top_cols[] = {
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
+    DB_COL_CTX("job_id", DB_COL_I64, commit_ctx_t, job_id),
+    DB_COL("doc_id", DB_COL_I64, db_toptok_t, doc_id),
+    DB_COL("pos", DB_COL_I32, db_toptok_t, pos),
+    DB_COL("token_id", DB_COL_I32, db_toptok_t, token_id),
+    DB_COL("logprob", DB_COL_F32, db_toptok_t, logprob),
+    DB_COL("entropy", DB_COL_F32, db_toptok_t, entropy),
+    DB_COL("rank", DB_COL_I32, db_toptok_t, rank),
+    DB_COL("varentropy", DB_COL_F32, db_toptok_t, varentropy),
+    DB_COL("z", DB_COL_F64, db_toptok_t, z),
+};
+static const db_copy_desc_t g_top = {"top_tokens", g_top_cols, N_OF(g_top_cols)};
+
 int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const db_results_t *res,
                   double *write_s, char *err, size_t errlen) {
     double t0 = db_now_s();
@@ -21,6 +108,7 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
     snprintf(a, sizeof a, "%" PRId64, run_id);
     snprintf(b, sizeof b, "%" PRId64, job_id);
     snprintf(c, sizeof c, "%" PRId64, token);
+    const commit_ctx_t ctx = {run_id, job_id};
     db_buf_t buf = {0};
     PGresult *r = NULL;
     int rc = -1;
@@ -39,80 +127,13 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
     r = NULL;
     fault_maybe_stall(FAULT_STALL_IN_COMMIT_MS); /* TOKSHIFT_FAULT: holding the job's row lock */
 
-    if (db_copy_begin(db,
-                   "COPY sequences (run_id, doc_id, seq_no, kind, cut, sample_idx, seed, temperature, top_k, top_p, "
-                   "n_tokens) FROM STDIN (FORMAT binary)",
-                   &buf, err, errlen))
+    if (db_copy_rows(db, &g_seqs, &ctx, res->seqs, res->n_seqs, sizeof *res->seqs, &buf, err, errlen) ||
+        db_copy_rows(db, &g_rollups, &ctx, res->rollups, res->n_rollups, sizeof *res->rollups, &buf, err, errlen) ||
+        db_copy_rows(db, &g_calib, &ctx, res->calib, res->n_calib, sizeof *res->calib, &buf, err, errlen) ||
+        db_copy_rows(db, &g_docsums, &ctx, res->docsums, res->n_docsums, sizeof *res->docsums, &buf, err, errlen) ||
+        db_copy_rows(db, &g_top, &ctx, res->top, res->n_top, sizeof *res->top, &buf, err, errlen))
         goto out;
-    for (size_t i = 0; i < res->n_seqs; i++) {
-        const db_seq_t *s = &res->seqs[i];
-        int human = !strcmp(s->kind, "human"), sample = !strcmp(s->kind, "sample");
-        db_b_i16(&buf, 11);
-        db_f_i64(&buf, run_id);
-        db_f_i64(&buf, s->doc_id);
-        db_f_i32(&buf, s->seq_no);
-        db_f_str(&buf, s->kind);
-        if (human) db_f_null(&buf); else db_f_i32(&buf, s->cut);
-        if (sample) db_f_i32(&buf, s->sample_idx); else db_f_null(&buf);
-        if (sample) db_f_i64(&buf, (int64_t)s->seed); else db_f_null(&buf);
-        if (sample) db_f_f32(&buf, s->temperature); else db_f_null(&buf);
-        if (sample) db_f_i32(&buf, s->top_k); else db_f_null(&buf);
-        if (sample) db_f_f32(&buf, s->top_p); else db_f_null(&buf);
-        db_f_i32(&buf, s->n_tokens);
-        if (db_copy_maybe_flush(db, &buf, err, errlen)) goto out;
-    }
-    if (db_copy_end(db, &buf, err, errlen, "writing sequences")) goto out;
 
-    if (db_copy_begin(db,
-                   "COPY token_stats (run_id, doc_id, seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, "
-                   "varentropy, context_len) FROM STDIN (FORMAT binary)",
-                   &buf, err, errlen))
-        goto out;
-    for (size_t i = 0; i < res->n_toks; i++) {
-        const db_tok_t *t = &res->toks[i];
-        db_b_i16(&buf, 11);
-        db_f_i64(&buf, run_id);
-        db_f_i64(&buf, t->doc_id);
-        db_f_i32(&buf, t->seq_no);
-        db_f_i32(&buf, t->pos);
-        db_f_i32(&buf, t->token_id);
-        db_f_f32(&buf, t->logprob);
-        db_f_f32(&buf, t->entropy);
-        db_f_i32(&buf, t->rank);
-        db_f_f32(&buf, t->top1_logprob);
-        db_f_f32(&buf, t->varentropy);
-        db_f_i32(&buf, t->context_len);
-        if (db_copy_maybe_flush(db, &buf, err, errlen)) goto out;
-    }
-    if (db_copy_end(db, &buf, err, errlen, "writing token statistics")) goto out;
-
-    if (db_copy_begin(db,
-                   "COPY job_rollups (run_id, job_id, kind, position, n, sum_surprisal, sumsq_surprisal, sum_entropy, "
-                   "sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z, n_z) FROM STDIN (FORMAT binary)",
-                   &buf, err, errlen))
-        goto out;
-    for (size_t i = 0; i < res->n_rollups; i++) {
-        const db_rollup_t *u = &res->rollups[i];
-        db_b_i16(&buf, 14);
-        db_f_i64(&buf, run_id);
-        db_f_i64(&buf, job_id);
-        db_f_str(&buf, u->kind);
-        db_f_i32(&buf, u->position);
-        db_f_i64(&buf, u->n);
-        db_f_f64(&buf, u->sum_surprisal);
-        db_f_f64(&buf, u->sumsq_surprisal);
-        db_f_f64(&buf, u->sum_entropy);
-        db_f_f64(&buf, u->sumsq_entropy);
-        db_f_f64(&buf, u->sum_gap);
-        db_f_f64(&buf, u->sumsq_gap);
-        db_f_f64(&buf, u->sum_z);
-        db_f_f64(&buf, u->sumsq_z);
-        db_f_i64(&buf, u->n_z);
-        if (db_copy_maybe_flush(db, &buf, err, errlen)) goto out;
-    }
-    if (db_copy_end(db, &buf, err, errlen, "writing rollups")) goto out;
-
-    int64_t n_tok = 0;
     for (size_t i = 0; i < res->n_docs; i++) {
         const db_docres_t *d = &res->docs[i];
         char di[32], nt[16], werr[LOG_ERRLEN + 8];
@@ -123,9 +144,8 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
               (const char *const[]){a, di, nt, d->error ? werr : NULL}, NULL, err, errlen, "updating a document"))
             goto out;
     }
-    n_tok = (int64_t)res->n_toks;
     char nt[32], cs[32], ws[32];
-    snprintf(nt, sizeof nt, "%" PRId64, n_tok);
+    snprintf(nt, sizeof nt, "%zu", res->n_toks);
     snprintf(cs, sizeof cs, "%.6f", res->compute_s);
     snprintf(ws, sizeof ws, "%.6f", db_now_s() - t0);
     if (db_exec(db,
@@ -142,6 +162,23 @@ out:
     return rc;
 }
 
+/* A vocabulary entry, and the model it belongs to. */
+typedef struct {
+    int32_t token_id;
+    const char *piece, *text;
+} vocab_row_t;
+typedef struct {
+    int64_t model_id;
+} vocab_ctx_t;
+
+static const db_col_t g_vocab_cols[] = {
+    DB_COL_CTX("model_id", DB_COL_I64, vocab_ctx_t, model_id),
+    DB_COL("token_id", DB_COL_I32, vocab_row_t, token_id),
+    DB_COL("piece", DB_COL_STR, vocab_row_t, piece),
+    DB_COL("text", DB_COL_STR, vocab_row_t, text),
+};
+static const db_copy_desc_t g_vocab = {"vocab", g_vocab_cols, N_OF(g_vocab_cols)};
+
 int db_model_register(db_t *db, const char *identity, const char *name, const char *arch, int n_vocab, int n_ctx,
                       const char *const *pieces, const char *const *texts, char *err, size_t errlen) {
     char nv[16], nc[16];
@@ -149,6 +186,7 @@ int db_model_register(db_t *db, const char *identity, const char *name, const ch
     snprintf(nc, sizeof nc, "%d", n_ctx);
     PGresult *r = NULL;
     db_buf_t buf = {0};
+    vocab_row_t *rows = NULL;
     int rc = -1;
     if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "registering the model") ||
         db_exec(db,
@@ -157,19 +195,14 @@ int db_model_register(db_t *db, const char *identity, const char *name, const ch
           5, (const char *const[]){identity, name, arch, nv, nc}, &r, err, errlen, "registering the model"))
         goto out;
     if (PQntuples(r) == 1) {
-        int64_t model_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        if (db_copy_begin(db, "COPY vocab (model_id, token_id, piece, text) FROM STDIN (FORMAT binary)", &buf, err,
-                       errlen))
+        const vocab_ctx_t ctx = {strtoll(PQgetvalue(r, 0, 0), NULL, 10)};
+        if (!(rows = malloc((n_vocab > 0 ? (size_t)n_vocab : 1) * sizeof *rows))) {
+            log_seterr(err, errlen, "database: out of memory registering the model");
             goto out;
-        for (int i = 0; i < n_vocab; i++) {
-            db_b_i16(&buf, 4);
-            db_f_i64(&buf, model_id);
-            db_f_i32(&buf, i);
-            db_f_str(&buf, pieces[i] ? pieces[i] : "");
-            db_f_str(&buf, texts ? texts[i] : NULL);
-            if (db_copy_maybe_flush(db, &buf, err, errlen)) goto out;
         }
-        if (db_copy_end(db, &buf, err, errlen, "writing the vocabulary")) goto out;
+        for (int i = 0; i < n_vocab; i++)
+            rows[i] = (vocab_row_t){i, pieces[i] ? pieces[i] : "", texts ? texts[i] : NULL};
+        if (db_copy_rows(db, &g_vocab, &ctx, rows, (size_t)n_vocab, sizeof *rows, &buf, err, errlen)) goto out;
     }
     if (db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "registering the model")) goto out;
     rc = 0;
@@ -177,5 +210,6 @@ out:
     PQclear(r);
     if (rc) db_rollback(db);
     free(buf.p);
+    free(rows);
     return rc;
 }

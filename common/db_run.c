@@ -4,6 +4,7 @@
 #include "db.h"
 #include "db_private.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,34 +15,50 @@
 
 /* ---- runs -------------------------------------------------------------- */
 
+void db_run_clear(db_run_t *r) {
+    if (!r) return;
+    free(r->settings);
+    free(r->corpus);
+    free(r->fingerprint);
+    memset(r, 0, sizeof *r);
+}
+
+/* strdup that leaves NULL for an SQL NULL. */
+static char *dup_value(const PGresult *r, int col) {
+    return PQgetisnull(r, 0, col) ? NULL : strdup(PQgetvalue(r, 0, col));
+}
+
 int db_run_open(db_t *db, const char *name, const char *identity, const char *settings, const char *corpus,
                 db_run_t *out, char *err, size_t errlen) {
     PGresult *r = NULL;
     memset(out, 0, sizeof *out);
     if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "opening the run")) return -1;
     if (db_exec(db,
-          "SELECT run_id, status, model_identity, settings = $2::jsonb, settings::text, "
-          "coalesce(n_docs, 0), coalesce(n_jobs, 0) FROM runs WHERE name = $1 FOR UPDATE",
-          2, (const char *const[]){name, settings}, &r, err, errlen, "looking the run up"))
+          "SELECT run_id, status, model_identity, settings::text, corpus::text, coalesce(n_docs, 0), "
+          "coalesce(n_jobs, 0), load_next_doc, load_next_job, loaded_at IS NOT NULL, corpus_fingerprint::text "
+          "FROM runs WHERE name = $1 FOR UPDATE",
+          1, (const char *const[]){name}, &r, err, errlen, "looking the run up"))
         goto error;
     if (PQntuples(r) == 1) {
         out->existed = 1;
         out->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         snprintf(out->status, sizeof out->status, "%s", PQgetvalue(r, 0, 1));
-        out->n_docs = atoi(PQgetvalue(r, 0, 5));
-        out->n_jobs = atoi(PQgetvalue(r, 0, 6));
-        if (strcmp(PQgetvalue(r, 0, 2), identity)) {
-            log_seterr(err, errlen, "run '%s' was registered with model %s, not %s", name, PQgetvalue(r, 0, 2),
-                       identity);
-            goto error;
-        }
-        if (strcmp(PQgetvalue(r, 0, 3), "t")) {
-            log_seterr(err, errlen, "run '%s' was registered with settings %s, not %s", name, PQgetvalue(r, 0, 4),
-                       settings);
-            goto error;
-        }
+        snprintf(out->model_identity, sizeof out->model_identity, "%s", PQgetvalue(r, 0, 2));
+        out->settings = dup_value(r, 3);
+        out->corpus = dup_value(r, 4);
+        out->n_docs = strtoll(PQgetvalue(r, 0, 5), NULL, 10);
+        out->n_jobs = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+        out->next_doc = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+        out->next_job = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+        out->loaded = !strcmp(PQgetvalue(r, 0, 9), "t");
+        out->fingerprint = dup_value(r, 10);
+        int oom = !out->settings || !out->corpus || (!out->fingerprint && !PQgetisnull(r, 0, 10));
         PQclear(r);
         r = NULL;
+        if (oom) {
+            log_seterr(err, errlen, "database: out of memory");
+            goto error;
+        }
         return db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "opening the run");
     }
     PQclear(r);
@@ -52,6 +69,7 @@ int db_run_open(db_t *db, const char *name, const char *identity, const char *se
         goto error;
     out->run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     snprintf(out->status, sizeof out->status, "loading");
+    snprintf(out->model_identity, sizeof out->model_identity, "%s", identity);
     PQclear(r);
     r = NULL;
     /* By a SECURITY DEFINER function (003_partition_function.sql): the
@@ -66,6 +84,7 @@ int db_run_open(db_t *db, const char *name, const char *identity, const char *se
 error:
     PQclear(r);
     db_rollback(db);
+    db_run_clear(out);
     return -1;
 }
 
@@ -77,6 +96,20 @@ int db_run_set_status(db_t *db, int64_t run_id, const char *status, char *err, s
              "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END, "
              "finished_at = CASE WHEN $2 = 'done' THEN now() ELSE NULL END WHERE run_id = $1",
              2, (const char *const[]){id, status}, NULL, err, errlen, "setting the run's status");
+}
+
+int db_run_set_fingerprint(db_t *db, int64_t run_id, const char *fingerprint, char *err, size_t errlen) {
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    PGresult *r;
+    if (db_exec(db,
+          "UPDATE runs SET corpus_fingerprint = $2::jsonb WHERE run_id = $1 AND load_next_doc = 0 "
+          "AND loaded_at IS NULL RETURNING run_id",
+          2, (const char *const[]){id, fingerprint}, &r, err, errlen, "recording the corpus's fingerprint"))
+        return -1;
+    int ok = PQntuples(r) == 1;
+    PQclear(r);
+    return ok ? 0 : log_seterr(err, errlen, "run %" PRId64 " has loaded documents already", run_id);
 }
 
 int db_run_find(db_t *db, const char *name_or_id, int64_t *run_id, char *err, size_t errlen) {
@@ -99,14 +132,61 @@ typedef struct {
 
 struct db_loader {
     db_t *db;
-    int64_t run_id;
+    int64_t run_id, first_doc;
     db_buf_t b;
     loader_job_t *jobs;
     size_t n_jobs, cap_jobs;
-    int64_t n_docs;
+    int64_t n_docs, n_errors;
 };
 
-db_loader_t *db_loader_new(db_t *db, int64_t run_id, char *err, size_t errlen) {
+/* Appends s to b as an element of a PostgreSQL array literal: quoted, with
+ * '"' and '\' escaped (the array input syntax), so any text round-trips. */
+static void array_elem(db_buf_t *b, const char *s) {
+    if (b->len > 1) db_b_put(b, ",", 1);
+    db_b_put(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') db_b_put(b, "\\", 1);
+        db_b_put(b, p, 1);
+    }
+    db_b_put(b, "\"", 1);
+}
+
+int db_load_existing_ids(db_t *db, int64_t run_id, const char *const *ext_ids, size_t n, char **first_source,
+                         char *err, size_t errlen) {
+    for (size_t i = 0; i < n; i++) first_source[i] = NULL;
+    if (!n) return 0;
+    db_buf_t b = {0};
+    db_b_put(&b, "{", 1);
+    for (size_t i = 0; i < n; i++) array_elem(&b, ext_ids[i]);
+    db_b_put(&b, "}", 2); /* with the terminating NUL */
+    if (b.oom) {
+        free(b.p);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    PGresult *r;
+    /* One index probe per id (documents_ext_id, migration 006): the cost
+     * follows the batch, not the run or the table. */
+    int rc = db_exec(db,
+                     "SELECT u.i, d.source FROM unnest($2::text[]) WITH ORDINALITY AS u(ext_id, i) "
+                     "JOIN documents d ON d.run_id = $1 AND d.ext_id = u.ext_id AND d.text IS NOT NULL",
+                     2, (const char *const[]){id, b.p}, &r, err, errlen, "looking up document ids");
+    free(b.p);
+    if (rc) return -1;
+    for (int k = 0; k < PQntuples(r); k++) {
+        size_t i = (size_t)strtoll(PQgetvalue(r, k, 0), NULL, 10) - 1;
+        if (i < n && !first_source[i] && !(first_source[i] = strdup(PQgetvalue(r, k, 1)))) {
+            PQclear(r);
+            for (size_t j = 0; j < n; j++) free(first_source[j]), first_source[j] = NULL;
+            return log_seterr(err, errlen, "database: out of memory");
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+db_loader_t *db_loader_new(db_t *db, int64_t run_id, int64_t first_doc, char *err, size_t errlen) {
     db_loader_t *l = calloc(1, sizeof *l);
     if (!l) {
         log_seterr(err, errlen, "database: out of memory");
@@ -114,6 +194,7 @@ db_loader_t *db_loader_new(db_t *db, int64_t run_id, char *err, size_t errlen) {
     }
     l->db = db;
     l->run_id = run_id;
+    l->first_doc = first_doc;
     if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "loading documents") ||
         db_copy_begin(db,
                    "COPY documents (run_id, doc_id, ext_id, source, metadata, text, n_bytes, job_id, error) "
@@ -129,6 +210,7 @@ db_loader_t *db_loader_new(db_t *db, int64_t run_id, char *err, size_t errlen) {
 
 int db_loader_add(db_loader_t *l, int64_t doc_id, const char *ext_id, const char *source, const char *metadata,
                   const char *text, size_t text_len, int64_t job_id, const char *error, char *err, size_t errlen) {
+    assert(doc_id == l->first_doc + l->n_docs);
     db_buf_t *b = &l->b;
     db_b_i16(b, 9);
     db_f_i64(b, l->run_id);
@@ -142,6 +224,7 @@ int db_loader_add(db_loader_t *l, int64_t doc_id, const char *ext_id, const char
     else db_f_null(b);
     db_f_str(b, error);
     l->n_docs++;
+    l->n_errors += !text;
     return db_copy_maybe_flush(l->db, b, err, errlen);
 }
 
@@ -172,12 +255,18 @@ void db_loader_abort(db_loader_t **lp) {
     *lp = NULL;
 }
 
-int db_loader_finish(db_loader_t **lp, char *err, size_t errlen) {
+int db_loader_commit(db_loader_t **lp, int64_t next_job, int last, char *err, size_t errlen) {
     db_loader_t *l = *lp;
     db_t *db = l->db;
-    char id[32];
+    char id[32], nd[32], nj[32], adocs[32], ajobs[32], aerr[32], first[32];
     snprintf(id, sizeof id, "%" PRId64, l->run_id);
-    const char *p[1] = {id};
+    snprintf(nd, sizeof nd, "%" PRId64, l->first_doc + l->n_docs);
+    snprintf(nj, sizeof nj, "%" PRId64, next_job);
+    snprintf(adocs, sizeof adocs, "%" PRId64, l->n_docs);
+    snprintf(ajobs, sizeof ajobs, "%zu", l->n_jobs);
+    snprintf(aerr, sizeof aerr, "%" PRId64, l->n_errors);
+    snprintf(first, sizeof first, "%" PRId64, l->first_doc);
+    PGresult *r = NULL;
     if (db_copy_end(db, &l->b, err, errlen, "loading documents")) goto error;
     if (db_copy_begin(db, "COPY jobs (run_id, job_id, n_docs, n_bytes) FROM STDIN (FORMAT binary)", &l->b, err, errlen))
         goto error;
@@ -190,36 +279,40 @@ int db_loader_finish(db_loader_t **lp, char *err, size_t errlen) {
         if (db_copy_maybe_flush(db, &l->b, err, errlen)) goto error;
     }
     if (db_copy_end(db, &l->b, err, errlen, "loading jobs")) goto error;
-    /* Later duplicates of an id lose their text and job, with a reason. */
+    /* The position moves with the batch, in its transaction; the condition
+     * on the old position makes a second coordinator loading the same run
+     * fail rather than load a batch twice. */
     if (db_exec(db,
-          "UPDATE documents d SET error = format('duplicate document id %s (first at %s)', d.ext_id, f.source), "
-          "text = NULL, job_id = NULL "
-          "FROM (SELECT DISTINCT ON (ext_id) ext_id, doc_id, source FROM documents WHERE run_id = $1 "
-          "      ORDER BY ext_id, doc_id) f "
-          "WHERE d.run_id = $1 AND d.ext_id = f.ext_id AND d.doc_id > f.doc_id",
-          1, p, NULL, err, errlen, "marking duplicate document ids") ||
-        db_exec(db,
-          "UPDATE jobs j SET n_docs = c.n, n_bytes = c.b FROM "
-          "(SELECT j2.job_id, count(d.doc_id) AS n, coalesce(sum(d.n_bytes), 0) AS b FROM jobs j2 "
-          " LEFT JOIN documents d ON d.run_id = j2.run_id AND d.job_id = j2.job_id WHERE j2.run_id = $1 "
-          " GROUP BY j2.job_id) c WHERE j.run_id = $1 AND j.job_id = c.job_id AND j.n_docs <> c.n",
-          1, p, NULL, err, errlen, "recounting jobs") ||
-        db_exec(db, "DELETE FROM jobs WHERE run_id = $1 AND n_docs = 0", 1, p, NULL, err, errlen, "dropping empty jobs") ||
-        db_exec(db,
-          "UPDATE runs SET n_docs = (SELECT count(*) FROM documents WHERE run_id = $1), "
-          "n_jobs = (SELECT count(*) FROM jobs WHERE run_id = $1), status = 'running', started_at = now() "
-          "WHERE run_id = $1",
-          1, p, NULL, err, errlen, "recording the run's size") ||
-        db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "loading documents"))
+          "UPDATE runs SET load_next_doc = $2, load_next_job = $3, n_docs = coalesce(n_docs, 0) + $4, "
+          "n_jobs = coalesce(n_jobs, 0) + $5, n_docs_error = n_docs_error + $6, "
+          "loaded_at = CASE WHEN $8 THEN now() END, "
+          "status = CASE WHEN $8 AND status = 'loading' THEN 'running' ELSE status END, "
+          "started_at = CASE WHEN $8 THEN coalesce(started_at, now()) ELSE started_at END "
+          "WHERE run_id = $1 AND load_next_doc = $7 AND loaded_at IS NULL RETURNING run_id",
+          8, (const char *const[]){id, nd, nj, adocs, ajobs, aerr, first, last ? "true" : "false"}, &r, err, errlen,
+          "recording the load's progress"))
         goto error;
+    if (PQntuples(r) != 1) {
+        log_seterr(err, errlen, "run %" PRId64 ": the load moved on without this coordinator (is another one running?)",
+                   l->run_id);
+        goto error;
+    }
+    PQclear(r);
+    r = NULL;
+    if (db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "loading documents")) goto error;
     free(l->b.p);
     free(l->jobs);
     free(l);
     *lp = NULL;
     return 0;
 error:
+    PQclear(r);
     db_loader_abort(lp);
     return -1;
+}
+
+int db_load_analyze(db_t *db, char *err, size_t errlen) {
+    return db_exec(db, "SELECT tokshift_analyze_load()", 0, NULL, NULL, err, errlen, "analyzing documents and jobs");
 }
 
 /* ---- jobs -------------------------------------------------------------- */
@@ -247,6 +340,34 @@ int db_jobs_pending(db_t *db, int64_t run_id, int requeue_leased, int64_t **ids,
         return log_seterr(err, errlen, "database: out of memory");
     }
     for (size_t i = 0; i < k; i++) (*ids)[i] = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+    *n = k;
+    PQclear(r);
+    return 0;
+}
+
+int db_jobs_leased(db_t *db, int64_t run_id, db_lease_t **leases, size_t *n, char *err, size_t errlen) {
+    char id[32];
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    PGresult *r;
+    *leases = NULL;
+    *n = 0;
+    if (db_exec(db,
+          "SELECT job_id, attempt_token, worker, (extract(epoch FROM now() - leased_at) * 1000)::bigint FROM jobs "
+          "WHERE run_id = $1 AND state = 'leased' ORDER BY job_id",
+          1, (const char *const[]){id}, &r, err, errlen, "listing leased jobs"))
+        return -1;
+    size_t k = (size_t)PQntuples(r);
+    if (k && !(*leases = calloc(k, sizeof **leases))) {
+        PQclear(r);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    for (size_t i = 0; i < k; i++) {
+        db_lease_t *l = &(*leases)[i];
+        l->job_id = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        l->token = strtoll(PQgetvalue(r, (int)i, 1), NULL, 10);
+        snprintf(l->worker, sizeof l->worker, "%s", PQgetvalue(r, (int)i, 2));
+        l->age_ms = strtoll(PQgetvalue(r, (int)i, 3), NULL, 10);
+    }
     *n = k;
     PQclear(r);
     return 0;
@@ -348,10 +469,9 @@ int db_progress(db_t *db, int64_t run_id, db_progress_t *o, char *err, size_t er
     snprintf(a, sizeof a, "%" PRId64, run_id);
     PGresult *r;
     if (db_exec(db,
-          "SELECT jobs, jobs_done, jobs_failed, jobs_leased, jobs_pending, docs_done, tokens_done, retries, "
-          "(SELECT count(*) FROM documents WHERE run_id = $1), "
-          "(SELECT count(*) FROM documents WHERE run_id = $1 AND error IS NOT NULL) "
-          "FROM run_progress WHERE run_id = $1",
+          "SELECT p.jobs, p.jobs_done, p.jobs_failed, p.jobs_leased, p.jobs_pending, p.docs_done, p.tokens_done, "
+          "p.retries, coalesce(r.n_docs, 0), r.n_docs_error "
+          "FROM run_progress p JOIN runs r USING (run_id) WHERE p.run_id = $1",
           1, (const char *const[]){a}, &r, err, errlen, "reading progress"))
         return -1;
     if (PQntuples(r) != 1) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -15,7 +16,7 @@
 
 static const char *const g_names[FAULT_N] = {
     "crash_on_doc", "fail_alloc", "fail_copy_chunk", "stall_before_commit_ms", "stall_in_commit_ms",
-    "commit_twice", "replay_done", "dup_dispatch",
+    "commit_twice", "replay_done", "dup_dispatch", "load_crash",
 };
 
 static struct {
@@ -43,7 +44,7 @@ static int parse(const char *spec) {
             rc = log_seterr(g.err, sizeof g.err,
                             "TOKSHIFT_FAULT: '%s%s%s' is not NAME=N with a known NAME (crash_on_doc, fail_alloc, "
                             "fail_copy_chunk, stall_before_commit_ms, stall_in_commit_ms, commit_twice, replay_done, "
-                            "dup_dispatch) and a count >= 1",
+                            "dup_dispatch, load_crash) and a count >= 1",
                             t, eq ? "=" : "", eq ? eq + 1 : "");
             break;
         }
@@ -102,4 +103,11 @@ void fault_maybe_stall(fault_t f) {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) && errno == EINTR) {
     }
+}
+
+void fault_maybe_crash_after_load(int64_t next_doc) {
+    if (!fault_armed(FAULT_LOAD_CRASH) || next_doc < g.value[FAULT_LOAD_CRASH]) return;
+    log_error("fault injected: load_crash=%" PRId64 ": killed with %" PRId64 " documents loaded",
+              g.value[FAULT_LOAD_CRASH], next_doc);
+    raise(SIGKILL);
 }

@@ -36,6 +36,10 @@
  *                           workers at once, with the same attempt token
  *                           (duplicate delivery); it waits for two ready
  *                           workers to hand them out
+ *   load_crash=N            coordinator: dies by SIGKILL right after the
+ *                           corpus load's first batch that takes the run to
+ *                           N documents or more has committed (a crash in
+ *                           the middle of a load)
  *
  * Counts start at 1; every fault is logged (warning "fault injected: ...")
  * when it fires.  A malformed TOKSHIFT_FAULT is an error at start-up
@@ -55,6 +59,7 @@ typedef enum {
     FAULT_COMMIT_TWICE,
     FAULT_REPLAY_DONE,
     FAULT_DUP_DISPATCH,
+    FAULT_LOAD_CRASH,
     FAULT_N
 } fault_t;
 
@@ -84,5 +89,9 @@ void fault_maybe_crash_on_doc(int64_t doc_id);
 /* A stall (stall_before_commit_ms, stall_in_commit_ms): sleeps the armed
  * time on the first pass. */
 void fault_maybe_stall(fault_t f);
+
+/* load_crash: SIGKILLs the process when next_doc (the documents loaded
+ * so far) has reached the armed count. */
+void fault_maybe_crash_after_load(int64_t next_doc);
 
 #endif

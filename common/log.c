@@ -54,7 +54,10 @@ void log_die_at(const char *file, int line, const char *hint, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s:%d: fatal: %s\n", file, line, buf);
+    /* The source location is for developers (TOKSHIFT_LOG=debug), not in
+     * what a user reads. */
+    log_debug("fatal error raised at %s:%d", file, line);
+    fprintf(stderr, "tokshift: fatal: %s\n", buf);
     if (hint && *hint) fprintf(stderr, "  hint: %s\n", hint);
     exit(1);
 }

@@ -965,6 +965,8 @@ void corpus_destroy(corpus_t **self_p) {
 
 size_t corpus_n_files(const corpus_t *self) { return self ? self->n_files : 0; }
 
+const char *corpus_file(const corpus_t *self, size_t i) { return self && i < self->n_files ? self->files[i] : NULL; }
+
 /* Ends the current file's reading state. */
 static void cur_close(corpus_t *c) {
     src_close(&c->src);

@@ -87,6 +87,10 @@ void corpus_doc_clear(corpus_doc_t *doc);
 /* Number of files the patterns expanded to. */
 size_t corpus_n_files(const corpus_t *self);
 
+/* The i-th file's path, in reading order (owned by the corpus); NULL past
+ * the end. */
+const char *corpus_file(const corpus_t *self, size_t i);
+
 /* Checks the internals (UTF-8 table, metadata scanner, format by name);
  * 0 when all pass, else -1 after logging what failed. */
 int corpus_selftest(void);

@@ -22,6 +22,8 @@ typedef struct {
     int64_t job_id;     /* -1 when none */
     uint64_t token;
     int64_t leased_ms;  /* when the job was handed out */
+    int adopted;        /* the job is a lease found by a restarted coordinator,
+                           not yet confirmed by a DONE or FAILED */
     int64_t jobs_done;
 } fleet_worker_t;
 

@@ -1,10 +1,20 @@
 /* main.c - tokshift-coordinator: one run per invocation.
  *
- * It registers the run, its documents and jobs in PostgreSQL (or finds them
- * there and resumes), then hands jobs to workers over a ZeroMQ ROUTER,
- * tracks the workers by heartbeat, re-queues the jobs of workers that went
- * silent or failed, gives a job up after --max-attempts, and ends when
+ * It registers the run in PostgreSQL (or finds it there and resumes), loads
+ * the corpus into documents and jobs in batches that commit as they go
+ * (load.c), between its messages: the jobs of a committed batch are served
+ * while later batches load, and a restarted coordinator continues the load
+ * after the last committed batch (refusing other corpus files; resume.c).
+ * It hands jobs to workers over a ZeroMQ ROUTER, tracks the workers by
+ * heartbeat, re-queues the jobs of workers that went silent or failed, gives
+ * a job up after --max-attempts, and ends when the corpus is loaded and
  * every job is done or failed, printing the summary.
+ *
+ * Restarted, it adopts the leases PostgreSQL holds (same attempt tokens):
+ * a worker that reconnects under the lease's name holds its job again, and
+ * one that finished meanwhile commits under its token and reports DONE;
+ * only the leases that nobody reclaims within 2 x heartbeat x liveness are
+ * requeued.
  *
  * The protocol as the coordinator sees it (per worker):
  *
@@ -47,8 +57,10 @@
 #include "digest.h"
 #include "fault.h"
 #include "fleet.h"
+#include "load.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "resume.h"
 #include "wire.h"
 
 static volatile sig_atomic_t g_stop = 0;
@@ -246,51 +258,6 @@ static char *corpus_json(const opts_t *o) {
     return txt;
 }
 
-/* Reads the corpus into the run's documents and jobs (one transaction). */
-static int load_corpus(db_t *db, const opts_t *o, int64_t run_id, char *err, size_t errlen) {
-    corpus_opts_t co = {o->text_field, o->id_field, (size_t)o->max_doc_bytes};
-    corpus_t *cp = corpus_open((const char *const *)o->patterns, (size_t)o->n_patterns, &co, err, errlen);
-    if (!cp) return -1;
-    db_loader_t *l = db_loader_new(db, run_id, err, errlen);
-    if (!l) {
-        corpus_destroy(&cp);
-        return -1;
-    }
-    int64_t doc_id = 0, job_id = 0, n_bad = 0;
-    int job_n = 0;
-    int64_t job_b = 0;
-    corpus_doc_t d = {0};
-    int r;
-    while ((r = corpus_next(cp, &d, err, errlen)) == 1) {
-        if (d.error) {
-            log_warn("%s", d.error); /* the message names its source */
-            n_bad++;
-        } else {
-            if (job_n > 0 && (job_n >= o->job_docs || job_b + (int64_t)d.text_len > o->job_bytes)) {
-                if (db_loader_job(l, job_id, job_n, job_b, err, errlen)) goto error;
-                job_id++, job_n = 0, job_b = 0;
-            }
-            job_n++;
-            job_b += (int64_t)d.text_len;
-        }
-        if (db_loader_add(l, doc_id++, d.ext_id ? d.ext_id : d.source, d.source, d.metadata, d.error ? NULL : d.text,
-                          d.text_len, d.error ? -1 : job_id, d.error, err, errlen))
-            goto error;
-        corpus_doc_clear(&d);
-    }
-    if (r < 0) goto error;
-    if (job_n > 0 && db_loader_job(l, job_id, job_n, job_b, err, errlen)) goto error;
-    corpus_destroy(&cp);
-    log_info("corpus: %" PRId64 " documents (%" PRId64 " unusable) in %" PRId64 " jobs", doc_id, n_bad,
-             job_n > 0 ? job_id + 1 : job_id);
-    return db_loader_finish(&l, err, errlen);
-error:
-    corpus_doc_clear(&d);
-    corpus_destroy(&cp);
-    db_loader_abort(&l);
-    return -1;
-}
-
 /* ---- serving ------------------------------------------------------------ */
 
 typedef struct {
@@ -315,6 +282,18 @@ typedef struct {
     size_t n_unreleased, cap_unreleased;
     int retrying; /* in retry_releases: failures were logged the first time */
     int64_t dups; /* jobs handed to two workers (TOKSHIFT_FAULT dup_dispatch) */
+    /* The corpus load, interleaved with serving (load.c) on a connection of
+     * its own; after a failure it starts again from the run's position. */
+    db_t *load_db;
+    load_t *load;
+    int load_again;          /* a failed load waits to start again */
+    int64_t load_again_ms;
+    int fatal;               /* stop serving: an error that a restart must fix */
+    /* Leases found at start, waiting for their workers to reconnect until
+     * adopt_until_ms; then requeued. */
+    db_lease_t *adopted;
+    size_t n_adopted;
+    int64_t adopt_until_ms;
 } coord_t;
 
 /* How long a database call may wait for a row lock: a worker stopped inside
@@ -462,6 +441,55 @@ static fleet_worker_t *holder(coord_t *c, int64_t job_id, uint64_t token, fleet_
     return NULL;
 }
 
+/* Refreshes the progress counters from PostgreSQL (after adopted leases
+ * ended without the worker's DONE reaching this coordinator). */
+static void refresh_counts(coord_t *c) {
+    char err[LOG_ERRLEN];
+    db_progress_t pg;
+    if (c->db_down || db_progress(c->db, c->run_id, &pg, err, sizeof err)) return;
+    c->done = pg.done, c->failed = pg.failed, c->docs_done = pg.docs_done, c->tokens = pg.tokens_done;
+}
+
+/* Removes adopted lease i from the waiting list. */
+static void adopted_drop(coord_t *c, size_t i) { c->adopted[i] = c->adopted[--c->n_adopted]; }
+
+/* The waiting adopted lease of job_id under token, or -1. */
+static long adopted_find(coord_t *c, int64_t job_id, uint64_t token) {
+    for (size_t i = 0; i < c->n_adopted; i++)
+        if (c->adopted[i].job_id == job_id && (uint64_t)c->adopted[i].token == token) return (long)i;
+    return -1;
+}
+
+/* A worker said HELLO: if a lease found at start names it, it holds that
+ * job again (the same attempt token: its commit is not fenced off). */
+static void adopt_for(coord_t *c, fleet_worker_t *w) {
+    for (size_t i = 0; i < c->n_adopted; i++) {
+        if (strcmp(c->adopted[i].worker, w->name)) continue;
+        w->job_id = c->adopted[i].job_id;
+        w->token = (uint64_t)c->adopted[i].token;
+        w->leased_ms = now_ms() - c->adopted[i].age_ms;
+        w->adopted = 1;
+        w->ready = 0;
+        log_info("worker %s reconnected holding job %" PRId64 ": lease adopted", w->name, w->job_id);
+        adopted_drop(c, i);
+        return;
+    }
+}
+
+/* The grace period is over: the leases that no worker reclaimed are
+ * requeued (or, done meanwhile, counted). */
+static void adopt_expire(coord_t *c) {
+    char reason[256];
+    snprintf(reason, sizeof reason, "its worker did not reconnect within %" PRId64 " ms of the coordinator's restart",
+             2 * c->o->heartbeat * c->o->liveness);
+    while (c->n_adopted) {
+        db_lease_t l = c->adopted[c->n_adopted - 1];
+        c->n_adopted--;
+        release_job(c, l.job_id, (uint64_t)l.token, reason);
+    }
+    refresh_counts(c);
+}
+
 /* Hands pending jobs to ready workers. */
 static void dispatch(coord_t *c) {
     char err[LOG_ERRLEN];
@@ -551,6 +579,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             return;
         }
         log_info("worker %s joined (%zu alive)", w->name, fleet_size(c->fleet));
+        if (c->n_adopted) adopt_for(c, w);
         wire_msg_t wm = {.type = WIRE_WELCOME};
         wm.u.welcome.run_id = c->run_id;
         wm.u.welcome.model_identity = (char *)c->identity;
@@ -567,6 +596,15 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             log_debug("READY from an unknown peer");
             return;
         }
+        if (w->adopted && w->job_id >= 0) {
+            /* A worker sends DONE or FAILED before asking again: one that
+             * asks while holding an adopted lease is a new process under
+             * the old name, without the job. */
+            w->adopted = 0;
+            int64_t job = w->job_id;
+            w->job_id = -1;
+            release_job(c, job, w->token, "its worker restarted without it");
+        }
         w->ready = 1;
         return;
     case WIRE_DONE: {
@@ -574,14 +612,16 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
          * or late DONE finds no holder). */
         int64_t job_id = m->u.done.job_id;
         fleet_worker_t *h = holder(c, job_id, m->u.done.attempt_token, w);
-        if (h) h->job_id = -1;
+        if (h) h->job_id = -1, h->adopted = 0;
+        long a = adopted_find(c, job_id, m->u.done.attempt_token);
+        if (a >= 0) adopted_drop(c, (size_t)a); /* from a worker not (yet) reconnected under its name */
         char state[16];
         if (c->db_down || db_job_state(c->db, c->run_id, job_id, state, err, sizeof err) < 0) {
             if (!c->db_down) log_error("job %" PRId64 ": %s", job_id, err);
             db_trouble(c, err);
             return; /* a done job stays done; any other is found again by reconcile() */
         }
-        if (!m->u.done.stale && !strcmp(state, "done") && h) {
+        if (!m->u.done.stale && !strcmp(state, "done") && (h || a >= 0)) {
             c->done++;
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
@@ -596,7 +636,9 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
     case WIRE_FAILED: {
         int64_t job_id = m->u.failed.job_id;
         fleet_worker_t *h = holder(c, job_id, m->u.failed.attempt_token, w);
-        if (h) h->job_id = -1;
+        if (h) h->job_id = -1, h->adopted = 0;
+        long a = adopted_find(c, job_id, m->u.failed.attempt_token);
+        if (a >= 0) adopted_drop(c, (size_t)a);
         char reason[600];
         snprintf(reason, sizeof reason, "worker %s: %s", w ? w->name : "?", m->u.failed.error ? m->u.failed.error : "");
         /* A failure the worker calls not retryable (the job itself is bad)
@@ -617,6 +659,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
 static void tick(coord_t *c) {
     if (db_revive(c) == 0 && c->n_unreleased) retry_releases(c);
     int64_t now = now_ms(), dead_after = c->o->heartbeat * c->o->liveness;
+    if (c->n_adopted && now >= c->adopt_until_ms && !c->db_down) adopt_expire(c);
     wire_msg_t hb = {.type = WIRE_HEARTBEAT};
     for (size_t i = 0; i < fleet_size(c->fleet);) {
         fleet_worker_t *w = fleet_at(c->fleet, i);
@@ -660,6 +703,102 @@ static void progress(coord_t *c, int final) {
                  finished ? cpu_seconds() * 1000.0 / (double)finished : 0.0);
 }
 
+/* ---- the corpus load, between messages --------------------------------- */
+
+/* Starts the load of the run from its position (run: as db_run_open found
+ * it), after checking that the corpus files are those the load began with
+ * (a first load records them).  Returns 0, -1 with a message (try again
+ * later), or 1 with a message when the corpus differs (a person must act). */
+static int load_begin(coord_t *c, const db_run_t *run, char *err, size_t errlen) {
+    const opts_t *o = c->o;
+    corpus_opts_t co = {o->text_field, o->id_field, (size_t)o->max_doc_bytes};
+    corpus_t *cp = corpus_open((const char *const *)o->patterns, (size_t)o->n_patterns, &co, err, errlen);
+    if (!cp) return -1;
+    char *fp = resume_fingerprint(cp, err, errlen), diff[LOG_ERRLEN - 128];
+    int rc = -1;
+    if (!fp) goto done;
+    if (run->fingerprint) {
+        int n = resume_fingerprint_diff(run->fingerprint, fp, diff, sizeof diff);
+        if (n) {
+            log_seterr(err, errlen, "run '%s' began loading other corpus files: %s", o->run,
+                       n < 0 ? "its recorded fingerprint is unreadable" : diff);
+            rc = 1;
+            goto done;
+        }
+    } else if (db_run_set_fingerprint(c->db, c->run_id, fp, err, errlen)) {
+        goto done;
+    }
+    if (!c->load_db && !(c->load_db = db_connect(o->db, err, errlen))) goto done;
+    if (db_reconnect(c->load_db, err, errlen)) goto done;
+    if (run->next_doc)
+        log_info("run '%s': continuing the load after document %" PRId64 " (job %" PRId64 ")", o->run, run->next_doc,
+                 run->next_job);
+    c->load = load_new(c->load_db, c->run_id, cp, run->next_doc, run->next_job, o->job_docs, o->job_bytes, err, errlen);
+    cp = NULL; /* taken */
+    rc = c->load ? 0 : -1;
+done:
+    free(fp);
+    corpus_destroy(&cp);
+    return rc;
+}
+
+/* One slice of the load; a committed batch's jobs join the queue. */
+static void load_slice(coord_t *c) {
+    char err[LOG_ERRLEN];
+    load_batch_t b;
+    int r = load_step(c->load, &b, err, sizeof err);
+    for (int64_t j = b.job_from; j < b.job_to; j++)
+        if (q_push(c, j)) log_error("out of memory queueing job %" PRId64, j);
+    c->jobs_total += b.job_to - b.job_from;
+    c->docs_total += b.docs_usable;
+    if (r == 1) return;
+    load_destroy(&c->load);
+    db_destroy(&c->load_db);
+    if (r < 0) {
+        log_error("loading the corpus: %s; it continues from the last committed batch in %ld ms", err,
+                  5 * c->o->heartbeat);
+        c->load_again = 1;
+        c->load_again_ms = now_ms() + 5 * c->o->heartbeat;
+    }
+}
+
+/* Starts a failed load again from the run's position. */
+static void load_retry(coord_t *c) {
+    char err[LOG_ERRLEN];
+    db_run_t run;
+    c->load_again_ms = now_ms() + 5 * c->o->heartbeat;
+    if (c->db_down || db_run_open(c->db, c->o->run, c->identity, "{}", "{}", &run, err, sizeof err)) return;
+    int r = run.loaded ? 0 : load_begin(c, &run, err, sizeof err);
+    db_run_clear(&run);
+    if (r == 1) {
+        log_error("%s", err);
+        c->fatal = 1;
+    } else if (r < 0) {
+        log_error("loading the corpus: %s", err);
+    } else {
+        c->load_again = 0;
+    }
+}
+
+/* Refuses to resume a run under another model, settings or (while its load
+ * is incomplete) corpus description, naming each key that differs. */
+static void check_resume(const opts_t *o, const db_run_t *run, const char *identity, const char *settings,
+                         const char *corpus) {
+    char diff[LOG_ERRLEN];
+    const char *hint = "a run name is bound to its model and settings; choose another --run to change them";
+    if (strcmp(run->model_identity, identity))
+        log_die(hint, "run '%s' was registered with model %s, not %s (--model)", o->run, run->model_identity,
+                identity);
+    int n = resume_json_diff(run->settings, settings, diff, sizeof diff);
+    if (n)
+        log_die(hint, "run '%s' was registered with other settings: %s", o->run,
+                n < 0 ? "its recorded settings are unreadable" : diff);
+    if (!run->loaded && (n = resume_json_diff(run->corpus, corpus, diff, sizeof diff)))
+        log_die("its load continues only with the same corpus; choose another --run for another",
+                "run '%s' began loading another corpus: %s", o->run,
+                n < 0 ? "its recorded corpus is unreadable" : diff);
+}
+
 int main(int argc, char **argv) {
     opts_t o;
     parse_opts(argc, argv, &o);
@@ -690,16 +829,10 @@ int main(int argc, char **argv) {
     char *sj = settings_json(&o.s), *cj = corpus_json(&o);
     if (!sj || !cj) log_die("", "out of memory");
     db_run_t run;
-    if (db_run_open(db, o.run, ident, sj, cj, &run, err, sizeof err))
-        log_die("a run name is bound to its model and settings; choose another --run to change them", "%s", err);
+    if (db_run_open(db, o.run, ident, sj, cj, &run, err, sizeof err)) log_die("check --db", "%s", err);
+    if (run.existed) check_resume(&o, &run, ident, sj, cj);
     free(sj);
     free(cj);
-    if (!run.existed || !strcmp(run.status, "loading")) {
-        log_info("run '%s' (id %" PRId64 "): reading the corpus", o.run, run.run_id);
-        if (load_corpus(db, &o, run.run_id, err, sizeof err)) log_die("check the corpus paths", "%s", err);
-    } else {
-        log_info("run '%s' (id %" PRId64 ", %s): resuming", o.run, run.run_id, run.status);
-    }
 
     coord_t c = {0};
     c.o = &o;
@@ -710,9 +843,24 @@ int main(int argc, char **argv) {
     if (urnd < 0 || read(urnd, &c.rng, sizeof c.rng) != sizeof c.rng) c.rng = (uint64_t)time(NULL) * 2654435761u;
     if (urnd >= 0) close(urnd);
     c.rng |= 1;
+    if (!run.loaded) {
+        log_info("run '%s' (id %" PRId64 "): reading the corpus", o.run, run.run_id);
+        int r = load_begin(&c, &run, err, sizeof err);
+        if (r) log_die(r == 1 ? "a load continues only with the files it began with: restore them, or choose another --run"
+                              : "check the corpus paths",
+                       "%s", err);
+        if (strcmp(run.status, "loading") && db_run_set_status(db, c.run_id, "loading", err, sizeof err))
+            log_die("", "%s", err);
+    } else {
+        log_info("run '%s' (id %" PRId64 ", %s): resuming", o.run, run.run_id, run.status);
+    }
+    db_run_clear(&run);
+    /* Leases of the coordinator before: adopted, not requeued, while their
+     * workers reconnect (see adopt_for). */
+    if (db_jobs_leased(db, c.run_id, &c.adopted, &c.n_adopted, err, sizeof err)) log_die("", "%s", err);
     int64_t *pending = NULL;
     size_t n_pending = 0;
-    if (db_jobs_pending(db, c.run_id, 1, &pending, &n_pending, err, sizeof err)) log_die("", "%s", err);
+    if (db_jobs_pending(db, c.run_id, 0, &pending, &n_pending, err, sizeof err)) log_die("", "%s", err);
     for (size_t i = 0; i < n_pending; i++)
         if (q_push(&c, pending[i])) log_die("", "out of memory");
     free(pending);
@@ -725,7 +873,7 @@ int main(int argc, char **argv) {
     c.docs_done = pg.docs_done;
     c.tokens = c.tokens0 = pg.tokens_done;
     c.retries = pg.retries;
-    if (n_pending) db_run_set_status(db, c.run_id, "running", err, sizeof err);
+    if (!c.load && (n_pending || c.n_adopted)) db_run_set_status(db, c.run_id, "running", err, sizeof err);
 
     c.sock = zmq_socket(ctx, ZMQ_ROUTER);
     if (!c.sock) log_die("", "zmq_socket: %s", zmq_strerror(zmq_errno()));
@@ -748,6 +896,14 @@ int main(int argc, char **argv) {
     size_t ep_len = sizeof ep;
     zmq_getsockopt(c.sock, ZMQ_LAST_ENDPOINT, ep, &ep_len);
     log_info("serving %zu pending jobs on %s", n_pending, ep);
+    if (c.n_adopted) {
+        /* A worker notices the old coordinator's silence after heartbeat x
+         * liveness (the same settings reach it in WELCOME), then reconnects
+         * after its first reconnect delay: twice that period covers both. */
+        c.adopt_until_ms = now_ms() + 2 * o.heartbeat * o.liveness;
+        log_info("%zu job(s) leased before the restart: their workers have %ld ms to reconnect before they are "
+                 "requeued", c.n_adopted, 2 * o.heartbeat * o.liveness);
+    }
     /* (Only now: starting up, waiting for a lock is right, e.g. for a stopped
      * worker's commit while the leased jobs are requeued.) */
     if (db_set_timeout(db, "lock_timeout", lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
@@ -756,9 +912,10 @@ int main(int argc, char **argv) {
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000, next_idle_check = 0;
     int exit_code = 0;
     ratelimit_init(&c.peer_log, 2.0, 20, now_ms());
-    while (!g_stop) {
-        /* Finished when nothing is queued and nobody holds a job. */
-        int busy = 0;
+    while (!g_stop && !c.fatal) {
+        /* Finished when the corpus is loaded, nothing is queued and nobody
+         * holds a job. */
+        int busy = c.load || c.load_again || c.n_adopted;
         for (size_t i = 0; i < fleet_size(c.fleet); i++) busy |= fleet_at(c.fleet, i)->job_id >= 0;
         if (c.q_len == 0 && !busy && !c.db_down && now_ms() >= next_idle_check) {
             if (db_progress(db, c.run_id, &pg, err, sizeof err)) {
@@ -775,7 +932,7 @@ int main(int argc, char **argv) {
         int n_it = 1 + (int)(auth ? auth_sockets(auth, extra, 2) : 0);
         for (int k = 1; k < n_it; k++) it[k] = (zmq_pollitem_t){extra[k - 1], 0, ZMQ_POLLIN, 0};
         int64_t now = now_ms();
-        long timeout = next_tick > now ? (long)(next_tick - now) : 0;
+        long timeout = c.load ? 0 : next_tick > now ? (long)(next_tick - now) : 0;
         if (zmq_poll(it, n_it, timeout) < 0 && zmq_errno() != EINTR) {
             log_error("poll: %s", zmq_strerror(zmq_errno()));
             exit_code = 1;
@@ -803,6 +960,8 @@ int main(int argc, char **argv) {
             wire_msg_clear(&m);
         }
         dispatch(&c);
+        if (c.load) load_slice(&c);
+        else if (c.load_again && now_ms() >= c.load_again_ms) load_retry(&c);
         now = now_ms();
         if (now >= next_tick) {
             tick(&c);
@@ -813,7 +972,12 @@ int main(int argc, char **argv) {
             next_progress = now + o.progress_s * 1000;
         }
     }
-    if (g_stop) {
+    load_destroy(&c.load); /* an open batch rolls back; the committed ones stay */
+    db_destroy(&c.load_db);
+    if (c.fatal) {
+        db_run_set_status(db, c.run_id, "stopped", err, sizeof err);
+        exit_code = 1;
+    } else if (g_stop) {
         log_info("stopped by a signal; run it again with --run %s to resume", o.run);
         db_run_set_status(db, c.run_id, "stopped", err, sizeof err);
         exit_code = 130;
@@ -843,6 +1007,7 @@ int main(int argc, char **argv) {
     fleet_destroy(&c.fleet);
     free(c.queue);
     free(c.unreleased);
+    free(c.adopted);
     db_destroy(&db);
     return exit_code;
 }

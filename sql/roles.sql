@@ -4,11 +4,15 @@
 --
 --   tokshift_coordinator  registers runs, loads documents and jobs, leases
 --                         and releases jobs, reads progress; creates a run's
---                         token_stats partition only through
+--                         sequence_stats partition only through
 --                         tokshift_create_partition() (SECURITY DEFINER,
---                         migration 003), so it has no DDL rights.
---   tokshift_worker       writes results: INSERT into sequences,
---                         token_stats, job_rollups, models, vocab; marks a
+--                         migrations 003 and 005) and analyzes documents
+--                         and jobs only through tokshift_analyze_load()
+--                         (migration 006), so it has no DDL rights and owns
+--                         no table.
+--   tokshift_worker       writes results: INSERT into sequence_stats,
+--                         job_rollups, calib_rollups, doc_rollups,
+--                         top_tokens, models, vocab; marks a
 --                         job done only through tokshift_job_done() with
 --                         the job's attempt token (migration 004: it cannot
 --                         read tokens nor update jobs otherwise); sets
@@ -59,7 +63,7 @@ DO $$ BEGIN
     RAISE EXCEPTION 'the tokshift schema is not migrated here (no tokshift_create_partition): run `tokshift db migrate` first';
 END $$;
 \endif
-SELECT tableowner AS owner FROM pg_tables WHERE schemaname = :'schemaname' AND tablename = 'token_stats' \gset
+SELECT tableowner AS owner FROM pg_tables WHERE schemaname = :'schemaname' AND tablename = 'sequence_stats' \gset
 SET client_min_messages = warning;
 
 BEGIN;
@@ -100,6 +104,7 @@ GRANT USAGE ON SCHEMA :"schemaname" TO :"coordinator_role", :"worker_role", :"re
 REVOKE ALL ON ALL TABLES IN SCHEMA :"schemaname" FROM :"coordinator_role", :"worker_role", :"reader_role";
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA :"schemaname" FROM :"coordinator_role", :"worker_role", :"reader_role";
 REVOKE ALL ON FUNCTION tokshift_create_partition(bigint) FROM PUBLIC, :"worker_role", :"reader_role";
+REVOKE ALL ON FUNCTION tokshift_analyze_load() FROM PUBLIC, :"worker_role", :"reader_role";
 REVOKE ALL ON FUNCTION tokshift_job_fence(bigint, bigint, bigint) FROM PUBLIC, :"coordinator_role", :"reader_role";
 REVOKE ALL ON FUNCTION tokshift_job_done(bigint, bigint, bigint, bigint, double precision, double precision)
     FROM PUBLIC, :"coordinator_role", :"reader_role";
@@ -109,9 +114,10 @@ REVOKE ALL ON FUNCTION tokshift_job_done(bigint, bigint, bigint, bigint, double 
 GRANT SELECT, INSERT, UPDATE ON runs TO :"coordinator_role";
 GRANT USAGE ON SEQUENCE runs_run_id_seq TO :"coordinator_role";
 GRANT SELECT, INSERT, UPDATE ON documents TO :"coordinator_role";
--- DELETE: jobs left empty by duplicate documents are dropped while loading.
-GRANT SELECT, INSERT, UPDATE, DELETE ON jobs TO :"coordinator_role";
+GRANT SELECT, INSERT, UPDATE ON jobs TO :"coordinator_role";
 GRANT EXECUTE ON FUNCTION tokshift_create_partition(bigint) TO :"coordinator_role";
+-- ANALYZE of documents and jobs after the load's bulk inserts (migration 006).
+GRANT EXECUTE ON FUNCTION tokshift_analyze_load() TO :"coordinator_role";
 -- Progress and the summary (views read the tables with their owner's rights).
 SELECT format('GRANT SELECT ON %I.%I TO %I', schemaname, viewname, :'coordinator_role')
   FROM pg_views WHERE schemaname = :'schemaname' ORDER BY viewname \gexec
@@ -126,7 +132,7 @@ GRANT EXECUTE ON FUNCTION tokshift_job_done(bigint, bigint, bigint, bigint, doub
     TO :"worker_role";
 GRANT SELECT (run_id, job_id, state) ON jobs TO :"worker_role";
 GRANT SELECT (run_id, doc_id), UPDATE (n_tokens, error) ON documents TO :"worker_role";
-GRANT INSERT ON sequences, token_stats, job_rollups, vocab TO :"worker_role";
+GRANT INSERT ON sequence_stats, job_rollups, calib_rollups, doc_rollups, top_tokens, vocab TO :"worker_role";
 GRANT SELECT (model_id, identity), INSERT ON models TO :"worker_role";
 GRANT USAGE ON SEQUENCE models_model_id_seq TO :"worker_role";
 

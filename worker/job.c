@@ -1,16 +1,15 @@
 /* job.c - see job.h. */
 #include "job.h"
 
+#include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fault.h"
 #include "log.h"
 #include "tokenizer.h"
-
-enum { KIND_HUMAN, KIND_HUMAN_CONT, KIND_SAMPLE, N_KINDS };
-static const char *const g_kind_names[N_KINDS] = {"human", "human_cont", "sample"};
 
 /* Growable array of elements of a fixed size. */
 typedef struct {
@@ -34,23 +33,35 @@ static void *vec_push(vec_t *v, size_t k) {
     return at;
 }
 
+/* The per-token columns, in the order of the vecs of job_result. */
+enum { COL_TOKEN_ID, COL_RANK, COL_LOGPROB, COL_ENTROPY, COL_TOP1, COL_VARENTROPY, N_COLS };
+
 struct job_result {
-    vec_t seqs, toks, docs, rollups;  /* db_seq_t, db_tok_t, db_docres_t, db_rollup_t */
-    vec_t sums[N_KINDS];              /* db_rollup_t by position, per kind: the job */
-    vec_t doc_sums[N_KINDS];          /* the same for the document being measured */
+    vec_t seqs, seq_off;              /* db_seq_t (arrays unset until the view), size_t: first token */
+    vec_t cols[N_COLS];               /* int32_t or float per token, all sequences end to end */
+    vec_t docs, docsums;              /* db_docres_t, db_docsum_t */
+    vec_t sums[DB_N_KINDS];           /* db_rollup_t by position, per kind */
+    db_calib_t calib[DB_N_KINDS][DB_CALIB_BINS];
+    db_toptok_t top[DB_TOP_TOKENS];   /* a min-heap: top[0] is the least surprising kept */
+    size_t n_top;
+    vec_t rollups, calib_out;         /* job_result_view's gathered rows */
     vec_t errors;                     /* char * owned, for docres.error */
     vec_t rows;                       /* experiment_row_t scratch */
     vec_t seeds;                      /* uint64_t scratch */
+    size_t doc_seqs, doc_docsums;     /* where the document being measured starts */
 };
 
 job_result_t *job_result_new(void) {
     job_result_t *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->seqs.size = sizeof(db_seq_t);
-    r->toks.size = sizeof(db_tok_t);
+    r->seq_off.size = sizeof(size_t);
+    for (int c = 0; c < N_COLS; c++) r->cols[c].size = 4; /* int32_t, float */
     r->docs.size = sizeof(db_docres_t);
+    r->docsums.size = sizeof(db_docsum_t);
     r->rollups.size = sizeof(db_rollup_t);
-    for (int k = 0; k < N_KINDS; k++) r->sums[k].size = r->doc_sums[k].size = sizeof(db_rollup_t);
+    r->calib_out.size = sizeof(db_calib_t);
+    for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].size = sizeof(db_rollup_t);
     r->errors.size = sizeof(char *);
     r->rows.size = sizeof(experiment_row_t);
     r->seeds.size = sizeof(uint64_t);
@@ -59,25 +70,31 @@ job_result_t *job_result_new(void) {
 
 void job_result_reset(job_result_t *r) {
     for (size_t i = 0; i < r->errors.n; i++) free(((char **)r->errors.p)[i]);
-    r->seqs.n = r->toks.n = r->docs.n = r->rollups.n = r->errors.n = 0;
-    for (int k = 0; k < N_KINDS; k++) r->sums[k].n = r->doc_sums[k].n = 0;
+    r->seqs.n = r->seq_off.n = r->docs.n = r->docsums.n = r->rollups.n = r->calib_out.n = r->errors.n = 0;
+    for (int c = 0; c < N_COLS; c++) r->cols[c].n = 0;
+    for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].n = 0;
+    memset(r->calib, 0, sizeof r->calib);
+    r->n_top = 0;
+    r->doc_seqs = r->doc_docsums = 0;
 }
 
 void job_result_destroy(job_result_t **self_p) {
     if (!self_p || !*self_p) return;
     job_result_t *r = *self_p;
     job_result_reset(r);
-    vec_t *all[] = {&r->seqs, &r->toks, &r->docs, &r->rollups, &r->errors, &r->rows, &r->seeds,
-                    &r->sums[0], &r->sums[1], &r->sums[2], &r->doc_sums[0], &r->doc_sums[1], &r->doc_sums[2]};
+    vec_t *all[] = {&r->seqs, &r->seq_off, &r->docs, &r->docsums, &r->rollups, &r->calib_out, &r->errors, &r->rows,
+                    &r->seeds};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
+    for (int c = 0; c < N_COLS; c++) free(r->cols[c].p);
+    for (int k = 0; k < DB_N_KINDS; k++) free(r->sums[k].p);
     free(r);
     *self_p = NULL;
 }
 
 int job_result_view(job_result_t *r, db_results_t *out) {
-    /* Rollups: the non-empty positions of each kind, gathered on demand. */
-    r->rollups.n = 0;
-    for (int k = 0; k < N_KINDS; k++)
+    /* Rollups and calibration bins: the non-empty ones, gathered on demand. */
+    r->rollups.n = r->calib_out.n = 0;
+    for (int k = 0; k < DB_N_KINDS; k++) {
         for (size_t p = 0; p < r->sums[k].n; p++) {
             const db_rollup_t *s = (const db_rollup_t *)r->sums[k].p + p;
             if (!s->n) continue;
@@ -85,63 +102,178 @@ int job_result_view(job_result_t *r, db_results_t *out) {
             if (!d) return -1;
             *d = *s;
         }
-    *out = (db_results_t){r->seqs.p, r->seqs.n, r->toks.p, r->toks.n, r->rollups.p, r->rollups.n,
-                          r->docs.p, r->docs.n, 0.0};
-    return 0;
-}
-
-/* Adds one token row to the rows and to the document's (kind, position)
- * rollup. */
-static int add_tok(job_result_t *r, int kind, int64_t doc_id, int seq_no, int position, const experiment_row_t *e) {
-    db_tok_t *t = vec_push(&r->toks, 1);
-    if (!t) return -1;
-    *t = (db_tok_t){doc_id, seq_no, e->pos, e->token, (float)e->st.logprob, (float)e->st.entropy, e->st.rank,
-                    (float)e->st.top1_logprob, (float)e->st.varentropy, e->st.context_len};
-    vec_t *sv = &r->doc_sums[kind];
-    if ((size_t)position >= sv->n && !vec_push(sv, (size_t)position + 1 - sv->n)) return -1;
-    db_rollup_t *s = (db_rollup_t *)sv->p + position;
-    s->kind = g_kind_names[kind];
-    s->position = position;
-    double surprisal = -e->st.logprob, h = e->st.entropy, gap = surprisal - h;
-    s->n++;
-    s->sum_surprisal += surprisal, s->sumsq_surprisal += surprisal * surprisal;
-    s->sum_entropy += h, s->sumsq_entropy += h * h;
-    s->sum_gap += gap, s->sumsq_gap += gap * gap;
-    if (e->st.varentropy > 0) {
-        double z = gap / sqrt(e->st.varentropy);
-        s->n_z++;
-        s->sum_z += z, s->sumsq_z += z * z;
-    }
-    return 0;
-}
-
-/* Adds the document's rollups into the job's and clears them. */
-static int merge_doc_sums(job_result_t *r) {
-    for (int k = 0; k < N_KINDS; k++) {
-        vec_t *d = &r->doc_sums[k], *j = &r->sums[k];
-        if (d->n > j->n && !vec_push(j, d->n - j->n)) return -1;
-        for (size_t p = 0; p < d->n; p++) {
-            const db_rollup_t *a = (const db_rollup_t *)d->p + p;
-            db_rollup_t *b = (db_rollup_t *)j->p + p;
-            if (!a->n) continue;
-            b->kind = a->kind;
-            b->position = a->position;
-            b->n += a->n, b->n_z += a->n_z;
-            b->sum_surprisal += a->sum_surprisal, b->sumsq_surprisal += a->sumsq_surprisal;
-            b->sum_entropy += a->sum_entropy, b->sumsq_entropy += a->sumsq_entropy;
-            b->sum_gap += a->sum_gap, b->sumsq_gap += a->sumsq_gap;
-            b->sum_z += a->sum_z, b->sumsq_z += a->sumsq_z;
+        for (int b = 0; b < DB_CALIB_BINS; b++) {
+            if (!r->calib[k][b].n) continue;
+            db_calib_t *d = vec_push(&r->calib_out, 1);
+            if (!d) return -1;
+            *d = r->calib[k][b];
         }
-        d->n = 0;
+    }
+    /* The arrays' addresses are final only now that nothing grows. */
+    const int32_t *tok = r->cols[COL_TOKEN_ID].p, *rank = r->cols[COL_RANK].p;
+    const float *lp = r->cols[COL_LOGPROB].p, *h = r->cols[COL_ENTROPY].p, *top1 = r->cols[COL_TOP1].p,
+                *var = r->cols[COL_VARENTROPY].p;
+    size_t n_toks = 0;
+    for (size_t i = 0; i < r->seqs.n; i++) {
+        db_seq_t *s = (db_seq_t *)r->seqs.p + i;
+        size_t o = ((const size_t *)r->seq_off.p)[i];
+        s->token_id = tok + o, s->rank = rank + o;
+        s->logprob = lp + o, s->entropy = h + o, s->top1_logprob = top1 + o, s->varentropy = var + o;
+        n_toks += (size_t)s->n_tokens;
+    }
+    *out = (db_results_t){.seqs = r->seqs.p, .n_seqs = r->seqs.n, .n_toks = n_toks,
+                          .rollups = r->rollups.p, .n_rollups = r->rollups.n,
+                          .calib = r->calib_out.p, .n_calib = r->calib_out.n,
+                          .docsums = r->docsums.p, .n_docsums = r->docsums.n,
+                          .top = r->top, .n_top = r->n_top,
+                          .docs = r->docs.p, .n_docs = r->docs.n};
+    return 0;
+}
+
+int job_doc_begin(job_result_t *r, int64_t doc_id, int32_t n_tokens) {
+    db_docres_t *d = vec_push(&r->docs, 1);
+    if (!d) return -1;
+    d->doc_id = doc_id;
+    d->n_tokens = n_tokens;
+    r->doc_seqs = r->seqs.n;
+    r->doc_docsums = r->docsums.n;
+    return 0;
+}
+
+int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t sample_idx,
+                     uint64_t seed, const experiment_row_t *rows, size_t n) {
+    assert(r->docs.n > 0 && (unsigned)kind < DB_N_KINDS);
+    db_seq_t *s = vec_push(&r->seqs, 1);
+    size_t *off = vec_push(&r->seq_off, 1);
+    if (!s || !off) return -1;
+    *off = r->cols[0].n;
+    *s = (db_seq_t){.doc_id = ((const db_docres_t *)r->docs.p)[r->docs.n - 1].doc_id, .seq_no = seq_no,
+                    .kind = kind, .n_tokens = (int32_t)n, .has_cut = kind != DB_KIND_HUMAN,
+                    .has_sample = kind == DB_KIND_SAMPLE};
+    if (s->has_cut) s->cut = cut;
+    if (s->has_sample) s->sample_idx = sample_idx, s->seed = seed;
+    void *c[N_COLS];
+    for (int k = 0; k < N_COLS; k++)
+        if (!(c[k] = vec_push(&r->cols[k], n))) return -1;
+    for (size_t i = 0; i < n; i++) {
+        const stats_t *st = &rows[i].st;
+        ((int32_t *)c[COL_TOKEN_ID])[i] = rows[i].token;
+        ((int32_t *)c[COL_RANK])[i] = st->rank;
+        ((float *)c[COL_LOGPROB])[i] = (float)st->logprob;
+        ((float *)c[COL_ENTROPY])[i] = (float)st->entropy;
+        ((float *)c[COL_TOP1])[i] = (float)st->top1_logprob;
+        ((float *)c[COL_VARENTROPY])[i] = (float)st->varentropy;
     }
     return 0;
 }
 
-static int add_seq(job_result_t *r, const db_seq_t *s) {
-    db_seq_t *d = vec_push(&r->seqs, 1);
-    if (!d) return -1;
-    *d = *s;
+/* Whether top token a ranks below b: smaller z, then later (doc, pos) (the
+ * order of 005_sequence_arrays.sql's conversion, so a job keeps the same
+ * DB_TOP_TOKENS tokens whichever way it was written). */
+static int top_below(const db_toptok_t *a, const db_toptok_t *b) {
+    if (a->z != b->z) return a->z < b->z;
+    if (a->doc_id != b->doc_id) return a->doc_id > b->doc_id;
+    return a->pos > b->pos;
+}
+
+/* Keeps t if it is among the job's DB_TOP_TOKENS largest. */
+static void top_offer(job_result_t *r, const db_toptok_t *t) {
+    db_toptok_t *h = r->top;
+    size_t i;
+    if (r->n_top < DB_TOP_TOKENS) { /* sift up */
+        for (i = r->n_top++; i > 0 && top_below(t, &h[(i - 1) / 2]); i = (i - 1) / 2) h[i] = h[(i - 1) / 2];
+        h[i] = *t;
+        return;
+    }
+    if (!top_below(&h[0], t)) return;
+    for (i = 0;;) { /* sift down from the root */
+        size_t c = 2 * i + 1;
+        if (c >= DB_TOP_TOKENS) break;
+        if (c + 1 < DB_TOP_TOKENS && top_below(&h[c + 1], &h[c])) c++;
+        if (!top_below(&h[c], t)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = *t;
+}
+
+/* Adds one token's quantities (in double, from the stored floats, as the
+ * views compute them) to a sum row. */
+#define ADD_SUMS(s, surprisal, h, gap, has_z, z)                                                                     \
+    do {                                                                                                             \
+        (s)->n++;                                                                                                    \
+        (s)->sum_surprisal += (surprisal), (s)->sumsq_surprisal += (surprisal) * (surprisal);                        \
+        (s)->sum_entropy += (h), (s)->sumsq_entropy += (h) * (h);                                                    \
+        (s)->sum_gap += (gap), (s)->sumsq_gap += (gap) * (gap);                                                      \
+        if (has_z) (s)->n_z++, (s)->sum_z += (z), (s)->sumsq_z += (z) * (z);                                         \
+    } while (0)
+
+int job_doc_end(job_result_t *r) {
+    const int32_t *tok = r->cols[COL_TOKEN_ID].p, *rank = r->cols[COL_RANK].p;
+    const float *lp = r->cols[COL_LOGPROB].p, *ent = r->cols[COL_ENTROPY].p, *top1 = r->cols[COL_TOP1].p,
+                *var = r->cols[COL_VARENTROPY].p;
+    for (size_t q = r->doc_seqs; q < r->seqs.n; q++) {
+        const db_seq_t *s = (const db_seq_t *)r->seqs.p + q;
+        size_t o = ((const size_t *)r->seq_off.p)[q];
+        if (!s->n_tokens) continue;
+        int32_t cut = s->has_cut ? s->cut : 0;
+        /* Per document, kind and cut: a sequence's samples share one row. */
+        db_docsum_t *ds = r->docsums.n > r->doc_docsums ? (db_docsum_t *)r->docsums.p + r->docsums.n - 1 : NULL;
+        if (!ds || ds->kind != s->kind || ds->cut != cut) {
+            if (!(ds = vec_push(&r->docsums, 1))) return -1;
+            ds->doc_id = s->doc_id, ds->kind = s->kind, ds->cut = cut;
+        }
+        vec_t *sv = &r->sums[s->kind];
+        /* human: position = pos = i + 1; continuations: i */
+        size_t last = (size_t)s->n_tokens - 1 + (s->kind == DB_KIND_HUMAN);
+        if (last >= sv->n && !vec_push(sv, last + 1 - sv->n)) return -1;
+        for (int32_t i = 0; i < s->n_tokens; i++) {
+            size_t t = o + (size_t)i;
+            int32_t position = s->kind == DB_KIND_HUMAN ? i + 1 : i;
+            float gap_f = -lp[t] - ent[t]; /* token_view's real arithmetic */
+            double surprisal = -(double)lp[t], h = ent[t], gap = surprisal - h;
+            int has_z = var[t] > 0;
+            double z = has_z ? (double)gap_f / sqrt((double)var[t]) : 0;
+            db_rollup_t *u = (db_rollup_t *)sv->p + position;
+            u->kind = s->kind, u->position = position;
+            ADD_SUMS(u, surprisal, h, gap, has_z, z);
+            ADD_SUMS(ds, surprisal, h, gap, has_z, z);
+            double conf = exp((double)top1[t]);
+            int bin = conf < 0 ? 0 : conf >= 1.0000001 ? 11 : (int)(10.0 * conf / 1.0000001) + 1;
+            db_calib_t *cb = &r->calib[s->kind][bin];
+            cb->kind = s->kind, cb->bin = bin;
+            cb->n++, cb->n_correct += rank[t] == 1;
+            cb->sum_conf += conf, cb->sumsq_conf += conf * conf;
+            if (s->kind == DB_KIND_HUMAN && has_z)
+                top_offer(r, &(db_toptok_t){s->doc_id, position, tok[t], rank[t], lp[t], ent[t], var[t], z});
+        }
+    }
     return 0;
+}
+
+/* Whether rows (a sequence of kind at cut, in a run of window W and stride
+ * S) have the positions and context lengths that token_view derives
+ * instead of reading them (005_sequence_arrays.sql): human, the i-th row
+ * (from 0) is pos i + 1, seen with pos - (start of its window) tokens of
+ * context; a continuation's is pos cut + i with least(cut, W - n) + i. */
+static int layout_ok(db_kind_t kind, int32_t cut, int W, int S, const experiment_row_t *rows, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int32_t pos = kind == DB_KIND_HUMAN ? (int32_t)i + 1 : cut + (int32_t)i, ctx;
+        if (kind != DB_KIND_HUMAN) ctx = (cut < W - (int32_t)n ? cut : W - (int32_t)n) + (int32_t)i;
+        else ctx = pos < W ? pos : pos - S * ((pos - W) / S + 1);
+        if (rows[i].pos != pos || rows[i].st.context_len != ctx) return 0;
+    }
+    return 1;
+}
+
+/* Drops what the document being measured added (it keeps its docres). */
+static void doc_discard(job_result_t *r) {
+    if (r->doc_seqs < r->seqs.n) {
+        size_t o = ((const size_t *)r->seq_off.p)[r->doc_seqs];
+        for (int c = 0; c < N_COLS; c++) r->cols[c].n = o;
+    }
+    r->seqs.n = r->seq_off.n = r->doc_seqs;
+    r->docsums.n = r->doc_docsums;
 }
 
 int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
@@ -149,15 +281,10 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     int32_t *ids = NULL, *cuts = NULL;
     char why[LOG_ERRLEN];
     int rc = -1;
-    size_t mark_seqs = r->seqs.n, mark_toks = r->toks.n;
     fault_maybe_crash_on_doc(doc_id); /* TOKSHIFT_FAULT crash_on_doc */
     long n = tokenizer_encode(m->tok, text, text_len, tokenizer_adds_bos(m->tok), &ids, err, errlen);
     if (n < 0) goto out;
-    db_docres_t *dr = vec_push(&r->docs, 1);
-    if (!dr) goto oom;
-    dr->doc_id = doc_id;
-    dr->n_tokens = (int32_t)n;
-    size_t dr_index = r->docs.n - 1;
+    if (job_doc_begin(r, doc_id, (int32_t)n)) goto oom;
 
     /* Human text, in windows. */
     size_t need = n > 1 ? (size_t)n - 1 : 1;
@@ -165,9 +292,8 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     experiment_row_t *rows = r->rows.p;
     long nr = experiment_score(ex, ids, (int)n, s->stride, rows, why, sizeof why);
     if (nr < 0) goto doc_error;
-    if (add_seq(r, &(db_seq_t){doc_id, 0, "human", -1, -1, 0, 0, 0, 0, (int32_t)nr})) goto oom;
-    for (long i = 0; i < nr; i++)
-        if (add_tok(r, KIND_HUMAN, doc_id, 0, rows[i].pos, &rows[i])) goto oom;
+    if (!layout_ok(DB_KIND_HUMAN, 0, s->window, s->stride, rows, (size_t)nr)) goto layout;
+    if (job_add_sequence(r, DB_KIND_HUMAN, 0, 0, 0, 0, rows, (size_t)nr)) goto oom;
 
     /* Continuation experiments. */
     int C = s->cont.cont_len, K = s->cont.n_samples;
@@ -192,30 +318,31 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
                                     sizeof why))
                 goto doc_error;
             int base = 1 + (int)j * (K + 1);
-            if (add_seq(r, &(db_seq_t){doc_id, base, "human_cont", cuts[j], -1, 0, 0, 0, 0, C})) goto oom;
-            for (int i = 0; i < C; i++)
-                if (add_tok(r, KIND_HUMAN_CONT, doc_id, base, i, &human[i])) goto oom;
-            for (int k = 0; k < K; k++) {
-                db_seq_t sq = {doc_id, base + 1 + k, "sample", cuts[j], k, seeds[k], s->cont.sampling.temperature,
-                               s->cont.sampling.top_p, s->cont.sampling.top_k, C};
-                if (add_seq(r, &sq)) goto oom;
-                for (int i = 0; i < C; i++)
-                    if (add_tok(r, KIND_SAMPLE, doc_id, base + 1 + k, i, &samples[(size_t)k * C + i])) goto oom;
-            }
+            for (int k = 0; k <= K; k++)
+                if (!layout_ok(k ? DB_KIND_SAMPLE : DB_KIND_HUMAN_CONT, cuts[j], s->window, s->stride,
+                               k ? samples + (size_t)(k - 1) * C : human, (size_t)C))
+                    goto layout;
+            if (job_add_sequence(r, DB_KIND_HUMAN_CONT, base, cuts[j], 0, 0, human, (size_t)C)) goto oom;
+            for (int k = 0; k < K; k++)
+                if (job_add_sequence(r, DB_KIND_SAMPLE, base + 1 + k, cuts[j], k, seeds[k], samples + (size_t)k * C,
+                                     (size_t)C))
+                    goto oom;
         }
     }
-    if (merge_doc_sums(r)) goto oom;
+    if (job_doc_end(r)) goto oom;
     rc = 0;
     goto out;
+layout:
+    /* Never expected: the engine and the schema disagree on what pos and
+     * context_len are, and the stored rows would misstate them. */
+    snprintf(why, sizeof why, "internal: positions or context lengths not as sequence_stats derives them");
 doc_error:
-    /* The document's partial rows and sums go; it keeps its reason. */
-    r->seqs.n = mark_seqs;
-    r->toks.n = mark_toks;
-    for (int k = 0; k < N_KINDS; k++) r->doc_sums[k].n = 0;
+    /* The document's partial rows go; it keeps its reason. */
+    doc_discard(r);
     {
         char **e = vec_push(&r->errors, 1);
         if (!e || !(*e = strdup(why))) goto oom;
-        ((db_docres_t *)r->docs.p)[dr_index].error = *e;
+        ((db_docres_t *)r->docs.p)[r->docs.n - 1].error = *e;
     }
     log_warn("document %lld: %s", (long long)doc_id, why);
     rc = 0;

@@ -3,7 +3,10 @@
  *
  * What it is: tokenizes each document (BOS added as `tokshift score` does),
  * scores the human text in windows, runs the continuation experiments at the
- * run's cut points, and accumulates the per-(kind, position) rollups.  It is
+ * run's cut points, keeps each sequence's statistics as columns (one array
+ * per statistic, as sequence_stats stores them), and accumulates the
+ * rollups: per (kind, position), per (kind, confidence bin), per (document,
+ * kind, cut), and the job's DB_TOP_TOKENS human tokens of largest z.  It is
  * the worker's use of experiment.c, so a worker's human rows and `tokshift
  * score`'s are the same computation.  What it is not: I/O (no ZeroMQ, no
  * PostgreSQL: it only fills db_results_t's arrays).
@@ -41,6 +44,18 @@ void job_result_reset(job_result_t *self);
 /* Fills out with a view of the rows for db_commit_job (valid until the next
  * change).  Returns 0, or -1 when memory runs out. */
 int job_result_view(job_result_t *self, db_results_t *out);
+
+/* The steps of job_measure_doc, for a caller that has the statistics
+ * already (bench/storage_bench.c): job_doc_begin starts document doc_id of
+ * n_tokens tokens; job_add_sequence adds one of its sequences, n rows in
+ * token order (cut: continuations; sample_idx and seed: samples); job_doc_end
+ * adds the document's tokens to the job's rollups (by position, by
+ * confidence bin, per document and cut, and the top tokens by z).  Each
+ * returns 0, or -1 when memory runs out. */
+int job_doc_begin(job_result_t *r, int64_t doc_id, int32_t n_tokens);
+int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t sample_idx,
+                     uint64_t seed, const experiment_row_t *rows, size_t n);
+int job_doc_end(job_result_t *r);
 
 /* Measures one document into r.  A document the engine cannot process (for
  * example a non-finite logit) is recorded in r with its reason and 0 is

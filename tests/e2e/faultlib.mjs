@@ -160,6 +160,39 @@ const SEQ = "doc_id, seq_no, kind, cut, sample_idx, seed, temperature, top_k, to
 const DOC = "doc_id, ext_id, metadata, text, n_bytes, job_id, error";
 const one = (db, sql) => Number(psql(db, sql)[0][0]);
 
+// The rollups other than job_rollups, recomputed from token_view (so from
+// the arrays): per job and confidence bin, per document, kind and cut, and
+// each job's top tokens by z.  Counts and top-token rows exactly; sums of
+// the stored floats to relative 1e-9 (the worker adds the same values in
+// double, in another order: far above that rounding, far below any real
+// difference); sums of gap to 1e-6 per token (token_view's gap is the real
+// difference -logprob - entropy, rounded to float: half an ulp is below
+// 1e-6 for |gap| < 16, the worker's is the exact difference in double).
+// Returns the number of disagreeing rows.
+export function rollupsDisagree(db, id) {
+    const close = (a, b) => `abs(${a} - ${b}) > 1e-9 * (abs(${a}) + abs(${b})) + 1e-9`;
+    return one(db, `WITH t AS (SELECT d.job_id, v.kind, width_bucket(exp(v.top1_logprob), 0, 1.0000001, 10) AS bin,
+            count(*) AS n, count(*) FILTER (WHERE v.rank = 1) AS c, sum(exp(v.top1_logprob)) AS s
+            FROM token_view v JOIN documents d USING (run_id, doc_id) WHERE v.run_id = ${id} GROUP BY 1, 2, 3),
+        r AS (SELECT job_id, kind::text, bin, n, n_correct AS c, sum_conf AS s FROM calib_rollups WHERE run_id = ${id})
+        SELECT count(*) FROM t FULL JOIN r USING (job_id, kind, bin)
+        WHERE t.n IS DISTINCT FROM r.n OR t.c IS DISTINCT FROM r.c OR ${close("t.s", "r.s")}`) +
+        one(db, `WITH t AS (SELECT doc_id, kind, coalesce(cut, 0) AS cut, count(*) AS n, count(z) AS nz,
+            sum(surprisal::float8) AS s, sum(entropy::float8 ^ 2) AS hh, sum(gap::float8) AS g, coalesce(sum(z), 0) AS z
+            FROM token_view WHERE run_id = ${id} GROUP BY 1, 2, 3),
+        r AS (SELECT doc_id, kind::text, cut, n, n_z AS nz, sum_surprisal AS s, sumsq_entropy AS hh, sum_gap AS g,
+            sum_z AS z FROM doc_rollups WHERE run_id = ${id})
+        SELECT count(*) FROM t FULL JOIN r USING (doc_id, kind, cut)
+        WHERE t.n IS DISTINCT FROM r.n OR t.nz IS DISTINCT FROM r.nz OR ${close("t.s", "r.s")} OR ${close("t.hh", "r.hh")}
+           OR abs(t.g - r.g) > 1e-6 * t.n OR ${close("t.z", "r.z")}`) +
+        one(db, `WITH t AS (SELECT job_id, doc_id, pos, token_id, logprob, entropy, rank, varentropy, z
+            FROM (SELECT v.*, d.job_id, row_number() OVER (PARTITION BY d.job_id ORDER BY v.z DESC, v.doc_id, v.pos) AS k
+                  FROM token_view v JOIN documents d USING (run_id, doc_id)
+                  WHERE v.run_id = ${id} AND v.kind = 'human' AND v.z IS NOT NULL) v WHERE k <= 64),
+        r AS (SELECT job_id, doc_id, pos, token_id, logprob, entropy, rank, varentropy, z FROM top_tokens WHERE run_id = ${id})
+        SELECT count(*) FROM ((SELECT * FROM t EXCEPT ALL SELECT * FROM r) UNION ALL (SELECT * FROM r EXCEPT ALL SELECT * FROM t)) d`);
+}
+
 // Checks run `id` against reference run `ref` in SQL: the run is done; every
 // job is done, or failed with a reason; no duplicate rows; no partial job
 // (every sequence has exactly its token rows, no rows outside a done job,
@@ -179,20 +212,24 @@ export function verifyRun(db, id, ref, {label = `run ${id}`, lost = []} = {}) {
           `${label}: documents of failed jobs ${JSON.stringify(failedDocs)}, expected ${JSON.stringify(lost)}`);
 
     // No duplicates (the keys forbid them; this proves it of the data).
-    const dup = one(db, `SELECT count(*) - count(DISTINCT (doc_id, seq_no, pos)) FROM token_stats WHERE run_id = ${id}`) +
+    const dup = one(db, `SELECT count(*) - count(DISTINCT (doc_id, seq_no, pos)) FROM token_view WHERE run_id = ${id}`) +
                 one(db, `SELECT count(*) - count(DISTINCT (doc_id, seq_no)) FROM sequences WHERE run_id = ${id}`) +
                 one(db, `SELECT count(*) - count(DISTINCT (job_id, kind, position)) FROM job_rollups WHERE run_id = ${id}`);
     check(dup === 0, `${label}: ${dup} duplicate rows`);
     // No partial sequence, no row outside a done job.
-    const partial = one(db, `SELECT count(*) FROM sequences s LEFT JOIN (SELECT doc_id, seq_no, count(*) AS n FROM token_stats
+    const partial = one(db, `SELECT count(*) FROM sequences s LEFT JOIN (SELECT doc_id, seq_no, count(*) AS n FROM token_view
         WHERE run_id = ${id} GROUP BY 1, 2) t USING (doc_id, seq_no) WHERE s.run_id = ${id} AND coalesce(t.n, 0) <> s.n_tokens`);
     check(partial === 0, `${label}: ${partial} sequences whose token rows are not exactly n_tokens`);
-    const orphans = one(db, `SELECT count(*) FROM token_stats t WHERE run_id = ${id} AND NOT EXISTS
+    const orphans = one(db, `SELECT count(*) FROM token_view t WHERE run_id = ${id} AND NOT EXISTS
         (SELECT 1 FROM sequences s WHERE s.run_id = t.run_id AND s.doc_id = t.doc_id AND s.seq_no = t.seq_no)`);
     check(orphans === 0, `${label}: ${orphans} token rows without their sequence`);
     const outside = one(db, `SELECT count(*) FROM sequences s JOIN documents d USING (run_id, doc_id)
         LEFT JOIN jobs j ON j.run_id = d.run_id AND j.job_id = d.job_id WHERE s.run_id = ${id} AND j.state IS DISTINCT FROM 'done'`) +
-        one(db, `SELECT count(*) FROM job_rollups r JOIN jobs j USING (run_id, job_id) WHERE r.run_id = ${id} AND j.state <> 'done'`);
+        one(db, `SELECT count(*) FROM job_rollups r JOIN jobs j USING (run_id, job_id) WHERE r.run_id = ${id} AND j.state <> 'done'`) +
+        one(db, `SELECT count(*) FROM calib_rollups r JOIN jobs j USING (run_id, job_id) WHERE r.run_id = ${id} AND j.state <> 'done'`) +
+        one(db, `SELECT count(*) FROM top_tokens r JOIN jobs j USING (run_id, job_id) WHERE r.run_id = ${id} AND j.state <> 'done'`) +
+        one(db, `SELECT count(*) FROM doc_rollups r JOIN documents d USING (run_id, doc_id)
+            LEFT JOIN jobs j ON j.run_id = d.run_id AND j.job_id = d.job_id WHERE r.run_id = ${id} AND j.state IS DISTINCT FROM 'done'`);
     check(outside === 0, `${label}: ${outside} sequences or rollups outside a done job`);
     const unmeasured = one(db, `SELECT count(*) FROM documents d JOIN jobs j USING (run_id, job_id) WHERE d.run_id = ${id}
         AND j.state = 'done' AND d.text IS NOT NULL AND (d.n_tokens IS NULL OR (d.error IS NULL AND NOT EXISTS
@@ -205,24 +242,26 @@ export function verifyRun(db, id, ref, {label = `run ${id}`, lost = []} = {}) {
         SELECT count(*) FROM t FULL JOIN r USING (job_id, kind, position)
         WHERE t.n IS DISTINCT FROM r.n OR abs(t.s - r.s) > 1e-4 * t.n + 1e-6 OR abs(t.g - r.g) > 1e-4 * t.n + 1e-6`);
     check(roll === 0, `${label}: ${roll} (job, kind, position) rollups disagree with the token rows`);
+    const other = rollupsDisagree(db, id);
+    check(other === 0, `${label}: ${other} calibration, document or top-token rollups disagree with the token rows`);
 
     // Exactly the reference's rows, less the lost documents.
     const diff = (cols, table, a, b, extra = "") => one(db, `SELECT count(*) FROM (SELECT ${cols} FROM ${table} WHERE run_id = ${a}
         AND doc_id NOT IN (${L}) ${extra} EXCEPT ALL SELECT ${cols} FROM ${table} WHERE run_id = ${b} AND doc_id NOT IN (${L}) ${extra}) d`);
     for (const [x, y, what] of [[id, ref, "not in the reference"], [ref, id, "missing"]]) {
-        const t = diff(TOK, "token_stats", x, y), s = diff(SEQ, "sequences", x, y), d = diff(DOC, "documents", x, y);
+        const t = diff(TOK, "token_view", x, y), s = diff(SEQ, "sequences", x, y), d = diff(DOC, "documents", x, y);
         check(t === 0 && s === 0 && d === 0, `${label}: ${t} token rows, ${s} sequences, ${d} documents ${what}`);
     }
-    const lostRows = one(db, `SELECT count(*) FROM token_stats WHERE run_id = ${id} AND doc_id IN (${L})`) +
+    const lostRows = one(db, `SELECT count(*) FROM token_view WHERE run_id = ${id} AND doc_id IN (${L})`) +
                      one(db, `SELECT count(*) FROM sequences WHERE run_id = ${id} AND doc_id IN (${L})`);
     check(lostRows === 0, `${label}: ${lostRows} rows of the failed job's documents`);
-    const refLost = one(db, `SELECT count(*) FROM token_stats WHERE run_id = ${ref} AND doc_id IN (${L})`);
+    const refLost = one(db, `SELECT count(*) FROM token_view WHERE run_id = ${ref} AND doc_id IN (${L})`);
     if (lost.length) check(refLost > 0, `${label}: the reference has rows for the lost documents`);
 
     const [[jobs, done, failed, retried, attempts]] = psql(db, `SELECT count(*), count(*) FILTER (WHERE state = 'done'),
         count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE attempts > 1), sum(attempts) FROM jobs WHERE run_id = ${id}`)
         .map(r => r.map(Number));
-    const rows = one(db, `SELECT count(*) FROM token_stats WHERE run_id = ${id}`);
+    const rows = one(db, `SELECT count(*) FROM token_view WHERE run_id = ${id}`);
     const seqs = one(db, `SELECT count(*) FROM sequences WHERE run_id = ${id}`);
     const figures = {jobs, done, failed, retried, attempts, rows, seqs, refLost};
     console.error(`${label}: ${done}/${jobs} jobs done, ${failed} failed, ${retried} retried (${attempts} attempts); ` +

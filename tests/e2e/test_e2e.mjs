@@ -17,6 +17,7 @@
 //     new seed every run, a false alarm has probability ~6e-5 per check.
 import {join} from "node:path";
 import {check, cleanup, finish, model, psql, runOnce, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
+import {rollupsDisagree} from "./faultlib.mjs";
 
 const M = model();
 const dir = tempDir("tokshift-e2e-");
@@ -70,7 +71,7 @@ for (const [docId] of good) {
     const text = JSON.parse(textJson);
     const ours = JSON.parse(tokshift(["score", "--model", M, "--format", "json", "--window", String(W), "--stride", String(S)], text));
     const rows = psql(db, `SET extra_float_digits = 3; SELECT pos, token_id, logprob::float8, entropy::float8, rank,
-        top1_logprob::float8, varentropy::float8, context_len FROM token_stats
+        top1_logprob::float8, varentropy::float8, context_len FROM token_view
         WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = 0 ORDER BY pos`);
     if (!check(rows.length === ours.length, `doc ${docId}: ${rows.length} human rows in the database, score gives ${ours.length}`)) continue;
     for (let i = 0; i < rows.length; i++) {
@@ -82,7 +83,7 @@ for (const [docId] of good) {
     }
 }
 check(compared > 1000 && mismatches === 0, `human rows vs tokshift score: ${mismatches} of ${compared} differ`);
-const longRows = psql(db, `SELECT max(t.context_len), count(*) FROM token_stats t JOIN documents d USING (run_id, doc_id)
+const longRows = psql(db, `SELECT max(t.context_len), count(*) FROM token_view t JOIN documents d USING (run_id, doc_id)
     WHERE t.run_id = ${runId} AND d.ext_id = 'long' AND seq_no = 0`)[0].map(Number);
 check(longRows[1] > 3 * W && longRows[0] < W, `the long document was scored in windows (${longRows[1]} rows, max context ${longRows[0]})`);
 
@@ -98,7 +99,7 @@ for (const [docId, n, samples, hconts, humans] of seqs.map(r => r.map(Number))) 
 }
 
 // No (sequence, position) twice.
-const [[rowsAll, distinct]] = psql(db, `SELECT count(*), count(DISTINCT (doc_id, seq_no, pos)) FROM token_stats WHERE run_id = ${runId}`);
+const [[rowsAll, distinct]] = psql(db, `SELECT count(*), count(DISTINCT (doc_id, seq_no, pos)) FROM token_view WHERE run_id = ${runId}`);
 check(rowsAll === distinct, `token rows ${rowsAll}, distinct (sequence, position) ${distinct}`);
 
 // Samples regenerate from their recorded seeds.
@@ -113,7 +114,7 @@ for (const [docId, seqNo, cut, seedSigned] of picks) {
     const prefix = ids.slice(Number(cut) - P, Number(cut)).join(" ");
     const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", seed.toString(), "-n", String(C),
                             "--temperature", "1", "--print-ids"]).trim();
-    const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_stats
+    const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_view
                              WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = ${seqNo}`)[0][0];
     check(regen === stored, `doc ${docId} seq ${seqNo}: regenerated ${regen} vs stored ${stored}`);
 }
@@ -139,6 +140,11 @@ console.error(`human continuations: n = ${hn}, mean gap ${hm.toFixed(4)} ± ${hs
 // The rollups agree with the rows they summarise.
 const [[rn, rsum]] = psql(db, `SELECT count(*), sum(-logprob - entropy) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
 check(rn === n && Math.abs(rsum / rn - mean) < 1e-5, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn})`);
+// The calibration, per-document and top-token rollups agree with the rows too.
+const disagree = rollupsDisagree(db, runId);
+check(disagree === 0, `${disagree} calibration, document or top-token rollups disagree with the token rows`);
+const [[nTop, nJobs]] = psql(db, `SELECT count(*), count(DISTINCT job_id) FROM top_tokens WHERE run_id = ${runId}`).map(r => r.map(Number));
+check(nTop > 0 && nTop <= 64 * nJobs, `top_tokens: ${nTop} rows for ${nJobs} jobs (at most 64 each)`);
 // status works from SQL.
 check(/e2e/.test(tokshift(["status", "--db", db])), "tokshift status lists the run");
 

@@ -4,6 +4,11 @@
 // settings (faultlib.mjs verifyRun: same rows, no duplicates, no partial
 // job, every job done or failed with a reason).
 //
+//   adopt     SIGKILL the coordinator while two workers hold jobs that they
+//             finish during the restart (stall_before_commit_ms), start it
+//             again at once: it adopts their leases (same attempt tokens),
+//             so both jobs are written, not fenced off, and no compute is
+//             wasted (goal 0 s, checked)
 //   coord2x   SIGKILL the coordinator mid-run, start it again at once, SIGKILL
 //             the new one as soon as it serves, start a third: it resumes
 //   pgrestart PostgreSQL stopped (fast shutdown) mid-run and kept down for
@@ -41,6 +46,36 @@ async function verify(name, fleet, res) {
         check(e.code === 0, `${name}: worker ${w.name} exited ${e.code} (${e.sig}): ${e.err.slice(-1000)}`);
     }
     return fig;
+}
+
+// adopt: a restarted coordinator adopts the leases it finds; the jobs that
+// live workers finish meanwhile are written under the same token.
+if (want("adopt")) {
+    const f = await new Fleet({db, runName: "adopt", corpus, model: M, dir,
+        env: () => ({TOKSHIFT_FAULT: "stall_before_commit_ms=2500"})}).start(2);
+    await waitFor("both workers inside their first job", () =>
+        f.workers.every(w => /fault injected: stall_before_commit_ms/.test(w.err())));
+    const run = runIdOf(db, "adopt");
+    const held = psql(db, `SELECT job_id, attempt_token, worker FROM jobs WHERE run_id = ${run} AND state = 'leased' ORDER BY job_id`);
+    f.coord.p.kill("SIGKILL");
+    await f.coord.exited;
+    count("SIGKILL coordinator while two workers hold jobs");
+    f.startCoordinator();
+    const res = await f.wait();
+    await verify("adopt", f, res);
+    check(held.length === 2, `adopt: two jobs were held at the kill (${JSON.stringify(held)})`);
+    for (const [job, token, worker] of held) {
+        const [[state, attempts, tok]] = psql(db, `SELECT state, attempts, attempt_token FROM jobs WHERE run_id = ${run} AND job_id = ${job}`);
+        check(state === "done" && attempts === "1" && tok === token,
+              `adopt: job ${job} held by ${worker} was written under its first attempt's token (${state}, ${attempts} attempts)`);
+    }
+    const fenced = f.workers.reduce((n, w) => n + (w.err().match(/attempt fenced off|handed back/g) || []).length, 0);
+    // Compute wasted: an attempt thrown away costs what the job's kept attempt cost.
+    const [[wasted]] = psql(db, `SELECT coalesce(sum(compute_s * (attempts - 1)), 0) FROM jobs WHERE run_id = ${run}`);
+    console.error(`adopt: ${held.length} jobs held at the SIGKILL; ${fenced} attempts fenced off or handed back; ` +
+                  `compute wasted ${Number(wasted).toFixed(3)} s (goal 0)`);
+    check(fenced === 0 && Number(wasted) === 0, `adopt: no work thrown away (${fenced} attempts, ${wasted} s)`);
+    check((res.err.match(/lease adopted/g) || []).length === 2, "adopt: the new coordinator adopted both leases");
 }
 
 // coord2x: the coordinator killed twice in quick succession.

@@ -180,7 +180,7 @@ const bigMB = BIG ? 200 : 20;
     await checkCleanExit(f, "sql");
     const id = runIdOf(db, "sql");
     const rows = psql(db, `SELECT to_json(ext_id), metadata::text, to_json(text), n_bytes, coalesce(error, ''), n_tokens,
-                           (SELECT count(*) FROM token_stats t WHERE t.run_id = d.run_id AND t.doc_id = d.doc_id)
+                           (SELECT count(*) FROM token_view t WHERE t.run_id = d.run_id AND t.doc_id = d.doc_id)
                            FROM documents d WHERE run_id = ${id} ORDER BY doc_id`);
     check(rows.length === cases.length, `sql: ${rows.length} documents, expected ${cases.length}`);
     rows.forEach(([e, m, t, nb, err, n, toks], i) => {

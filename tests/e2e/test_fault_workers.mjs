@@ -184,7 +184,7 @@ if (want("copy")) {
     const {coordErr, f} = await runCase("copy1", {nWorkers: 1, env: () => ({TOKSHIFT_FAULT: `fail_copy_chunk=${mid}`}),
         cleanExit: ["w0"]});
     const n1 = (coordErr.match(/requeued: worker w0: .*fault injected/g) || []).length;
-    const [[longRows]] = psql(db, `SELECT count(*) FROM token_stats t JOIN documents d USING (run_id, doc_id)
+    const [[longRows]] = psql(db, `SELECT count(*) FROM token_view t JOIN documents d USING (run_id, doc_id)
                                    WHERE t.run_id = ${ref} AND d.ext_id = 'long'`);
     check(n1 === 1 && new RegExp(`job ${N_STORIES} handed back|job ${N_STORIES} not written`).test(f.workers[0].err()),
           `copy1: the long document's job (${longRows} token rows) failed mid-COPY once: ${n1}`);

@@ -78,15 +78,15 @@ const c = runId("C");
 const cols = "doc_id, seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len";
 for (const [name, id] of [["B", b], ["C", c]]) {
     for (const [x, y] of [[a, id], [id, a]]) {
-        const [[n]] = psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_stats WHERE run_id = ${x}
-                                EXCEPT ALL SELECT ${cols} FROM token_stats WHERE run_id = ${y}) d`);
+        const [[n]] = psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_view WHERE run_id = ${x}
+                                EXCEPT ALL SELECT ${cols} FROM token_view WHERE run_id = ${y}) d`);
         check(n === "0", `run ${name}: ${n} token rows of run ${x} are not in run ${y}`);
         const [[s]] = psql(db, `SELECT count(*) FROM (SELECT doc_id, seq_no, kind, cut, sample_idx, seed, n_tokens FROM sequences
             WHERE run_id = ${x} EXCEPT ALL SELECT doc_id, seq_no, kind, cut, sample_idx, seed, n_tokens FROM sequences WHERE run_id = ${y}) d`);
         check(s === "0", `run ${name}: ${s} sequences of run ${x} are not in run ${y}`);
     }
     const [[jobs, done, retried, rows]] = psql(db, `SELECT count(*), count(*) FILTER (WHERE state = 'done'),
-        count(*) FILTER (WHERE attempts > 1), (SELECT count(*) FROM token_stats WHERE run_id = ${id}) FROM jobs WHERE run_id = ${id}`);
+        count(*) FILTER (WHERE attempts > 1), (SELECT count(*) FROM token_view WHERE run_id = ${id}) FROM jobs WHERE run_id = ${id}`);
     console.error(`run ${name}: ${done}/${jobs} jobs done, ${retried} retried, ${rows} token rows equal to run A's`);
     check(jobs === done, `run ${name}: every job done`);
     const [[ra]] = psql(db, `SELECT count(*) FROM job_rollups r WHERE run_id = ${id}`);
@@ -95,7 +95,7 @@ for (const [name, id] of [["B", b], ["C", c]]) {
         EXCEPT SELECT kind, position, sum(n) FROM job_rollups WHERE run_id = ${a} GROUP BY 1, 2) d`);
     check(dup === "0", `run ${name}: rollup counts differ from run A's in ${dup} (kind, position) cells`);
 }
-const [[total]] = psql(db, `SELECT count(*) FROM token_stats WHERE run_id = ${a}`);
+const [[total]] = psql(db, `SELECT count(*) FROM token_view WHERE run_id = ${a}`);
 check(Number(total) > 10000, `run A wrote ${total} token rows`);
 
 pg.stop();

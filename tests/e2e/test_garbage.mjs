@@ -74,15 +74,15 @@ const runId = name => psql(db, `SELECT run_id FROM runs WHERE name = '${name}'`)
 const ra = runId("A"), rb = runId("B");
 const cols = "doc_id, seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len";
 for (const [x, y] of [[ra, rb], [rb, ra]]) {
-    const [[n]] = psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_stats WHERE run_id = ${x}
-                            EXCEPT ALL SELECT ${cols} FROM token_stats WHERE run_id = ${y}) d`);
+    const [[n]] = psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_view WHERE run_id = ${x}
+                            EXCEPT ALL SELECT ${cols} FROM token_view WHERE run_id = ${y}) d`);
     check(n === "0", `${n} token rows of run ${x} are not in run ${y}`);
     const [[s]] = psql(db, `SELECT count(*) FROM (SELECT doc_id, seq_no, kind, cut, sample_idx, seed, n_tokens FROM sequences
         WHERE run_id = ${x} EXCEPT ALL SELECT doc_id, seq_no, kind, cut, sample_idx, seed, n_tokens FROM sequences WHERE run_id = ${y}) d`);
     check(s === "0", `${s} sequences of run ${x} are not in run ${y}`);
 }
 const [[jobs, done, rows]] = psql(db, `SELECT count(*), count(*) FILTER (WHERE state = 'done'),
-    (SELECT count(*) FROM token_stats WHERE run_id = ${rb}) FROM jobs WHERE run_id = ${rb}`);
+    (SELECT count(*) FROM token_view WHERE run_id = ${rb}) FROM jobs WHERE run_id = ${rb}`);
 check(jobs === done && Number(rows) > 5000, `run B: ${done}/${jobs} jobs done, ${rows} token rows`);
 const [[forgedRows]] = psql(db, "SELECT count(*) FROM jobs WHERE job_id >= 900000 OR run_id NOT IN (SELECT run_id FROM runs)");
 check(forgedRows === "0", `no forged job left a job record (${forgedRows})`);

@@ -80,13 +80,13 @@ const q1 = sql => psql(owner, sql);
 const [[ra], [rb]] = [q1("SELECT run_id FROM runs WHERE name = 'by-owner'")[0], q1("SELECT run_id FROM runs WHERE name = 'by-roles'")[0]];
 const cols = "doc_id, seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len";
 for (const [x, y] of [[ra, rb], [rb, ra]]) {
-    const [[n]] = q1(`SELECT count(*) FROM (SELECT ${cols} FROM token_stats WHERE run_id = ${x}
-                      EXCEPT ALL SELECT ${cols} FROM token_stats WHERE run_id = ${y}) d`);
+    const [[n]] = q1(`SELECT count(*) FROM (SELECT ${cols} FROM token_view WHERE run_id = ${x}
+                      EXCEPT ALL SELECT ${cols} FROM token_view WHERE run_id = ${y}) d`);
     check(n === "0", `${n} token rows of run ${x} are not in run ${y}`);
 }
 const [[jobs, done, rows, owner_of_part]] = q1(`SELECT count(*), count(*) FILTER (WHERE state = 'done'),
-    (SELECT count(*) FROM token_stats WHERE run_id = ${rb}),
-    (SELECT tableowner FROM pg_tables WHERE tablename = 'token_stats_r${rb}') FROM jobs WHERE run_id = ${rb}`);
+    (SELECT sum(cardinality(token_id)) FROM sequence_stats WHERE run_id = ${rb}),
+    (SELECT tableowner FROM pg_tables WHERE tablename = 'sequence_stats_r${rb}') FROM jobs WHERE run_id = ${rb}`);
 check(jobs === done && Number(rows) > 3000, `run by the roles: ${done}/${jobs} jobs done, ${rows} token rows`);
 check(owner_of_part === "tokshift_owner", `the run's partition was made by the owner's function (owner ${owner_of_part})`);
 r = keep("status as reader", run(join(BIN, "tokshift"), ["status", "by-roles", "--db", conn("tokshift_reader", PW.reader)], {allowFail: true}));
@@ -106,11 +106,11 @@ const allow = (role, sql) => {
     return x.stdout.trim();
 };
 const W = "tokshift_worker", C = "tokshift_coordinator", R = "tokshift_reader";
-for (const sql of ["CREATE TABLE evil (i int)", "CREATE TEMP TABLE evil (i int)", "DROP TABLE token_stats",
+for (const sql of ["CREATE TABLE evil (i int)", "CREATE TEMP TABLE evil (i int)", "DROP TABLE sequence_stats",
                    "ALTER TABLE jobs ADD COLUMN evil int", "CREATE INDEX evil ON jobs (worker)",
-                   `DELETE FROM token_stats WHERE run_id = ${rb}`, "DELETE FROM jobs", "DELETE FROM documents",
-                   "TRUNCATE sequences", "UPDATE runs SET status = 'stopped'", "SELECT text FROM documents LIMIT 1",
-                   "SELECT count(*) FROM runs", "SELECT count(*) FROM token_stats", `SELECT count(*) FROM token_stats_r${rb}`,
+                   `DELETE FROM sequence_stats WHERE run_id = ${rb}`, "DELETE FROM jobs", "DELETE FROM documents",
+                   "TRUNCATE sequence_stats", "UPDATE runs SET status = 'stopped'", "SELECT text FROM documents LIMIT 1",
+                   "SELECT count(*) FROM runs", "SELECT count(*) FROM sequence_stats", `SELECT count(*) FROM sequence_stats_r${rb}`, "SELECT count(*) FROM token_view",
                    "SELECT worker FROM jobs LIMIT 1", `SELECT tokshift_create_partition(${rb})`,
                    "INSERT INTO jobs (run_id, job_id, n_docs, n_bytes) VALUES (1, 999, 0, 0)",
                    `UPDATE jobs SET error = 'x' WHERE run_id = ${rb}`, `UPDATE jobs SET state = 'pending' WHERE run_id = ${rb}`,
@@ -119,18 +119,18 @@ for (const sql of ["CREATE TABLE evil (i int)", "CREATE TEMP TABLE evil (i int)"
                    `UPDATE documents SET n_tokens = 0 WHERE run_id = ${rb}`, // documents of done jobs
                    "CREATE FUNCTION evil() RETURNS int LANGUAGE sql AS 'SELECT 1'"])
     refuse(W, sql);
-for (const sql of ["CREATE TABLE evil (i int)", "DROP TABLE jobs", `DELETE FROM token_stats WHERE run_id = ${rb}`,
-                   "INSERT INTO token_stats SELECT * FROM token_stats LIMIT 0", "TRUNCATE runs",
-                   "UPDATE sequences SET n_tokens = 0", "DELETE FROM runs"])
+for (const sql of ["CREATE TABLE evil (i int)", "DROP TABLE jobs", `DELETE FROM sequence_stats WHERE run_id = ${rb}`,
+                   "INSERT INTO sequence_stats SELECT * FROM sequence_stats LIMIT 0", "TRUNCATE runs",
+                   "UPDATE sequence_stats SET seq_no = 0", "UPDATE doc_rollups SET n = 0", "DELETE FROM runs"])
     refuse(C, sql);
 for (const sql of [`SELECT tokshift_job_fence(${rb}, 0, 1)`, `SELECT tokshift_job_done(${rb}, 0, 1, 0, 0, 0)`])
     refuse(C, sql), refuse(R, sql);
-for (const sql of ["UPDATE runs SET status = 'stopped'", "DELETE FROM token_stats", "INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('x', 'x', 'x', 1, 1)",
+for (const sql of ["UPDATE runs SET status = 'stopped'", "DELETE FROM sequence_stats", "INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('x', 'x', 'x', 1, 1)",
                    "CREATE TABLE evil (i int)", `SELECT tokshift_create_partition(${rb})`])
     refuse(R, sql);
 const seen = allow(R, `SELECT count(*) FROM token_view WHERE run_id = ${rb}`);
 check(seen === rows, `the reader reads every token row through the views (${seen})`);
-allow(R, `SELECT count(*) FROM token_stats_r${rb}`);
+allow(R, `SELECT count(*) FROM sequence_stats_r${rb}`);
 allow(R, "SELECT count(*) FROM documents WHERE text IS NOT NULL");
 allow(C, `SELECT jobs_done FROM run_progress WHERE run_id = ${rb}`);
 

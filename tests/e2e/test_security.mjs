@@ -197,11 +197,11 @@ for (const k of ["coord", "good", "bad"]) {
 // Same rows as the plain run.
 const cols = "doc_id, seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len";
 for (const [x, y] of [[plainId, secureId], [secureId, plainId]]) {
-    const [[n]] = psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_stats WHERE run_id = ${x}
-                            EXCEPT ALL SELECT ${cols} FROM token_stats WHERE run_id = ${y}) d`);
+    const [[n]] = psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_view WHERE run_id = ${x}
+                            EXCEPT ALL SELECT ${cols} FROM token_view WHERE run_id = ${y}) d`);
     check(n === "0", `${n} token rows of run ${x} are not in run ${y}`);
 }
-const [[rows]] = psql(db, `SELECT count(*) FROM token_stats WHERE run_id = ${secureId}`);
+const [[rows]] = psql(db, `SELECT count(*) FROM token_view WHERE run_id = ${secureId}`);
 check(Number(rows) > 1000, `the secure run wrote ${rows} token rows, equal to the plain run's`);
 
 pg.stop();

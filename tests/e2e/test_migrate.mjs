@@ -1,0 +1,157 @@
+// test_migrate.mjs - a database of schema 4 (a row per token) migrates to
+// schema 5 (a row per sequence, arrays) with `tokshift db migrate`, its runs
+// converted exactly.
+//
+// A real PostgreSQL gets migrations 001-004 only (as `tokshift db migrate`
+// applied them, recorded in schema_migrations), then two runs of rows laid
+// out as the schema-4 worker wrote them: human rows at pos 1..n-1 with the
+// context lengths of windows of W every S tokens, continuations at cut..cut
+// + C - 1 with least(cut, W - C) + i, their sequences, job_rollups, and
+// documents and jobs (one job not done, one document with an error).  The
+// statistics are pseudo-random reals (z undefined where varentropy is 0).
+// Then `tokshift db migrate` and:
+//   - token_view equals the old token_view row for row in every column,
+//     both ways (EXCEPT ALL), and sequences equals the old table;
+//   - calibration and document_summary agree with the old views (counts
+//     exactly, means to 1e-9 relative: old ones averaged the same floats);
+//     the new rollups agree with the rows (faultlib's rollupsDisagree);
+//   - the new partition function makes sequence_stats partitions, and a
+//     second migrate applies nothing;
+//   - a schema-4 database whose rows do not follow the derivations (a
+//     context length changed) is refused: the migration fails naming the
+//     difference and leaves schema 4 as it was.
+import {readdirSync, readFileSync} from "node:fs";
+import {join} from "node:path";
+import {BIN, ROOT, check, cleanup, finish, psql, run, startPostgres, tempDir} from "./harness.mjs";
+import {rollupsDisagree} from "./faultlib.mjs";
+
+const dir = tempDir("ts-migrate-");
+const pg = startPostgres(dir);
+const owner = pg.conninfo;
+const W = 16, S = 8, C = 4, K = 2;
+
+// Schema 4, as `tokshift db migrate` left it.
+function schema4(db) {
+    const files = readdirSync(join(ROOT, "sql", "migrations")).filter(f => /^00[1-4]_.*\.sql$/.test(f)).sort();
+    check(files.length === 4, `migrations 001-004 found (${files})`);
+    psql(db, "CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const f of files) {
+        run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", join(ROOT, "sql", "migrations", f), db]);
+        psql(db, `INSERT INTO schema_migrations (name) VALUES ('${f}')`);
+    }
+}
+
+// Runs in the schema-4 layout.  Statistics from a seeded generator, so the
+// test is the same every time.
+function fill4(db) {
+    const settings = JSON.stringify({window: W, stride: S, prefix_lengths: [], cut_every: 8, cont_len: C, samples: K,
+                                     temperature: 0.8999999761581421, top_k: 5, top_p: 0.949999988079071, seed: 7});
+    psql(db, `SELECT setseed(0.25);
+        INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('m1', 'm', 'llama', 512, 64);
+        INSERT INTO runs (name, model_identity, settings, corpus, status, n_docs, n_jobs)
+            VALUES ('a', 'm1', '${settings}', '{}', 'running', 4, 3), ('b', 'm1', '${settings}', '{}', 'done', 1, 1);
+        SELECT tokshift_create_partition(run_id) FROM runs;
+        INSERT INTO documents (run_id, doc_id, ext_id, source, text, n_bytes, job_id, n_tokens, error) VALUES
+            (1, 0, 'd0', 'f:1', 'x', 1, 0, 90, NULL), (1, 1, 'd1', 'f:2', 'x', 1, 0, 13, NULL),
+            (1, 2, 'd2', 'f:3', 'x', 1, 1, 1, NULL), (1, 3, 'd3', 'f:4', NULL, 0, NULL, NULL, 'invalid UTF-8'),
+            (1, 4, 'd4', 'f:5', 'x', 1, 2, NULL, NULL), (2, 0, 'e0', 'g:1', 'x', 1, 0, 30, NULL);
+        INSERT INTO jobs (run_id, job_id, state, attempts, n_docs, n_bytes, done_at, n_tokens) VALUES
+            (1, 0, 'done', 1, 2, 2, now(), 0), (1, 1, 'done', 2, 1, 1, now(), 0), (2, 0, 'done', 1, 1, 1, now(), 0);
+        INSERT INTO jobs (run_id, job_id, n_docs, n_bytes) VALUES (1, 2, 1, 1);
+        CREATE TEMP TABLE seqs AS
+            SELECT d.run_id, d.doc_id, 0 AS seq_no, 'human' AS kind, NULL::int AS cut, NULL::int AS sample_idx,
+                   greatest(d.n_tokens - 1, 0) AS n FROM documents d WHERE d.n_tokens IS NOT NULL
+            UNION ALL
+            SELECT d.run_id, d.doc_id, 1 + j * (${K} + 1) + k, CASE WHEN k = 0 THEN 'human_cont' ELSE 'sample' END,
+                   8 * (j + 1), CASE WHEN k > 0 THEN k - 1 END, ${C}
+            FROM documents d, generate_series(0, 10) j, generate_series(0, ${K}) k
+            WHERE d.n_tokens IS NOT NULL AND 8 * (j + 1) + ${C} <= d.n_tokens;
+        INSERT INTO sequences (run_id, doc_id, seq_no, kind, cut, sample_idx, seed, temperature, top_k, top_p, n_tokens)
+            SELECT run_id, doc_id, seq_no, kind, cut, sample_idx,
+                   CASE WHEN kind = 'sample' THEN (random() * 9e18 - 4.5e18)::bigint END,
+                   CASE WHEN kind = 'sample' THEN 0.9::real END, CASE WHEN kind = 'sample' THEN 5 END,
+                   CASE WHEN kind = 'sample' THEN 0.95::real END, n
+            FROM seqs;
+        INSERT INTO token_stats (run_id, doc_id, seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, varentropy,
+                                 context_len)
+            SELECT s.run_id, s.doc_id, s.seq_no, p.pos, (random() * 511)::int, -(random() * 9)::real, (random() * 5)::real,
+                   1 + (random() * random() * 40)::int, -(random() * 2)::real,
+                   CASE WHEN random() < 0.1 THEN 0 ELSE (random() * 6)::real END,
+                   CASE WHEN s.kind <> 'human' THEN least(s.cut, ${W} - ${C}) + p.pos - s.cut
+                        WHEN p.pos < ${W} THEN p.pos ELSE p.pos - ${S} * ((p.pos - ${W}) / ${S} + 1) END
+            FROM seqs s, LATERAL generate_series(coalesce(s.cut, 1), coalesce(s.cut, 1) + s.n - 1) p(pos);
+        INSERT INTO job_rollups (run_id, job_id, kind, position, n, sum_surprisal, sumsq_surprisal, sum_entropy,
+                                 sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z, n_z)
+            SELECT v.run_id, d.job_id, v.kind, v.position, count(*), sum(v.surprisal), sum(v.surprisal ^ 2),
+                   sum(v.entropy), sum(v.entropy ^ 2), sum(v.gap), sum(v.gap ^ 2), coalesce(sum(v.z), 0),
+                   coalesce(sum(v.z ^ 2), 0), count(v.z)
+            FROM token_view v JOIN documents d USING (run_id, doc_id) GROUP BY 1, 2, 3, 4;`);
+}
+
+const migrate = (db, allowFail = false) => run(join(BIN, "tokshift"), ["db", "migrate", "--db", db], {allowFail});
+const one = (db, sql) => psql(db, sql)[0][0];
+
+// ---- a schema-4 database with two runs migrates exactly ------------------------------
+schema4(owner);
+fill4(owner);
+const oldRows = Number(one(owner, "SELECT count(*) FROM token_stats"));
+check(oldRows > 250, `schema 4 holds ${oldRows} token rows`);
+psql(owner, `CREATE TABLE old_tokens AS SELECT * FROM token_view;
+    CREATE TABLE old_seqs AS SELECT run_id, doc_id, seq_no, kind, cut, sample_idx, seed, temperature, top_k, top_p, n_tokens FROM sequences;
+    CREATE TABLE old_calib AS SELECT * FROM calibration;
+    CREATE TABLE old_docs AS SELECT * FROM document_summary;
+    CREATE TABLE old_pos AS SELECT * FROM position_stats;`);
+let r = migrate(owner);
+check(/applied migration 005_/.test(r.stderr), `tokshift db migrate applied 005: ${r.stderr.trim()}`);
+const exceptAll = (a, b) => Number(one(owner, `SELECT count(*) FROM (SELECT * FROM ${a} EXCEPT ALL SELECT * FROM ${b}) d`));
+const TV = "token_view", SQ = "sequences";
+check(exceptAll("old_tokens", TV) === 0 && exceptAll(TV, "old_tokens") === 0 &&
+      Number(one(owner, "SELECT count(*) FROM token_view")) === oldRows,
+      "token_view after the migration equals the old rows in every column");
+check(exceptAll("old_seqs", SQ) === 0 && exceptAll(SQ, "old_seqs") === 0, "sequences equals the old table");
+check(one(owner, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename IN ('token_stats', 'sequences_v4', 'sequences')") === "0",
+      "the old tables are gone");
+check(Number(one(owner, "SELECT count(*) FROM sequence_stats_r1")) > 0 &&
+      Number(one(owner, "SELECT count(*) FROM sequence_stats_r2")) > 0, "each run's rows are in its own partition");
+const rel = (a, b) => `abs(${a} - ${b}) > 1e-9 * abs(${b})`;
+check(one(owner, `SELECT count(*) FROM old_calib o FULL JOIN calibration c USING (run_id, kind, bin)
+    WHERE o.n IS DISTINCT FROM c.n OR ${rel("c.mean_confidence", "o.mean_confidence")}
+       OR ${rel("c.accuracy", "o.accuracy::float8")} OR c.se_accuracy IS NULL`) === "0",
+      "calibration (from calib_rollups) equals the old view (from every token)");
+check(one(owner, `SELECT count(*) FROM old_docs o FULL JOIN document_summary s USING (run_id, doc_id)
+    WHERE o.n_scored IS DISTINCT FROM s.n_scored OR o.error IS DISTINCT FROM s.error
+       OR (o.mean_gap IS NULL) <> (s.mean_gap IS NULL) OR ${rel("s.mean_surprisal", "o.mean_surprisal")}
+       OR ${rel("s.mean_gap", "o.mean_gap")} OR ${rel("s.mean_entropy", "o.mean_entropy")}
+       OR ${rel("s.perplexity", "o.perplexity")}
+       OR (o.mean_gap_human_cont IS NULL) <> (s.mean_gap_human_cont IS NULL)
+       OR ${rel("s.mean_gap_human_cont", "o.mean_gap_human_cont")} OR ${rel("s.mean_gap_samples", "o.mean_gap_samples")}`) === "0",
+      "document_summary (from doc_rollups) equals the old view");
+check(exceptAll("old_pos", "position_stats") === 0, "position_stats is unchanged");
+for (const id of [1, 2]) check(rollupsDisagree(owner, id) === 0, `run ${id}: the new rollups agree with the rows`);
+check(Number(one(owner, "SELECT count(*) FROM top_tokens")) > 0, "top tokens were computed");
+psql(owner, `INSERT INTO runs (name, model_identity, settings, corpus) VALUES ('c', 'm1', '{}', '{}');
+    SELECT tokshift_create_partition(3);`);
+check(one(owner, "SELECT count(*) FROM pg_class WHERE relname = 'sequence_stats_r3'") === "1",
+      "tokshift_create_partition makes a sequence_stats partition");
+check(one(owner, "SELECT proconfig::text FROM pg_proc WHERE proname = 'tokshift_create_partition'").includes("search_path"),
+      "the new partition function keeps its pinned search_path");
+r = migrate(owner);
+check(/0 migration\(s\) applied/.test(r.stderr), `a second migrate applies nothing: ${r.stderr.trim()}`);
+
+// ---- rows that the derivations do not give are refused -------------------------------
+psql(owner, "CREATE DATABASE bad");
+const bad = owner.replace("dbname=tokshift", "dbname=bad");
+schema4(bad);
+fill4(bad);
+psql(bad, "UPDATE token_stats SET context_len = context_len + 1 WHERE run_id = 1 AND doc_id = 0 AND seq_no = 0 AND pos = 20");
+r = migrate(bad, true);
+check(r.status !== 0 && /converting token_stats: \d+ old rows, \d+ new, 1 differ/.test(r.stderr),
+      `a context length that is not the derived one is refused (${r.status}: ${r.stderr.trim().split("\n").pop()})`);
+check(one(bad, "SELECT count(*) FROM schema_migrations WHERE name LIKE '005%'") === "0" &&
+      one(bad, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename IN ('token_stats', 'sequences')") === "2" &&
+      one(bad, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'sequence_stats'") === "0",
+      "the refused migration left schema 4 as it was");
+
+pg.stop();
+cleanup(dir);
+finish("test_migrate");
