@@ -95,6 +95,7 @@ void experiment_destroy(experiment_t **self_p) {
 
 void experiment_set_reference(experiment_t *e, int on) { forward_set_reference(e->fwd, on); }
 int experiment_window(const experiment_t *e) { return e->window; }
+int experiment_decode_rows(const experiment_t *e) { return e->has_cont ? e->n_groups * (e->cont.n_samples + 1) : 0; }
 
 /* Runs one window ids[b..end) and records the tokens in [first, end). */
 static int score_window(experiment_t *e, const int32_t *ids, int b, int end, int first, experiment_row_t *rows,

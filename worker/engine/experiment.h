@@ -64,6 +64,9 @@ void experiment_set_reference(experiment_t *self, int on);
 
 int experiment_window(const experiment_t *self);
 
+/* Continuation rows decoded together at most (0 without continuations). */
+int experiment_decode_rows(const experiment_t *self);
+
 /* Scores ids[1..n) given ids[0..t) each, with stride 1 <= stride < window
  * (ignored when n <= window).  rows must hold n - 1 entries; they come out in
  * position order.  Returns the number of rows (n - 1, or 0 when n < 2), or

@@ -60,6 +60,10 @@ static void pv_plain(float *o, int ldo, const float *p, int ldp, const float *v,
 
 #ifdef SMALLM_X86
 
+/* Bytes of X rows a product keeps in L2 at a time (L2 is 512 KiB to 2 MiB
+ * on the x86 cores of today; W's few rows and Y's share the rest). */
+#define SMALLM_X_BYTES (160 * 1024)
+
 /* One NT x NO tile of matmul (NT <= 4, NO <= 4), NT and NO constants at
  * every call so that the accumulators live in registers. */
 #define SMALLM_TILE(NAME, TGT, VT, WIDTH, ZERO, LOAD, FMA, HSUM)                                                    \
@@ -87,10 +91,23 @@ static void pv_plain(float *o, int ldo, const float *p, int ldp, const float *v,
             }                                                                                                      \
     }
 
-/* The matmul driver over tiles of NT x NO, remainders by 1. */
+/* The matmul driver over tiles of NT x NO, remainders by 1; the rows of X
+ * go in chunks of about SMALLM_X_BYTES, so that the chunk stays in L2 while
+ * every row of W passes over it (W is then read once per chunk). */
 #define SMALLM_MATMUL(NAME, TGT, TILE, NT, NO)                                                                      \
     __attribute__((target(TGT))) static void NAME(float *y, int ldy, const float *x, int ldx, const float *w,      \
                                                   int ldw, int T, int in, int out, float beta) {                   \
+        int chunk = (int)(SMALLM_X_BYTES / (sizeof(float) * (size_t)(in > 0 ? in : 1))) / (NT) * (NT);             \
+        if (chunk < (NT)) chunk = (NT);                                                                            \
+        for (int t0 = 0; t0 < T; t0 += chunk)                                                                      \
+            NAME##_rows(y + (size_t)t0 * ldy, ldy, x + (size_t)t0 * ldx, ldx, w, ldw,                              \
+                        T - t0 < chunk ? T - t0 : chunk, in, out, beta);                                           \
+    }
+
+#define SMALLM_MATMUL_ROWS(NAME, TGT, TILE, NT, NO)                                                                 \
+    __attribute__((target(TGT))) static void NAME##_rows(float *y, int ldy, const float *x, int ldx,               \
+                                                         const float *w, int ldw, int T, int in, int out,          \
+                                                         float beta) {                                             \
         int o = 0;                                                                                                 \
         for (; o + (NO) <= out; o += (NO)) {                                                                       \
             const float *wo = w + (size_t)o * ldw;                                                                 \
@@ -172,6 +189,7 @@ __attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 SMALLM_TILE(tile_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, hsum_avx2)
+SMALLM_MATMUL_ROWS(matmul_avx2, "avx2,fma", tile_avx2, 4, 3)
 SMALLM_MATMUL(matmul_avx2, "avx2,fma", tile_avx2, 4, 3)
 SMALLM_PV(pv_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
           _mm256_fmadd_ps)
@@ -186,6 +204,7 @@ __attribute__((target("avx512f"))) static inline float hsum_avx512(__m512 v) {
     return _mm_cvtss_f32(s);
 }
 SMALLM_TILE(tile_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, hsum_avx512)
+SMALLM_MATMUL_ROWS(matmul_avx512, "avx512f", tile_avx512, 4, 4)
 SMALLM_MATMUL(matmul_avx512, "avx512f", tile_avx512, 4, 4)
 SMALLM_PV(pv_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
           _mm512_fmadd_ps)
