@@ -37,6 +37,7 @@ struct forward {
     float *wbuf;   /* [panel_rows][max cols] dequantized weight rows */
     int panel_rows; /* rows of a weight matrix dequantized at a time */
     int *row_pos, *row_slot; /* [B] for forward_prefill */
+    float *rope_cs; /* [n_ctx][rope_dim]: kern_rope_angles of every position, or NULL */
 };
 
 /* Below this many rows a prefill chunk's products stream the weights
@@ -122,6 +123,11 @@ forward_t *forward_new_shared(const model_t *m, int n_ctx, int max_batch, int n_
         !(f->leaf_base = calloc(n_leaves ? n_leaves : 1, sizeof(int))))
         goto oom;
     for (int i = 0; i < n_leaves; i++) f->leaf_parent[i] = -1;
+    if (c->rope != MODEL_ROPE_NONE) {
+        /* pow, cos and sin once per position, not per row and layer. */
+        if (!(f->rope_cs = malloc(sizeof(float) * (size_t)n_ctx * (c->rope_dim > 0 ? c->rope_dim : 1)))) goto oom;
+        for (int p = 0; p < n_ctx; p++) kern_rope_angles(f->rope_cs + (size_t)p * c->rope_dim, c->rope_dim, p, c->rope_base);
+    }
     if (!(f->k_cache = calloc(f->cache_floats, sizeof(float))) ||
         !(f->v_cache = calloc(f->cache_floats, sizeof(float))))
         goto oom;
@@ -143,6 +149,7 @@ void forward_destroy(forward_t **self_p) {
     free(f->row_slot);
     free(f->leaf_parent);
     free(f->leaf_base);
+    free(f->rope_cs);
     free(f);
     *self_p = NULL;
 }
@@ -248,12 +255,12 @@ static void attention(forward_t *f, int layer, const int *slots, const int *pos,
     int hd = c->head_dim, group = c->n_head / c->n_head_kv;
     if (!f->ref && n > 1 && is_contiguous(f, slots, pos, n)) {
         int slot = slots ? slots[0] : 0;
-        for (int h = 0; h < c->n_head; h++) {
-            int kvh = h / group;
+        for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
             const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
             const float *v = cache_at(f, f->v_cache, slot, layer, 0) + kvh * hd;
-            kern_attention(f->att + h * hd, f->q_dim, f->q + h * hd, f->q_dim, k, v, f->kv_dim, n, pos[0], hd,
-                           f->scores);
+            size_t h0 = (size_t)kvh * group * hd;
+            kern_attention_causal(f->att + h0, f->q_dim, f->q + h0, f->q_dim, k, v, f->kv_dim, n, pos[0], hd, group,
+                                  f->scores, f->qg, f->og);
         }
         return;
     }
@@ -387,12 +394,10 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         for (int i = 0; i < n; i++) {
             int slot = slots ? slots[i] : 0;
             float *qi = f->q + (size_t)i * f->q_dim, *ki = f->k + (size_t)i * f->kv_dim;
-            if (c->rope == MODEL_ROPE_NORM) {
-                kern_rope(qi, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-                kern_rope(ki, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-            } else if (c->rope == MODEL_ROPE_NEOX) {
-                kern_rope_neox(qi, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-                kern_rope_neox(ki, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+            if (c->rope != MODEL_ROPE_NONE) {
+                const float *cs = f->rope_cs + (size_t)pos[i] * c->rope_dim;
+                kern_rope_apply(qi, c->n_head, c->head_dim, c->rope_dim, cs, c->rope == MODEL_ROPE_NEOX);
+                kern_rope_apply(ki, c->n_head_kv, c->head_dim, c->rope_dim, cs, c->rope == MODEL_ROPE_NEOX);
             }
             memcpy(cache_at(f, f->k_cache, slot, l, pos[i]), ki, f->kv_dim * sizeof(float));
             memcpy(cache_at(f, f->v_cache, slot, l, pos[i]), f->v + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
