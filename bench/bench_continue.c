@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "experiment.h"
 #include "gguf_writer.h"
 #include "log.h"
@@ -33,12 +34,6 @@
 #include "smallm.h"
 
 char *openblas_get_corename(void);
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* FLOPs of a forward pass of T rows at positions p0.., all logits. */
 static double forward_flops(const model_config_t *c, double T, double p0) {
@@ -91,19 +86,7 @@ int main(int argc, char **argv) {
 
     /* Reference: cblas_sgemm on the model's FFN shape at 512 rows. */
     int n = 512, d = c->n_embd, ff = c->n_ff;
-    uint64_t st = 7;
-    float *a = log_xmalloc(sizeof(float) * n * d), *b = log_xmalloc(sizeof(float) * ff * d),
-          *y = log_xmalloc(sizeof(float) * n * ff);
-    for (size_t i = 0; i < (size_t)n * d; i++) a[i] = (float)rm_normal(&st);
-    for (size_t i = 0; i < (size_t)ff * d; i++) b[i] = (float)rm_normal(&st);
-    double best_ref = 1e30;
-    for (int r = 0; r < 5; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ff, d, 1, a, d, b, d, 0, y, ff);
-        double dt = now() - t0;
-        if (dt < best_ref) best_ref = dt;
-    }
-    double ref_gflops = 2.0 * n * ff * d / best_ref / 1e9;
+    double ref_gflops = bench_sgemm_gflops(n, d, ff);
 
     int W = 512, S = 256, every = 128, C = 32, K = 8;
     int32_t *ids = log_xmalloc(sizeof(int32_t) * D), *cuts = log_xmalloc(sizeof(int32_t) * (D / every + 1));
@@ -116,15 +99,15 @@ int main(int argc, char **argv) {
     uint64_t *seeds = log_xmalloc(sizeof *seeds * (size_t)(nc * K + 1));
     double t_score = 1e30, t_batch = 1e30, t_cut = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (experiment_score(e, ids, D, S, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
-        double t1 = now();
+        double t1 = bench_now();
         experiment_row_t *hum = rows, *smp = rows + (size_t)nc * C;
         if (experiment_continue_doc(e, ids, D, cuts, nc, 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);
-        double t2 = now();
+        double t2 = bench_now();
         for (int j = 0; j < nc; j++)
             if (experiment_continue(e, ids, D, cuts[j], 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);
-        double t3 = now();
+        double t3 = bench_now();
         if (t1 - t0 < t_score) t_score = t1 - t0;
         if (t2 - t1 < t_batch) t_batch = t2 - t1;
         if (t3 - t2 < t_cut) t_cut = t3 - t2;
@@ -148,7 +131,7 @@ int main(int argc, char **argv) {
     printf("document  %7.0f stored tokens/s (%0.f rows in %.2f s)\n", (D - 1 + cont_rows) / (t_score + t_batch),
            D - 1 + cont_rows, t_score + t_batch);
     experiment_destroy(&e);
-    free(rows), free(seeds), free(ids), free(cuts), free(a), free(b), free(y);
+    free(rows), free(seeds), free(ids), free(cuts);
     model_destroy(&m);
     return 0;
 }

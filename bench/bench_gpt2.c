@@ -23,18 +23,13 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "experiment.h"
 #include "forward.h"
 #include "gguf_writer.h"
 #include "log.h"
 #include "model.h"
 #include "randmodel.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* FLOPs of a forward pass of T rows at positions p0..p0+T-1, all logits. */
 static double forward_flops(const model_config_t *c, double T, double p0) {
@@ -49,7 +44,7 @@ int main(int argc, char **argv) {
     char err[LOG_ERRLEN];
     rm_spec_t s = {.arch = "gpt2", .n_vocab = 50257, .n_embd = 768, .n_layer = 12, .n_head = 12, .n_head_kv = 12,
                    .n_ff = 3072, .n_ctx = 1024, .tied = 1, .eps = 1e-5f, .type = GGML_TYPE_F32, .seed = 124};
-    double t_build = now();
+    double t_build = bench_now();
     gguf_writer_t *w = gguf_writer_new(err, sizeof err);
     void *buf = NULL;
     size_t len = 0;
@@ -65,25 +60,13 @@ int main(int argc, char **argv) {
     model_describe(m, desc, sizeof desc);
     int W = c->n_ctx_train, D = 4096;
     int32_t *ids = log_xmalloc(sizeof(int32_t) * D);
-    uint64_t st = 7;
     for (int i = 0; i < D; i++) ids[i] = (int32_t)(((uint64_t)i * 7919 + 13) % (uint64_t)c->n_vocab);
-    printf("model: %s (%.1f MB file, built in %.1f s), openblas threads=%d\n", desc, len / 1e6, now() - t_build,
+    printf("model: %s (%.1f MB file, built in %.1f s), openblas threads=%d\n", desc, len / 1e6, bench_now() - t_build,
            openblas_get_num_threads());
 
     /* Reference: the model's largest product shape at a 512-row batch. */
     int n = 512, d = c->n_embd, ff = c->n_ff;
-    float *a = log_xmalloc(sizeof(float) * n * d), *b = log_xmalloc(sizeof(float) * ff * d),
-          *y = log_xmalloc(sizeof(float) * n * ff);
-    for (size_t i = 0; i < (size_t)n * d; i++) a[i] = (float)rm_normal(&st);
-    for (size_t i = 0; i < (size_t)ff * d; i++) b[i] = (float)rm_normal(&st);
-    double best_ref = 1e30;
-    for (int r = 0; r < 5; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ff, d, 1, a, d, b, d, 0, y, ff);
-        double dt = now() - t0;
-        if (dt < best_ref) best_ref = dt;
-    }
-    double ref_gflops = 2.0 * n * ff * d / best_ref / 1e9;
+    double ref_gflops = bench_sgemm_gflops(n, d, ff);
     printf("reference cblas_sgemm [%dx%d]x[%dx%d]^T: %.1f GFLOP/s\n", n, d, ff, d, ref_gflops);
 
     /* prefill: one batch of W rows. */
@@ -91,9 +74,9 @@ int main(int argc, char **argv) {
     if (!f) log_die("", "%s", err);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (forward_prefill(f, 0, ids, W, 0, err, sizeof err)) log_die("", "%s", err);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best) best = dt;
     }
     double gf = forward_flops(c, W, 0) / best / 1e9;
@@ -107,9 +90,9 @@ int main(int argc, char **argv) {
     if (!e) log_die("", "%s", err);
     best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (experiment_score(e, ids, W, W / 2, rows, err, sizeof err) != W - 1) log_die("", "%s", err);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best) best = dt;
     }
     /* Rows 0..W-2 are computed, in chunks of 512 (the second chunk starts
@@ -122,9 +105,9 @@ int main(int argc, char **argv) {
     /* long: sliding windows over D tokens. */
     best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (experiment_score(e, ids, D, W / 2, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (dt < best) best = dt;
     }
     int n_windows = (D - W) / (W / 2) + 1;
@@ -134,7 +117,7 @@ int main(int argc, char **argv) {
     printf("last row: logprob %.3f entropy %.3f (random weights)\n", rows[D - 2].st.logprob, rows[D - 2].st.entropy);
 
     experiment_destroy(&e);
-    free(rows), free(ids), free(a), free(b), free(y);
+    free(rows), free(ids);
     model_destroy(&m);
     return 0;
 }

@@ -195,18 +195,14 @@ SMALLM_PV(pv_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _m
           _mm256_fmadd_ps)
 
 /* AVX-512: 16 lanes; tiles of 4 x 4 (32 registers leave room). */
-__attribute__((target("avx512f"))) static inline float hsum_avx512(__m512 v) {
-    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+__attribute__((target("avx512f,avx2,fma"))) static inline float hsum_avx512(__m512 v) {
+    return hsum_avx2(_mm256_add_ps(_mm512_castps512_ps256(v),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
-SMALLM_TILE(tile_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, hsum_avx512)
-SMALLM_MATMUL_ROWS(matmul_avx512, "avx512f", tile_avx512, 4, 4)
-SMALLM_MATMUL(matmul_avx512, "avx512f", tile_avx512, 4, 4)
-SMALLM_PV(pv_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+SMALLM_TILE(tile_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, hsum_avx512)
+SMALLM_MATMUL_ROWS(matmul_avx512, "avx512f,avx2,fma", tile_avx512, 4, 4)
+SMALLM_MATMUL(matmul_avx512, "avx512f,avx2,fma", tile_avx512, 4, 4)
+SMALLM_PV(pv_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
           _mm512_fmadd_ps)
 
 #endif
