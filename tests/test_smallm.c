@@ -11,7 +11,7 @@
  * levels must agree bit for bit, and with the double reference within
  * L * 2^-24 (values in [-1, 1], weights summing to at most L).
  *
- * Batch invariance is exact: a row computed inside batches of every size and
+ * smallm_exp: see check_exp.  Batch invariance is exact: a row computed inside batches of every size and
  * at every offset gives the same bits as alone. */
 #include <math.h>
 
@@ -111,6 +111,37 @@ static void check_pv(int R, int L, int hd) {
     free(p), free(v), free(split);
 }
 
+/* smallm_exp at level lv over a grid of [-87, 88] and the edges: within
+ * SMALLM_EXP_ULPS units in the last place of the correctly rounded value
+ * (Cephes' bound for its expf is ~1 ulp; the reduction adds one rounding);
+ * below the clamp, at most 1e-37; every element the same whatever its
+ * index. */
+#define SMALLM_EXP_ULPS 2.0
+static void check_exp(smallm_level_t lv) {
+    enum { N = 20001 };
+    static float x[N], y[N];
+    for (int i = 0; i < N; i++) x[i] = -87.0f + 175.0f * (float)i / (N - 1);
+    memcpy(y, x, sizeof x);
+    smallm_exp(y, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double e = exp((double)x[i]), ulp = ldexp(1.0, ilogb((float)e) - 23);
+        worst = fmax(worst, fabs(y[i] - e) / ulp);
+    }
+    TU_CHECK(worst <= SMALLM_EXP_ULPS, "%s exp: %.2f ulp", smallm_level_name(lv), worst);
+    float lo[3] = {-100.0f, -87.5f, -1e30f};
+    smallm_exp(lo, 3);
+    TU_CHECK(lo[0] >= 0 && lo[0] < 1e-37f && lo[1] < 1e-37f && lo[2] < 1e-37f, "%s exp below the range",
+             smallm_level_name(lv));
+    int same = 1;
+    for (int i = 0; i < 40; i++) {
+        float one = x[i * 499];
+        smallm_exp(&one, 1);
+        same &= one == y[i * 499];
+    }
+    TU_CHECK(same, "%s exp: an element alone differs from in a vector", smallm_level_name(lv));
+}
+
 int main(void) {
     smallm_level_t best = smallm_best();
     fprintf(stderr, "best level on this CPU: %s\n", smallm_level_name(best));
@@ -124,6 +155,10 @@ int main(void) {
             for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
                 for (size_t c = 0; c < sizeof outs / sizeof *outs; c++)
                     check_matmul((smallm_level_t)lv, Ts[a], ins[b], outs[c], (int)(a + b) % 3);
+    }
+    for (int lv = 0; lv <= (int)best; lv++) {
+        TU_REQUIRE(smallm_set_level((smallm_level_t)lv) == 0, "level %d", lv);
+        check_exp((smallm_level_t)lv);
     }
     int Rs[] = {1, 2, 3, 7}, Ls[] = {1, 5, 40, 301}, hds[] = {1, 8, 20, 64, 80, 128};
     for (size_t a = 0; a < sizeof Rs / sizeof *Rs; a++)

@@ -414,7 +414,7 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         if (c->act == MODEL_ACT_SWIGLU) {
             linear(f, f->hb, f->xb, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
             linear(f, f->hb2, f->xb, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
-            kern_swiglu(f->hb, f->hb2, (size_t)n * ff);
+            (f->ref ? kern_swiglu_ref : kern_swiglu)(f->hb, f->hb2, (size_t)n * ff);
         } else {
             linear(f, f->hb, f->xb, &L->w_up, L->b_up, n, 0.0f, small); /* hb[n][ff] */
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);

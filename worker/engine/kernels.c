@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "smallm.h"
 
 void kern_matmul(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta) {
     assert(T > 0 && in > 0 && out > 0 && ldy >= out);
@@ -99,8 +100,18 @@ void kern_gelu_ref(float *x, size_t n) {
     }
 }
 
-void kern_swiglu(float *g, const float *u, size_t n) {
+void kern_swiglu_ref(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void kern_swiglu(float *g, const float *u, size_t n) {
+    float e[256];
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        int m = n - i0 < 256 ? (int)(n - i0) : 256;
+        for (int j = 0; j < m; j++) e[j] = -g[i0 + j];
+        smallm_exp(e, m);
+        for (int j = 0; j < m; j++) g[i0 + j] = g[i0 + j] / (1.0f + e[j]) * u[i0 + j];
+    }
 }
 
 void kern_rope_angles(float *cs, int rope_dim, int pos, float base) {
@@ -140,18 +151,23 @@ void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float
     kern_rope_apply(x, n_heads, head_dim, rope_dim, cs, 0);
 }
 
-void kern_softmax(float *x, int n) {
+/* Softmax with the vector exp (vec) or expf. */
+static void softmax(float *x, int n, int vec) {
     float mx = x[0];
     for (int i = 1; i < n; i++)
         if (x[i] > mx) mx = x[i];
+    for (int i = 0; i < n; i++) x[i] -= mx;
+    if (vec) smallm_exp(x, n);
+    else
+        for (int i = 0; i < n; i++) x[i] = expf(x[i]);
     double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
+    for (int i = 0; i < n; i++) sum += x[i];
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
+
+void kern_softmax(float *x, int n) { softmax(x, n, 1); }
+void kern_softmax_ref(float *x, int n) { softmax(x, n, 0); }
 
 /* Query positions per block of the causal attention: each block's products
  * run over the keys up to its last row only, so the masked upper triangle
@@ -204,7 +220,7 @@ void kern_attention_split(float *out, const float *q, const float *k1, const flo
         for (int i = 0; i < hd; i++) s += (double)q[i] * kj[i];
         scores[j] = (float)s * scale;
     }
-    kern_softmax(scores, pos + 1);
+    kern_softmax_ref(scores, pos + 1);
     for (int i = 0; i < hd; i++) {
         double s = 0;
         for (int j = 0; j <= pos; j++)

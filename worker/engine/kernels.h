@@ -7,9 +7,9 @@
  * here allocates.  What it is not: the model's wiring (forward.c).
  *
  * The matmul and attention have a BLAS version and a plain one, GELU a table
- * lookup and an element-wise evaluation; the norms, rotary embeddings, SwiGLU
- * and bias addition are plain loops already (no faster variant exists yet),
- * so they are their own reference.
+ * lookup and an element-wise evaluation, SwiGLU and softmax a vector exp and
+ * expf; the norms, rotary embeddings and bias addition are plain loops
+ * already (no faster variant exists yet), so they are their own reference.
  *
  * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
  * batch is T rows. */
@@ -52,8 +52,10 @@ void kern_gelu(float *x, size_t n);
  * reference.  Bit-identical to kern_gelu. */
 void kern_gelu_ref(float *x, size_t n);
 
-/* g[i] = silu(g[i]) * u[i] for n values (SwiGLU). */
+/* g[i] = silu(g[i]) * u[i] for n values (SwiGLU), exp by smallm_exp. */
 void kern_swiglu(float *g, const float *u, size_t n);
+/* The same with expf: the reference. */
+void kern_swiglu_ref(float *g, const float *u, size_t n);
 
 /* Rotates the first rope_dim dims of each of n_heads heads (head_dim apart)
  * of one row at position pos, in the interleaved layout GGUF llama uses:
@@ -103,7 +105,10 @@ void kern_attention_row(float *out, const float *q, const float *k, const float 
 void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
                           const float *v2, int kvs, int pos, int hd, float *scores);
 
-/* Numerically stable in-place softmax of n values (double sum). */
+/* Numerically stable in-place softmax of n values (double sum), exp by
+ * smallm_exp. */
 void kern_softmax(float *x, int n);
+/* The same with expf: the reference (kern_attention_row uses it). */
+void kern_softmax_ref(float *x, int n);
 
 #endif

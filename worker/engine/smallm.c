@@ -205,6 +205,47 @@ SMALLM_MATMUL(matmul_avx512, "avx512f,avx2,fma", tile_avx512, 4, 4)
 SMALLM_PV(pv_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
           _mm512_fmadd_ps)
 
+/* exp: n = round(x log2 e), r = x - n ln 2 (in two parts), e^r by a
+ * degree-5 polynomial, times 2^n through the exponent bits. */
+#define SMALLM_EXP(NAME, TGT, VT, IT, WIDTH, LOAD, STORE, SET1, FMA, MUL, ADD, SUB, MIN, MAX, ROUND, CVT, ADDI,     \
+                   SHIFTL, CASTI, SET1I)                                                                           \
+    __attribute__((target(TGT))) static inline VT NAME##_v(VT x) {                                                \
+        x = MIN(MAX(x, SET1(-87.3365f)), SET1(88.3762f));                                                          \
+        VT n = ROUND(MUL(x, SET1(1.44269504088896341f)));                                                          \
+        VT r = FMA(n, SET1(-0.693359375f), x);                                                                     \
+        r = FMA(n, SET1(2.12194440e-4f), r);                                                                       \
+        VT p = SET1(1.9875691500E-4f);                                                                             \
+        p = FMA(p, r, SET1(1.3981999507E-3f));                                                                     \
+        p = FMA(p, r, SET1(8.3334519073E-3f));                                                                     \
+        p = FMA(p, r, SET1(4.1665795894E-2f));                                                                     \
+        p = FMA(p, r, SET1(1.6666665459E-1f));                                                                     \
+        p = FMA(p, r, SET1(5.0000001201E-1f));                                                                     \
+        p = FMA(p, MUL(r, r), ADD(r, SET1(1.0f)));                                                                 \
+        IT e = SHIFTL(ADDI(CVT(n), SET1I(127)), 23);                                                               \
+        return MUL(p, CASTI(e));                                                                                   \
+    }                                                                                                              \
+    __attribute__((target(TGT))) static void NAME(float *x, int n) {                                               \
+        int i = 0;                                                                                                 \
+        for (; i + (WIDTH) <= n; i += (WIDTH)) STORE(x + i, NAME##_v(LOAD(x + i)));                                \
+        if (i < n) {                                                                                               \
+            float pad[WIDTH] = {0};                                                                                \
+            for (int j = i; j < n; j++) pad[j - i] = x[j];                                                         \
+            STORE(pad, NAME##_v(LOAD(pad)));                                                                       \
+            for (int j = i; j < n; j++) x[j] = pad[j - i];                                                         \
+        }                                                                                                          \
+    }
+
+#define SMALLM_ROUND256(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define SMALLM_ROUND512(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+SMALLM_EXP(exp_avx2, "avx2,fma", __m256, __m256i, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+           _mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_min_ps, _mm256_max_ps,
+           SMALLM_ROUND256, _mm256_cvtps_epi32, _mm256_add_epi32, _mm256_slli_epi32, _mm256_castsi256_ps,
+           _mm256_set1_epi32)
+SMALLM_EXP(exp_avx512, "avx512f,avx2,fma", __m512, __m512i, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
+           _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_sub_ps, _mm512_min_ps, _mm512_max_ps,
+           SMALLM_ROUND512, _mm512_cvtps_epi32, _mm512_add_epi32, _mm512_slli_epi32, _mm512_castsi512_ps,
+           _mm512_set1_epi32)
+
 #endif
 
 /* ---- dispatch ----------------------------------------------------------- */
@@ -258,5 +299,17 @@ void smallm_pv(float *o, int ldo, const float *p, int ldp, const float *v, int l
     case SMALLM_AVX2: pv_avx2(o, ldo, p, ldp, v, ldv, R, L, hd, accumulate); return;
 #endif
     default: pv_plain(o, ldo, p, ldp, v, ldv, R, L, hd, accumulate); return;
+    }
+}
+
+void smallm_exp(float *x, int n) {
+    switch (smallm_level()) {
+#ifdef SMALLM_X86
+    case SMALLM_AVX512: exp_avx512(x, n); return;
+    case SMALLM_AVX2: exp_avx2(x, n); return;
+#endif
+    default:
+        for (int i = 0; i < n; i++) x[i] = expf(x[i]);
+        return;
     }
 }

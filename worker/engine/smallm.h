@@ -50,4 +50,12 @@ void smallm_matmul(float *y, int ldy, const float *x, int ldx, const float *w, i
 void smallm_pv(float *o, int ldo, const float *p, int ldp, const float *v, int ldv, int R, int L, int hd,
                int accumulate);
 
+/* x[i] = exp(x[i]) for n floats, in place: a vector polynomial (Cephes'
+ * expf, within 2 ulp of the correctly rounded value for x in [-87, 88];
+ * below -87.3 it gives ~1e-38 rather than 0) at the AVX levels, expf plain.
+ * The same for every element whatever its index (the tail goes through the
+ * vector code padded), so a softmax row's bits do not depend on where it
+ * starts. */
+void smallm_exp(float *x, int n);
+
 #endif
