@@ -30,6 +30,7 @@
 #include "gguf_writer.h"
 #include "log.h"
 #include "model.h"
+#include "now.h"
 #include "randmodel.h"
 #include "smallm.h"
 
@@ -99,15 +100,15 @@ int main(int argc, char **argv) {
     uint64_t *seeds = log_xmalloc(sizeof *seeds * (size_t)(nc * K + 1));
     double t_score = 1e30, t_batch = 1e30, t_cut = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
+        double t0 = now_s();
         if (experiment_score(e, ids, D, S, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
-        double t1 = bench_now();
+        double t1 = now_s();
         experiment_row_t *hum = rows, *smp = rows + (size_t)nc * C;
         if (experiment_continue_doc(e, ids, D, cuts, nc, 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);
-        double t2 = bench_now();
+        double t2 = now_s();
         for (int j = 0; j < nc; j++)
             if (experiment_continue(e, ids, D, cuts[j], 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);
-        double t3 = bench_now();
+        double t3 = now_s();
         if (t1 - t0 < t_score) t_score = t1 - t0;
         if (t2 - t1 < t_batch) t_batch = t2 - t1;
         if (t3 - t2 < t_cut) t_cut = t3 - t2;

@@ -19,12 +19,7 @@
 #include "db.h"
 #include "log.h"
 #include "wire.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "now.h"
 
 int main(int argc, char **argv) {
     if (argc != 5) log_die("", "usage: bench_dispatch ENDPOINT CONNINFO IDENTITY N_WORKERS");

@@ -15,12 +15,7 @@
 #include "forward.h"
 #include "log.h"
 #include "model.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "now.h"
 
 static float *rnd(size_t n, float scale, uint64_t *s) {
     float *p = log_xmalloc(n * sizeof *p);
@@ -68,9 +63,9 @@ int main(int argc, char **argv) {
     float *a = rnd((size_t)n * d, 1, &s), *b = rnd((size_t)FF * d, 1, &s), *c = log_xmalloc(sizeof(float) * n * FF);
     double best_ref = 1e30;
     for (int r = 0; r < 5; r++) {
-        double t0 = now();
+        double t0 = now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, FF, d, 1, a, d, b, d, 0, c, FF);
-        double dt = now() - t0;
+        double dt = now_s() - t0;
         if (dt < best_ref) best_ref = dt;
     }
     double ref_gflops = 2.0 * n * FF * d / best_ref / 1e9;
@@ -79,9 +74,9 @@ int main(int argc, char **argv) {
     double attn = (double)L * 2.0 * 2.0 * H * (d / H) * ((double)W * (W + 1) / 2);
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = now_s();
         if (forward_prefill(f, 0, ids, W, 0, err, sizeof err)) log_die("", "%s", err);
-        double dt = now() - t0;
+        double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
     double gflops = (2.0 * params * W + attn) / best / 1e9;

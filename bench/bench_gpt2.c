@@ -30,6 +30,7 @@
 #include "log.h"
 #include "model.h"
 #include "randmodel.h"
+#include "now.h"
 
 /* FLOPs of a forward pass of T rows at positions p0..p0+T-1, all logits. */
 static double forward_flops(const model_config_t *c, double T, double p0) {
@@ -44,7 +45,7 @@ int main(int argc, char **argv) {
     char err[LOG_ERRLEN];
     rm_spec_t s = {.arch = "gpt2", .n_vocab = 50257, .n_embd = 768, .n_layer = 12, .n_head = 12, .n_head_kv = 12,
                    .n_ff = 3072, .n_ctx = 1024, .tied = 1, .eps = 1e-5f, .type = GGML_TYPE_F32, .seed = 124};
-    double t_build = bench_now();
+    double t_build = now_s();
     gguf_writer_t *w = gguf_writer_new(err, sizeof err);
     void *buf = NULL;
     size_t len = 0;
@@ -61,7 +62,7 @@ int main(int argc, char **argv) {
     int W = c->n_ctx_train, D = 4096;
     int32_t *ids = log_xmalloc(sizeof(int32_t) * D);
     for (int i = 0; i < D; i++) ids[i] = (int32_t)(((uint64_t)i * 7919 + 13) % (uint64_t)c->n_vocab);
-    printf("model: %s (%.1f MB file, built in %.1f s), openblas threads=%d\n", desc, len / 1e6, bench_now() - t_build,
+    printf("model: %s (%.1f MB file, built in %.1f s), openblas threads=%d\n", desc, len / 1e6, now_s() - t_build,
            openblas_get_num_threads());
 
     /* Reference: the model's largest product shape at a 512-row batch. */
@@ -74,9 +75,9 @@ int main(int argc, char **argv) {
     if (!f) log_die("", "%s", err);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
+        double t0 = now_s();
         if (forward_prefill(f, 0, ids, W, 0, err, sizeof err)) log_die("", "%s", err);
-        double dt = bench_now() - t0;
+        double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
     double gf = forward_flops(c, W, 0) / best / 1e9;
@@ -90,9 +91,9 @@ int main(int argc, char **argv) {
     if (!e) log_die("", "%s", err);
     best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
+        double t0 = now_s();
         if (experiment_score(e, ids, W, W / 2, rows, err, sizeof err) != W - 1) log_die("", "%s", err);
-        double dt = bench_now() - t0;
+        double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
     /* Rows 0..W-2 are computed, in chunks of 512 (the second chunk starts
@@ -105,9 +106,9 @@ int main(int argc, char **argv) {
     /* long: sliding windows over D tokens. */
     best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = bench_now();
+        double t0 = now_s();
         if (experiment_score(e, ids, D, W / 2, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
-        double dt = bench_now() - t0;
+        double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
     int n_windows = (D - W) / (W / 2) + 1;

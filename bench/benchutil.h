@@ -1,5 +1,4 @@
-/* benchutil.h - what the benchmarks share (header-only): a monotonic clock
- * and the reference every GFLOP/s figure is divided by, cblas_sgemm on one
+/* benchutil.h - what the benchmarks share (header-only): the reference every GFLOP/s figure is divided by, cblas_sgemm on one
  * of the model's own product shapes, measured in the same run.  What it is
  * not: a timing harness. */
 #ifndef TS_BENCHUTIL_H
@@ -7,15 +6,9 @@
 
 #include <cblas.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "log.h"
-
-static inline double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "now.h"
 
 /* GFLOP/s of cblas_sgemm computing [n x d] x [ff x d]^T (a batch of n rows
  * through an FFN matrix as the engine stores it), best of 5, with the
@@ -27,9 +20,9 @@ static inline double bench_sgemm_gflops(int n, int d, int ff) {
     for (size_t i = 0; i < (size_t)ff * d; i++) b[i] = (float)((i * 40503u) % 2001) * 1e-3f - 1.0f;
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
-        double t0 = bench_now();
+        double t0 = now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ff, d, 1, a, d, b, d, 0, y, ff);
-        double dt = bench_now() - t0;
+        double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
     free(a), free(b), free(y);

@@ -27,12 +27,7 @@
 #include "experiment.h"
 #include "job.h"
 #include "log.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "now.h"
 
 /* xorshift64*: reproducible statistics. */
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;

@@ -19,15 +19,19 @@
 # The worker's share of time spent writing, with a real model, is
 # bench/pipeline.sh's first figure.
 #
-# Usage: bench/storage_scale.sh [--tokens N] [BUILD_DIR]
+# Usage: bench/storage_scale.sh [--tokens N] [--doc-len N] [BUILD_DIR]
 #   --tokens N   tokens in the run (default 5000000: about a minute on 2
 #                cores; the query figures at 10^7: --tokens 10000000)
+#   --doc-len N  tokens per document (default 1024; the share of human text,
+#                stored in TOAST, and of continuations depends on it)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOKENS=5000000
+DOC_LEN=1024
 while [ $# -gt 0 ]; do
   case "$1" in
     --tokens) TOKENS=$2; shift 2 ;;
+    --doc-len) DOC_LEN=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
   esac
@@ -39,7 +43,7 @@ DB=$("$ROOT/deploy/pg-cluster.sh" start "$TMP/pg")
 "$BUILD/tokshift" db migrate --db "$DB" 2>/dev/null
 q() { psql -X -At -v ON_ERROR_STOP=1 "$DB" -c "$1"; }
 
-W=512 S=256 EVERY=128 C=32 K=8 DOC_LEN=1024 PER_JOB=64
+W=512 S=256 EVERY=128 C=32 K=8 PER_JOB=64
 CUTS=$(( (DOC_LEN - C) / EVERY ))
 PER_DOC=$(( DOC_LEN - 1 + CUTS * (K + 1) * C ))
 JOBS=$(( (TOKENS + PER_DOC * PER_JOB - 1) / (PER_DOC * PER_JOB) ))

@@ -7,10 +7,13 @@
  *   tokshift experiment --model PATH [...]          a worker's rows for one document
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
  *   tokshift report   RUN [--db C] [--out DIR]      HTML page with plots, and CSV (cli/report.c)
+ *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
  * subcommand here calls the same engine modules as the worker. */
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -20,13 +23,19 @@
 
 #include "curve.h"
 #include "db.h"
+#include "digest.h"
 #include "table.h"
 #include "experiment.h"
+#include "gguf.h"
+#include "hfdir.h"
 #include "log.h"
 #include "model.h"
+#include "num.h"
 #include "report.h"
+#include "runset.h"
 #include "sampler.h"
 #include "tokenizer.h"
+#include "wire.h"
 
 #define EXIT_USAGE 2
 
@@ -39,8 +48,10 @@ static const char *g_usage =
     "  tokenize   print the token ids of the UTF-8 text on stdin\n"
     "  generate   generate text from BOS (and an optional prompt)\n"
     "  score      print per-token statistics of the text on stdin\n"
+    "  regenerate reproduce a stored sequence of a run and check it against its rows\n"
     "  experiment print every row a worker would store for the document on stdin\n"
     "  db migrate apply the schema's migrations to PostgreSQL\n"
+    "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
     "  report     write a run's HTML report (plots) and CSV files\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
@@ -77,28 +88,46 @@ static char *read_stdin(size_t *len) {
     return buf;
 }
 
+/* num_long / num_double, logging the error (usage errors: the caller exits 2). */
 static int parse_int(const char *s, const char *what, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        log_error("%s: '%s' is not an integer in [%ld, %ld]", what, s, lo, hi);
+    char err[LOG_ERRLEN];
+    if (num_long(s, what, lo, hi, out, err, sizeof err)) {
+        log_error("%s", err);
         return -1;
     }
-    *out = v;
     return 0;
 }
 
 static int parse_float(const char *s, const char *what, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        log_error("%s: '%s' is not a number in [%g, %g]", what, s, lo, hi);
+    char err[LOG_ERRLEN];
+    if (num_double(s, what, lo, hi, out, err, sizeof err)) {
+        log_error("%s", err);
         return -1;
     }
-    *out = v;
     return 0;
+}
+
+/* A seed as a user or the database gives it: 0 .. 2^64 - 1, or a negative
+ * bigint (sequences.seed and runs.settings store the uint64's bits in a
+ * signed bigint): the same 64 bits, so -1 is 18446744073709551615. */
+static int parse_seed(const char *s, const char *what, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (s[0] == '-') {
+        long long v = strtoll(s, &end, 10);
+        if (!errno && end != s + 1 && !*end) return *out = (uint64_t)v, 0;
+    } else {
+        unsigned long long v = strtoull(s, &end, 10);
+        if (!errno && end != s && !*end && s[0] >= '0' && s[0] <= '9') return *out = (uint64_t)v, 0;
+    }
+    log_error("%s: '%s' is not a 64-bit seed (0 .. 18446744073709551615, or a negative bigint as stored)", what, s);
+    return -1;
+}
+
+/* Bad usage of a command: points at its --help; returns EXIT_USAGE. */
+static int usage_hint(const char *cmd) {
+    fprintf(stderr, "Run 'tokshift %s --help' for its usage.\n", cmd);
+    return EXIT_USAGE;
 }
 
 static model_t *load_model(const char *path) {
@@ -119,6 +148,31 @@ static model_t *load_model(const char *path) {
 
 /* ---- tokenize ---------------------------------------------------------- */
 
+/* The tokenizer of the model at path, without its weights where the format
+ * allows: a GGUF's tokenizer.* keys (so a vocabulary-only GGUF such as
+ * llama.cpp's ggml-vocab-*.gguf works); a Hugging Face directory's model is
+ * loaded and its tokenizer kept.  NULL after logging why. */
+static tokenizer_t *load_tokenizer(const char *path) {
+    char err[LOG_ERRLEN];
+    if (!path) {
+        log_error("--model PATH is required");
+        return NULL;
+    }
+    tokenizer_t *t = NULL;
+    if (hfdir_is_dir(path)) {
+        model_t *m = load_model(path);
+        if (!m) return NULL;
+        t = m->tok, m->tok = NULL;
+        model_destroy(&m);
+        return t;
+    }
+    gguf_t *g = gguf_open(path, err, sizeof err);
+    if (g && !(t = tokenizer_new_gguf(g, err, sizeof err))) log_error("%s: %s", path, err);
+    else if (!g) log_error("%s", err);
+    gguf_destroy(&g);
+    return t;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"bos", no_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0}};
@@ -131,25 +185,31 @@ static int cmd_tokenize(int argc, char **argv) {
         case 'h':
             printf("usage: tokshift tokenize --model PATH [--bos]\n\n"
                    "Reads UTF-8 text on stdin and prints its token ids on one line.\n\n"
-                   "  -m, --model PATH  GGUF model (its tokenizer is used)\n"
+                   "  -m, --model PATH  GGUF file (only its tokenizer is read: a vocabulary-only\n"
+                   "                    GGUF such as llama.cpp's ggml-vocab-*.gguf works) or\n"
+                   "                    Hugging Face model directory\n"
                    "  -b, --bos         prepend the model's BOS token\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("tokenize");
         }
     }
-    model_t *m = load_model(model_path);
-    if (!m) return 1;
+    if (optind < argc) {
+        log_error("tokenize reads stdin; unexpected argument '%s'", argv[optind]);
+        return usage_hint("tokenize");
+    }
+    tokenizer_t *tok = load_tokenizer(model_path);
+    if (!tok) return 1;
     size_t len;
     int32_t *ids = NULL;
     char err[LOG_ERRLEN];
     char *text = read_stdin(&len);
-    long n = text ? tokenizer_encode(m->tok, text, len, bos, &ids, err, sizeof err) : -1;
+    long n = text ? tokenizer_encode(tok, text, len, bos, &ids, err, sizeof err) : -1;
     if (n < 0) log_error("%s", text ? err : "cannot read stdin");
     for (long i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     if (n >= 0) printf("\n");
     free(ids);
     free(text);
-    model_destroy(&m);
+    tokenizer_destroy(&tok);
     return n < 0;
 }
 
@@ -171,8 +231,8 @@ static int cmd_generate(int argc, char **argv) {
                                          {0}};
     const char *model_path = NULL, *prompt = "", *prompt_ids = NULL;
     int print_ids = 0;
-    long n_gen = 0, top_k = 0;
-    unsigned long long seed = 0;
+    long n_gen = -1, top_k = 0;
+    uint64_t seed = 0;
     double temp = 1.0, top_p = 1.0;
     int c;
     while ((c = getopt_long(argc, argv, "m:n:t:k:p:s:P:h", opts, NULL)) != -1) {
@@ -182,16 +242,7 @@ static int cmd_generate(int argc, char **argv) {
         case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; break;
         case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; break;
         case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; break;
-        case 's': {
-            char *end;
-            errno = 0;
-            seed = strtoull(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-') {
-                log_error("--seed: '%s' is not an unsigned 64-bit integer", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        }
+        case 's': if (parse_seed(optarg, "--seed", &seed)) return EXIT_USAGE; break;
         case 'P': prompt = optarg; break;
         case 'i': prompt_ids = optarg; break;
         case 'o': print_ids = 1; break;
@@ -200,19 +251,28 @@ static int cmd_generate(int argc, char **argv) {
                    "                         [--seed S] [--prompt TEXT]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
-                   "  -m, --model PATH       GGUF model\n"
-                   "  -n, --tokens N         tokens to generate\n"
+                   "  -m, --model PATH       GGUF file or Hugging Face model directory\n"
+                   "  -n, --tokens N         tokens to generate (required)\n"
                    "  -t, --temperature T    0 = greedy (default 1.0)\n"
                    "  -k, --top-k K          keep the K most likely tokens (default 0 = off)\n"
                    "  -p, --top-p P          nucleus sampling mass (default 1 = off)\n"
-                   "  -s, --seed S           random seed (default 0)\n"
+                   "  -s, --seed S           random seed (default 0): 0 .. 2^64-1, or a negative number\n"
+                   "                         as sequences.seed stores it (a bigint of the same 64 bits)\n"
                    "  -P, --prompt TEXT      text after BOS to continue\n"
                    "      --prompt-ids IDS   start from exactly these token ids instead (no BOS added),\n"
                    "                         e.g. to regenerate a recorded sample from its seed\n"
                    "      --print-ids        print the generated token ids instead of the text\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("generate");
         }
+    }
+    if (n_gen < 0) {
+        log_error("generate: give the number of tokens to generate, -n N");
+        return usage_hint("generate");
+    }
+    if (optind < argc) {
+        log_error("generate: unexpected argument '%s' (a prompt goes after --prompt)", argv[optind]);
+        return usage_hint("generate");
     }
     model_t *m = load_model(model_path);
     if (!m) return 1;
@@ -235,7 +295,7 @@ static int cmd_generate(int argc, char **argv) {
         log_warn("prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen, n_ctx, m->cfg.n_ctx_train);
     if (!(fwd = forward_new(m, (int)n_ctx, (int)n_prompt, 1, err, sizeof err))) goto error;
     sampler_params_t sp = {(float)temp, (int)top_k, (float)top_p};
-    if (!(smp = sampler_new(m->cfg.n_vocab, sp, (uint64_t)seed, err, sizeof err))) goto error;
+    if (!(smp = sampler_new(m->cfg.n_vocab, sp, seed, err, sizeof err))) goto error;
     if (!(piece = malloc(tokenizer_max_piece_bytes(m->tok) + 1))) goto error;
     /* The last row's logits only, as the worker's prefix prefill computes
      * them: with the decode steps' batch invariance (forward.h), a stored
@@ -338,80 +398,17 @@ static long parse_ids(const model_t *m, const char *text, int32_t **ids, char *e
     return log_seterr(err, errlen, "out of memory reading ids");
 }
 
-static int cmd_score(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"format", required_argument, 0, 'f'},
-                                         {"window", required_argument, 0, 'w'}, {"stride", required_argument, 0, 's'},
-                                         {"reference", no_argument, 0, 'R'},  {"help", no_argument, 0, 'h'},
-                                         {"ids", no_argument, 0, 'I'},        {0}};
-    const char *model_path = NULL, *format = "tsv";
-    long window = 0, stride = 0;
-    int c, reference = 0, ids_in = 0;
-    while ((c = getopt_long(argc, argv, "m:f:w:s:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'f': format = optarg; break;
-        case 'w': if (parse_int(optarg, "--window", 2, 1 << 24, &window)) return EXIT_USAGE; break;
-        case 's': if (parse_int(optarg, "--stride", 1, 1 << 24, &stride)) return EXIT_USAGE; break;
-        case 'R': reference = 1; break;
-        case 'I': ids_in = 1; break;
-        case 'h':
-            printf("usage: tokshift score --model PATH [--format tsv|json] [--window W] [--stride S]\n\n"
-                   "Reads text on stdin, adds BOS (where the model does), and prints one row per\n"
-                   "scored token:\n"
-                   "pos token_id piece logprob entropy rank top1_logprob varentropy context_len\n"
-                   "(natural logs, nats; pos 0 is BOS and is not scored).\n\n"
-                   "  -m, --model PATH    GGUF model\n"
-                   "  -f, --format F      tsv (default, with a header line) or json\n"
-                   "  -w, --window W      tokens per forward pass (default: the model's context)\n"
-                   "  -s, --stride S      window step for long texts (default W/2); every token\n"
-                   "                      after the first window sees at least W-S tokens\n"
-                   "      --reference     use the plain reference kernels instead of BLAS\n"
-                   "      --ids           stdin holds token ids (whitespace-separated, BOS\n"
-                   "                      included if wanted), scored exactly as given\n");
-            return 0;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (strcmp(format, "tsv") && strcmp(format, "json")) {
-        log_error("--format must be tsv or json, not '%s'", format);
-        return EXIT_USAGE;
-    }
-    model_t *m = load_model(model_path);
-    if (!m) return 1;
-    if (!window) window = m->cfg.n_ctx_train;
-    if (!stride) stride = window / 2;
-    char err[LOG_ERRLEN];
-    int rc = 1;
-    int32_t *ids = NULL;
-    experiment_row_t *rows = NULL;
-    experiment_t *ex = NULL;
-    size_t len;
-    char *text = read_stdin(&len);
-    if (!text) {
-        log_seterr(err, sizeof err, "cannot read stdin: %s", strerror(errno));
-        goto error;
-    }
-    long n = ids_in ? parse_ids(m, text, &ids, err, sizeof err)
-                    : tokenizer_encode(m->tok, text, len, tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
-    if (n < 0) goto error;
-    if (!(ex = experiment_new(m, (int)window, 512, NULL, err, sizeof err))) goto error;
-    experiment_set_reference(ex, reference);
-    if (!(rows = calloc((size_t)(n > 1 ? n : 1), sizeof *rows))) {
-        log_seterr(err, sizeof err, "out of memory for %ld rows", n);
-        goto error;
-    }
-    long nr = experiment_score(ex, ids, (int)n, (int)stride, rows, err, sizeof err);
-    if (nr < 0) goto error;
-    int json = !strcmp(format, "json");
+/* Prints rows as score does: TSV with a header line, or a JSON array
+ * (every double exactly, 17 digits: JSON is for programs). */
+static void print_rows(const model_t *m, const experiment_row_t *rows, long n, int json) {
     if (json) printf("[");
     else printf("pos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\tcontext_len\n");
-    for (long i = 0; i < nr; i++) {
+    for (long i = 0; i < n; i++) {
         const experiment_row_t *r = &rows[i];
         const char *piece = tokenizer_piece(m->tok, r->token);
         if (json) {
             printf("%s\n{\"pos\":%d,\"token_id\":%d,\"piece\":", i ? "," : "", r->pos, r->token);
             put_json_str(piece);
-            /* JSON is for programs: every double exactly (17 digits). */
             printf(",\"logprob\":%.17g,\"entropy\":%.17g,\"rank\":%d,\"top1_logprob\":%.17g,\"varentropy\":%.17g,"
                    "\"context_len\":%d}",
                    r->st.logprob, r->st.entropy, r->st.rank, r->st.top1_logprob, r->st.varentropy, r->st.context_len);
@@ -423,6 +420,125 @@ static int cmd_score(int argc, char **argv) {
         }
     }
     if (json) printf("\n]\n");
+}
+
+/* Whether the model file is the one the run measured (its sha256 identity,
+ * as the worker checks it).  0, or -1 with a message naming both. */
+static int check_run_model(const char *model_path, const char *run, const char *want, char *err, size_t errlen) {
+    char have[65];
+    if (digest_model_identity(model_path, have, err, errlen)) return -1;
+    if (strcmp(have, want))
+        return log_seterr(err, errlen, "run '%s' was measured with model %.12s..., and %s is %.12s...: give --model the "
+                          "run's model", run, want, model_path, have);
+    return 0;
+}
+
+static int cmd_score(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"format", required_argument, 0, 'f'},
+                                         {"window", required_argument, 0, 'w'}, {"stride", required_argument, 0, 's'},
+                                         {"reference", no_argument, 0, 'R'},  {"help", no_argument, 0, 'h'},
+                                         {"ids", no_argument, 0, 'I'},        {"run", required_argument, 0, 'r'},
+                                         {"db", required_argument, 0, 'd'},   {"strip", no_argument, 0, 'S'},
+                                         {0}};
+    const char *model_path = NULL, *format = "tsv", *run = NULL, *conninfo = "";
+    long window = 0, stride = 0;
+    int c, reference = 0, ids_in = 0, strip = 0;
+    while ((c = getopt_long(argc, argv, "m:f:w:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'f': format = optarg; break;
+        case 'w': if (parse_int(optarg, "--window", 2, 1 << 24, &window)) return EXIT_USAGE; break;
+        case 's': if (parse_int(optarg, "--stride", 1, 1 << 24, &stride)) return EXIT_USAGE; break;
+        case 'R': reference = 1; break;
+        case 'I': ids_in = 1; break;
+        case 'r': run = optarg; break;
+        case 'd': conninfo = optarg; break;
+        case 'S': strip = 1; break;
+        case 'h':
+            printf("usage: tokshift score --model PATH [--format tsv|json] [--window W] [--stride S]\n"
+                   "                      [--run NAME [--db CONNINFO]] [--ids] [--strip] [--reference]\n\n"
+                   "Reads text on stdin, adds BOS (where the model does), and prints one row per\n"
+                   "scored token:\n"
+                   "pos token_id piece logprob entropy rank top1_logprob varentropy context_len\n"
+                   "(natural logs, nats; pos 0 is BOS and is not scored).  The text is scored\n"
+                   "byte for byte: `echo text |` ends it with a newline, which is scored too\n"
+                   "(--strip drops trailing newlines; a run's workers score documents as stored).\n\n"
+                   "  -m, --model PATH    GGUF model file or Hugging Face model directory\n"
+                   "                      (config.json, safetensors, tokenizer.json)\n"
+                   "  -f, --format F      tsv (default, with a header line) or json\n"
+                   "  -w, --window W      tokens per forward pass (default %d, as a run's, or the\n"
+                   "                      model's trained context when that is shorter)\n"
+                   "  -s, --stride S      window step for long texts (default W/2); every token\n"
+                   "                      after the first window sees at least W-S tokens\n"
+                   "      --run NAME      take the window and stride from this run (runs.settings\n"
+                   "                      in --db), so that the rows are the run's workers' rows;\n"
+                   "                      --model must be the run's model\n"
+                   "      --db CONNINFO   PostgreSQL for --run (default: the PG* environment)\n"
+                   "      --strip         drop trailing newlines (\\n, \\r\\n) from stdin\n"
+                   "      --reference     use the plain reference kernels instead of BLAS\n"
+                   "      --ids           stdin holds token ids (whitespace-separated, BOS\n"
+                   "                      included if wanted), scored exactly as given\n",
+                   WIRE_DEFAULT_WINDOW);
+            return 0;
+        default: return usage_hint("score");
+        }
+    }
+    if (optind < argc) {
+        log_error("score reads stdin; unexpected argument '%s'", argv[optind]);
+        return usage_hint("score");
+    }
+    if (strcmp(format, "tsv") && strcmp(format, "json")) {
+        log_error("--format must be tsv or json, not '%s'", format);
+        return EXIT_USAGE;
+    }
+    if (run && (window || stride)) {
+        log_error("--run takes the window and stride from the run; drop --window/--stride");
+        return EXIT_USAGE;
+    }
+    char err[LOG_ERRLEN], identity[65];
+    runset_t rs = {0};
+    if (run) {
+        int lr = runset_load(conninfo, run, &rs, identity, err, sizeof err);
+        if (lr) {
+            log_error("%s", err);
+            return lr > 0 ? EXIT_USAGE : 1;
+        }
+        window = rs.window, stride = rs.stride;
+        runset_free(&rs);
+        if (model_path && check_run_model(model_path, run, identity, err, sizeof err)) {
+            log_error("%s", err);
+            return 1;
+        }
+    }
+    model_t *m = load_model(model_path);
+    if (!m) return 1;
+    /* A run's default window, unless the model was trained on less (a
+     * model with learned positions cannot go past them). */
+    if (!window) window = WIRE_DEFAULT_WINDOW < m->cfg.n_ctx_train ? WIRE_DEFAULT_WINDOW : m->cfg.n_ctx_train;
+    if (!stride) stride = window / 2 > 0 ? window / 2 : 1;
+    int rc = 1;
+    int32_t *ids = NULL;
+    experiment_row_t *rows = NULL;
+    experiment_t *ex = NULL;
+    size_t len;
+    char *text = read_stdin(&len);
+    if (!text) {
+        log_seterr(err, sizeof err, "cannot read stdin: %s", strerror(errno));
+        goto error;
+    }
+    while (strip && len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;
+    long n = ids_in ? parse_ids(m, text, &ids, err, sizeof err)
+                    : tokenizer_encode(m->tok, text, len, tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
+    if (n < 0) goto error;
+    if (!(ex = experiment_new(m, (int)window, EXPERIMENT_BATCH, NULL, err, sizeof err))) goto error;
+    experiment_set_reference(ex, reference);
+    if (!(rows = calloc((size_t)(n > 1 ? n : 1), sizeof *rows))) {
+        log_seterr(err, sizeof err, "out of memory for %ld rows", n);
+        goto error;
+    }
+    long nr = experiment_score(ex, ids, (int)n, (int)stride, rows, err, sizeof err);
+    if (nr < 0) goto error;
+    print_rows(m, rows, nr, !strcmp(format, "json"));
     rc = 0;
 error:
     if (rc) log_error("%s", err);
@@ -434,11 +550,248 @@ error:
     return rc;
 }
 
+/* ---- regenerate -------------------------------------------------------- */
+
+/* Whether a recomputed statistic x matches the stored float4 s: s is x
+ * rounded to float4 (within 2^-24 |x|: half an ulp) when the computation is
+ * the workers' own; tol adds an allowance for another machine or BLAS. */
+static int same_stat(double x, float s, double tol) {
+    return fabs(x - (double)s) <= 0x1p-24 * fabs(x) + tol;
+}
+
+/* What regenerate keeps between the sequences of one document: the model,
+ * the run's settings, the document's ids, and the rows last computed (the
+ * human text, or all K + 1 continuations of one cut). */
+typedef struct {
+    model_t *m;
+    int64_t doc;
+    runset_t rs;
+    experiment_t *ex;
+    int32_t *ids;
+    long n;
+    experiment_row_t *rows; /* max(n - 1, (K + 1) C) */
+    uint64_t *seeds;        /* [K] */
+    int have;               /* 0 none, -1 the human rows, else the cut whose continuations rows holds */
+    long n_human;
+} regen_t;
+
+/* Prepares r for the document of st (its run's settings and text). */
+static int regen_open(regen_t *r, const char *model_path, const char *run, const db_stored_seq_t *st, char *err,
+                      size_t errlen) {
+    if (!st->text) return log_seterr(err, errlen, "this document of run '%s' was not measured (it has an error)", run);
+    if (runset_parse(st->settings_json, &r->rs, err, errlen) ||
+        check_run_model(model_path, run, st->model_identity, err, errlen))
+        return -1;
+    if (!(r->m = load_model(model_path))) return log_seterr(err, errlen, "cannot load %s", model_path);
+    /* The document as the worker measures it (worker/job.c). */
+    if ((r->n = tokenizer_encode(r->m->tok, st->text, st->text_len, tokenizer_adds_bos(r->m->tok), &r->ids, err,
+                                 errlen)) < 0)
+        return -1;
+    int C = r->rs.cont.cont_len, K = r->rs.cont.n_samples;
+    size_t cap = (size_t)(r->n > 1 ? r->n - 1 : 1), cc = (size_t)(K + 1) * (size_t)C;
+    if (!(r->ex = experiment_new(r->m, r->rs.window, EXPERIMENT_BATCH, C > 0 ? &r->rs.cont : NULL, err, errlen)))
+        return -1;
+    if (!(r->rows = calloc(cap > cc ? cap : cc, sizeof *r->rows)) || !(r->seeds = calloc(K > 0 ? K : 1, sizeof *r->seeds)))
+        return log_seterr(err, errlen, "out of memory");
+    return 0;
+}
+
+static void regen_close(regen_t *r) {
+    experiment_destroy(&r->ex);
+    model_destroy(&r->m);
+    runset_free(&r->rs);
+    free(r->ids);
+    free(r->rows);
+    free(r->seeds);
+    memset(r, 0, sizeof *r);
+}
+
+/* Computes st's rows as the run's workers did: *rows (into r) and *n. */
+static int regen_rows(regen_t *r, long seq, const db_stored_seq_t *st, const experiment_row_t **rows, long *n,
+                      char *err, size_t errlen) {
+    int C = r->rs.cont.cont_len, K = r->rs.cont.n_samples;
+    if (!strcmp(st->kind, "human")) {
+        if (r->have != -1 && (r->n_human = experiment_score(r->ex, r->ids, (int)r->n, r->rs.stride, r->rows, err,
+                                                            errlen)) < 0)
+            return -1;
+        r->have = -1;
+        *rows = r->rows, *n = r->n_human;
+        return 0;
+    }
+    if (C < 1 || st->cut < 1 || st->cut + C > r->n || st->sample_idx >= K)
+        return log_seterr(err, errlen, "sequence %ld (%s at cut %d) does not fit the run's settings (C %d, K %d) "
+                          "and the document's %ld tokens", seq, st->kind, st->cut, C, K, r->n);
+    /* All K samples of the cut, decoded together as the worker does. */
+    if (r->have != st->cut && experiment_continue(r->ex, r->ids, (int)r->n, st->cut, (uint64_t)r->doc, r->rows, r->rows + C,
+                                                  r->seeds, err, errlen))
+        return -1;
+    r->have = st->cut;
+    *rows = r->rows, *n = C;
+    if (!strcmp(st->kind, "sample")) {
+        *rows = r->rows + (size_t)(st->sample_idx + 1) * C;
+        if (r->seeds[st->sample_idx] != st->seed)
+            return log_seterr(err, errlen, "sample %d's seed derives to %" PRIu64 ", the database holds %" PRIu64,
+                              st->sample_idx, r->seeds[st->sample_idx], st->seed);
+    }
+    return 0;
+}
+
+/* Compares regenerated rows with the stored ones, logging the first
+ * differences; returns how many rows differ (a count mismatch is one). */
+static long regen_compare(const experiment_row_t *rows, long n, const db_stored_seq_t *st, double tol, double *worst) {
+    long bad = 0;
+    if ((size_t)n != st->n_toks) {
+        log_error("%ld rows regenerated, %zu stored", n, st->n_toks);
+        bad++;
+    }
+    for (long i = 0; i < n && (size_t)i < st->n_toks; i++) {
+        const experiment_row_t *r = &rows[i];
+        const db_stored_tok_t *t = &st->toks[i];
+        const double x[4] = {r->st.logprob, r->st.entropy, r->st.top1_logprob, r->st.varentropy};
+        const float y[4] = {t->logprob, t->entropy, t->top1_logprob, t->varentropy};
+        int ok = r->pos == t->pos && r->token == t->token_id && r->st.rank == t->rank &&
+                 r->st.context_len == t->context_len;
+        for (int k = 0; k < 4; k++) {
+            ok &= same_stat(x[k], y[k], tol);
+            *worst = fmax(*worst, fabs(x[k] - y[k]));
+        }
+        if (!ok && bad++ < 10)
+            log_error("pos %d: regenerated token %d logprob %.9g entropy %.9g rank %d context %d; stored pos %d token %d "
+                      "logprob %.9g entropy %.9g rank %d context %d",
+                      r->pos, r->token, r->st.logprob, r->st.entropy, r->st.rank, r->st.context_len, t->pos,
+                      t->token_id, (double)t->logprob, (double)t->entropy, t->rank, t->context_len);
+    }
+    return bad;
+}
+
+static int cmd_regenerate(int argc, char **argv) {
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"db", required_argument, 0, 'd'},
+                                         {"format", required_argument, 0, 'f'}, {"tolerance", required_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},         {0}};
+    const char *model_path = NULL, *conninfo = "", *format = "tsv";
+    double tol = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:d:f:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'd': conninfo = optarg; break;
+        case 'f': format = optarg; break;
+        case 't': if (parse_float(optarg, "--tolerance", 0, 1e3, &tol)) return EXIT_USAGE; break;
+        case 'h':
+            printf("usage: tokshift regenerate --model PATH [--db CONNINFO] RUN DOC [SEQ...]\n\n"
+                   "Reproduces sequence SEQ (default: every sequence) of document DOC of run RUN (a\n"
+                   "name or id) from the database and the model, as the run's workers computed it:\n"
+                   "the run's settings (runs.settings), the document's text, and for a sample its\n"
+                   "cut and seed (sequences).  Prints each sequence's rows as `tokshift score`\n"
+                   "does, after a '# run ... seq ...' line, and checks token ids, ranks, context\n"
+                   "lengths and statistics against the stored rows (token_view).  SEQ 0 is the\n"
+                   "human text; for the j-th cut point, 1 + j (K+1) is its human continuation\n"
+                   "and 2 + j (K+1) + k its sample k.\n\n"
+                   "  -m, --model PATH      the run's model (its sha256 identity is checked)\n"
+                   "  -d, --db CONNINFO     PostgreSQL (default: the PG* environment)\n"
+                   "  -f, --format F        tsv (default) or json (one array per sequence)\n"
+                   "      --tolerance NATS  allow this much beyond float4 rounding (default 0: the\n"
+                   "                        same build reproduces its statistics to the bit; on\n"
+                   "                        another machine, summation orders differ slightly)\n\n"
+                   "Exit status: 0 when everything matches, 1 on a mismatch or an error, 2 on bad\n"
+                   "usage or when RUN, DOC or a SEQ does not exist.\n");
+            return 0;
+        default: return usage_hint("regenerate");
+        }
+    }
+    long doc = 0, v;
+    if (argc - optind < 2) {
+        log_error("usage: tokshift regenerate --model PATH [--db CONNINFO] RUN DOC [SEQ...]");
+        return EXIT_USAGE;
+    }
+    const char *run = argv[optind];
+    if (parse_int(argv[optind + 1], "DOC", 0, LONG_MAX, &doc)) return EXIT_USAGE;
+    if (strcmp(format, "tsv") && strcmp(format, "json")) {
+        log_error("--format must be tsv or json, not '%s'", format);
+        return EXIT_USAGE;
+    }
+    if (!model_path) {
+        log_error("--model PATH is required: the run's model");
+        return EXIT_USAGE;
+    }
+    char err[LOG_ERRLEN];
+    int rc = 1;
+    int32_t *seqs = NULL;
+    size_t n_seqs = (size_t)(argc - optind - 2);
+    regen_t rg = {.doc = doc};
+    db_stored_seq_t st = {0};
+    long bad = 0, n_rows = 0;
+    double worst = 0;
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    if (!db) goto error;
+    if (n_seqs) {
+        if (!(seqs = malloc(n_seqs * sizeof *seqs))) goto error;
+        for (size_t i = 0; i < n_seqs; i++) {
+            if (parse_int(argv[optind + 2 + (int)i], "SEQ", 0, INT_MAX, &v)) {
+                rc = EXIT_USAGE;
+                goto done;
+            }
+            seqs[i] = (int32_t)v;
+        }
+    } else {
+        int got = db_doc_seq_nos(db, run, doc, &seqs, &n_seqs, err, sizeof err);
+        if (got) {
+            rc = got > 0 ? EXIT_USAGE : 1;
+            goto error;
+        }
+        if (!n_seqs) {
+            log_seterr(err, sizeof err, "document %ld of run '%s' has no stored sequences", doc, run);
+            rc = EXIT_USAGE;
+            goto error;
+        }
+    }
+    for (size_t i = 0; i < n_seqs; i++) {
+        int got = db_stored_seq(db, run, doc, seqs[i], &st, err, sizeof err);
+        if (got) {
+            rc = got > 0 ? EXIT_USAGE : 1;
+            goto error;
+        }
+        if (!rg.m && regen_open(&rg, model_path, run, &st, err, sizeof err)) goto error;
+        const experiment_row_t *rows = NULL;
+        long n = 0;
+        if (regen_rows(&rg, seqs[i], &st, &rows, &n, err, sizeof err)) goto error;
+        char what[96];
+        if (!strcmp(st.kind, "human")) snprintf(what, sizeof what, "human text");
+        else if (!strcmp(st.kind, "sample"))
+            snprintf(what, sizeof what, "sample %d at cut %d, seed %" PRIu64, st.sample_idx, st.cut, st.seed);
+        else snprintf(what, sizeof what, "human continuation at cut %d", st.cut);
+        printf("# run %s doc %ld seq %d: %s\n", run, doc, seqs[i], what);
+        print_rows(rg.m, rows, n, !strcmp(format, "json"));
+        fflush(stdout);
+        long b = regen_compare(rows, n, &st, tol, &worst);
+        if (b) log_error("seq %d (%s): %ld of %ld rows differ from the stored ones", seqs[i], what, b, n);
+        bad += b, n_rows += n;
+        db_stored_seq_free(&st);
+    }
+    if (bad) {
+        log_seterr(err, sizeof err, "run '%s' doc %ld: %ld of %ld regenerated rows differ from the stored ones", run,
+                   doc, bad, n_rows);
+        goto error;
+    }
+    log_info("run '%s' doc %ld: %zu sequence(s), %ld rows, all equal to the stored rows (max |d| %.3g nats)", run, doc,
+             n_seqs, n_rows, worst);
+    rc = 0;
+    goto done;
+error:
+    log_error("%s", err);
+done:
+    db_destroy(&db);
+    db_stored_seq_free(&st);
+    regen_close(&rg);
+    free(seqs);
+    return rc;
+}
+
 /* ---- db migrate / status --------------------------------------------- */
 
 /* Parses the options of the database commands (--db, --help).  Returns 0
  * with *conninfo set, 1 after printing help, or EXIT_USAGE. */
-static int parse_db_opts(int argc, char **argv, const char *help, const char **conninfo) {
+static int parse_db_opts(int argc, char **argv, const char *cmd, const char *help, const char **conninfo) {
     static const struct option opts[] = {{"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0}};
     int c;
     *conninfo = "";
@@ -446,15 +799,86 @@ static int parse_db_opts(int argc, char **argv, const char *help, const char **c
         switch (c) {
         case 'd': *conninfo = optarg; break;
         case 'h': fputs(help, stdout); return 1;
-        default: return EXIT_USAGE;
+        default: return usage_hint(cmd);
         }
     }
     return 0;
 }
 
+/* tokshift db drop-run RUN [--db C] [--yes]: asks first (on a terminal)
+ * unless --yes; refuses without --yes when stdin is not a terminal. */
+static int cmd_db_drop_run(int argc, char **argv) {
+    static const char *const use = "usage: tokshift db drop-run RUN [--db CONNINFO] [--yes]";
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'}, {"yes", no_argument, 0, 'y'}, {"help", no_argument, 0, 'h'}, {0}};
+    const char *conninfo = "";
+    int c, yes = 0;
+    while ((c = getopt_long(argc, argv, "d:yh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': conninfo = optarg; break;
+        case 'y': yes = 1; break;
+        case 'h':
+            printf("%s\n\n"
+                   "Deletes the run RUN (a name or an id) and everything of it: its documents,\n"
+                   "jobs and rollups, and its partition(s) of the per-sequence statistics, which\n"
+                   "are dropped whole.  Models and vocabularies stay.  Run it as the schema's owner,\n"
+                   "with the run's coordinator and workers stopped.  It shows the run and asks for\n"
+                   "its name again when stdin is a terminal; --yes deletes without asking (and\n"
+                   "is required when stdin is not a terminal).\n",
+                   use);
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        log_error("%s", use);
+        return EXIT_USAGE;
+    }
+    const char *run = argv[optind];
+    if (!yes && !isatty(STDIN_FILENO)) {
+        log_error("not deleting run '%s' without --yes (stdin is not a terminal to ask on)", run);
+        return EXIT_USAGE;
+    }
+    char err[LOG_ERRLEN], answer[256];
+    int rc = 1, n_parts = 0;
+    int64_t run_id = 0;
+    db_t *db = db_connect(conninfo, err, sizeof err);
+    if (!db) goto error;
+    int r = db_run_find(db, run, &run_id, err, sizeof err);
+    if (r < 0) goto error;
+    if (r == 1) {
+        log_seterr(err, sizeof err, "no run named '%s'", run);
+        goto error;
+    }
+    if (!yes) {
+        if (table_print_report(db, run_id, DB_REPORT_STATUS, stderr, err, sizeof err)) goto error;
+        fprintf(stderr, "\nDelete this run and all its results? Type '%s' to confirm: ", run);
+        fflush(stderr);
+        if (!fgets(answer, sizeof answer, stdin)) answer[0] = 0;
+        answer[strcspn(answer, "\r\n")] = 0;
+        if (strcmp(answer, run)) {
+            log_seterr(err, sizeof err, "not confirmed; run '%s' is unchanged", run);
+            goto error;
+        }
+    }
+    r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
+    if (r == 1) log_seterr(err, sizeof err, "run '%s' is already gone", run);
+    if (r) goto error;
+    log_info("deleted run '%s' (id %lld): its rows and %d partition(s)", run, (long long)run_id, n_parts);
+    rc = 0;
+error:
+    if (rc) log_error("%s", err);
+    db_destroy(&db);
+    return rc;
+}
+
 static int cmd_db(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "drop-run")) {
+        argv[1] = argv[0];
+        return cmd_db_drop_run(argc - 1, argv + 1);
+    }
     const char *conninfo;
-    int r = parse_db_opts(argc, argv,
+    int r = parse_db_opts(argc, argv, "db",
                           "usage: tokshift db migrate [--db CONNINFO]\n\n"
                           "Applies the schema migrations not yet applied (idempotent).  Run it as the\n"
                           "database owner.  CONNINFO is a libpq connection string; without it the PG*\n"
@@ -476,7 +900,7 @@ static int cmd_db(int argc, char **argv) {
 
 static int cmd_status(int argc, char **argv) {
     const char *conninfo;
-    int r = parse_db_opts(argc, argv,
+    int r = parse_db_opts(argc, argv, "status",
                           "usage: tokshift status [RUN] [--db CONNINFO]\n\n"
                           "Shows the progress of one run (by name or id) or of every run, and for a\n"
                           "single run its human-vs-model summary so far.\n",
@@ -532,7 +956,7 @@ static int cmd_report(int argc, char **argv) {
                    "DIR defaults to report-RUN and is created if needed; files in it are replaced.\n"
                    "CONNINFO is a libpq connection string; without it the PG* environment is used.\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("report");
         }
     }
     if (optind + 1 != argc) {
@@ -576,7 +1000,7 @@ static int cmd_keygen(int argc, char **argv) {
                    "  coordinator: --curve-secret coord.key --curve-clients DIR_OF_WORKER_PUBS\n"
                    "  worker:      --curve-secret worker.key --curve-server-key coord.pub\n");
             return 0;
-        default: return EXIT_USAGE;
+        default: return usage_hint("keygen");
         }
     }
     if (!prefix || optind < argc) {
@@ -730,7 +1154,7 @@ static int cmd_experiment(int argc, char **argv) {
         nc = experiment_cuts(pl, n_pl, (int)cut_every, C, (int)n, cuts, max_cuts);
     }
     experiment_cont_t cont = {C, K, {(float)temp, (int)top_k, (float)top_p}, (uint64_t)seed};
-    if (!(ex = experiment_new(m, (int)window, 512, nc ? &cont : NULL, err, sizeof err))) goto error;
+    if (!(ex = experiment_new(m, (int)window, EXPERIMENT_BATCH, nc ? &cont : NULL, err, sizeof err))) goto error;
     size_t need = (size_t)(n > 1 ? n - 1 : 1), per_cut = (size_t)(K + 1) * C;
     if (nc * per_cut > need) need = nc * per_cut;
     if (!(rows = calloc(need, sizeof *rows)) || !(seeds = calloc(nc * K + 1, sizeof *seeds))) goto oom;
@@ -786,12 +1210,13 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
+    if (!strcmp(cmd, "regenerate")) return cmd_regenerate(argc - 1, argv + 1);
     if (!strcmp(cmd, "experiment")) return cmd_experiment(argc - 1, argv + 1);
     if (!strcmp(cmd, "db")) return cmd_db(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
-    log_error("unknown command '%s'", cmd);
+    log_error("unknown command '%s' (tokshift --help lists them)", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;
 }

@@ -16,6 +16,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "now.h"
 
 extern const struct {
     const char *name;
@@ -26,11 +27,7 @@ extern const size_t db_n_migrations;
 /* Serialises concurrent `db migrate` calls ("tokshift" in ASCII). */
 #define DB_MIGRATE_LOCK 0x746f6b7368696674LL
 
-double db_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double db_now_s(void) { return now_s(); }
 
 /* Replaces, in msg (cap bytes), every occurrence of secret with "***". */
 static void redact_secret(char *msg, size_t cap, const char *secret) {
@@ -52,43 +49,88 @@ static void redact_secret(char *msg, size_t cap, const char *secret) {
     explicit_bzero(out, sizeof out);
 }
 
+/* The part of an unparsable conninfo that may hold a password, malloc'd
+ * (NULL: none): in keyword/value form, a quoted value, or what follows
+ * "password=" up to the next " KEYWORD=" of a real libpq keyword (the user may have meant a value
+ * with spaces, which libpq then reads as more options); in a URI, what lies
+ * between "user:" and the last '@'. */
+static char *password_span(const char *conninfo) {
+    const char *uri = strstr(conninfo, "://");
+    if (uri && !strncmp(conninfo, "postgres", 8)) {
+        const char *at = strrchr(conninfo, '@'), *colon = strchr(uri + 3, ':');
+        return at && colon && colon < at ? strndup(colon + 1, (size_t)(at - colon - 1)) : NULL;
+    }
+    const char *p = strcasestr(conninfo, "password");
+    if (!p || !(p = strchr(p, '='))) return NULL;
+    p++;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '\'') { /* quoted: libpq knows where it ends (\' and \\ escaped) */
+        const char *q = p + 1;
+        while (*q && *q != '\'') q += q[0] == '\\' && q[1] ? 2 : 1;
+        return strndup(p + 1, (size_t)(q - p - 1));
+    }
+    const char *end = p + strlen(p);
+    PQconninfoOption *defs = PQconndefaults();
+    for (const char *q = p; defs && *q; q++) {
+        if (*q != ' ' && *q != '\t') continue;
+        const char *k = q;
+        while (*k == ' ' || *k == '\t') k++;
+        size_t kl = strcspn(k, " \t=");
+        int is_key = 0;
+        for (PQconninfoOption *o = defs; o->keyword && !is_key; o++)
+            is_key = strlen(o->keyword) == kl && !strncmp(o->keyword, k, kl);
+        if (is_key && k[kl] == '=') {
+            end = q;
+            break;
+        }
+    }
+    PQconninfoFree(defs);
+    return strndup(p, (size_t)(end - p));
+}
+
 /* Keeps passwords out of msg, an error message about the connection string
  * conninfo: libpq's messages never quote a password of a connection string
  * it could parse, but they quote the offending part of one it could not (a
- * password with a space, a bad %-escape in a URI), so then every quoted
- * part goes; and any occurrence of the password itself is replaced. */
+ * password with a space, a bad %-escape in a URI).  Then a quoted part that
+ * lies inside the password's span (password_span) or holds it is hidden,
+ * and the rest (an option name misspelt elsewhere) is shown; and any
+ * occurrence of the password itself is replaced. */
 static void redact(const char *conninfo, PGconn *c, char *msg, size_t cap) {
-    char *perr = NULL;
+    char *perr = NULL, *span = NULL;
     PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &perr);
     if (opts) {
         for (PQconninfoOption *o = opts; o->keyword; o++)
             if (!strcmp(o->keyword, "password") && o->val) redact_secret(msg, cap, o->val);
         PQconninfoFree(opts);
-    } else if (conninfo && (strcasestr(conninfo, "password") || strchr(conninfo, '@'))) {
-        /* Unparsable, and it may hold a password: hide every quoted part
-         * longer than one character. */
-        char out[LOG_ERRLEN];
+    } else if (conninfo && (span = password_span(conninfo)) != NULL) {
+        char out[LOG_ERRLEN], part[LOG_ERRLEN];
         size_t o = 0;
+        int hid = 0;
         for (const char *p = msg; *p && o + 16 < sizeof out;) {
             const char *q = *p == '"' ? strchr(p + 1, '"') : NULL;
             size_t k = q ? (size_t)(q - p) + 1 : 0; /* the quoted part, quotes included */
-            if (k > 3) {
-                o += (size_t)snprintf(out + o, sizeof out - o, "\"(hidden)\"");
-            } else if (k) { /* "=", "]": kept */
-                memcpy(out + o, p, k);
-                o += k;
-            } else {
+            if (!k) {
                 out[o++] = *p++;
                 continue;
             }
+            snprintf(part, sizeof part, "%.*s", (int)(k - 2), p + 1);
+            int secret = k > 2 && *span && (strstr(span, part) || strstr(part, span));
+            if (secret) o += (size_t)snprintf(out + o, sizeof out - o, "\"(hidden)\""), hid = 1;
+            else if (o + k < sizeof out) memcpy(out + o, p, k), o += k;
             p += k;
         }
         while (o && (out[o - 1] == '\n' || out[o - 1] == ' ')) o--;
-        static const char note[] = " (the connection string is not shown: it may hold a password)";
-        if (o + sizeof note <= sizeof out) memcpy(out + o, note, sizeof note);
+        static const char note[] = " (a part of the password is hidden)";
+        if (hid && o + sizeof note <= sizeof out) memcpy(out + o, note, sizeof note);
         else out[o] = 0;
         snprintf(msg, cap, "%s", out);
+        /* and every word of the span, wherever it appears */
+        for (char *w = strtok(span, " \t"); w; w = strtok(NULL, " \t")) redact_secret(msg, cap, w);
+        explicit_bzero(out, sizeof out);
+        explicit_bzero(part, sizeof part);
+        explicit_bzero(span, strlen(span));
     }
+    free(span);
     PQfreemem(perr);
     if (c && PQpass(c)) redact_secret(msg, cap, PQpass(c));
 }

@@ -85,6 +85,15 @@ int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err,
 int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);
 /* Finds a run by name or by decimal id; 1 when absent. */
 int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
+/* Deletes the run run_id with all of its results, in one transaction: its
+ * rows (runs, and by ON DELETE CASCADE documents, jobs and the rollups) and
+ * its partitions of the tables partitioned by run_id (sequence_stats_r<id>),
+ * which are dropped, not emptied, so their size costs nothing.  Needs the
+ * rights of the schema's owner (DROP TABLE).  Waits at most 30 s for the
+ * partitioned tables' locks (other sessions' open transactions on them).
+ * Returns 0 with the partitions dropped in *n_partitions, 1 when there is
+ * no such run, -1 with a message (nothing changed). */
+int db_run_drop(db_t *self, int64_t run_id, int *n_partitions, char *err, size_t errlen);
 
 /* ---- documents and jobs (coordinator) ---------------------------------- */
 
@@ -185,7 +194,8 @@ typedef enum { DB_KIND_HUMAN, DB_KIND_HUMAN_CONT, DB_KIND_SAMPLE, DB_N_KINDS } d
 /* "human", "human_cont", "sample". */
 const char *db_kind_name(db_kind_t kind);
 
-/* How many human tokens of largest z a job keeps in top_tokens. */
+/* How many human tokens of largest z a job keeps in top_tokens (the
+ * conversion in 005_sequence_arrays.sql keeps as many). */
 #define DB_TOP_TOKENS 64
 /* Confidence bins of calib_rollups: width_bucket(conf, 0, 1.0000001, 10),
  * so 1..10 for conf in [0, 1] (0 and 11 only for values outside). */
@@ -299,6 +309,49 @@ typedef enum {
 /* Reads one of the report's tables for a run, ordered for display. */
 int db_report_rows(db_t *self, int64_t run_id, db_report_t which, db_table_t *out, char *err, size_t errlen);
 void db_table_free(db_table_t *t);
+
+/* One stored sequence, as `tokshift regenerate` reads it: the run's model
+ * identity and settings (JSON text), the document's text, the sequence's
+ * row in `sequences` and its token rows from `token_view` in position
+ * order.  Free with db_stored_seq_free. */
+/* One stored token row as token_view shows it. */
+typedef struct {
+    int32_t pos, token_id, rank, context_len;
+    float logprob, entropy, top1_logprob, varentropy;
+} db_stored_tok_t;
+
+typedef struct {
+    int64_t run_id;
+    char *model_identity, *settings_json;
+    char *text; /* NULL when the document had an error */
+    size_t text_len;
+    char kind[16];
+    int32_t cut, sample_idx; /* -1 when NULL */
+    uint64_t seed;           /* the bits of the stored bigint */
+    float temperature, top_p;
+    int32_t top_k, n_tokens;
+    db_stored_tok_t *toks; /* n_toks rows, in position order */
+    size_t n_toks;
+} db_stored_seq_t;
+
+/* Reads sequence seq_no of document doc_id in the run named (or numbered)
+ * run.  Returns 0, 1 when the run, the document or the sequence does not
+ * exist (err says which), or -1 with a message. */
+int db_stored_seq(db_t *self, const char *run, int64_t doc_id, int32_t seq_no, db_stored_seq_t *out, char *err,
+                  size_t errlen);
+void db_stored_seq_free(db_stored_seq_t *s);
+
+/* The seq_no of every stored sequence of document doc_id in run (by name or
+ * id), ascending, into a malloc'd *seq_nos (caller frees).  Returns 0 (n may
+ * be 0), 1 when the run does not exist, or -1 with a message. */
+int db_doc_seq_nos(db_t *self, const char *run, int64_t doc_id, int32_t **seq_nos, size_t *n, char *err,
+                   size_t errlen);
+
+/* A run's model identity and settings (JSON text, malloc'd into *identity
+ * and *settings_json).  Returns 0, 1 when no run has that name or id, or -1
+ * with a message. */
+int db_run_settings(db_t *self, const char *run, int64_t *run_id, char **identity, char **settings_json, char *err,
+                    size_t errlen);
 
 int db_selftest(void);
 

@@ -86,3 +86,148 @@ void db_table_free(db_table_t *t) {
     free(t->cells);
     memset(t, 0, sizeof *t);
 }
+
+/* ---- one stored sequence (tokshift regenerate) --------------------------- */
+
+int db_run_settings(db_t *db, const char *run, int64_t *run_id, char **identity, char **settings_json, char *err,
+                    size_t errlen) {
+    PGresult *r;
+    *identity = *settings_json = NULL;
+    if (db_exec(db,
+                "SELECT run_id, model_identity, settings::text FROM runs WHERE name = $1 OR run_id::text = $1 "
+                "ORDER BY name = $1 DESC LIMIT 1",
+                1, (const char *const[]){run}, &r, err, errlen, "reading the run"))
+        return -1;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        log_seterr(err, errlen, "no run is named '%s'", run);
+        return 1;
+    }
+    *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *identity = strdup(PQgetvalue(r, 0, 1));
+    *settings_json = strdup(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    if (!*identity || !*settings_json) {
+        free(*identity), free(*settings_json);
+        *identity = *settings_json = NULL;
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    return 0;
+}
+
+void db_stored_seq_free(db_stored_seq_t *s) {
+    if (!s) return;
+    free(s->model_identity);
+    free(s->settings_json);
+    free(s->text);
+    free(s->toks);
+    memset(s, 0, sizeof *s);
+}
+
+int db_stored_seq(db_t *db, const char *run, int64_t doc_id, int32_t seq_no, db_stored_seq_t *out, char *err,
+                  size_t errlen) {
+    memset(out, 0, sizeof *out);
+    int rc = db_run_settings(db, run, &out->run_id, &out->model_identity, &out->settings_json, err, errlen);
+    if (rc) return rc;
+    char a[32], b[32], c[32];
+    snprintf(a, sizeof a, "%" PRId64, out->run_id);
+    snprintf(b, sizeof b, "%" PRId64, doc_id);
+    snprintf(c, sizeof c, "%" PRId32, seq_no);
+    const char *const params[] = {a, b, c};
+    PGresult *r = NULL;
+    if (db_exec(db, "SELECT text FROM documents WHERE run_id = $1 AND doc_id = $2", 2, params, &r, err, errlen,
+                "reading the document"))
+        goto error;
+    if (PQntuples(r) != 1) {
+        log_seterr(err, errlen, "run '%s' has no document %" PRId64, run, doc_id);
+        rc = 1;
+        goto error;
+    }
+    if (!PQgetisnull(r, 0, 0)) {
+        out->text_len = (size_t)PQgetlength(r, 0, 0);
+        if (!(out->text = malloc(out->text_len + 1))) goto oom;
+        memcpy(out->text, PQgetvalue(r, 0, 0), out->text_len + 1);
+    }
+    PQclear(r);
+    r = NULL;
+    if (db_exec(db,
+                "SELECT kind, coalesce(cut, -1), coalesce(sample_idx, -1), coalesce(seed, 0), "
+                "coalesce(temperature, 0), coalesce(top_k, 0), coalesce(top_p, 0), n_tokens "
+                "FROM sequences WHERE run_id = $1 AND doc_id = $2 AND seq_no = $3",
+                3, params, &r, err, errlen, "reading the sequence"))
+        goto error;
+    if (PQntuples(r) != 1) {
+        log_seterr(err, errlen, "document %" PRId64 " of run '%s' has no sequence %" PRId32
+                   " (none stored yet, or no such cut)", doc_id, run, seq_no);
+        rc = 1;
+        goto error;
+    }
+    snprintf(out->kind, sizeof out->kind, "%s", PQgetvalue(r, 0, 0));
+    out->cut = (int32_t)strtol(PQgetvalue(r, 0, 1), NULL, 10);
+    out->sample_idx = (int32_t)strtol(PQgetvalue(r, 0, 2), NULL, 10);
+    out->seed = (uint64_t)strtoll(PQgetvalue(r, 0, 3), NULL, 10); /* the bigint's two's complement bits */
+    out->temperature = strtof(PQgetvalue(r, 0, 4), NULL);
+    out->top_k = (int32_t)strtol(PQgetvalue(r, 0, 5), NULL, 10);
+    out->top_p = strtof(PQgetvalue(r, 0, 6), NULL);
+    out->n_tokens = (int32_t)strtol(PQgetvalue(r, 0, 7), NULL, 10);
+    PQclear(r);
+    r = NULL;
+    /* float4 as text: PostgreSQL 12+ prints the shortest string that reads
+     * back to the same float (extra_float_digits 1), so strtof is exact. */
+    if (db_exec(db,
+                "SELECT pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len FROM token_view "
+                "WHERE run_id = $1 AND doc_id = $2 AND seq_no = $3 ORDER BY pos",
+                3, params, &r, err, errlen, "reading the token rows"))
+        goto error;
+    size_t n = (size_t)PQntuples(r);
+    if (!(out->toks = calloc(n ? n : 1, sizeof *out->toks))) goto oom;
+    out->n_toks = n;
+    for (size_t i = 0; i < n; i++) {
+        db_stored_tok_t *t = &out->toks[i];
+        int row = (int)i;
+        t->pos = (int32_t)strtol(PQgetvalue(r, row, 0), NULL, 10);
+        t->token_id = (int32_t)strtol(PQgetvalue(r, row, 1), NULL, 10);
+        t->logprob = strtof(PQgetvalue(r, row, 2), NULL);
+        t->entropy = strtof(PQgetvalue(r, row, 3), NULL);
+        t->rank = (int32_t)strtol(PQgetvalue(r, row, 4), NULL, 10);
+        t->top1_logprob = strtof(PQgetvalue(r, row, 5), NULL);
+        t->varentropy = strtof(PQgetvalue(r, row, 6), NULL);
+        t->context_len = (int32_t)strtol(PQgetvalue(r, row, 7), NULL, 10);
+    }
+    PQclear(r);
+    return 0;
+oom:
+    log_seterr(err, errlen, "database: out of memory reading the sequence");
+error:
+    PQclear(r);
+    db_stored_seq_free(out);
+    return rc > 0 ? 1 : -1;
+}
+
+int db_doc_seq_nos(db_t *db, const char *run, int64_t doc_id, int32_t **seq_nos, size_t *n, char *err,
+                   size_t errlen) {
+    *seq_nos = NULL, *n = 0;
+    char d[32];
+    snprintf(d, sizeof d, "%" PRId64, doc_id);
+    PGresult *r;
+    if (db_exec(db,
+                "SELECT r.run_id, s.seq_no FROM runs r LEFT JOIN sequences s ON s.run_id = r.run_id AND s.doc_id = $2 "
+                "WHERE r.run_id = (SELECT run_id FROM runs WHERE name = $1 OR run_id::text = $1 "
+                "ORDER BY name = $1 DESC LIMIT 1) ORDER BY s.seq_no",
+                2, (const char *const[]){run, d}, &r, err, errlen, "listing the sequences"))
+        return -1;
+    size_t rows = (size_t)PQntuples(r);
+    if (rows == 0) {
+        PQclear(r);
+        log_seterr(err, errlen, "no run is named '%s'", run);
+        return 1;
+    }
+    if (!(*seq_nos = malloc(rows * sizeof **seq_nos))) {
+        PQclear(r);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    for (size_t i = 0; i < rows; i++)
+        if (!PQgetisnull(r, (int)i, 1)) (*seq_nos)[(*n)++] = (int32_t)strtol(PQgetvalue(r, (int)i, 1), NULL, 10);
+    PQclear(r);
+    return 0;
+}

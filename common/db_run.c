@@ -123,6 +123,73 @@ int db_run_find(db_t *db, const char *name_or_id, int64_t *run_id, char *err, si
     return found ? 0 : 1;
 }
 
+/* The partitions of the run: children of every table in this schema that is
+ * list-partitioned by a single column named run_id, whose bound is exactly
+ * this run (PostgreSQL deparses a list bound of a bigint key as
+ * FOR VALUES IN ('<id>')).  Found from the catalog rather than by name, so
+ * that tables partitioned by run later on are dropped too. */
+static const char *const k_run_partitions =
+    "SELECT n.nspname, c.relname FROM pg_partitioned_table p "
+    "JOIN pg_class t ON t.oid = p.partrelid "
+    "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] "
+    "JOIN pg_inherits i ON i.inhparent = p.partrelid "
+    "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE t.relnamespace = current_schema()::regnamespace AND p.partstrat = 'l' AND p.partnatts = 1 "
+    "AND a.attname = 'run_id' AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (''%s'')', $1::bigint) "
+    "ORDER BY 1, 2";
+
+int db_run_drop(db_t *db, int64_t run_id, int *n_partitions, char *err, size_t errlen) {
+    char id[32], *sql = NULL;
+    PGresult *r = NULL;
+    int rc = -1;
+    *n_partitions = 0;
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *const p[] = {id};
+    if (db_exec(db, "BEGIN", 0, NULL, NULL, err, errlen, "dropping the run") ||
+        db_exec(db, "SELECT 1 FROM runs WHERE run_id = $1 FOR UPDATE", 1, p, &r, err, errlen, "dropping the run"))
+        goto error;
+    if (PQntuples(r) != 1) {
+        rc = 1;
+        goto error;
+    }
+    PQclear(r);
+    r = NULL;
+    /* Rows first (documents, jobs, rollups: ON DELETE CASCADE),
+     * under row locks that leave other runs alone; then the partitions,
+     * whose DROP locks their parent tables for every run until COMMIT, so
+     * that comes last and waits for those locks at most lock_timeout. */
+    if (db_exec(db, "DELETE FROM runs WHERE run_id = $1", 1, p, NULL, err, errlen, "deleting the run's rows") ||
+        db_exec(db, "SET LOCAL lock_timeout = '30s'", 0, NULL, NULL, err, errlen, "dropping the run") ||
+        db_exec(db, k_run_partitions, 1, p, &r, err, errlen, "finding the run's partitions"))
+        goto error;
+    for (int i = 0; i < PQntuples(r); i++) {
+        char *nsp = PQescapeIdentifier(db->c, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+        char *rel = PQescapeIdentifier(db->c, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+        size_t len = nsp && rel ? strlen(nsp) + strlen(rel) + 16 : 0;
+        sql = len ? malloc(len) : NULL;
+        if (sql) snprintf(sql, len, "DROP TABLE %s.%s", nsp, rel);
+        PQfreemem(nsp);
+        PQfreemem(rel);
+        if (!sql) {
+            log_seterr(err, errlen, "database: out of memory");
+            goto error;
+        }
+        if (db_exec(db, sql, 0, NULL, NULL, err, errlen, "dropping a partition of the run")) goto error;
+        free(sql);
+        sql = NULL;
+        ++*n_partitions;
+    }
+    if (db_exec(db, "COMMIT", 0, NULL, NULL, err, errlen, "dropping the run")) goto error;
+    PQclear(r);
+    return 0;
+error:
+    free(sql);
+    PQclear(r);
+    db_rollback(db);
+    if (rc < 0) *n_partitions = 0;
+    return rc;
+}
+
 /* ---- loading documents and jobs --------------------------------------- */
 
 typedef struct {

@@ -20,6 +20,7 @@
 
 #include "curve.h"
 #include "log.h"
+#include "now.h"
 #include "ratelimit.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -45,12 +46,6 @@ struct auth {
     auth_stats_t stats;
     zap_req_t req; /* the request being answered (kept here: 16 KiB) */
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int key_cmp(const void *a, const void *b) {
     return memcmp(((const curve_pubkey_t *)a)->key, ((const curve_pubkey_t *)b)->key, CURVE_KEY_BYTES);

@@ -9,6 +9,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "now.h"
 
 typedef enum { PHASE_READ, PHASE_SEND, PHASE_ANALYZE, PHASE_DONE } phase_t;
 
@@ -33,12 +34,6 @@ struct load {
     int64_t batches;
     double t0;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 load_t *load_new(db_t *db, int64_t run_id, corpus_t *corpus, int64_t next_doc, int64_t next_job, long job_docs,
                  long job_bytes, char *err, size_t errlen) {

@@ -62,15 +62,11 @@
 #include "ratelimit.h"
 #include "resume.h"
 #include "wire.h"
+#include "now.h"
+#include "num.h"
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 typedef struct {
     const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
@@ -125,21 +121,20 @@ static void usage(FILE *f) {
 }
 
 static long num(const char *s, const char *what, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        log_error("%s: '%s' is not an integer in [%ld, %ld]", what, s, lo, hi);
+    char err[LOG_ERRLEN];
+    long v;
+    if (num_long(s, what, lo, hi, &v, err, sizeof err)) {
+        log_error("%s", err);
         exit(2);
     }
     return v;
 }
 
 static double fnum(const char *s, const char *what, double lo, double hi) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi)) {
-        log_error("%s: '%s' is not a number in [%g, %g]", what, s, lo, hi);
+    char err[LOG_ERRLEN];
+    double v;
+    if (num_double(s, what, lo, hi, &v, err, sizeof err)) {
+        log_error("%s", err);
         exit(2);
     }
     return v;
@@ -167,7 +162,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     o->bind = "tcp://*:5555";
     o->text_field = "text";
     o->id_field = "id";
-    o->s = (wire_settings_t){512, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
+    o->s = (wire_settings_t){WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
     o->s.prefix_lengths = o->prefix_buf;
     o->job_docs = 64;
     o->job_bytes = 256 * 1024;
@@ -385,8 +380,10 @@ static void release_job_limit(coord_t *c, int64_t job_id, uint64_t token, const 
         if (q_push(c, job_id)) log_error("out of memory requeueing job %" PRId64, job_id);
     } else if (r == DB_RELEASE_FAILED) {
         c->failed++;
-        log_error("job %" PRId64 " failed (%s): %s", job_id, max_attempts ? "attempts exhausted" : "not retryable",
-                  reason);
+        if (max_attempts)
+            log_error("job %" PRId64 " failed after %d attempts: %s", job_id, max_attempts, reason);
+        else
+            log_error("job %" PRId64 " failed (the worker says it cannot succeed): %s", job_id, reason);
     }
 }
 
@@ -905,7 +902,7 @@ int main(int argc, char **argv) {
                  "requeued", c.n_adopted, 2 * o.heartbeat * o.liveness);
     }
     /* (Only now: starting up, waiting for a lock is right, e.g. for a stopped
-     * worker's commit while the leased jobs are requeued.) */
+     * worker's commit while the leases are read.) */
     if (db_set_timeout(db, "lock_timeout", lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
     c.fleet = fleet_new();
     c.t0_ms = now_ms();

@@ -4,8 +4,15 @@
 # Run as root (or with sudo available).  Idempotent.
 #   --packages   only print the Debian packages it installs, one line
 #                (.ci/run passes them to apt-get itself).
+#   -h, --help   this text (installs nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+  "" | --packages) ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "install-deps.sh: unknown option '$1' (see install-deps.sh --help)" >&2; exit 2 ;;
+esac
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -13,7 +20,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(build-essential cmake pkg-config
       libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libpq-dev postgresql postgresql-contrib libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
-      ca-certificates curl bc)
+      ca-certificates curl bc python3
+      slurm-wlm munge)   # slurm-wlm, munge: tests/test_slurm.sh runs a one-machine Slurm
 # Node.js may come from elsewhere (nodesource bundles npm); Debian's otherwise.
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)

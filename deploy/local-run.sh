@@ -4,8 +4,9 @@
 #   deploy/local-run.sh [--db CONNINFO] [--model PATH] [--workers N] [--run NAME]
 #                       [--data DIR] [-- COORDINATOR-OPTIONS...] [CORPUS...]
 #
-# Starts a private PostgreSQL cluster in DIR/pg (default data/pg; skipped when
-# --db is given or PGHOST/PGDATABASE are set), applies the schema, starts a
+# Starts a private PostgreSQL cluster in DIR/pg (DIR defaults to data/ in a
+# checkout, ~/.local/share/tokshift when installed; skipped when --db is
+# given or PGHOST/PGDATABASE are set), applies the schema, starts a
 # coordinator on a free loopback port and N workers (default: one per core),
 # runs CORPUS (default: the demo stories) with the demo model (fetched and
 # verified by deploy/fetch-model.sh unless --model is given) to completion,
@@ -14,11 +15,18 @@
 # query the results with psql.  Logs go to DIR/logs.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${TOKSHIFT_BUILD:-$ROOT/build}
 PROG=local-run.sh
+# The programs: TOKSHIFT_BUILD, else a checkout's build/, else (installed by
+# `cmake --install` or the .deb: this script is PREFIX/share/tokshift/deploy/)
+# PREFIX/bin.  An installed script keeps its data under the user's home.
+data=$ROOT/data
+if [ -n "${TOKSHIFT_BUILD:-}" ]; then BUILD=$TOKSHIFT_BUILD
+elif [ ! -d "$ROOT/build" ] && [ -x "$ROOT/../../bin/tokshift" ]; then
+  BUILD=$(cd "$ROOT/../../bin" && pwd); data=${XDG_DATA_HOME:-${HOME:-.}/.local/share}/tokshift
+else BUILD=$ROOT/build; fi
 die() { echo "$PROG: error: $1" >&2; [ $# -gt 1 ] && echo "$PROG: hint: $2" >&2; exit 1; }
 
-db="" model="" workers=$(nproc) run="local-$(date +%Y%m%d-%H%M%S)" data=$ROOT/data data_given=0 coord_opts=() corpus=()
+db="" model="" workers=$(nproc) run="local-$(date +%Y%m%d-%H%M%S)" data_given=0 coord_opts=() corpus=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --db) db=$2; shift 2 ;;
@@ -33,6 +41,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#corpus[@]} -gt 0 ] || corpus=("$ROOT/deploy/demo/stories.jsonl")
+data=$(realpath -m "$data")  # the closing hint must work from any directory
 for b in tokshift tokshift-coordinator tokshift-worker; do
   [ -x "$BUILD/$b" ] || die "$BUILD/$b is missing" "build first: cmake -B build -S . && cmake --build build -j"
 done
@@ -64,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "tokshift: run '$run': ${#corpus[@]} corpus file(s), model $(basename "$model"), $workers worker(s); logs in $data/logs" >&2
+echo "tokshift: run '$run': ${#corpus[@]} corpus file(s), model $(basename "$model"), $workers worker(s), programs in $BUILD; logs in $data/logs" >&2
 "$BUILD/tokshift-coordinator" --run "$run" --model "$model" --db "$db" --bind "$endpoint" \
   --prefix-lengths 16,32,64 --cont-len 32 --samples 8 --job-docs 4 "${coord_opts[@]}" "${corpus[@]}" \
   > "$data/logs/$run-summary.txt" 2> >(tee "$data/logs/$run-coordinator.log" | grep --line-buffered -E 'jobs|error|warn' >&2) &
@@ -87,7 +96,7 @@ echo "Human vs model, by position after the cut (run '$run'; surprisal, entropy 
 cat "$data/logs/$run-summary.txt"
 echo
 if [ $started_pg = 1 ]; then
-  echo "Query the results: psql \"\$(deploy/pg-cluster.sh start $data/pg)\" -c 'SELECT * FROM shift_by_bucket'"
+  echo "Query the results: psql \"\$($ROOT/deploy/pg-cluster.sh start $data/pg)\" -c 'SELECT * FROM shift_by_bucket'"
 else
   echo "Query the results: psql \"$db\" -c 'SELECT * FROM shift_by_bucket'"
 fi

@@ -50,6 +50,11 @@ typedef enum {
     WIRE_SHUTDOWN = 8,
 } wire_type_t;
 
+/* The default window (W) of a run (tokshift-coordinator --window) and of
+ * `tokshift score`, so that scoring a text by hand reproduces a run's rows
+ * by default; both default the stride to W / 2. */
+#define WIRE_DEFAULT_WINDOW 512
+
 /* Why a SHUTDOWN (tokshift.proto's ShutdownCode); the worker's exit status
  * follows it, never the reason text. */
 typedef enum {

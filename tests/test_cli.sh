@@ -99,5 +99,40 @@ head -c 100000 "$M" > "$TMP/trunc.gguf"
 printf 'GGUF\x03\x00\x00\x00' > "$TMP/tiny.gguf"
 "$BIN" tokenize --model "$TMP/tiny.gguf" < /dev/null 2> "$TMP/err"; [ $? -eq 1 ] && grep -q 'too short' "$TMP/err" || fail "tiny model: $(cat "$TMP/err")"
 
+# 5. Seeds as the database stores them (issue 9): a negative bigint is the
+# same 64 bits as its unsigned value.
+a=$("$BIN" generate --model "$M" -n 30 --seed -4904984427566224562 --print-ids)
+b=$("$BIN" generate --model "$M" -n 30 --seed 13541759646143327054 --print-ids)
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "--seed -4904984427566224562 and 13541759646143327054 must be the same seed: '$a' vs '$b'"
+[ "$("$BIN" generate --model "$M" -n 5 --seed -1 --print-ids)" = "$("$BIN" generate --model "$M" -n 5 --seed 18446744073709551615 --print-ids)" ] || fail "--seed -1 is 2^64-1"
+for s in 18446744073709551616 -9223372036854775809 1x - ''; do
+  "$BIN" generate --model "$M" -n 1 --seed "$s" > /dev/null 2>&1; [ $? -eq 2 ] || fail "--seed '$s' must be a usage error"
+done
+
+# 6. Papercuts: generate needs -n; unknown options point at --help;
+# score's default window is a run's (512) and --strip drops the newline;
+# tokenize reads a vocabulary-only GGUF; the worker refuses an endpoint
+# without a transport and a non-number.
+"$BIN" generate --model "$M" > /dev/null 2> "$TMP/err"; [ $? -eq 2 ] && grep -q -- '-n N' "$TMP/err" || fail "generate without -n: $(cat "$TMP/err")"
+for c in tokenize generate score regenerate status report keygen; do
+  "$BIN" $c --no-such-option > /dev/null 2> "$TMP/err"; [ $? -eq 2 ] && grep -q "tokshift $c --help" "$TMP/err" || fail "$c with an unknown option: $(cat "$TMP/err")"
+done
+"$BIN" regenerate > /dev/null 2>&1; [ $? -eq 2 ] || fail "regenerate without RUN DOC must exit 2"
+"$BIN" regenerate --help | grep -q 'usage: tokshift regenerate' || fail "regenerate --help"
+"$BIN" score --help | grep -q 'Hugging Face' || fail "score --help does not mention Hugging Face directories"
+for i in $(seq 60); do printf 'Lily and Tom played with a big red ball in the park. '; done > "$TMP/longer.txt"
+"$BIN" score --model "$M" < "$TMP/longer.txt" > "$TMP/longer.tsv" || fail "score of a long text"
+[ "$(awk -F'\t' 'NR > 1 && $9 > m { m = $9 } END { print m }' "$TMP/longer.tsv")" = 511 ] || fail "score's default window is not 512 (max context $(awk -F'\t' 'NR > 1 && $9 > m { m = $9 } END { print m }' "$TMP/longer.tsv"))"
+awk -F'\t' '$1 == 512 && $9 != 256 { bad = 1 } END { exit bad }' "$TMP/longer.tsv" || fail "score's default stride is not 256"
+[ "$(printf 'The end.\n' | "$BIN" score --model "$M" --strip | wc -l)" -eq "$(printf 'The end.' | "$BIN" tokenize --model "$M" --bos | wc -w)" ] || fail "score --strip keeps the newline"
+[ "$(printf 'The end.\n' | "$BIN" score --model "$M" | wc -l)" -gt "$(printf 'The end.\n' | "$BIN" score --model "$M" --strip | wc -l)" ] || fail "without --strip the newline is scored"
+V=$TOKSHIFT_TESTDATA/vocab/ggml-vocab-llama-spm.gguf
+if [ -f "$V" ]; then
+  [ -n "$(printf 'Hello world' | "$BIN" tokenize --model "$V" 2> "$TMP/err")" ] || fail "tokenize with a vocabulary-only GGUF: $(cat "$TMP/err")"
+fi
+W=$(dirname "$BIN")/tokshift-worker
+"$W" --connect localhost:5555 --model "$M" > /dev/null 2> "$TMP/err"; [ $? -eq 2 ] && grep -q 'tcp://localhost:5555' "$TMP/err" || fail "worker --connect without tcp://: $(cat "$TMP/err")"
+"$W" --connect tcp://127.0.0.1:1 --model "$M" --threads abc > /dev/null 2> "$TMP/err"; [ $? -eq 2 ] && grep -q -- '--threads' "$TMP/err" || fail "worker --threads abc: $(cat "$TMP/err")"
+
 if [ $fails -ne 0 ]; then echo "test_cli: $fails failure(s)"; exit 1; fi
 echo "test_cli: ok"

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "testutil.h"
+#include "now.h"
 
 static char err[LOG_ERRLEN];
 static char dir[256];
@@ -59,12 +60,6 @@ static void write_file(const char *path, const char *text, size_t len, mode_t mo
 static mode_t mode_of(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? (st.st_mode & 07777) : (mode_t)-1;
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- key files ------------------------------------------------------------ */

@@ -26,6 +26,11 @@ trap 'exit 1' INT TERM HUP
 for f in "$PG" "$FETCH"; do [ -x "$f" ] || fail "$f is not executable"; done
 command -v psql >/dev/null 2>&1 || { echo "FAIL: psql is not installed (deploy/install-deps.sh installs it)"; exit 1; }
 
+# install-deps.sh --help explains and installs nothing (it exits before any
+# apt-get); an unknown option is a usage error.
+h=$(deploy/install-deps.sh --help 2>&1) && echo "$h" | grep -q -- '--packages' || fail "install-deps.sh --help: $h"
+deploy/install-deps.sh --frobnicate >/dev/null 2>&1; [ $? -eq 2 ] || fail "install-deps.sh with an unknown option must exit 2"
+
 # ---------------------------------------------------------------- cluster
 conninfo_re='^host=127\.0\.0\.1 port=[0-9]+ dbname=tokshift user=[^ ]+$'
 C=$("$PG" start "$D" 2> "$TMP/start.err") || { cat "$TMP/start.err"; fail "pg-cluster.sh start exited non-zero"; }

@@ -1,9 +1,17 @@
 /* test_kernels.c - every optimised kernel against its plain reference on
- * random inputs of awkward shapes (odd, prime, 1, larger than a BLAS block).
- * Tolerance: |fast - ref| <= 1e-5 * (1 + sum |x_i w_i|), the rounding bound
- * of an fp32 dot product of this length with a margin. */
+ * random inputs of awkward shapes (odd, prime, 1, larger than a BLAS block),
+ * and the same matrix product summed in different orders.
+ *
+ * Tolerances (errbound.h): an fp32 sum of k terms in any order is within
+ * gamma_k = k u / (1 - k u) of the exact value, relative to the sum of the
+ * terms' magnitudes (u = 2^-24); the reference (double sums, one rounding)
+ * is within u (1 + tiny).  So each way of computing Y = X W^T + beta Y
+ * (in products, the old y: in + 1 terms) is within gamma_{in+1} * mag of
+ * the exact value, and any two within twice that. */
+#include <cblas.h>
 #include <math.h>
 
+#include "errbound.h"
 #include "kernels.h"
 #include "testutil.h"
 
@@ -20,20 +28,111 @@ static void check_matmul(int T, int in, int out) {
     for (int i = 0; i < out * in; i++) w[i] = frand();
     for (int i = 0; i < T * out; i++) y1[i] = y2[i] = frand(); /* for beta = 1 */
     for (int beta = 0; beta <= 1; beta++) {
+        float *yold = malloc(sizeof(float) * T * out);
+        memcpy(yold, y1, sizeof(float) * T * out);
         kern_matmul(y1, out, x, w, T, in, out, (float)beta);
         kern_matmul_ref(y2, out, x, w, T, in, out, (float)beta);
-        double worst = 0;
+        double worst = 0; /* in units of the bound */
         for (int t = 0; t < T; t++)
             for (int o = 0; o < out; o++) {
-                double mag = 1;
+                double mag = beta * fabs(yold[t * out + o]);
                 for (int i = 0; i < in; i++) mag += fabs((double)x[t * in + i] * w[o * in + i]);
-                double d = fabs(y1[t * out + o] - y2[t * out + o]) / mag;
+                double d = fabs(y1[t * out + o] - y2[t * out + o]) / (2 * eb_gamma(in + 1) * mag + 0x1p-149);
                 if (d > worst) worst = d;
             }
-        TU_CHECK(worst <= 1e-5, "matmul T=%d in=%d out=%d beta=%d: relative error %g", T, in, out, beta, worst);
+        free(yold);
+        TU_CHECK(worst <= 1, "matmul T=%d in=%d out=%d beta=%d: error %g of the bound", T, in, out, beta, worst);
         memcpy(y1, y2, sizeof(float) * T * out);
     }
     free(x), free(w), free(y1), free(y2);
+}
+
+/* ---- one product, many summation orders -----------------------------------
+ * Y[T][out] = X[T][in] W[out][in]^T computed as one sgemm, as sgemm's on
+ * column panels of W (7 outputs at a time), row by row (sgemv), element by
+ * element (sdot), by naive fp32 loops forwards and backwards (the order
+ * with the largest error growth), and by the reference kernel; each against
+ * the exact value (a long double sum of the exact fp32 products: < 2^-64
+ * relative) within gamma_in * mag, and every pair within twice that. */
+enum { ORD_GEMM, ORD_PANELS, ORD_GEMV, ORD_DOT, ORD_NAIVE, ORD_BACKWARDS, ORD_REF, N_ORD };
+static const char *g_ord_name[N_ORD] = {"sgemm", "column panels", "sgemv rows", "sdot", "naive fp32",
+                                        "backwards fp32", "reference"};
+
+static void product(int ord, float *y, const float *x, const float *w, int T, int in, int out) {
+    switch (ord) {
+    case ORD_GEMM:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+        break;
+    case ORD_PANELS:
+        for (int o0 = 0; o0 < out; o0 += 7) {
+            int p = out - o0 < 7 ? out - o0 : 7;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, p, in, 1.0f, x, in, w + (size_t)o0 * in, in,
+                        0.0f, y + o0, out);
+        }
+        break;
+    case ORD_GEMV:
+        for (int t = 0; t < T; t++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x + (size_t)t * in, 1, 0.0f,
+                        y + (size_t)t * out, 1);
+        break;
+    case ORD_DOT:
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < out; o++) y[t * out + o] = cblas_sdot(in, x + (size_t)t * in, 1, w + (size_t)o * in, 1);
+        break;
+    case ORD_NAIVE:
+    case ORD_BACKWARDS:
+        for (int t = 0; t < T; t++)
+            for (int o = 0; o < out; o++) {
+                volatile float s = 0; /* no reassociation, no wider accumulator */
+                for (int k = 0; k < in; k++) {
+                    int i = ord == ORD_NAIVE ? k : in - 1 - k;
+                    float p = x[t * in + i] * w[o * in + i];
+                    s = s + p;
+                }
+                y[t * out + o] = s;
+            }
+        break;
+    default: kern_matmul_ref(y, out, x, w, T, in, out, 0.0f);
+    }
+}
+
+static void check_orders(int T, int out, int in, double scale) {
+    float *x = malloc(sizeof(float) * T * in), *w = malloc(sizeof(float) * out * in);
+    float *y[N_ORD];
+    for (int i = 0; i < T * in; i++) x[i] = (float)(scale * frand());
+    for (int i = 0; i < out * in; i++) w[i] = frand() + 0.25f; /* a bias: partial sums grow, errors too */
+    for (int k = 0; k < N_ORD; k++) product(k, y[k] = malloc(sizeof(float) * T * out), x, w, T, in, out);
+    double worst[N_ORD] = {0}, pair = 0, spread = 0;
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < out; o++) {
+            long double exact = 0;
+            double mag = 0;
+            for (int i = 0; i < in; i++) {
+                double p = (double)x[t * in + i] * w[o * in + i]; /* exact: 24 x 24 bits */
+                exact += p, mag += fabs(p);
+            }
+            double bound = eb_gamma(in) * mag + 0x1p-149;
+            for (int k = 0; k < N_ORD; k++) {
+                double yk = y[k][t * out + o];
+                worst[k] = fmax(worst[k], fabs(yk - (double)exact) / bound);
+                for (int j = 0; j < k; j++) {
+                    double dj = fabs(yk - y[j][t * out + o]);
+                    pair = fmax(pair, dj / (2 * bound));
+                    spread = fmax(spread, dj);
+                }
+            }
+        }
+    for (int k = 0; k < N_ORD; k++)
+        TU_CHECK(worst[k] <= 1, "%dx%dx%d %s: error %.3g of gamma_%d", T, out, in, g_ord_name[k], worst[k], in);
+    TU_CHECK(pair <= 1, "%dx%dx%d: two orders differ by %.3g of twice the bound", T, out, in, pair);
+    /* the orders really differ (else this test could not fail): beyond one
+     * term, the fp32 orders round differently somewhere */
+    if ((long)T * out * in >= 100000)
+        TU_CHECK(spread > 0, "%dx%dx%d: every order gave the same bits", T, out, in);
+    fprintf(stderr, "orders %3dx%3dx%3d: worst %.2f of gamma_n (naive %.2f, sgemm %.2f), max spread %.2g\n", T, out, in,
+            fmax(fmax(worst[0], worst[1]), fmax(worst[2], worst[3])), worst[ORD_NAIVE], worst[ORD_GEMM], spread);
+    for (int k = 0; k < N_ORD; k++) free(y[k]);
+    free(x), free(w);
 }
 
 static void check_attention(int T, int pos0, int hd, int kvs) {
@@ -49,8 +148,16 @@ static void check_attention(int T, int pos0, int hd, int kvs) {
         kern_attention_row(o2, q + t * qs, k, v, kvs, pos0 + t, hd, srow);
         for (int i = 0; i < hd; i++) worst = fmax(worst, fabs(o1[t * os + i] - o2[i]));
     }
-    /* Outputs are convex combinations of values in [-1, 1]. */
-    TU_CHECK(worst <= 1e-5, "attention T=%d pos0=%d hd=%d: max error %g", T, pos0, hd, worst);
+    /* Outputs are convex combinations of values in [-1, 1]: p_j v_j summed
+     * over L terms (gamma_L), each p_j off by the scores' rounding (hd
+     * products of |q k| <= 9 scaled by 1/sqrt(hd): gamma_{hd+1} 9 sqrt(hd)
+     * in the exponent, which moves p_j by twice that relatively) plus
+     * softmax's own (s_j - max: u |s_j - max| <= u 18 sqrt(hd); exp, 1/sum,
+     * product: 4 u; the sum: gamma_L), and |v_j| <= 1: twice, for the two
+     * paths. */
+    double sq = sqrt(hd);
+    double bound = 2 * (eb_gamma(L) + 2 * eb_gamma(hd + 1) * 9 * sq + EB_U * 18 * sq + 4 * EB_U + eb_gamma(L));
+    TU_CHECK(worst <= bound, "attention T=%d pos0=%d hd=%d: max error %g", T, pos0, hd, worst);
     free(q), free(k), free(v), free(o1), free(o2), free(scores), free(srow);
 }
 
@@ -62,6 +169,10 @@ int main(void) {
     for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)
         for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
             for (size_t c = 0; c < sizeof outs / sizeof *outs; c++) check_matmul(Ts[a], ins[b], outs[c]);
+    int shapes[][3] = {{1, 1, 1}, {1, 1, 257}, {7, 13, 129}, {63, 65, 257}, {31, 37, 211}, {2, 3, 1031},
+                       {17, 127, 64}, {1, 509, 172}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int sc = 0; sc < 2; sc++) check_orders(shapes[i][0], shapes[i][1], shapes[i][2], sc ? 1000.0 : 1.0);
     int aT[] = {1, 2, 5, 31, 70};
     int ap[] = {0, 1, 9, 100};
     int ahd[] = {1, 8, 13, 64};
@@ -75,7 +186,9 @@ int main(void) {
     kern_rmsnorm(y, x, g, 37, 0);
     double ss = 0;
     for (int i = 0; i < 37; i++) ss += (double)y[i] * y[i];
-    TU_CHECK(fabs(ss / 37 - 1) < 1e-5, "rmsnorm mean square %g", ss / 37);
+    /* y_i = x_i s (1 + d): s rounded to fp32, x*s, *g (exact for 1): |d| <= 2 u
+     * to first order plus s's u, so y_i^2 within 6 u of x_i^2 s^2. */
+    TU_CHECK(fabs(ss / 37 - 1) <= 6.01 * EB_U, "rmsnorm mean square %.9g", ss / 37);
 
     /* RoPE is a rotation: norms of pairs are kept, position 0 is identity. */
     float r[16], r0[16];
@@ -85,7 +198,9 @@ int main(void) {
     kern_rope(r, 2, 8, 6, 37, 10000);
     for (int i = 0; i < 16; i += 2) {
         double n0 = hypot(r0[i], r0[i + 1]), n1 = hypot(r[i], r[i + 1]);
-        TU_CHECK(fabs(n0 - n1) < 1e-6, "rope pair %d norm %g -> %g", i, n0, n1);
+        /* cos and sin rounded (c^2 + s^2 within 2 u of 1: u of the norm), then
+         * a c - b s: two roundings (gamma_2 of |a c| + |b s| <= sqrt2 n0). */
+        TU_CHECK(fabs(n0 - n1) <= (EB_U + eb_gamma(2) * sqrt(2)) * n0 + 1e-300, "rope pair %d norm %g -> %g", i, n0, n1);
     }
     TU_CHECK(r[6] == r0[6] && r[7] == r0[7], "dims past rope_dim must be untouched");
     return tu_finish("test_kernels");

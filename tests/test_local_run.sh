@@ -16,6 +16,11 @@ echo "$out"
 echo "$out" | grep -q 'positions  n_human  n_model' || fail "no summary table"
 [ "$(echo "$out" | grep -cE '^ +[0-9]+(-[0-9]+)? +[0-9]+ +[0-9]+ ')" -ge 5 ] || fail "summary has fewer than 5 position buckets"
 grep -q "docs 40/40" "$TMP/err" || fail "not every demo document was measured: $(grep finished "$TMP/err")"
+# The closing hint works from any directory (absolute paths): run its
+# cluster command from /.
+hint=$(echo "$out" | sed -n 's/^Query the results: psql "\$(\(.*\))" -c .*/\1/p')
+[ -n "$hint" ] || fail "no closing hint with the cluster command: $(echo "$out" | tail -2)"
+(cd / && eval "$hint" >/dev/null 2>&1) || fail "the closing hint's '$hint' fails outside the checkout"
 
 # tokshift report: the HTML page (one inline SVG per plot) and the CSV files,
 # whose rows match the views'.  local-run.sh stopped the cluster; restart it.

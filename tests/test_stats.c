@@ -13,16 +13,30 @@ static double urand(void) {
     return (double)(g_rng >> 11) * 0x1.0p-53;
 }
 
+/* Tolerances, from the arithmetic in double (eps = 2^-53): both versions
+ * sum n terms (each through exp, a product or two and, in the one-pass
+ * version, at most one rescaling by exp(delta) per new maximum: k = 6
+ * roundings per term, so within gamma_{6n} of each sum's magnitude).  With
+ * u = l - max <= 0 and p the softmax: logprob and top1 move by the relative
+ * error of s0 (plus one rounding of their own values); the entropy
+ * ln s0 - E[u] by that much times (1 + 2 E|u|); the varentropy E[u^2] -
+ * E[u]^2 by that much times 2 (E[u^2] + E[u]^2) = 2 (var + 2 mu^2).  Each
+ * side within its bound, so the two within twice it. */
 static void compare(const float *l, int n, int tok, const char *what) {
     stats_t a, b;
     char err[LOG_ERRLEN];
     TU_REQUIRE(stats_compute(l, n, tok, &a, err, sizeof err) == 0, "%s: %s", what, err);
     stats_compute_ref(l, n, tok, &b);
-    TU_CHECK(fabs(a.logprob - b.logprob) < 1e-9 * (1 + fabs(b.logprob)), "%s logprob %.12g vs %.12g", what, a.logprob, b.logprob);
-    TU_CHECK(fabs(a.entropy - b.entropy) < 1e-9, "%s entropy %.12g vs %.12g", what, a.entropy, b.entropy);
-    TU_CHECK(fabs(a.varentropy - b.varentropy) < 1e-7 * (1 + b.varentropy), "%s varentropy %.12g vs %.12g", what,
-             a.varentropy, b.varentropy);
-    TU_CHECK(fabs(a.top1_logprob - b.top1_logprob) < 1e-9, "%s top1", what);
+    double g = 6.0 * n * 0x1p-53 / (1 - 6.0 * n * 0x1p-53), mu = -(b.top1_logprob + b.entropy); /* E[u] */
+    double t_lp = 2 * g * (1 + fabs(b.logprob)), t_top = 2 * g * (1 + fabs(b.top1_logprob));
+    double t_h = 2 * g * (1 + 2 * fabs(mu) + b.entropy), t_v = 2 * g * 2 * (b.varentropy + 2 * mu * mu);
+    TU_CHECK(fabs(a.logprob - b.logprob) <= t_lp, "%s logprob %.12g vs %.12g (tolerance %.3g)", what, a.logprob,
+             b.logprob, t_lp);
+    TU_CHECK(fabs(a.entropy - b.entropy) <= t_h, "%s entropy %.12g vs %.12g (tolerance %.3g)", what, a.entropy,
+             b.entropy, t_h);
+    TU_CHECK(fabs(a.varentropy - b.varentropy) <= t_v, "%s varentropy %.12g vs %.12g (tolerance %.3g)", what,
+             a.varentropy, b.varentropy, t_v);
+    TU_CHECK(fabs(a.top1_logprob - b.top1_logprob) <= t_top, "%s top1", what);
     TU_CHECK(a.rank == b.rank, "%s rank %d vs %d", what, a.rank, b.rank);
     TU_CHECK(isfinite(a.logprob) && isfinite(a.entropy) && isfinite(a.varentropy) && a.entropy >= -1e-12 &&
                  a.varentropy >= 0 && a.logprob <= 1e-12 && a.top1_logprob >= a.logprob,

@@ -763,8 +763,6 @@ static void test_long_documents(const tokenizer_t *t) {
 
 int main(void) {
     /* Needs no files. */
-    TU_CHECK(bpe_selftest() == 0, "bpe_selftest failed");
-    TU_CHECK(pretok_selftest() == 0, "pretok_selftest failed");
     test_regex_splits();
     test_small_vocab();
     test_gguf_fuzz();

@@ -117,9 +117,14 @@ int job_result_view(job_result_t *r, db_results_t *out) {
     for (size_t i = 0; i < r->seqs.n; i++) {
         db_seq_t *s = (db_seq_t *)r->seqs.p + i;
         size_t o = ((const size_t *)r->seq_off.p)[i];
+        n_toks += (size_t)s->n_tokens;
+        if (!s->n_tokens) { /* (the columns may be empty: no address to offset) */
+            s->token_id = s->rank = NULL;
+            s->logprob = s->entropy = s->top1_logprob = s->varentropy = NULL;
+            continue;
+        }
         s->token_id = tok + o, s->rank = rank + o;
         s->logprob = lp + o, s->entropy = h + o, s->top1_logprob = top1 + o, s->varentropy = var + o;
-        n_toks += (size_t)s->n_tokens;
     }
     *out = (db_results_t){.seqs = r->seqs.p, .n_seqs = r->seqs.n, .n_toks = n_toks,
                           .rollups = r->rollups.p, .n_rollups = r->rollups.n,
@@ -152,6 +157,7 @@ int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cu
                     .has_sample = kind == DB_KIND_SAMPLE};
     if (s->has_cut) s->cut = cut;
     if (s->has_sample) s->sample_idx = sample_idx, s->seed = seed;
+    if (!n) return 0;
     void *c[N_COLS];
     for (int k = 0; k < N_COLS; k++)
         if (!(c[k] = vec_push(&r->cols[k], n))) return -1;

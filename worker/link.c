@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "now.h"
 #include "ratelimit.h"
 
 struct link {
@@ -31,12 +32,6 @@ struct link {
     void *mon;
     ratelimit_t bad_log, handshake_log;
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Opens a DEALER to the coordinator and sends HELLO; NULL on failure. */
 static void *dealer_open(link_t *l) {

@@ -13,6 +13,9 @@
  *                                                        +--DONE/FAILED-- busy
  *   SHUTDOWN in any state: exit 0.  SIGTERM/SIGINT: idle -> exit 0; busy ->
  *   the job is handed back (FAILED, retryable) and the worker exits 0.
+ *   With --keep-serving, SHUTDOWN and a WELCOME for another model lead back
+ *   to waiting instead (the link says HELLO to whichever coordinator serves
+ *   next at the endpoint); only a signal ends the worker.
  *
  * What it is not: a scheduler; it keeps no state between jobs. */
 #include <errno.h>
@@ -33,6 +36,8 @@
 #include "job.h"
 #include "link.h"
 #include "log.h"
+#include "now.h"
+#include "num.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "utf8.h"
@@ -42,12 +47,6 @@
 
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -66,6 +65,8 @@ static void usage(FILE *f) {
             "      --curve-secret FILE      this worker's secret key (tokshift keygen; mode 0600)\n"
             "      --curve-server-key FILE  the coordinator's public key (its .pub): with both,\n"
             "                               traffic is CURVE-encrypted and the coordinator checks our key\n"
+            "      --keep-serving    stay when a run is over (or is for another model) and serve the\n"
+            "                        next coordinator at ENDPOINT; only SIGTERM/SIGINT end the worker\n"
             "  -h, --help            this text\n\n"
             "Exit status: 0 when the coordinator says the run is over or on SIGTERM, 1 on an\n"
             "error, 2 on bad usage, 3 when the run's model is not this worker's model.\n");
@@ -187,32 +188,44 @@ int main(int argc, char **argv) {
                                          {"curve-server-key", required_argument, 0, 1002},
                                          {"reconnect-ms", required_argument, 0, 'R'},
                                          {"reconnect-max-ms", required_argument, 0, 'X'},
+                                         {"keep-serving", no_argument, 0, 1003},
                                          {0}};
     const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
     const char *curve_secret = NULL, *curve_server = NULL;
-    int threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0, c;
-    while ((c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
+    long threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0;
+    int c, bad = 0, keep_serving = 0;
+    char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
+    while (!bad && (c = getopt_long(argc, argv, "c:m:d:t:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': endpoint = optarg; break;
         case 'm': model_path = optarg; break;
         case 'd': conninfo = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 't': bad = num_long(optarg, "--threads", 1, 4096, &threads, err, sizeof err); break;
         case 'n': name = optarg; break;
-        case 'H': heartbeat = atoi(optarg); break;
-        case 'L': liveness = atoi(optarg); break;
-        case 'R': reconnect_ms = atoi(optarg); break;
-        case 'X': reconnect_max_ms = atoi(optarg); break;
+        case 'H': bad = num_long(optarg, "--heartbeat", 10, 3600000, &heartbeat, err, sizeof err); break;
+        case 'L': bad = num_long(optarg, "--liveness", 1, 1000000, &liveness, err, sizeof err); break;
+        case 'R': bad = num_long(optarg, "--reconnect-ms", 1, 3600000, &reconnect_ms, err, sizeof err); break;
+        case 'X': bad = num_long(optarg, "--reconnect-max-ms", 1, 3600000, &reconnect_max_ms, err, sizeof err); break;
         case 1001: curve_secret = optarg; break;
         case 1002: curve_server = optarg; break;
+        case 1003: keep_serving = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n"); return 2;
         }
     }
-    if (!endpoint || !model_path || heartbeat < 10 || liveness < 1 || reconnect_ms < 0 || reconnect_max_ms < 0) {
-        usage(stderr);
+    if (!bad && (!endpoint || !model_path))
+        bad = log_seterr(err, sizeof err, "--connect ENDPOINT and --model PATH are required");
+    /* ZeroMQ wants a transport: without one it fails with EINVAL at every
+     * reconnect, which would look like a coordinator that never answers. */
+    if (!bad && !strstr(endpoint, "://"))
+        bad = log_seterr(err, sizeof err, "--connect '%s' has no transport: write tcp://%s (or ipc://PATH)", endpoint,
+                         endpoint);
+    if (optind < argc && !bad) bad = log_seterr(err, sizeof err, "unexpected argument '%s'", argv[optind]);
+    if (bad) {
+        log_error("%s", err);
+        fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n");
         return 2;
     }
-    char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
     gethostname(host, sizeof host - 1);
     snprintf(wname, sizeof wname, "%s:%d", host, (int)getpid());
     if (name) snprintf(wname, sizeof wname, "%s", name);
@@ -264,7 +277,7 @@ int main(int argc, char **argv) {
     hello.u.hello.threads = threads;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
-    link_opts_t lo = {heartbeat, liveness, reconnect_ms, reconnect_max_ms};
+    link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};
     link_t *link = link_new_curve(endpoint, &hello, &lo, curve_secret ? &curve : NULL, err, sizeof err);
     curve_keypair_wipe(&curve.keys);
     if (!link) log_die("check --connect", "%s", err);
@@ -287,7 +300,8 @@ int main(int argc, char **argv) {
             continue;
         }
         if (r == 1) {
-            if (!welcomed && now_s() - last_wait_log > 10) {
+            /* (between runs of a --keep-serving worker: every 10 minutes) */
+            if (!welcomed && now_s() - last_wait_log > (run_id ? 600 : 10)) {
                 log_info("waiting for the coordinator at %s", endpoint);
                 last_wait_log = now_s();
             }
@@ -296,9 +310,14 @@ int main(int argc, char **argv) {
         switch (msg.type) {
         case WIRE_WELCOME:
             if (strcmp(msg.u.welcome.model_identity, identity)) {
-                log_error("refusing run %lld: its model is %s, this worker's (%s) is %s",
-                          (long long)msg.u.welcome.run_id, msg.u.welcome.model_identity, model_path, identity);
+                log_error("refusing run %lld: its model is %s, this worker's (%s) is %s%s",
+                          (long long)msg.u.welcome.run_id, msg.u.welcome.model_identity, model_path, identity,
+                          keep_serving ? "; waiting for another run" : "");
                 wire_msg_clear(&msg);
+                if (keep_serving) {
+                    welcomed = 0;
+                    continue;
+                }
                 rc = EXIT_MISMATCH;
                 goto done;
             }
@@ -310,7 +329,7 @@ int main(int argc, char **argv) {
                 settings_from_wire(&welcome.u.welcome.settings, &settings);
                 experiment_destroy(&ex);
                 experiment_cont_t *cont = settings.cont.cont_len > 0 ? &settings.cont : NULL;
-                if (!(ex = experiment_new(m, settings.window, 512, cont, err, sizeof err))) {
+                if (!(ex = experiment_new(m, settings.window, EXPERIMENT_BATCH, cont, err, sizeof err))) {
                     log_error("run %lld: %s", (long long)run_id, err);
                     rc = 1;
                     goto done;
@@ -398,6 +417,12 @@ int main(int argc, char **argv) {
             log_info("coordinator: %s", msg.u.shutdown.reason ? msg.u.shutdown.reason : "shutdown");
             rc = msg.u.shutdown.code == WIRE_SHUTDOWN_MODEL_MISMATCH ? EXIT_MISMATCH : 0;
             wire_msg_clear(&msg);
+            if (keep_serving) {
+                log_info("waiting for the next run at %s (--keep-serving)", endpoint);
+                welcomed = 0;
+                last_wait_log = now_s();
+                continue;
+            }
             goto done;
         default:
             log_debug("ignoring %s", wire_type_name(msg.type));

@@ -235,12 +235,19 @@ export function verifyRun(db, id, ref, {label = `run ${id}`, lost = []} = {}) {
         AND j.state = 'done' AND d.text IS NOT NULL AND (d.n_tokens IS NULL OR (d.error IS NULL AND NOT EXISTS
         (SELECT 1 FROM sequences s WHERE s.run_id = d.run_id AND s.doc_id = d.doc_id AND s.kind = 'human')))`);
     check(unmeasured === 0, `${label}: ${unmeasured} documents of done jobs without their measurement`);
-    // Rollups agree with the rows, per job, kind and position: counts exactly, sums to float precision.
+    // Rollups agree with the rows, per job, kind and position: counts exactly,
+    // sums within what float4 storage explains.  The worker sums the double
+    // statistics; a row holds them rounded to float4 (u = 2^-24 of each), and
+    // the view's gap is a float4 subtraction of those (one more u of |gap|);
+    // both sums are in double (n 2^-53 of the magnitudes each).
     const roll = one(db, `WITH t AS (SELECT d.job_id, v.kind, v.position, count(*) AS n, sum(v.surprisal::float8) AS s,
-            sum(v.gap::float8) AS g FROM token_view v JOIN documents d USING (run_id, doc_id) WHERE v.run_id = ${id} GROUP BY 1, 2, 3),
+            sum(v.gap::float8) AS g, sum(abs(v.logprob::float8)) AS sa,
+            sum(abs(v.logprob::float8) + abs(v.entropy::float8) + abs(v.gap::float8)) AS ga
+            FROM token_view v JOIN documents d USING (run_id, doc_id) WHERE v.run_id = ${id} GROUP BY 1, 2, 3),
         r AS (SELECT job_id, kind, position, n, sum_surprisal AS s, sum_gap AS g FROM job_rollups WHERE run_id = ${id})
         SELECT count(*) FROM t FULL JOIN r USING (job_id, kind, position)
-        WHERE t.n IS DISTINCT FROM r.n OR abs(t.s - r.s) > 1e-4 * t.n + 1e-6 OR abs(t.g - r.g) > 1e-4 * t.n + 1e-6`);
+        WHERE t.n IS DISTINCT FROM r.n OR abs(t.s - r.s) > (2 ^ -24 + t.n * 2 ^ -52) * t.sa
+           OR abs(t.g - r.g) > (2 ^ -24 + t.n * 2 ^ -52) * t.ga`);
     check(roll === 0, `${label}: ${roll} (job, kind, position) rollups disagree with the token rows`);
     const other = rollupsDisagree(db, id);
     check(other === 0, `${label}: ${other} calibration, document or top-token rollups disagree with the token rows`);

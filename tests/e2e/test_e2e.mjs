@@ -7,8 +7,12 @@
 //     same text (positions, tokens, ranks, context lengths identical; the
 //     statistics identical at the stored float4 precision);
 //   - sample sequences per document = cuts x K, human continuations = cuts;
-//   - sample sequences regenerate token for token from their recorded seeds
-//     (`tokshift generate --prompt-ids ... --seed`);
+//   - every stored sequence (human, continuations, samples, seeds with the
+//     top bit set among them) regenerates from the database and the model
+//     with `tokshift regenerate`, rows equal to the stored ones; a tampered
+//     row is caught; `tokshift generate --seed` takes a stored (negative)
+//     seed as the bigint holds it; `tokshift score --run` uses the run's
+//     window and stride;
 //   - no (sequence, position) twice; ids, metadata and text round-trip;
 //   - the malformed line and the invalid document are recorded with reasons;
 //   - the law of DESIGN.md section 1: over >= 5,000 sampled tokens at tau = 1,
@@ -16,7 +20,7 @@
 //     zero, overall and in every position bucket (from the SQL views); with a
 //     new seed every run, a false alarm has probability ~6e-5 per check.
 import {join} from "node:path";
-import {check, cleanup, finish, model, psql, runOnce, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
+import {BIN, check, cleanup, finish, model, psql, run, runOnce, startPostgres, tempDir, tokshift, writeCorpus} from "./harness.mjs";
 import {rollupsDisagree} from "./faultlib.mjs";
 
 const M = model();
@@ -69,7 +73,8 @@ const f32 = Math.fround;
 for (const [docId] of good) {
     const [[textJson]] = psql(db, `SELECT to_json(text) FROM documents WHERE run_id = ${runId} AND doc_id = ${docId}`);
     const text = JSON.parse(textJson);
-    const ours = JSON.parse(tokshift(["score", "--model", M, "--format", "json", "--window", String(W), "--stride", String(S)], text));
+    // --run: the window and stride come from the run's settings (W, S here).
+    const ours = JSON.parse(tokshift(["score", "--model", M, "--format", "json", "--run", "e2e", "--db", db], text));
     const rows = psql(db, `SET extra_float_digits = 3; SELECT pos, token_id, logprob::float8, entropy::float8, rank,
         top1_logprob::float8, varentropy::float8, context_len FROM token_view
         WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = 0 ORDER BY pos`);
@@ -102,21 +107,35 @@ for (const [docId, n, samples, hconts, humans] of seqs.map(r => r.map(Number))) 
 const [[rowsAll, distinct]] = psql(db, `SELECT count(*), count(DISTINCT (doc_id, seq_no, pos)) FROM token_view WHERE run_id = ${runId}`);
 check(rowsAll === distinct, `token rows ${rowsAll}, distinct (sequence, position) ${distinct}`);
 
-// Samples regenerate from their recorded seeds.
-const picks = psql(db, `SELECT s.doc_id, s.seq_no, s.cut, s.seed::numeric::text, d.text IS NOT NULL FROM sequences s
-    JOIN documents d USING (run_id, doc_id) WHERE s.run_id = ${runId} AND s.kind = 'sample'
-    ORDER BY (s.doc_id * 7 + s.seq_no * 13) % 17, s.doc_id, s.seq_no LIMIT 6`);
-for (const [docId, seqNo, cut, seedSigned] of picks) {
-    const seed = (BigInt(seedSigned) + (1n << 64n)) % (1n << 64n);  // stored as the uint64's bits
-    const [[textJson]] = psql(db, `SELECT to_json(text) FROM documents WHERE run_id = ${runId} AND doc_id = ${docId}`);
+// Every stored sequence (human text, human continuations, samples)
+// regenerates from the database and the model (`tokshift regenerate`: the
+// run's settings, the text, the seeds), rows equal to the stored ones.
+const [[nSamples, nTopBit]] = psql(db, `SELECT count(*), count(*) FILTER (WHERE seed < 0) FROM sequences
+    WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
+let regenSeqs = 0;
+for (const [docId] of good) {
+    const r = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", String(docId)], {allowFail: true});
+    regenSeqs += (r.stdout.match(/^# run /gm) || []).length;
+    check(r.status === 0, `regenerate e2e ${docId} exited ${r.status}: ${r.stderr.slice(-1500)}`);
+}
+const [[nSeqs]] = psql(db, `SELECT count(*) FROM sequences s JOIN documents d USING (run_id, doc_id)
+    WHERE s.run_id = ${runId} AND d.error IS NULL`).map(r => r.map(Number));
+console.error(`regenerate: ${regenSeqs} of ${nSeqs} sequences, ${nSamples} samples, ${nTopBit} seeds with the top bit set`);
+check(regenSeqs === nSeqs && nTopBit > 0, `regenerated ${regenSeqs} of ${nSeqs} sequences (${nSamples} samples, ` +
+      `${nTopBit} with the seed's top bit set)`);
+// A stored seed, negative as the bigint holds it, is what `generate --seed` takes.
+const [[gDoc, gSeq, gCut, gSeed]] = psql(db, `SELECT doc_id, seq_no, cut, seed FROM sequences
+    WHERE run_id = ${runId} AND kind = 'sample' AND seed < 0 ORDER BY doc_id, seq_no LIMIT 1`);
+{
+    const [[textJson]] = psql(db, `SELECT to_json(text) FROM documents WHERE run_id = ${runId} AND doc_id = ${gDoc}`);
     const ids = tokshift(["tokenize", "--model", M, "--bos"], JSON.parse(textJson)).trim().split(" ");
-    const P = Math.min(Number(cut), W - C);
-    const prefix = ids.slice(Number(cut) - P, Number(cut)).join(" ");
-    const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", seed.toString(), "-n", String(C),
+    const P = Math.min(Number(gCut), W - C);
+    const prefix = ids.slice(Number(gCut) - P, Number(gCut)).join(" ");
+    const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", gSeed, "-n", String(C),
                             "--temperature", "1", "--print-ids"]).trim();
     const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_view
-                             WHERE run_id = ${runId} AND doc_id = ${docId} AND seq_no = ${seqNo}`)[0][0];
-    check(regen === stored, `doc ${docId} seq ${seqNo}: regenerated ${regen} vs stored ${stored}`);
+                             WHERE run_id = ${runId} AND doc_id = ${gDoc} AND seq_no = ${gSeq}`)[0][0];
+    check(regen === stored, `generate --seed ${gSeed} (doc ${gDoc} seq ${gSeq}): ${regen} vs stored ${stored}`);
 }
 
 // The law: samples at tau = 1 have mean gap 0 (4 standard errors), overall and per bucket.
@@ -138,13 +157,24 @@ const [[hm, hse]] = psql(db, `SELECT sum(sum_gap) / sum(n), sqrt((sum(sumsq_gap)
     FROM job_rollups WHERE run_id = ${runId} AND kind = 'human_cont'`).map(r => r.map(Number));
 console.error(`human continuations: n = ${hn}, mean gap ${hm.toFixed(4)} ± ${hse.toFixed(4)} (no law: this is the shift)`);
 // The rollups agree with the rows they summarise.
-const [[rn, rsum]] = psql(db, `SELECT count(*), sum(-logprob - entropy) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
-check(rn === n && Math.abs(rsum / rn - mean) < 1e-5, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn})`);
+// The worker sums double statistics; rows hold them in float4 (u = 2^-24 of
+// each of logprob and entropy); the sums here are in double.
+const [[rn, rsum, rabs]] = psql(db, `SET extra_float_digits = 3; SELECT count(*), sum(-logprob::float8 - entropy::float8),
+    sum(abs(logprob::float8) + abs(entropy::float8)) FROM token_view WHERE run_id = ${runId} AND kind = 'sample'`).map(r => r.map(Number));
+const rtol = (2 ** -24 + rn * 2 ** -52) * rabs / rn;
+check(rn === n && Math.abs(rsum / rn - mean) <= rtol, `rollups (${n}, ${mean}) vs rows (${rn}, ${rsum / rn}), tolerance ${rtol}`);
 // The calibration, per-document and top-token rollups agree with the rows too.
 const disagree = rollupsDisagree(db, runId);
 check(disagree === 0, `${disagree} calibration, document or top-token rollups disagree with the token rows`);
 const [[nTop, nJobs]] = psql(db, `SELECT count(*), count(DISTINCT job_id) FROM top_tokens WHERE run_id = ${runId}`).map(r => r.map(Number));
 check(nTop > 0 && nTop <= 64 * nJobs, `top_tokens: ${nTop} rows for ${nJobs} jobs (at most 64 each)`);
+// A changed row is caught: regenerate fails on a tampered statistic (last:
+// the rollups no longer match that row).
+psql(db, `UPDATE sequence_stats SET logprob[4] = logprob[4] - 1e-3 WHERE run_id = ${runId} AND doc_id = ${gDoc}
+          AND seq_no = ${gSeq}`);
+const tampered = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", gDoc, gSeq], {allowFail: true});
+check(tampered.status === 1 && /differ/.test(tampered.stderr),
+      `regenerate after tampering: exit ${tampered.status} ${tampered.stderr.slice(-500)}`);
 // status works from SQL.
 check(/e2e/.test(tokshift(["status", "--db", db])), "tokshift status lists the run");
 

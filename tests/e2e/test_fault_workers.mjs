@@ -177,17 +177,19 @@ if (want("alloc")) {
 }
 
 // copy: failing COPY chunks; one worker alone first, so that the chunk that
-// fails is the middle of the long document's token COPY (3 chunks per job
-// before it: sequences, token rows, rollups).
+// fails is the long document's job's second COPY, after its sequence rows
+// (all its token statistics, one chunk) went into the transaction (5 chunks
+// per job before it: sequence_stats, job_rollups, calib_rollups,
+// doc_rollups, top_tokens).
 if (want("copy")) {
-    const mid = 3 * N_STORIES + 2;
+    const mid = 5 * N_STORIES + 2;
     const {coordErr, f} = await runCase("copy1", {nWorkers: 1, env: () => ({TOKSHIFT_FAULT: `fail_copy_chunk=${mid}`}),
         cleanExit: ["w0"]});
     const n1 = (coordErr.match(/requeued: worker w0: .*fault injected/g) || []).length;
     const [[longRows]] = psql(db, `SELECT count(*) FROM token_view t JOIN documents d USING (run_id, doc_id)
                                    WHERE t.run_id = ${ref} AND d.ext_id = 'long'`);
     check(n1 === 1 && new RegExp(`job ${N_STORIES} handed back|job ${N_STORIES} not written`).test(f.workers[0].err()),
-          `copy1: the long document's job (${longRows} token rows) failed mid-COPY once: ${n1}`);
+          `copy1: the long document's job (${longRows} token rows) failed after its rows were sent, once: ${n1}`);
     const {coordErr: e2} = await runCase("copy2", {nWorkers: 2, env: i => ({TOKSHIFT_FAULT: `fail_copy_chunk=${[1, 5][i]}`}),
         cleanExit: ["w0", "w1"]});
     const n2 = (e2.match(/requeued: worker w\d: .*fault injected/g) || []).length;

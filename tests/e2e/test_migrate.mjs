@@ -128,6 +128,12 @@ check(one(owner, `SELECT count(*) FROM old_docs o FULL JOIN document_summary s U
       "document_summary (from doc_rollups) equals the old view");
 check(exceptAll("old_pos", "position_stats") === 0, "position_stats is unchanged");
 for (const id of [1, 2]) check(rollupsDisagree(owner, id) === 0, `run ${id}: the new rollups agree with the rows`);
+// Migration 006: runs loaded by the one-transaction loader are loaded, their
+// position after their last job, their unusable documents counted.
+check(one(owner, `SELECT count(*) FROM runs r WHERE loaded_at IS NULL OR load_next_doc <> n_docs
+    OR load_next_job <> (SELECT max(job_id) + 1 FROM jobs j WHERE j.run_id = r.run_id)
+    OR n_docs_error <> (SELECT count(*) FROM documents d WHERE d.run_id = r.run_id AND d.text IS NULL)`) === "0",
+      "006: the old runs are loaded, with their load position and error count");
 check(Number(one(owner, "SELECT count(*) FROM top_tokens")) > 0, "top tokens were computed");
 psql(owner, `INSERT INTO runs (name, model_identity, settings, corpus) VALUES ('c', 'm1', '{}', '{}');
     SELECT tokshift_create_partition(3);`);

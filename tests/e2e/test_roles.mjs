@@ -125,6 +125,9 @@ for (const sql of ["CREATE TABLE evil (i int)", "DROP TABLE jobs", `DELETE FROM 
     refuse(C, sql);
 for (const sql of [`SELECT tokshift_job_fence(${rb}, 0, 1)`, `SELECT tokshift_job_done(${rb}, 0, 1, 0, 0, 0)`])
     refuse(C, sql), refuse(R, sql);
+// ANALYZE after the load goes through a function only the coordinator may call (migration 006).
+refuse(W, "SELECT tokshift_analyze_load()"), refuse(R, "SELECT tokshift_analyze_load()");
+allow(C, "SELECT tokshift_analyze_load()");
 for (const sql of ["UPDATE runs SET status = 'stopped'", "DELETE FROM sequence_stats", "INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('x', 'x', 'x', 1, 1)",
                    "CREATE TABLE evil (i int)", `SELECT tokshift_create_partition(${rb})`])
     refuse(R, sql);
@@ -141,7 +144,8 @@ const bad = [
     ["an unreachable server", `host=127.0.0.1 port=1 dbname=x user=u password=${secret("unreach")}`, /Connection refused|could not connect/],
     ["a password with a space", `${base} dbname=tokshift_roles user=tokshift_reader password=${secret("part1")} ${secret("part2")}`, /connection/],
     ["a URI with a bad %-escape", `postgresql://tokshift_reader:${secret("uri")}%zz@127.0.0.1/tokshift_roles`, /percent-encoded/],
-    ["a quoted password, then a bad option", `${base} password='${secret("quoted")} x' hots=y`, /invalid connection option/],
+    // the misspelt option is named (it is not part of the password)
+    ["a quoted password, then a bad option", `${base} password='${secret("quoted")} x' hots=y`, /invalid connection option "hots"/],
 ];
 const M1 = join(BIN, "tokshift");
 for (const [what, ci, want] of bad) {

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "selftest.h"
 
 /* ---- merge table ------------------------------------------------------- */
 
@@ -264,14 +265,6 @@ int bpe_char_byte(uint32_t cp) {
 
 /* ---- self-test ---------------------------------------------------------- */
 
-#define ST_CHECK(cond, ...)                                                   \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            log_error("bpe_selftest: %s:%d: %s", __FILE__, __LINE__, #cond); \
-            log_error(__VA_ARGS__);                                           \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 int bpe_selftest(void) {
     int failures = 0;

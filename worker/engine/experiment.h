@@ -41,6 +41,11 @@ typedef struct {
 
 typedef struct experiment experiment_t;
 
+/* The prefill chunk (rows per forward call) of the worker, of `tokshift
+ * score` and of `tokshift regenerate`: the same chunks give the same GEMM
+ * shapes, hence the same bits, as the run's workers. */
+#define EXPERIMENT_BATCH 512
+
 /* The continuation settings of a run. */
 typedef struct {
     int cont_len;          /* C >= 1, C < window */

@@ -52,12 +52,13 @@ struct forward {
  * it (16 rows of 4096 fp32 are 256 KiB). */
 #define FORWARD_SMALL_PANEL 16
 
-/* Rows of a stored (non-fp32) weight matrix dequantized per sgemm: enough
- * that X is packed rarely (sgemm packs X once per call: with P rows per call
- * that is 1/P of the products), few enough that the panel stays in the
- * cache between its dequantization and its use (256 rows of 4096 fp32 are
- * 4 MiB). */
-#define FORWARD_PANEL_ROWS 256
+/* Rows of a stored (non-fp32) weight matrix dequantized per sgemm.  sgemm
+ * packs X once per call, so with P rows a call that packing costs about 1/P
+ * of the products: 256 rows cost a visible share of a prefill in
+ * bench_quant, 1024 little.  The scratch is P times the widest row: 1024 x
+ * 14336 fp32 (a Llama 3 8B FFN) is 58 MiB, small beside the 4.9 GB of its
+ * Q4_K_M file; the dequantization itself runs at 5-20 GB/s of fp32. */
+#define FORWARD_PANEL_ROWS 1024
 
 /* The widest row of any weight matrix that cannot be used in place (fp32
  * stored and aligned), so the panel scratch can hold it; 0 when there is
@@ -155,6 +156,11 @@ void forward_destroy(forward_t **self_p) {
 }
 
 void forward_set_reference(forward_t *f, int on) { f->ref = on; }
+
+void forward_set_panel_rows(forward_t *f, int rows) {
+    assert(rows >= 1 && rows <= FORWARD_PANEL_ROWS);
+    f->panel_rows = rows;
+}
 const float *forward_logits(const forward_t *f) { return f->logits; }
 int forward_n_ctx(const forward_t *f) { return f->n_ctx; }
 int forward_max_batch(const forward_t *f) { return f->max_batch; }
@@ -307,8 +313,9 @@ static void norm_rows(const forward_t *f, float *out, const float *x, const floa
  * fp32 W in place is one product; any other is dequantized a panel of rows
  * at a time into f->wbuf, each panel's product filling its columns of y.
  * The reference path computes each element alone, so panels change nothing
- * there; the BLAS path's panels change only the order of sgemm's blocking
- * over out, not the summation over in. */
+ * there; on the BLAS path a panel's edge may be summed by another sgemm
+ * kernel than the whole matrix's, a difference of fp32 rounding that
+ * test_quant bounds. */
 static void linear(const forward_t *f, float *y, const float *x, const quant_mat_t *w, const float *bias, int T,
                    float beta, int small) {
     void (*mm)(float *, int, const float *, const float *, int, int, int, float) =
@@ -330,8 +337,12 @@ static void linear(const forward_t *f, float *y, const float *x, const quant_mat
     } else if (w32) {
         mm(y, out, x, w32, T, in, out, beta);
     } else {
-        for (int r0 = 0; r0 < out; r0 += f->panel_rows) {
-            int rows = out - r0 < f->panel_rows ? out - r0 : f->panel_rows;
+        /* Few rows of x (decode): packing x is cheap, so take panels that
+         * stay in a 256 KiB cache between their dequantization and use. */
+        int panel = f->panel_rows, fit = (1 << 16) / in;
+        if (T < 32 && fit < panel) panel = fit > 16 ? fit : 16;
+        for (int r0 = 0; r0 < out; r0 += panel) {
+            int rows = out - r0 < panel ? out - r0 : panel;
             quant_mat_dequant(w, r0, rows, f->wbuf);
             mm(y + r0, out, x, f->wbuf, T, in, rows, beta);
         }

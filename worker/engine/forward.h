@@ -10,6 +10,11 @@
  * that forward_batch itself never allocates.  A batch is a list of rows, each
  * (token, slot, position): a prefill is n rows of one slot at consecutive
  * positions (attention by sgemm), a decode step is one row per slot.
+ * Weights are used as the model stores them (model.h): an fp32 matrix in
+ * place, any other (quantized, F16, BF16) dequantized a panel of rows at a
+ * time into a scratch buffer of the arena before its product, so a
+ * quantized model stays the size of its file; embedding rows are
+ * dequantized on lookup.
  * What it is not: tokenization, statistics or sampling.
  *
  * Two paths compute the same function: the default uses OpenBLAS; with
@@ -56,6 +61,11 @@ void forward_destroy(forward_t **self_p);
 
 /* Selects the reference path (1) or the BLAS path (0, the default). */
 void forward_set_reference(forward_t *self, int on);
+
+/* Sets how many rows of a stored (non-fp32) weight matrix are dequantized
+ * per product, 1..the default (1024, what forward_new sized the scratch
+ * for): the tests use small, uneven panels so that every matrix is split. */
+void forward_set_panel_rows(forward_t *self, int rows);
 
 /* Runs n rows.  Row i puts tokens[i] at position pos[i] of slot slots[i]
  * (slots may be NULL: all slot 0), attending to positions 0..pos[i] of its

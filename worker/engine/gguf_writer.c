@@ -324,48 +324,51 @@ int gguf_writer_set_alignment(gguf_writer_t *w, uint32_t alignment, char *err, s
     return gguf_writer_add_u32(w, "general.alignment", alignment, err, errlen);
 }
 
-int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, ggml_type_t type, uint32_t n_dims,
-                           const uint64_t *ne, const float *data, char *err, size_t errlen) {
+/* Checks name (non-empty, short, new), the dimensions and that type can be
+ * stored from what the caller gives (fp32 values to convert: F32, F16, BF16,
+ * Q8_0; raw blocks: any type quant.h supports, whole blocks per row), and
+ * appends the tensor with uninitialised data of its size.  Returns it, with
+ * its element count in *n, or NULL with a message. */
+static gw_tensor_t *tensor_append(gguf_writer_t *w, const char *name, ggml_type_t type, uint32_t n_dims,
+                                  const uint64_t *ne, const void *data, int raw, uint64_t *n_out, char *err,
+                                  size_t errlen) {
     size_t nlen = name ? strlen(name) : 0;
-    if (nlen == 0) return log_seterr(err, errlen, "gguf_writer: empty tensor name");
-    if (nlen > GW_MAX_NAME) return log_seterr(err, errlen, "gguf_writer: tensor name of %zu bytes", nlen);
+    if (nlen == 0) return log_seterr(err, errlen, "gguf_writer: empty tensor name"), NULL;
+    if (nlen > GW_MAX_NAME) return log_seterr(err, errlen, "gguf_writer: tensor name of %zu bytes", nlen), NULL;
     if (n_dims < 1 || n_dims > GGUF_MAX_DIMS)
         return log_seterr(err, errlen, "gguf_writer: tensor '%s': %u dimensions (1..%d)", name, n_dims,
-                          GGUF_MAX_DIMS);
+                          GGUF_MAX_DIMS), NULL;
     uint64_t n = 1;
     for (uint32_t d = 0; d < n_dims; d++) {
         if (ne[d] == 0 || ne[d] > (1ULL << 40) || n > (1ULL << 40) / ne[d])
             return log_seterr(err, errlen, "gguf_writer: tensor '%s': dimension %u = %llu is out of range", name, d,
-                              (unsigned long long)ne[d]);
+                              (unsigned long long)ne[d]), NULL;
         n *= ne[d];
     }
-    uint64_t nbytes;
-    switch (type) {
-    case GGML_TYPE_F32: nbytes = n * 4; break;
-    case GGML_TYPE_F16: case GGML_TYPE_BF16: nbytes = n * 2; break;
-    case GGML_TYPE_Q8_0:
-        if (ne[0] % 32)
-            return log_seterr(err, errlen, "gguf_writer: tensor '%s': Q8_0 needs a row length that is a multiple "
-                              "of 32, not %llu", name, (unsigned long long)ne[0]);
-        nbytes = n / 32 * 34;
-        break;
-    default:
-        return log_seterr(err, errlen, "gguf_writer: tensor '%s': type %s cannot be written (F32, F16, BF16, Q8_0)",
-                          name, quant_type_name(type));
-    }
-    if (!data) return log_seterr(err, errlen, "gguf_writer: tensor '%s': NULL data", name);
+    int from_f32 = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 || type == GGML_TYPE_Q8_0;
+    if (raw ? !quant_supported(type) : !from_f32)
+        return log_seterr(err, errlen, "gguf_writer: tensor '%s': type %s cannot be written %s", name,
+                          quant_type_name(type), raw ? "(not a supported type)" : "from fp32 (F32, F16, BF16, Q8_0)"),
+               NULL;
+    uint64_t row = quant_row_bytes(type, ne[0]);
+    if (!row)
+        return log_seterr(err, errlen, "gguf_writer: tensor '%s': %s needs a row length that is a multiple of %d, "
+                          "not %llu", name, quant_type_name(type), quant_block_elems(type),
+                          (unsigned long long)ne[0]), NULL;
+    uint64_t nbytes = row * (n / ne[0]);
+    if (!data) return log_seterr(err, errlen, "gguf_writer: tensor '%s': NULL data", name), NULL;
     for (uint64_t i = 0; i < w->n_tensors; i++)
         if (!strcmp(w->tensors[i].name, name))
-            return log_seterr(err, errlen, "gguf_writer: tensor '%s' added twice", name);
-    if (type == GGML_TYPE_Q8_0)
+            return log_seterr(err, errlen, "gguf_writer: tensor '%s' added twice", name), NULL;
+    if (!raw && type == GGML_TYPE_Q8_0)
         for (uint64_t i = 0; i < n; i++)
-            if (!isfinite(data[i]))
+            if (!isfinite(((const float *)data)[i]))
                 return log_seterr(err, errlen, "gguf_writer: tensor '%s': element %llu is not finite (Q8_0 cannot "
-                                  "store it)", name, (unsigned long long)i);
+                                  "store it)", name, (unsigned long long)i), NULL;
     if (w->n_tensors == w->tensors_cap) {
         size_t cap = w->tensors_cap ? w->tensors_cap * 2 : 64;
         gw_tensor_t *nt = realloc(w->tensors, cap * sizeof *nt);
-        if (!nt) return log_seterr(err, errlen, "gguf_writer: out of memory adding tensor '%s'", name);
+        if (!nt) return log_seterr(err, errlen, "gguf_writer: out of memory adding tensor '%s'", name), NULL;
         w->tensors = nt;
         w->tensors_cap = cap;
     }
@@ -376,25 +379,43 @@ int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, ggml_type_t type,
         free(t.name);
         free(t.data);
         return log_seterr(err, errlen, "gguf_writer: out of memory for tensor '%s' (%llu bytes)", name,
-                          (unsigned long long)nbytes);
+                          (unsigned long long)nbytes), NULL;
     }
     t.n_dims = n_dims;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) t.ne[d] = d < n_dims ? ne[d] : 1;
     t.type = type;
     t.nbytes = nbytes;
+    w->tensors[w->n_tensors] = t;
+    *n_out = n;
+    return &w->tensors[w->n_tensors++];
+}
+
+int gguf_writer_add_tensor(gguf_writer_t *w, const char *name, ggml_type_t type, uint32_t n_dims,
+                           const uint64_t *ne, const float *data, char *err, size_t errlen) {
+    uint64_t n;
+    gw_tensor_t *t = tensor_append(w, name, type, n_dims, ne, data, 0, &n, err, errlen);
+    if (!t) return -1;
     switch (type) {
-    case GGML_TYPE_F32: memcpy(t.data, data, (size_t)nbytes); break;
+    case GGML_TYPE_F32: memcpy(t->data, data, (size_t)t->nbytes); break;
     case GGML_TYPE_F16:
     case GGML_TYPE_BF16:
         for (uint64_t i = 0; i < n; i++) {
             uint16_t h = type == GGML_TYPE_F16 ? gguf_writer_f32_to_f16(data[i]) : gguf_writer_f32_to_bf16(data[i]);
-            memcpy(t.data + 2 * i, &h, 2);
+            memcpy(t->data + 2 * i, &h, 2);
         }
         break;
     default: /* Q8_0 */
-        for (uint64_t b = 0; b < n / 32; b++) gguf_writer_q8_0_block(data + 32 * b, t.data + 34 * b);
+        for (uint64_t b = 0; b < n / 32; b++) gguf_writer_q8_0_block(data + 32 * b, t->data + 34 * b);
     }
-    w->tensors[w->n_tensors++] = t;
+    return 0;
+}
+
+int gguf_writer_add_tensor_raw(gguf_writer_t *w, const char *name, ggml_type_t type, uint32_t n_dims,
+                               const uint64_t *ne, const void *data, char *err, size_t errlen) {
+    uint64_t n;
+    gw_tensor_t *t = tensor_append(w, name, type, n_dims, ne, data, 1, &n, err, errlen);
+    if (!t) return -1;
+    memcpy(t->data, data, (size_t)t->nbytes);
     return 0;
 }
 

@@ -86,6 +86,13 @@ int gguf_writer_copy_kv(gguf_writer_t *self, const gguf_kv_t *kv, char *err, siz
 int gguf_writer_add_tensor(gguf_writer_t *self, const char *name, ggml_type_t type, uint32_t n_dims,
                            const uint64_t *ne, const float *data, char *err, size_t errlen);
 
+/* Adds tensor name as its stored bytes: data holds ne[1..] rows of
+ * quant_row_bytes(type, ne[0]) bytes each, in type (any type quant.h
+ * supports; ne[0] whole blocks), copied as they are (tests and benchmarks
+ * build quantized files from real blocks this way).  Returns 0 or -1. */
+int gguf_writer_add_tensor_raw(gguf_writer_t *self, const char *name, ggml_type_t type, uint32_t n_dims,
+                               const uint64_t *ne, const void *data, char *err, size_t errlen);
+
 /* The file's size in bytes as it would be written now. */
 uint64_t gguf_writer_size(const gguf_writer_t *self);
 

@@ -101,12 +101,12 @@ static int cfg_float(hf_t *h, const char *const *keys, double def, double lo, do
     return 0;
 }
 
+/* A boolean key (absent or null: def).  *out is def on failure too, so
+ * that it is never left unset (callers chain these with ||). */
 static int cfg_bool(hf_t *h, const char *key, int def, int *out) {
     json_t *v = json_object_get(h->cfg, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return 0;
-    }
+    *out = def;
+    if (!v || json_is_null(v)) return 0;
     if (!json_is_boolean(v)) return log_seterr(h->err, h->errlen, "%s: '%s' must be true or false", h->cfg_path, key);
     *out = json_is_true(v);
     return 0;

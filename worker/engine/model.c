@@ -366,6 +366,31 @@ void model_destroy(model_t **self_p) {
     *self_p = NULL;
 }
 
+/* Appends " TYPE xN" for each type of weight matrix (tied output counted
+ * once) and their megabytes as stored: what the model holds in memory. */
+static void describe_weights(const model_t *m, char *buf, size_t len) {
+    int count[64] = {0};
+    double bytes = 0;
+    const quant_mat_t *top[] = {&m->tok_embd, &m->pos_embd, m->output.data == m->tok_embd.data ? NULL : &m->output};
+    for (int l = -1; l < m->cfg.n_layer; l++) {
+        const model_layer_t *L = l >= 0 ? &m->layers[l] : NULL;
+        const quant_mat_t *layer[] = {L ? &L->wq : NULL, L ? &L->wk : NULL,     L ? &L->wv : NULL,  L ? &L->wo : NULL,
+                                      L ? &L->w_gate : NULL, L ? &L->w_up : NULL, L ? &L->w_down : NULL};
+        const quant_mat_t *const *mats = L ? layer : top;
+        size_t n = L ? sizeof layer / sizeof *layer : sizeof top / sizeof *top;
+        for (size_t i = 0; i < n; i++)
+            if (mats[i] && mats[i]->data && mats[i]->type < 64) {
+                count[mats[i]->type]++;
+                bytes += (double)quant_mat_row_bytes(mats[i]) * (double)mats[i]->rows;
+            }
+    }
+    size_t at = strlen(buf);
+    at += (size_t)snprintf(buf + at, at < len ? len - at : 0, ", weights");
+    for (uint32_t t = 0; t < 64; t++)
+        if (count[t] && at < len) at += (size_t)snprintf(buf + at, len - at, " %s x%d", quant_type_name(t), count[t]);
+    if (at < len) snprintf(buf + at, len - at, " (%.1f MB)", bytes / 1e6);
+}
+
 void model_describe(const model_t *m, char *buf, size_t len) {
     const model_config_t *c = &m->cfg;
     static const char *norms[] = {"rmsnorm", "layernorm"}, *ropes[] = {"norm", "neox", "none"},
@@ -377,4 +402,5 @@ void model_describe(const model_t *m, char *buf, size_t len) {
              m->arch_name, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_vocab, c->n_ctx_train,
              norms[c->norm], (double)c->norm_eps, rope, acts[c->act], c->parallel_residual ? ", parallel residual" : "",
              m->pos_embd.data ? ", learned positions" : "", m->output.data == m->tok_embd.data ? ", tied output" : "");
+    describe_weights(m, buf, len);
 }

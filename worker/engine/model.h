@@ -140,8 +140,9 @@ model_t *model_from_gguf(gguf_t *g, void *buf, tokenizer_t *tok, char *err, size
 /* NULL-safe; clears *self_p. */
 void model_destroy(model_t **self_p);
 
-/* One line describing the model for logs ("llama: 5 layers, d=64, ..."),
- * written into buf (always NUL-terminated). */
+/* One line describing the model for logs ("llama: 5 layers, d=64, ...,
+ * weights Q4_K x13 Q6_K x3 (41.3 MB)": the weight matrices' types and their
+ * size as held in memory), written into buf (always NUL-terminated). */
 void model_describe(const model_t *self, char *buf, size_t len);
 
 #endif

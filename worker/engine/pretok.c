@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "selftest.h"
 
 const char PRETOK_GPT2[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
@@ -344,16 +345,6 @@ error: /* also the way out on success */
 }
 
 /* ---- self-test --------------------------------------------------------- */
-
-#define ST_CHECK(cond, ...)                                                   \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            log_error("pretok_selftest: %s:%d: %s", __FILE__, __LINE__,      \
-                      #cond);                                                 \
-            log_error(__VA_ARGS__);                                           \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 /* Splits text with the patterns and compares with want, the pieces joined
  * by '|' (texts here hold no '|'). */

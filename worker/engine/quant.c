@@ -186,18 +186,26 @@ static void dq_q5_k(const uint8_t *b, float *y) {
 /* Q6_K: each half of 128 values takes 64 bytes of low nibbles and 32 of high
  * bit pairs; value l + 32 k (k < 4) of the half has low nibble from byte
  * l + 32 (k & 1) (high nibble when k >= 2) and high bits 2k..2k+1 of byte l;
- * 16 int8 scales, one per 16 values, times d (d * scale first, as ggml). */
+ * 16 int8 scales, one per 16 values, times d (d * scale rounded first, as
+ * ggml's d * sc * q associates). */
 static void dq_q6_k(const uint8_t *b, float *y) {
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
     const float d = rd_half(b + 208);
     for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8)
-        for (int l = 0; l < 32; l++)
-            for (int k = 0; k < 4; k++) {
-                int lo = k < 2 ? ql[l + 32 * k] & 0x0f : ql[l + 32 * (k - 2)] >> 4;
-                int q = (lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
-                y[l + 32 * k] = d * (float)sc[l / 16 + 2 * k] * (float)q;
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *lo = ql + 32 * (k & 1);
+            const int lshift = k < 2 ? 0 : 4, hshift = 2 * k;
+            for (int g = 0; g < 2; g++) {
+                const float ds = d * (float)sc[g + 2 * k];
+                const uint8_t *lg = lo + 16 * g, *hg = qh + 16 * g;
+                float *yg = y + 32 * k + 16 * g;
+                for (int l = 0; l < 16; l++) {
+                    int q = (((lg[l] >> lshift) & 0x0f) | (((hg[l] >> hshift) & 3) << 4)) - 32;
+                    yg[l] = ds * (float)q;
+                }
             }
+        }
 }
 
 /* The 16 non-linear levels of IQ4_NL and IQ4_XS. */

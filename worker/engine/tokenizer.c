@@ -57,6 +57,7 @@
 #include "bpe.h"
 #include "log.h"
 #include "pretok.h"
+#include "selftest.h"
 
 typedef enum {
     TOKENIZER_KIND_SPM = 1, /* SentencePiece BPE (llama) */
@@ -1387,15 +1388,6 @@ char *tokenizer_decode(const tokenizer_t *self, const int32_t *ids, size_t n,
 
 /* ---- self-test ------------------------------------------------------- */
 
-#define ST_CHECK(cond, ...)                                                   \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            log_error("tokenizer_selftest: %s:%d: %s", __FILE__, __LINE__,   \
-                      #cond);                                                 \
-            log_error(__VA_ARGS__);                                           \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 /* Encodes text without BOS and compares with want (n_want ids); then checks
  * that decoding gives text back. Returns the number of failures. */

@@ -1,0 +1,13 @@
+/* now.h - the monotonic clock, for timeouts, rates and durations (never for
+ * wall-clock dates).  What it is not: a timer or a sleep. */
+#ifndef TS_NOW_H
+#define TS_NOW_H
+
+#include <stdint.h>
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t now_ms(void);
+/* Seconds of CLOCK_MONOTONIC, with nanosecond resolution. */
+double now_s(void);
+
+#endif
