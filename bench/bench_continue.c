@@ -18,7 +18,8 @@
  * The machine's SIMD level and OpenBLAS's kernel are printed: figures
  * differ between machines.  What it is not: a test.
  *
- * Usage: bench_continue [gpt2|smollm|llama] [D] [REPEATS] */
+ * Usage: bench_continue [gpt2|smollm|llama] [D] [REPEATS]; with
+ * TOKSHIFT_BENCH_GGUF=PATH the model is also written to PATH. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,9 @@ int main(int argc, char **argv) {
     s.arch = arch;
     s.type = GGML_TYPE_F32;
     s.seed = 10;
-    gguf_writer_t *w = gguf_writer_new(err, sizeof err);
-    void *buf = NULL;
-    size_t len = 0;
-    if (!w || rm_add_model(w, &s, err, sizeof err) || rm_add_spm_vocab(w, s.n_vocab, err, sizeof err) ||
-        gguf_writer_to_buffer(w, &buf, &len, err, sizeof err))
-        log_die("", "%s", err);
-    gguf_writer_destroy(&w);
-    gguf_t *g = gguf_open_buffer(buf, len, shape, err, sizeof err);
-    model_t *m = g ? model_from_gguf(g, buf, NULL, err, sizeof err) : NULL;
-    if (!m) log_die("", "%s", err);
+    /* With TOKSHIFT_BENCH_GGUF, the same file for llama.cpp's benchmarks
+     * (bench/llamacpp.sh run). */
+    model_t *m = bench_random_model(&s, shape, getenv("TOKSHIFT_BENCH_GGUF"), NULL);
     const model_config_t *c = &m->cfg;
     char desc[256];
     model_describe(m, desc, sizeof desc);

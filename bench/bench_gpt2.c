@@ -46,16 +46,8 @@ int main(int argc, char **argv) {
     rm_spec_t s = {.arch = "gpt2", .n_vocab = 50257, .n_embd = 768, .n_layer = 12, .n_head = 12, .n_head_kv = 12,
                    .n_ff = 3072, .n_ctx = 1024, .tied = 1, .eps = 1e-5f, .type = GGML_TYPE_F32, .seed = 124};
     double t_build = now_s();
-    gguf_writer_t *w = gguf_writer_new(err, sizeof err);
-    void *buf = NULL;
     size_t len = 0;
-    if (!w || rm_add_model(w, &s, err, sizeof err) || rm_add_spm_vocab(w, s.n_vocab, err, sizeof err) ||
-        gguf_writer_to_buffer(w, &buf, &len, err, sizeof err))
-        log_die("", "%s", err);
-    gguf_writer_destroy(&w);
-    gguf_t *g = gguf_open_buffer(buf, len, "gpt2-124M-random", err, sizeof err);
-    model_t *m = g ? model_from_gguf(g, buf, NULL, err, sizeof err) : NULL;
-    if (!m) log_die("", "%s", err);
+    model_t *m = bench_random_model(&s, "gpt2-124M-random", NULL, &len);
     const model_config_t *c = &m->cfg;
     char desc[256];
     model_describe(m, desc, sizeof desc);
