@@ -1,6 +1,8 @@
-/* report.c - `tokshift report`: HTML with inline SVG plots, and CSV. */
+/* report.c - `tokshift report`: several runs' results on shared axes, as
+ * one self-contained HTML page (inline SVG, no scripts) and CSV files. */
 #include "report.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -11,9 +13,12 @@
 
 #include "log.h"
 
-#define C_HUMAN "#1f77b4"
-#define C_MODEL "#d95f02"
-#define C_TEXT "#1b9e77"
+/* Okabe & Ito's colour-blind-safe palette (yellow last: faint on white);
+ * one colour per run.  Human vs model is told by the line's dash and the
+ * marker's shape, so it survives grey-scale printing too. */
+static const char *const PALETTE[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7",
+                                      "#E69F00", "#56B4E9", "#000000"};
+#define N_PALETTE (sizeof PALETTE / sizeof *PALETTE)
 
 /* ---- text escaping ------------------------------------------------------ */
 
@@ -66,80 +71,76 @@ static double cell_d(const db_table_t *t, size_t row, const char *name) {
     return *end ? NAN : v;
 }
 
-static int write_csv(const char *path, const db_table_t *t, char *err, size_t errlen) {
+/* One run's tables, as the views give them. */
+enum { T_RUN, T_POS, T_SHIFT, T_CAL, T_GAP, N_T };
+typedef struct {
+    const char *name; /* the run's name, as stored */
+    const char *color;
+    db_table_t t[N_T];
+} run_data_t;
+
+/* Writes the tables t[which] of every run as one CSV file, each row led by
+ * its run's name.  Returns 0 or -1 with a message. */
+static int write_csv(const char *path, const run_data_t *runs, size_t n_runs, int which, char *err,
+                     size_t errlen) {
     FILE *f = fopen(path, "w");
     if (!f) return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    for (size_t c = 0; c < t->n_cols; c++) {
-        if (c) fputc(',', f);
-        report_csv_field(f, t->names[c]);
+    const db_table_t *t0 = &runs[0].t[which];
+    fputs("run", f);
+    for (size_t c = 0; c < t0->n_cols; c++) {
+        fputc(',', f);
+        report_csv_field(f, t0->names[c]);
     }
     fputs("\r\n", f);
-    for (size_t r = 0; r < t->n_rows; r++) {
-        for (size_t c = 0; c < t->n_cols; c++) {
-            if (c) fputc(',', f);
-            report_csv_field(f, t->cells[r * t->n_cols + c]);
+    for (size_t i = 0; i < n_runs; i++) {
+        const db_table_t *t = &runs[i].t[which];
+        for (size_t r = 0; r < t->n_rows; r++) {
+            report_csv_field(f, runs[i].name);
+            for (size_t c = 0; c < t->n_cols; c++) {
+                fputc(',', f);
+                report_csv_field(f, t->cells[r * t->n_cols + c]);
+            }
+            fputs("\r\n", f);
         }
-        fputs("\r\n", f);
     }
     int bad = ferror(f);
     if (fclose(f) || bad) return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
     return 0;
 }
 
-/* A number with a decimal point is shown with 4 significant digits. */
-static void html_cell(FILE *f, const char *s) {
-    char *end;
-    if (s && strchr(s, '.')) {
-        double v = strtod(s, &end);
-        if (!*end && isfinite(v)) {
-            fprintf(f, "%.4g", v);
-            return;
-        }
-    }
-    report_html_text(f, s ? s : "");
-}
-
-static void html_table(FILE *f, const db_table_t *t) {
-    fputs("<div style=\"overflow-x:auto\"><table class=\"data\"><tr>", f);
-    for (size_t c = 0; c < t->n_cols; c++) {
-        fputs("<th>", f);
-        report_html_text(f, t->names[c]);
-        fputs("</th>", f);
-    }
-    fputs("</tr>\n", f);
-    for (size_t r = 0; r < t->n_rows; r++) {
-        fputs("<tr>", f);
-        for (size_t c = 0; c < t->n_cols; c++) {
-            fputs("<td>", f);
-            html_cell(f, t->cells[r * t->n_cols + c]);
-            fputs("</td>", f);
-        }
-        fputs("</tr>\n", f);
-    }
-    fputs("</table></div>\n", f);
-}
-
 /* ---- SVG plots ---------------------------------------------------------- */
 
+/* One line of a plot.  Error marks are ±1.96 se (a 95 % interval when the
+ * standard error is right), drawn as bars or, with `band`, as a shaded band;
+ * se[i] may be NAN: no mark. */
 typedef struct {
-    const char *label, *color;
-    int dashed;
+    char label[160];
+    const char *color;
+    int dashed, square, band;
     size_t n;
-    double *x, *y, *se; /* se[i] may be NAN: no error bar */
+    double *x, *y, *se;
 } series_t;
 
 typedef struct {
     const char *title, *xlabel, *ylabel;
-    int zero_line; /* y = 0, labelled as the model's expectation */
-    int diagonal;  /* y = x on [0, 1] x [0, 1] */
-    double x_offset; /* series i is shifted by (i - (n-1)/2) * x_offset */
+    int zero_line;             /* y = 0, labelled ref_label */
+    int diagonal;              /* y = x on [0, 1] x [0, 1] */
+    const char *ref_label;     /* what the reference line means */
+    const char *mark_label;    /* what the error marks are; NULL: none */
+    double x_offset;           /* series i is shifted by (i - (n-1)/2) * x_offset */
+    const char *const *xcats;  /* when set: x is 0 .. n_xcats-1, ticks named so */
+    size_t n_xcats;
 } plot_t;
 
-enum { W = 780, H = 430, PL = 75, PR = 540, PT = 45, PB = 365 };
+/* The canvas: 1300 x 560 user units, shown at the page's full width (about
+ * 1,300 px on a 1,400 px window); the plot area on the left, the legend in
+ * a column on its right. */
+enum { W = 1300, H = 560, PL = 80, PR = 960, PT = 45, PB = 490, LX = 985 };
+#define Z95 1.959964 /* the normal 97.5 % quantile */
 
 static double nice_step(double range) {
     if (!(range > 0)) return 1;
-    double e = pow(10, floor(log10(range / 5))), f = range / 5 / e;
+    double e = pow(10, floor(log10(range / 8))), f = range / 8 / e;
     return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * e;
 }
 
@@ -155,109 +156,152 @@ static int decimals(double step) {
     return d < 0 ? 0 : d > 6 ? 6 : d;
 }
 
+static void svg_marker(FILE *f, const series_t *q, double X, double Y) {
+    if (q->square)
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"6\" height=\"6\" fill=\"%s\"/>", X - 3, Y - 3, q->color);
+    else
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>", X, Y, q->color);
+}
+
+/* Writes one plot as an inline <svg> with its axes in <g class="axes"> and
+ * its legend in <g class="legend"> (the browser test looks for both). */
 static void svg_plot(FILE *f, const plot_t *p, const series_t *s, size_t ns) {
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    size_t n_points = 0;
     for (size_t i = 0; i < ns; i++)
         for (size_t j = 0; j < s[i].n; j++) {
-            double y = s[i].y[j], e = isfinite(s[i].se[j]) ? s[i].se[j] : 0;
+            double y = s[i].y[j], e = isfinite(s[i].se[j]) ? Z95 * s[i].se[j] : 0;
             if (!isfinite(y) || !isfinite(s[i].x[j])) continue;
             x0 = fmin(x0, s[i].x[j]), x1 = fmax(x1, s[i].x[j]);
             y0 = fmin(y0, y - e), y1 = fmax(y1, y + e);
+            n_points++;
         }
-    if (!isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+    if (!n_points) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
     if (p->zero_line) y0 = fmin(y0, 0), y1 = fmax(y1, 0);
     double xa, xb, xs, ya, yb, ys;
     if (p->diagonal) xa = ya = 0, xb = yb = 1, xs = ys = 0.1;
+    else if (p->xcats) xa = -0.5, xb = (double)p->n_xcats - 0.5, xs = 1, axis_range(y0, y1, &ya, &yb, &ys);
     else axis_range(x0, x1, &xa, &xb, &xs), axis_range(y0, y1, &ya, &yb, &ys);
     double pad = p->x_offset * (double)ns; /* room for the shifted series */
 #define SX(v) (PL + ((v) - (xa - pad)) / ((xb + pad) - (xa - pad)) * (PR - PL))
 #define SY(v) (PB - ((v) - ya) / (yb - ya) * (PB - PT))
 
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-               "font-family=\"sans-serif\" font-size=\"12\" role=\"img\" aria-label=\"", W, H, W, H);
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
+               "style=\"width:100%%;height:auto\" font-family=\"sans-serif\" font-size=\"15\" role=\"img\" "
+               "aria-label=\"", W, H, W, H);
     report_html_text(f, p->title);
     fputs("\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n", f);
-    fprintf(f, "<text x=\"%d\" y=\"22\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">", (PL + PR) / 2);
+    fprintf(f, "<text x=\"%d\" y=\"26\" text-anchor=\"middle\" font-size=\"19\" font-weight=\"bold\">",
+            (PL + PR) / 2);
     report_html_text(f, p->title);
-    fputs("</text>\n", f);
-    /* grid and ticks */
+    fputs("</text>\n<g class=\"axes\">\n", f);
     int xd = decimals(xs), yd = decimals(ys);
-    for (double v = xa; v <= xb + xs * 1e-6; v += xs) {
-        double X = SX(v);
-        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e5e5e5\"/>", X, PT, X, PB);
-        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.*f</text>\n", X, PB + 16, xd, v);
+    if (p->xcats) {
+        for (size_t k = 0; k < p->n_xcats; k++) {
+            double X = SX((double)k);
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e5e5e5\"/>", X, PT, X, PB);
+            fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">", X, PB + 20);
+            report_html_text(f, p->xcats[k]);
+            fputs("</text>\n", f);
+        }
+    } else {
+        for (double v = xa; v <= xb + xs * 1e-6; v += xs) {
+            double X = SX(v);
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e5e5e5\"/>", X, PT, X, PB);
+            fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.*f</text>\n", X, PB + 20, xd, v);
+        }
     }
     for (double v = ya; v <= yb + ys * 1e-6; v += ys) {
         double Y = SY(v);
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>", PL, Y, PR, Y);
-        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.*f</text>\n", PL - 6, Y + 4, yd, v);
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.*f</text>\n", PL - 8, Y + 5, yd, v);
     }
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n", PL, PT,
             PR - PL, PB - PT);
-    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", (PL + PR) / 2, PB + 40);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", (PL + PR) / 2, PB + 50);
     report_html_text(f, p->xlabel);
-    fprintf(f, "</text>\n<text transform=\"translate(18 %d) rotate(-90)\" text-anchor=\"middle\">", (PT + PB) / 2);
+    fprintf(f, "</text>\n<text transform=\"translate(22 %d) rotate(-90)\" text-anchor=\"middle\">", (PT + PB) / 2);
     report_html_text(f, p->ylabel);
     fputs("</text>\n", f);
-    /* reference lines */
-    const char *ref = NULL;
-    if (p->zero_line) {
+    if (p->zero_line)
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#000\" stroke-dasharray=\"2 3\"/>\n",
                 PL, SY(0), PR, SY(0));
-        ref = "0: the model's expectation";
-    }
-    if (p->diagonal) {
+    if (p->diagonal)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" stroke-dasharray=\"2 3\"/>\n",
                 SX(0), SY(0), SX(1), SY(1));
-        ref = "perfect calibration";
-    }
-    /* series: error bars, line, points */
+    fputs("</g>\n", f);
+    /* series: error marks, line, markers */
     for (size_t i = 0; i < ns; i++) {
         double dx = ((double)i - (double)(ns - 1) / 2) * p->x_offset;
         const series_t *q = &s[i];
-        for (size_t j = 0; j < q->n; j++) {
-            if (!isfinite(q->y[j]) || !isfinite(q->se[j])) continue;
-            double X = SX(q->x[j] + dx), Ya = SY(q->y[j] - q->se[j]), Yb = SY(q->y[j] + q->se[j]);
-            fprintf(f,
-                    "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fh6M%.1f %.1fh6\" stroke=\"%s\" stroke-width=\"1\" "
-                    "fill=\"none\"/>\n",
-                    X, Ya, Yb, X - 3, Ya, X - 3, Yb, q->color);
+        fputs("<g class=\"series\">\n", f);
+        if (q->band) { /* the upper edge left to right, the lower one back */
+            int any = 0;
+            for (size_t j = 0; j < q->n; j++) any |= isfinite(q->y[j]) && isfinite(q->se[j]);
+            if (any) {
+                fprintf(f, "<polygon fill=\"%s\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", q->color);
+                for (size_t j = 0; j < q->n; j++)
+                    if (isfinite(q->y[j]) && isfinite(q->se[j]))
+                        fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j] + Z95 * q->se[j]));
+                for (size_t j = q->n; j-- > 0;)
+                    if (isfinite(q->y[j]) && isfinite(q->se[j]))
+                        fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j] - Z95 * q->se[j]));
+                fputs("\"/>\n", f);
+            }
+        } else {
+            for (size_t j = 0; j < q->n; j++) {
+                if (!isfinite(q->y[j]) || !isfinite(q->se[j])) continue;
+                double X = SX(q->x[j] + dx), Ya = SY(q->y[j] - Z95 * q->se[j]), Yb = SY(q->y[j] + Z95 * q->se[j]);
+                fprintf(f, "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fh6M%.1f %.1fh6\" stroke=\"%s\" fill=\"none\"/>\n",
+                        X, Ya, Yb, X - 3, Ya, X - 3, Yb, q->color);
+            }
         }
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", q->color,
-                q->dashed ? " stroke-dasharray=\"6 4\"" : "");
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\"%s points=\"", q->color,
+                q->dashed ? " stroke-dasharray=\"8 5\"" : "");
         for (size_t j = 0; j < q->n; j++)
             if (isfinite(q->y[j])) fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j]));
         fputs("\"/>\n", f);
         for (size_t j = 0; j < q->n; j++)
-            if (isfinite(q->y[j]))
-                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>", SX(q->x[j] + dx), SY(q->y[j]),
-                        q->color);
-        fputs("\n", f);
+            if (isfinite(q->y[j])) svg_marker(f, q, SX(q->x[j] + dx), SY(q->y[j]));
+        fputs("\n</g>\n", f);
     }
-    /* legend */
-    int ly = PT + 10;
-    for (size_t i = 0; i < ns; i++, ly += 22) {
-        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"%s/>", PR + 15,
-                ly, PR + 45, ly, s[i].color, s[i].dashed ? " stroke-dasharray=\"6 4\"" : "");
-        fprintf(f, "<text x=\"%d\" y=\"%d\">", PR + 52, ly + 4);
+    /* legend: a column right of the plot area */
+    fputs("<g class=\"legend\">\n", f);
+    int ly = PT + 12;
+    for (size_t i = 0; i < ns; i++, ly += 26) {
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2.5\"%s/>", LX, ly,
+                LX + 40, ly, s[i].color, s[i].dashed ? " stroke-dasharray=\"8 5\"" : "");
+        svg_marker(f, &s[i], LX + 20, ly);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">", LX + 48, ly + 5);
         report_html_text(f, s[i].label);
         fputs("</text>\n", f);
     }
-    fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#555\">error bars: ±1 standard error</text>\n", PR + 15, ly + 4);
-    if (ref) {
-        ly += 22;
-        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#000\" stroke-dasharray=\"2 3\"/>",
-                PR + 15, ly, PR + 45, ly);
-        fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", PR + 52, ly + 4, ref);
+    if (p->ref_label) {
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#000\" stroke-dasharray=\"2 3\"/>", LX,
+                ly, LX + 40, ly);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">", LX + 48, ly + 5);
+        report_html_text(f, p->ref_label);
+        fputs("</text>\n", f);
+        ly += 26;
     }
-    if (!ns || !s[0].n) fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no data yet</text>\n",
-                                (PL + PR) / 2, (PT + PB) / 2);
+    if (p->mark_label) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#555\">", LX, ly + 5);
+        report_html_text(f, p->mark_label);
+        fputs("</text>\n", f);
+    }
+    fputs("</g>\n", f);
+    if (!n_points)
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">no data yet</text>\n", (PL + PR) / 2,
+                (PT + PB) / 2);
     fputs("</svg>\n", f);
 #undef SX
 #undef SY
 }
 
-/* The rows of t whose column `kind` equals kind, as a series. */
+/* The rows of t whose column `kind` equals kind (every row when kind is
+ * NULL), as a series: x from column xc (the row's index in t when xc is
+ * NULL), y from yc, se from sec (the binomial standard error of y with n
+ * trials when sec is NULL; none when sec is ""). */
 static int series_of(const db_table_t *t, const char *kind, const char *xc, const char *yc, const char *sec,
                      series_t *s) {
     s->n = 0;
@@ -267,11 +311,13 @@ static int series_of(const db_table_t *t, const char *kind, const char *xc, cons
     if (!s->x || !s->y || !s->se) return -1;
     for (size_t r = 0; r < t->n_rows; r++) {
         const char *k = cell(t, r, "kind");
-        if (!k || strcmp(k, kind)) continue;
-        s->x[s->n] = cell_d(t, r, xc);
+        if (kind && (!k || strcmp(k, kind))) continue;
+        s->x[s->n] = xc ? cell_d(t, r, xc) : (double)r;
         s->y[s->n] = cell_d(t, r, yc);
-        if (sec) {
+        if (sec && *sec) {
             s->se[s->n] = cell_d(t, r, sec);
+        } else if (sec) {
+            s->se[s->n] = NAN;
         } else { /* binomial: sqrt(p (1 - p) / n) */
             double p = s->y[s->n], n = cell_d(t, r, "n");
             s->se[s->n] = n > 0 ? sqrt(p * (1 - p) / n) : NAN;
@@ -281,145 +327,235 @@ static int series_of(const db_table_t *t, const char *kind, const char *xc, cons
     return 0;
 }
 
+/* Frees the series' arrays and clears them whole (styles included), so
+ * that the array serves the next plot. */
 static void series_free(series_t *s, size_t n) {
-    for (size_t i = 0; i < n; i++) free(s[i].x), free(s[i].y), free(s[i].se);
+    for (size_t i = 0; i < n; i++) {
+        free(s[i].x), free(s[i].y), free(s[i].se);
+        memset(&s[i], 0, sizeof s[i]);
+    }
 }
 
 /* ---- the page ----------------------------------------------------------- */
 
-/* A cell of the run's one row, "" for NULL. */
 static const char *rv(const db_table_t *run, const char *name) {
     const char *s = cell(run, 0, name);
     return s ? s : "";
 }
 
-static void kv(FILE *f, const char *k, const char *v) {
-    fputs("<tr><th>", f);
-    report_html_text(f, k);
-    fputs("</th><td>", f);
+static void td(FILE *f, const char *v) {
+    fputs("<td>", f);
     report_html_text(f, v ? v : "");
-    fputs("</td></tr>\n", f);
+    fputs("</td>", f);
 }
 
-static void settings_rows(FILE *f, const char *json) {
-    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
-    if (!json_is_object(o)) {
-        kv(f, "settings", json);
-        json_decref(o);
-        return;
+/* The runs side by side: one column each. */
+static void runs_table(FILE *f, const run_data_t *runs, size_t n) {
+    static const char *const rows[] = {"run id", "status", "model", "model identity (sha256)", "settings",
+                                       "corpus", "documents", "jobs", "tokens scored", "created", "finished"};
+    fputs("<table class=\"runs\"><tr><th></th>", f);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "<th><span class=\"sw\" style=\"background:%s\"></span> ", runs[i].color);
+        report_html_text(f, runs[i].name);
+        fputs("</th>", f);
     }
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-        char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        char name[128];
-        snprintf(name, sizeof name, "setting: %s", key);
-        kv(f, name, s ? s : json_string_value(v));
-        free(s);
+    fputs("</tr>\n", f);
+    char buf[512];
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        fputs("<tr><th>", f);
+        report_html_text(f, rows[k]);
+        fputs("</th>", f);
+        for (size_t i = 0; i < n; i++) {
+            const db_table_t *r = &runs[i].t[T_RUN];
+            switch (k) {
+            case 0: td(f, rv(r, "run_id")); break;
+            case 1: td(f, rv(r, "status")); break;
+            case 2:
+                snprintf(buf, sizeof buf, "%s (%s)", rv(r, "model_name"), rv(r, "model_arch"));
+                td(f, buf);
+                break;
+            case 3: fputs("<td><code>", f), report_html_text(f, rv(r, "model_identity")), fputs("</code></td>", f); break;
+            case 4: fputs("<td><code>", f), report_html_text(f, rv(r, "settings")), fputs("</code></td>", f); break;
+            case 5: fputs("<td><code>", f), report_html_text(f, rv(r, "corpus")), fputs("</code></td>", f); break;
+            case 6:
+                snprintf(buf, sizeof buf, "%s done of %s (%s could not be used)", rv(r, "docs_done"),
+                         rv(r, "n_docs"), rv(r, "docs_error"));
+                td(f, buf);
+                break;
+            case 7:
+                snprintf(buf, sizeof buf, "%s: %s done, %s failed, %s leased, %s pending; %s retries", rv(r, "jobs"),
+                         rv(r, "jobs_done"), rv(r, "jobs_failed"), rv(r, "jobs_leased"), rv(r, "jobs_pending"),
+                         rv(r, "retries"));
+                td(f, buf);
+                break;
+            case 8: td(f, rv(r, "tokens_done")); break;
+            case 9: td(f, rv(r, "created")); break;
+            default: td(f, rv(r, "finished")); break;
+            }
+        }
+        fputs("</tr>\n", f);
     }
-    json_decref(o);
+    fputs("</table>\n", f);
 }
 
-static int write_html(const char *path, const db_table_t *run, const db_table_t *pos, const db_table_t *shift,
-                      const db_table_t *cal, char *err, size_t errlen) {
-    series_t s[4] = {{0}};
+/* Two series per run from table `which`: the human continuation (solid,
+ * circles) and the model's samples (dashed, squares); kind_h names the
+ * human kind.  s has room for 2 n series. */
+static int pair_series(const run_data_t *runs, size_t n, int which, const char *kind_h, const char *xc,
+                       const char *yc, const char *sec, series_t *s) {
+    for (size_t i = 0; i < n; i++) {
+        series_t *h = &s[2 * i], *m = &s[2 * i + 1];
+        if (series_of(&runs[i].t[which], kind_h, xc, yc, sec, h) ||
+            series_of(&runs[i].t[which], "sample", xc, yc, sec, m))
+            return -1;
+        snprintf(h->label, sizeof h->label, "%s: human", runs[i].name);
+        snprintf(m->label, sizeof m->label, "%s: model samples", runs[i].name);
+        h->color = m->color = runs[i].color;
+        m->dashed = m->square = 1;
+    }
+    return 0;
+}
+
+static void figure(FILE *f, const char *id, const char *h2, const plot_t *p, const series_t *s, size_t ns,
+                   const char *caption) {
+    fprintf(f, "<h2 id=\"%s\">", id);
+    report_html_text(f, h2);
+    fputs("</h2>\n<figure>\n", f);
+    svg_plot(f, p, s, ns);
+    fputs("<figcaption>", f);
+    fputs(caption, f); /* literal HTML written here, never data */
+    fputs("</figcaption></figure>\n", f);
+}
+
+static const char *const SE_NOTE =
+    " Error marks: ±1.96 × the standard error the views give (position_stats, shift_by_bucket).";
+
+static int write_html(const char *path, const run_data_t *runs, size_t n, char *err, size_t errlen) {
+    size_t ns = 2 * n;
+    series_t *s = calloc(ns, sizeof *s);
+    const char **cats = NULL;
     int rc = -1;
     FILE *f = fopen(path, "w");
-    if (!f) return log_seterr(err, errlen, "cannot write %s: %s", path, strerror(errno));
-    fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>tokshift report: ", f);
-    report_html_text(f, cell(run, 0, "name"));
+    if (!f || !s) {
+        free(s);
+        if (f) fclose(f);
+        return log_seterr(err, errlen, "cannot write %s: %s", path, f ? "out of memory" : strerror(errno));
+    }
+    fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>tokshift report: ",
+          f);
+    for (size_t i = 0; i < n; i++) fputs(i ? ", " : "", f), report_html_text(f, runs[i].name);
     fputs("</title>\n<style>\n"
-          "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}\n"
-          "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;"
-          "text-align:left;font-size:13px}\n"
+          "body{font-family:sans-serif;max-width:1340px;margin:1.5em auto;padding:0 20px;color:#222}\n"
+          "table{border-collapse:collapse;margin:1em 0;width:100%;table-layout:fixed}\n"
+          "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:14px;vertical-align:top;"
+          "overflow-wrap:anywhere}\n"
+          "table.runs th:first-child{width:13em}\n"
           "table.data td{text-align:right;font-variant-numeric:tabular-nums}\n"
-          "th{background:#f3f3f3}figure{margin:1.5em 0}figcaption{color:#444;font-size:14px;max-width:780px}\n"
-          "code{word-break:break-all}\n</style></head><body>\n<h1>tokshift report: ",
+          "th{background:#f3f3f3}figure{margin:1em 0}figcaption{color:#444;font-size:15px;max-width:75em}\n"
+          "svg{display:block}.sw{display:inline-block;width:1em;height:1em;vertical-align:-2px}\n"
+          "code{overflow-wrap:anywhere}\n</style></head><body>\n<h1>tokshift report: ",
           f);
-    report_html_text(f, cell(run, 0, "name"));
-    fputs("</h1>\n<table>\n", f);
-    char buf[256];
-    kv(f, "run id", cell(run, 0, "run_id"));
-    kv(f, "status", cell(run, 0, "status"));
-    snprintf(buf, sizeof buf, "%s (%s)", rv(run, "model_name"), rv(run, "model_arch"));
-    kv(f, "model", buf);
-    kv(f, "model identity (sha256)", rv(run, "model_identity"));
-    settings_rows(f, cell(run, 0, "settings"));
-    kv(f, "corpus", rv(run, "corpus"));
-    snprintf(buf, sizeof buf, "%s done of %s (%s could not be used)", rv(run, "docs_done"), rv(run, "n_docs"),
-             rv(run, "docs_error"));
-    kv(f, "documents", buf);
-    snprintf(buf, sizeof buf, "%s total: %s done, %s failed, %s leased, %s pending; %s retries", rv(run, "jobs"),
-             rv(run, "jobs_done"), rv(run, "jobs_failed"), rv(run, "jobs_leased"), rv(run, "jobs_pending"),
-             rv(run, "retries"));
-    kv(f, "jobs", buf);
-    kv(f, "tokens scored", cell(run, 0, "tokens_done"));
-    kv(f, "created", cell(run, 0, "created"));
-    kv(f, "finished", cell(run, 0, "finished"));
-    fputs("</table>\n<p>Data: <a href=\"position_stats.csv\">position_stats.csv</a>, "
+    for (size_t i = 0; i < n; i++) fputs(i ? ", " : "", f), report_html_text(f, runs[i].name);
+    fputs("</h1>\n", f);
+    runs_table(f, runs, n);
+    fputs("<p>Data (one row per run and point, led by the run's name): "
+          "<a href=\"position_stats.csv\">position_stats.csv</a>, "
           "<a href=\"shift_by_bucket.csv\">shift_by_bucket.csv</a>, "
-          "<a href=\"calibration.csv\">calibration.csv</a>.</p>\n",
+          "<a href=\"calibration.csv\">calibration.csv</a>, "
+          "<a href=\"document_gap.csv\">document_gap.csv</a>.</p>\n",
           f);
 
-    /* 1. surprisal and entropy by position */
-    if (series_of(pos, "human_cont", "position", "mean_surprisal", "se_surprisal", &s[0]) ||
-        series_of(pos, "sample", "position", "mean_surprisal", "se_surprisal", &s[1]) ||
-        series_of(pos, "human_cont", "position", "mean_entropy", "se_entropy", &s[2]) ||
-        series_of(pos, "sample", "position", "mean_entropy", "se_entropy", &s[3]))
-        goto oom;
-    s[0].label = "surprisal, human", s[0].color = C_HUMAN;
-    s[1].label = "surprisal, model", s[1].color = C_MODEL;
-    s[2].label = "entropy, human", s[2].color = C_HUMAN, s[2].dashed = 1;
-    s[3].label = "entropy, model", s[3].color = C_MODEL, s[3].dashed = 1;
-    fputs("<h2>Surprisal and entropy by position</h2>\n<figure>\n", f);
-    svg_plot(f,
-             &(plot_t){"Mean surprisal and entropy after the cut", "position after the cut (tokens)", "nats", 0, 0,
-                       0.1},
-             s, 4);
-    fputs("<figcaption>Solid: mean surprisal (−log p of the token that came); dashed: mean entropy of the "
-          "next-token distribution. Blue: the human continuation (teacher-forced); orange: the model's own "
-          "samples.</figcaption></figure>\n",
-          f);
-    series_free(s, 4);
-    memset(s, 0, sizeof s);
+    /* gap, surprisal, entropy by position */
+    static const struct {
+        const char *id, *h2, *title, *ylabel, *y, *se, *caption;
+    } by_pos[] = {
+        {"gap", "Gap (surprisal − entropy) by position", "Mean gap after the cut", "gap (nats)", "mean_gap", "se_gap",
+         "The gap's expectation under the model's own distribution is 0: a model's samples should sit on the "
+         "dotted line, and human text above it is more surprising than the model expects."},
+        {"surprisal", "Surprisal by position", "Mean surprisal after the cut", "surprisal (nats)", "mean_surprisal",
+         "se_surprisal", "Surprisal: −log p of the token that came."},
+        {"entropy", "Entropy by position", "Mean entropy after the cut", "entropy (nats)", "mean_entropy",
+         "se_entropy", "Entropy of the model's next-token distribution."},
+    };
+    for (size_t k = 0; k < sizeof by_pos / sizeof *by_pos; k++) {
+        if (pair_series(runs, n, T_POS, "human_cont", "position", by_pos[k].y, by_pos[k].se, s)) goto oom;
+        char cap[1024];
+        snprintf(cap, sizeof cap,
+                 "%s Colour: the run; solid with circles: the human continuation (teacher-forced); dashed with "
+                 "squares: the model's own samples.%s",
+                 by_pos[k].caption, SE_NOTE);
+        figure(f, by_pos[k].id, by_pos[k].h2,
+               &(plot_t){.title = by_pos[k].title, .xlabel = "position after the cut (tokens)",
+                         .ylabel = by_pos[k].ylabel, .zero_line = k == 0,
+                         .ref_label = k == 0 ? "0: the model's expectation" : NULL,
+                         .mark_label = "bars: 95 % interval", .x_offset = 0.06},
+               s, ns, cap);
+        series_free(s, ns);
+    }
 
-    /* 2. gap by position */
-    if (series_of(pos, "human_cont", "position", "mean_gap", "se_gap", &s[0]) ||
-        series_of(pos, "sample", "position", "mean_gap", "se_gap", &s[1]))
-        goto oom;
-    s[0].label = "human continuation", s[0].color = C_HUMAN;
-    s[1].label = "model samples", s[1].color = C_MODEL;
-    fputs("<h2>Gap (surprisal − entropy) by position</h2>\n<figure>\n", f);
-    svg_plot(f, &(plot_t){"Mean gap after the cut", "position after the cut (tokens)", "gap (nats)", 1, 0, 0.15},
-             s, 2);
-    fputs("<figcaption>The gap's expectation under the model's own distribution is 0: samples should sit on "
-          "the dotted line, and a human text above it is more surprising than the model expects.</figcaption>"
-          "</figure>\n",
-          f);
-    series_free(s, 2);
-    memset(s, 0, sizeof s);
+    /* the shift by bucket, with its band; buckets named by their positions */
+    size_t n_cats = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t r = 0; r < runs[i].t[T_SHIFT].n_rows; r++) {
+            double b = cell_d(&runs[i].t[T_SHIFT], r, "bucket");
+            if (b >= 0 && b < 64 && (size_t)b + 1 > n_cats) n_cats = (size_t)b + 1;
+        }
+    cats = calloc(n_cats + 1, sizeof *cats);
+    if (!cats) goto oom;
+    for (size_t i = 0; i < n; i++)
+        for (size_t r = 0; r < runs[i].t[T_SHIFT].n_rows; r++) {
+            double b = cell_d(&runs[i].t[T_SHIFT], r, "bucket");
+            if (b >= 0 && b < (double)n_cats) cats[(size_t)b] = cell(&runs[i].t[T_SHIFT], r, "positions");
+        }
+    for (size_t k = 0; k < n_cats; k++)
+        if (!cats[k]) cats[k] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (series_of(&runs[i].t[T_SHIFT], NULL, "bucket", "shift", "se_shift", &s[i])) goto oom;
+        snprintf(s[i].label, sizeof s[i].label, "%s", runs[i].name);
+        s[i].color = runs[i].color, s[i].band = 1;
+    }
+    figure(f, "shift", "The shift: human gap − model gap",
+           &(plot_t){.title = "Shift by position bucket", .xlabel = "positions after the cut (bucket)",
+                     .ylabel = "human gap − model gap (nats)", .zero_line = 1, .ref_label = "0: no shift",
+                     .mark_label = "band: 95 % interval", .xcats = cats, .n_xcats = n_cats},
+           s, n,
+           "Above 0: the human continuation surprises the model more, relative to its own entropy, than its "
+           "samples do. Band: ±1.96 × se_shift of shift_by_bucket (the two gaps' standard errors combined).");
+    series_free(s, ns);
 
-    /* 3. calibration */
-    if (series_of(cal, "human", "mean_confidence", "accuracy", NULL, &s[0]) ||
-        series_of(cal, "human_cont", "mean_confidence", "accuracy", NULL, &s[1]) ||
-        series_of(cal, "sample", "mean_confidence", "accuracy", NULL, &s[2]))
-        goto oom;
-    s[0].label = "human text", s[0].color = C_TEXT;
-    s[1].label = "human continuation", s[1].color = C_HUMAN;
-    s[2].label = "model samples", s[2].color = C_MODEL;
-    fputs("<h2>Calibration</h2>\n<figure>\n", f);
-    svg_plot(f, &(plot_t){"Accuracy vs confidence", "mean top-1 probability in the bin", "accuracy (rank = 1)", 0, 1, 0},
-             s, 3);
-    fputs("<figcaption>Tokens in ten bins of the model's top-1 probability; accuracy is the share whose "
-          "token was the model's first choice. Error bars: binomial standard error.</figcaption></figure>\n",
-          f);
+    /* calibration */
+    if (pair_series(runs, n, T_CAL, "human_cont", "mean_confidence", "accuracy", NULL, s)) goto oom;
+    figure(f, "calibration", "Calibration",
+           &(plot_t){.title = "Accuracy vs confidence", .xlabel = "mean top-1 probability in the bin",
+                     .ylabel = "accuracy (rank = 1)", .diagonal = 1, .ref_label = "perfect calibration",
+                     .mark_label = "bars: 95 % binomial interval"},
+           s, ns,
+           "Tokens in ten bins of the model's top-1 probability; accuracy is the share whose token was the "
+           "model's first choice. Colour: the run; solid: human continuations; dashed: the model's samples.");
+    series_free(s, ns);
 
-    fputs("<h2>Shift by position bucket</h2>\n", f);
-    html_table(f, shift);
+    /* per-document gap */
+    if (pair_series(runs, n, T_GAP, "human_cont", "gap_lo", "docs", "", s)) goto oom;
+    figure(f, "documents", "Per-document gap",
+           &(plot_t){.title = "Documents by mean gap", .xlabel = "mean gap of the document (nats; bin's lower edge, "
+                                                                  "bins 0.1 wide)",
+                     .ylabel = "documents", .zero_line = 0},
+           s, ns,
+           "A frequency polygon of document_summary's per-document mean gap: solid, the document's human "
+           "continuations; dashed, its model samples (document_gap.csv also holds the whole human text, kind "
+           "'human').");
+    series_free(s, ns);
+
+    fputs("<h2 id=\"auroc\">Detection (AUROC)</h2>\n<p>Not drawn yet: this version of the database has no "
+          "AUROC view (issue 12, item 4).</p>\n",
+          f);
     fputs("</body></html>\n", f);
     rc = 0;
 oom:
-    series_free(s, 4);
+    series_free(s, ns);
+    free(s);
+    free(cats);
     if (rc) log_seterr(err, errlen, "out of memory writing %s", path);
     int bad = ferror(f);
     if (fclose(f) || bad) {
@@ -429,42 +565,58 @@ oom:
     return rc;
 }
 
-int report_write(db_t *db, const char *run, const char *dir, char *err, size_t errlen) {
-    db_table_t t[4] = {{0}};
-    static const db_report_t which[4] = {DB_REPORT_RUN, DB_REPORT_POSITION_STATS, DB_REPORT_SHIFT,
-                                         DB_REPORT_CALIBRATION};
-    static const char *const csv[4] = {NULL, "position_stats.csv", "shift_by_bucket.csv", "calibration.csv"};
+int report_write(db_t *db, const char *const *run_names, size_t n_runs, const char *dir, char *err,
+                 size_t errlen) {
+    static const db_report_t which[N_T] = {DB_REPORT_RUN, DB_REPORT_POSITION_STATS, DB_REPORT_SHIFT,
+                                           DB_REPORT_CALIBRATION, DB_REPORT_DOC_GAP};
+    static const char *const csv[N_T] = {NULL, "position_stats.csv", "shift_by_bucket.csv", "calibration.csv",
+                                         "document_gap.csv"};
+    assert(n_runs >= 1);
+    if (n_runs > N_PALETTE)
+        return log_seterr(err, errlen, "at most %zu runs in one report (one colour each)", N_PALETTE);
     char path[PATH_MAX];
-    int64_t run_id;
-    int rc = db_run_find(db, run, &run_id, err, errlen);
-    if (rc == 1) log_seterr(err, errlen, "no run named '%s' (see 'tokshift status' for the runs)", run);
-    if (rc) return rc;
-    rc = -1;
-    for (int i = 0; i < 4; i++)
-        if (db_report_rows(db, run_id, which[i], &t[i], err, errlen)) goto done;
-    if (t[0].n_rows != 1) {
-        log_seterr(err, errlen, "run '%s' has no progress row", run);
-        goto done;
+    run_data_t *runs = calloc(n_runs, sizeof *runs);
+    if (!runs) return log_seterr(err, errlen, "out of memory");
+    int rc = -1;
+    for (size_t i = 0; i < n_runs; i++) {
+        int64_t run_id;
+        int found = db_run_find(db, run_names[i], &run_id, err, errlen);
+        if (found == 1)
+            log_seterr(err, errlen, "no run named '%s' (see 'tokshift status' for the runs)", run_names[i]);
+        if (found) {
+            rc = found;
+            goto done;
+        }
+        for (int k = 0; k < N_T; k++)
+            if (db_report_rows(db, run_id, which[k], &runs[i].t[k], err, errlen)) goto done;
+        if (runs[i].t[T_RUN].n_rows != 1) {
+            log_seterr(err, errlen, "run '%s' has no progress row", run_names[i]);
+            goto done;
+        }
+        runs[i].name = rv(&runs[i].t[T_RUN], "name");
+        runs[i].color = PALETTE[i];
     }
     struct stat st;
     if (mkdir(dir, 0755) && !(errno == EEXIST && !stat(dir, &st) && S_ISDIR(st.st_mode))) {
         log_seterr(err, errlen, "cannot create the folder %s: %s", dir, strerror(errno));
         goto done;
     }
-    for (int i = 1; i < 4; i++) {
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, csv[i]) >= sizeof path) {
+    for (int k = 1; k < N_T; k++) {
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, csv[k]) >= sizeof path) {
             log_seterr(err, errlen, "folder name too long: %s", dir);
             goto done;
         }
-        if (write_csv(path, &t[i], err, errlen)) goto done;
+        if (write_csv(path, runs, n_runs, k, err, errlen)) goto done;
     }
     if ((size_t)snprintf(path, sizeof path, "%s/index.html", dir) >= sizeof path) {
         log_seterr(err, errlen, "folder name too long: %s", dir);
         goto done;
     }
-    if (write_html(path, &t[0], &t[1], &t[2], &t[3], err, errlen)) goto done;
+    if (write_html(path, runs, n_runs, err, errlen)) goto done;
     rc = 0;
 done:
-    for (int i = 0; i < 4; i++) db_table_free(&t[i]);
+    for (size_t i = 0; i < n_runs; i++)
+        for (int k = 0; k < N_T; k++) db_table_free(&runs[i].t[k]);
+    free(runs);
     return rc;
 }

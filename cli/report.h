@@ -14,11 +14,13 @@
 
 #include "db.h"
 
-/* Writes DIR/index.html, DIR/position_stats.csv, DIR/shift_by_bucket.csv and
- * DIR/calibration.csv for the run `run` (a name or a decimal id), creating
- * DIR if needed.  Returns 0, 1 when there is no such run, or -1; with a
- * message in err on failure. */
-int report_write(db_t *db, const char *run, const char *dir, char *err, size_t errlen);
+/* Writes DIR/index.html (the runs on shared axes), and
+ * DIR/position_stats.csv, shift_by_bucket.csv, calibration.csv and
+ * document_gap.csv (each row led by its run's name) for the n_runs >= 1
+ * runs `runs` (names or decimal ids; at most 7, one colour each), creating
+ * DIR if needed.  Returns 0, 1 when a run does not exist (DIR untouched), or
+ * -1; with a message in err on failure. */
+int report_write(db_t *db, const char *const *runs, size_t n_runs, const char *dir, char *err, size_t errlen);
 
 /* Writes s as one RFC 4180 CSV field (quoted when it holds a comma, a quote,
  * CR or LF; quotes doubled).  NULL is an empty field. */

@@ -6,7 +6,7 @@
  *   tokshift score    --model PATH [--format ...]   per-token statistics
  *   tokshift experiment --model PATH [...]          a worker's rows for one document
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
- *   tokshift report   RUN [--db C] [--out DIR]      HTML page with plots, and CSV (cli/report.c)
+ *   tokshift report   RUN... [--db C] [--out DIR]   HTML page with plots, and CSV (cli/report.c)
  *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
@@ -53,7 +53,7 @@ static const char *g_usage =
     "  db migrate apply the schema's migrations to PostgreSQL\n"
     "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
-    "  report     write a run's HTML report (plots) and CSV files\n"
+    "  report     write runs' HTML report (plots on shared axes) and CSV files\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
@@ -146,6 +146,17 @@ static model_t *load_model(const char *path) {
     return m;
 }
 
+/* Whether the model file is the one the run measured (its sha256 identity,
+ * as the worker checks it).  0, or -1 with a message naming both. */
+static int check_run_model(const char *model_path, const char *run, const char *want, char *err, size_t errlen) {
+    char have[65];
+    if (digest_model_identity(model_path, have, err, errlen)) return -1;
+    if (strcmp(have, want))
+        return log_seterr(err, errlen, "run '%s' was measured with model %.12s..., and %s is %.12s...: give --model the "
+                          "run's model", run, want, model_path, have);
+    return 0;
+}
+
 /* ---- tokenize ---------------------------------------------------------- */
 
 /* The tokenizer of the model at path, without its weights where the format
@@ -227,10 +238,12 @@ static int cmd_generate(int argc, char **argv) {
                                          {"prompt", required_argument, 0, 'P'},
                                          {"prompt-ids", required_argument, 0, 'i'},
                                          {"print-ids", no_argument, 0, 'o'},
+                                         {"run", required_argument, 0, 'r'},
+                                         {"db", required_argument, 0, 'd'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
-    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL;
-    int print_ids = 0;
+    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL, *run = NULL, *conninfo = "";
+    int print_ids = 0, sampling_given = 0;
     long n_gen = -1, top_k = 0;
     uint64_t seed = 0;
     double temp = 1.0, top_p = 1.0;
@@ -239,16 +252,18 @@ static int cmd_generate(int argc, char **argv) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'n': if (parse_int(optarg, "-n", 0, INT_MAX, &n_gen)) return EXIT_USAGE; break;
-        case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; break;
-        case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; break;
-        case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; break;
+        case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; sampling_given = 1; break;
+        case 'k': if (parse_int(optarg, "--top-k", 0, INT_MAX, &top_k)) return EXIT_USAGE; sampling_given = 1; break;
+        case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; sampling_given = 1; break;
+        case 'r': run = optarg; break;
+        case 'd': conninfo = optarg; break;
         case 's': if (parse_seed(optarg, "--seed", &seed)) return EXIT_USAGE; break;
         case 'P': prompt = optarg; break;
         case 'i': prompt_ids = optarg; break;
         case 'o': print_ids = 1; break;
         case 'h':
             printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                         [--seed S] [--prompt TEXT]\n\n"
+                   "                         [--seed S] [--prompt TEXT] [--run NAME [--db CONNINFO]]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
                    "  -m, --model PATH       GGUF file or Hugging Face model directory\n"
@@ -261,7 +276,10 @@ static int cmd_generate(int argc, char **argv) {
                    "  -P, --prompt TEXT      text after BOS to continue\n"
                    "      --prompt-ids IDS   start from exactly these token ids instead (no BOS added),\n"
                    "                         e.g. to regenerate a recorded sample from its seed\n"
-                   "      --print-ids        print the generated token ids instead of the text\n");
+                   "      --print-ids        print the generated token ids instead of the text\n"
+                   "      --run NAME         sample as run NAME's workers do: its temperature, top-k\n"
+                   "                         and top-p (runs.settings in --db); --model must be its model\n"
+                   "      --db CONNINFO      PostgreSQL for --run (default: the PG* environment)\n");
             return 0;
         default: return usage_hint("generate");
         }
@@ -269,6 +287,23 @@ static int cmd_generate(int argc, char **argv) {
     if (n_gen < 0) {
         log_error("generate: give the number of tokens to generate, -n N");
         return usage_hint("generate");
+    }
+    if (run && sampling_given) {
+        log_error("--run takes the temperature, top-k and top-p from the run; drop them");
+        return usage_hint("generate");
+    }
+    if (run) {
+        char rerr[LOG_ERRLEN], identity[65];
+        runset_t rs;
+        int lr = runset_load(conninfo, run, &rs, identity, rerr, sizeof rerr);
+        if (lr == 0 && model_path && check_run_model(model_path, run, identity, rerr, sizeof rerr)) lr = -1;
+        if (lr) {
+            runset_free(&rs);
+            log_error("%s", rerr);
+            return lr > 0 ? EXIT_USAGE : 1;
+        }
+        temp = rs.cont.sampling.temperature, top_k = rs.cont.sampling.top_k, top_p = rs.cont.sampling.top_p;
+        runset_free(&rs);
     }
     if (optind < argc) {
         log_error("generate: unexpected argument '%s' (a prompt goes after --prompt)", argv[optind]);
@@ -420,17 +455,6 @@ static void print_rows(const model_t *m, const experiment_row_t *rows, long n, i
         }
     }
     if (json) printf("\n]\n");
-}
-
-/* Whether the model file is the one the run measured (its sha256 identity,
- * as the worker checks it).  0, or -1 with a message naming both. */
-static int check_run_model(const char *model_path, const char *run, const char *want, char *err, size_t errlen) {
-    char have[65];
-    if (digest_model_identity(model_path, have, err, errlen)) return -1;
-    if (strcmp(have, want))
-        return log_seterr(err, errlen, "run '%s' was measured with model %.12s..., and %s is %.12s...: give --model the "
-                          "run's model", run, want, model_path, have);
-    return 0;
 }
 
 static int cmd_score(int argc, char **argv) {
@@ -943,24 +967,28 @@ static int cmd_report(int argc, char **argv) {
         case 'd': conninfo = optarg; break;
         case 'o': out = optarg; break;
         case 'h':
-            printf("usage: tokshift report RUN [--db CONNINFO] [--out DIR]\n\n"
-                   "Writes the report of the run RUN (a name or an id) from the database:\n"
+            printf("usage: tokshift report RUN [RUN...] [--db CONNINFO] [--out DIR]\n\n"
+                   "Writes the report of the runs RUN (names or ids; at most 7) from the database,\n"
+                   "drawn on shared axes, one colour per run:\n"
                    "  DIR/index.html          one self-contained page (inline SVG, no scripts): the\n"
-                   "                          run's model, settings and counts; mean surprisal and\n"
-                   "                          entropy, and mean gap, by position after the cut, human\n"
-                   "                          continuation vs model samples (±1 standard error);\n"
-                   "                          calibration (accuracy vs confidence)\n"
+                   "                          runs' models, settings and counts; mean gap, surprisal\n"
+                   "                          and entropy by position after the cut, human\n"
+                   "                          continuation vs model samples (95 %% intervals); the\n"
+                   "                          shift (human gap - model gap) by position bucket with\n"
+                   "                          its band; calibration; documents by mean gap\n"
                    "  DIR/position_stats.csv  the position_stats view (human_cont, sample)\n"
-                   "  DIR/shift_by_bucket.csv the shift_by_bucket view\n"
+                   "  DIR/shift_by_bucket.csv the shift_by_bucket view (positions written 2..3)\n"
                    "  DIR/calibration.csv     the calibration view\n"
-                   "DIR defaults to report-RUN and is created if needed; files in it are replaced.\n"
+                   "  DIR/document_gap.csv    documents by mean gap (document_summary), 0.1-nat bins\n"
+                   "Every CSV row starts with its run's name.  DIR defaults to report-RUN (the\n"
+                   "first RUN) and is created if needed; files in it are replaced.\n"
                    "CONNINFO is a libpq connection string; without it the PG* environment is used.\n");
             return 0;
         default: return usage_hint("report");
         }
     }
-    if (optind + 1 != argc) {
-        log_error("usage: tokshift report RUN [--db CONNINFO] [--out DIR]");
+    if (optind >= argc) {
+        log_error("usage: tokshift report RUN [RUN...] [--db CONNINFO] [--out DIR]");
         return EXIT_USAGE;
     }
     const char *run = argv[optind];
@@ -973,9 +1001,11 @@ static int cmd_report(int argc, char **argv) {
         out = dflt;
     }
     db_t *db = db_connect(conninfo, err, sizeof err);
-    int rc = db ? report_write(db, run, out, err, sizeof err) : -1;
+    int rc = db ? report_write(db, (const char *const *)argv + optind, (size_t)(argc - optind), out, err, sizeof err)
+                : -1;
     if (rc) log_error("%s", err);
-    else log_info("wrote %s/index.html, position_stats.csv, shift_by_bucket.csv, calibration.csv", out);
+    else log_info("wrote %s/index.html, position_stats.csv, shift_by_bucket.csv, calibration.csv, document_gap.csv",
+                  out);
     db_destroy(&db);
     return rc ? 1 : 0;
 }

@@ -300,10 +300,11 @@ typedef struct {
 typedef enum {
     DB_REPORT_RUN,            /* one row: run_progress, settings, model */
     DB_REPORT_POSITION_STATS, /* position_stats, kinds human_cont and sample */
-    DB_REPORT_SHIFT,          /* shift_by_bucket */
+    DB_REPORT_SHIFT,          /* shift_by_bucket; positions written 2..3 (no spreadsheet date) */
     DB_REPORT_CALIBRATION,    /* calibration */
     DB_REPORT_SUMMARY,        /* shift_by_bucket, rounded for the terminal */
     DB_REPORT_STATUS,         /* run_progress of one run, or of all (run_id 0) */
+    DB_REPORT_DOC_GAP,        /* document_summary: documents by mean gap, 0.1-nat bins, per kind */
 } db_report_t;
 
 /* Reads one of the report's tables for a run, ordered for display. */

@@ -29,11 +29,19 @@ int db_report_rows(db_t *db, int64_t run_id, db_report_t which, db_table_t *out,
             "mean_z, se_z FROM position_stats WHERE run_id = $1 AND kind IN ('human_cont', 'sample') "
             "ORDER BY kind, position",
         [DB_REPORT_SHIFT] =
-            "SELECT bucket, positions, n_human, n_model, human_surprisal, model_surprisal, human_entropy, "
+            "SELECT bucket, replace(positions, '-', '..') AS positions, n_human, n_model, human_surprisal, model_surprisal, human_entropy, "
             "model_entropy, human_gap, human_se_gap, model_gap, model_se_gap, shift, se_shift "
             "FROM shift_by_bucket WHERE run_id = $1 ORDER BY bucket",
         [DB_REPORT_CALIBRATION] =
             "SELECT kind, bin, n, mean_confidence, accuracy FROM calibration WHERE run_id = $1 ORDER BY kind, bin",
+        /* Per-document mean gaps in 0.1-nat bins: a fixed width, so that the
+         * histograms of several runs share their bins. */
+        [DB_REPORT_DOC_GAP] =
+            "SELECT k.kind, round(k.b * 0.1, 1) AS gap_lo, round((k.b + 1) * 0.1, 1) AS gap_hi, count(*) AS docs "
+            "FROM document_summary d CROSS JOIN LATERAL (VALUES ('human', floor(d.mean_gap / 0.1)::numeric), "
+            "('human_cont', floor(d.mean_gap_human_cont / 0.1)::numeric), "
+            "('sample', floor(d.mean_gap_samples / 0.1)::numeric)) k(kind, b) "
+            "WHERE d.run_id = $1 AND k.b IS NOT NULL GROUP BY k.kind, k.b ORDER BY k.kind, k.b",
         [DB_REPORT_SUMMARY] =
             "SELECT positions, n_human, n_model, "
             "round(human_surprisal::numeric, 3) AS human_surpr, round(model_surprisal::numeric, 3) AS model_surpr, "
@@ -91,26 +99,27 @@ void db_table_free(db_table_t *t) {
 
 int db_run_settings(db_t *db, const char *run, int64_t *run_id, char **identity, char **settings_json, char *err,
                     size_t errlen) {
-    PGresult *r;
     *identity = *settings_json = NULL;
-    if (db_exec(db,
-                "SELECT run_id, model_identity, settings::text FROM runs WHERE name = $1 OR run_id::text = $1 "
-                "ORDER BY name = $1 DESC LIMIT 1",
-                1, (const char *const[]){run}, &r, err, errlen, "reading the run"))
-        return -1;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        log_seterr(err, errlen, "no run is named '%s'", run);
-        return 1;
+    int found = db_run_find(db, run, run_id, err, errlen);
+    if (found) {
+        if (found > 0) log_seterr(err, errlen, "no run is named '%s'", run);
+        return found;
     }
-    *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    *identity = strdup(PQgetvalue(r, 0, 1));
-    *settings_json = strdup(PQgetvalue(r, 0, 2));
+    char a[32];
+    snprintf(a, sizeof a, "%" PRId64, *run_id);
+    PGresult *r;
+    if (db_exec(db, "SELECT model_identity, settings::text FROM runs WHERE run_id = $1", 1, (const char *const[]){a},
+                &r, err, errlen, "reading the run"))
+        return -1;
+    if (PQntuples(r) == 1) {
+        *identity = strdup(PQgetvalue(r, 0, 0));
+        *settings_json = strdup(PQgetvalue(r, 0, 1));
+    }
     PQclear(r);
     if (!*identity || !*settings_json) {
         free(*identity), free(*settings_json);
         *identity = *settings_json = NULL;
-        return log_seterr(err, errlen, "database: out of memory");
+        return log_seterr(err, errlen, "database: cannot read run '%s' (gone, or out of memory)", run);
     }
     return 0;
 }
@@ -207,27 +216,26 @@ error:
 int db_doc_seq_nos(db_t *db, const char *run, int64_t doc_id, int32_t **seq_nos, size_t *n, char *err,
                    size_t errlen) {
     *seq_nos = NULL, *n = 0;
-    char d[32];
+    int64_t run_id;
+    int found = db_run_find(db, run, &run_id, err, errlen);
+    if (found) {
+        if (found > 0) log_seterr(err, errlen, "no run is named '%s'", run);
+        return found;
+    }
+    char a[32], d[32];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
     snprintf(d, sizeof d, "%" PRId64, doc_id);
     PGresult *r;
-    if (db_exec(db,
-                "SELECT r.run_id, s.seq_no FROM runs r LEFT JOIN sequences s ON s.run_id = r.run_id AND s.doc_id = $2 "
-                "WHERE r.run_id = (SELECT run_id FROM runs WHERE name = $1 OR run_id::text = $1 "
-                "ORDER BY name = $1 DESC LIMIT 1) ORDER BY s.seq_no",
-                2, (const char *const[]){run, d}, &r, err, errlen, "listing the sequences"))
+    if (db_exec(db, "SELECT seq_no FROM sequences WHERE run_id = $1 AND doc_id = $2 ORDER BY seq_no", 2,
+                (const char *const[]){a, d}, &r, err, errlen, "listing the sequences"))
         return -1;
     size_t rows = (size_t)PQntuples(r);
-    if (rows == 0) {
-        PQclear(r);
-        log_seterr(err, errlen, "no run is named '%s'", run);
-        return 1;
-    }
-    if (!(*seq_nos = malloc(rows * sizeof **seq_nos))) {
+    if (!(*seq_nos = malloc((rows ? rows : 1) * sizeof **seq_nos))) {
         PQclear(r);
         return log_seterr(err, errlen, "database: out of memory");
     }
-    for (size_t i = 0; i < rows; i++)
-        if (!PQgetisnull(r, (int)i, 1)) (*seq_nos)[(*n)++] = (int32_t)strtol(PQgetvalue(r, (int)i, 1), NULL, 10);
+    for (size_t i = 0; i < rows; i++) (*seq_nos)[i] = (int32_t)strtol(PQgetvalue(r, (int)i, 0), NULL, 10);
+    *n = rows;
     PQclear(r);
     return 0;
 }

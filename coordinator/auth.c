@@ -157,7 +157,10 @@ static void refused(auth_t *a, const char *fmt_addr, const char *why) {
     uint64_t held = 0;
     char key[RATELIMIT_KEY_MAX];
     a->stats.refused++;
-    snprintf(key, sizeof key, "%s %s", fmt_addr, why);
+    /* A key is the address and the start of the reason (RATELIMIT_KEY_MAX
+     * bytes in all): enough to tell refusals apart. */
+    _Static_assert(40 + 1 + 54 < RATELIMIT_KEY_MAX, "the key's parts must fit");
+    snprintf(key, sizeof key, "%.40s %.54s", fmt_addr, why);
     if (!ratelimit_keyed_allow(&a->refusals, key, now_ms(), &held)) return;
     if (held)
         log_warn("refused a worker at %s: %s (%llu more times since the last such line)", fmt_addr, why,

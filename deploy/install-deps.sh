@@ -21,6 +21,7 @@ PKGS=(build-essential cmake pkg-config
       libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libpq-dev postgresql postgresql-contrib libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
       ca-certificates curl bc python3
+      chromium   # tests/test_report.sh renders the report in headless Chromium
       slurm-wlm munge)   # slurm-wlm, munge: tests/test_slurm.sh runs a one-machine Slurm
 # Node.js may come from elsewhere (nodesource bundles npm); Debian's otherwise.
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)

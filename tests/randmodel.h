@@ -252,4 +252,52 @@ error:
     return rc;
 }
 
+/* Copies the GGUF file in to out: every key as it is, every tensor
+ * dequantized (quant.h, bit-exact with llama.cpp) and stored as F32; with
+ * sigma > 0, plus seeded Gaussian noise of sigma times the tensor's root
+ * mean square per value (a second model of the same size and vocabulary).
+ * Returns 0 or -1 with a message. */
+static inline int rm_copy_f32(const char *in, const char *out, double sigma, uint64_t seed, char *err,
+                              size_t errlen) {
+    int rc = -1;
+    float *x = NULL;
+    gguf_writer_t *w = NULL;
+    gguf_t *g = gguf_open(in, err, errlen);
+    if (!g || !(w = gguf_writer_new(err, errlen))) goto error;
+    for (uint64_t i = 0; i < gguf_n_kv(g); i++) {
+        const gguf_kv_t *kv = gguf_kv_at(g, i);
+        if (kv->key.len == 17 && !memcmp(kv->key.ptr, "general.alignment", 17)) { /* the writer's own */
+            if (gguf_writer_set_alignment(w, (uint32_t)kv->v.u, err, errlen)) goto error;
+        } else if (gguf_writer_copy_kv(w, kv, err, errlen)) {
+            goto error;
+        }
+    }
+    for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+        const gguf_tensor_t *t = gguf_tensor_at(g, i);
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        size_t n = (size_t)gguf_tensor_nelem(t);
+        free(x);
+        if (!(x = malloc((n ? n : 1) * sizeof *x))) {
+            log_seterr(err, errlen, "out of memory");
+            goto error;
+        }
+        gguf_tensor_to_f32(t, x);
+        if (sigma > 0) {
+            double ss = 0;
+            for (size_t j = 0; j < n; j++) ss += (double)x[j] * x[j];
+            double sd = sigma * sqrt(ss / (double)(n ? n : 1));
+            for (size_t j = 0; j < n; j++) x[j] = (float)(x[j] + sd * rm_normal(&seed));
+        }
+        if (gguf_writer_add_tensor(w, name, GGML_TYPE_F32, t->n_dims, t->ne, x, err, errlen)) goto error;
+    }
+    if (gguf_writer_write(w, out, err, errlen)) goto error;
+    rc = 0;
+error:
+    free(x);
+    gguf_writer_destroy(&w);
+    gguf_destroy(&g);
+    return rc;
+}
+
 #endif

@@ -3,7 +3,10 @@
  * decode over several slots vs each slot alone, windowed scoring (each token
  * exactly once, context_len right, short texts identical), and the
  * statistics under different summation orders (one GEMM per window, chunks
- * of prime sizes, row by row, the reference kernels).
+ * of prime sizes, row by row, the reference kernels); an observer given a
+ * generator's samples (experiment_observe): the same model reproduces the
+ * generator's rows bit for bit, a perturbed copy scores the same tokens
+ * differently.
  *
  * Every comparison of two paths allows what the arithmetic allows and no
  * more: errbound.h bounds, per logit and per statistic, how far any fp32
@@ -11,12 +14,15 @@
  * (gamma_k of each product's magnitudes through the model's dimensions and
  * layers), and two paths may differ by twice that. */
 #include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "errbound.h"
 #include "experiment.h"
 #include "forward.h"
 #include "log.h"
 #include "model.h"
+#include "randmodel.h"
 #include "testutil.h"
 
 static char err[LOG_ERRLEN];
@@ -196,6 +202,67 @@ int main(void) {
     fprintf(stderr, "bound on an fp32 logprob's error: up to %.3g nats\n", ebmax);
     for (int k = 0; k < 5; k++) free(orders[k]);
     free(eb), free(ex_l), free(ex_e);
+
+    /* 6. Observer = generator: continuations at two cuts, 4 samples of 12
+     * tokens each, then the same tokens given to experiment_observe: the
+     * same batch layout, so the same bits in every statistic (no tolerance:
+     * the arithmetic is the same, operation for operation).  A copy with
+     * noise on its weights (sigma 0.1 of each tensor's RMS) sees the same
+     * tokens with the same context but other probabilities. */
+    {
+        enum { C = 12, K = 4 };
+        experiment_cont_t cont = {C, K, {1.0f, 0, 1.0f}, 12345};
+        experiment_t *eg = experiment_new(m, 64, EXPERIMENT_BATCH, &cont, err, sizeof err);
+        TU_REQUIRE(eg, "%s", err);
+        char path[] = "/tmp/test_forward_XXXXXX";
+        int fd = mkstemp(path);
+        TU_REQUIRE(fd >= 0, "mkstemp");
+        close(fd);
+        TU_REQUIRE(rm_copy_f32(tu_testdata("models/stories260K.gguf"), path, 0.1, 7, err, sizeof err) == 0, "%s", err);
+        model_t *mp = model_load(path, err, sizeof err);
+        unlink(path);
+        TU_REQUIRE(mp, "%s", err);
+        experiment_t *ep = experiment_new(mp, 64, EXPERIMENT_BATCH, &cont, err, sizeof err);
+        TU_REQUIRE(ep, "%s", err);
+        experiment_row_t gen[(K + 1) * C], obs[(K + 1) * C], per[(K + 1) * C];
+        uint64_t seeds[K];
+        int32_t toks[K * C];
+        int cuts[] = {16, 70};
+        for (int j = 0; j < 2; j++) {
+            TU_REQUIRE(experiment_continue(eg, ids, (int)n, cuts[j], 3, gen, gen + C, seeds, err, sizeof err) == 0,
+                       "%s", err);
+            for (int i = 0; i < K * C; i++) toks[i] = gen[C + i].token;
+            memset(obs, 0xa5, sizeof obs);
+            TU_REQUIRE(experiment_observe(eg, ids, (int)n, cuts[j], toks, obs, obs + C, err, sizeof err) == 0, "%s",
+                       err);
+            TU_REQUIRE(experiment_observe(ep, ids, (int)n, cuts[j], toks, per, per + C, err, sizeof err) == 0, "%s",
+                       err);
+            int same = 0, differ = 0;
+            for (int i = 0; i < (K + 1) * C; i++) {
+                const experiment_row_t *a = &gen[i], *b = &obs[i];
+                same += a->pos == b->pos && a->token == b->token && a->st.context_len == b->st.context_len &&
+                        a->st.rank == b->st.rank && !memcmp(&a->st.logprob, &b->st.logprob, sizeof a->st.logprob) &&
+                        !memcmp(&a->st.entropy, &b->st.entropy, sizeof a->st.entropy) &&
+                        !memcmp(&a->st.top1_logprob, &b->st.top1_logprob, sizeof a->st.top1_logprob) &&
+                        !memcmp(&a->st.varentropy, &b->st.varentropy, sizeof a->st.varentropy);
+                differ += per[i].token == gen[i].token && per[i].pos == gen[i].pos &&
+                          per[i].st.context_len == gen[i].st.context_len && per[i].st.logprob != gen[i].st.logprob;
+            }
+            fprintf(stderr, "observer at cut %d: %d of %d rows identical to the generator's; perturbed model: %d "
+                            "differ\n", cuts[j], same, (K + 1) * C, differ);
+            TU_CHECK(same == (K + 1) * C, "cut %d: the same model observing its samples changed %d rows", cuts[j],
+                     (K + 1) * C - same);
+            TU_CHECK(differ == (K + 1) * C, "cut %d: the perturbed model scored %d rows like the generator", cuts[j],
+                     (K + 1) * C - differ);
+        }
+        toks[5] = V; /* outside the vocabulary: refused */
+        TU_CHECK(experiment_observe(eg, ids, (int)n, cuts[0], toks, obs, obs + C, err, sizeof err) == -1 &&
+                     strstr(err, "outside the vocabulary"),
+                 "a token outside the vocabulary was observed: %s", err);
+        experiment_destroy(&ep);
+        model_destroy(&mp);
+        experiment_destroy(&eg);
+    }
 
     experiment_destroy(&e1);
     experiment_destroy(&e2);

@@ -29,8 +29,8 @@ if conn=$(deploy/pg-cluster.sh start "$TMP/pg" 2>"$TMP/pgerr"); then
   R=$TMP/report
   "$BIN" report readme --db "$conn" --out "$R" 2>"$TMP/rerr" || fail "tokshift report exited $?: $(cat "$TMP/rerr")"
   [ -f "$R/index.html" ] || fail "no index.html"
-  [ "$(grep -o '<svg' "$R/index.html" 2>/dev/null | wc -l)" -eq 3 ] || fail "index.html does not hold 3 <svg> plots"
-  for t in 'surprisal and entropy' 'Mean gap' 'Accuracy vs confidence'; do
+  [ "$(grep -o '<svg' "$R/index.html" 2>/dev/null | wc -l)" -eq 6 ] || fail "index.html does not hold 6 <svg> plots"
+  for t in 'Mean surprisal' 'Mean entropy' 'Mean gap' 'Shift by position bucket' 'Accuracy vs confidence' 'Documents by mean gap'; do
     grep -q "$t" "$R/index.html" 2>/dev/null || fail "index.html lacks the plot '$t'"
   done
   ! grep -qiE '<script|(src|href)="?(https?:)?//|@import|url\(' "$R/index.html" 2>/dev/null || fail "index.html is not self-contained"
@@ -42,10 +42,10 @@ if conn=$(deploy/pg-cluster.sh start "$TMP/pg" 2>"$TMP/pgerr"); then
     local n=$(($(wc -l < "$R/$1") - 1))
     [ "$n" -eq "$3" ] && [ "$3" -gt 0 ] || fail "$1 has $n rows, the view $3"
   }
-  check_csv position_stats.csv 'kind,position,n,mean_surprisal' \
+  check_csv position_stats.csv 'run,kind,position,n,mean_surprisal' \
     "$(psqlc "SELECT count(*) FROM position_stats WHERE run_id = $rid AND kind IN ('human_cont', 'sample')")"
-  check_csv shift_by_bucket.csv 'bucket,positions,n_human' "$(psqlc "SELECT count(*) FROM shift_by_bucket WHERE run_id = $rid")"
-  check_csv calibration.csv 'kind,bin,n,mean_confidence,accuracy' "$(psqlc "SELECT count(*) FROM calibration WHERE run_id = $rid")"
+  check_csv shift_by_bucket.csv 'run,bucket,positions,n_human' "$(psqlc "SELECT count(*) FROM shift_by_bucket WHERE run_id = $rid")"
+  check_csv calibration.csv 'run,kind,bin,n,mean_confidence,accuracy' "$(psqlc "SELECT count(*) FROM calibration WHERE run_id = $rid")"
   # A run that does not exist: a clear error and a non-zero exit.
   "$BIN" report no-such-run --db "$conn" --out "$TMP/none" 2>"$TMP/rerr"; rc=$?
   [ $rc -ne 0 ] || fail "report of a missing run exited 0"

@@ -131,8 +131,9 @@ const [[gDoc, gSeq, gCut, gSeed]] = psql(db, `SELECT doc_id, seq_no, cut, seed F
     const ids = tokshift(["tokenize", "--model", M, "--bos"], JSON.parse(textJson)).trim().split(" ");
     const P = Math.min(Number(gCut), W - C);
     const prefix = ids.slice(Number(gCut) - P, Number(gCut)).join(" ");
+    // --run: the run's sampling settings (temperature 1 here)
     const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", gSeed, "-n", String(C),
-                            "--temperature", "1", "--print-ids"]).trim();
+                            "--run", "e2e", "--db", db, "--print-ids"]).trim();
     const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_view
                              WHERE run_id = ${runId} AND doc_id = ${gDoc} AND seq_no = ${gSeq}`)[0][0];
     check(regen === stored, `generate --seed ${gSeed} (doc ${gDoc} seq ${gSeq}): ${regen} vs stored ${stored}`);

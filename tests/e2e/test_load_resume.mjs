@@ -60,7 +60,11 @@ async function untilLoaded(name, proc, ms = 40000) {
     while (Date.now() - t0 < ms && !loaded(name)) await sleep(50);
     check(loaded(name), `${name}: the load completed within ${ms} ms:\n${proc.err().slice(-1500)}`);
     proc.p.kill("SIGTERM");
-    return proc.exited;
+    const e = await proc.exited;
+    // 130: stopped by a signal, cleanly (under the sanitizers, a leak or an
+    // error report would change it).
+    check(e.code === 130, `${name}: the coordinator stopped by SIGTERM exited ${e.code} (${e.sig}): ${e.err.slice(-1500)}`);
+    return e;
 }
 const runId = name => Number(psql(db, `SELECT run_id FROM runs WHERE name = '${name}'`)[0][0]);
 

@@ -169,11 +169,12 @@ static int record(const experiment_t *e, const float *logits, int32_t tok, int p
 }
 
 /* Starts cut j of cuts in group g: prefills its prefix into slot g, records
- * every row's first token from the prefix's last distribution, and attaches
- * the group's leaves. */
+ * every row's first token from the prefix's last distribution (sampled, or
+ * forced[(j K + k) C] when forced is not NULL), and attaches the group's
+ * leaves. */
 static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t *cuts, int j, uint64_t doc_key,
-                       experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
-                       size_t errlen) {
+                       const int32_t *forced, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
+                       char *err, size_t errlen) {
     int C = e->cont.cont_len, K = e->cont.n_samples, cut = cuts[j];
     int P = cut < e->window - C ? cut : e->window - C;
     const int32_t *prefix = ids + cut - P;
@@ -187,7 +188,10 @@ static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t
     for (int r = 0; r <= K; r++) {
         int32_t tok = ids[cut];
         experiment_row_t *row = &human[(size_t)j * C];
-        if (r > 0) {
+        if (r > 0 && forced) {
+            tok = forced[((size_t)j * K + r - 1) * C];
+            row = &samples[((size_t)j * K + r - 1) * C];
+        } else if (r > 0) {
             sampler_t *smp = e->samplers[(size_t)g * K + r - 1];
             uint64_t seed = sampler_derive_seed(e->cont.run_seed, doc_key, (uint64_t)cut, (uint64_t)(r - 1));
             seeds[(size_t)j * K + r - 1] = seed;
@@ -203,9 +207,14 @@ static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t
     return 0;
 }
 
-int experiment_continue_doc(experiment_t *e, const int32_t *ids, int n, const int32_t *cuts, int nc, uint64_t doc_key,
-                            experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
-                            size_t errlen) {
+/* The continuation experiments at cuts, all decoded together; sample k of
+ * cut j sampled, or its tokens forced[(j K + k) C ..] when forced is not
+ * NULL (an observer of another run's samples; seeds unused).  One code path
+ * for both, and every row's bits independent of the batch (forward.h), so
+ * an observer that is the generator reproduces its rows exactly. */
+static int continue_cuts(experiment_t *e, const int32_t *ids, int n, const int32_t *cuts, int nc, uint64_t doc_key,
+                         const int32_t *forced, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
+                         char *err, size_t errlen) {
     if (!e->has_cont) return log_seterr(err, errlen, "experiment: no continuation settings");
     int C = e->cont.cont_len, K = e->cont.n_samples, V = e->m->cfg.n_vocab, G = e->n_groups;
     for (int j = 0; j < nc; j++)
@@ -219,7 +228,8 @@ int experiment_continue_doc(experiment_t *e, const int32_t *ids, int n, const in
          * document. */
         for (int g = 0; g < G; g++)
             while (e->groups[g].cut < 0 && next < nc) {
-                if (group_start(e, g, ids, cuts, next, doc_key, human, samples, seeds, err, errlen)) return -1;
+                if (group_start(e, g, ids, cuts, next, doc_key, forced, human, samples, seeds, err, errlen))
+                    return -1;
                 next++;
                 if (e->groups[g].step == C) e->groups[g].cut = -1;
             }
@@ -243,7 +253,9 @@ int experiment_continue_doc(experiment_t *e, const int32_t *ids, int n, const in
             int j = gr->cut, i = gr->step, cut = cuts[j];
             for (int r = 0; r <= K; r++, row++) {
                 const float *L = logits + (size_t)row * V;
-                int32_t tok = r == 0 ? ids[cut + i] : sampler_sample(e->samplers[(size_t)g * K + r - 1], L);
+                int32_t tok = r == 0  ? ids[cut + i]
+                              : forced ? forced[((size_t)j * K + r - 1) * C + i]
+                                       : sampler_sample(e->samplers[(size_t)g * K + r - 1], L);
                 experiment_row_t *dst = r == 0 ? &human[(size_t)j * C + i] : &samples[((size_t)j * K + r - 1) * C + i];
                 if (record(e, L, tok, cut + i, gr->P + i, dst, err, errlen)) return -1;
                 e->cur[(size_t)g * (K + 1) + r] = tok;
@@ -253,8 +265,24 @@ int experiment_continue_doc(experiment_t *e, const int32_t *ids, int n, const in
     }
 }
 
+int experiment_continue_doc(experiment_t *e, const int32_t *ids, int n, const int32_t *cuts, int nc, uint64_t doc_key,
+                            experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
+                            size_t errlen) {
+    return continue_cuts(e, ids, n, cuts, nc, doc_key, NULL, human, samples, seeds, err, errlen);
+}
+
 int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uint64_t doc_key,
                         experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
                         size_t errlen) {
-    return experiment_continue_doc(e, ids, n, &cut, 1, doc_key, human, samples, seeds, err, errlen);
+    return continue_cuts(e, ids, n, &cut, 1, doc_key, NULL, human, samples, seeds, err, errlen);
+}
+
+int experiment_observe(experiment_t *e, const int32_t *ids, int n, int cut, const int32_t *tokens,
+                       experiment_row_t *human, experiment_row_t *samples, char *err, size_t errlen) {
+    int K = e->has_cont ? e->cont.n_samples : 0, V = e->m->cfg.n_vocab;
+    for (size_t i = 0; i < (size_t)K * (size_t)e->cont.cont_len; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return log_seterr(err, errlen, "sample %zu, token %zu: id %d is outside the vocabulary (%d)",
+                              i / (size_t)e->cont.cont_len, i % (size_t)e->cont.cont_len, tokens[i], V);
+    return continue_cuts(e, ids, n, &cut, 1, 0, tokens, human, samples, NULL, err, errlen);
 }
