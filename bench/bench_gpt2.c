@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
 
     /* Reference: the model's largest product shape at a 512-row batch. */
     int n = 512, d = c->n_embd, ff = c->n_ff;
-    double ref_gflops = bench_sgemm_gflops(n, d, ff);
+    double ref_gflops = bench_sgemm_gflops(n, d, ff, now_s);
     printf("reference cblas_sgemm [%dx%d]x[%dx%d]^T: %.1f GFLOP/s\n", n, d, ff, d, ref_gflops);
 
     /* prefill: one batch of W rows. */
