@@ -209,8 +209,14 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_str(&s, 1, m->u.shutdown.reason);
         pb_u64(&s, 2, (uint64_t)(int64_t)m->u.shutdown.code);
         break;
-    case WIRE_READY:
     case WIRE_HEARTBEAT:
+        pb_u64(&s, 1, (uint64_t)(int64_t)m->u.heartbeat.busy);
+        pb_i64(&s, 2, m->u.heartbeat.job_id);
+        pb_i64(&s, 3, m->u.heartbeat.tokens);
+        pb_i64(&s, 4, m->u.heartbeat.bytes);
+        pb_i64(&s, 5, m->u.heartbeat.docs);
+        break;
+    case WIRE_READY:
         break;
     }
     pb_sub(&env, 10 + (unsigned)m->type, &s);
@@ -365,6 +371,17 @@ static wire_msg_t mk_shutdown(int edge) {
 
 static wire_msg_t mk_simple(wire_type_t t) { return (wire_msg_t){.type = t}; }
 
+/* A busy worker's heartbeat: its progress in job 12. */
+static wire_msg_t mk_progress(void) {
+    wire_msg_t m = {.type = WIRE_HEARTBEAT};
+    m.u.heartbeat.busy = 1;
+    m.u.heartbeat.job_id = 12;
+    m.u.heartbeat.tokens = 5000000123LL;
+    m.u.heartbeat.bytes = 20000000456LL;
+    m.u.heartbeat.docs = 777;
+    return m;
+}
+
 /* ---- comparison ------------------------------------------------------------- */
 
 static int str_eq(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
@@ -437,8 +454,13 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(str_eq(a->u.shutdown.reason, b->u.shutdown.reason) && b->u.shutdown.reason, "reason");
         D(a->u.shutdown.code == b->u.shutdown.code, "code");
         break;
-    case WIRE_READY:
     case WIRE_HEARTBEAT:
+        D(a->u.heartbeat.busy == b->u.heartbeat.busy && a->u.heartbeat.job_id == b->u.heartbeat.job_id, "job");
+        D(a->u.heartbeat.tokens == b->u.heartbeat.tokens && a->u.heartbeat.bytes == b->u.heartbeat.bytes &&
+              a->u.heartbeat.docs == b->u.heartbeat.docs,
+          "progress");
+        break;
+    case WIRE_READY:
         break;
     }
 #undef D
@@ -485,6 +507,7 @@ static void test_roundtrips(void) {
     roundtrip(mk_welcome(2), "WELCOME largest, WIRE_MAX_CUTS cuts");
     roundtrip(mk_simple(WIRE_READY), "READY");
     roundtrip(mk_simple(WIRE_HEARTBEAT), "HEARTBEAT");
+    roundtrip(mk_progress(), "HEARTBEAT with progress");
     roundtrip(mk_job_n(0), "JOB 0 docs");
     roundtrip(mk_job_n(4), "JOB 4 docs (empty, ASCII, CJK/Cyrillic, emoji)");
     roundtrip(mk_job_n(WIRE_MAX_DOCS_PER_JOB), "JOB WIRE_MAX_DOCS_PER_JOB docs");
@@ -623,6 +646,9 @@ static const char *bad_case(int i, wire_msg_t *m, const char **w1, const char **
         CASE(51, mk_job_n(0), (m->u.job.n_docs = 2, *enc_only = 1), "JOB docs", "NULL with 2")
         CASE(52, mk_welcome(1), (m->u.welcome.settings.n_prefix_lengths = 2, *enc_only = 1),
              "WELCOME settings.prefix_lengths", "NULL with 2")
+        CASE(53, mk_progress(), m->u.heartbeat.tokens = -1, "HEARTBEAT tokens", "-1 is negative")
+        CASE(54, mk_progress(), m->u.heartbeat.job_id = -5, "HEARTBEAT job_id", "-5 is negative")
+        CASE(55, mk_progress(), (m->u.heartbeat.busy = 2, *enc_only = 1), "HEARTBEAT busy 2", "neither 0 nor 1")
     }
 #undef CASE
     return NULL;
@@ -658,7 +684,7 @@ static void test_bad_values(void) {
         if (i == 52) m.u.welcome.settings.n_prefix_lengths = 0;
         wire_msg_clear(&m);
     }
-    TU_CHECK(n_cases == 53, "ran %d bad-value cases", n_cases);
+    TU_CHECK(n_cases == 56, "ran %d bad-value cases", n_cases);
     fprintf(stderr, "bad values: %d cases, each refused by encode and (where it can be sent) decode\n", n_cases);
 
     /* A text over WIRE_MAX_STRING: refused before packing, and as bytes
