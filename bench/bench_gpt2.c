@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "experiment.h"
 #include "forward.h"
 #include "gguf_writer.h"
@@ -45,40 +46,20 @@ int main(int argc, char **argv) {
     rm_spec_t s = {.arch = "gpt2", .n_vocab = 50257, .n_embd = 768, .n_layer = 12, .n_head = 12, .n_head_kv = 12,
                    .n_ff = 3072, .n_ctx = 1024, .tied = 1, .eps = 1e-5f, .type = GGML_TYPE_F32, .seed = 124};
     double t_build = now_s();
-    gguf_writer_t *w = gguf_writer_new(err, sizeof err);
-    void *buf = NULL;
     size_t len = 0;
-    if (!w || rm_add_model(w, &s, err, sizeof err) || rm_add_spm_vocab(w, s.n_vocab, err, sizeof err) ||
-        gguf_writer_to_buffer(w, &buf, &len, err, sizeof err))
-        log_die("", "%s", err);
-    gguf_writer_destroy(&w);
-    gguf_t *g = gguf_open_buffer(buf, len, "gpt2-124M-random", err, sizeof err);
-    model_t *m = g ? model_from_gguf(g, buf, NULL, err, sizeof err) : NULL;
-    if (!m) log_die("", "%s", err);
+    model_t *m = bench_random_model(&s, "gpt2-124M-random", NULL, &len);
     const model_config_t *c = &m->cfg;
     char desc[256];
     model_describe(m, desc, sizeof desc);
     int W = c->n_ctx_train, D = 4096;
     int32_t *ids = log_xmalloc(sizeof(int32_t) * D);
-    uint64_t st = 7;
     for (int i = 0; i < D; i++) ids[i] = (int32_t)(((uint64_t)i * 7919 + 13) % (uint64_t)c->n_vocab);
     printf("model: %s (%.1f MB file, built in %.1f s), openblas threads=%d\n", desc, len / 1e6, now_s() - t_build,
            openblas_get_num_threads());
 
     /* Reference: the model's largest product shape at a 512-row batch. */
     int n = 512, d = c->n_embd, ff = c->n_ff;
-    float *a = log_xmalloc(sizeof(float) * n * d), *b = log_xmalloc(sizeof(float) * ff * d),
-          *y = log_xmalloc(sizeof(float) * n * ff);
-    for (size_t i = 0; i < (size_t)n * d; i++) a[i] = (float)rm_normal(&st);
-    for (size_t i = 0; i < (size_t)ff * d; i++) b[i] = (float)rm_normal(&st);
-    double best_ref = 1e30;
-    for (int r = 0; r < 5; r++) {
-        double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, ff, d, 1, a, d, b, d, 0, y, ff);
-        double dt = now_s() - t0;
-        if (dt < best_ref) best_ref = dt;
-    }
-    double ref_gflops = 2.0 * n * ff * d / best_ref / 1e9;
+    double ref_gflops = bench_sgemm_gflops(n, d, ff, now_s);
     printf("reference cblas_sgemm [%dx%d]x[%dx%d]^T: %.1f GFLOP/s\n", n, d, ff, d, ref_gflops);
 
     /* prefill: one batch of W rows. */
@@ -129,7 +110,7 @@ int main(int argc, char **argv) {
     printf("last row: logprob %.3f entropy %.3f (random weights)\n", rows[D - 2].st.logprob, rows[D - 2].st.entropy);
 
     experiment_destroy(&e);
-    free(rows), free(ids), free(a), free(b), free(y);
+    free(rows), free(ids);
     model_destroy(&m);
     return 0;
 }

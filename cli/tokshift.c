@@ -4,6 +4,7 @@
  *   tokshift tokenize --model PATH [--bos]          ids of stdin's text
  *   tokshift generate --model PATH -n N [...]       sampled/greedy text
  *   tokshift score    --model PATH [--format ...]   per-token statistics
+ *   tokshift experiment --model PATH [...]          a worker's rows for one document
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
  *   tokshift report   RUN... [--db C] [--out DIR]   HTML page with plots, and CSV (cli/report.c)
  *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
@@ -49,6 +50,7 @@ static const char *g_usage =
     "  generate   generate text from BOS (and an optional prompt)\n"
     "  score      print per-token statistics of the text on stdin\n"
     "  regenerate reproduce a stored sequence of a run and check it against its rows\n"
+    "  experiment print every row a worker would store for the document on stdin\n"
     "  db migrate apply the schema's migrations to PostgreSQL\n"
     "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
@@ -333,8 +335,19 @@ static int cmd_generate(int argc, char **argv) {
     sampler_params_t sp = {(float)temp, (int)top_k, (float)top_p};
     if (!(smp = sampler_new(m->cfg.n_vocab, sp, seed, err, sizeof err))) goto error;
     if (!(piece = malloc(tokenizer_max_piece_bytes(m->tok) + 1))) goto error;
-    if (forward_prefill(fwd, 0, ids, (int)n_prompt, 0, err, sizeof err)) goto error;
-    const float *logits = forward_logits(fwd) + (size_t)(n_prompt - 1) * m->cfg.n_vocab;
+    /* The last row's logits only, as the worker's prefix prefill computes
+     * them: with the decode steps' batch invariance (forward.h), a stored
+     * sample regenerates bit for bit. */
+    int *prompt_pos = malloc(sizeof(int) * (size_t)n_prompt);
+    if (!prompt_pos) {
+        log_seterr(err, sizeof err, "out of memory");
+        goto error;
+    }
+    for (long i = 0; i < n_prompt; i++) prompt_pos[i] = (int)i;
+    int prc = forward_batch(fwd, ids, NULL, prompt_pos, (int)n_prompt, 0, err, sizeof err);
+    free(prompt_pos);
+    if (prc) goto error;
+    const float *logits = forward_logits(fwd);
     int32_t prev = ids[n_prompt - 1];
     for (long i = 0; i < n_gen; i++) {
         int32_t next = sampler_sample(smp, logits);
@@ -1037,6 +1050,181 @@ static int cmd_keygen(int argc, char **argv) {
     return 0;
 }
 
+/* ---- experiment -------------------------------------------------------- */
+
+/* Prints one row of `tokshift experiment` (cut < 0: none; sample < 0: none,
+ * and then no seed). */
+static void put_experiment_row(const model_t *m, int json, int *first, const char *kind, int cut, int sample,
+                               uint64_t seed, const experiment_row_t *r) {
+    const char *piece = tokenizer_piece(m->tok, r->token);
+    if (json) {
+        printf("%s\n{\"kind\":\"%s\",\"cut\":", *first ? "" : ",", kind);
+        if (cut >= 0) printf("%d", cut);
+        else printf("null");
+        if (sample >= 0) printf(",\"sample\":%d", sample);
+        else printf(",\"sample\":null");
+        printf(",\"pos\":%d,\"token_id\":%d,\"piece\":", r->pos, r->token);
+        put_json_str(piece ? piece : "");
+        printf(",\"logprob\":%.17g,\"entropy\":%.17g,\"rank\":%d,\"top1_logprob\":%.17g,\"varentropy\":%.17g,"
+               "\"context_len\":%d,\"seed\":",
+               r->st.logprob, r->st.entropy, r->st.rank, r->st.top1_logprob, r->st.varentropy, r->st.context_len);
+        if (sample >= 0) printf("\"%llu\"}", (unsigned long long)seed); /* beyond 2^53: a string */
+        else printf("null}");
+    } else {
+        printf("%s\t", kind);
+        if (cut >= 0) printf("%d", cut);
+        putchar('\t');
+        if (sample >= 0) printf("%d", sample);
+        printf("\t%d\t%d\t", r->pos, r->token);
+        put_tsv(piece ? piece : "");
+        printf("\t%.9g\t%.9g\t%d\t%.9g\t%.9g\t%d\t", r->st.logprob, r->st.entropy, r->st.rank, r->st.top1_logprob,
+               r->st.varentropy, r->st.context_len);
+        if (sample >= 0) printf("%llu", (unsigned long long)seed);
+        putchar('\n');
+    }
+    *first = 0;
+}
+
+/* tokshift experiment: the whole measurement of one document, as a worker
+ * makes it (the same engine calls: experiment_score, experiment_cuts,
+ * experiment_continue_doc), without a database; defaults are the
+ * coordinator's. */
+static int cmd_experiment(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},     {"window", required_argument, 0, 'w'},
+        {"stride", required_argument, 0, 's'},    {"prefix-lengths", required_argument, 0, 'P'},
+        {"cut-every", required_argument, 0, 'E'}, {"cont-len", required_argument, 0, 'C'},
+        {"samples", required_argument, 0, 'K'},   {"temperature", required_argument, 0, 't'},
+        {"top-k", required_argument, 0, 'k'},     {"top-p", required_argument, 0, 'p'},
+        {"seed", required_argument, 0, 'S'},      {"doc-id", required_argument, 0, 'D'},
+        {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
+        {0}};
+    const char *model_path = NULL, *format = "tsv";
+    long window = 512, stride = 0, cut_every = 0, cont_len = 32, samples = 4, top_k = 0, doc_id = 0, seed = 0;
+    double temp = 1.0, top_p = 1.0;
+    int32_t pl[256];
+    size_t n_pl = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:w:s:f:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_path = optarg; break;
+        case 'w': if (parse_int(optarg, "--window", 2, 1 << 20, &window)) return EXIT_USAGE; break;
+        case 's': if (parse_int(optarg, "--stride", 1, 1 << 20, &stride)) return EXIT_USAGE; break;
+        case 'P':
+            for (char *save = NULL, *t = strtok_r(optarg, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                long v;
+                if (n_pl == sizeof pl / sizeof *pl) {
+                    log_error("--prefix-lengths: at most %zu", sizeof pl / sizeof *pl);
+                    return EXIT_USAGE;
+                }
+                if (parse_int(t, "--prefix-lengths", 1, 1 << 24, &v)) return EXIT_USAGE;
+                pl[n_pl++] = (int32_t)v;
+            }
+            break;
+        case 'E': if (parse_int(optarg, "--cut-every", 0, 1 << 24, &cut_every)) return EXIT_USAGE; break;
+        case 'C': if (parse_int(optarg, "--cont-len", 0, 1 << 20, &cont_len)) return EXIT_USAGE; break;
+        case 'K': if (parse_int(optarg, "--samples", 0, 4096, &samples)) return EXIT_USAGE; break;
+        case 't': if (parse_float(optarg, "--temperature", 0, 1e6, &temp)) return EXIT_USAGE; break;
+        case 'k': if (parse_int(optarg, "--top-k", 0, 1 << 24, &top_k)) return EXIT_USAGE; break;
+        case 'p': if (parse_float(optarg, "--top-p", 1e-9, 1, &top_p)) return EXIT_USAGE; break;
+        case 'S': if (parse_int(optarg, "--seed", 0, LONG_MAX, &seed)) return EXIT_USAGE; break;
+        case 'D': if (parse_int(optarg, "--doc-id", 0, LONG_MAX, &doc_id)) return EXIT_USAGE; break;
+        case 'f': format = optarg; break;
+        case 'h':
+            printf("usage: tokshift experiment --model PATH [--window W] [--stride S] [--prefix-lengths L]\n"
+                   "         [--cut-every N] [--cont-len C] [--samples K] [--temperature T] [--top-k K]\n"
+                   "         [--top-p P] [--seed S] [--doc-id D] [--format tsv|json]\n\n"
+                   "Reads one document on stdin and prints every row a worker would store for it,\n"
+                   "with a run's settings (defaults are the coordinator's):\n"
+                   "kind cut sample pos token_id piece logprob entropy rank top1_logprob varentropy\n"
+                   "context_len seed\n"
+                   "kind is human (the text, in windows), human_cont (the C tokens after a cut) or\n"
+                   "sample (the model's own continuation k of a cut, regenerated exactly by\n"
+                   "tokshift generate --prompt-ids PREFIX --seed SEED).\n\n"
+                   "  -w, --window W          tokens per window (default 512)\n"
+                   "  -s, --stride S          window stride (default W/2)\n"
+                   "      --prefix-lengths L  cut points, e.g. 16,64 (default none)\n"
+                   "      --cut-every N       also cut every N tokens (default 0 = off)\n"
+                   "      --cont-len C        tokens per continuation (default 32)\n"
+                   "      --samples K         model samples per cut (default 4)\n"
+                   "      --temperature T, --top-k K, --top-p P   sampling (default 1, off, off)\n"
+                   "      --seed S            run seed (default 0)\n"
+                   "      --doc-id D          the document's id in a run, which seeds its samples (default 0)\n"
+                   "  -f, --format F          tsv (default, with a header line) or json\n");
+            return 0;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (strcmp(format, "tsv") && strcmp(format, "json")) {
+        log_error("--format must be tsv or json, not '%s'", format);
+        return EXIT_USAGE;
+    }
+    if (!stride) stride = window / 2 > 0 ? window / 2 : 1;
+    if (stride >= window || cont_len >= window) {
+        log_error("--stride %ld and --cont-len %ld must be smaller than --window %ld", stride, cont_len, window);
+        return EXIT_USAGE;
+    }
+    model_t *m = load_model(model_path);
+    if (!m) return 1;
+    char err[LOG_ERRLEN];
+    int rc = 1, first = 1, json = !strcmp(format, "json");
+    int32_t *ids = NULL, *cuts = NULL;
+    experiment_row_t *rows = NULL;
+    uint64_t *seeds = NULL;
+    experiment_t *ex = NULL;
+    size_t len, nc = 0;
+    char *text = read_stdin(&len);
+    if (!text) {
+        log_seterr(err, sizeof err, "cannot read stdin: %s", strerror(errno));
+        goto error;
+    }
+    long n = tokenizer_encode(m->tok, text, len, tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
+    if (n < 0) goto error;
+    int C = (int)cont_len, K = (int)samples;
+    size_t max_cuts = n_pl + (cut_every > 0 ? (size_t)n / (size_t)cut_every + 1 : 0);
+    if (C > 0 && max_cuts > 0) {
+        if (!(cuts = malloc(max_cuts * sizeof *cuts))) goto oom;
+        nc = experiment_cuts(pl, n_pl, (int)cut_every, C, (int)n, cuts, max_cuts);
+    }
+    experiment_cont_t cont = {C, K, {(float)temp, (int)top_k, (float)top_p}, (uint64_t)seed};
+    if (!(ex = experiment_new(m, (int)window, EXPERIMENT_BATCH, nc ? &cont : NULL, err, sizeof err))) goto error;
+    size_t need = (size_t)(n > 1 ? n - 1 : 1), per_cut = (size_t)(K + 1) * C;
+    if (nc * per_cut > need) need = nc * per_cut;
+    if (!(rows = calloc(need, sizeof *rows)) || !(seeds = calloc(nc * K + 1, sizeof *seeds))) goto oom;
+    if (json) printf("[");
+    else printf("kind\tcut\tsample\tpos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\t"
+                "context_len\tseed\n");
+    long nr = experiment_score(ex, ids, (int)n, (int)stride, rows, err, sizeof err);
+    if (nr < 0) goto error;
+    for (long i = 0; i < nr; i++) put_experiment_row(m, json, &first, "human", -1, -1, 0, &rows[i]);
+    if (nc) {
+        experiment_row_t *human = rows, *smp = rows + nc * (size_t)C;
+        if (experiment_continue_doc(ex, ids, (int)n, cuts, (int)nc, (uint64_t)doc_id, human, smp, seeds, err,
+                                    sizeof err))
+            goto error;
+        for (size_t j = 0; j < nc; j++) {
+            for (int i = 0; i < C; i++)
+                put_experiment_row(m, json, &first, "human_cont", cuts[j], -1, 0, &human[j * C + i]);
+            for (int k = 0; k < K; k++)
+                for (int i = 0; i < C; i++)
+                    put_experiment_row(m, json, &first, "sample", cuts[j], k, seeds[j * K + k],
+                                       &smp[(j * K + k) * C + i]);
+        }
+    }
+    if (json) printf("\n]\n");
+    fflush(stdout);
+    rc = 0;
+    goto error;
+oom:
+    log_seterr(err, sizeof err, "out of memory for a document of %ld tokens", n);
+error:
+    if (rc) log_error("%s", err);
+    experiment_destroy(&ex);
+    free(rows), free(seeds), free(cuts), free(ids), free(text);
+    model_destroy(&m);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(g_usage, stderr);
@@ -1056,6 +1244,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
     if (!strcmp(cmd, "regenerate")) return cmd_regenerate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "experiment")) return cmd_experiment(argc - 1, argv + 1);
     if (!strcmp(cmd, "db")) return cmd_db(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);

@@ -78,8 +78,13 @@ echo "tokshift: run '$run': ${#corpus[@]} corpus file(s), model $(basename "$mod
   --prefix-lengths 16,32,64 --cont-len 32 --samples 8 --job-docs 4 "${coord_opts[@]}" "${corpus[@]}" \
   > "$data/logs/$run-summary.txt" 2> >(tee "$data/logs/$run-coordinator.log" | grep --line-buffered -E 'jobs|error|warn' >&2) &
 coord=$!
+# One single-threaded worker per core by default: decoding (most of a
+# worker's time) is single-threaded code, so N workers x 1 thread beat one
+# worker x N threads (bench/cores.sh measures both); with fewer workers than
+# cores, each gets its share of BLAS threads for the prefills.
+threads=$(( $(nproc) / workers )); [ "$threads" -ge 1 ] || threads=1
 for i in $(seq 1 "$workers"); do
-  "$BUILD/tokshift-worker" --connect "$endpoint" --model "$model" --db "$db" --name "local-$i" \
+  "$BUILD/tokshift-worker" --connect "$endpoint" --model "$model" --db "$db" --name "local-$i" --threads "$threads" \
     2> "$data/logs/$run-worker-$i.log" &
   pids+=($!)
 done

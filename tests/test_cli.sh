@@ -45,8 +45,50 @@ n_ids=$("$BIN" tokenize --model "$M" --bos < "$TMP/long.txt" | wc -w)
 [ "$(awk -F'\t' 'NR > 1 { print $1 }' "$TMP/long.tsv" | sort -n | uniq | wc -l)" -eq "$((n_ids - 1))" ] || fail "windowed score must cover every token once"
 awk -F'\t' 'NR > 1 && $1 >= 64 && $9 < 48 { bad = 1 } END { exit bad }' "$TMP/long.tsv" || fail "context_len < W - S after the first window"
 
+# 3b. experiment: its human rows are `score`'s (same window and stride), every
+# cut has K samples and one human continuation of C rows, and every sample
+# regenerates token for token with `generate --prompt-ids PREFIX --seed S`
+# (seeds above 2^63 included) although it was decoded in a batch with the
+# other cuts' rows.
+printf 'Once upon a time, there was a little dog named Max. Max liked to run in the big green park with his friend, a small cat called Lily. One day, the sun was hot and Max was thirsty. He saw a pond and ran to drink. Lily said, "Be careful, Max!"' > "$TMP/doc.txt"
+"$BIN" experiment --model "$M" --window 48 --stride 16 --cut-every 11 --prefix-lengths 5 --cont-len 6 --samples 3 \
+    --seed 12345 --doc-id 9 --format json < "$TMP/doc.txt" > "$TMP/exp.json" 2> "$TMP/err" || fail "experiment exited $?: $(cat "$TMP/err")"
+"$BIN" score --model "$M" --window 48 --stride 16 --format json < "$TMP/doc.txt" > "$TMP/score.json" || fail "score for experiment"
+"$BIN" tokenize --model "$M" --bos < "$TMP/doc.txt" > "$TMP/doc.ids"
+"$BIN" experiment --model "$M" --window 48 --cut-every 11 --cont-len 6 --samples 3 < "$TMP/doc.txt" | head -1 |
+    grep -qx $'kind\tcut\tsample\tpos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\tcontext_len\tseed' || fail "experiment header"
+BIN="$BIN" M="$M" TMP="$TMP" node -e '
+const fs = require("fs"), { execFileSync } = require("child_process");
+const { BIN, M, TMP } = process.env;
+const rows = JSON.parse(fs.readFileSync(TMP + "/exp.json", "utf8")), score = JSON.parse(fs.readFileSync(TMP + "/score.json", "utf8"));
+const ids = fs.readFileSync(TMP + "/doc.ids", "utf8").trim().split(" ");
+const W = 48, C = 6, K = 3, bad = [];
+const human = rows.filter(r => r.kind === "human");
+const keys = ["pos", "token_id", "piece", "logprob", "entropy", "rank", "top1_logprob", "varentropy", "context_len"];
+if (human.length !== score.length) bad.push(`human rows ${human.length} vs score ${score.length}`);
+human.forEach((r, i) => keys.forEach(k => { if (r[k] !== score[i][k]) bad.push(`human ${i} ${k}: ${r[k]} vs ${score[i][k]}`); }));
+const cuts = [5]; for (let c = 11; c + C <= ids.length; c += 11) cuts.push(c);
+let top = 0, n = 0;
+for (const cut of cuts) {
+  const hc = rows.filter(r => r.kind === "human_cont" && r.cut === cut);
+  if (hc.length !== C || hc.some((r, i) => r.pos !== cut + i || String(r.token_id) !== ids[cut + i])) bad.push(`cut ${cut}: human continuation`);
+  for (let k = 0; k < K; k++) {
+    const s = rows.filter(r => r.kind === "sample" && r.cut === cut && r.sample === k);
+    const P = Math.min(cut, W - C);
+    if (s.length !== C || s.some(r => r.seed !== s[0].seed || r.context_len !== P + (r.pos - cut))) { bad.push(`cut ${cut} sample ${k}: rows`); continue; }
+    top += BigInt(s[0].seed) >= (1n << 63n); n++;
+    const regen = execFileSync(BIN, ["generate", "--model", M, "--prompt-ids", ids.slice(cut - P, cut).join(" "), "--seed", s[0].seed,
+                                     "-n", String(C), "--temperature", "1", "--print-ids"], { encoding: "utf8" }).trim();
+    if (regen !== s.map(r => r.token_id).join(" ")) bad.push(`cut ${cut} sample ${k} seed ${s[0].seed}: regenerated ${regen}, stored ${s.map(r => r.token_id).join(" ")}`);
+  }
+}
+if (rows.length !== human.length + cuts.length * (K + 1) * C) bad.push(`${rows.length} rows for ${cuts.length} cuts`);
+if (!(top > 0 && top < n)) bad.push(`seeds with the top bit set: ${top} of ${n}`);
+if (bad.length) { console.log(bad.slice(0, 5).join("\n")); process.exit(1); }
+' || fail "experiment rows"
+
 # 4. --help everywhere, exit 0; bad usage exits 2; bad input exits 1 with a message.
-for c in tokenize generate score report; do "$BIN" $c --help | grep -q "usage: tokshift $c" || fail "$c --help"; done
+for c in tokenize generate score experiment report; do "$BIN" $c --help | grep -q "usage: tokshift $c" || fail "$c --help"; done
 "$BIN" report >/dev/null 2>&1; [ $? -eq 2 ] || fail "report without RUN does not exit 2"
 "$BIN" --help | grep -q 'usage: tokshift' || fail "--help"
 "$BIN" frobnicate 2> /dev/null; [ $? -eq 2 ] || fail "unknown command must exit 2"

@@ -431,20 +431,21 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
         size_t nc = experiment_cuts(s->prefix_lengths, s->n_prefix_lengths, s->cut_every, C, (int)n, cuts, max_cuts);
         size_t per_cut = (size_t)(K + 1) * C;
         r->rows.n = 0;
-        if (!vec_push(&r->rows, per_cut)) goto oom;
+        if (!vec_push(&r->rows, per_cut * (nc ? nc : 1))) goto oom;
         r->seeds.n = 0;
-        if (!vec_push(&r->seeds, K ? (size_t)K : 1)) goto oom;
-        rows = r->rows.p;
-        uint64_t *seeds = r->seeds.p;
+        if (!vec_push(&r->seeds, K && nc ? (size_t)K * nc : 1)) goto oom;
+        if (cancel && *cancel) {
+            log_seterr(err, errlen, "cancelled");
+            goto out;
+        }
+        /* Every cut of the document decodes together (experiment.h). */
+        experiment_row_t *all_human = r->rows.p, *all_samples = all_human + nc * (size_t)C;
+        if (nc && experiment_continue_doc(ex, ids, (int)n, cuts, (int)nc, (uint64_t)doc_id, all_human, all_samples,
+                                          r->seeds.p, why, sizeof why))
+            goto doc_error;
         for (size_t j = 0; j < nc; j++) {
-            if (cancel && *cancel) {
-                log_seterr(err, errlen, "cancelled");
-                goto out;
-            }
-            experiment_row_t *human = rows, *samples = rows + C;
-            if (experiment_continue(ex, ids, (int)n, cuts[j], (uint64_t)doc_id, human, samples, seeds, why,
-                                    sizeof why))
-                goto doc_error;
+            experiment_row_t *human = all_human + j * C, *samples = all_samples + j * K * (size_t)C;
+            const uint64_t *seeds = (const uint64_t *)r->seeds.p + j * K;
             int base = 1 + (int)j * (K + 1);
             for (int k = 0; k <= K; k++)
                 if (!layout_ok(k ? DB_KIND_SAMPLE : DB_KIND_HUMAN_CONT, cuts[j], s->window, s->stride,

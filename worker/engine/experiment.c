@@ -7,16 +7,32 @@
 
 #include "log.h"
 
+/* Rows decoded together, aimed at: enough that each weight row streamed
+ * from memory serves many rows (smallm), few enough that the few-row
+ * product stays in its regime and the groups' prefixes (a window each) fit
+ * in memory. */
+#define EXPERIMENT_DECODE_ROWS 64
+
+/* One cut being decoded: its prefix in full slot g, its K + 1 rows in the
+ * leaves attached to it. */
+typedef struct {
+    int cut;  /* index into the document's cuts; -1 = free */
+    int P;    /* prefix length */
+    int step; /* tokens recorded per row so far */
+} group_t;
+
 struct experiment {
     const model_t *m;
     forward_t *fwd;
     int window, batch;
     experiment_cont_t cont;
     int has_cont;
-    sampler_t **samplers;   /* [K] */
-    int *row_pos, *row_slot; /* [max(batch, K + 1)] */
+    int n_groups;            /* G: cuts decoded at once */
+    group_t *groups;         /* [G] */
+    sampler_t **samplers;    /* [G * K]: group g's sample k at g * K + k */
+    int *row_pos, *row_slot; /* [max(batch, G * (K + 1))] */
     int32_t *row_tok;
-    float *first;           /* [n_vocab]: the prefix's last distribution */
+    int32_t *cur;            /* [G * (K + 1)]: each row's last token */
 };
 
 experiment_t *experiment_new(const model_t *m, int window, int batch, const experiment_cont_t *cont, char *err,
@@ -35,19 +51,24 @@ experiment_t *experiment_new(const model_t *m, int window, int batch, const expe
     e->m = m;
     e->window = window;
     e->batch = batch < window ? batch : window;
-    int K = cont ? cont->n_samples : 0, rows = e->batch > K + 1 ? e->batch : K + 1;
+    int K = cont ? cont->n_samples : 0, G = cont ? EXPERIMENT_DECODE_ROWS / (K + 1) : 0;
+    if (cont && G < 1) G = 1;
+    int dec_rows = G * (K + 1), rows = e->batch > dec_rows ? e->batch : dec_rows;
     if (cont) {
         e->cont = *cont;
         e->has_cont = 1;
     }
+    e->n_groups = G;
     if (!(e->row_pos = malloc(rows * sizeof *e->row_pos)) || !(e->row_slot = malloc(rows * sizeof *e->row_slot)) ||
         !(e->row_tok = malloc(rows * sizeof *e->row_tok)) ||
-        !(e->first = malloc((size_t)m->cfg.n_vocab * sizeof *e->first)) ||
-        !(e->samplers = calloc(K ? K : 1, sizeof *e->samplers)))
+        !(e->cur = malloc((dec_rows ? dec_rows : 1) * sizeof *e->cur)) ||
+        !(e->groups = calloc(G ? G : 1, sizeof *e->groups)) ||
+        !(e->samplers = calloc(G * K > 0 ? (size_t)(G * K) : 1, sizeof *e->samplers)))
         goto oom;
-    for (int k = 0; k < K; k++)
+    for (int k = 0; k < G * K; k++)
         if (!(e->samplers[k] = sampler_new(m->cfg.n_vocab, cont->sampling, 0, err, errlen))) goto error;
-    if (!(e->fwd = forward_new(m, window, rows, K + 1, err, errlen))) goto error;
+    if (!(e->fwd = forward_new_shared(m, window, rows, G ? G : 1, dec_rows, cont ? cont->cont_len : 0, err, errlen)))
+        goto error;
     return e;
 oom:
     log_seterr(err, errlen, "experiment: out of memory");
@@ -61,18 +82,20 @@ void experiment_destroy(experiment_t **self_p) {
     experiment_t *e = *self_p;
     forward_destroy(&e->fwd);
     if (e->samplers)
-        for (int k = 0; k < e->cont.n_samples; k++) sampler_destroy(&e->samplers[k]);
+        for (int k = 0; k < e->n_groups * e->cont.n_samples; k++) sampler_destroy(&e->samplers[k]);
     free(e->samplers);
     free(e->row_pos);
     free(e->row_slot);
     free(e->row_tok);
-    free(e->first);
+    free(e->cur);
+    free(e->groups);
     free(e);
     *self_p = NULL;
 }
 
 void experiment_set_reference(experiment_t *e, int on) { forward_set_reference(e->fwd, on); }
 int experiment_window(const experiment_t *e) { return e->window; }
+int experiment_decode_rows(const experiment_t *e) { return e->has_cont ? e->n_groups * (e->cont.n_samples + 1) : 0; }
 
 /* Runs one window ids[b..end) and records the tokens in [first, end). */
 static int score_window(experiment_t *e, const int32_t *ids, int b, int end, int first, experiment_row_t *rows,
@@ -145,55 +168,113 @@ static int record(const experiment_t *e, const float *logits, int32_t tok, int p
     return 0;
 }
 
-/* The continuation experiment at cut: the human continuation and K rows
- * decoded together, row r's token being sampled (forced NULL) or forced[(r
- * - 1) * C + i].  One code path for both, so that an observer given a
- * generator's tokens computes in the same batch layout, hence the same bits
- * when it is the same model. */
-static int continue_rows(experiment_t *e, const int32_t *ids, int n, int cut, uint64_t doc_key,
+/* Starts cut j of cuts in group g: prefills its prefix into slot g, records
+ * every row's first token from the prefix's last distribution (sampled, or
+ * forced[(j K + k) C] when forced is not NULL), and attaches the group's
+ * leaves. */
+static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t *cuts, int j, uint64_t doc_key,
+                       const int32_t *forced, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
+                       char *err, size_t errlen) {
+    int C = e->cont.cont_len, K = e->cont.n_samples, cut = cuts[j];
+    int P = cut < e->window - C ? cut : e->window - C;
+    const int32_t *prefix = ids + cut - P;
+    for (int c0 = 0; c0 < P; c0 += e->batch) {
+        int len = P - c0 < e->batch ? P - c0 : e->batch;
+        for (int i = 0; i < len; i++) e->row_pos[i] = c0 + i, e->row_slot[i] = g;
+        if (forward_batch(e->fwd, prefix + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
+    }
+    const float *first = forward_logits(e->fwd);
+    int32_t *cur = e->cur + (size_t)g * (K + 1);
+    for (int r = 0; r <= K; r++) {
+        int32_t tok = ids[cut];
+        experiment_row_t *row = &human[(size_t)j * C];
+        if (r > 0 && forced) {
+            tok = forced[((size_t)j * K + r - 1) * C];
+            row = &samples[((size_t)j * K + r - 1) * C];
+        } else if (r > 0) {
+            sampler_t *smp = e->samplers[(size_t)g * K + r - 1];
+            uint64_t seed = sampler_derive_seed(e->cont.run_seed, doc_key, (uint64_t)cut, (uint64_t)(r - 1));
+            seeds[(size_t)j * K + r - 1] = seed;
+            sampler_seed(smp, seed);
+            tok = sampler_sample(smp, first);
+            row = &samples[((size_t)j * K + r - 1) * C];
+        }
+        if (record(e, first, tok, cut, P, row, err, errlen)) return -1;
+        cur[r] = tok;
+        forward_attach(e->fwd, forward_n_slots(e->fwd) + g * (K + 1) + r, g, P);
+    }
+    e->groups[g] = (group_t){j, P, 1};
+    return 0;
+}
+
+/* The continuation experiments at cuts, all decoded together; sample k of
+ * cut j sampled, or its tokens forced[(j K + k) C ..] when forced is not
+ * NULL (an observer of another run's samples; seeds unused).  One code path
+ * for both, and every row's bits independent of the batch (forward.h), so
+ * an observer that is the generator reproduces its rows exactly. */
+static int continue_cuts(experiment_t *e, const int32_t *ids, int n, const int32_t *cuts, int nc, uint64_t doc_key,
                          const int32_t *forced, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
                          char *err, size_t errlen) {
     if (!e->has_cont) return log_seterr(err, errlen, "experiment: no continuation settings");
-    int C = e->cont.cont_len, K = e->cont.n_samples, V = e->m->cfg.n_vocab;
-    if (cut < 1 || cut + C > n)
-        return log_seterr(err, errlen, "cut %d with continuation %d does not fit a document of %d tokens", cut, C, n);
-    int P = cut < e->window - C ? cut : e->window - C;
-    const int32_t *prefix = ids + cut - P;
-    /* Prefill the prefix into slot 0; keep its last distribution. */
-    for (int c0 = 0; c0 < P; c0 += e->batch) {
-        int len = P - c0 < e->batch ? P - c0 : e->batch;
-        for (int i = 0; i < len; i++) e->row_pos[i] = c0 + i, e->row_slot[i] = 0;
-        if (forward_batch(e->fwd, prefix + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
-    }
-    memcpy(e->first, forward_logits(e->fwd), (size_t)V * sizeof *e->first);
-    for (int k = 0; k < K; k++) {
-        forward_copy_slot(e->fwd, 0, k + 1, P);
-        if (forced) continue;
-        seeds[k] = sampler_derive_seed(e->cont.run_seed, doc_key, (uint64_t)cut, (uint64_t)k);
-        sampler_seed(e->samplers[k], seeds[k]);
-    }
-    for (int i = 0; i < C; i++) {
-        int pos = cut + i, ctx = P + i;
-        for (int r = 0; r <= K; r++) {
-            const float *L = i == 0 ? e->first : forward_logits(e->fwd) + (size_t)r * V;
-            int32_t tok = r == 0  ? ids[pos]
-                          : forced ? forced[(size_t)(r - 1) * C + i]
-                                   : sampler_sample(e->samplers[r - 1], L);
-            experiment_row_t *row = r == 0 ? &human[i] : &samples[(size_t)(r - 1) * C + i];
-            if (record(e, L, tok, pos, ctx, row, err, errlen)) return -1;
-            e->row_tok[r] = tok;
-            e->row_slot[r] = r;
-            e->row_pos[r] = ctx;
+    int C = e->cont.cont_len, K = e->cont.n_samples, V = e->m->cfg.n_vocab, G = e->n_groups;
+    for (int j = 0; j < nc; j++)
+        if (cuts[j] < 1 || cuts[j] + C > n)
+            return log_seterr(err, errlen, "cut %d with continuation %d does not fit a document of %d tokens",
+                              cuts[j], C, n);
+    for (int g = 0; g < G; g++) e->groups[g].cut = -1;
+    int next = 0;
+    for (;;) {
+        /* Cuts join as groups free up: continuous batching within the
+         * document. */
+        for (int g = 0; g < G; g++)
+            while (e->groups[g].cut < 0 && next < nc) {
+                if (group_start(e, g, ids, cuts, next, doc_key, forced, human, samples, seeds, err, errlen))
+                    return -1;
+                next++;
+                if (e->groups[g].step == C) e->groups[g].cut = -1;
+            }
+        int nrows = 0;
+        for (int g = 0; g < G; g++) {
+            const group_t *gr = &e->groups[g];
+            if (gr->cut < 0) continue;
+            for (int r = 0; r <= K; r++, nrows++) {
+                e->row_tok[nrows] = e->cur[(size_t)g * (K + 1) + r];
+                e->row_slot[nrows] = forward_n_slots(e->fwd) + g * (K + 1) + r;
+                e->row_pos[nrows] = gr->P + gr->step - 1;
+            }
         }
-        if (i + 1 < C && forward_batch(e->fwd, e->row_tok, e->row_slot, e->row_pos, K + 1, 1, err, errlen)) return -1;
+        if (nrows == 0) return 0;
+        if (forward_batch(e->fwd, e->row_tok, e->row_slot, e->row_pos, nrows, 1, err, errlen)) return -1;
+        const float *logits = forward_logits(e->fwd);
+        int row = 0;
+        for (int g = 0; g < G; g++) {
+            group_t *gr = &e->groups[g];
+            if (gr->cut < 0) continue;
+            int j = gr->cut, i = gr->step, cut = cuts[j];
+            for (int r = 0; r <= K; r++, row++) {
+                const float *L = logits + (size_t)row * V;
+                int32_t tok = r == 0  ? ids[cut + i]
+                              : forced ? forced[((size_t)j * K + r - 1) * C + i]
+                                       : sampler_sample(e->samplers[(size_t)g * K + r - 1], L);
+                experiment_row_t *dst = r == 0 ? &human[(size_t)j * C + i] : &samples[((size_t)j * K + r - 1) * C + i];
+                if (record(e, L, tok, cut + i, gr->P + i, dst, err, errlen)) return -1;
+                e->cur[(size_t)g * (K + 1) + r] = tok;
+            }
+            if (++gr->step == C) gr->cut = -1;
+        }
     }
-    return 0;
+}
+
+int experiment_continue_doc(experiment_t *e, const int32_t *ids, int n, const int32_t *cuts, int nc, uint64_t doc_key,
+                            experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
+                            size_t errlen) {
+    return continue_cuts(e, ids, n, cuts, nc, doc_key, NULL, human, samples, seeds, err, errlen);
 }
 
 int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uint64_t doc_key,
                         experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
                         size_t errlen) {
-    return continue_rows(e, ids, n, cut, doc_key, NULL, human, samples, seeds, err, errlen);
+    return continue_cuts(e, ids, n, &cut, 1, doc_key, NULL, human, samples, seeds, err, errlen);
 }
 
 int experiment_observe(experiment_t *e, const int32_t *ids, int n, int cut, const int32_t *tokens,
@@ -203,5 +284,5 @@ int experiment_observe(experiment_t *e, const int32_t *ids, int n, int cut, cons
         if (tokens[i] < 0 || tokens[i] >= V)
             return log_seterr(err, errlen, "sample %zu, token %zu: id %d is outside the vocabulary (%d)",
                               i / (size_t)e->cont.cont_len, i % (size_t)e->cont.cont_len, tokens[i], V);
-    return continue_rows(e, ids, n, cut, 0, tokens, human, samples, NULL, err, errlen);
+    return continue_cuts(e, ids, n, &cut, 1, 0, tokens, human, samples, NULL, err, errlen);
 }

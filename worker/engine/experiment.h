@@ -13,9 +13,12 @@
  * Continuation experiments: at a cut point c (the number of tokens of the
  * prefix, BOS included), the prefix is the last P = min(c, W - C) tokens
  * before c (positions restart at 0); from its last distribution on, the
- * human continuation ids[c..c+C) is teacher-forced in slot 0 while K samples
- * are drawn in slots 1..K, all decoded together as one batch of K + 1 rows
- * over the shared prefix.  Every row records the statistics of its token
+ * human continuation ids[c..c+C) is teacher-forced while K samples are
+ * drawn.  The K + 1 rows of every cut of a document decode together, step
+ * by step, as one batch of up to ~64 rows (cuts join as earlier ones
+ * finish), each cut's rows attending to one copy of its prefix's cache
+ * (forward_attach); every row's numbers are those of decoding it alone
+ * (forward.h), so the batch changes nothing but the speed.  Every row records the statistics of its token
  * under the untempered distribution it was drawn from (context P + i).
  * Sample k at cut c of document d uses its own sampler seeded with
  * sampler_derive_seed(run seed, d, c, k), so it can be regenerated alone. */
@@ -66,6 +69,9 @@ void experiment_set_reference(experiment_t *self, int on);
 
 int experiment_window(const experiment_t *self);
 
+/* Continuation rows decoded together at most (0 without continuations). */
+int experiment_decode_rows(const experiment_t *self);
+
 /* Scores ids[1..n) given ids[0..t) each, with stride 1 <= stride < window
  * (ignored when n <= window).  rows must hold n - 1 entries; they come out in
  * position order.  Returns the number of rows (n - 1, or 0 when n < 2), or
@@ -89,13 +95,21 @@ int experiment_continue(experiment_t *self, const int32_t *ids, int n, int cut, 
                         experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds, char *err,
                         size_t errlen);
 
+/* The same for the nc cuts of one document (values experiment_cuts gave),
+ * all decoded together: cut j's human rows at human[j * C ..], its sample
+ * k's rows at samples[(j * K + k) * C ..], its seeds at seeds[j * K ..].
+ * Returns 0 or -1 with a message. */
+int experiment_continue_doc(experiment_t *self, const int32_t *ids, int n, const int32_t *cuts, int nc,
+                            uint64_t doc_key, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
+                            char *err, size_t errlen);
+
 /* The same experiment with the K samples' tokens given instead of drawn:
  * tokens[k * C + i] is sample k's i-th token (K = the settings' n_samples),
  * e.g. another run's samples at this cut, so that this model observes what
  * a generator wrote with the context the generator had (the prefix up to
  * the cut, then the sample).  The rows are what experiment_continue would
  * give had it drawn these tokens: bit for bit when the model and settings
- * are the generator's (the same batch layout).  Returns 0 or -1 with a
+ * are the generator's (rows do not depend on their batch: forward.h).  Returns 0 or -1 with a
  * message (a token outside the vocabulary, as experiment_continue's). */
 int experiment_observe(experiment_t *self, const int32_t *ids, int n, int cut, const int32_t *tokens,
                        experiment_row_t *human, experiment_row_t *samples, char *err, size_t errlen);

@@ -8,13 +8,18 @@
 
 #include "kernels.h"
 #include "log.h"
+#include "smallm.h"
 
 struct forward {
     const model_t *m;
-    int n_ctx, max_batch, n_slots, ref;
+    int n_ctx, max_batch, n_slots, n_leaves, leaf_len, ref;
     int q_dim, kv_dim;
-    /* KV cache: [slot][layer][n_ctx][kv_dim] */
+    /* KV cache: full slots [slot][layer][n_ctx][kv_dim], then leaves
+     * [leaf][layer][leaf_len][kv_dim].  A leaf attached to a parent slot at
+     * base reads positions [0, base) from the parent and keeps positions
+     * [base, base + leaf_len) itself. */
     float *k_cache, *v_cache;
+    int *leaf_parent, *leaf_base; /* [n_leaves]; parent -1 = not attached */
     /* Activations, carved from one arena. B = max_batch. */
     float *arena;
     size_t arena_floats, cache_floats;
@@ -26,12 +31,26 @@ struct forward {
     float *att;    /* [B][q_dim] attention output before wo */
     float *hb;     /* [B][n_ff] */
     float *hb2;    /* [B][n_ff] */
-    float *scores; /* [B][n_ctx] */
+    float *scores; /* [B * group][n_ctx] */
+    float *qg, *og; /* [B][q_dim]: one KV head's query rows gathered, their outputs */
     float *logits; /* [B][n_vocab] */
     float *wbuf;   /* [panel_rows][max cols] dequantized weight rows */
     int panel_rows; /* rows of a weight matrix dequantized at a time */
     int *row_pos, *row_slot; /* [B] for forward_prefill */
+    float *rope_cs; /* [n_ctx][rope_dim]: kern_rope_angles of every position, or NULL */
 };
+
+/* Below this many rows a prefill chunk's products stream the weights
+ * (smallm) instead of calling cblas_sgemm, which repacks the weight matrix
+ * for every call: bench_smallm puts the crossing between 9 and 64 rows on
+ * the machines measured; decode batches use smallm at any size (see
+ * forward_batch). */
+#define FORWARD_SMALL_M 16
+
+/* Rows of a stored weight matrix dequantized at a time for a few-row
+ * product: small enough to stay in L1/L2 while every row of the batch uses
+ * it (16 rows of 4096 fp32 are 256 KiB). */
+#define FORWARD_SMALL_PANEL 16
 
 /* Rows of a stored (non-fp32) weight matrix dequantized per sgemm.  sgemm
  * packs X once per call, so with P rows a call that packing costs about 1/P
@@ -59,11 +78,17 @@ static int64_t widest_stored_row(const model_t *m) {
 }
 
 forward_t *forward_new(const model_t *m, int n_ctx, int max_batch, int n_slots, char *err, size_t errlen) {
+    return forward_new_shared(m, n_ctx, max_batch, n_slots, 0, 0, err, errlen);
+}
+
+forward_t *forward_new_shared(const model_t *m, int n_ctx, int max_batch, int n_slots, int n_leaves, int leaf_len,
+                              char *err, size_t errlen) {
     const model_config_t *c = &m->cfg;
     forward_t *f = NULL;
-    if (n_ctx < 1 || max_batch < 1 || n_slots < 1 || max_batch > n_ctx * n_slots) {
-        log_seterr(err, errlen, "forward: invalid sizes (n_ctx %d, max_batch %d, n_slots %d)", n_ctx, max_batch,
-                   n_slots);
+    if (n_ctx < 1 || max_batch < 1 || n_slots < 1 || n_leaves < 0 || (n_leaves && (leaf_len < 1 || leaf_len > n_ctx)) ||
+        max_batch > n_ctx * n_slots + leaf_len * n_leaves) {
+        log_seterr(err, errlen, "forward: invalid sizes (n_ctx %d, max_batch %d, n_slots %d, %d leaves of %d)", n_ctx,
+                   max_batch, n_slots, n_leaves, leaf_len);
         return NULL;
     }
     if (!(f = calloc(1, sizeof *f))) goto oom;
@@ -71,14 +96,19 @@ forward_t *forward_new(const model_t *m, int n_ctx, int max_batch, int n_slots, 
     f->n_ctx = n_ctx;
     f->max_batch = max_batch;
     f->n_slots = n_slots;
+    f->n_leaves = n_leaves;
+    f->leaf_len = n_leaves ? leaf_len : 0;
     f->q_dim = c->n_head * c->head_dim;
     f->kv_dim = c->n_head_kv * c->head_dim;
     size_t B = (size_t)max_batch;
     f->panel_rows = FORWARD_PANEL_ROWS;
     size_t wbuf = (size_t)f->panel_rows * (size_t)widest_stored_row(m);
+    size_t group = (size_t)(c->n_head / c->n_head_kv);
     size_t sizes[] = {B * c->n_embd, B * c->n_embd, B * f->q_dim, B * f->kv_dim, B * f->kv_dim, B * f->q_dim,
-                      B * c->n_ff,   B * c->n_ff,   B * n_ctx,    B * c->n_vocab, wbuf};
-    float **dst[] = {&f->x, &f->xb, &f->q, &f->k, &f->v, &f->att, &f->hb, &f->hb2, &f->scores, &f->logits, &f->wbuf};
+                      B * c->n_ff,   B * c->n_ff,   B * group * n_ctx, B * c->n_vocab, wbuf, B * f->q_dim,
+                      B * f->q_dim};
+    float **dst[] = {&f->x,  &f->xb,     &f->q,    &f->k,  &f->v,  &f->att, &f->hb,
+                     &f->hb2, &f->scores, &f->logits, &f->wbuf, &f->qg, &f->og};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     f->arena_floats = total;
@@ -88,8 +118,17 @@ forward_t *forward_new(const model_t *m, int n_ctx, int max_batch, int n_slots, 
         *dst[i] = p;
         p += (sizes[i] + 15) & ~(size_t)15;
     }
-    f->cache_floats = (size_t)n_slots * c->n_layer * n_ctx * f->kv_dim;
-    if (!(f->row_pos = malloc(B * sizeof(int))) || !(f->row_slot = malloc(B * sizeof(int)))) goto oom;
+    f->cache_floats = ((size_t)n_slots * n_ctx + (size_t)n_leaves * f->leaf_len) * c->n_layer * f->kv_dim;
+    if (!(f->row_pos = malloc(B * sizeof(int))) || !(f->row_slot = malloc(B * sizeof(int))) ||
+        !(f->leaf_parent = malloc((n_leaves ? n_leaves : 1) * sizeof(int))) ||
+        !(f->leaf_base = calloc(n_leaves ? n_leaves : 1, sizeof(int))))
+        goto oom;
+    for (int i = 0; i < n_leaves; i++) f->leaf_parent[i] = -1;
+    if (c->rope != MODEL_ROPE_NONE) {
+        /* pow, cos and sin once per position, not per row and layer. */
+        if (!(f->rope_cs = malloc(sizeof(float) * (size_t)n_ctx * (c->rope_dim > 0 ? c->rope_dim : 1)))) goto oom;
+        for (int p = 0; p < n_ctx; p++) kern_rope_angles(f->rope_cs + (size_t)p * c->rope_dim, c->rope_dim, p, c->rope_base);
+    }
     if (!(f->k_cache = calloc(f->cache_floats, sizeof(float))) ||
         !(f->v_cache = calloc(f->cache_floats, sizeof(float))))
         goto oom;
@@ -109,6 +148,9 @@ void forward_destroy(forward_t **self_p) {
     free(f->v_cache);
     free(f->row_pos);
     free(f->row_slot);
+    free(f->leaf_parent);
+    free(f->leaf_base);
+    free(f->rope_cs);
     free(f);
     *self_p = NULL;
 }
@@ -125,9 +167,24 @@ int forward_max_batch(const forward_t *f) { return f->max_batch; }
 int forward_n_slots(const forward_t *f) { return f->n_slots; }
 size_t forward_bytes(const forward_t *f) { return (f->arena_floats + 2 * f->cache_floats) * sizeof(float); }
 
+/* The cache row of position pos of slot (a full slot or a leaf, whose own
+ * rows start at its base) in layer. */
 static float *cache_at(const forward_t *f, float *cache, int slot, int layer, int pos) {
-    size_t per_slot = (size_t)f->m->cfg.n_layer * f->n_ctx * f->kv_dim;
-    return cache + (size_t)slot * per_slot + ((size_t)layer * f->n_ctx + pos) * f->kv_dim;
+    size_t L = (size_t)f->m->cfg.n_layer;
+    if (slot < f->n_slots)
+        return cache + (size_t)slot * L * f->n_ctx * f->kv_dim + ((size_t)layer * f->n_ctx + pos) * f->kv_dim;
+    int leaf = slot - f->n_slots;
+    return cache + ((size_t)f->n_slots * f->n_ctx + (size_t)leaf * f->leaf_len) * L * f->kv_dim +
+           ((size_t)layer * f->leaf_len + (pos - f->leaf_base[leaf])) * f->kv_dim;
+}
+
+int forward_n_leaves(const forward_t *f) { return f->n_leaves; }
+
+void forward_attach(forward_t *f, int leaf, int parent, int base) {
+    assert(leaf >= f->n_slots && leaf < f->n_slots + f->n_leaves && parent >= 0 && parent < f->n_slots && base >= 0 &&
+           base + f->leaf_len <= f->n_ctx);
+    f->leaf_parent[leaf - f->n_slots] = parent;
+    f->leaf_base[leaf - f->n_slots] = base;
 }
 
 void forward_copy_slot(forward_t *f, int src, int dst, int n_pos) {
@@ -140,11 +197,61 @@ void forward_copy_slot(forward_t *f, int src, int dst, int n_pos) {
     }
 }
 
-/* Whether rows form one prefill: one slot, consecutive positions. */
-static int is_contiguous(const int *slots, const int *pos, int n) {
+/* Whether rows form one prefill: one full slot, consecutive positions. */
+static int is_contiguous(const forward_t *f, const int *slots, const int *pos, int n) {
+    if (slots && slots[0] >= f->n_slots) return 0;
     for (int i = 1; i < n; i++)
         if ((slots ? slots[i] != slots[0] : 0) || pos[i] != pos[0] + i) return 0;
     return 1;
+}
+
+/* The shared part of row i's keys: the parent slot and how many positions
+ * it gives (0 for a full slot, which has only its own). */
+static int row_prefix(const forward_t *f, const int *slots, int i, int *parent) {
+    int s = slots ? slots[i] : 0;
+    if (s < f->n_slots) return *parent = -1, 0;
+    *parent = f->leaf_parent[s - f->n_slots];
+    return f->leaf_base[s - f->n_slots];
+}
+
+/* Decode attention of rows [i0, i1), which share one prefix (parent slot
+ * and base; base 0 for a single row of a full slot): for each KV head, the
+ * query rows of all its heads and rows are gathered, scored against the
+ * prefix's keys in one product and against each row's own keys, softmaxed,
+ * and multiplied by the prefix's values in one product and each row's own.
+ * smallm's batch invariance and pv's exact split make every row's bits the
+ * same as when it is decoded alone. */
+static void attention_rows(forward_t *f, int layer, const int *slots, const int *pos, int i0, int i1, int parent,
+                           int base) {
+    const model_config_t *c = &f->m->cfg;
+    int hd = c->head_dim, group = c->n_head / c->n_head_kv, R = (i1 - i0) * group, ld = f->n_ctx;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
+        for (int i = i0; i < i1; i++)
+            memcpy(f->qg + (size_t)(i - i0) * group * hd, f->q + (size_t)i * f->q_dim + (size_t)kvh * group * hd,
+                   sizeof(float) * group * hd);
+        if (base > 0)
+            smallm_matmul(f->scores, ld, f->qg, hd, cache_at(f, f->k_cache, parent, layer, 0) + kvh * hd, f->kv_dim,
+                          R, hd, base, 0.0f);
+        for (int r = 0; r < R; r++) {
+            int i = i0 + r / group, slot = slots ? slots[i] : 0, own = pos[i] + 1 - base;
+            float *srow = f->scores + (size_t)r * ld;
+            smallm_matmul(srow + base, ld, f->qg + (size_t)r * hd, hd,
+                          cache_at(f, f->k_cache, slot, layer, base) + kvh * hd, f->kv_dim, 1, hd, own, 0.0f);
+            for (int j = 0; j <= pos[i]; j++) srow[j] *= scale;
+            kern_softmax(srow, pos[i] + 1);
+        }
+        smallm_pv(f->og, hd, f->scores, ld, cache_at(f, f->v_cache, parent < 0 ? 0 : parent, layer, 0) + kvh * hd,
+                  f->kv_dim, R, base, hd, 0);
+        for (int r = 0; r < R; r++) {
+            int i = i0 + r / group, slot = slots ? slots[i] : 0;
+            smallm_pv(f->og + (size_t)r * hd, hd, f->scores + (size_t)r * ld + base, ld,
+                      cache_at(f, f->v_cache, slot, layer, base) + kvh * hd, f->kv_dim, 1, pos[i] + 1 - base, hd, 1);
+        }
+        for (int i = i0; i < i1; i++)
+            memcpy(f->att + (size_t)i * f->q_dim + (size_t)kvh * group * hd, f->og + (size_t)(i - i0) * group * hd,
+                   sizeof(float) * group * hd);
+    }
 }
 
 /* Attention of every row and head into f->att, after this layer's K/V rows
@@ -152,26 +259,42 @@ static int is_contiguous(const int *slots, const int *pos, int n) {
 static void attention(forward_t *f, int layer, const int *slots, const int *pos, int n) {
     const model_config_t *c = &f->m->cfg;
     int hd = c->head_dim, group = c->n_head / c->n_head_kv;
-    if (!f->ref && n > 1 && is_contiguous(slots, pos, n)) {
+    if (!f->ref && n > 1 && is_contiguous(f, slots, pos, n)) {
         int slot = slots ? slots[0] : 0;
-        for (int h = 0; h < c->n_head; h++) {
-            int kvh = h / group;
+        for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
             const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
             const float *v = cache_at(f, f->v_cache, slot, layer, 0) + kvh * hd;
-            kern_attention(f->att + h * hd, f->q_dim, f->q + h * hd, f->q_dim, k, v, f->kv_dim, n, pos[0], hd,
-                           f->scores);
+            size_t h0 = (size_t)kvh * group * hd;
+            kern_attention_causal(f->att + h0, f->q_dim, f->q + h0, f->q_dim, k, v, f->kv_dim, n, pos[0], hd, group,
+                                  f->scores, f->qg, f->og);
         }
         return;
     }
-    for (int i = 0; i < n; i++) {
-        int slot = slots ? slots[i] : 0;
-        for (int h = 0; h < c->n_head; h++) {
-            int kvh = h / group;
-            const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
-            const float *v = cache_at(f, f->v_cache, slot, layer, 0) + kvh * hd;
-            kern_attention_row(f->att + (size_t)i * f->q_dim + h * hd, f->q + (size_t)i * f->q_dim + h * hd, k, v,
-                               f->kv_dim, pos[i], hd, f->scores + (size_t)i * f->n_ctx);
+    if (f->ref) {
+        /* The reference reads each row's keys through its own copy, so it
+         * checks the leaves' addressing independently of attention_rows. */
+        for (int i = 0; i < n; i++) {
+            int slot = slots ? slots[i] : 0, parent, base = row_prefix(f, slots, i, &parent);
+            for (int h = 0; h < c->n_head; h++) {
+                int kvh = h / group;
+                float *out = f->att + (size_t)i * f->q_dim + h * hd, *sc = f->scores;
+                const float *q = f->q + (size_t)i * f->q_dim + h * hd;
+                int src = base ? parent : slot;
+                kern_attention_split(out, q, cache_at(f, f->k_cache, src, layer, 0) + kvh * hd,
+                                     cache_at(f, f->v_cache, src, layer, 0) + kvh * hd, base ? base : pos[i] + 1,
+                                     cache_at(f, f->k_cache, slot, layer, base) + kvh * hd,
+                                     cache_at(f, f->v_cache, slot, layer, base) + kvh * hd, f->kv_dim, pos[i], hd, sc);
+            }
         }
+        return;
+    }
+    /* Runs of consecutive rows that continue one prefix decode together. */
+    for (int i0 = 0; i0 < n;) {
+        int parent, base = row_prefix(f, slots, i0, &parent), i1 = i0 + 1;
+        if (base > 0)
+            for (int p2; i1 < n && row_prefix(f, slots, i1, &p2) == base && p2 == parent;) i1++;
+        attention_rows(f, layer, slots, pos, i0, i1, parent, base);
+        i0 = i1;
     }
 }
 
@@ -194,12 +317,24 @@ static void norm_rows(const forward_t *f, float *out, const float *x, const floa
  * kernel than the whole matrix's, a difference of fp32 rounding that
  * test_quant bounds. */
 static void linear(const forward_t *f, float *y, const float *x, const quant_mat_t *w, const float *bias, int T,
-                   float beta) {
+                   float beta, int small) {
     void (*mm)(float *, int, const float *, const float *, int, int, int, float) =
         f->ref ? kern_matmul_ref : kern_matmul;
     int in = (int)w->cols, out = (int)w->rows;
     const float *w32 = quant_mat_f32(w);
-    if (w32) {
+    if (small && !f->ref) {
+        /* Few rows: stream W once (smallm); a stored W a small panel at a
+         * time, each panel dequantized once for all T rows. */
+        if (w32) {
+            smallm_matmul(y, out, x, in, w32, in, T, in, out, beta);
+        } else {
+            for (int r0 = 0; r0 < out; r0 += FORWARD_SMALL_PANEL) {
+                int rows = out - r0 < FORWARD_SMALL_PANEL ? out - r0 : FORWARD_SMALL_PANEL;
+                quant_mat_dequant(w, r0, rows, f->wbuf);
+                smallm_matmul(y + r0, out, x, in, f->wbuf, in, T, in, rows, beta);
+            }
+        }
+    } else if (w32) {
         mm(y, out, x, w32, T, in, out, beta);
     } else {
         /* Few rows of x (decode): packing x is cheap, so take panels that
@@ -232,10 +367,21 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         if (m->pos_embd.data && pos[i] >= c->n_ctx_train)
             return log_seterr(err, errlen, "forward: position %d at row %d is past the model's %d learned positions",
                               pos[i], i, c->n_ctx_train);
-        if (slots && (slots[i] < 0 || slots[i] >= f->n_slots))
+        if (slots && (slots[i] < 0 || slots[i] >= f->n_slots + f->n_leaves))
             return log_seterr(err, errlen, "forward: slot %d at row %d is outside [0, %d)", slots[i], i,
-                              f->n_slots);
+                              f->n_slots + f->n_leaves);
+        if (slots && slots[i] >= f->n_slots) {
+            int leaf = slots[i] - f->n_slots, b = f->leaf_base[leaf];
+            if (f->leaf_parent[leaf] < 0 || pos[i] < b || pos[i] >= b + f->leaf_len)
+                return log_seterr(err, errlen, "forward: position %d at row %d is outside leaf %d's [%d, %d)%s",
+                                  pos[i], i, slots[i], b, b + f->leaf_len,
+                                  f->leaf_parent[leaf] < 0 ? " (not attached)" : "");
+        }
     }
+    /* Decode batches (rows of several slots) always use smallm, whose rows
+     * do not depend on the batch: a sample decoded among others gets the
+     * bits it gets alone.  A prefill chunk uses it only when it is short. */
+    int small = n < FORWARD_SMALL_M || !is_contiguous(f, slots, pos, n);
 
     /* x[n][d] = embedding rows (+ learned position rows), dequantizing
      * only the rows used. */
@@ -253,18 +399,16 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         const model_layer_t *L = &m->layers[l];
         /* Attention block: xb = norm(x); q, k, v = xb W^T + b; rope; cache. */
         norm_rows(f, f->xb, f->x, L->attn_norm, L->attn_norm_b, n);        /* xb[n][d] */
-        linear(f, f->q, f->xb, &L->wq, L->bq, n, 0.0f);        /* q[n][q_dim] */
-        linear(f, f->k, f->xb, &L->wk, L->bk, n, 0.0f);       /* k[n][kv_dim] */
-        linear(f, f->v, f->xb, &L->wv, L->bv, n, 0.0f);       /* v[n][kv_dim] */
+        linear(f, f->q, f->xb, &L->wq, L->bq, n, 0.0f, small);        /* q[n][q_dim] */
+        linear(f, f->k, f->xb, &L->wk, L->bk, n, 0.0f, small);       /* k[n][kv_dim] */
+        linear(f, f->v, f->xb, &L->wv, L->bv, n, 0.0f, small);       /* v[n][kv_dim] */
         for (int i = 0; i < n; i++) {
             int slot = slots ? slots[i] : 0;
             float *qi = f->q + (size_t)i * f->q_dim, *ki = f->k + (size_t)i * f->kv_dim;
-            if (c->rope == MODEL_ROPE_NORM) {
-                kern_rope(qi, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-                kern_rope(ki, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-            } else if (c->rope == MODEL_ROPE_NEOX) {
-                kern_rope_neox(qi, c->n_head, c->head_dim, c->rope_dim, pos[i], c->rope_base);
-                kern_rope_neox(ki, c->n_head_kv, c->head_dim, c->rope_dim, pos[i], c->rope_base);
+            if (c->rope != MODEL_ROPE_NONE) {
+                const float *cs = f->rope_cs + (size_t)pos[i] * c->rope_dim;
+                kern_rope_apply(qi, c->n_head, c->head_dim, c->rope_dim, cs, c->rope == MODEL_ROPE_NEOX);
+                kern_rope_apply(ki, c->n_head_kv, c->head_dim, c->rope_dim, cs, c->rope == MODEL_ROPE_NEOX);
             }
             memcpy(cache_at(f, f->k_cache, slot, l, pos[i]), ki, f->kv_dim * sizeof(float));
             memcpy(cache_at(f, f->v_cache, slot, l, pos[i]), f->v + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
@@ -273,26 +417,26 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         /* Parallel residual: the FFN reads the block's input, so normalise
          * it before the attention output is added. */
         if (c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n); /* xb[n][d] */
-        linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f); /* x += att Wo^T + bo */
+        linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f, small); /* x += att Wo^T + bo */
         if (!c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n);
 
         /* FFN block: SwiGLU x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T, or
          * GELU x += gelu(xb Wu^T + bu) Wd^T + bd. */
         if (c->act == MODEL_ACT_SWIGLU) {
-            linear(f, f->hb, f->xb, &L->w_gate, L->b_gate, n, 0.0f); /* hb[n][ff] */
-            linear(f, f->hb2, f->xb, &L->w_up, L->b_up, n, 0.0f);    /* hb2[n][ff] */
-            kern_swiglu(f->hb, f->hb2, (size_t)n * ff);
+            linear(f, f->hb, f->xb, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
+            linear(f, f->hb2, f->xb, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
+            (f->ref ? kern_swiglu_ref : kern_swiglu)(f->hb, f->hb2, (size_t)n * ff);
         } else {
-            linear(f, f->hb, f->xb, &L->w_up, L->b_up, n, 0.0f); /* hb[n][ff] */
+            linear(f, f->hb, f->xb, &L->w_up, L->b_up, n, 0.0f, small); /* hb[n][ff] */
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
         }
-        linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f); /* x += hb Wd^T + bd */
+        linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f, small); /* x += hb Wd^T + bd */
     }
 
     /* Output: logits = norm(x) Wout^T (+ b), for all rows or the last one. */
     int first = all_logits ? 0 : n - 1, rows = n - first;
     norm_rows(f, f->xb, f->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows);
-    linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f); /* [rows][n_vocab] */
+    linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f, small || rows < FORWARD_SMALL_M); /* [rows][n_vocab] */
     return 0;
 }
 

@@ -38,6 +38,24 @@ typedef struct forward forward_t;
  * when memory runs out.  The model must outlive the forward_t. */
 forward_t *forward_new(const model_t *model, int n_ctx, int max_batch, int n_slots, char *err, size_t errlen);
 
+/* The same with n_leaves extra slots of leaf_len positions each (numbered
+ * n_slots .. n_slots + n_leaves - 1), for rows that continue a prefix held
+ * in a full slot without copying it: see forward_attach.  max_batch may then
+ * be up to n_ctx * n_slots + leaf_len * n_leaves. */
+forward_t *forward_new_shared(const model_t *model, int n_ctx, int max_batch, int n_slots, int n_leaves, int leaf_len,
+                              char *err, size_t errlen);
+
+/* Attaches leaf (a slot number >= n_slots) to the full slot parent at base:
+ * the leaf's positions [0, base) are the parent's (read in place; the
+ * parent must hold them and keep them while the leaf is used), and the
+ * leaf holds positions [base, base + leaf_len) itself.  Rows of one batch
+ * that continue one parent at one base, placed consecutively, attend to the
+ * prefix in one product per KV head.  Re-attaching forgets the leaf's
+ * positions. */
+void forward_attach(forward_t *self, int leaf, int parent, int base);
+
+int forward_n_leaves(const forward_t *self);
+
 /* NULL-safe; clears *self_p. */
 void forward_destroy(forward_t **self_p);
 
@@ -54,6 +72,10 @@ void forward_set_panel_rows(forward_t *self, int rows);
  * slot, which must already hold earlier positions.  Rows of one slot must
  * have distinct positions.  When all_logits, logits for every row are in
  * forward_logits(self) [n][n_vocab]; otherwise only the last row's, as row 0.
+ * A leaf's rows must lie in [base, base + leaf_len) of its attachment.
+ * Batches of rows of several slots (decoding) compute each row exactly as
+ * when it is alone in a batch (smallm.h), so a sequence's numbers do not
+ * depend on what it was decoded beside.
  * Returns 0, or -1 with a message for an out-of-range token, slot or position
  * (a run-time error: the data came from outside), a position past a model's
  * learned position embeddings (gpt2: n_ctx_train) included. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "half.h"
+#include "smallm.h"
 
 void kern_matmul(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta) {
     assert(T > 0 && in > 0 && out > 0 && ldy >= out);
@@ -99,79 +100,136 @@ void kern_gelu_ref(float *x, size_t n) {
     }
 }
 
-void kern_swiglu(float *g, const float *u, size_t n) {
+void kern_swiglu_ref(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
-    int half = rope_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double theta = pos * pow(base, -2.0 * i / rope_dim);
-        float c = (float)cos(theta), s = (float)sin(theta);
-        for (int h = 0; h < n_heads; h++) {
-            float *p = x + (size_t)h * head_dim + i;
-            float a = p[0], b = p[half];
-            p[0] = a * c - b * s;
-            p[half] = a * s + b * c;
-        }
+void kern_swiglu(float *g, const float *u, size_t n) {
+    float e[256];
+    for (size_t i0 = 0; i0 < n; i0 += 256) {
+        int m = n - i0 < 256 ? (int)(n - i0) : 256;
+        for (int j = 0; j < m; j++) e[j] = -g[i0 + j];
+        smallm_exp(e, m);
+        for (int j = 0; j < m; j++) g[i0 + j] = g[i0 + j] / (1.0f + e[j]) * u[i0 + j];
     }
+}
+
+void kern_rope_angles(float *cs, int rope_dim, int pos, float base) {
+    for (int i = 0; i < rope_dim / 2; i++) {
+        double theta = pos * pow(base, -2.0 * i / rope_dim);
+        cs[2 * i] = (float)cos(theta);
+        cs[2 * i + 1] = (float)sin(theta);
+    }
+}
+
+void kern_rope_apply(float *x, int n_heads, int head_dim, int rope_dim, const float *cs, int neox) {
+    int half = rope_dim / 2, stride = neox ? 1 : 2, other = neox ? half : 1;
+    for (int h = 0; h < n_heads; h++)
+        for (int i = 0; i < half; i++) {
+            float c = cs[2 * i], s = cs[2 * i + 1];
+            float *p = x + (size_t)h * head_dim + (size_t)i * stride;
+            float a = p[0], b = p[other];
+            p[0] = a * c - b * s;
+            p[other] = a * s + b * c;
+        }
+}
+
+/* The widest rotation kern_rope computes angles for on the stack. */
+#define KERN_ROPE_MAX 1024
+
+void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
+    float cs[KERN_ROPE_MAX];
+    assert(rope_dim <= KERN_ROPE_MAX);
+    kern_rope_angles(cs, rope_dim, pos, base);
+    kern_rope_apply(x, n_heads, head_dim, rope_dim, cs, 1);
 }
 
 void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
-    for (int i = 0; i < rope_dim; i += 2) {
-        double theta = pos * pow(base, -(double)i / rope_dim);
-        float c = (float)cos(theta), s = (float)sin(theta);
-        for (int h = 0; h < n_heads; h++) {
-            float *p = x + (size_t)h * head_dim + i;
-            float a = p[0], b = p[1];
-            p[0] = a * c - b * s;
-            p[1] = a * s + b * c;
-        }
-    }
+    float cs[KERN_ROPE_MAX];
+    assert(rope_dim <= KERN_ROPE_MAX);
+    kern_rope_angles(cs, rope_dim, pos, base);
+    kern_rope_apply(x, n_heads, head_dim, rope_dim, cs, 0);
 }
 
-void kern_softmax(float *x, int n) {
+/* Softmax with the vector exp (vec) or expf. */
+static void softmax(float *x, int n, int vec) {
     float mx = x[0];
     for (int i = 1; i < n; i++)
         if (x[i] > mx) mx = x[i];
+    for (int i = 0; i < n; i++) x[i] -= mx;
+    if (vec) smallm_exp(x, n);
+    else
+        for (int i = 0; i < n; i++) x[i] = expf(x[i]);
     double sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
-        sum += x[i];
-    }
+    for (int i = 0; i < n; i++) sum += x[i];
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void kern_attention(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
-                    int pos0, int hd, float *scores) {
-    int L = pos0 + T;
+void kern_softmax(float *x, int n) { softmax(x, n, 1); }
+void kern_softmax_ref(float *x, int n) { softmax(x, n, 0); }
+
+/* Query positions per block of the causal attention: each block's products
+ * run over the keys up to its last row only, so the masked upper triangle
+ * costs at most half a block per row instead of half of all the keys. */
+#define KERN_ATT_BLOCK 64
+
+void kern_attention_causal(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
+                           int pos0, int hd, int group, float *scores, float *qg, float *og) {
     float scale = 1.0f / sqrtf((float)hd);
-    /* S[T][L] = scale * Q[T][hd] K[L][hd]^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L, hd, scale, q, qs, k, kvs, 0.0f, scores, L);
-    for (int t = 0; t < T; t++) {
-        float *row = scores + (size_t)t * L;
-        int n = pos0 + t + 1; /* causal: keys 0..pos0+t */
-        kern_softmax(row, n);
-        for (int j = n; j < L; j++) row[j] = 0.0f;
+    /* The group's query rows stacked: row t * group + g is head g of
+     * position t (the heads of a position are adjacent in q already). */
+    const float *qs_rows = q;
+    float *o_rows = out;
+    int ldq = qs, ldo = os;
+    if (group > 1) {
+        assert(qg && og);
+        for (int t = 0; t < T; t++) memcpy(qg + (size_t)t * group * hd, q + (size_t)t * qs, sizeof(float) * group * hd);
+        qs_rows = qg, o_rows = og, ldq = ldo = hd;
     }
-    /* O[T][hd] = P[T][L] V[L][hd] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, L, 1.0f, scores, L, v, kvs, 0.0f, out, os);
+    for (int t0 = 0; t0 < T; t0 += KERN_ATT_BLOCK) {
+        int t1 = t0 + KERN_ATT_BLOCK < T ? t0 + KERN_ATT_BLOCK : T, L = pos0 + t1, R = (t1 - t0) * group;
+        /* S[R][L] = scale * Q K[0..L)^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, L, hd, scale, qs_rows + (size_t)t0 * group * ldq,
+                    ldq, k, kvs, 0.0f, scores, L);
+        for (int r = 0; r < R; r++) {
+            float *row = scores + (size_t)r * L;
+            int n = pos0 + t0 + r / group + 1; /* causal: keys 0..its position */
+            kern_softmax(row, n);
+            for (int j = n; j < L; j++) row[j] = 0.0f;
+        }
+        /* O[R][hd] = P[R][L] V[0..L) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, hd, L, 1.0f, scores, L, v, kvs, 0.0f,
+                    o_rows + (size_t)t0 * group * ldo, ldo);
+    }
+    if (group > 1)
+        for (int t = 0; t < T; t++) memcpy(out + (size_t)t * os, og + (size_t)t * group * hd, sizeof(float) * group * hd);
 }
 
-void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
-                        float *scores) {
+void kern_attention(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
+                    int pos0, int hd, float *scores) {
+    kern_attention_causal(out, os, q, qs, k, v, kvs, T, pos0, hd, 1, scores, NULL, NULL);
+}
+
+void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
+                          const float *v2, int kvs, int pos, int hd, float *scores) {
     float scale = 1.0f / sqrtf((float)hd);
     for (int j = 0; j <= pos; j++) {
-        const float *kj = k + (size_t)j * kvs;
+        const float *kj = j < base ? k1 + (size_t)j * kvs : k2 + (size_t)(j - base) * kvs;
         double s = 0;
         for (int i = 0; i < hd; i++) s += (double)q[i] * kj[i];
         scores[j] = (float)s * scale;
     }
-    kern_softmax(scores, pos + 1);
+    kern_softmax_ref(scores, pos + 1);
     for (int i = 0; i < hd; i++) {
         double s = 0;
-        for (int j = 0; j <= pos; j++) s += (double)scores[j] * v[(size_t)j * kvs + i];
+        for (int j = 0; j <= pos; j++)
+            s += (double)scores[j] * (j < base ? v1[(size_t)j * kvs + i] : v2[(size_t)(j - base) * kvs + i]);
         out[i] = (float)s;
     }
+}
+
+void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
+                        float *scores) {
+    kern_attention_split(out, q, k, v, pos + 1, k, v, kvs, pos, hd, scores);
 }

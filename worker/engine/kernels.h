@@ -7,9 +7,9 @@
  * here allocates.  What it is not: the model's wiring (forward.c).
  *
  * The matmul and attention have a BLAS version and a plain one, GELU a table
- * lookup and an element-wise evaluation; the norms, rotary embeddings, SwiGLU
- * and bias addition are plain loops already (no faster variant exists yet),
- * so they are their own reference.
+ * lookup and an element-wise evaluation, SwiGLU and softmax a vector exp and
+ * expf; the norms, rotary embeddings and bias addition are plain loops
+ * already (no faster variant exists yet), so they are their own reference.
  *
  * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
  * batch is T rows. */
@@ -52,8 +52,10 @@ void kern_gelu(float *x, size_t n);
  * reference.  Bit-identical to kern_gelu. */
 void kern_gelu_ref(float *x, size_t n);
 
-/* g[i] = silu(g[i]) * u[i] for n values (SwiGLU). */
+/* g[i] = silu(g[i]) * u[i] for n values (SwiGLU), exp by smallm_exp. */
 void kern_swiglu(float *g, const float *u, size_t n);
+/* The same with expf: the reference. */
+void kern_swiglu_ref(float *g, const float *u, size_t n);
 
 /* Rotates the first rope_dim dims of each of n_heads heads (head_dim apart)
  * of one row at position pos, in the interleaved layout GGUF llama uses:
@@ -65,18 +67,48 @@ void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float
  * pos * base^(-2i/rope_dim); dims from rope_dim on are untouched. */
 void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base);
 
+/* The rotation of position pos as kern_rope and kern_rope_neox compute it:
+ * cs[2i], cs[2i + 1] = cos, sin of pos * base^(-2i/rope_dim) for i <
+ * rope_dim/2 (angles in double, rounded to fp32), so that a table of them
+ * computed once per position gives the same bits. */
+void kern_rope_angles(float *cs, int rope_dim, int pos, float base);
+
+/* Rotates as kern_rope (neox 0) or kern_rope_neox (neox 1) with the
+ * angles of kern_rope_angles. */
+void kern_rope_apply(float *x, int n_heads, int head_dim, int rope_dim, const float *cs, int neox);
+
 /* Causal attention of one head for T query rows at consecutive positions
  * pos0..pos0+T-1 over keys/values 0..pos0+T-1.  q: [T] rows with stride qs;
  * k, v: cache rows with stride kvs; out: [T] rows with stride os, hd wide.
- * scores: scratch of T * (pos0 + T) floats.  Two sgemm's (the fast path). */
+ * scores: scratch of T * (pos0 + T) floats.  kern_attention_causal with one
+ * head in the group (the fast path). */
 void kern_attention(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
                     int pos0, int hd, float *scores);
+/* The same for the group heads that share this KV head (GQA), stacked into
+ * one pair of products: q + t * qs holds the group heads of position t side
+ * by side (hd apart), as does out + t * os.  The rows go in blocks of 64
+ * positions, each multiplied only by the keys up to its last position (the
+ * causal mask skipped but for half a block).  scores: (64 * group) * (pos0
+ * + T) floats; qg, og: T * group * hd floats each (unused, may be NULL, when
+ * group is 1). */
+void kern_attention_causal(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
+                           int pos0, int hd, int group, float *scores, float *qg, float *og);
 /* The same for T=1 query at position pos with plain loops: the reference, and
  * the decode path for rows that do not share a slot.  scores: pos+1 floats. */
 void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
                         float *scores);
 
-/* Numerically stable in-place softmax of n values (double sum). */
+/* kern_attention_row with the keys and values in two parts: positions
+ * [0, base) at k1/v1 (a shared prefix), positions [base, pos] at k2/v2
+ * (row 0 of k2 is position base).  The reference for rows that continue a
+ * shared prefix. */
+void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
+                          const float *v2, int kvs, int pos, int hd, float *scores);
+
+/* Numerically stable in-place softmax of n values (double sum), exp by
+ * smallm_exp. */
 void kern_softmax(float *x, int n);
+/* The same with expf: the reference (kern_attention_row uses it). */
+void kern_softmax_ref(float *x, int n);
 
 #endif
