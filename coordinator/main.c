@@ -162,7 +162,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     o->bind = "tcp://*:5555";
     o->text_field = "text";
     o->id_field = "id";
-    o->s = (wire_settings_t){WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
+    o->s = (wire_settings_t){WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0, 0, NULL};
     o->s.prefix_lengths = o->prefix_buf;
     o->job_docs = 64;
     o->job_bytes = 256 * 1024;
@@ -526,7 +526,7 @@ static void dispatch(coord_t *c) {
         m.u.job.job_id = job_id;
         m.u.job.attempt_token = token;
         wire_doc_t *wd = calloc(n ? n : 1, sizeof *wd);
-        for (size_t i = 0; wd && i < n; i++) wd[i] = (wire_doc_t){docs[i].doc_id, docs[i].text, docs[i].text_len};
+        for (size_t i = 0; wd && i < n; i++) wd[i] = (wire_doc_t){docs[i].doc_id, docs[i].text, docs[i].text_len, NULL, 0};
         m.u.job.docs = wd;
         m.u.job.n_docs = n;
         w->job_id = job_id;
