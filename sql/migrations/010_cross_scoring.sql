@@ -76,17 +76,23 @@ CREATE VIEW sample_tokens AS
 SELECT run_id, doc_id, seq_no, cut, sample_idx, seed, token_id AS tokens
   FROM sequence_stats WHERE kind = 'sample';
 
+-- (The two sequences' arrays are unnested side by side, element i with
+-- element i, so the view costs linear time in the tokens; joining two
+-- token_views on the position would compare every pair within a sequence.)
 CREATE VIEW cross_scores AS
-SELECT r.run_id AS observer_run, r.score_run_id AS generator_run, o.doc_id, o.seq_no, o.kind, o.cut,
-       o.sample_idx, o.pos, o.position, o.token_id,
-       g.logprob AS generator_logprob, o.logprob AS observer_logprob,
-       g.entropy AS generator_entropy, o.entropy AS observer_entropy,
-       g.rank AS generator_rank, o.rank AS observer_rank
+SELECT r.run_id AS observer_run, r.score_run_id AS generator_run, o.doc_id, o.seq_no, o.kind::text AS kind, o.cut,
+       o.sample_idx, coalesce(o.cut - 1, 0) + t.i::integer AS pos,
+       CASE WHEN o.kind = 'human' THEN t.i::integer ELSE t.i::integer - 1 END AS position, t.o_token AS token_id,
+       t.g_logprob AS generator_logprob, t.o_logprob AS observer_logprob,
+       t.g_entropy AS generator_entropy, t.o_entropy AS observer_entropy,
+       t.g_rank AS generator_rank, t.o_rank AS observer_rank
   FROM runs r
-  JOIN token_view o ON o.run_id = r.run_id
-  JOIN token_view g ON g.run_id = r.score_run_id AND g.doc_id = o.doc_id AND g.seq_no = o.seq_no
-                   AND g.pos = o.pos AND g.token_id = o.token_id
- WHERE r.score_run_id IS NOT NULL;
+  JOIN sequence_stats o ON o.run_id = r.run_id
+  JOIN sequence_stats g ON g.run_id = r.score_run_id AND g.doc_id = o.doc_id AND g.seq_no = o.seq_no
+                       AND g.cut IS NOT DISTINCT FROM o.cut
+ CROSS JOIN LATERAL unnest(o.token_id, g.token_id, o.logprob, g.logprob, o.entropy, g.entropy, o.rank, g.rank)
+       WITH ORDINALITY AS t(o_token, g_token, o_logprob, g_logprob, o_entropy, g_entropy, o_rank, g_rank, i)
+ WHERE r.score_run_id IS NOT NULL AND t.o_token = t.g_token;
 
 CREATE VIEW cross_sequences AS
 SELECT observer_run, generator_run, doc_id, seq_no, kind, cut, sample_idx, count(*) AS n_tokens,
