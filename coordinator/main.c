@@ -887,7 +887,10 @@ int main(int argc, char **argv) {
     if (!run.loaded && o.score_run) {
         log_info("run '%s' (id %" PRId64 "): scoring the documents and samples of run %s", o.run, run.run_id,
                  o.score_run);
-        if (db_score_load(db, o.s.score_run, run.run_id, err, sizeof err)) log_die("", "%s", err);
+        /* (ANALYZE after the bulk insert, as a corpus load does: plans from
+         * statistics that predate it can be quadratic.) */
+        if (db_score_load(db, o.s.score_run, run.run_id, err, sizeof err) || db_load_analyze(db, err, sizeof err))
+            log_die("", "%s", err);
     } else if (!run.loaded) {
         log_info("run '%s' (id %" PRId64 "): reading the corpus", o.run, run.run_id);
         int r = load_begin(&c, &run, err, sizeof err);
