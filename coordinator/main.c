@@ -599,11 +599,15 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
     if (w) w->last_seen_ms = now_ms();
     switch (m->type) {
     case WIRE_HELLO: {
-        if (strcmp(m->u.hello.model_identity, c->identity)) {
+        if (strcmp(m->u.hello.model_identity, c->identity) || (c->o->score_run && !m->u.hello.observes)) {
             wire_msg_t s = {.type = WIRE_SHUTDOWN};
             char reason[400];
-            snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", c->o->run,
-                     c->identity, m->u.hello.worker, m->u.hello.model_identity);
+            if (c->o->score_run && !m->u.hello.observes)
+                snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
+                         "before cross-scoring) would draw anew", c->o->run, m->u.hello.worker);
+            else
+                snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s",
+                         c->o->run, c->identity, m->u.hello.worker, m->u.hello.model_identity);
             s.u.shutdown.reason = reason;
             s.u.shutdown.code = WIRE_SHUTDOWN_MODEL_MISMATCH;
             if (ratelimit_allow(&c->peer_log, now_ms(), NULL)) log_warn("%s", reason);

@@ -228,6 +228,7 @@ static int validate(const wire_msg_t *m, char *err, size_t errlen) {
             return -1;
         NONNEG("HELLO pid", m->u.hello.pid);
         NONNEG("HELLO threads", m->u.hello.threads);
+        BOOL01("HELLO observes", m->u.hello.observes);
         return 0;
     case WIRE_WELCOME:
         NONNEG("WELCOME run_id", m->u.welcome.run_id);
@@ -297,6 +298,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         hello.threads = m->u.hello.threads;
         hello.model_identity = str_in(m->u.hello.model_identity);
         hello.model_name = str_in(m->u.hello.model_name);
+        hello.observes = m->u.hello.observes != 0;
         env.hello = &hello;
         break;
     case WIRE_WELCOME: {
@@ -490,6 +492,7 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         m->u.hello.pid = h->pid;
         m->u.hello.threads = h->threads;
         DUP(m->u.hello.model_identity, h->model_identity);
+        m->u.hello.observes = h->observes;
         DUP(m->u.hello.model_name, h->model_name);
         return 0;
     }

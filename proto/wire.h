@@ -110,6 +110,7 @@ typedef struct {
             int32_t threads;
             char *model_identity; /* sha256 of the model file(s), hex */
             char *model_name;
+            int32_t observes; /* 1: can observe given samples (cross-scoring) */
         } hello;
         struct { /* WELCOME */
             int64_t run_id;

@@ -153,6 +153,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_i64(&s, 4, m->u.hello.threads);
         pb_str(&s, 5, m->u.hello.model_identity);
         pb_str(&s, 6, m->u.hello.model_name);
+        if (m->u.hello.observes) pb_i64(&s, 7, m->u.hello.observes); /* proto3: false is not written */
         break;
     case WIRE_WELCOME: {
         const wire_settings_t *st = &m->u.welcome.settings;
@@ -248,6 +249,7 @@ static wire_msg_t mk_hello(int edge) {
     m.u.hello.threads = 16;
     m.u.hello.model_identity = xstrdup(IDENT);
     m.u.hello.model_name = xstrdup("stories260K \xe2\x80\x94 \xf0\x9f\xa6\x99");
+    m.u.hello.observes = 1;
     return m;
 }
 
@@ -434,6 +436,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(a->u.hello.threads == b->u.hello.threads, "threads");
         D(str_eq(a->u.hello.model_identity, b->u.hello.model_identity), "model_identity");
         D(str_eq(a->u.hello.model_name, b->u.hello.model_name), "model_name");
+        D(a->u.hello.observes == b->u.hello.observes, "observes");
         D(b->u.hello.worker && b->u.hello.host && b->u.hello.model_identity && b->u.hello.model_name,
           "decoded strings are never NULL");
         break;
@@ -691,6 +694,7 @@ static const char *bad_case(int i, wire_msg_t *m, const char **w1, const char **
                                      *enc_only = 1),
              "JOB docs[1].samples[0].tokens", "more than WIRE_MAX_SAMPLE_TOKENS")
         /* (samples freed first, so that wire_msg_clear's loop stays in bounds) */
+        CASE(61, mk_hello(0), (m->u.hello.observes = 2, *enc_only = 1), "HELLO observes 2", "neither 0 nor 1")
         CASE(60, mk_job_samples(2), (free(m->u.job.docs[1].samples[0].tokens), free(m->u.job.docs[1].samples),
                                      m->u.job.docs[1].samples = NULL,
                                      m->u.job.docs[1].n_samples = WIRE_MAX_SAMPLES_PER_DOC + 1, *enc_only = 1),
@@ -730,7 +734,7 @@ static void test_bad_values(void) {
         if (i == 52) m.u.welcome.settings.n_prefix_lengths = 0;
         wire_msg_clear(&m);
     }
-    TU_CHECK(n_cases == 61, "ran %d bad-value cases", n_cases);
+    TU_CHECK(n_cases == 62, "ran %d bad-value cases", n_cases);
     fprintf(stderr, "bad values: %d cases, each refused by encode and (where it can be sent) decode\n", n_cases);
 
     /* A text over WIRE_MAX_STRING: refused before packing, and as bytes

@@ -302,6 +302,7 @@ int main(int argc, char **argv) {
     hello.u.hello.host = host;
     hello.u.hello.pid = (int32_t)getpid();
     hello.u.hello.threads = threads;
+    hello.u.hello.observes = 1;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
     link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};

@@ -14,7 +14,11 @@
 //   vocab     a worker whose model has another vocabulary (make_arch_model's
 //             synthetic one) refuses the run with exit 3, naming it
 //   refused   --score-run of a run that is not done, and with settings given,
-//             is refused at start-up
+//             is refused at start-up; a worker whose HELLO lacks `observes`
+//             (a version before cross-scoring would draw the samples anew)
+//             is refused by the coordinator
+import {createHash} from "node:crypto";
+import {readFileSync} from "node:fs";
 import {join} from "node:path";
 import {BIN, check, cleanup, finish, freePort, model, psql, run, runOnce, start, startPostgres, tempDir, tokshift,
         writeCorpus} from "./harness.mjs";
@@ -117,6 +121,21 @@ check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${n
           `vocab: the worker refuses another vocabulary (exit ${w.status}): ${w.stderr.trim().split("\n").pop()}`);
     const [[rows]] = psql(db, `SELECT count(*) FROM sequence_stats s JOIN runs r USING (run_id) WHERE r.name = 'vocab'`);
     check(rows === "0", `vocab: nothing written (${rows} sequences)`);
+}
+
+// ---- old worker: a worker that does not say it observes is refused ----
+{
+    const port = await freePort();
+    const ep = `tcp://127.0.0.1:${port}`;
+    const coord = start(join(BIN, "tokshift-coordinator"), ["--run", "old-worker", "--model", M, "--db", db, "--bind", ep,
+                        "--score-run", "gen"], join(dir, "old-worker-coord.log"));
+    const identity = createHash("sha256").update(readFileSync(M)).digest("hex");
+    // wire_peer's HELLO has the run's model but no `observes` (as a worker
+    // of a version before cross-scoring sends it).
+    run(join(BIN, "tests", "wire_peer"), ["hello", ep, identity, "3"], {allowFail: true});
+    coord.p.kill("SIGTERM");
+    const e = await coord.exited;
+    check(/would draw anew/.test(e.err), `old worker: refused by the coordinator: ${e.err.slice(-600)}`);
 }
 
 cleanup(dir);
