@@ -30,6 +30,7 @@
 #include "log.h"
 #include "model.h"
 #include "num.h"
+#include "compare.h"
 #include "report.h"
 #include "runset.h"
 #include "sampler.h"
@@ -52,6 +53,8 @@ static const char *g_usage =
     "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
     "  report     write runs' HTML report (plots on shared axes) and CSV files\n"
+    "  compare    compare runs document by document (paired standard errors, AUROC)\n"
+    "  auroc      how well each statistic tells human continuations from samples\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
@@ -1057,6 +1060,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "compare")) return compare_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "auroc")) return compare_auroc_main(argc - 1, argv + 1);
     log_error("unknown command '%s' (tokshift --help lists them)", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;

@@ -220,6 +220,7 @@ void db_samples_free(db_sample_t *samples, size_t n);
 
 typedef struct {
     int64_t jobs, done, failed, leased, pending, docs_done, tokens_done, retries, docs, docs_error;
+    int64_t bytes, bytes_done; /* text bytes of the jobs' documents: all, and of done jobs */
 } db_progress_t;
 int db_progress(db_t *self, int64_t run_id, db_progress_t *out, char *err, size_t errlen);
 
@@ -255,21 +256,45 @@ typedef struct {
 } db_seq_t;
 
 /* Sums of one job's tokens of a kind at a position (human: pos;
- * continuations: pos - cut), for position_stats and its kin. */
+ * continuations: pos - cut), for position_stats and its kin; or, as a row
+ * of bucket_rollups, in a position bucket (position holds
+ * tokshift_bucket(position), -1 for all positions).  The cluster terms (a
+ * cluster is a document; 008_paired.sql): g documents with tokens in the
+ * cell, c_nn = Σ n_c², c_ss_X = Σ S_c², c_ns_X = Σ n_c S_c (z over its n_z
+ * tokens), and on human_cont rows the cross terms with the same documents'
+ * samples' gaps: x_ss_gap = Σ S_h S_s, x_sn_gap = Σ S_h n_s, x_ns_gap =
+ * Σ n_h S_s, x_nn = Σ n_h n_s. */
 typedef struct {
     db_kind_t kind;
     int32_t position;
     int64_t n, n_z;
     double sum_surprisal, sumsq_surprisal, sum_entropy, sumsq_entropy, sum_gap, sumsq_gap, sum_z, sumsq_z;
+    int64_t g, g_z;
+    double c_nn, c_ss_surprisal, c_ns_surprisal, c_ss_entropy, c_ns_entropy, c_ss_gap, c_ns_gap;
+    double c_nn_z, c_ss_z, c_ns_z;
+    double x_ss_gap, x_sn_gap, x_ns_gap, x_nn;
 } db_rollup_t;
 
-/* One job's tokens of a kind in one confidence bin. */
+/* One job's tokens of a kind in one confidence bin, with the cluster terms
+ * (by document) of the confidence and of accuracy (rank = 1). */
 typedef struct {
     db_kind_t kind;
     int32_t bin;
     int64_t n, n_correct;
     double sum_conf, sumsq_conf;
+    int64_t g;
+    double c_nn, c_ss_conf, c_ns_conf, c_ss_correct, c_ns_correct;
 } db_calib_t;
+
+/* One document's tokens of a kind in a position bucket (doc_bucket_rollups),
+ * or one sequence's tokens (sequence_means: seq_no set). */
+typedef struct {
+    int64_t doc_id;
+    db_kind_t kind;
+    int32_t bucket, seq_no;
+    int64_t n, n_z;
+    double sum_surprisal, sum_entropy, sum_gap, sum_z;
+} db_docbucket_t;
 
 /* One document's tokens of a kind (and cut: 0 for the human text). */
 typedef struct {
@@ -304,6 +329,10 @@ typedef struct {
     size_t n_calib;
     const db_docsum_t *docsums;
     size_t n_docsums;
+    const db_rollup_t *buckets; /* bucket_rollups */
+    size_t n_buckets;
+    const db_docbucket_t *docbuckets, *seqmeans;
+    size_t n_docbuckets, n_seqmeans;
     const db_toptok_t *top;
     size_t n_top;
     const db_docres_t *docs;
@@ -346,6 +375,36 @@ typedef enum {
 /* Reads one of the report's tables for a run, ordered for display. */
 int db_report_rows(db_t *self, int64_t run_id, db_report_t which, db_table_t *out, char *err, size_t errlen);
 void db_table_free(db_table_t *t);
+
+/* ---- comparing runs (tokshift compare, auroc; db_compare.c) ------------- */
+
+typedef enum {
+    DB_COMPARE_BUCKETS,     /* shift_by_bucket of each run, bucket by bucket */
+    DB_COMPARE_DIFFS,       /* tokshift_compare(first, each other run) */
+    DB_COMPARE_CALIBRATION, /* calibration of each run, bin by bin */
+    DB_COMPARE_AUROC,       /* sequence_auroc of each run */
+} db_compare_t;
+
+/* Reads one of the comparison tables of runs[n] (n <= 32; the first is the
+ * reference of DB_COMPARE_DIFFS) for printing.  0, or -1 with a message. */
+int db_compare_rows(db_t *self, const int64_t *runs, size_t n, db_compare_t which, db_table_t *out, char *err,
+                    size_t errlen);
+
+/* Why runs a and b cannot be compared document by document (corpus, cut
+ * settings, seed, documents, tokenizer: tokshift_runs_differ), malloc'd
+ * into *why, or *why NULL when they can.  0, or -1 with a message. */
+int db_runs_differ(db_t *self, int64_t a, int64_t b, char **why, char *err, size_t errlen);
+
+/* One human continuation's or sample's mean statistics (sequence_means). */
+typedef struct {
+    int64_t doc_id;
+    bool human; /* human continuation (else a sample) */
+    double surprisal, gap, z; /* z NaN when no token has it */
+} db_seqmean_t;
+
+/* The run's continuations and samples with tokens, ordered by doc_id, into
+ * a malloc'd *out (caller frees).  0, or -1 with a message. */
+int db_seq_means(db_t *self, int64_t run_id, db_seqmean_t **out, size_t *n, char *err, size_t errlen);
 
 /* One stored sequence, as `tokshift regenerate` reads it: the run's model
  * identity and settings (JSON text), the document's text, the sequence's

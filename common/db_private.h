@@ -133,4 +133,9 @@ int db_copy_maybe_flush(db_t *db, db_buf_t *b, char *err, size_t errlen);
 /* Ends the data, finishes the COPY and reads its result.  0 or -1. */
 int db_copy_end(db_t *db, db_buf_t *b, char *err, size_t errlen, const char *what);
 
+/* Runs sql with text parameters and returns its result as a db_table_t
+ * (free with db_table_free).  0, or -1 with a message; out is empty then. */
+int db_query_table(db_t *db, const char *sql, int n_params, const char *const *params, db_table_t *out, char *err,
+                   size_t errlen);
+
 #endif

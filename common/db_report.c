@@ -61,8 +61,14 @@ int db_report_rows(db_t *db, int64_t run_id, db_report_t which, db_table_t *out,
     if ((unsigned)which >= sizeof sql / sizeof *sql) return log_seterr(err, errlen, "database: no such report table");
     char a[32];
     snprintf(a, sizeof a, "%" PRId64, run_id);
+    return db_query_table(db, sql[which], 1, (const char *const[]){a}, out, err, errlen);
+}
+
+int db_query_table(db_t *db, const char *sql, int n_params, const char *const *params, db_table_t *out, char *err,
+                   size_t errlen) {
+    memset(out, 0, sizeof *out);
     PGresult *r;
-    if (db_exec(db, sql[which], 1, (const char *const[]){a}, &r, err, errlen, "reading the report")) return -1;
+    if (db_exec(db, sql, n_params, params, &r, err, errlen, "reading the report")) return -1;
     size_t nr = (size_t)PQntuples(r), nc = (size_t)PQnfields(r);
     out->names = calloc(nc ? nc : 1, sizeof *out->names);
     out->cells = calloc(nr * nc > 0 ? nr * nc : 1, sizeof *out->cells);

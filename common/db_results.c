@@ -39,22 +39,47 @@ static const db_col_t g_seq_cols[] = {
 };
 static const db_copy_desc_t g_seqs = {"sequence_stats", g_seq_cols, N_OF(g_seq_cols)};
 
-static const db_col_t g_rollup_cols[] = {
-    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
-    DB_COL_CTX("job_id", DB_COL_I64, commit_ctx_t, job_id),
-    DB_COL("kind", DB_COL_KIND, db_rollup_t, kind),
-    DB_COL("position", DB_COL_I32, db_rollup_t, position),
-    DB_COL("n", DB_COL_I64, db_rollup_t, n),
-    DB_COL("n_z", DB_COL_I64, db_rollup_t, n_z),
-    DB_COL("sum_surprisal", DB_COL_F64, db_rollup_t, sum_surprisal),
-    DB_COL("sumsq_surprisal", DB_COL_F64, db_rollup_t, sumsq_surprisal),
-    DB_COL("sum_entropy", DB_COL_F64, db_rollup_t, sum_entropy),
-    DB_COL("sumsq_entropy", DB_COL_F64, db_rollup_t, sumsq_entropy),
-    DB_COL("sum_gap", DB_COL_F64, db_rollup_t, sum_gap),
-    DB_COL("sumsq_gap", DB_COL_F64, db_rollup_t, sumsq_gap),
-    DB_COL("sum_z", DB_COL_F64, db_rollup_t, sum_z),
-    DB_COL("sumsq_z", DB_COL_F64, db_rollup_t, sumsq_z),
-};
+/* job_rollups and bucket_rollups: the same columns but the key's name. */
+#define ROLLUP_COLS(key)                                                                                             \
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id), DB_COL_CTX("job_id", DB_COL_I64, commit_ctx_t, job_id), \
+        DB_COL("kind", DB_COL_KIND, db_rollup_t, kind), DB_COL(key, DB_COL_I32, db_rollup_t, position),              \
+        DB_COL("n", DB_COL_I64, db_rollup_t, n), DB_COL("n_z", DB_COL_I64, db_rollup_t, n_z),                        \
+        DB_COL("sum_surprisal", DB_COL_F64, db_rollup_t, sum_surprisal),                                             \
+        DB_COL("sumsq_surprisal", DB_COL_F64, db_rollup_t, sumsq_surprisal),                                         \
+        DB_COL("sum_entropy", DB_COL_F64, db_rollup_t, sum_entropy),                                                 \
+        DB_COL("sumsq_entropy", DB_COL_F64, db_rollup_t, sumsq_entropy),                                             \
+        DB_COL("sum_gap", DB_COL_F64, db_rollup_t, sum_gap), DB_COL("sumsq_gap", DB_COL_F64, db_rollup_t, sumsq_gap), \
+        DB_COL("sum_z", DB_COL_F64, db_rollup_t, sum_z), DB_COL("sumsq_z", DB_COL_F64, db_rollup_t, sumsq_z),        \
+        DB_COL("g", DB_COL_I64, db_rollup_t, g), DB_COL("c_nn", DB_COL_F64, db_rollup_t, c_nn),                      \
+        DB_COL("c_ss_surprisal", DB_COL_F64, db_rollup_t, c_ss_surprisal),                                           \
+        DB_COL("c_ns_surprisal", DB_COL_F64, db_rollup_t, c_ns_surprisal),                                           \
+        DB_COL("c_ss_entropy", DB_COL_F64, db_rollup_t, c_ss_entropy),                                               \
+        DB_COL("c_ns_entropy", DB_COL_F64, db_rollup_t, c_ns_entropy),                                               \
+        DB_COL("c_ss_gap", DB_COL_F64, db_rollup_t, c_ss_gap), DB_COL("c_ns_gap", DB_COL_F64, db_rollup_t, c_ns_gap), \
+        DB_COL("g_z", DB_COL_I64, db_rollup_t, g_z), DB_COL("c_nn_z", DB_COL_F64, db_rollup_t, c_nn_z),              \
+        DB_COL("c_ss_z", DB_COL_F64, db_rollup_t, c_ss_z), DB_COL("c_ns_z", DB_COL_F64, db_rollup_t, c_ns_z),        \
+        DB_COL("x_ss_gap", DB_COL_F64, db_rollup_t, x_ss_gap), DB_COL("x_sn_gap", DB_COL_F64, db_rollup_t, x_sn_gap), \
+        DB_COL("x_ns_gap", DB_COL_F64, db_rollup_t, x_ns_gap), DB_COL("x_nn", DB_COL_F64, db_rollup_t, x_nn)
+
+static const db_col_t g_rollup_cols[] = {ROLLUP_COLS("position")};
+static const db_col_t g_bucket_cols[] = {ROLLUP_COLS("bucket")};
+static const db_copy_desc_t g_buckets = {"bucket_rollups", g_bucket_cols, N_OF(g_bucket_cols)};
+
+/* doc_bucket_rollups and sequence_means: the same sums, keyed by bucket or
+ * by seq_no. */
+#define DOCBUCKET_COLS(key, field)                                                                                   \
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id), DB_COL("doc_id", DB_COL_I64, db_docbucket_t, doc_id),   \
+        DB_COL("kind", DB_COL_KIND, db_docbucket_t, kind), DB_COL(key, DB_COL_I32, db_docbucket_t, field),           \
+        DB_COL("n", DB_COL_I64, db_docbucket_t, n), DB_COL("n_z", DB_COL_I64, db_docbucket_t, n_z),                  \
+        DB_COL("sum_surprisal", DB_COL_F64, db_docbucket_t, sum_surprisal),                                          \
+        DB_COL("sum_entropy", DB_COL_F64, db_docbucket_t, sum_entropy),                                              \
+        DB_COL("sum_gap", DB_COL_F64, db_docbucket_t, sum_gap), DB_COL("sum_z", DB_COL_F64, db_docbucket_t, sum_z)
+
+static const db_col_t g_docbucket_cols[] = {DOCBUCKET_COLS("bucket", bucket)};
+static const db_copy_desc_t g_docbuckets = {"doc_bucket_rollups", g_docbucket_cols, N_OF(g_docbucket_cols)};
+static const db_col_t g_seqmean_cols[] = {DOCBUCKET_COLS("seq_no", seq_no)};
+static const db_copy_desc_t g_seqmeans = {"sequence_means", g_seqmean_cols, N_OF(g_seqmean_cols)};
+
 static const db_copy_desc_t g_rollups = {"job_rollups", g_rollup_cols, N_OF(g_rollup_cols)};
 
 static const db_col_t g_calib_cols[] = {
@@ -66,6 +91,12 @@ static const db_col_t g_calib_cols[] = {
     DB_COL("n_correct", DB_COL_I64, db_calib_t, n_correct),
     DB_COL("sum_conf", DB_COL_F64, db_calib_t, sum_conf),
     DB_COL("sumsq_conf", DB_COL_F64, db_calib_t, sumsq_conf),
+    DB_COL("g", DB_COL_I64, db_calib_t, g),
+    DB_COL("c_nn", DB_COL_F64, db_calib_t, c_nn),
+    DB_COL("c_ss_conf", DB_COL_F64, db_calib_t, c_ss_conf),
+    DB_COL("c_ns_conf", DB_COL_F64, db_calib_t, c_ns_conf),
+    DB_COL("c_ss_correct", DB_COL_F64, db_calib_t, c_ss_correct),
+    DB_COL("c_ns_correct", DB_COL_F64, db_calib_t, c_ns_correct),
 };
 static const db_copy_desc_t g_calib = {"calib_rollups", g_calib_cols, N_OF(g_calib_cols)};
 
@@ -131,7 +162,12 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
         db_copy_rows(db, &g_rollups, &ctx, res->rollups, res->n_rollups, sizeof *res->rollups, &buf, err, errlen) ||
         db_copy_rows(db, &g_calib, &ctx, res->calib, res->n_calib, sizeof *res->calib, &buf, err, errlen) ||
         db_copy_rows(db, &g_docsums, &ctx, res->docsums, res->n_docsums, sizeof *res->docsums, &buf, err, errlen) ||
-        db_copy_rows(db, &g_top, &ctx, res->top, res->n_top, sizeof *res->top, &buf, err, errlen))
+        db_copy_rows(db, &g_top, &ctx, res->top, res->n_top, sizeof *res->top, &buf, err, errlen) ||
+        db_copy_rows(db, &g_buckets, &ctx, res->buckets, res->n_buckets, sizeof *res->buckets, &buf, err, errlen) ||
+        db_copy_rows(db, &g_docbuckets, &ctx, res->docbuckets, res->n_docbuckets, sizeof *res->docbuckets, &buf,
+                     err, errlen) ||
+        db_copy_rows(db, &g_seqmeans, &ctx, res->seqmeans, res->n_seqmeans, sizeof *res->seqmeans, &buf, err,
+                     errlen))
         goto out;
 
     for (size_t i = 0; i < res->n_docs; i++) {

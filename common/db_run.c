@@ -537,7 +537,9 @@ int db_progress(db_t *db, int64_t run_id, db_progress_t *o, char *err, size_t er
     PGresult *r;
     if (db_exec(db,
           "SELECT p.jobs, p.jobs_done, p.jobs_failed, p.jobs_leased, p.jobs_pending, p.docs_done, p.tokens_done, "
-          "p.retries, coalesce(r.n_docs, 0), r.n_docs_error "
+          "p.retries, coalesce(r.n_docs, 0), r.n_docs_error, "
+          "(SELECT coalesce(sum(n_bytes), 0) FROM jobs WHERE run_id = $1), "
+          "(SELECT coalesce(sum(n_bytes), 0) FROM jobs WHERE run_id = $1 AND state = 'done') "
           "FROM run_progress p JOIN runs r USING (run_id) WHERE p.run_id = $1",
           1, (const char *const[]){a}, &r, err, errlen, "reading progress"))
         return -1;
@@ -546,8 +548,9 @@ int db_progress(db_t *db, int64_t run_id, db_progress_t *o, char *err, size_t er
         return log_seterr(err, errlen, "run %" PRId64 " does not exist", run_id);
     }
     int64_t *f[] = {&o->jobs, &o->done, &o->failed, &o->leased, &o->pending,
-                    &o->docs_done, &o->tokens_done, &o->retries, &o->docs, &o->docs_error};
-    for (int i = 0; i < 10; i++) *f[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
+                    &o->docs_done, &o->tokens_done, &o->retries, &o->docs, &o->docs_error,
+                    &o->bytes, &o->bytes_done};
+    for (int i = 0; i < 12; i++) *f[i] = strtoll(PQgetvalue(r, 0, i), NULL, 10);
     PQclear(r);
     return 0;
 }

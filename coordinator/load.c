@@ -27,7 +27,7 @@ struct load {
     db_loader_t *ld;
     int64_t job_id, job_b; /* the job being filled while sending */
     int job_n;
-    int64_t usable;
+    int64_t usable, usable_bytes;
     /* ANALYZE when the run's documents have doubled since the last one */
     int64_t analyzed_docs;
     int64_t batches;
@@ -161,7 +161,7 @@ static int read_slice(load_t *l, double until, char *err, size_t errlen) {
     l->phase = PHASE_SEND;
     l->sent = 0;
     l->job_id = l->next_job, l->job_n = 0, l->job_b = 0;
-    l->usable = 0;
+    l->usable = l->usable_bytes = 0;
     return 0;
 }
 
@@ -180,6 +180,7 @@ static int send_slice(load_t *l, double until, load_batch_t *out, char *err, siz
             l->job_n++;
             l->job_b += (int64_t)d->text_len;
             l->usable++;
+            l->usable_bytes += (int64_t)d->text_len;
             job = l->job_id;
         }
         if (db_loader_add(l->ld, l->next_doc + (int64_t)l->sent, d->ext_id, d->source, d->metadata, d->text,
@@ -193,7 +194,7 @@ static int send_slice(load_t *l, double until, load_batch_t *out, char *err, siz
     }
     int last = l->eof;
     if (db_loader_commit(&l->ld, l->job_id, last, err, errlen)) return -1;
-    *out = (load_batch_t){l->next_job, l->job_id, (int64_t)l->n, l->usable};
+    *out = (load_batch_t){l->next_job, l->job_id, (int64_t)l->n, l->usable, l->usable_bytes};
     l->next_doc += (int64_t)l->n;
     l->next_job = l->job_id;
     l->batches++;

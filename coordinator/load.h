@@ -42,6 +42,7 @@ typedef struct load load_t;
  * (usable ones among them) of one batch; all zero when it committed none. */
 typedef struct {
     int64_t job_from, job_to, docs, docs_usable;
+    int64_t bytes_usable; /* text bytes of the usable documents */
 } load_batch_t;
 
 /* Starts (or continues) the load of run_id from its position: documents

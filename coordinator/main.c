@@ -297,7 +297,12 @@ typedef struct {
     uint64_t rng;
     /* counters for progress */
     int64_t done, failed, retries, tokens, docs_done, jobs_total, docs_total;
+    int64_t bytes_total, bytes_done; /* text bytes of usable documents: all loaded, and of done jobs */
     int64_t t0_ms, tokens0;
+    /* The progress line's rate: tokens (committed + in flight) at the last
+     * line, and a moving average of tokens/s over the recent lines. */
+    int64_t last_tokens_ms, last_tokens;
+    double rate;
     uint64_t bad_messages; /* malformed messages received */
     ratelimit_t peer_log;  /* lines that any peer can provoke: bad and unexpected messages */
     /* PostgreSQL trouble: while db_down, database work waits for tick() to
@@ -372,10 +377,19 @@ static int q_push(coord_t *c, int64_t job) {
     return 0;
 }
 
+/* Sends m to w.  A worker whose connection is gone (it left, or died: the
+ * ROUTER says EHOSTUNREACH) is marked unreachable and said so once, at
+ * debug level; it stops counting as alive, and the heartbeat check removes
+ * it (and requeues its job) as before. */
 static void send_to(coord_t *c, fleet_worker_t *w, const wire_msg_t *m) {
     char err[LOG_ERRLEN];
-    if (wire_send(c->sock, w->id, w->id_len, m, err, sizeof err))
-        log_warn("to worker %s: %s", w->name, err);
+    if (!wire_send(c->sock, w->id, w->id_len, m, err, sizeof err)) return;
+    if (errno == EHOSTUNREACH) {
+        if (!w->unreachable) log_debug("worker %s disconnected: %s", w->name, err);
+        w->unreachable = 1;
+        return;
+    }
+    log_warn("to worker %s: %s", w->name, err);
 }
 
 /* Puts w's job back (or fails it at the attempt limit) with reason.  When
@@ -475,6 +489,7 @@ static void refresh_counts(coord_t *c) {
     db_progress_t pg;
     if (c->db_down || db_progress(c->db, c->run_id, &pg, err, sizeof err)) return;
     c->done = pg.done, c->failed = pg.failed, c->docs_done = pg.docs_done, c->tokens = pg.tokens_done;
+    c->bytes_done = pg.bytes_done;
 }
 
 /* Removes adopted lease i from the waiting list. */
@@ -573,6 +588,8 @@ static void dispatch(coord_t *c) {
         w->token = token;
         w->ready = 0;
         w->leased_ms = now_ms();
+        w->job_bytes = w->prog_tokens = w->prog_bytes = 0;
+        for (size_t i = 0; i < n; i++) w->job_bytes += (int64_t)docs[i].text_len;
         if (!wd || wire_send(c->sock, w->id, w->id_len, &m, err, sizeof err)) {
             log_warn("job %" PRId64 " to %s: %s", job_id, w->name, wd ? err : "out of memory");
             w->job_id = -1;
@@ -596,7 +613,7 @@ static void dispatch(coord_t *c) {
 static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_msg_t *m) {
     char err[LOG_ERRLEN];
     fleet_worker_t *w = fleet_find(c->fleet, peer, peer_len);
-    if (w) w->last_seen_ms = now_ms();
+    if (w) w->last_seen_ms = now_ms(), w->unreachable = 0;
     switch (m->type) {
     case WIRE_HELLO: {
         if (strcmp(m->u.hello.model_identity, c->identity) || (c->o->score_run && !m->u.hello.observes)) {
@@ -667,6 +684,8 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             c->done++;
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
+            if (h) c->bytes_done += h->job_bytes;
+            else refresh_counts(c); /* an adopted lease: its size is PostgreSQL's */
             if (w) w->jobs_done++;
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
                       w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
@@ -690,6 +709,12 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
         return;
     }
     case WIRE_HEARTBEAT:
+        /* A busy worker's progress in the job it holds (a late beat about
+         * an earlier job is ignored). */
+        if (w && m->u.heartbeat.busy && w->job_id == m->u.heartbeat.job_id) {
+            w->prog_tokens = m->u.heartbeat.tokens;
+            w->prog_bytes = m->u.heartbeat.bytes;
+        }
         return;
     default:
         if (ratelimit_allow(&c->peer_log, now_ms(), NULL))
@@ -731,18 +756,51 @@ static double cpu_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The progress line: jobs, documents and tokens done, the token rate (a
+ * moving average over the recent lines, counting the tokens measured in
+ * jobs still in hand, which the workers' heartbeats report), and the ETA
+ * from the work still to do: the text bytes not yet measured, at the tokens
+ * per byte seen so far, over that rate.  No rate yet, or none lately: no
+ * ETA ("--:--:--"). */
 static void progress(coord_t *c, int final) {
-    int64_t el = now_ms() - c->t0_ms;
-    double tps = el > 0 ? (c->tokens - c->tokens0) * 1000.0 / el : 0;
-    int64_t finished = c->done + c->failed, left = c->jobs_total - finished;
-    double eta = finished > 0 && left > 0 ? (double)el / 1000.0 / (double)finished * (double)left : 0;
-    log_info("%sjobs %" PRId64 "/%" PRId64 " done, %" PRId64 " failed | docs %" PRId64 "/%" PRId64
-             " | %.0f tok/s | ETA %02d:%02d:%02d | workers %zu | retries %" PRId64,
-             final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done, c->docs_total, tps,
-             (int)(eta / 3600), (int)(eta / 60) % 60, (int)eta % 60, fleet_size(c->fleet), c->retries);
-    if (final)
+    int64_t now = now_ms(), el = now - c->t0_ms;
+    int64_t fl_tokens = 0, fl_bytes = 0;
+    size_t alive = 0;
+    for (size_t i = 0; i < fleet_size(c->fleet); i++) {
+        const fleet_worker_t *w = fleet_at(c->fleet, i);
+        alive += !w->unreachable;
+        if (w->job_id >= 0) fl_tokens += w->prog_tokens, fl_bytes += w->prog_bytes;
+    }
+    int64_t tokens = c->tokens + fl_tokens, bytes = c->bytes_done + fl_bytes;
+    if (c->last_tokens_ms == 0) {
+        c->last_tokens_ms = c->t0_ms, c->last_tokens = c->tokens0;
+    }
+    if (now > c->last_tokens_ms) {
+        double r = (double)(tokens - c->last_tokens) * 1000.0 / (double)(now - c->last_tokens_ms);
+        if (r < 0) r = 0; /* a job handed back takes its in-flight tokens with it */
+        c->rate = c->rate > 0 ? 0.7 * c->rate + 0.3 * r : r;
+        c->last_tokens_ms = now, c->last_tokens = tokens;
+    }
+    double per_byte = bytes > 0 ? (double)tokens / (double)bytes : 0;
+    int64_t bytes_left = c->bytes_total - bytes > 0 ? c->bytes_total - bytes : 0;
+    double tokens_left = per_byte * (double)bytes_left;
+    char eta[32] = "--:--:--";
+    if (final) {
+        snprintf(eta, sizeof eta, "00:00:00");
+    } else if (c->rate > 0.5 && per_byte > 0) {
+        double s = tokens_left / c->rate;
+        if (s < 100.0 * 3600) snprintf(eta, sizeof eta, "%02d:%02d:%02d", (int)(s / 3600), (int)(s / 60) % 60, (int)s % 60);
+    }
+    log_info("%sjobs %" PRId64 "/%" PRId64 " done, %" PRId64 " failed | docs %" PRId64 "/%" PRId64 " | tokens %" PRId64
+             " (%" PRId64 " in jobs in hand) | %.0f tok/s | ETA %s (~%.3g tokens left) | workers %zu | retries %" PRId64,
+             final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done, c->docs_total, tokens,
+             fl_tokens, final ? (el > 0 ? (double)(c->tokens - c->tokens0) * 1000.0 / (double)el : 0.0) : c->rate, eta,
+             final ? 0.0 : tokens_left, alive, c->retries);
+    if (final) {
+        int64_t finished = c->done + c->failed;
         log_info("coordinator CPU %.3f s over %.1f s wall (%.3f ms per job)", cpu_seconds(), el / 1000.0,
                  finished ? cpu_seconds() * 1000.0 / (double)finished : 0.0);
+    }
 }
 
 /* ---- the corpus load, between messages --------------------------------- */
@@ -793,6 +851,7 @@ static void load_slice(coord_t *c) {
         if (q_push(c, j)) log_error("out of memory queueing job %" PRId64, j);
     c->jobs_total += b.job_to - b.job_from;
     c->docs_total += b.docs_usable;
+    c->bytes_total += b.bytes_usable;
     if (r == 1) return;
     load_destroy(&c->load);
     db_destroy(&c->load_db);
@@ -922,6 +981,8 @@ int main(int argc, char **argv) {
     c.done = pg.done;
     c.failed = pg.failed;
     c.docs_total = pg.docs - pg.docs_error;
+    c.bytes_total = pg.bytes;
+    c.bytes_done = pg.bytes_done;
     c.docs_done = pg.docs_done;
     c.tokens = c.tokens0 = pg.tokens_done;
     c.retries = pg.retries;

@@ -237,7 +237,13 @@ static int validate(const wire_msg_t *m, char *err, size_t errlen) {
         IN_RANGE("WELCOME liveness", m->u.welcome.liveness, 1, MAX_LIVENESS);
         return check_settings(&m->u.welcome.settings, err, errlen);
     case WIRE_READY:
+        return 0;
     case WIRE_HEARTBEAT:
+        BOOL01("HEARTBEAT busy", m->u.heartbeat.busy);
+        NONNEG("HEARTBEAT job_id", m->u.heartbeat.job_id);
+        NONNEG("HEARTBEAT tokens", m->u.heartbeat.tokens);
+        NONNEG("HEARTBEAT bytes", m->u.heartbeat.bytes);
+        NONNEG("HEARTBEAT docs", m->u.heartbeat.docs);
         return 0;
     case WIRE_JOB:
         return check_job(m, err, errlen);
@@ -377,6 +383,11 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         break;
     }
     case WIRE_HEARTBEAT:
+        heartbeat.busy = m->u.heartbeat.busy != 0;
+        heartbeat.job_id = m->u.heartbeat.job_id;
+        heartbeat.tokens = m->u.heartbeat.tokens;
+        heartbeat.bytes = m->u.heartbeat.bytes;
+        heartbeat.docs = m->u.heartbeat.docs;
         env.heartbeat = &heartbeat;
         break;
     case WIRE_DONE:
@@ -610,8 +621,14 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
                              : env->shutdown->code == TOKSHIFT__SHUTDOWN_CODE__SHUTDOWN_MODEL_MISMATCH ? WIRE_SHUTDOWN_MODEL_MISMATCH
                                                                                                         : WIRE_SHUTDOWN_OTHER;
         return 0;
-    case WIRE_READY:
     case WIRE_HEARTBEAT:
+        m->u.heartbeat.busy = env->heartbeat->busy ? 1 : 0;
+        m->u.heartbeat.job_id = env->heartbeat->job_id;
+        m->u.heartbeat.tokens = env->heartbeat->tokens;
+        m->u.heartbeat.bytes = env->heartbeat->bytes;
+        m->u.heartbeat.docs = env->heartbeat->docs;
+        return 0;
+    case WIRE_READY:
         return 0;
     }
 #undef DUP
@@ -758,10 +775,14 @@ int wire_send(void *sock, const void *peer, size_t peer_len, const wire_msg_t *m
     char who[160] = "the peer", name[140];
     zmq_msg_t frame;
     int rc, e, have_frame = 0;
+    errno = EINVAL;
     if (!sock) return log_seterr(err, errlen, "wire_send: NULL socket");
     if (peer && (peer_len == 0 || peer_len > 255))
         return log_seterr(err, errlen, "wire_send: routing identity of %zu bytes (must be 1..255)", peer_len);
-    if (wire_encode(m, &buf, &len, err, errlen)) return -1;
+    if (wire_encode(m, &buf, &len, err, errlen)) {
+        errno = EINVAL;
+        return -1;
+    }
     if (peer) snprintf(who, sizeof who, "peer %s", peer_name(peer, peer_len, name, sizeof name));
     /* The payload travels without a copy (zmq frees it when sent or closed);
      * it is made ready before the identity goes, so that nothing can fail
@@ -792,11 +813,14 @@ error:
     if (have_frame) zmq_msg_close(&frame);
     free(buf);
     if (e == EAGAIN)
-        return log_seterr(err, errlen, "sending %s to %s would block (no connected peer, or its queue is full)",
-                          wire_type_name(m->type), who);
-    if (e == EHOSTUNREACH)
-        return log_seterr(err, errlen, "sending %s: %s is not connected", wire_type_name(m->type), who);
-    return log_seterr(err, errlen, "sending %s to %s: %s", wire_type_name(m->type), who, zmq_strerror(e));
+        log_seterr(err, errlen, "sending %s to %s would block (no connected peer, or its queue is full)",
+                   wire_type_name(m->type), who);
+    else if (e == EHOSTUNREACH)
+        log_seterr(err, errlen, "sending %s: %s is not connected", wire_type_name(m->type), who);
+    else
+        log_seterr(err, errlen, "sending %s to %s: %s", wire_type_name(m->type), who, zmq_strerror(e));
+    errno = e; /* for callers that tell a gone peer from other failures */
+    return -1;
 }
 
 int wire_recv(void *sock, void *peer, size_t *peer_len, wire_msg_t *m, int flags, char *err, size_t errlen) {

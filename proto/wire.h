@@ -141,6 +141,13 @@ typedef struct {
             char *error;
             int32_t retryable; /* 0: the job itself is bad (e.g. model mismatch) */
         } failed;
+        struct { /* HEARTBEAT: a worker's progress in its job (all 0 when idle) */
+            int32_t busy;   /* 1: the worker holds job_id */
+            int64_t job_id;
+            int64_t tokens; /* token rows measured so far */
+            int64_t bytes;  /* text bytes of the documents measured */
+            int32_t docs;   /* documents measured */
+        } heartbeat;
         struct { /* SHUTDOWN */
             char *reason;
             wire_shutdown_code_t code;
@@ -181,7 +188,9 @@ const char *wire_type_name(int type);
  * (ZMQ_DONTWAIT; EINTR is retried): one that would block (a DEALER with no
  * connected peer, a full queue) is an error (-1, message), as are socket
  * errors and EHOSTUNREACH (a ROUTER with ZMQ_ROUTER_MANDATORY and an unknown
- * peer; without that option ZeroMQ drops such a message silently). */
+ * peer; without that option ZeroMQ drops such a message silently).  After a
+ * failed send errno is ZeroMQ's error (EAGAIN, EHOSTUNREACH, ...), or
+ * EINVAL when m or the arguments were at fault. */
 int wire_send(void *sock, const void *peer, size_t peer_len, const wire_msg_t *m, char *err, size_t errlen);
 
 /* Receives one message (blocking unless flags has ZMQ_DONTWAIT).  On a ROUTER

@@ -225,8 +225,14 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_str(&s, 1, m->u.shutdown.reason);
         pb_u64(&s, 2, (uint64_t)(int64_t)m->u.shutdown.code);
         break;
-    case WIRE_READY:
     case WIRE_HEARTBEAT:
+        pb_u64(&s, 1, (uint64_t)(int64_t)m->u.heartbeat.busy);
+        pb_i64(&s, 2, m->u.heartbeat.job_id);
+        pb_i64(&s, 3, m->u.heartbeat.tokens);
+        pb_i64(&s, 4, m->u.heartbeat.bytes);
+        pb_i64(&s, 5, m->u.heartbeat.docs);
+        break;
+    case WIRE_READY:
         break;
     }
     pb_sub(&env, 10 + (unsigned)m->type, &s);
@@ -411,6 +417,17 @@ static wire_msg_t mk_shutdown(int edge) {
 
 static wire_msg_t mk_simple(wire_type_t t) { return (wire_msg_t){.type = t}; }
 
+/* A busy worker's heartbeat: its progress in job 12. */
+static wire_msg_t mk_progress(void) {
+    wire_msg_t m = {.type = WIRE_HEARTBEAT};
+    m.u.heartbeat.busy = 1;
+    m.u.heartbeat.job_id = 12;
+    m.u.heartbeat.tokens = 5000000123LL;
+    m.u.heartbeat.bytes = 20000000456LL;
+    m.u.heartbeat.docs = 777;
+    return m;
+}
+
 /* ---- comparison ------------------------------------------------------------- */
 
 static int str_eq(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
@@ -492,8 +509,13 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(str_eq(a->u.shutdown.reason, b->u.shutdown.reason) && b->u.shutdown.reason, "reason");
         D(a->u.shutdown.code == b->u.shutdown.code, "code");
         break;
-    case WIRE_READY:
     case WIRE_HEARTBEAT:
+        D(a->u.heartbeat.busy == b->u.heartbeat.busy && a->u.heartbeat.job_id == b->u.heartbeat.job_id, "job");
+        D(a->u.heartbeat.tokens == b->u.heartbeat.tokens && a->u.heartbeat.bytes == b->u.heartbeat.bytes &&
+              a->u.heartbeat.docs == b->u.heartbeat.docs,
+          "progress");
+        break;
+    case WIRE_READY:
         break;
     }
 #undef D
@@ -540,6 +562,7 @@ static void test_roundtrips(void) {
     roundtrip(mk_welcome(2), "WELCOME largest, WIRE_MAX_CUTS cuts");
     roundtrip(mk_simple(WIRE_READY), "READY");
     roundtrip(mk_simple(WIRE_HEARTBEAT), "HEARTBEAT");
+    roundtrip(mk_progress(), "HEARTBEAT with progress");
     roundtrip(mk_job_n(0), "JOB 0 docs");
     roundtrip(mk_job_n(4), "JOB 4 docs (empty, ASCII, CJK/Cyrillic, emoji)");
     roundtrip(mk_job_n(WIRE_MAX_DOCS_PER_JOB), "JOB WIRE_MAX_DOCS_PER_JOB docs");
@@ -680,25 +703,28 @@ static const char *bad_case(int i, wire_msg_t *m, const char **w1, const char **
         CASE(51, mk_job_n(0), (m->u.job.n_docs = 2, *enc_only = 1), "JOB docs", "NULL with 2")
         CASE(52, mk_welcome(1), (m->u.welcome.settings.n_prefix_lengths = 2, *enc_only = 1),
              "WELCOME settings.prefix_lengths", "NULL with 2")
-        CASE(53, mk_welcome(0), m->u.welcome.settings.score_run = -2, "WELCOME settings.score_run", "-2 is negative")
-        CASE(54, mk_welcome(0), m->u.welcome.settings.score_run = 5, "WELCOME settings: score_run 5",
+        CASE(53, mk_progress(), m->u.heartbeat.tokens = -1, "HEARTBEAT tokens", "-1 is negative")
+        CASE(54, mk_progress(), m->u.heartbeat.job_id = -5, "HEARTBEAT job_id", "-5 is negative")
+        CASE(55, mk_progress(), (m->u.heartbeat.busy = 2, *enc_only = 1), "HEARTBEAT busy 2", "neither 0 nor 1")
+        CASE(56, mk_welcome(0), m->u.welcome.settings.score_run = -2, "WELCOME settings.score_run", "-2 is negative")
+        CASE(57, mk_welcome(0), m->u.welcome.settings.score_run = 5, "WELCOME settings: score_run 5",
              "without a vocab_digest")
-        CASE(55, mk_welcome_score(), replace_str(&m->u.welcome.settings.vocab_digest, "abc"),
+        CASE(58, mk_welcome_score(), replace_str(&m->u.welcome.settings.vocab_digest, "abc"),
              "WELCOME settings.vocab_digest", "'abc'")
-        CASE(56, mk_job_samples(3), m->u.job.docs[2].samples[1].cut = 0, "JOB docs[2].samples[1].cut 0", "below 1")
-        CASE(57, mk_job_samples(3), m->u.job.docs[1].samples[0].sample_idx = -1,
+        CASE(59, mk_job_samples(3), m->u.job.docs[2].samples[1].cut = 0, "JOB docs[2].samples[1].cut 0", "below 1")
+        CASE(60, mk_job_samples(3), m->u.job.docs[1].samples[0].sample_idx = -1,
              "JOB docs[1].samples[0].sample_idx -1", "negative")
-        CASE(58, mk_job_samples(3), m->u.job.docs[2].samples[0].tokens[1] = -7,
+        CASE(61, mk_job_samples(3), m->u.job.docs[2].samples[0].tokens[1] = -7,
              "JOB docs[2].samples[0].tokens[1] -7", "negative")
-        CASE(59, mk_job_samples(2), (m->u.job.docs[1].samples[0].n_tokens = WIRE_MAX_SAMPLE_TOKENS + 1,
+        CASE(62, mk_job_samples(2), (m->u.job.docs[1].samples[0].n_tokens = WIRE_MAX_SAMPLE_TOKENS + 1,
                                      *enc_only = 1),
              "JOB docs[1].samples[0].tokens", "more than WIRE_MAX_SAMPLE_TOKENS")
         /* (samples freed first, so that wire_msg_clear's loop stays in bounds) */
-        CASE(61, mk_hello(0), (m->u.hello.observes = 2, *enc_only = 1), "HELLO observes 2", "neither 0 nor 1")
-        CASE(60, mk_job_samples(2), (free(m->u.job.docs[1].samples[0].tokens), free(m->u.job.docs[1].samples),
+        CASE(63, mk_job_samples(2), (free(m->u.job.docs[1].samples[0].tokens), free(m->u.job.docs[1].samples),
                                      m->u.job.docs[1].samples = NULL,
                                      m->u.job.docs[1].n_samples = WIRE_MAX_SAMPLES_PER_DOC + 1, *enc_only = 1),
              "JOB docs[1].samples", "more than WIRE_MAX_SAMPLES_PER_DOC")
+        CASE(64, mk_hello(0), (m->u.hello.observes = 2, *enc_only = 1), "HELLO observes 2", "neither 0 nor 1")
     }
 #undef CASE
     return NULL;
@@ -734,7 +760,7 @@ static void test_bad_values(void) {
         if (i == 52) m.u.welcome.settings.n_prefix_lengths = 0;
         wire_msg_clear(&m);
     }
-    TU_CHECK(n_cases == 62, "ran %d bad-value cases", n_cases);
+    TU_CHECK(n_cases == 65, "ran %d bad-value cases", n_cases);
     fprintf(stderr, "bad values: %d cases, each refused by encode and (where it can be sent) decode\n", n_cases);
 
     /* A text over WIRE_MAX_STRING: refused before packing, and as bytes

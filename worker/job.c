@@ -33,6 +33,20 @@ static void *vec_push(vec_t *v, size_t k) {
     return at;
 }
 
+/* Position buckets (tokshift_bucket: 0, 1, 2-3, 4-7, ...) by index: 0 is
+ * position 0, i >= 1 positions [2^(i-1), 2^i); the last slot is "all
+ * positions" (bucket -1). */
+#define N_BUCKETS 34
+#define BUCKET_ALL (N_BUCKETS - 1)
+
+static int bucket_index(int32_t position) {
+    int i = 0;
+    while (position > 0) position >>= 1, i++;
+    return i;
+}
+
+static int32_t bucket_of_index(int i) { return i == BUCKET_ALL ? -1 : i == 0 ? 0 : (int32_t)1 << (i - 1); }
+
 /* The per-token columns, in the order of the vecs of job_result. */
 enum { COL_TOKEN_ID, COL_RANK, COL_LOGPROB, COL_ENTROPY, COL_TOP1, COL_VARENTROPY, N_COLS };
 
@@ -42,6 +56,14 @@ struct job_result {
     vec_t docs, docsums;              /* db_docres_t, db_docsum_t */
     vec_t sums[DB_N_KINDS];           /* db_rollup_t by position, per kind */
     db_calib_t calib[DB_N_KINDS][DB_CALIB_BINS];
+    db_rollup_t buckets[DB_N_KINDS][N_BUCKETS];
+    /* The document being folded in (job_doc_end): its sums by position,
+     * bucket and confidence bin, whose squares make the cluster terms. */
+    vec_t doc_pos[DB_N_KINDS];
+    db_rollup_t doc_bucket[DB_N_KINDS][N_BUCKETS];
+    db_calib_t doc_calib[DB_N_KINDS][DB_CALIB_BINS];
+    vec_t docbuckets, seqmeans;       /* db_docbucket_t */
+    vec_t buckets_out;                /* job_result_view's gathered bucket rows */
     db_toptok_t top[DB_TOP_TOKENS];   /* a min-heap: top[0] is the least surprising kept */
     size_t n_top;
     vec_t rollups, calib_out;         /* job_result_view's gathered rows */
@@ -61,7 +83,9 @@ job_result_t *job_result_new(void) {
     r->docsums.size = sizeof(db_docsum_t);
     r->rollups.size = sizeof(db_rollup_t);
     r->calib_out.size = sizeof(db_calib_t);
-    for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].size = sizeof(db_rollup_t);
+    for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].size = r->doc_pos[k].size = sizeof(db_rollup_t);
+    r->docbuckets.size = r->seqmeans.size = sizeof(db_docbucket_t);
+    r->buckets_out.size = sizeof(db_rollup_t);
     r->errors.size = sizeof(char *);
     r->rows.size = sizeof(experiment_row_t);
     r->seeds.size = sizeof(uint64_t);
@@ -72,29 +96,41 @@ void job_result_reset(job_result_t *r) {
     for (size_t i = 0; i < r->errors.n; i++) free(((char **)r->errors.p)[i]);
     r->seqs.n = r->seq_off.n = r->docs.n = r->docsums.n = r->rollups.n = r->calib_out.n = r->errors.n = 0;
     for (int c = 0; c < N_COLS; c++) r->cols[c].n = 0;
-    for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].n = 0;
+    r->docbuckets.n = r->seqmeans.n = r->buckets_out.n = 0;
+    for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].n = r->doc_pos[k].n = 0;
     memset(r->calib, 0, sizeof r->calib);
+    memset(r->buckets, 0, sizeof r->buckets);
+    memset(r->doc_bucket, 0, sizeof r->doc_bucket);
+    memset(r->doc_calib, 0, sizeof r->doc_calib);
     r->n_top = 0;
     r->doc_seqs = r->doc_docsums = 0;
 }
+
+size_t job_result_n_rows(const job_result_t *r) { return r->cols[COL_TOKEN_ID].n; }
 
 void job_result_destroy(job_result_t **self_p) {
     if (!self_p || !*self_p) return;
     job_result_t *r = *self_p;
     job_result_reset(r);
     vec_t *all[] = {&r->seqs, &r->seq_off, &r->docs, &r->docsums, &r->rollups, &r->calib_out, &r->errors, &r->rows,
-                    &r->seeds};
+                    &r->seeds, &r->docbuckets, &r->seqmeans, &r->buckets_out};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
     for (int c = 0; c < N_COLS; c++) free(r->cols[c].p);
-    for (int k = 0; k < DB_N_KINDS; k++) free(r->sums[k].p);
+    for (int k = 0; k < DB_N_KINDS; k++) free(r->sums[k].p), free(r->doc_pos[k].p);
     free(r);
     *self_p = NULL;
 }
 
 int job_result_view(job_result_t *r, db_results_t *out) {
     /* Rollups and calibration bins: the non-empty ones, gathered on demand. */
-    r->rollups.n = r->calib_out.n = 0;
+    r->rollups.n = r->calib_out.n = r->buckets_out.n = 0;
     for (int k = 0; k < DB_N_KINDS; k++) {
+        for (int b = 0; b < N_BUCKETS; b++) {
+            if (!r->buckets[k][b].n) continue;
+            db_rollup_t *d = vec_push(&r->buckets_out, 1);
+            if (!d) return -1;
+            *d = r->buckets[k][b];
+        }
         for (size_t p = 0; p < r->sums[k].n; p++) {
             const db_rollup_t *s = (const db_rollup_t *)r->sums[k].p + p;
             if (!s->n) continue;
@@ -130,6 +166,9 @@ int job_result_view(job_result_t *r, db_results_t *out) {
                           .rollups = r->rollups.p, .n_rollups = r->rollups.n,
                           .calib = r->calib_out.p, .n_calib = r->calib_out.n,
                           .docsums = r->docsums.p, .n_docsums = r->docsums.n,
+                          .buckets = r->buckets_out.p, .n_buckets = r->buckets_out.n,
+                          .docbuckets = r->docbuckets.p, .n_docbuckets = r->docbuckets.n,
+                          .seqmeans = r->seqmeans.p, .n_seqmeans = r->seqmeans.n,
                           .top = r->top, .n_top = r->n_top,
                           .docs = r->docs.p, .n_docs = r->docs.n};
     return 0;
@@ -214,6 +253,80 @@ static void top_offer(job_result_t *r, const db_toptok_t *t) {
         if (has_z) (s)->n_z++, (s)->sum_z += (z), (s)->sumsq_z += (z) * (z);                                         \
     } while (0)
 
+/* Adds a document's sums d (a cell's) to u: the sums themselves. */
+static void rollup_add(db_rollup_t *u, const db_rollup_t *d) {
+    u->n += d->n, u->n_z += d->n_z;
+    u->sum_surprisal += d->sum_surprisal, u->sumsq_surprisal += d->sumsq_surprisal;
+    u->sum_entropy += d->sum_entropy, u->sumsq_entropy += d->sumsq_entropy;
+    u->sum_gap += d->sum_gap, u->sumsq_gap += d->sumsq_gap;
+    u->sum_z += d->sum_z, u->sumsq_z += d->sumsq_z;
+}
+
+/* Adds a document's sums d in a cell to the cell's cluster terms u; x, when
+ * not NULL, is the same document's samples in the same cell (u is a
+ * human_cont row): the cross terms of the shift. */
+static void cluster_add(db_rollup_t *u, const db_rollup_t *d, const db_rollup_t *x) {
+    double n = (double)d->n, nz = (double)d->n_z;
+    u->g++, u->c_nn += n * n;
+    u->c_ss_surprisal += d->sum_surprisal * d->sum_surprisal, u->c_ns_surprisal += n * d->sum_surprisal;
+    u->c_ss_entropy += d->sum_entropy * d->sum_entropy, u->c_ns_entropy += n * d->sum_entropy;
+    u->c_ss_gap += d->sum_gap * d->sum_gap, u->c_ns_gap += n * d->sum_gap;
+    if (d->n_z) u->g_z++, u->c_nn_z += nz * nz, u->c_ss_z += d->sum_z * d->sum_z, u->c_ns_z += nz * d->sum_z;
+    if (x) {
+        u->x_ss_gap += d->sum_gap * x->sum_gap, u->x_sn_gap += d->sum_gap * (double)x->n;
+        u->x_ns_gap += n * x->sum_gap, u->x_nn += n * (double)x->n;
+    }
+}
+
+/* Folds the document's per-cell sums into the job's cluster terms, writes
+ * its doc_bucket_rollups rows, and clears the per-document sums.  0, or -1
+ * when memory runs out (the job then fails as a whole; job_result_reset
+ * clears what was half folded). */
+static int doc_fold(job_result_t *r, int64_t doc_id) {
+    const db_rollup_t *none = NULL;
+    for (int k = 0; k < DB_N_KINDS; k++) {
+        const vec_t *dp = &r->doc_pos[k], *sp = &r->doc_pos[DB_KIND_SAMPLE];
+        for (size_t p = 0; p < dp->n; p++) {
+            const db_rollup_t *d = (const db_rollup_t *)dp->p + p;
+            if (!d->n) continue;
+            const db_rollup_t *x = k == DB_KIND_HUMAN_CONT && p < sp->n ? (const db_rollup_t *)sp->p + p : none;
+            cluster_add((db_rollup_t *)r->sums[k].p + p, d, x);
+            rollup_add(&r->doc_bucket[k][bucket_index((int32_t)p)], d);
+            rollup_add(&r->doc_bucket[k][BUCKET_ALL], d);
+        }
+    }
+    for (int k = 0; k < DB_N_KINDS; k++) {
+        for (int b = 0; b < N_BUCKETS; b++) {
+            const db_rollup_t *d = &r->doc_bucket[k][b];
+            if (!d->n) continue;
+            db_rollup_t *u = &r->buckets[k][b];
+            u->kind = (db_kind_t)k, u->position = bucket_of_index(b);
+            rollup_add(u, d);
+            cluster_add(u, d, k == DB_KIND_HUMAN_CONT ? &r->doc_bucket[DB_KIND_SAMPLE][b] : none);
+            if (b == BUCKET_ALL) continue;
+            db_docbucket_t *o = vec_push(&r->docbuckets, 1);
+            if (!o) return -1;
+            *o = (db_docbucket_t){.doc_id = doc_id, .kind = (db_kind_t)k, .bucket = u->position, .n = d->n,
+                                  .n_z = d->n_z, .sum_surprisal = d->sum_surprisal, .sum_entropy = d->sum_entropy,
+                                  .sum_gap = d->sum_gap, .sum_z = d->sum_z};
+        }
+        for (int b = 0; b < DB_CALIB_BINS; b++) {
+            const db_calib_t *d = &r->doc_calib[k][b];
+            if (!d->n) continue;
+            db_calib_t *u = &r->calib[k][b];
+            double n = (double)d->n, c = (double)d->n_correct;
+            u->g++, u->c_nn += n * n;
+            u->c_ss_conf += d->sum_conf * d->sum_conf, u->c_ns_conf += n * d->sum_conf;
+            u->c_ss_correct += c * c, u->c_ns_correct += n * c;
+        }
+        if (r->doc_pos[k].n) memset(r->doc_pos[k].p, 0, r->doc_pos[k].n * sizeof(db_rollup_t));
+        r->doc_pos[k].n = 0;
+    }
+    memset(r->doc_bucket, 0, sizeof r->doc_bucket);
+    memset(r->doc_calib, 0, sizeof r->doc_calib);
+    return 0;
+}
+
 int job_doc_end(job_result_t *r) {
     const int32_t *tok = r->cols[COL_TOKEN_ID].p, *rank = r->cols[COL_RANK].p;
     const float *lp = r->cols[COL_LOGPROB].p, *ent = r->cols[COL_ENTROPY].p, *top1 = r->cols[COL_TOP1].p,
@@ -229,10 +342,14 @@ int job_doc_end(job_result_t *r) {
             if (!(ds = vec_push(&r->docsums, 1))) return -1;
             ds->doc_id = s->doc_id, ds->kind = s->kind, ds->cut = cut;
         }
-        vec_t *sv = &r->sums[s->kind];
+        vec_t *sv = &r->sums[s->kind], *dv = &r->doc_pos[s->kind];
         /* human: position = pos = i + 1; continuations: i */
         size_t last = (size_t)s->n_tokens - 1 + (s->kind == DB_KIND_HUMAN);
         if (last >= sv->n && !vec_push(sv, last + 1 - sv->n)) return -1;
+        if (last >= dv->n && !vec_push(dv, last + 1 - dv->n)) return -1;
+        db_docbucket_t *sm = vec_push(&r->seqmeans, 1);
+        if (!sm) return -1;
+        sm->doc_id = s->doc_id, sm->kind = s->kind, sm->seq_no = s->seq_no;
         for (int32_t i = 0; i < s->n_tokens; i++) {
             size_t t = o + (size_t)i;
             int32_t position = s->kind == DB_KIND_HUMAN ? i + 1 : i;
@@ -244,17 +361,22 @@ int job_doc_end(job_result_t *r) {
             u->kind = s->kind, u->position = position;
             ADD_SUMS(u, surprisal, h, gap, has_z, z);
             ADD_SUMS(ds, surprisal, h, gap, has_z, z);
+            ADD_SUMS((db_rollup_t *)dv->p + position, surprisal, h, gap, has_z, z);
+            sm->n++, sm->sum_surprisal += surprisal, sm->sum_entropy += h, sm->sum_gap += gap;
+            if (has_z) sm->n_z++, sm->sum_z += z;
             double conf = exp((double)top1[t]);
             int bin = conf < 0 ? 0 : conf >= 1.0000001 ? 11 : (int)(10.0 * conf / 1.0000001) + 1;
             db_calib_t *cb = &r->calib[s->kind][bin];
             cb->kind = s->kind, cb->bin = bin;
             cb->n++, cb->n_correct += rank[t] == 1;
             cb->sum_conf += conf, cb->sumsq_conf += conf * conf;
+            db_calib_t *dc = &r->doc_calib[s->kind][bin];
+            dc->n++, dc->n_correct += rank[t] == 1, dc->sum_conf += conf;
             if (s->kind == DB_KIND_HUMAN && has_z)
                 top_offer(r, &(db_toptok_t){s->doc_id, position, tok[t], rank[t], lp[t], ent[t], var[t], z});
         }
     }
-    return 0;
+    return doc_fold(r, ((const db_docres_t *)r->docs.p)[r->docs.n - 1].doc_id);
 }
 
 /* Whether rows (a sequence of kind at cut, in a run of window W and stride

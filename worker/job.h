@@ -43,6 +43,10 @@ job_result_t *job_result_new(void);
 void job_result_destroy(job_result_t **self_p);
 /* Empties it for the next job, keeping its capacity. */
 void job_result_reset(job_result_t *self);
+/* The token rows added so far (all sequences of the documents measured,
+ * less any document dropped with an error): what the job's DONE will report
+ * as n_tokens.  O(1). */
+size_t job_result_n_rows(const job_result_t *self);
 /* Fills out with a view of the rows for db_commit_job (valid until the next
  * change).  Returns 0, or -1 when memory runs out. */
 int job_result_view(job_result_t *self, db_results_t *out);
@@ -52,7 +56,10 @@ int job_result_view(job_result_t *self, db_results_t *out);
  * n_tokens tokens; job_add_sequence adds one of its sequences, n rows in
  * token order (cut: continuations; sample_idx and seed: samples); job_doc_end
  * adds the document's tokens to the job's rollups (by position, by
- * confidence bin, per document and cut, and the top tokens by z).  Each
+ * confidence bin, per document and cut, and the top tokens by z), the
+ * document's cluster terms (by position, by bucket, all positions, by
+ * confidence bin: 008_paired.sql), its per-bucket sums and its sequences'
+ * sums (sequence_means).  Each
  * returns 0, or -1 when memory runs out. */
 int job_doc_begin(job_result_t *r, int64_t doc_id, int32_t n_tokens);
 int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t sample_idx,

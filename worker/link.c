@@ -31,6 +31,10 @@ struct link {
     link_curve_t curve;
     void *mon;
     ratelimit_t bad_log, handshake_log;
+    /* The job's progress, set by the worker's thread (link_progress) and
+     * sent with every heartbeat by the link thread. */
+    pthread_mutex_t progress_mu;
+    wire_msg_t progress; /* a HEARTBEAT */
 };
 
 /* Opens a DEALER to the coordinator and sends HELLO; NULL on failure. */
@@ -92,11 +96,7 @@ static void *link_main(void *arg) {
     void *dealer = dealer_open(l);
     int interval = l->o.heartbeat_ms, liveness = l->o.liveness, backoff = l->o.reconnect_ms;
     int64_t last_heard = now_ms(), next_beat = now_ms() + interval, reconnect_at = 0;
-    uint8_t *beat = NULL;
-    size_t beat_len = 0;
     char err[LOG_ERRLEN];
-    wire_msg_t hb = {.type = WIRE_HEARTBEAT};
-    if (wire_encode(&hb, &beat, &beat_len, err, sizeof err)) log_error("link: %s", err);
     for (;;) {
         zmq_pollitem_t items[3] = {{pipe, 0, ZMQ_POLLIN, 0}, {dealer, 0, ZMQ_POLLIN, 0}, {l->mon, 0, ZMQ_POLLIN, 0}};
         int64_t now = now_ms();
@@ -160,7 +160,16 @@ static void *link_main(void *arg) {
             }
         }
         if (dealer && now >= next_beat) {
-            if (beat) zmq_send(dealer, beat, beat_len, ZMQ_DONTWAIT);
+            pthread_mutex_lock(&l->progress_mu);
+            wire_msg_t hb = l->progress;
+            pthread_mutex_unlock(&l->progress_mu);
+            uint8_t *beat = NULL;
+            size_t beat_len = 0;
+            if (wire_encode(&hb, &beat, &beat_len, err, sizeof err) == 0)
+                zmq_send(dealer, beat, beat_len, ZMQ_DONTWAIT);
+            else
+                log_error("link: %s", err);
+            free(beat);
             next_beat = now + interval;
         }
         if (dealer && now - last_heard > (int64_t)interval * liveness) {
@@ -179,7 +188,6 @@ static void *link_main(void *arg) {
             if (!dealer) reconnect_at = now + backoff;
         }
     }
-    free(beat);
     if (dealer) dealer_close(l, dealer);
     zmq_close(pipe);
     return NULL;
@@ -197,6 +205,8 @@ link_t *link_new_curve(const char *endpoint, const wire_msg_t *hello, const link
         log_seterr(err, errlen, "link: out of memory");
         return NULL;
     }
+    pthread_mutex_init(&l->progress_mu, NULL);
+    l->progress.type = WIRE_HEARTBEAT;
     if (curve) {
         l->secure = 1;
         l->curve = *curve;
@@ -244,6 +254,7 @@ void link_destroy(link_t **self_p) {
     free(l->endpoint);
     free(l->hello);
     explicit_bzero(&l->curve, sizeof l->curve);
+    pthread_mutex_destroy(&l->progress_mu);
     free(l);
     *self_p = NULL;
 }
@@ -266,3 +277,17 @@ int link_recv(link_t *l, wire_msg_t *m, int timeout_ms, char *err, size_t errlen
 }
 
 int link_reconnects(const link_t *l) { return atomic_load(&((link_t *)l)->reconnects); }
+
+void link_progress(link_t *l, int busy, int64_t job_id, int64_t tokens, int64_t bytes, int32_t docs) {
+    wire_msg_t hb = {.type = WIRE_HEARTBEAT};
+    if (busy) {
+        hb.u.heartbeat.busy = 1;
+        hb.u.heartbeat.job_id = job_id;
+        hb.u.heartbeat.tokens = tokens;
+        hb.u.heartbeat.bytes = bytes;
+        hb.u.heartbeat.docs = docs;
+    }
+    pthread_mutex_lock(&l->progress_mu);
+    l->progress = hb;
+    pthread_mutex_unlock(&l->progress_mu);
+}

@@ -50,6 +50,12 @@ link_t *link_new_curve(const char *endpoint, const wire_msg_t *hello, const link
 /* Stops the thread and closes the sockets; NULL-safe, clears *self_p. */
 void link_destroy(link_t **self_p);
 
+/* Sets what the next heartbeats say of the job in hand: busy with job_id,
+ * tokens token rows and docs documents (bytes of text) measured so far; or
+ * idle (busy 0: the rest is ignored).  For the thread that created the
+ * link; the link thread reads it under a lock. */
+void link_progress(link_t *self, int busy, int64_t job_id, int64_t tokens, int64_t bytes, int32_t docs);
+
 /* Queues m for the coordinator.  0, or -1 with a message. */
 int link_send(link_t *self, const wire_msg_t *m, char *err, size_t errlen);
 

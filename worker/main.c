@@ -45,6 +45,9 @@
 
 #define EXIT_MISMATCH 3
 
+/* How often a worker in a long job logs its progress. */
+#define WORKER_LOG_EVERY_S 30.0
+
 static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
 
@@ -394,9 +397,11 @@ int main(int argc, char **argv) {
             busy = 1;
             if (!registered && db && register_model(db, m, identity, model_path, err, sizeof err) == 0)
                 registered = 1;
-            double t0 = now_s();
+            double t0 = now_s(), next_log = t0 + WORKER_LOG_EVERY_S;
             job_result_reset(result);
+            link_progress(link, 1, job_id, 0, 0, 0);
             int jr = 0;
+            int64_t bytes = 0;
             for (size_t i = 0; i < msg.u.job.n_docs && jr == 0; i++) {
                 const wire_doc_t *d = &msg.u.job.docs[i];
                 if (g_stop) { /* SIGTERM: hand the job back rather than finish it */
@@ -406,6 +411,17 @@ int main(int argc, char **argv) {
                 }
                 jr = job_measure_doc(ex, m, &settings, d->doc_id, d->text, d->text_len, d->samples, d->n_samples,
                                      result, &g_stop, err, sizeof err);
+                /* The heartbeats carry the job's progress; a long job also
+                 * says so in the log now and then. */
+                bytes += (int64_t)d->text_len;
+                int64_t rows = (int64_t)job_result_n_rows(result);
+                link_progress(link, 1, job_id, rows, bytes, (int32_t)(i + 1));
+                double now = now_s();
+                if (now >= next_log && i + 1 < msg.u.job.n_docs) {
+                    log_info("job %lld: %zu/%zu documents, %lld token rows, %.0f rows/s", (long long)job_id, i + 1,
+                             msg.u.job.n_docs, (long long)rows, rows / (now - t0));
+                    next_log = now + WORKER_LOG_EVERY_S;
+                }
             }
             if (jr) {
                 log_warn("job %lld handed back: %s", (long long)job_id, err);

@@ -165,9 +165,10 @@ const one = (db, sql) => Number(psql(db, sql)[0][0]);
 // each job's top tokens by z.  Counts and top-token rows exactly; sums of
 // the stored floats to relative 1e-9 (the worker adds the same values in
 // double, in another order: far above that rounding, far below any real
-// difference); sums of gap to 1e-6 per token (token_view's gap is the real
-// difference -logprob - entropy, rounded to float: half an ulp is below
-// 1e-6 for |gap| < 16, the worker's is the exact difference in double).
+// difference); sums of gap within u = 2^-24 of the magnitudes of logprob,
+// entropy and gap per token (token_view's gap is -logprob - entropy rounded
+// to float4, and the worker's may be the difference of the unrounded
+// values), plus the double sums' n 2^-52.
 // Returns the number of disagreeing rows.
 export function rollupsDisagree(db, id) {
     const close = (a, b) => `abs(${a} - ${b}) > 1e-9 * (abs(${a}) + abs(${b})) + 1e-9`;
@@ -178,13 +179,14 @@ export function rollupsDisagree(db, id) {
         SELECT count(*) FROM t FULL JOIN r USING (job_id, kind, bin)
         WHERE t.n IS DISTINCT FROM r.n OR t.c IS DISTINCT FROM r.c OR ${close("t.s", "r.s")}`) +
         one(db, `WITH t AS (SELECT doc_id, kind, coalesce(cut, 0) AS cut, count(*) AS n, count(z) AS nz,
-            sum(surprisal::float8) AS s, sum(entropy::float8 ^ 2) AS hh, sum(gap::float8) AS g, coalesce(sum(z), 0) AS z
+            sum(surprisal::float8) AS s, sum(entropy::float8 ^ 2) AS hh, sum(gap::float8) AS g, coalesce(sum(z), 0) AS z,
+            sum(abs(logprob::float8) + abs(entropy::float8) + abs(gap::float8)) AS ga
             FROM token_view WHERE run_id = ${id} GROUP BY 1, 2, 3),
         r AS (SELECT doc_id, kind::text, cut, n, n_z AS nz, sum_surprisal AS s, sumsq_entropy AS hh, sum_gap AS g,
             sum_z AS z FROM doc_rollups WHERE run_id = ${id})
         SELECT count(*) FROM t FULL JOIN r USING (doc_id, kind, cut)
         WHERE t.n IS DISTINCT FROM r.n OR t.nz IS DISTINCT FROM r.nz OR ${close("t.s", "r.s")} OR ${close("t.hh", "r.hh")}
-           OR abs(t.g - r.g) > 1e-6 * t.n OR ${close("t.z", "r.z")}`) +
+           OR abs(t.g - r.g) > (2 ^ -24 + t.n * 2 ^ -52) * t.ga OR ${close("t.z", "r.z")}`) +
         one(db, `WITH t AS (SELECT job_id, doc_id, pos, token_id, logprob, entropy, rank, varentropy, z
             FROM (SELECT v.*, d.job_id, row_number() OVER (PARTITION BY d.job_id ORDER BY v.z DESC, v.doc_id, v.pos) AS k
                   FROM token_view v JOIN documents d USING (run_id, doc_id)

@@ -116,7 +116,7 @@ check(Number(one(owner, "SELECT count(*) FROM sequence_stats_r1")) > 0 &&
 const rel = (a, b) => `abs(${a} - ${b}) > 1e-9 * abs(${b})`;
 check(one(owner, `SELECT count(*) FROM old_calib o FULL JOIN calibration c USING (run_id, kind, bin)
     WHERE o.n IS DISTINCT FROM c.n OR ${rel("c.mean_confidence", "o.mean_confidence")}
-       OR ${rel("c.accuracy", "o.accuracy::float8")} OR c.se_accuracy IS NULL`) === "0",
+       OR ${rel("c.accuracy", "o.accuracy::float8")} OR (c.n_docs > 1 AND c.se_accuracy IS NULL)`) === "0",
       "calibration (from calib_rollups) equals the old view (from every token)");
 check(one(owner, `SELECT count(*) FROM old_docs o FULL JOIN document_summary s USING (run_id, doc_id)
     WHERE o.n_scored IS DISTINCT FROM s.n_scored OR o.error IS DISTINCT FROM s.error
@@ -126,7 +126,25 @@ check(one(owner, `SELECT count(*) FROM old_docs o FULL JOIN document_summary s U
        OR (o.mean_gap_human_cont IS NULL) <> (s.mean_gap_human_cont IS NULL)
        OR ${rel("s.mean_gap_human_cont", "o.mean_gap_human_cont")} OR ${rel("s.mean_gap_samples", "o.mean_gap_samples")}`) === "0",
       "document_summary (from doc_rollups) equals the old view");
-check(exceptAll("old_pos", "position_stats") === 0, "position_stats is unchanged");
+// Migration 008: the means are unchanged; the standard errors are now
+// clustered by document: recomputed here from the rows by their definition
+// (CR1: G/(G-1) Σ_d (S_d - m n_d)² / n²), by position, by bucket and for
+// all positions.  Tolerance as in test_compare.mjs: 1e-7 relative, plus
+// 1e-6 |mean| for the cancellation noise of an SE near zero.
+const MEANS = "run_id, kind, position, n, mean_surprisal, mean_entropy, mean_gap, mean_z";
+check(Number(one(owner, `SELECT count(*) FROM (SELECT ${MEANS} FROM old_pos EXCEPT ALL SELECT ${MEANS} FROM position_stats) d`)) === 0,
+      "position_stats's means are unchanged");
+for (const [view, key] of [["position_stats", "position"], ["bucket_stats", "tokshift_bucket(position)"], ["run_stats", "-1"]]) {
+    const k = view === "run_stats" ? "" : `, ${view === "position_stats" ? "position" : "bucket"}`;
+    const bad = one(owner, `WITH c AS (SELECT run_id, kind, ${key} AS key, doc_id, count(*) AS n,
+            sum(-logprob::float8 - entropy) AS s FROM token_view GROUP BY 1, 2, 3, 4),
+        m AS (SELECT run_id, kind, key, sum(s) / sum(n) AS m, count(*) AS g, sum(n) AS n FROM c GROUP BY 1, 2, 3),
+        r AS (SELECT run_id, kind, key, m.m, CASE WHEN m.g > 1 THEN sqrt(sum((c.s - m.m * c.n) ^ 2) * m.g / (m.g - 1)) / m.n END AS se
+              FROM c JOIN m USING (run_id, kind, key) GROUP BY run_id, kind, key, m.m, m.g, m.n)
+        SELECT count(*) FROM r FULL JOIN (SELECT *${k ? `, ${k.slice(2)} AS key` : ", -1 AS key"} FROM ${view}) p USING (run_id, kind, key)
+        WHERE (p.se_gap IS NULL) <> (r.se IS NULL) OR NOT abs(p.se_gap - r.se) <= 1e-7 * r.se + 1e-6 * abs(r.m) + 1e-12`);
+    check(bad === "0", `${view}: ${bad} clustered standard errors of the gap differ from the rows' (converted runs)`);
+}
 for (const id of [1, 2]) check(rollupsDisagree(owner, id) === 0, `run ${id}: the new rollups agree with the rows`);
 // Migration 006: runs loaded by the one-transaction loader are loaded, their
 // position after their last job, their unusable documents counted.

@@ -11,8 +11,9 @@
 //   quant  llama.cpp on the quantized file itself.
 //
 // ours vs twin is the conformance: the same weights, fp32 arithmetic on both
-// sides, so logprob, entropy and top1_logprob agree within 1e-4 nats (the
-// tolerance of conformance.mjs) and ranks up to near-ties.
+// sides, so logprob, entropy and top1_logprob agree within each row's
+// tolerance from the arithmetic (tolerance.mjs with errbound_tool's bounds,
+// as conformance.mjs) and ranks up to near-ties.
 //
 // ours vs quant is looser by construction: llama.cpp's CPU backend does not
 // multiply quantized weights by fp32 activations; it first rounds each
@@ -27,22 +28,23 @@
 // twin and quant must differ from each other as much as ours and quant do
 // (the gap is llama.cpp's rounding, not ours).
 //
-// Usage: node conformance_quant.mjs TOKSHIFT_BIN DEQUANT_GGUF_BIN [TYPE...]
+// Usage: node conformance_quant.mjs TOKSHIFT_BIN DEQUANT_GGUF_BIN ERRBOUND_TOOL [TYPE...]
 // Exit: 0 pass, 1 fail, 77 skip (only when TOKSHIFT_TESTDATA is unset).
 
 import {existsSync, mkdtempSync, rmSync} from "node:fs";
 import {tmpdir} from "node:os";
 import {dirname, join} from "node:path";
 import {fileURLToPath} from "node:url";
+import {tolerance} from "./tolerance.mjs";
 
 import {parseRef, run, runAsync} from "./proc.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const TOL = 1e-4, TOL_Q = 0.05;
+const TOL_Q = 0.05;
 const testdata = process.env.TOKSHIFT_TESTDATA;
-const [bin, dequant, ...only] = process.argv.slice(2);
-if (!bin || !dequant) {
-    console.error("usage: node conformance_quant.mjs TOKSHIFT_BIN DEQUANT_GGUF_BIN [TYPE...]");
+const [bin, dequant, boundTool, ...only] = process.argv.slice(2);
+if (!bin || !dequant || !boundTool) {
+    console.error("usage: node conformance_quant.mjs TOKSHIFT_BIN DEQUANT_GGUF_BIN ERRBOUND_TOOL [TYPE...]");
     process.exit(2);
 }
 if (!testdata) {
@@ -73,18 +75,29 @@ const text = "One day, a bird flew down. \"Hello,\" said the bird. \"Can I play 
 
 const KEYS = ["logprob", "entropy", "top1_logprob"];
 // Largest |a - b| per statistic over rows; rows must describe the same tokens.
-function compare(label, as, bs) {
+// With bounds (errbound_tool's rows), also the rows beyond their tolerance
+// (tolerance.mjs) and the largest tolerance.
+function compare(label, as, bs, bounds) {
     if (as.length !== bs.length || as.length < 20) throw new Error(`${label}: ${as.length} vs ${bs.length} rows`);
     const worst = {logprob: 0, entropy: 0, top1_logprob: 0};
-    let ranksFar = 0;
+    let ranksFar = 0, beyond = 0, maxTol = 0;
     for (let j = 0; j < as.length; j++) {
         const a = as[j], b = bs[j];
         if (a.pos !== b.pos || a.token_id !== b.token_id)
             throw new Error(`${label} row ${j}: pos/token ${a.pos}/${a.token_id} vs ${b.pos}/${b.token_id}`);
-        for (const k of KEYS) worst[k] = Math.max(worst[k], Math.abs(a[k] - b[k]));
+        const tol = bounds ? tolerance(a, bounds[j]) : null;
+        for (const k of KEYS) {
+            const d = Math.abs(a[k] - b[k]);
+            worst[k] = Math.max(worst[k], d);
+            if (tol) {
+                maxTol = Math.max(maxTol, tol[k]);
+                if (!(d <= tol[k]) && beyond++ < 5)
+                    console.error(`${label} pos ${a.pos}: ${k} ${a[k]} vs ${b[k]} (|d| ${d.toExponential(2)}, tolerance ${tol[k].toExponential(2)})`);
+            }
+        }
         if (Math.abs(a.rank - b.rank) > 1 + b.rank / 1000) ranksFar++;
     }
-    return {worst, ranksFar, max: Math.max(...KEYS.map(k => worst[k]))};
+    return {worst, ranksFar, beyond, maxTol, max: Math.max(...KEYS.map(k => worst[k]))};
 }
 
 const dir = mkdtempSync(join(tmpdir(), "tokshift-quant-"));
@@ -100,10 +113,11 @@ try {
         const quantRef = againstQuant.has(t) ? runAsync("node", [join(here, "ref.mjs"), model], ids) : null;
         const ours = JSON.parse(run(bin, ["score", "--model", model, "--ids", "--format", "json"], ids));
         const twin = parseRef(await twinRef);
-        const c = compare(`${t} ours/twin`, ours, twin);
-        if (!(c.max <= TOL) || c.ranksFar) {
+        const bounds = JSON.parse(run(boundTool, [model], ids));
+        const c = compare(`${t} ours/twin`, ours, twin, bounds);
+        if (c.beyond || c.ranksFar) {
             console.error(`FAIL: ${t}: tokshift on the quantized file vs llama.cpp on its F32 twin: max |d| ` +
-                `${fmt(c)} (tolerance ${TOL}), ${c.ranksFar} ranks apart`);
+                `${fmt(c)}, ${c.beyond} beyond their rows' tolerance, ${c.ranksFar} ranks apart`);
             failures++;
         }
         let line = `${t.padEnd(7)} ${ours.length} tokens; max |d| logprob/entropy/top1: vs llama.cpp on the F32 twin ${fmt(c)}`;
@@ -116,7 +130,7 @@ try {
             }
             // The gap to llama.cpp-on-quant is llama.cpp's activation
             // rounding: its own F32 twin is as far from it.
-            if (!(Math.abs(q.max - tq.max) <= 2 * TOL)) {
+            if (!(Math.abs(q.max - tq.max) <= 2 * c.maxTol)) {
                 console.error(`FAIL: ${t}: tokshift is ${q.max.toExponential(2)} from llama.cpp-on-quant but ` +
                     `llama.cpp's F32 twin is ${tq.max.toExponential(2)} from it`);
                 failures++;
@@ -132,6 +146,6 @@ try {
     rmSync(dir, {recursive: true, force: true});
 }
 for (const s of summary) console.log(s);
-console.log(`conformance_quant: ${summary.length}/${types.length} files; tolerance ${TOL} against the F32 twin, ` +
+console.log(`conformance_quant: ${summary.length}/${types.length} files; per-row tolerances from the arithmetic against the F32 twin, ` +
     `${TOL_Q} against llama.cpp's quantized arithmetic: ${failures ? "FAIL" : "ok"}`);
 process.exit(failures ? 1 : 0);

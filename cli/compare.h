@@ -1,0 +1,24 @@
+/* compare.h - `tokshift compare` and `tokshift auroc`: runs side by side.
+ *
+ * What it is: the two commands' option parsing and output: for runs over
+ * the same corpus with the same cuts and seed (checked first; the command
+ * refuses, naming what differs), each run's human-continuation and sample
+ * gap, surprisal and entropy by position bucket with clustered standard
+ * errors, the differences of every run from the first with standard errors
+ * paired by document, the calibration of each, and the AUROC of telling
+ * human continuations from samples by each statistic with a bootstrap
+ * interval over documents.  What it is not: the statistics (the views of
+ * sql/migrations/008_paired.sql; cli/auroc.c) or database access
+ * (common/db_compare.c). */
+#ifndef TS_COMPARE_H
+#define TS_COMPARE_H
+
+/* tokshift compare RUN_A RUN_B [RUN ...] [--db C] [--boot N]: 0, 1 on an
+ * error or runs that are not comparable, 2 on bad usage. */
+int compare_main(int argc, char **argv);
+
+/* tokshift auroc RUN [RUN ...] [--db C] [--boot N]: 0, 1 on an error, 2 on
+ * bad usage. */
+int compare_auroc_main(int argc, char **argv);
+
+#endif
