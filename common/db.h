@@ -182,6 +182,42 @@ typedef struct {
 int db_job_docs(db_t *self, int64_t run_id, int64_t job_id, db_doc_t **docs, size_t *n, char *err, size_t errlen);
 void db_docs_free(db_doc_t *docs, size_t n);
 
+/* ---- cross-scoring (coordinator --score-run; migration 010) ------------ */
+
+/* The run another run observes. */
+typedef struct {
+    int64_t run_id;
+    char status[16];
+    char model_identity[65];
+    char *settings;          /* its settings (JSON text), malloc'd */
+    char vocab_digest[65];   /* its model's vocabulary digest; "" when its vocabulary is not registered */
+} db_score_source_t;
+
+/* Finds run name_or_id and what a run scoring it needs.  Returns 0, 1 when
+ * there is no such run, -1 with a message; free out->settings. */
+int db_score_source(db_t *self, const char *name_or_id, db_score_source_t *out, char *err, size_t errlen);
+
+/* Loads the fresh run dst with the documents and jobs of the done run src
+ * (tokshift_score_run_load, one statement).  Returns 0 or -1 with a
+ * message (src not done, dst not fresh, PostgreSQL). */
+int db_score_load(db_t *self, int64_t src, int64_t dst, char *err, size_t errlen);
+
+/* One stored sample of the generator run. */
+typedef struct {
+    int64_t doc_id;
+    int32_t cut, sample_idx;
+    uint64_t seed;
+    int32_t *tokens;
+    size_t n_tokens;
+} db_sample_t;
+
+/* The samples of run src of the usable documents of job job_id of run dst,
+ * ordered by document and seq_no (one indexed query).  *out is a malloc'd
+ * array (free with db_samples_free).  Returns 0 or -1 with a message. */
+int db_job_samples(db_t *self, int64_t src, int64_t dst, int64_t job_id, db_sample_t **out, size_t *n, char *err,
+                   size_t errlen);
+void db_samples_free(db_sample_t *samples, size_t n);
+
 typedef struct {
     int64_t jobs, done, failed, leased, pending, docs_done, tokens_done, retries, docs, docs_error;
     int64_t bytes, bytes_done; /* text bytes of the jobs' documents: all, and of done jobs */

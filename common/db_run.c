@@ -554,3 +554,114 @@ int db_progress(db_t *db, int64_t run_id, db_progress_t *o, char *err, size_t er
     PQclear(r);
     return 0;
 }
+
+/* ---- cross-scoring ---------------------------------------------------- */
+
+int db_score_source(db_t *db, const char *name_or_id, db_score_source_t *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    int64_t id;
+    int f = db_run_find(db, name_or_id, &id, err, errlen);
+    if (f) return f;
+    char a[32];
+    snprintf(a, sizeof a, "%" PRId64, id);
+    PGresult *r;
+    if (db_exec(db,
+          "SELECT r.status, r.model_identity, r.settings::text, "
+          "coalesce((SELECT v.digest FROM vocab_digests v WHERE v.identity = r.model_identity), '') "
+          "FROM runs r WHERE r.run_id = $1",
+          1, (const char *const[]){a}, &r, err, errlen, "reading the run to score"))
+        return -1;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return 1;
+    }
+    out->run_id = id;
+    snprintf(out->status, sizeof out->status, "%s", PQgetvalue(r, 0, 0));
+    snprintf(out->model_identity, sizeof out->model_identity, "%s", PQgetvalue(r, 0, 1));
+    snprintf(out->vocab_digest, sizeof out->vocab_digest, "%s", PQgetvalue(r, 0, 3));
+    out->settings = dup_value(r, 2);
+    PQclear(r);
+    if (!out->settings) return log_seterr(err, errlen, "database: out of memory");
+    return 0;
+}
+
+int db_score_load(db_t *db, int64_t src, int64_t dst, char *err, size_t errlen) {
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%" PRId64, src);
+    snprintf(b, sizeof b, "%" PRId64, dst);
+    return db_exec(db, "SELECT tokshift_score_run_load($1, $2)", 2, (const char *const[]){a, b}, NULL, err, errlen,
+                   "loading the run's documents from the run it scores");
+}
+
+/* Parses a PostgreSQL integer[] text ("{1,2,3}") into a malloc'd array.
+ * Returns 0, or -1 when it is not one (or on out of memory). */
+static int parse_int_array(const char *s, int32_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    if (*s++ != '{') return -1;
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    size_t k = 0;
+    while (*s && *s != '}') {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || k == cap || x < INT32_MIN || x > INT32_MAX) goto bad;
+        v[k++] = (int32_t)x;
+        s = *end == ',' ? end + 1 : end;
+    }
+    if (*s != '}') goto bad;
+    *out = v;
+    *n = k;
+    return 0;
+bad:
+    free(v);
+    return -1;
+}
+
+int db_job_samples(db_t *db, int64_t src, int64_t dst, int64_t job_id, db_sample_t **out, size_t *n, char *err,
+                   size_t errlen) {
+    char a[32], b[32], c[32];
+    snprintf(a, sizeof a, "%" PRId64, src);
+    snprintf(b, sizeof b, "%" PRId64, dst);
+    snprintf(c, sizeof c, "%" PRId64, job_id);
+    PGresult *r;
+    *out = NULL;
+    *n = 0;
+    if (db_exec(db,
+          "SELECT s.doc_id, s.cut, s.sample_idx, s.seed, s.tokens FROM documents d "
+          "JOIN sample_tokens s ON s.run_id = $1 AND s.doc_id = d.doc_id "
+          "WHERE d.run_id = $2 AND d.job_id = $3 AND d.text IS NOT NULL ORDER BY s.doc_id, s.seq_no",
+          3, (const char *const[]){a, b, c}, &r, err, errlen, "reading a job's samples"))
+        return -1;
+    size_t k = (size_t)PQntuples(r);
+    db_sample_t *v = calloc(k ? k : 1, sizeof *v);
+    if (!v) goto oom;
+    for (size_t i = 0; i < k; i++) {
+        v[i].doc_id = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
+        v[i].cut = (int32_t)strtol(PQgetvalue(r, (int)i, 1), NULL, 10);
+        v[i].sample_idx = (int32_t)strtol(PQgetvalue(r, (int)i, 2), NULL, 10);
+        v[i].seed = (uint64_t)strtoll(PQgetvalue(r, (int)i, 3), NULL, 10); /* uint64 bits in a bigint */
+        if (parse_int_array(PQgetvalue(r, (int)i, 4), &v[i].tokens, &v[i].n_tokens)) {
+            int64_t doc = v[i].doc_id;
+            db_samples_free(v, i);
+            PQclear(r);
+            return log_seterr(err, errlen, "job %" PRId64 ": unreadable sample tokens of document %" PRId64, job_id,
+                              doc);
+        }
+    }
+    PQclear(r);
+    *out = v;
+    *n = k;
+    return 0;
+oom:
+    PQclear(r);
+    return log_seterr(err, errlen, "database: out of memory for a job's samples");
+}
+
+void db_samples_free(db_sample_t *samples, size_t n) {
+    if (!samples) return;
+    for (size_t i = 0; i < n; i++) free(samples[i].tokens);
+    free(samples);
+}

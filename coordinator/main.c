@@ -61,6 +61,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "resume.h"
+#include "score.h"
 #include "wire.h"
 #include "now.h"
 #include "num.h"
@@ -71,6 +72,8 @@ static void on_signal(int sig) { (void)sig; g_stop = 1; }
 typedef struct {
     const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
     const char *curve_secret, *curve_clients; /* both or neither */
+    const char *score_run;                    /* --score-run: the generator run, or NULL */
+    char vocab_digest[65];                    /* its model's vocabulary digest (s.vocab_digest) */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
     long job_docs, job_bytes, max_attempts, heartbeat, liveness, job_timeout_s, progress_s, max_doc_bytes;
@@ -87,6 +90,9 @@ static void usage(FILE *f) {
             "  -r, --run NAME            the run's name (unique)\n"
             "  -m, --model PATH          the model the workers must have (only hashed)\n"
             "      --model-identity HEX  instead of --model: its sha256\n"
+            "      --score-run RUN       no CORPUS: score the documents and samples of the done\n"
+            "                            run RUN (a name or id) with this run's model, under\n"
+            "                            RUN's settings; the models' vocabularies must be equal\n"
             "  -d, --db CONNINFO         libpq connection string (default: PG* environment)\n"
             "  -b, --bind EP             ZeroMQ endpoint (default tcp://*:5555)\n"
             "      --text-field F        JSONL text field (default text)\n"
@@ -140,6 +146,9 @@ static double fnum(const char *s, const char *what, double lo, double hi) {
     return v;
 }
 
+static const wire_settings_t k_default_settings = {WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0, 0,
+                                                   NULL};
+
 static void parse_opts(int argc, char **argv, opts_t *o) {
     static const struct option lo[] = {
         {"run", required_argument, 0, 'r'},        {"model", required_argument, 0, 'm'},
@@ -156,13 +165,14 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
         {"max-doc-bytes", required_argument, 0, 'M'},
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
+        {"score-run", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
     o->bind = "tcp://*:5555";
     o->text_field = "text";
     o->id_field = "id";
-    o->s = (wire_settings_t){WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0};
+    o->s = k_default_settings;
     o->s.prefix_lengths = o->prefix_buf;
     o->job_docs = 64;
     o->job_bytes = 256 * 1024;
@@ -210,13 +220,14 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         case 'M': o->max_doc_bytes = num(optarg, "--max-doc-bytes", 1, WIRE_MAX_STRING); break;
         case 'X': o->curve_secret = optarg; break;
         case 'Y': o->curve_clients = optarg; break;
+        case 'R': o->score_run = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
     o->patterns = argv + optind;
     o->n_patterns = argc - optind;
-    if (!o->run || (!o->model && !o->identity) || o->n_patterns < 1) {
+    if (!o->run || (!o->model && !o->identity) || (o->n_patterns < 1) == !o->score_run) {
         usage(stderr);
         exit(2);
     }
@@ -224,6 +235,12 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         log_error("--curve-secret and --curve-clients go together (a CURVE server must know which workers to let in)");
         exit(2);
     }
+    const wire_settings_t d = k_default_settings;
+    if (o->score_run &&
+        (o->s.window != d.window || o->s.stride != d.stride || o->s.n_prefix_lengths || o->s.cut_every != d.cut_every ||
+         o->s.cont_len != d.cont_len || o->s.n_samples != d.n_samples || o->s.temperature != d.temperature ||
+         o->s.top_k != d.top_k || o->s.top_p != d.top_p || o->s.seed != d.seed))
+        log_die("drop the settings options", "--score-run takes the scored run's settings; none may be given");
     if (!o->s.stride) o->s.stride = o->s.window / 2 > 0 ? o->s.window / 2 : 1;
     if (o->s.stride >= o->s.window) log_die("use a stride smaller than the window", "--stride %d >= --window %d",
                                             o->s.stride, o->s.window);
@@ -239,12 +256,25 @@ static char *settings_json(const wire_settings_t *s) {
                           s->stride, "prefix_lengths", pl, "cut_every", s->cut_every, "cont_len", s->cont_len,
                           "samples", s->n_samples, "temperature", (double)s->temperature, "top_k", s->top_k, "top_p",
                           (double)s->top_p, "seed", (json_int_t)s->seed);
+    /* (Only cross-scoring runs have these keys: other runs' JSON is as before.) */
+    if (o && s->score_run > 0 &&
+        (json_object_set_new(o, "score_run", json_integer((json_int_t)s->score_run)) ||
+         json_object_set_new(o, "vocab_digest", json_string(s->vocab_digest)))) {
+        json_decref(o);
+        o = NULL;
+    }
     char *txt = o ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
     json_decref(o);
     return txt;
 }
 
 static char *corpus_json(const opts_t *o) {
+    if (o->score_run) { /* the documents are another run's */
+        json_t *j = json_pack("{s:I}", "score_run", (json_int_t)o->s.score_run);
+        char *txt = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+        json_decref(j);
+        return txt;
+    }
     json_t *pats = json_array();
     for (int i = 0; i < o->n_patterns; i++) json_array_append_new(pats, json_string(o->patterns[i]));
     json_t *j = json_pack("{s:o, s:s, s:s}", "patterns", pats, "text_field", o->text_field, "id_field", o->id_field);
@@ -541,7 +571,17 @@ static void dispatch(coord_t *c) {
         m.u.job.job_id = job_id;
         m.u.job.attempt_token = token;
         wire_doc_t *wd = calloc(n ? n : 1, sizeof *wd);
-        for (size_t i = 0; wd && i < n; i++) wd[i] = (wire_doc_t){docs[i].doc_id, docs[i].text, docs[i].text_len};
+        for (size_t i = 0; wd && i < n; i++) wd[i] = (wire_doc_t){docs[i].doc_id, docs[i].text, docs[i].text_len, NULL, 0};
+        score_job_t held = {0};
+        if (wd && c->o->score_run &&
+            score_attach(c->db, c->o->s.score_run, c->run_id, job_id, wd, n, &held, err, sizeof err)) {
+            log_error("job %" PRId64 ": %s", job_id, err);
+            db_trouble(c, err);
+            release_job(c, job_id, token, err);
+            free(wd);
+            db_docs_free(docs, n);
+            return;
+        }
         m.u.job.docs = wd;
         m.u.job.n_docs = n;
         w->job_id = job_id;
@@ -564,6 +604,7 @@ static void dispatch(coord_t *c) {
                 dup = ++c->dups < fault_value(FAULT_DUP_DISPATCH);
             }
         }
+        score_release(&held);
         free(wd);
         db_docs_free(docs, n);
     }
@@ -575,11 +616,15 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
     if (w) w->last_seen_ms = now_ms(), w->unreachable = 0;
     switch (m->type) {
     case WIRE_HELLO: {
-        if (strcmp(m->u.hello.model_identity, c->identity)) {
+        if (strcmp(m->u.hello.model_identity, c->identity) || (c->o->score_run && !m->u.hello.observes)) {
             wire_msg_t s = {.type = WIRE_SHUTDOWN};
             char reason[400];
-            snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", c->o->run,
-                     c->identity, m->u.hello.worker, m->u.hello.model_identity);
+            if (c->o->score_run && !m->u.hello.observes)
+                snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
+                         "before cross-scoring) would draw anew", c->o->run, m->u.hello.worker);
+            else
+                snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s",
+                         c->o->run, c->identity, m->u.hello.worker, m->u.hello.model_identity);
             s.u.shutdown.reason = reason;
             s.u.shutdown.code = WIRE_SHUTDOWN_MODEL_MISMATCH;
             if (ratelimit_allow(&c->peer_log, now_ms(), NULL)) log_warn("%s", reason);
@@ -882,6 +927,9 @@ int main(int argc, char **argv) {
     db_t *db = db_connect(o.db, err, sizeof err);
     if (!db) log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
     if (db_async_commit(db, err, sizeof err)) log_die("", "%s", err);
+    if (o.score_run &&
+        score_settings(db, o.score_run, &o.s, o.prefix_buf, o.vocab_digest, err, sizeof err))
+        log_die("--score-run takes a done run whose workers had the database", "%s", err);
     char *sj = settings_json(&o.s), *cj = corpus_json(&o);
     if (!sj || !cj) log_die("", "out of memory");
     db_run_t run;
@@ -899,7 +947,14 @@ int main(int argc, char **argv) {
     if (urnd < 0 || read(urnd, &c.rng, sizeof c.rng) != sizeof c.rng) c.rng = (uint64_t)time(NULL) * 2654435761u;
     if (urnd >= 0) close(urnd);
     c.rng |= 1;
-    if (!run.loaded) {
+    if (!run.loaded && o.score_run) {
+        log_info("run '%s' (id %" PRId64 "): scoring the documents and samples of run %s", o.run, run.run_id,
+                 o.score_run);
+        /* (ANALYZE after the bulk insert, as a corpus load does: plans from
+         * statistics that predate it can be quadratic.) */
+        if (db_score_load(db, o.s.score_run, run.run_id, err, sizeof err) || db_load_analyze(db, err, sizeof err))
+            log_die("", "%s", err);
+    } else if (!run.loaded) {
         log_info("run '%s' (id %" PRId64 "): reading the corpus", o.run, run.run_id);
         int r = load_begin(&c, &run, err, sizeof err);
         if (r) log_die(r == 1 ? "a load continues only with the files it began with: restore them, or choose another --run"

@@ -159,6 +159,41 @@ static int check_settings(const wire_settings_t *s, char *err, size_t errlen) {
     NONNEG("WELCOME settings.top_k", s->top_k);
     if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
         return log_seterr(err, errlen, "WELCOME settings.top_p %g is outside (0, 1]", (double)s->top_p);
+    NONNEG("WELCOME settings.score_run", s->score_run);
+    if (check_identity("WELCOME settings.vocab_digest", s->vocab_digest, err, errlen)) return -1;
+    if ((s->score_run > 0) != (s->vocab_digest && *s->vocab_digest))
+        return log_seterr(err, errlen, "WELCOME settings: score_run %lld %s a vocab_digest", (long long)s->score_run,
+                          s->score_run > 0 ? "without" : "with");
+    return 0;
+}
+
+/* A document's samples (cross-scoring): counts within their bounds, cuts
+ * >= 1, indexes and token ids >= 0. */
+static int check_samples(size_t doc, const wire_doc_t *d, char *err, size_t errlen) {
+    if (d->n_samples > WIRE_MAX_SAMPLES_PER_DOC)
+        return log_seterr(err, errlen, "JOB docs[%zu].samples: %zu of them, more than WIRE_MAX_SAMPLES_PER_DOC (%u)",
+                          doc, d->n_samples, WIRE_MAX_SAMPLES_PER_DOC);
+    if (d->n_samples && !d->samples)
+        return log_seterr(err, errlen, "JOB docs[%zu].samples: NULL with %zu of them", doc, d->n_samples);
+    for (size_t k = 0; k < d->n_samples; k++) {
+        const wire_sample_t *x = &d->samples[k];
+        if (x->cut < 1)
+            return log_seterr(err, errlen, "JOB docs[%zu].samples[%zu].cut %d is below 1 (BOS)", doc, k, (int)x->cut);
+        if (x->sample_idx < 0)
+            return log_seterr(err, errlen, "JOB docs[%zu].samples[%zu].sample_idx %d is negative", doc, k,
+                              (int)x->sample_idx);
+        if (x->n_tokens > WIRE_MAX_SAMPLE_TOKENS)
+            return log_seterr(err, errlen,
+                              "JOB docs[%zu].samples[%zu].tokens: %zu of them, more than WIRE_MAX_SAMPLE_TOKENS (%u)",
+                              doc, k, x->n_tokens, WIRE_MAX_SAMPLE_TOKENS);
+        if (x->n_tokens && !x->tokens)
+            return log_seterr(err, errlen, "JOB docs[%zu].samples[%zu].tokens: NULL with %zu of them", doc, k,
+                              x->n_tokens);
+        for (size_t i = 0; i < x->n_tokens; i++)
+            if (x->tokens[i] < 0)
+                return log_seterr(err, errlen, "JOB docs[%zu].samples[%zu].tokens[%zu] %d is negative", doc, k, i,
+                                  (int)x->tokens[i]);
+    }
     return 0;
 }
 
@@ -176,7 +211,7 @@ static int check_job(const wire_msg_t *m, char *err, size_t errlen) {
         if (d->doc_id < 0)
             return log_seterr(err, errlen, "JOB docs[%zu].doc_id %lld is negative", i, (long long)d->doc_id);
         snprintf(what, sizeof what, "JOB docs[%zu].text (doc_id %lld)", i, (long long)d->doc_id);
-        if (check_text(what, d->text, d->text_len, err, errlen)) return -1;
+        if (check_text(what, d->text, d->text_len, err, errlen) || check_samples(i, d, err, errlen)) return -1;
     }
     return 0;
 }
@@ -193,6 +228,7 @@ static int validate(const wire_msg_t *m, char *err, size_t errlen) {
             return -1;
         NONNEG("HELLO pid", m->u.hello.pid);
         NONNEG("HELLO threads", m->u.hello.threads);
+        BOOL01("HELLO observes", m->u.hello.observes);
         return 0;
     case WIRE_WELCOME:
         NONNEG("WELCOME run_id", m->u.welcome.run_id);
@@ -239,6 +275,7 @@ static char *str_in(const char *s) { return s ? (char *)s : (char *)""; }
 
 int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size_t errlen) {
     Tokshift__Doc *docs = NULL, **doc_ptrs = NULL;
+    Tokshift__Sample *samples = NULL, **sample_ptrs = NULL;
     uint8_t *out = NULL;
     if (!buf || !len) return log_seterr(err, errlen, "wire_encode: NULL output");
     *buf = NULL;
@@ -267,6 +304,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         hello.threads = m->u.hello.threads;
         hello.model_identity = str_in(m->u.hello.model_identity);
         hello.model_name = str_in(m->u.hello.model_name);
+        hello.observes = m->u.hello.observes != 0;
         env.hello = &hello;
         break;
     case WIRE_WELCOME: {
@@ -282,6 +320,8 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         settings.top_k = s->top_k;
         settings.top_p = s->top_p;
         settings.seed = s->seed;
+        settings.score_run = s->score_run;
+        settings.vocab_digest = s->vocab_digest ? s->vocab_digest : "";
         welcome.run_id = m->u.welcome.run_id;
         welcome.model_identity = str_in(m->u.welcome.model_identity);
         welcome.settings = &settings;
@@ -305,9 +345,32 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
                 log_seterr(err, errlen, "wire_encode: out of memory for %zu docs", n);
                 goto error;
             }
+            size_t n_samples = 0;
+            for (size_t i = 0; i < n; i++) n_samples += m->u.job.docs[i].n_samples;
+            if (n_samples) {
+                samples = malloc(n_samples * sizeof *samples);
+                sample_ptrs = malloc(n_samples * sizeof *sample_ptrs);
+                if (!samples || !sample_ptrs) {
+                    log_seterr(err, errlen, "wire_encode: out of memory for %zu samples", n_samples);
+                    goto error;
+                }
+            }
+            size_t at = 0;
             for (size_t i = 0; i < n; i++) {
                 const wire_doc_t *d = &m->u.job.docs[i];
                 tokshift__doc__init(&docs[i]);
+                docs[i].n_samples = d->n_samples;
+                docs[i].samples = d->n_samples ? sample_ptrs + at : NULL;
+                for (size_t k = 0; k < d->n_samples; k++, at++) {
+                    const wire_sample_t *x = &d->samples[k];
+                    tokshift__sample__init(&samples[at]);
+                    samples[at].cut = x->cut;
+                    samples[at].sample_idx = x->sample_idx;
+                    samples[at].seed = x->seed;
+                    samples[at].n_tokens = x->n_tokens;
+                    samples[at].tokens = x->tokens;
+                    sample_ptrs[at] = &samples[at];
+                }
                 docs[i].doc_id = d->doc_id;
                 docs[i].text.len = d->text_len;
                 docs[i].text.data = (uint8_t *)d->text;
@@ -369,6 +432,8 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
     }
     free(docs);
     free(doc_ptrs);
+    free(samples);
+    free(sample_ptrs);
     *buf = out;
     *len = size;
     return 0;
@@ -377,6 +442,8 @@ error:
     free(out);
     free(docs);
     free(doc_ptrs);
+    free(samples);
+    free(sample_ptrs);
     return -1;
 }
 
@@ -436,6 +503,7 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         m->u.hello.pid = h->pid;
         m->u.hello.threads = h->threads;
         DUP(m->u.hello.model_identity, h->model_identity);
+        m->u.hello.observes = h->observes;
         DUP(m->u.hello.model_name, h->model_name);
         return 0;
     }
@@ -467,6 +535,8 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         o->top_k = s->top_k;
         o->top_p = s->top_p;
         o->seed = s->seed;
+        o->score_run = s->score_run;
+        DUP(o->vocab_digest, s->vocab_digest);
         return 0;
     }
     case WIRE_JOB: {
@@ -499,6 +569,29 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
             o->text_len = d->text.len;
             d->text.data = NULL;
             d->text.len = 0;
+            if (d->n_samples > WIRE_MAX_SAMPLES_PER_DOC)
+                return log_seterr(err, errlen,
+                                  "JOB docs[%zu].samples: %zu of them, more than WIRE_MAX_SAMPLES_PER_DOC (%u)", i,
+                                  d->n_samples, WIRE_MAX_SAMPLES_PER_DOC);
+            if (!d->n_samples) continue;
+            if (!(o->samples = calloc(d->n_samples, sizeof *o->samples)))
+                return log_seterr(err, errlen, "out of memory for %zu samples", d->n_samples);
+            o->n_samples = d->n_samples;
+            for (size_t k = 0; k < d->n_samples; k++) {
+                const Tokshift__Sample *x = d->samples[k];
+                wire_sample_t *y = &o->samples[k];
+                y->cut = x->cut, y->sample_idx = x->sample_idx, y->seed = x->seed;
+                if (x->n_tokens > WIRE_MAX_SAMPLE_TOKENS)
+                    return log_seterr(err, errlen,
+                                      "JOB docs[%zu].samples[%zu].tokens: %zu of them, more than "
+                                      "WIRE_MAX_SAMPLE_TOKENS (%u)",
+                                      i, k, x->n_tokens, WIRE_MAX_SAMPLE_TOKENS);
+                if (!x->n_tokens) continue;
+                if (!(y->tokens = malloc(x->n_tokens * sizeof *y->tokens)))
+                    return log_seterr(err, errlen, "out of memory for %zu tokens", x->n_tokens);
+                memcpy(y->tokens, x->tokens, x->n_tokens * sizeof *y->tokens);
+                y->n_tokens = x->n_tokens;
+            }
         }
         return 0;
     }
@@ -630,9 +723,15 @@ void wire_msg_clear(wire_msg_t *m) {
     case WIRE_WELCOME:
         free(m->u.welcome.model_identity);
         free(m->u.welcome.settings.prefix_lengths);
+        free(m->u.welcome.settings.vocab_digest);
         break;
     case WIRE_JOB:
-        for (size_t i = 0; m->u.job.docs && i < m->u.job.n_docs; i++) free(m->u.job.docs[i].text);
+        for (size_t i = 0; m->u.job.docs && i < m->u.job.n_docs; i++) {
+            wire_doc_t *d = &m->u.job.docs[i];
+            for (size_t k = 0; d->samples && k < d->n_samples; k++) free(d->samples[k].tokens);
+            free(d->samples);
+            free(d->text);
+        }
         free(m->u.job.docs);
         break;
     case WIRE_FAILED:

@@ -38,6 +38,8 @@
 #define WIRE_MAX_DOCS_PER_JOB 100000
 #define WIRE_MAX_STRING (64u << 20)
 #define WIRE_MAX_CUTS 4096
+#define WIRE_MAX_SAMPLES_PER_DOC (1u << 20)
+#define WIRE_MAX_SAMPLE_TOKENS (1u << 20)
 
 typedef enum {
     WIRE_HELLO = 1,
@@ -76,12 +78,25 @@ typedef struct {
     int32_t top_k;           /* 0 = off */
     float top_p;             /* 1 = off */
     uint64_t seed;           /* run seed */
+    int64_t score_run;       /* cross-scoring: the source run (0 = none) */
+    char *vocab_digest;      /* its model's vocabulary digest ("" or NULL when none) */
 } wire_settings_t;
+
+/* Another run's sample, for a cross-scoring run's worker to observe. */
+typedef struct {
+    int32_t cut;
+    int32_t sample_idx;
+    uint64_t seed;
+    int32_t *tokens;
+    size_t n_tokens;
+} wire_sample_t;
 
 typedef struct {
     int64_t doc_id;  /* the database id */
     char *text;      /* UTF-8, NUL-terminated, text_len bytes */
     size_t text_len;
+    wire_sample_t *samples; /* cross-scoring runs only */
+    size_t n_samples;
 } wire_doc_t;
 
 typedef struct {
@@ -95,6 +110,7 @@ typedef struct {
             int32_t threads;
             char *model_identity; /* sha256 of the model file(s), hex */
             char *model_name;
+            int32_t observes; /* 1: can observe given samples (cross-scoring) */
         } hello;
         struct { /* WELCOME */
             int64_t run_id;

@@ -33,11 +33,11 @@ int main(void) {
 
     /* The worker's side. */
     int32_t pl[] = {5};
-    job_settings_t s = {48, 16, pl, 1, 11, {6, 3, {1.0f, 0, 1.0f}, 12345}};
+    job_settings_t s = {48, 16, pl, 1, 11, {6, 3, {1.0f, 0, 1.0f}, 12345}, 0};
     experiment_t *ex = experiment_new(m, s.window, EXPERIMENT_BATCH, &s.cont, err, sizeof err);
     job_result_t *r = job_result_new();
     TU_REQUIRE(ex && r, "%s", err);
-    TU_REQUIRE(job_measure_doc(ex, m, &s, 9, g_text, strlen(g_text), r, NULL, err, sizeof err) == 0, "%s", err);
+    TU_REQUIRE(job_measure_doc(ex, m, &s, 9, g_text, strlen(g_text), NULL, 0, r, NULL, err, sizeof err) == 0, "%s", err);
     db_results_t v;
     TU_REQUIRE(job_result_view(r, &v) == 0, "view");
     TU_REQUIRE(v.n_docs == 1 && !v.docs[0].error, "the document was measured");

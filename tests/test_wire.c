@@ -153,6 +153,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_i64(&s, 4, m->u.hello.threads);
         pb_str(&s, 5, m->u.hello.model_identity);
         pb_str(&s, 6, m->u.hello.model_name);
+        if (m->u.hello.observes) pb_i64(&s, 7, m->u.hello.observes); /* proto3: false is not written */
         break;
     case WIRE_WELCOME: {
         const wire_settings_t *st = &m->u.welcome.settings;
@@ -172,6 +173,8 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_i64(&rs, 8, st->top_k);
         pb_f32(&rs, 9, st->top_p);
         pb_u64(&rs, 10, st->seed);
+        pb_i64(&rs, 11, st->score_run);
+        pb_str(&rs, 12, st->vocab_digest);
         pb_i64(&s, 1, m->u.welcome.run_id);
         pb_str(&s, 2, m->u.welcome.model_identity);
         pb_sub(&s, 3, &rs);
@@ -187,6 +190,19 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
             pb_t d = {0};
             pb_i64(&d, 1, m->u.job.docs[i].doc_id);
             if (m->u.job.docs[i].text_len) pb_lenfield(&d, 2, m->u.job.docs[i].text, m->u.job.docs[i].text_len);
+            for (size_t k = 0; k < m->u.job.docs[i].n_samples; k++) {
+                const wire_sample_t *x = &m->u.job.docs[i].samples[k];
+                pb_t sm = {0};
+                pb_i64(&sm, 1, x->cut);
+                pb_i64(&sm, 2, x->sample_idx);
+                pb_u64(&sm, 3, x->seed);
+                if (x->n_tokens) { /* packed */
+                    pb_t packed = {0};
+                    for (size_t t = 0; t < x->n_tokens; t++) pb_uvarint(&packed, (uint64_t)(int64_t)x->tokens[t]);
+                    pb_sub(&sm, 4, &packed);
+                }
+                pb_sub(&d, 3, &sm);
+            }
             pb_sub(&s, 4, &d);
         }
         break;
@@ -239,6 +255,7 @@ static wire_msg_t mk_hello(int edge) {
     m.u.hello.threads = 16;
     m.u.hello.model_identity = xstrdup(IDENT);
     m.u.hello.model_name = xstrdup("stories260K \xe2\x80\x94 \xf0\x9f\xa6\x99");
+    m.u.hello.observes = 1;
     return m;
 }
 
@@ -316,6 +333,35 @@ static wire_msg_t mk_job_n(size_t n) {
     REQUIRE(m.u.job.docs, "out of memory");
     m.u.job.n_docs = n;
     for (size_t i = 0; i < n; i++) set_doc(&m.u.job.docs[i], (int64_t)i * 7, texts[i % 4], strlen(texts[i % 4]));
+    return m;
+}
+
+/* A cross-scoring job: n docs, doc i with i samples of i + 1 tokens each
+ * (edge values: the largest seed, token id INT32_MAX). */
+static wire_msg_t mk_job_samples(size_t n) {
+    wire_msg_t m = mk_job_n(n);
+    for (size_t i = 0; i < n; i++) {
+        wire_doc_t *d = &m.u.job.docs[i];
+        if (!i) continue;
+        d->samples = calloc(i, sizeof *d->samples);
+        REQUIRE(d->samples, "out of memory");
+        d->n_samples = i;
+        for (size_t k = 0; k < i; k++) {
+            wire_sample_t *x = &d->samples[k];
+            x->cut = (int32_t)(1 + 8 * i), x->sample_idx = (int32_t)k, x->seed = UINT64_MAX - k;
+            x->tokens = xmalloc((i + 1) * sizeof *x->tokens);
+            x->n_tokens = i + 1;
+            for (size_t t = 0; t <= i; t++) x->tokens[t] = t == i ? INT32_MAX : (int32_t)(t * 1000 + k);
+        }
+    }
+    return m;
+}
+
+/* A WELCOME of a cross-scoring run. */
+static wire_msg_t mk_welcome_score(void) {
+    wire_msg_t m = mk_welcome(0);
+    m.u.welcome.settings.score_run = INT64_MAX;
+    m.u.welcome.settings.vocab_digest = xstrdup(IDENT);
     return m;
 }
 
@@ -407,6 +453,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(a->u.hello.threads == b->u.hello.threads, "threads");
         D(str_eq(a->u.hello.model_identity, b->u.hello.model_identity), "model_identity");
         D(str_eq(a->u.hello.model_name, b->u.hello.model_name), "model_name");
+        D(a->u.hello.observes == b->u.hello.observes, "observes");
         D(b->u.hello.worker && b->u.hello.host && b->u.hello.model_identity && b->u.hello.model_name,
           "decoded strings are never NULL");
         break;
@@ -424,6 +471,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(f32_eq(x->temperature, y->temperature), "temperature");
         D(x->top_k == y->top_k && f32_eq(x->top_p, y->top_p), "top_k/top_p");
         D(x->seed == y->seed, "seed");
+        D(x->score_run == y->score_run && str_eq(x->vocab_digest, y->vocab_digest), "score_run/vocab_digest");
         break;
     }
     case WIRE_JOB:
@@ -435,6 +483,13 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
             D(x->doc_id == y->doc_id, "doc_id");
             D(x->text_len == y->text_len && y->text && !memcmp(x->text, y->text, x->text_len), "text");
             D(y->text[y->text_len] == 0, "text NUL-terminated");
+            D(x->n_samples == y->n_samples, "n_samples");
+            for (size_t k = 0; k < x->n_samples; k++) {
+                const wire_sample_t *p = &x->samples[k], *q = &y->samples[k];
+                D(p->cut == q->cut && p->sample_idx == q->sample_idx && p->seed == q->seed, "sample fields");
+                D(p->n_tokens == q->n_tokens && (!p->n_tokens || !memcmp(p->tokens, q->tokens, p->n_tokens * 4)),
+                  "sample tokens");
+            }
         }
         break;
     case WIRE_DONE:
@@ -512,6 +567,8 @@ static void test_roundtrips(void) {
     roundtrip(mk_job_n(4), "JOB 4 docs (empty, ASCII, CJK/Cyrillic, emoji)");
     roundtrip(mk_job_n(WIRE_MAX_DOCS_PER_JOB), "JOB WIRE_MAX_DOCS_PER_JOB docs");
     roundtrip(mk_job_big(8u << 20), "JOB 8 MiB text");
+    roundtrip(mk_job_samples(4), "JOB with samples (cross-scoring)");
+    roundtrip(mk_welcome_score(), "WELCOME of a cross-scoring run");
     roundtrip(mk_done(0), "DONE");
     roundtrip(mk_done(1), "DONE zeros");
     roundtrip(mk_done(2), "DONE extremes, stale");
@@ -649,6 +706,25 @@ static const char *bad_case(int i, wire_msg_t *m, const char **w1, const char **
         CASE(53, mk_progress(), m->u.heartbeat.tokens = -1, "HEARTBEAT tokens", "-1 is negative")
         CASE(54, mk_progress(), m->u.heartbeat.job_id = -5, "HEARTBEAT job_id", "-5 is negative")
         CASE(55, mk_progress(), (m->u.heartbeat.busy = 2, *enc_only = 1), "HEARTBEAT busy 2", "neither 0 nor 1")
+        CASE(56, mk_welcome(0), m->u.welcome.settings.score_run = -2, "WELCOME settings.score_run", "-2 is negative")
+        CASE(57, mk_welcome(0), m->u.welcome.settings.score_run = 5, "WELCOME settings: score_run 5",
+             "without a vocab_digest")
+        CASE(58, mk_welcome_score(), replace_str(&m->u.welcome.settings.vocab_digest, "abc"),
+             "WELCOME settings.vocab_digest", "'abc'")
+        CASE(59, mk_job_samples(3), m->u.job.docs[2].samples[1].cut = 0, "JOB docs[2].samples[1].cut 0", "below 1")
+        CASE(60, mk_job_samples(3), m->u.job.docs[1].samples[0].sample_idx = -1,
+             "JOB docs[1].samples[0].sample_idx -1", "negative")
+        CASE(61, mk_job_samples(3), m->u.job.docs[2].samples[0].tokens[1] = -7,
+             "JOB docs[2].samples[0].tokens[1] -7", "negative")
+        CASE(62, mk_job_samples(2), (m->u.job.docs[1].samples[0].n_tokens = WIRE_MAX_SAMPLE_TOKENS + 1,
+                                     *enc_only = 1),
+             "JOB docs[1].samples[0].tokens", "more than WIRE_MAX_SAMPLE_TOKENS")
+        /* (samples freed first, so that wire_msg_clear's loop stays in bounds) */
+        CASE(63, mk_job_samples(2), (free(m->u.job.docs[1].samples[0].tokens), free(m->u.job.docs[1].samples),
+                                     m->u.job.docs[1].samples = NULL,
+                                     m->u.job.docs[1].n_samples = WIRE_MAX_SAMPLES_PER_DOC + 1, *enc_only = 1),
+             "JOB docs[1].samples", "more than WIRE_MAX_SAMPLES_PER_DOC")
+        CASE(64, mk_hello(0), (m->u.hello.observes = 2, *enc_only = 1), "HELLO observes 2", "neither 0 nor 1")
     }
 #undef CASE
     return NULL;
@@ -684,7 +760,7 @@ static void test_bad_values(void) {
         if (i == 52) m.u.welcome.settings.n_prefix_lengths = 0;
         wire_msg_clear(&m);
     }
-    TU_CHECK(n_cases == 56, "ran %d bad-value cases", n_cases);
+    TU_CHECK(n_cases == 65, "ran %d bad-value cases", n_cases);
     fprintf(stderr, "bad values: %d cases, each refused by encode and (where it can be sent) decode\n", n_cases);
 
     /* A text over WIRE_MAX_STRING: refused before packing, and as bytes

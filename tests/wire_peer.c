@@ -146,7 +146,7 @@ static void print_counts(const char *who) {
 
 /* A valid message to truncate or re-version, for the given direction. */
 static wire_msg_t sample_msg(int to_worker, const char *identity, int64_t run_id) {
-    static wire_doc_t doc = {3, "Once upon a time", 16};
+    static wire_doc_t doc = {3, "Once upon a time", 16, NULL, 0};
     static int32_t cuts[2] = {4, 8};
     wire_msg_t m = {.type = WIRE_HEARTBEAT};
     switch (rnd_below(3) + (to_worker ? 3 : 0)) {
@@ -172,7 +172,7 @@ static wire_msg_t sample_msg(int to_worker, const char *identity, int64_t run_id
         m.type = WIRE_WELCOME;
         m.u.welcome.run_id = run_id;
         m.u.welcome.model_identity = (char *)identity;
-        m.u.welcome.settings = (wire_settings_t){64, 32, cuts, 2, 0, 8, 2, 1.0f, 0, 1.0f, 7};
+        m.u.welcome.settings = (wire_settings_t){64, 32, cuts, 2, 0, 8, 2, 1.0f, 0, 1.0f, 7, 0, NULL};
         m.u.welcome.heartbeat_ms = 1000;
         m.u.welcome.liveness = 5;
         break;

@@ -404,9 +404,29 @@ static void doc_discard(job_result_t *r) {
     r->docsums.n = r->doc_docsums;
 }
 
+/* With s->observe: the K given samples at cut, from given[*at] on, into
+ * tokens (K * C) and seeds; *at moves past them.  Returns 0, or -1 with a
+ * message in why when they are not there (K of C tokens each, in order). */
+static int given_at(const job_settings_t *s, const wire_sample_t *given, size_t n_given, size_t *at, int32_t cut,
+                    int32_t *tokens, uint64_t *seeds, char *why, size_t whylen) {
+    int C = s->cont.cont_len, K = s->cont.n_samples;
+    for (int k = 0; k < K; k++, (*at)++) {
+        const wire_sample_t *g = *at < n_given ? &given[*at] : NULL;
+        if (!g || g->cut != cut || g->sample_idx != k || g->n_tokens != (size_t)C)
+            return log_seterr(why, whylen,
+                              "the scored run has no sample %d of %d tokens at cut %d (another tokenization?)", k, C,
+                              (int)cut);
+        memcpy(tokens + (size_t)k * C, g->tokens, (size_t)C * sizeof *tokens);
+        seeds[k] = g->seed;
+    }
+    return 0;
+}
+
 int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
-                    size_t text_len, job_result_t *r, volatile sig_atomic_t *cancel, char *err, size_t errlen) {
-    int32_t *ids = NULL, *cuts = NULL;
+                    size_t text_len, const wire_sample_t *given, size_t n_given, job_result_t *r,
+                    volatile sig_atomic_t *cancel, char *err, size_t errlen) {
+    int32_t *ids = NULL, *cuts = NULL, *tokens = NULL;
+    size_t at = 0;
     char why[LOG_ERRLEN];
     int rc = -1;
     fault_maybe_crash_on_doc(doc_id); /* TOKSHIFT_FAULT crash_on_doc */
@@ -438,11 +458,26 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
             log_seterr(err, errlen, "cancelled");
             goto out;
         }
-        /* Every cut of the document decodes together (experiment.h). */
         experiment_row_t *all_human = r->rows.p, *all_samples = all_human + nc * (size_t)C;
-        if (nc && experiment_continue_doc(ex, ids, (int)n, cuts, (int)nc, (uint64_t)doc_id, all_human, all_samples,
-                                          r->seeds.p, why, sizeof why))
+        if (s->observe) {
+            /* Cross-scoring: each cut with the samples it was given. */
+            if (K > 0 && !(tokens = malloc((size_t)K * C * sizeof *tokens))) goto oom;
+            for (size_t j = 0; j < nc; j++) {
+                if (cancel && *cancel) {
+                    log_seterr(err, errlen, "cancelled");
+                    goto out;
+                }
+                uint64_t *cut_seeds = (uint64_t *)r->seeds.p + j * K;
+                if (given_at(s, given, n_given, &at, cuts[j], tokens, cut_seeds, why, sizeof why) ||
+                    experiment_observe(ex, ids, (int)n, cuts[j], tokens, all_human + j * C,
+                                       all_samples + j * K * (size_t)C, why, sizeof why))
+                    goto doc_error;
+            }
+        } else if (nc && experiment_continue_doc(ex, ids, (int)n, cuts, (int)nc, (uint64_t)doc_id, all_human,
+                                                 all_samples, r->seeds.p, why, sizeof why)) {
+            /* Every cut of the document decodes together (experiment.h). */
             goto doc_error;
+        }
         for (size_t j = 0; j < nc; j++) {
             experiment_row_t *human = all_human + j * C, *samples = all_samples + j * K * (size_t)C;
             const uint64_t *seeds = (const uint64_t *)r->seeds.p + j * K;
@@ -457,6 +492,11 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
                                      (size_t)C))
                     goto oom;
         }
+    }
+    if (s->observe && at != n_given) {
+        snprintf(why, sizeof why, "the scored run has %zu samples of this document beyond its cuts (another "
+                 "tokenization?)", n_given - at);
+        goto doc_error;
     }
     if (job_doc_end(r)) goto oom;
     rc = 0;
@@ -479,6 +519,7 @@ doc_error:
 oom:
     log_seterr(err, errlen, "out of memory measuring document %lld", (long long)doc_id);
 out:
+    free(tokens);
     free(cuts);
     free(ids);
     return rc;

@@ -24,6 +24,7 @@
 #include "db.h"
 #include "experiment.h"
 #include "model.h"
+#include "wire.h"
 
 typedef struct {
     int window, stride;
@@ -31,6 +32,7 @@ typedef struct {
     size_t n_prefix_lengths;
     int cut_every;
     experiment_cont_t cont;
+    int observe; /* cross-scoring run: the samples are given (job_measure_doc), not drawn */
 } job_settings_t;
 
 typedef struct job_result job_result_t;
@@ -67,8 +69,14 @@ int job_doc_end(job_result_t *r);
 /* Measures one document into r.  A document the engine cannot process (for
  * example a non-finite logit) is recorded in r with its reason and 0 is
  * returned; -1 only when memory runs out.  `cancel`, when non-NULL and set,
- * stops early with -1 and the message "cancelled". */
+ * stops early with -1 and the message "cancelled".  With s->observe, the
+ * samples are not drawn: given[0..n_given) are the scored run's samples of
+ * this document in seq_no order (K per cut, each of C tokens), observed
+ * with experiment_observe and stored with their seeds under the same
+ * seq_no layout; a document whose given samples do not match its cuts is
+ * recorded with an error.  Otherwise given is ignored. */
 int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
-                    size_t text_len, job_result_t *r, volatile sig_atomic_t *cancel, char *err, size_t errlen);
+                    size_t text_len, const wire_sample_t *given, size_t n_given, job_result_t *r,
+                    volatile sig_atomic_t *cancel, char *err, size_t errlen);
 
 #endif

@@ -87,6 +87,40 @@ static void settings_from_wire(const wire_settings_t *w, job_settings_t *s) {
     s->cont.n_samples = w->n_samples;
     s->cont.sampling = (sampler_params_t){w->temperature, w->top_k, w->top_p};
     s->cont.run_seed = w->seed;
+    s->observe = w->score_run > 0;
+}
+
+/* Vocabulary entry i as the vocab table stores it: the piece ("" when
+ * absent), or when it is not UTF-8 its bytes as \xNN escapes written into
+ * *escaped (malloc'd; the caller frees it).  NULL when memory runs out. */
+static const char *vocab_piece(const model_t *m, int i, char **escaped) {
+    const char *p = tokenizer_piece(m->tok, i);
+    size_t plen = p ? strlen(p) : 0;
+    *escaped = NULL;
+    if (!p) return "";
+    if (!plen || utf8_invalid_at(p, plen) < 0) return p;
+    if (!(*escaped = malloc(4 * plen + 1))) return NULL;
+    for (size_t j = 0; j < plen; j++) sprintf(*escaped + 4 * j, "\\x%02x", (unsigned char)p[j]);
+    return *escaped;
+}
+
+/* The vocabulary digest of migration 010's vocab_digests view: sha256 of
+ * the stored pieces in token order, each followed by a NUL byte, as hex
+ * into out.  Returns 0, or -1 when memory runs out. */
+static int vocab_digest(const model_t *m, char out[65]) {
+    digest_sha256_t c;
+    uint8_t h[32];
+    digest_sha256_init(&c);
+    for (int i = 0; i < m->cfg.n_vocab; i++) {
+        char *esc;
+        const char *p = vocab_piece(m, i, &esc);
+        if (!p) return -1;
+        digest_sha256_update(&c, p, strlen(p) + 1);
+        free(esc);
+    }
+    digest_sha256_final(&c, h);
+    digest_hex(h, out);
+    return 0;
 }
 
 /* Registers the model and its vocabulary (idempotent). */
@@ -98,14 +132,7 @@ static int register_model(db_t *db, const model_t *m, const char *identity, cons
     size_t cap = tokenizer_max_piece_bytes(m->tok) + 1;
     if (!pieces || !texts || !escaped) goto out;
     for (int i = 0; i < n; i++) {
-        pieces[i] = tokenizer_piece(m->tok, i);
-        size_t plen = pieces[i] ? strlen(pieces[i]) : 0;
-        if (plen && utf8_invalid_at(pieces[i], plen) >= 0) {
-            /* A vocabulary entry that is not UTF-8: stored as \xNN escapes. */
-            if (!(escaped[i] = malloc(4 * plen + 1))) goto out;
-            for (size_t j = 0; j < plen; j++) sprintf(escaped[i] + 4 * j, "\\x%02x", (unsigned char)pieces[i][j]);
-            pieces[i] = escaped[i];
-        }
+        if (!(pieces[i] = vocab_piece(m, i, &escaped[i]))) goto out;
         if (i >= tokenizer_n_vocab(m->tok)) continue;
         char *t = malloc(cap);
         if (!t) goto out;
@@ -278,6 +305,7 @@ int main(int argc, char **argv) {
     hello.u.hello.host = host;
     hello.u.hello.pid = (int32_t)getpid();
     hello.u.hello.threads = threads;
+    hello.u.hello.observes = 1;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
     link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};
@@ -292,6 +320,8 @@ int main(int argc, char **argv) {
     experiment_t *ex = NULL;
     job_result_t *result = job_result_new();
     int registered = 0;
+    char vocab[65]; /* the vocabulary digest, for cross-scoring runs */
+    if (vocab_digest(m, vocab)) log_die("", "out of memory");
     double last_wait_log = now_s();
     if (!result) log_die("", "out of memory");
 
@@ -311,10 +341,20 @@ int main(int argc, char **argv) {
             continue;
         }
         switch (msg.type) {
-        case WIRE_WELCOME:
-            if (strcmp(msg.u.welcome.model_identity, identity)) {
-                log_error("refusing run %lld: its model is %s, this worker's (%s) is %s%s",
-                          (long long)msg.u.welcome.run_id, msg.u.welcome.model_identity, model_path, identity,
+        case WIRE_WELCOME: {
+            char why[LOG_ERRLEN] = "";
+            const wire_settings_t *ws = &msg.u.welcome.settings;
+            if (strcmp(msg.u.welcome.model_identity, identity))
+                snprintf(why, sizeof why, "its model is %s, this worker's (%s) is %s", msg.u.welcome.model_identity,
+                         model_path, identity);
+            else if (ws->score_run > 0 && strcmp(ws->vocab_digest, vocab))
+                /* Cross-scoring gives samples as token ids: they mean the
+                 * same text only under the same vocabulary. */
+                snprintf(why, sizeof why, "it scores run %lld, whose model's vocabulary (%.16s...) is not this "
+                         "model's (%.16s...); only identical vocabularies are scored (not through the decoded text)",
+                         (long long)ws->score_run, ws->vocab_digest, vocab);
+            if (*why) {
+                log_error("refusing run %lld: %s%s", (long long)msg.u.welcome.run_id, why,
                           keep_serving ? "; waiting for another run" : "");
                 wire_msg_clear(&msg);
                 if (keep_serving) {
@@ -346,6 +386,7 @@ int main(int argc, char **argv) {
                 if (link_send(link, &ready, err, sizeof err)) log_error("%s", err);
             }
             break;
+        }
         case WIRE_JOB: {
             int64_t job_id = msg.u.job.job_id;
             uint64_t token = msg.u.job.attempt_token;
@@ -368,8 +409,8 @@ int main(int argc, char **argv) {
                     jr = -1;
                     break;
                 }
-                jr = job_measure_doc(ex, m, &settings, d->doc_id, d->text, d->text_len, result, &g_stop, err,
-                                     sizeof err);
+                jr = job_measure_doc(ex, m, &settings, d->doc_id, d->text, d->text_len, d->samples, d->n_samples,
+                                     result, &g_stop, err, sizeof err);
                 /* The heartbeats carry the job's progress; a long job also
                  * says so in the log now and then. */
                 bytes += (int64_t)d->text_len;

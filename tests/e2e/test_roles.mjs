@@ -7,7 +7,8 @@
 //     passwords;
 //   - a full run with the coordinator and two workers connecting as those
 //     roles, with passwords, completes with exactly the rows of a run by
-//     the owner;
+//     the owner; a cross-scoring run of it (--score-run) by the same roles
+//     reproduces those rows;
 //   - the worker role cannot CREATE TABLE (nor TEMP), DROP, ALTER, DELETE,
 //     TRUNCATE, UPDATE runs or jobs, read document texts, runs, attempt
 //     tokens or results, call the partition function, mark a job done with
@@ -89,6 +90,23 @@ const [[jobs, done, rows, owner_of_part]] = q1(`SELECT count(*), count(*) FILTER
     (SELECT tableowner FROM pg_tables WHERE tablename = 'sequence_stats_r${rb}') FROM jobs WHERE run_id = ${rb}`);
 check(jobs === done && Number(rows) > 3000, `run by the roles: ${done}/${jobs} jobs done, ${rows} token rows`);
 check(owner_of_part === "tokshift_owner", `the run's partition was made by the owner's function (owner ${owner_of_part})`);
+// A cross-scoring run (--score-run, migration 010) by the roles: the
+// coordinator loads through tokshift_score_run_load with its own rights and
+// reads the samples through sample_tokens; same model, so the same rows.
+{
+    const sr = await runOnce({conninfo: conn("tokshift_coordinator", PW.coordinator), runName: "scored-by-roles",
+                              corpus: {files: []}, modelPath: M, settings: [], coordArgs: ["--score-run", "by-roles"],
+                              logDir: dir, nWorkers: 1, workerArgs: ["--db", conn("tokshift_worker", PW.worker)]});
+    check(sr.res.code === 0, `cross-scoring run by the roles: exit ${sr.res.code}: ${sr.res.err.slice(-1500)}`);
+    logs.push(["score-run coordinator", sr.res.err + sr.res.out]);
+    for (const w of sr.workers) logs.push(["score-run worker", (await w.exited).err]);
+    const [[rs]] = q1("SELECT run_id FROM runs WHERE name = 'scored-by-roles'");
+    for (const [x, y] of [[rb, rs], [rs, rb]]) {
+        const [[n]] = q1(`SELECT count(*) FROM (SELECT ${cols} FROM token_view WHERE run_id = ${x}
+                          EXCEPT ALL SELECT ${cols} FROM token_view WHERE run_id = ${y}) d`);
+        check(n === "0", `cross-scoring by the roles: ${n} token rows of run ${x} are not in run ${y}`);
+    }
+}
 r = keep("status as reader", run(join(BIN, "tokshift"), ["status", "by-roles", "--db", conn("tokshift_reader", PW.reader)], {allowFail: true}));
 check(r.status === 0 && /by-roles/.test(r.stdout), `tokshift status as the reader: ${r.stderr}`);
 

@@ -1,0 +1,142 @@
+// test_score_run.mjs - cross-scoring (tokshift-coordinator --score-run; issue
+// 12 item 2): a run whose documents and samples are another run's, measured
+// by its own model.  Real PostgreSQL, a real coordinator and worker.
+//   same      a run of the demo model, then a --score-run run of it with the
+//             same model: its token_view rows equal the source's exactly
+//             (EXCEPT ALL both ways, every column): same model, same tokens,
+//             same statistics
+//   observer  a --score-run run with a perturbed copy of the model
+//             (dequant_gguf --perturb): the same tokens row for row (sample
+//             tokens are the generator's, not drawn), other log-probabilities;
+//             cross_scores pairs each token's two log-probabilities, and
+//             cross_sequences' per-token log-likelihood ratio equals the
+//             mean difference computed here from the token rows
+//   vocab     a worker whose model has another vocabulary (make_arch_model's
+//             synthetic one) refuses the run with exit 3, naming it
+//   refused   --score-run of a run that is not done, and with settings given,
+//             is refused at start-up; a worker whose HELLO lacks `observes`
+//             (a version before cross-scoring would draw the samples anew)
+//             is refused by the coordinator
+import {createHash} from "node:crypto";
+import {readFileSync} from "node:fs";
+import {join} from "node:path";
+import {BIN, check, cleanup, finish, freePort, model, psql, run, runOnce, start, startPostgres, tempDir, tokshift,
+        writeCorpus} from "./harness.mjs";
+
+const M = model();
+const dir = tempDir("tokshift-score-run-");
+const pg = startPostgres(dir);
+const db = pg.conninfo;
+tokshift(["db", "migrate", "--db", db]);
+
+const settings = ["--window", "64", "--stride", "32", "--prefix-lengths", "4,12", "--cont-len", "8", "--samples", "3",
+                  "--seed", "7", "--job-docs", "4"];
+const corpus = writeCorpus(dir, {nStories: 6, longRepeat: 3});
+const none = {files: []};
+async function runOk(name, opts) {
+    const r = await runOnce({conninfo: db, runName: name, logDir: dir, nWorkers: 1, ...opts,
+                             coordArgs: ["--heartbeat", "200", ...(opts.coordArgs || [])]});
+    check(r.res.code === 0, `${name}: coordinator exited ${r.res.code}: ${r.res.err.slice(-2000)}`);
+    for (const w of r.workers) {
+        const e = await w.exited;
+        check(e.code === 0, `${name}: worker exited ${e.code} (${e.sig}): ${e.err.slice(-2000)}`);
+    }
+    return Number(psql(db, `SELECT run_id FROM runs WHERE name = '${name}'`)[0][0]);
+}
+const src = await runOk("gen", {corpus, modelPath: M, settings});
+
+// ---- refused: a run that is not done; settings with --score-run ----
+{
+    psql(db, `INSERT INTO runs (name, model_identity, settings, corpus) VALUES ('unfinished', 'x', '{}', '{}')`);
+    const r = run(join(BIN, "tokshift-coordinator"), ["--run", "r1", "--model", M, "--db", db, "--score-run", "unfinished"],
+                  {allowFail: true});
+    check(r.status !== 0 && /not done/.test(r.stderr), `refused: a run that is not done (${r.status}): ${r.stderr.trim()}`);
+    const r2 = run(join(BIN, "tokshift-coordinator"), ["--run", "r2", "--model", M, "--db", db, "--score-run", "gen",
+                   "--window", "32"], {allowFail: true});
+    check(r2.status !== 0 && /settings/.test(r2.stderr), `refused: settings with --score-run (${r2.status}): ${r2.stderr.trim()}`);
+}
+
+// ---- same: the same model reproduces the source's rows exactly ----
+const same = await runOk("same", {corpus: none, modelPath: M, settings: [], coordArgs: ["--score-run", "gen"]});
+const cols = "doc_id, seq_no, kind, cut, sample_idx, pos, position, token_id, logprob, entropy, rank, top1_logprob, " +
+             "varentropy, context_len";
+const nRows = Number(psql(db, `SELECT count(*) FROM token_view WHERE run_id = ${src}`)[0][0]);
+const nSamples = Number(psql(db, `SELECT count(*) FROM token_view WHERE run_id = ${src} AND kind = 'sample'`)[0][0]);
+check(nRows > 1000 && nSamples > 100, `the source run has ${nRows} token rows, ${nSamples} of samples`);
+const diff = (a, b) => Number(psql(db, `SELECT count(*) FROM (SELECT ${cols} FROM token_view WHERE run_id = ${a}
+    EXCEPT ALL SELECT ${cols} FROM token_view WHERE run_id = ${b}) d`)[0][0]);
+check(diff(src, same) === 0 && diff(same, src) === 0,
+      `same: the rows equal the source's (${diff(src, same)} / ${diff(same, src)} rows differ of ${nRows})`);
+const seeds = q => psql(db, `SELECT doc_id, seq_no, seed FROM sequences WHERE run_id = ${q} ORDER BY 1, 2`).join(";");
+check(seeds(same) === seeds(src), "same: the sequences carry the generator's seeds");
+check(psql(db, `SELECT score_run_id FROM runs WHERE run_id = ${same}`)[0][0] === String(src), "same: score_run_id recorded");
+
+// ---- observer: a perturbed model sees the same tokens differently ----
+const P = join(dir, "perturbed.gguf");
+run(join(BIN, "tests", "dequant_gguf"), ["--perturb", "0.1", "1", M, P]);
+const obs = await runOk("obs", {corpus: none, modelPath: P, settings: [], coordArgs: ["--score-run", "gen"]});
+const tok = q => psql(db, `SELECT doc_id, seq_no, pos, token_id FROM token_view WHERE run_id = ${q} ORDER BY 1, 2, 3`)
+    .map(r => r.join(",")).join(";");
+check(tok(obs) === tok(src), "observer: the same tokens, row for row");
+const [[n, nDiff, nHum]] = psql(db, `SELECT count(*), count(*) FILTER (WHERE observer_logprob <> generator_logprob),
+    count(*) FILTER (WHERE kind = 'human') FROM cross_scores WHERE observer_run = ${obs}`);
+check(Number(n) === nRows && Number(nDiff) > 0.9 * nRows && Number(nHum) > 0,
+      `observer: cross_scores pairs all ${nRows} tokens (${n}), ${nDiff} with other log-probabilities`);
+// (as many rows as each run has, so one direction of EXCEPT ALL suffices)
+const side = (col, q) => Number(psql(db, `SELECT count(*) FROM (SELECT doc_id, seq_no, kind, pos, position, token_id,
+    ${col}_logprob, ${col}_entropy, ${col}_rank FROM cross_scores WHERE observer_run = ${obs} AND generator_run = ${src}
+    EXCEPT ALL SELECT doc_id, seq_no, kind, pos, position, token_id, logprob, entropy, rank FROM token_view
+    WHERE run_id = ${q}) d`)[0][0]);
+check(side("observer", obs) === 0 && side("generator", src) === 0,
+      `observer: cross_scores' two sides are the two runs' rows (${side("observer", obs)}, ${side("generator", src)} differ)`);
+// The per-sequence ratio, independently: from the two runs' rows here.
+// (extra_float_digits 3: each float4 printed so that Math.fround of the parsed
+// text is the stored float4 exactly, whatever the server's default)
+const lp = q => new Map(psql(db, `SET extra_float_digits = 3; SELECT doc_id || '/' || seq_no, array_agg(logprob ORDER BY pos)::text
+    FROM token_view WHERE run_id = ${q} GROUP BY 1`).map(([k, v]) => [k, v.slice(1, -1).split(",").map(x => Math.fround(Number(x)))]));
+const lo = lp(obs), lg = lp(src);
+let worst = 0, nSeq = 0;
+for (const [k, llr] of psql(db, `SET extra_float_digits = 3; SELECT doc_id || '/' || seq_no, llr_per_token FROM cross_sequences
+                                 WHERE observer_run = ${obs}`)) {
+    const a = lo.get(k), b = lg.get(k);
+    const mine = a.reduce((s, x, i) => s + (x - b[i]), 0) / a.length;
+    // float4 values summed in double: |error| < n * 2^-52 * max|x|, far below 1e-9.
+    worst = Math.max(worst, Math.abs(mine - Number(llr)));
+    nSeq++;
+}
+check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${nSeq} sequences (of ${lo.size}) is the mean difference (worst ${worst})`);
+
+// ---- vocab: another vocabulary is refused by the worker ----
+{
+    const R = join(dir, "random.gguf");
+    run(join(BIN, "tests", "make_arch_model"), ["llama", R]);
+    const port = await freePort();
+    const ep = `tcp://127.0.0.1:${port}`;
+    const coord = start(join(BIN, "tokshift-coordinator"), ["--run", "vocab", "--model", R, "--db", db, "--bind", ep,
+                        "--score-run", "gen"], join(dir, "vocab-coord.log"));
+    const w = run(join(BIN, "tokshift-worker"), ["--connect", ep, "--model", R, "--db", db], {allowFail: true});
+    coord.p.kill("SIGTERM");
+    await coord.exited;
+    check(w.status === 3 && /vocabulary/.test(w.stderr) && /not through the decoded text/.test(w.stderr),
+          `vocab: the worker refuses another vocabulary (exit ${w.status}): ${w.stderr.trim().split("\n").pop()}`);
+    const [[rows]] = psql(db, `SELECT count(*) FROM sequence_stats s JOIN runs r USING (run_id) WHERE r.name = 'vocab'`);
+    check(rows === "0", `vocab: nothing written (${rows} sequences)`);
+}
+
+// ---- old worker: a worker that does not say it observes is refused ----
+{
+    const port = await freePort();
+    const ep = `tcp://127.0.0.1:${port}`;
+    const coord = start(join(BIN, "tokshift-coordinator"), ["--run", "old-worker", "--model", M, "--db", db, "--bind", ep,
+                        "--score-run", "gen"], join(dir, "old-worker-coord.log"));
+    const identity = createHash("sha256").update(readFileSync(M)).digest("hex");
+    // wire_peer's HELLO has the run's model but no `observes` (as a worker
+    // of a version before cross-scoring sends it).
+    run(join(BIN, "tests", "wire_peer"), ["hello", ep, identity, "3"], {allowFail: true});
+    coord.p.kill("SIGTERM");
+    const e = await coord.exited;
+    check(/would draw anew/.test(e.err), `old worker: refused by the coordinator: ${e.err.slice(-600)}`);
+}
+
+cleanup(dir);
+finish("test_score_run");
