@@ -144,6 +144,7 @@ typedef struct {
     int64_t job_id, token;
     char worker[128];
     int64_t age_ms; /* since it was leased */
+    int64_t n_bytes; /* text bytes of the job's documents */
 } db_lease_t;
 
 /* The run's leased jobs with their attempt tokens and holders (malloc'd,

@@ -419,7 +419,8 @@ int db_jobs_leased(db_t *db, int64_t run_id, db_lease_t **leases, size_t *n, cha
     *leases = NULL;
     *n = 0;
     if (db_exec(db,
-          "SELECT job_id, attempt_token, worker, (extract(epoch FROM now() - leased_at) * 1000)::bigint FROM jobs "
+          "SELECT job_id, attempt_token, worker, (extract(epoch FROM now() - leased_at) * 1000)::bigint, n_bytes "
+          "FROM jobs "
           "WHERE run_id = $1 AND state = 'leased' ORDER BY job_id",
           1, (const char *const[]){id}, &r, err, errlen, "listing leased jobs"))
         return -1;
@@ -434,6 +435,7 @@ int db_jobs_leased(db_t *db, int64_t run_id, db_lease_t **leases, size_t *n, cha
         l->token = strtoll(PQgetvalue(r, (int)i, 1), NULL, 10);
         snprintf(l->worker, sizeof l->worker, "%s", PQgetvalue(r, (int)i, 2));
         l->age_ms = strtoll(PQgetvalue(r, (int)i, 3), NULL, 10);
+        l->n_bytes = strtoll(PQgetvalue(r, (int)i, 4), NULL, 10);
     }
     *n = k;
     PQclear(r);

@@ -27,7 +27,7 @@ typedef struct {
     int64_t jobs_done;
     /* The job in hand, as the worker's heartbeats tell it. */
     int64_t job_bytes;           /* text bytes of the job's documents */
-    int64_t prog_tokens, prog_bytes; /* measured so far */
+    int64_t prog_tokens, prog_bytes, prog_docs; /* measured so far */
     int unreachable;             /* its connection is gone (a send failed
                                     with EHOSTUNREACH): not counted alive */
 } fleet_worker_t;

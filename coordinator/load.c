@@ -44,9 +44,9 @@ load_t *load_new(db_t *db, int64_t run_id, corpus_t *corpus, int64_t next_doc, i
     }
     *l = (load_t){.db = db, .run_id = run_id, .cp = corpus, .job_docs = job_docs, .job_bytes = job_bytes,
                   .skip = next_doc, .next_doc = next_doc, .next_job = next_job, .t0 = now_s()};
-    /* A continued load analyzes at its first commit too: the statistics may
-     * predate what was loaded before the crash. */
-    l->analyzed_docs = 0;
+    /* (analyzed_docs starts at 0: a continued load analyzes at its first
+     * commit too, since the statistics may predate what was loaded before
+     * the crash.) */
     return l;
 }
 

@@ -483,7 +483,8 @@ static fleet_worker_t *holder(coord_t *c, int64_t job_id, uint64_t token, fleet_
 }
 
 /* Refreshes the progress counters from PostgreSQL (after adopted leases
- * ended without the worker's DONE reaching this coordinator). */
+ * ended without the worker's DONE reaching this coordinator, and for the
+ * closing line). */
 static void refresh_counts(coord_t *c) {
     char err[LOG_ERRLEN];
     db_progress_t pg;
@@ -510,6 +511,7 @@ static void adopt_for(coord_t *c, fleet_worker_t *w) {
         w->job_id = c->adopted[i].job_id;
         w->token = (uint64_t)c->adopted[i].token;
         w->leased_ms = now_ms() - c->adopted[i].age_ms;
+        w->job_bytes = c->adopted[i].n_bytes, w->prog_tokens = w->prog_bytes = w->prog_docs = 0;
         w->adopted = 1;
         w->ready = 0;
         log_info("worker %s reconnected holding job %" PRId64 ": lease adopted", w->name, w->job_id);
@@ -588,7 +590,7 @@ static void dispatch(coord_t *c) {
         w->token = token;
         w->ready = 0;
         w->leased_ms = now_ms();
-        w->job_bytes = w->prog_tokens = w->prog_bytes = 0;
+        w->job_bytes = w->prog_tokens = w->prog_bytes = w->prog_docs = 0;
         for (size_t i = 0; i < n; i++) w->job_bytes += (int64_t)docs[i].text_len;
         if (!wd || wire_send(c->sock, w->id, w->id_len, &m, err, sizeof err)) {
             log_warn("job %" PRId64 " to %s: %s", job_id, w->name, wd ? err : "out of memory");
@@ -673,6 +675,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
         fleet_worker_t *h = holder(c, job_id, m->u.done.attempt_token, w);
         if (h) h->job_id = -1, h->adopted = 0;
         long a = adopted_find(c, job_id, m->u.done.attempt_token);
+        int64_t job_bytes = h ? h->job_bytes : a >= 0 ? c->adopted[a].n_bytes : 0;
         if (a >= 0) adopted_drop(c, (size_t)a); /* from a worker not (yet) reconnected under its name */
         char state[16];
         if (c->db_down || db_job_state(c->db, c->run_id, job_id, state, err, sizeof err) < 0) {
@@ -684,8 +687,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             c->done++;
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
-            if (h) c->bytes_done += h->job_bytes;
-            else refresh_counts(c); /* an adopted lease: its size is PostgreSQL's */
+            c->bytes_done += job_bytes;
             if (w) w->jobs_done++;
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
                       w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
@@ -714,6 +716,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
         if (w && m->u.heartbeat.busy && w->job_id == m->u.heartbeat.job_id) {
             w->prog_tokens = m->u.heartbeat.tokens;
             w->prog_bytes = m->u.heartbeat.bytes;
+            w->prog_docs = m->u.heartbeat.docs;
         }
         return;
     default:
@@ -764,12 +767,12 @@ static double cpu_seconds(void) {
  * ETA ("--:--:--"). */
 static void progress(coord_t *c, int final) {
     int64_t now = now_ms(), el = now - c->t0_ms;
-    int64_t fl_tokens = 0, fl_bytes = 0;
+    int64_t fl_tokens = 0, fl_bytes = 0, fl_docs = 0;
     size_t alive = 0;
     for (size_t i = 0; i < fleet_size(c->fleet); i++) {
         const fleet_worker_t *w = fleet_at(c->fleet, i);
         alive += !w->unreachable;
-        if (w->job_id >= 0) fl_tokens += w->prog_tokens, fl_bytes += w->prog_bytes;
+        if (w->job_id >= 0) fl_tokens += w->prog_tokens, fl_bytes += w->prog_bytes, fl_docs += w->prog_docs;
     }
     int64_t tokens = c->tokens + fl_tokens, bytes = c->bytes_done + fl_bytes;
     if (c->last_tokens_ms == 0) {
@@ -793,7 +796,7 @@ static void progress(coord_t *c, int final) {
     }
     log_info("%sjobs %" PRId64 "/%" PRId64 " done, %" PRId64 " failed | docs %" PRId64 "/%" PRId64 " | tokens %" PRId64
              " (%" PRId64 " in jobs in hand) | %.0f tok/s | ETA %s (~%.3g tokens left) | workers %zu | retries %" PRId64,
-             final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done, c->docs_total, tokens,
+             final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done + fl_docs, c->docs_total, tokens,
              fl_tokens, final ? (el > 0 ? (double)(c->tokens - c->tokens0) * 1000.0 / (double)el : 0.0) : c->rate, eta,
              final ? 0.0 : tokens_left, alive, c->retries);
     if (final) {
@@ -1100,9 +1103,7 @@ int main(int argc, char **argv) {
         s.u.shutdown.code = WIRE_SHUTDOWN_RUN_COMPLETE;
         for (size_t i = 0; i < fleet_size(c.fleet); i++) send_to(&c, fleet_at(c.fleet, i), &s);
         db_run_set_status(db, c.run_id, "done", err, sizeof err);
-        if (db_progress(db, c.run_id, &pg, err, sizeof err) == 0) {
-            c.done = pg.done, c.failed = pg.failed, c.docs_done = pg.docs_done;
-        }
+        refresh_counts(&c);
         progress(&c, 1);
         if (table_print_report(db, c.run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) log_error("%s", err);
     }

@@ -427,6 +427,7 @@ int main(int argc, char **argv) {
                 log_warn("job %lld handed back: %s", (long long)job_id, err);
                 send_failed(link, job_id, token, err, 1);
                 busy = 0;
+                link_progress(link, 0, 0, 0, 0, 0);
                 send_ready(link);
                 break;
             }
@@ -434,6 +435,7 @@ int main(int argc, char **argv) {
             if (job_result_view(result, &res)) {
                 send_failed(link, job_id, token, "worker out of memory", 1);
                 busy = 0;
+                link_progress(link, 0, 0, 0, 0, 0);
                 send_ready(link);
                 break;
             }
@@ -467,6 +469,7 @@ int main(int argc, char **argv) {
                 send_failed(link, job_id, token, cr == -2 ? "worker stopped before writing" : err, 1);
             }
             busy = 0;
+            link_progress(link, 0, 0, 0, 0, 0);
             send_ready(link);
             break;
         }
