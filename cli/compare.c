@@ -10,6 +10,7 @@
 #include "auroc.h"
 #include "db.h"
 #include "log.h"
+#include "num.h"
 #include "table.h"
 
 #define MAX_RUNS 32
@@ -31,17 +32,19 @@ static int parse(int argc, char **argv, const char *help, size_t min_runs, opts_
                                        {0}};
     *o = (opts_t){.conninfo = "", .n_boot = 200};
     int c;
-    char *end;
     while ((c = getopt_long(argc, argv, "d:b:h", lo, NULL)) != -1) {
         switch (c) {
         case 'd': o->conninfo = optarg; break;
-        case 'b':
-            o->n_boot = (int)strtol(optarg, &end, 10);
-            if (*end || o->n_boot < 0 || o->n_boot > 100000) {
-                log_error("--boot: a number of resamples in [0, 100000], not '%s'", optarg);
+        case 'b': {
+            long v;
+            char err[LOG_ERRLEN];
+            if (num_long(optarg, "--boot (resamples)", 0, 100000, &v, err, sizeof err)) {
+                log_error("%s", err);
                 return 2;
             }
+            o->n_boot = (int)v;
             break;
+        }
         case 'h': fputs(help, stdout); return 1;
         default: fprintf(stderr, "%s", help); return 2;
         }

@@ -27,7 +27,6 @@ extern const size_t db_n_migrations;
 /* Serialises concurrent `db migrate` calls ("tokshift" in ASCII). */
 #define DB_MIGRATE_LOCK 0x746f6b7368696674LL
 
-double db_now_s(void) { return now_s(); }
 
 /* Replaces, in msg (cap bytes), every occurrence of secret with "***". */
 static void redact_secret(char *msg, size_t cap, const char *secret) {

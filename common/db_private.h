@@ -28,9 +28,6 @@ struct db {
     int lost; /* the last failure was the connection's (db_connection_lost) */
 };
 
-/* Monotonic seconds. */
-double db_now_s(void);
-
 /* Formats the failure of what (from r, or the connection's message when r
  * is NULL) into err, passwords taken out, and records in db->lost whether
  * the connection itself is gone.  Always returns -1. */

@@ -12,6 +12,7 @@
 
 #include "fault.h"
 #include "log.h"
+#include "now.h"
 
 /* ---- results ----------------------------------------------------------- */
 
@@ -134,7 +135,7 @@ static const db_copy_desc_t g_top = {"top_tokens", g_top_cols, N_OF(g_top_cols)}
 
 int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const db_results_t *res,
                   double *write_s, char *err, size_t errlen) {
-    double t0 = db_now_s();
+    double t0 = now_s();
     char a[32], b[32], c[32];
     snprintf(a, sizeof a, "%" PRId64, run_id);
     snprintf(b, sizeof b, "%" PRId64, job_id);
@@ -183,7 +184,7 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
     char nt[32], cs[32], ws[32];
     snprintf(nt, sizeof nt, "%zu", res->n_toks);
     snprintf(cs, sizeof cs, "%.6f", res->compute_s);
-    snprintf(ws, sizeof ws, "%.6f", db_now_s() - t0);
+    snprintf(ws, sizeof ws, "%.6f", now_s() - t0);
     if (db_exec(db,
           "SELECT tokshift_job_done($1::bigint, $2::bigint, $3::bigint, $4::bigint, $5::float8, $6::float8)",
           6, (const char *const[]){a, b, c, nt, cs, ws}, NULL, err, errlen, "marking the job done") ||
@@ -194,7 +195,7 @@ out:
     PQclear(r);
     if (rc != 0) db_rollback(db);
     free(buf.p);
-    if (write_s) *write_s = db_now_s() - t0;
+    if (write_s) *write_s = now_s() - t0;
     return rc;
 }
 

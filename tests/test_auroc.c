@@ -15,8 +15,8 @@
  *     bootstrap interval contains the point estimate, is reproducible from
  *     its seed, and is [1, 1] for separable classes.
  * Exact comparisons: every quantity is a ratio of small integers (halves),
- * exact in double before the one division, so the tolerance is 1 ulp-level
- * (1e-15). */
+ * exact in double before the one division: the results must be equal to
+ * the expected quotients, bit for bit. */
 #include <math.h>
 
 #include "auroc.h"
@@ -47,11 +47,11 @@ int main(void) {
     TU_REQUIRE(n == 109, "items %zu", n);
     auroc_sort(hm, n);
     double a = auroc_weighted(hm, n, NULL);
-    TU_CHECK(fabs(a - 2642.0 / (51 * 58)) < 1e-15, "Hanley-McNeil AUROC %.17g, expected 2642/2958", a);
+    TU_CHECK(a == 2642.0 / (51 * 58), "Hanley-McNeil AUROC %.17g, expected 2642/2958", a);
     TU_CHECK(fabs(a - 0.893) < 0.0005, "Hanley-McNeil AUROC %.6f, published 0.893", a);
     size_t n1, n0;
     double u = u_from_ranks(hm, n, &n1, &n0);
-    TU_CHECK(n1 == 51 && n0 == 58 && fabs(u - 2642) < 1e-9 && fabs(a - u / (double)(n1 * n0)) < 1e-15,
+    TU_CHECK(n1 == 51 && n0 == 58 && u == 2642 && a == u / (double)(n1 * n0),
              "U %.3f from ranks (n1 %zu, n0 %zu)", u, n1, n0);
 
     /* Ties, by hand; items given unsorted. */
@@ -59,14 +59,14 @@ int main(void) {
     double ut = u_from_ranks(t, 8, &n1, &n0);
     auroc_sort(t, 8);
     a = auroc_weighted(t, 8, NULL);
-    TU_CHECK(fabs(a - 7.5 / 16) < 1e-15 && fabs(ut - 7.5) < 1e-12, "ties: AUROC %.17g, U %.3f", a, ut);
+    TU_CHECK(a == 7.5 / 16 && ut == 7.5, "ties: AUROC %.17g, U %.3f", a, ut);
 
     /* Weights: cluster 0 (the positive 3) twice = that item duplicated. */
     double w[8] = {2, 1, 1, 1, 1, 1, 1, 1};
     auroc_item_t d[9] = {{3, 0, 1}, {3, 0, 1}, {5, 1, 0}, {1, 2, 1}, {2, 3, 0}, {3, 4, 1}, {0, 5, 0}, {2, 6, 1}, {3, 7, 0}};
     auroc_sort(d, 9);
     double dw = auroc_weighted(t, 8, w), dd = auroc_weighted(d, 9, NULL);
-    TU_CHECK(fabs(dw - dd) < 1e-15 && fabs(dd - 10.0 / 20) < 1e-15, "weighted %.17g, duplicated %.17g", dw, dd);
+    TU_CHECK(dw == dd && dd == 10.0 / 20, "weighted %.17g, duplicated %.17g", dw, dd);
 
     /* One class empty: undefined. */
     TU_CHECK(isnan(auroc_weighted(t, 1, NULL)), "one item: not NaN");

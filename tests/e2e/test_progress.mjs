@@ -12,6 +12,7 @@
 import {join} from "node:path";
 import {check, cleanup, finish, model, psql, runOnce, sleep, startPostgres, tempDir, tokshift, writeCorpus}
     from "./harness.mjs";
+import {waitFor} from "./faultlib.mjs";
 
 process.env.TOKSHIFT_LOG = "debug"; // the coordinator's dispatch lines say which worker is busy
 const M = model();
@@ -31,7 +32,7 @@ const {res, workers} = await runOnce({
     workerArgs: ["--threads", "1"],
     onStarted: async ctl => {
         // Stop whichever worker is idle once the job is in hand.
-        for (let t = 0; t < 100 && !/job 0 \(attempt 1/.test(ctl.coord.err()); t++) await sleep(100);
+        if (!await waitFor("job 0 handed out", () => /job 0 \(attempt 1/.test(ctl.coord.err()), 10000)) return;
         await sleep(300);
         const busy = /-> (w\d)/.exec(ctl.coord.err());
         const idle = ctl.workers[busy && busy[1] === "w0" ? 1 : 0];

@@ -12,7 +12,7 @@
 // The model defaults to $TOKSHIFT_TESTDATA/models/stories260K.gguf.
 // Exit: 0 pass, 1 fail, 77 skip (never when TOKSHIFT_TESTDATA is set).
 
-import {spawnSync} from "node:child_process";
+import {parseRef, run} from "./proc.mjs";
 import {existsSync} from "node:fs";
 import {dirname, join} from "node:path";
 import {fileURLToPath} from "node:url";
@@ -53,22 +53,11 @@ const paragraphs = [
     "One day, a bird flew down. \"Hello,\" said the bird. \"Can I play too?\" Ben smiled and said yes. They played until the moon came out, and then everyone went home happy. The end.",
 ];
 
-function run(cmd, args, input) {
-    const r = spawnSync(cmd, args, {input, encoding: "utf8", maxBuffer: 1 << 28});
-    if (r.status !== 0) {
-        console.error(`FAIL: ${cmd} ${args.join(" ")} exited ${r.status}\n${r.stderr}`);
-        process.exit(1);
-    }
-    return r.stdout;
-}
-
 let failures = 0, rows = 0;
 const worst = {logprob: 0, entropy: 0, top1_logprob: 0}, ofBound = {logprob: 0, entropy: 0, top1_logprob: 0};
 for (const [i, text] of paragraphs.entries()) {
     const ids = run(bin, ["tokenize", "--model", model, "--bos"], text).trim();
-    const ref = run("node", [join(here, "ref.mjs"), model], ids).trim().split("\n").slice(1)
-        .map(l => l.split("\t")).map(([pos, tok, lp, h, rank, top1]) =>
-            ({pos: +pos, token_id: +tok, logprob: +lp, entropy: +h, rank: +rank, top1_logprob: +top1}));
+    const ref = parseRef(run("node", [join(here, "ref.mjs"), model], ids));
     const ours = JSON.parse(run(bin, ["score", "--model", model, "--format", "json"], text));
     const bounds = JSON.parse(run(boundTool, [model], ids));
     if (ours.length !== ref.length) {
