@@ -255,11 +255,12 @@ static void attention_rows(forward_t *f, int layer, const int *slots, const int 
 }
 
 /* Attention of every row and head into f->att, after this layer's K/V rows
- * have been written to the cache. */
-static void attention(forward_t *f, int layer, const int *slots, const int *pos, int n) {
+ * have been written to the cache; contig: the rows are one prefill
+ * (is_contiguous, computed once per forward_batch). */
+static void attention(forward_t *f, int layer, const int *slots, const int *pos, int n, int contig) {
     const model_config_t *c = &f->m->cfg;
     int hd = c->head_dim, group = c->n_head / c->n_head_kv;
-    if (!f->ref && n > 1 && is_contiguous(f, slots, pos, n)) {
+    if (!f->ref && n > 1 && contig) {
         int slot = slots ? slots[0] : 0;
         for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
             const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
@@ -381,7 +382,8 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
     /* Decode batches (rows of several slots) always use smallm, whose rows
      * do not depend on the batch: a sample decoded among others gets the
      * bits it gets alone.  A prefill chunk uses it only when it is short. */
-    int small = n < FORWARD_SMALL_M || !is_contiguous(f, slots, pos, n);
+    int contig = is_contiguous(f, slots, pos, n);
+    int small = n < FORWARD_SMALL_M || !contig;
 
     /* x[n][d] = embedding rows (+ learned position rows), dequantizing
      * only the rows used. */
@@ -413,7 +415,7 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
             memcpy(cache_at(f, f->k_cache, slot, l, pos[i]), ki, f->kv_dim * sizeof(float));
             memcpy(cache_at(f, f->v_cache, slot, l, pos[i]), f->v + (size_t)i * f->kv_dim, f->kv_dim * sizeof(float));
         }
-        attention(f, l, slots, pos, n); /* att[n][q_dim] */
+        attention(f, l, slots, pos, n, contig); /* att[n][q_dim] */
         /* Parallel residual: the FFN reads the block's input, so normalise
          * it before the attention output is added. */
         if (c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n); /* xb[n][d] */
