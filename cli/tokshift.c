@@ -27,8 +27,8 @@
 #include "table.h"
 #include "experiment.h"
 #include "gguf.h"
-#include "hfdir.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "num.h"
 #include "compare.h"
@@ -139,7 +139,7 @@ static model_t *load_model(const char *path) {
         log_error("--model PATH is required");
         return NULL;
     }
-    model_t *m = model_load(path, err, sizeof err);
+    model_t *m = loader_load(path, err, sizeof err);
     if (!m) {
         log_error("%s", err);
         return NULL;
@@ -173,7 +173,7 @@ static tokenizer_t *load_tokenizer(const char *path) {
         return NULL;
     }
     tokenizer_t *t = NULL;
-    if (hfdir_is_dir(path)) {
+    if (loader_is_dir(path)) {
         model_t *m = load_model(path);
         if (!m) return NULL;
         t = m->tok, m->tok = NULL;
