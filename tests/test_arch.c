@@ -356,7 +356,8 @@ static void check_loading(void) {
                     "which qwen2 does not support");
     expect_rejected("qwen3", (change_t){.drop_tensor = "blk.2.attn_k_norm.weight"}, "blk.2.attn_k_norm.weight");
     expect_rejected("olmo2", (change_t){.drop_tensor = "blk.0.post_ffw_norm.weight"}, "blk.0.post_ffw_norm.weight");
-    expect_rejected("olmo2", (change_t){.add_tensor = "blk.0.attn_norm.weight", .add_ne0 = 128}, "blk.0.attn_norm.weight");
+    expect_rejected("olmo2", (change_t){.add_tensor = "blk.0.attn_norm.weight", .add_ne0 = 64},
+                    "blk.0.attn_norm.weight");
     expect_rejected("qwen2", (change_t){.set_key = "qwen2.rope.scaling.type", .set_value = "yarn"}, "yarn");
     expect_rejected("qwen2", (change_t){.set_key = "general.architecture", .set_value = "falcon"}, "falcon");
     expect_rejected("qwen2", (change_t){.set_u32_key = "qwen2.rope.dimension_count", .set_u32 = 8},
