@@ -871,6 +871,17 @@ static void test_malformed(void) {
     set_config(dir, &nx, "rope_scaling", json_pack("{s:s}", "rope_type", "llama3"));
     expect_fail(dir, "rope_scaling type 'llama3' is not supported (supported: default)", "gptneox llama3 rope");
     ck_free(c);
+    /* Phi-3 stores Q/K/V only fused: without qkv_proj it has no attention. */
+    spec_t ph = {"phi3 (malformed)", A_PHI3, 32, 1, 4, 2, 48, 64, 0, 0, 0, 10000.0f, 1e-5f, 0, 0};
+    make_ckpt(&ph, c);
+    ckpt_t *nq = calloc(1, sizeof *nq);
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->t[i].name, "model.layers.0.self_attn.qkv_proj.weight")) nq->t[nq->n++] = c->t[i];
+    write_config(&ph, dir);
+    write_weights(nq, dir, "F32", 1, NULL);
+    expect_fail(dir, "tensor 'model.layers.0.self_attn.qkv_proj.weight' is missing", "phi3 without qkv_proj");
+    free(nq);
+    ck_free(c);
     free(c);
     rm_dir(dir);
     V = saved_v;

@@ -570,7 +570,9 @@ static int load_tensors(hf_t *h, const arch_t *a, const hf_opts_t *o) {
             arch_role_t role = (arch_role_t)r;
             if (role == ARCH_TOK_EMBD || !a->hf_names[r] || a->need[r] == ARCH_NO) continue;
             hf_name(name, sizeof name, role == ARCH_OUTPUT ? "" : pre, a->hf_names[r], l);
-            int required = a->need[r] != ARCH_OPT;
+            /* A checkpoint stores Q/K/V one way: fused where the table names
+             * no separate ones (Phi-3), separate otherwise. */
+            int required = a->need[r] != ARCH_OPT || (role == ARCH_QKV && !a->hf_names[ARCH_Q]);
             if (role == ARCH_Q_B || role == ARCH_K_B || role == ARCH_V_B || role == ARCH_O_B) required = o->attn_bias;
             if (role == ARCH_GATE_B || role == ARCH_UP_B || role == ARCH_DOWN_B) required = o->mlp_bias;
             if (role == ARCH_OUTPUT) {
