@@ -5,6 +5,7 @@
  *   tokshift generate --model PATH -n N [...]       sampled/greedy text
  *   tokshift score    --model PATH [--format ...]   per-token statistics
  *   tokshift experiment --model PATH [...]          a worker's rows for one document
+ *   tokshift fetch    REPO[:FILE] [...]             a model from the Hugging Face Hub (cli/fetch.c)
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
  *   tokshift report   RUN... [--db C] [--out DIR]   HTML page with plots, and CSV (cli/report.c)
  *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
@@ -26,6 +27,7 @@
 #include "digest.h"
 #include "table.h"
 #include "experiment.h"
+#include "fetch.h"
 #include "gguf.h"
 #include "hfdir.h"
 #include "log.h"
@@ -58,6 +60,7 @@ static const char *g_usage =
     "  compare    compare runs document by document (paired standard errors, AUROC)\n"
     "  auroc      how well each statistic tells human continuations from samples\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
+    "  fetch      download a model (GGUF file or HF directory) from the Hugging Face Hub\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
 
@@ -1251,6 +1254,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "compare")) return compare_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "auroc")) return compare_auroc_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fetch")) return fetch_main(argc - 1, argv + 1);
     log_error("unknown command '%s' (tokshift --help lists them)", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;
