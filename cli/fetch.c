@@ -961,6 +961,8 @@ int fetch_main(int argc, char **argv) {
     if (c.mirror) {
         if (sums_read(c.mirror, 0, &list, err, sizeof err)) goto error;
         log_info("%s: from the mirror %s (files checked against its %s)", repo, c.mirror, SUMS_NAME);
+        if (strcmp(revision, "main"))
+            log_warn("the mirror holds whichever revision was fetched into it: --revision %s is not checked", revision);
     } else {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(c.curl = curl_easy_init())) {
             log_seterr(err, sizeof err, "cannot initialise libcurl");

@@ -12,7 +12,8 @@
 // plus faults a test asks for per repository: `dropOnce` (the first download
 // of each LFS file stops half-way: the connection is destroyed), `corrupt`
 // (LFS files are served with one byte changed), `token` (a private
-// repository: the API and resolve need "Authorization: Bearer TOKEN").
+// repository: the API and resolve need "Authorization: Bearer TOKEN"),
+// `noRange` (Range headers ignored: always 200 and the whole file).
 // Every request is logged ({method, url, range, auth}) for the test to check.
 // What it is not: the Hub's other endpoints, pagination or Xet.
 // Built-ins only.
@@ -24,7 +25,7 @@ const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
 const gitBlob = (b) => crypto.createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
 
 // repos: {"owner/name": {commit, files: {path: Buffer}, lfs: (path) => bool,
-//          dropOnce?, corrupt?, token?}}.  Resolves to {url, log, close()}.
+//          dropOnce?, corrupt?, token?, noRange?}}.  Resolves to {url, log, close()}.
 export async function startFakeHub(repos) {
   const log = [];
   const dropped = new Set();
@@ -42,7 +43,7 @@ export async function startFakeHub(repos) {
 
   function serveBytes(req, res, bytes, repo, path) {
     let start = 0;
-    const m = /^bytes=(\d+)-$/.exec(req.headers.range || '');
+    const m = repos[repo].noRange ? null : /^bytes=(\d+)-$/.exec(req.headers.range || '');
     if (m) start = Number(m[1]);
     if (start > bytes.length) {
       res.writeHead(416, { 'content-range': `bytes */${bytes.length}` });

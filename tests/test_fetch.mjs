@@ -13,7 +13,8 @@
 //   - a single GGUF whose first download is cut half-way by the server: it
 //     resumes with a Range request from where it stopped, and the file is
 //     byte for byte the original; `tokshift score` reads it;
-//   - a part file left by an earlier run is continued (Range from its size);
+//   - a part file left by an earlier run is continued (Range from its size),
+//     or started over when the server ignores Range (200, the whole file);
 //     a verified file already there is not downloaded again;
 //   - the whole directory: exactly the files tokshift reads, byte for byte,
 //     SHA256SUMS as `sha256sum -c` reads it; `tokshift score` reads it;
@@ -162,6 +163,7 @@ const hub = await startFakeHub({
   'tokshift-test/tiny-llama-hf': { commit: 'c0ffee0000000000000000000000000000000002', lfs, files: hfFiles },
   'tokshift-test/corrupt': ggufRepo({ corrupt: true }),
   'tokshift-test/private': ggufRepo({ token: TOKEN }),
+  'tokshift-test/no-range': ggufRepo({ noRange: true }),
 });
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokshift-fetch-'));
@@ -218,6 +220,17 @@ try {
   const cdnP = requests(mark, /^\/cdn\//);
   check(r.code === 0 && cdnP.length === 1 && cdnP[0].range === 'bytes=100000-', `an earlier run's part file is continued (${JSON.stringify(cdnP.map((e) => e.range))})`);
   check(same(path.join(outP, 'stories260K.gguf'), gguf), 'the continued file is the original');
+
+  // 3b. A server that ignores Range answers 200 with the whole file: the
+  // part file is started over.
+  const outN = path.join(tmp, 'no-range');
+  fs.mkdirSync(outN);
+  fs.writeFileSync(path.join(outN, 'stories260K.gguf.part'), Buffer.alloc(5000, 0x55));
+  mark = hub.log.length;
+  r = await fetch(['tokshift-test/no-range:stories260K.gguf', '--out', outN]);
+  const cdnN = requests(mark, /^\/cdn\//);
+  check(r.code === 0 && cdnN.length === 1 && cdnN[0].range === 'bytes=5000-' && same(path.join(outN, 'stories260K.gguf'), gguf),
+    'a server that ignores Range: the part file is started over, the file is the original');
 
   // 4. The whole Hugging Face directory.
   mark = hub.log.length;
