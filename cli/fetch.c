@@ -7,11 +7,10 @@
  * flock against a second fetch into the same folder) and renamed over FILE
  * once its size and hash are right, so FILE is always either absent, an
  * earlier complete file, or the verified new one.  What the Hub vouches
- * for: an LFS file's SHA-256 (lfs.sha256 of the listing) and every file's
- * size; a small file kept in git itself (config.json, usually the
- * tokenizer files) has only its size checked, and is fetched again each
- * time (they are kilobytes), its SHA-256 recorded in SHA256SUMS as
- * computed.  What it is not: a parallel downloader (files come one after
+ * for: every file's size; an LFS file's SHA-256 (lfs.sha256 of the
+ * listing); a file kept in git itself (config.json and the like) by its
+ * git blob id (blobId: SHA-1 of "blob SIZE\0" and the bytes), whose SHA-256
+ * is then computed here for SHA256SUMS.  What it is not: a parallel downloader (files come one after
  * another, at the connection's speed). */
 #include "fetch.h"
 
@@ -60,6 +59,7 @@ typedef struct {
     char *path;      /* relative to the repository, checked by valid_relpath */
     uint64_t size;   /* bytes, or SIZE_UNKNOWN */
     char sha256[65]; /* lower-case hex, or "" when the listing has none */
+    char git[41];    /* a file kept in git: its blob id (SHA-1 of "blob SIZE\0" and the bytes), or "" */
 } fetch_file_t;
 
 typedef struct {
@@ -123,9 +123,9 @@ static int valid_relpath(const char *p) {
     return 1;
 }
 
-static int is_sha256_hex(const char *s) {
-    if (strlen(s) != 64) return 0;
-    for (int i = 0; i < 64; i++)
+static int is_hex(const char *s, size_t n) {
+    if (strlen(s) != n) return 0;
+    for (size_t i = 0; i < n; i++)
         if (!isxdigit((unsigned char)s[i])) return 0;
     return 1;
 }
@@ -187,8 +187,9 @@ static void list_free(fetch_list_t *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* Appends a copy of (path, size, sha256).  0, or -1 when out of memory. */
-static int list_add(fetch_list_t *l, const char *path, uint64_t size, const char *sha256) {
+/* Appends a copy of (path, size, sha256, git blob id; either hash may be
+ * NULL).  0, or -1 when out of memory. */
+static int list_add(fetch_list_t *l, const char *path, uint64_t size, const char *sha256, const char *git) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         fetch_file_t *v = realloc(l->v, cap * sizeof *v);
@@ -200,7 +201,9 @@ static int list_add(fetch_list_t *l, const char *path, uint64_t size, const char
     if (!(f->path = strdup(path))) return -1;
     f->size = size;
     snprintf(f->sha256, sizeof f->sha256, "%s", sha256 ? sha256 : "");
+    snprintf(f->git, sizeof f->git, "%s", git ? git : "");
     for (char *c = f->sha256; *c; c++) *c = (char)tolower((unsigned char)*c);
+    for (char *c = f->git; *c; c++) *c = (char)tolower((unsigned char)*c);
     l->n++;
     return 0;
 }
@@ -253,7 +256,7 @@ static int sums_read(const char *dir, int missing_ok, fetch_list_t *l, char *err
         }
         line[64] = 0;
         const char *rel = line + 66;
-        if (!is_sha256_hex(line) || !valid_relpath(rel)) {
+        if (!is_hex(line, 64) || !valid_relpath(rel)) {
             log_seterr(err, errlen, "%s:%d: not a SHA-256 and a relative path", path, lineno);
             goto done;
         }
@@ -261,7 +264,7 @@ static int sums_read(const char *dir, int missing_ok, fetch_list_t *l, char *err
         struct stat sb;
         uint64_t size = fp && !stat(fp, &sb) ? (uint64_t)sb.st_size : SIZE_UNKNOWN;
         free(fp);
-        if (list_add(l, rel, size, line)) {
+        if (list_add(l, rel, size, line, NULL)) {
             log_seterr(err, errlen, "out of memory");
             goto done;
         }
@@ -472,7 +475,7 @@ static int hub_list(fetch_ctx_t *c, fetch_list_t *l) {
         if (json_is_object(lfs)) {
             h = json_string_value(json_object_get(lfs, "sha256"));
             json_t *ls = json_object_get(lfs, "size");
-            if (!h || !is_sha256_hex(h) || !json_is_integer(ls) || json_integer_value(ls) < 0) {
+            if (!h || !is_hex(h, 64) || !json_is_integer(ls) || json_integer_value(ls) < 0) {
                 log_seterr(c->err, c->errlen, "%s: %s: lfs has no valid \"sha256\" and \"size\"", url, name);
                 goto done;
             }
@@ -480,7 +483,10 @@ static int hub_list(fetch_ctx_t *c, fetch_list_t *l) {
         }
         uint64_t n = json_is_integer(size) && json_integer_value(size) >= 0 ? (uint64_t)json_integer_value(size)
                                                                             : SIZE_UNKNOWN;
-        if (list_add(l, name, n, h)) goto oom;
+        /* An LFS file's blobId names its pointer file, not its bytes. */
+        const char *git = json_string_value(json_object_get(e, "blobId"));
+        if (h || !git || !is_hex(git, 40) || n == SIZE_UNKNOWN) git = NULL;
+        if (list_add(l, name, n, h, git)) goto oom;
     }
     rc = 0;
     goto done;
@@ -500,7 +506,8 @@ typedef struct {
     const fetch_file_t *f;
     FILE *part;
     digest_sha256_t h;
-    uint64_t have;        /* bytes in the part file, all hashed into h */
+    digest_sha1_t g;      /* git's blob id, when f->git is known */
+    uint64_t have;        /* bytes in the part file, all hashed into h (and g) */
     uint64_t asked;       /* the Range start of this request (0: none) */
     int64_t range_start;  /* Content-Range's first byte, -1 when none */
     long status;          /* of the final response, 0 until its first byte */
@@ -520,11 +527,28 @@ static size_t dl_header(char *line, size_t sz, size_t nm, void *ud) {
     return n;
 }
 
+/* Starts the hashes of an empty file: git's blob id begins with a header
+ * holding the size the listing gives. */
+static void dl_begin(dl_t *d) {
+    digest_sha256_init(&d->h);
+    d->have = 0;
+    if (!d->f->git[0]) return;
+    char hdr[32];
+    int n = snprintf(hdr, sizeof hdr, "blob %" PRIu64, d->f->size);
+    digest_sha1_init(&d->g);
+    digest_sha1_update(&d->g, hdr, (size_t)n + 1);
+}
+
+static void dl_hash(dl_t *d, const void *data, size_t n) {
+    digest_sha256_update(&d->h, data, n);
+    if (d->f->git[0]) digest_sha1_update(&d->g, data, n);
+    d->have += n;
+}
+
 /* Empties the part file: the server sends the whole file. */
 static int dl_restart(dl_t *d) {
     if (fflush(d->part) || ftruncate(fileno(d->part), 0)) return -1;
-    digest_sha256_init(&d->h);
-    d->have = 0;
+    dl_begin(d);
     return 0;
 }
 
@@ -557,8 +581,7 @@ static size_t dl_write(char *data, size_t sz, size_t nm, void *ud) {
                                strerror(errno));
         return 0;
     }
-    digest_sha256_update(&d->h, data, n);
-    d->have += n;
+    dl_hash(d, data, n);
     time_t now = time(NULL);
     if (now >= d->next_progress) {
         if (d->next_progress && d->f->size != SIZE_UNKNOWN)
@@ -568,19 +591,44 @@ static size_t dl_write(char *data, size_t sz, size_t nm, void *ud) {
     return n;
 }
 
-/* Hashes the part file's bytes into d->h (a resumed download continues the
- * hash).  0, or -1 on a read error. */
-static int dl_hash_existing(dl_t *d) {
+/* Hashes all of f's bytes from the start (the part file: a resumed download
+ * continues the hashes; or a finished file).  0, or -1 on a read error. */
+static int dl_hash_file(dl_t *d, FILE *f) {
     static unsigned char buf[1 << 16];
-    digest_sha256_init(&d->h);
-    d->have = 0;
-    if (fseek(d->part, 0, SEEK_SET)) return -1;
+    dl_begin(d);
+    if (fseek(f, 0, SEEK_SET)) return -1;
     size_t r;
-    while ((r = fread(buf, 1, sizeof buf, d->part)) > 0) {
-        digest_sha256_update(&d->h, buf, r);
-        d->have += r;
+    while ((r = fread(buf, 1, sizeof buf, f)) > 0) dl_hash(d, buf, r);
+    return ferror(f) ? -1 : 0;
+}
+
+/* The hashes of the bytes hashed so far, as hex ("" for git's when f has no
+ * blob id).  Ends the hashing. */
+static void dl_hex(dl_t *d, char sha256[65], char git[41]) {
+    uint8_t md[32];
+    digest_sha256_final(&d->h, md);
+    digest_hex(md, sha256);
+    git[0] = 0;
+    if (d->f->git[0]) {
+        digest_sha1_final(&d->g, md);
+        digest_hexn(md, 20, git);
     }
-    return ferror(d->part) ? -1 : 0;
+}
+
+/* Whether the hashed bytes are f as the listing describes it; when not,
+ * says why in c->err (what: the bytes' origin, for the message). */
+static int dl_matches(fetch_ctx_t *c, dl_t *d, const char *sha256, const char *git, const char *what) {
+    const fetch_file_t *f = d->f;
+    if (f->size != SIZE_UNKNOWN && d->have != f->size)
+        return !log_seterr(c->err, c->errlen, "%s: %s has %" PRIu64 " bytes, the listing says %" PRIu64, f->path, what,
+                           d->have, f->size);
+    if (f->sha256[0] && strcmp(sha256, f->sha256))
+        return !log_seterr(c->err, c->errlen, "%s: wrong sha256: expected %s (%s), got %s", f->path, f->sha256,
+                           c->mirror ? "the mirror's " SUMS_NAME : "the Hub's LFS metadata", sha256);
+    if (f->git[0] && strcmp(git, f->git))
+        return !log_seterr(c->err, c->errlen, "%s: wrong git blob id: expected %s (the Hub's blobId), got %s", f->path,
+                           f->git, git);
+    return 1;
 }
 
 /* Whether a failed request is worth another try: the connection, the
@@ -685,8 +733,7 @@ static int mirror_copy(fetch_ctx_t *c, dl_t *d) {
     size_t r;
     while ((r = fread(buf, 1, sizeof buf, in)) > 0) {
         if (fwrite(buf, 1, r, d->part) != r) goto io;
-        digest_sha256_update(&d->h, buf, r);
-        d->have += r;
+        dl_hash(d, buf, r);
     }
     if (ferror(in)) {
         log_seterr(c->err, c->errlen, "cannot read %s", src);
@@ -702,29 +749,35 @@ done:
     return rc;
 }
 
-/* Makes OUT/f->path the verified file f: kept when it is there with the
- * listed SHA-256, else fetched (from the mirror or the Hub) into
- * OUT/f->path.part and renamed into place once its size and SHA-256 are
- * right.  A wrong SHA-256 deletes the part file.  Records the file in
- * c->done.  0, or -1 with a message. */
+/* Makes OUT/f->path the verified file f: kept when it is there and matches
+ * the listing's hash (SHA-256, or git's blob id), else fetched (from the
+ * mirror or the Hub) into OUT/f->path.part and renamed into place once its
+ * size and hashes are right.  A wrong hash deletes the part file.  Records
+ * the file and its SHA-256 in c->done.  0, or -1 with a message. */
 static int fetch_file(fetch_ctx_t *c, const fetch_file_t *f) {
     char *dst = strf("%s/%s", c->out, f->path), *part = strf("%s/%s%s", c->out, f->path, PART_SUFFIX);
-    char got[65];
-    uint8_t md[32];
+    char got[65], git[41];
     dl_t d = {.c = c, .f = f};
-    int rc = -1;
+    int rc = -1, hashed = f->sha256[0] || f->git[0];
+    FILE *old = NULL;
     if (!dst || !part) {
         log_seterr(c->err, c->errlen, "out of memory");
         goto done;
     }
-    if (f->sha256[0] && !access(dst, F_OK)) {
-        if (digest_file(dst, got, c->err, c->errlen)) goto done;
-        if (!strcmp(got, f->sha256)) {
-            log_info("%s: already here, sha256 %s verified", f->path, got);
-            rc = list_add(&c->done, f->path, f->size, got) ? log_seterr(c->err, c->errlen, "out of memory") : 0;
+    if (hashed && (old = fopen(dst, "rb"))) {
+        int bad = dl_hash_file(&d, old);
+        fclose(old);
+        if (bad) {
+            log_seterr(c->err, c->errlen, "cannot read %s: %s", dst, strerror(errno));
             goto done;
         }
-        log_warn("%s: the file here has sha256 %s, not %s: fetching it again", dst, got, f->sha256);
+        dl_hex(&d, got, git);
+        if (dl_matches(c, &d, got, git, "the file here")) {
+            log_info("%s: already here, %s verified", f->path, f->sha256[0] ? "sha256" : "git blob id");
+            rc = list_add(&c->done, f->path, d.have, got, NULL) ? log_seterr(c->err, c->errlen, "out of memory") : 0;
+            goto done;
+        }
+        log_warn("%s: fetching it again", c->err);
     }
     if (mkdirs_for(part, c->err, c->errlen)) goto done;
     if (!(d.part = fopen(part, "a+b"))) {
@@ -735,13 +788,13 @@ static int fetch_file(fetch_ctx_t *c, const fetch_file_t *f) {
         log_seterr(c->err, c->errlen, "%s: another tokshift fetch is writing it", part);
         goto done;
     }
-    if (dl_hash_existing(&d)) {
+    if (dl_hash_file(&d, d.part)) {
         log_seterr(c->err, c->errlen, "cannot read %s: %s", part, strerror(errno));
         goto done;
     }
     /* Without a hash to check, a part file left by another run (perhaps of
      * another commit) is not continued. */
-    if ((!f->sha256[0] || (f->size != SIZE_UNKNOWN && d.have > f->size)) && dl_restart(&d)) {
+    if ((!hashed || (f->size != SIZE_UNKNOWN && d.have > f->size)) && dl_restart(&d)) {
         log_seterr(c->err, c->errlen, "cannot truncate %s: %s", part, strerror(errno));
         goto done;
     }
@@ -752,18 +805,10 @@ static int fetch_file(fetch_ctx_t *c, const fetch_file_t *f) {
         log_seterr(c->err, c->errlen, "cannot write %s: %s", part, strerror(errno));
         goto done;
     }
-    digest_sha256_final(&d.h, md);
-    digest_hex(md, got);
-    if (f->size != SIZE_UNKNOWN && d.have != f->size) {
-        log_seterr(c->err, c->errlen, "%s: %" PRIu64 " bytes, the listing says %" PRIu64 "; deleted %s", f->path,
-                   d.have, f->size, part);
-        unlink(part);
-        goto done;
-    }
-    if (f->sha256[0] && strcmp(got, f->sha256)) {
-        log_seterr(c->err, c->errlen, "%s: wrong sha256: expected %s (%s), got %s; deleted %s, run again to fetch it "
-                   "afresh", f->path, f->sha256, c->mirror ? "the mirror's " SUMS_NAME : "the Hub's LFS metadata",
-                   got, part);
+    dl_hex(&d, got, git);
+    if (!dl_matches(c, &d, got, git, c->mirror ? "the mirror's copy" : "the download")) {
+        size_t n = strlen(c->err);
+        snprintf(c->err + n, c->errlen - n, "; deleted %s, run again to fetch it afresh", part);
         unlink(part);
         goto done;
     }
@@ -771,8 +816,9 @@ static int fetch_file(fetch_ctx_t *c, const fetch_file_t *f) {
         log_seterr(c->err, c->errlen, "cannot rename %s to %s: %s", part, dst, strerror(errno));
         goto done;
     }
-    log_info("%s: %" PRIu64 " bytes, sha256 %s%s", f->path, d.have, got, f->sha256[0] ? " verified" : "");
-    rc = list_add(&c->done, f->path, d.have, got) ? log_seterr(c->err, c->errlen, "out of memory") : 0;
+    log_info("%s: %" PRIu64 " bytes, sha256 %s%s", f->path, d.have, got,
+             f->sha256[0] ? " verified" : f->git[0] ? ", git blob id verified" : "");
+    rc = list_add(&c->done, f->path, d.have, got, NULL) ? log_seterr(c->err, c->errlen, "out of memory") : 0;
 done:
     if (d.part) fclose(d.part);
     free(dst);
@@ -860,10 +906,11 @@ static const char *g_help =
     "the current folder) and prints its path: REPO:FILE one file (a GGUF), REPO\n"
     "alone a Hugging Face directory (config.json, tokenizer.json,\n"
     "tokenizer_config.json if present, model.safetensors or the shards of\n"
-    "model.safetensors.index.json).  Every LFS file's SHA-256 and every file's\n"
-    "size are checked against the Hub's listing; a wrong file is deleted and\n"
-    "refused.  An interrupted download resumes from FILE.part; a verified file\n"
-    "already in DIR is kept.  DIR/SHA256SUMS records what was fetched.\n"
+    "model.safetensors.index.json).  Every file's size, and every LFS file's\n"
+    "SHA-256 or other file's git blob id, are checked against the Hub's listing;\n"
+    "a wrong file is deleted and refused.  An interrupted download resumes from\n"
+    "FILE.part; a verified file already in DIR is kept.  DIR/SHA256SUMS records\n"
+    "what was fetched.\n"
     "\n"
     "  -r, --revision R   branch, tag or commit (default main)\n"
     "  -o, --out DIR      the folder to fetch into\n"

@@ -7,12 +7,14 @@
  * tokshift reads of a Hugging Face directory (config.json, tokenizer.json,
  * tokenizer_config.json when the repository has one, and the safetensors
  * weights: model.safetensors, or the shards that
- * model.safetensors.index.json names).  The file list, the commit and every
- * LFS file's SHA-256 and size come from the Hub's API
- * (GET /api/models/REPO/revision/R?blobs=true); the files from
+ * model.safetensors.index.json names).  The file list, the commit, every
+ * file's size, every LFS file's SHA-256 and every other file's git blob id
+ * come from the Hub's API (GET /api/models/REPO/revision/R?blobs=true); the
+ * files from
  * GET /REPO/resolve/COMMIT/FILE, with libcurl, into FILE.part, resumed with
  * a Range request after an interruption, hashed as they arrive and renamed
- * into place only when size and hash match.  DIR/SHA256SUMS (the format of
+ * into place only when size and hash match; a file already there that
+ * matches is kept.  DIR/SHA256SUMS (the format of
  * `sha256sum -c`) records every file fetched, so a fetched folder serves as
  * an offline mirror.  Environment: HF_ENDPOINT (default
  * https://huggingface.co), HF_TOKEN (sent as "Authorization: Bearer", never

@@ -11,7 +11,8 @@
 //       or 401 (a private repository without its token)
 // plus faults a test asks for per repository: `dropOnce` (the first download
 // of each LFS file stops half-way: the connection is destroyed), `corrupt`
-// (LFS files are served with one byte changed), `token` (a private
+// (LFS files, or the files for which corrupt(path) is true, are served with
+// one byte changed), `token` (a private
 // repository: the API and resolve need "Authorization: Bearer TOKEN"),
 // `noRange` (Range headers ignored: always 200 and the whole file).
 // Every request is logged ({method, url, range, auth}) for the test to check.
@@ -51,7 +52,7 @@ export async function startFakeHub(repos) {
     }
     let body = bytes.subarray(start);
     const r = repos[repo];
-    if (r.corrupt && r.lfs(path)) {
+    if (typeof r.corrupt === 'function' ? r.corrupt(path) : r.corrupt && r.lfs(path)) {
       body = Buffer.from(body);
       body[body.length >> 1] ^= 0xff;
     }
@@ -113,4 +114,4 @@ export async function startFakeHub(repos) {
   };
 }
 
-export { sha256 };
+export { sha256, gitBlob };

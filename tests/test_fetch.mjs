@@ -15,11 +15,14 @@
 //     byte for byte the original; `tokshift score` reads it;
 //   - a part file left by an earlier run is continued (Range from its size),
 //     or started over when the server ignores Range (200, the whole file);
-//     a verified file already there is not downloaded again;
+//     a verified file already there (by SHA-256, or git blob id for files
+//     kept in git) is not downloaded again;
 //   - the whole directory: exactly the files tokshift reads, byte for byte,
 //     SHA256SUMS as `sha256sum -c` reads it; `tokshift score` reads it;
 //   - a corrupted download (the server changes a byte): refused, naming the
 //     file, the expected and the actual SHA-256; no file and no part left;
+//     a corrupted small file kept in git: refused by its git blob id (the
+//     listing's blobId);
 //   - a private repository: refused without HF_TOKEN (the message says so),
 //     fetched with it, the token sent as "Authorization: Bearer" on every
 //     request and never printed;
@@ -32,7 +35,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startFakeHub, sha256 } from './fakehub.mjs';
+import { startFakeHub, sha256, gitBlob } from './fakehub.mjs';
 
 const bin = process.argv[2];
 const testdata = process.env.TOKSHIFT_TESTDATA;
@@ -164,6 +167,7 @@ const hub = await startFakeHub({
   'tokshift-test/corrupt': ggufRepo({ corrupt: true }),
   'tokshift-test/private': ggufRepo({ token: TOKEN }),
   'tokshift-test/no-range': ggufRepo({ noRange: true }),
+  'tokshift-test/corrupt-hf': { commit: 'c0ffee0000000000000000000000000000000003', lfs, files: hfFiles, corrupt: (p) => p === 'config.json' },
 });
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokshift-fetch-'));
@@ -247,8 +251,10 @@ try {
   const c = spawnSync('sha256sum', ['-c', '--strict', '--quiet', 'SHA256SUMS'], { cwd: outH, encoding: 'utf8' });
   if (!c.error) check(c.status === 0, 'sha256sum -c SHA256SUMS passes');
   check(await scoreWorks(outH), 'tokshift score reads the fetched directory');
+  mark = hub.log.length;
   r = await fetch(['tokshift-test/tiny-llama-hf', '--out', outH, '--revision', 'c0ffee0000000000000000000000000000000002']);
-  check(r.code === 0 && /already here/.test(r.err), '--revision COMMIT; verified shards kept');
+  check(r.code === 0 && requests(mark, /resolve|cdn/).length === 0 && (r.err.match(/already here/g) || []).length === want.length,
+    '--revision COMMIT; every file already verified (LFS by sha256, the others by git blob id) is kept');
 
   // 5. A corrupted download.
   const outC = path.join(tmp, 'corrupt');
@@ -259,6 +265,13 @@ try {
   check(r.err.includes('stories260K.gguf') && r.err.includes(`expected ${sha256(gguf)}`) && r.err.includes(`got ${sha256(bad)}`),
     `corrupted file: the message names the file, the expected and the actual sha256 (${r.err.trim().split('\n').pop()})`);
   check(!fs.existsSync(path.join(outC, 'stories260K.gguf')) && !fs.existsSync(path.join(outC, 'stories260K.gguf.part')), 'corrupted file: neither the file nor its part file is left');
+
+  // 5b. A small file kept in git, corrupted: its git blob id does not match.
+  r = await fetch(['tokshift-test/corrupt-hf', '--out', path.join(tmp, 'corrupt-hf')]);
+  const badCfg = Buffer.from(hfFiles['config.json']);
+  badCfg[badCfg.length >> 1] ^= 0xff;
+  check(r.code === 1 && r.err.includes(`config.json: wrong git blob id: expected ${gitBlob(hfFiles['config.json'])}`) &&
+    r.err.includes(`got ${gitBlob(badCfg)}`), `a corrupted file kept in git: refused by its git blob id (${r.err.trim().split('\n').pop()})`);
 
   // 6. A private repository and HF_TOKEN.
   const outT = path.join(tmp, 'private');
