@@ -917,11 +917,40 @@ static const char *g_help =
     "\n"
     "Environment:\n"
     "  HF_ENDPOINT            the Hub (default https://huggingface.co)\n"
-    "  HF_TOKEN               access token for private or gated repositories\n"
+    "  HF_TOKEN               access token for private or gated repositories (else\n"
+    "                         the file HF_TOKEN_PATH, or HF_HOME/token, where the\n"
+    "                         Hub's own tools save it; HF_HOME defaults to\n"
+    "                         ~/.cache/huggingface)\n"
     "  HF_HUB_OFFLINE=1       no network: only the mirror\n"
     "  TOKSHIFT_MODEL_MIRROR  a folder holding REPO/ with its SHA256SUMS (what\n"
     "                         'tokshift fetch REPO --out MIRROR/REPO' leaves), used\n"
     "                         instead of the Hub; files checked against SHA256SUMS\n";
+
+/* The token huggingface_hub would use when HF_TOKEN is unset: the file
+ * $HF_TOKEN_PATH, else $HF_HOME/token (HF_HOME: $XDG_CACHE_HOME/huggingface,
+ * else ~/.cache/huggingface), where `hf auth login` saves it; its first
+ * line, trimmed.  A malloc'd string, or NULL when there is none. */
+static char *token_from_file(void) {
+    const char *tp = getenv("HF_TOKEN_PATH"), *home = getenv("HF_HOME"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *h = getenv("HOME");
+    char *path = tp && *tp       ? strdup(tp)
+                 : home && *home ? strf("%s/token", home)
+                 : xdg && *xdg   ? strf("%s/huggingface/token", xdg)
+                 : h && *h       ? strf("%s/.cache/huggingface/token", h)
+                                 : NULL;
+    FILE *f = path ? fopen(path, "r") : NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = f ? getline(&line, &cap, f) : -1;
+    if (f) fclose(f);
+    free(path);
+    while (n > 0 && isspace((unsigned char)line[n - 1])) line[--n] = 0;
+    if (n <= 0) {
+        free(line);
+        return NULL;
+    }
+    return line;
+}
 
 /* Chooses the mirror's folder for the repository when it has one with a
  * SHA256SUMS (and the file asked for, if any).  0 (c->mirror set or not), or
@@ -973,7 +1002,7 @@ int fetch_main(int argc, char **argv) {
     char err[LOG_ERRLEN];
     fetch_ctx_t c = {.revision = revision, .err = err, .errlen = sizeof err};
     fetch_list_t list = {0};
-    char *repo = strdup(argv[optind]), *file = NULL, *path = NULL;
+    char *repo = strdup(argv[optind]), *file = NULL, *path = NULL, *file_token = NULL;
     int rc = 1, curl_inited = 0;
     if (!repo) {
         log_error("out of memory");
@@ -995,7 +1024,8 @@ int fetch_main(int argc, char **argv) {
     for (size_t n = strlen(endpoint); n > 0 && endpoint[n - 1] == '/';) endpoint[--n] = 0;
     c.endpoint = endpoint;
     const char *tok = getenv("HF_TOKEN");
-    c.token = tok && *tok ? tok : NULL;
+    if (!tok || !*tok) file_token = token_from_file();
+    c.token = tok && *tok ? tok : file_token;
     const char *off = getenv("HF_HUB_OFFLINE");
     int offline = off && *off && strcmp(off, "0") && strcasecmp(off, "false");
 
@@ -1039,5 +1069,6 @@ done:
     free(endpoint);
     free(path);
     free(repo);
+    free(file_token);
     return rc;
 }

@@ -25,7 +25,8 @@
 //     listing's blobId);
 //   - a private repository: refused without HF_TOKEN (the message says so),
 //     fetched with it, the token sent as "Authorization: Bearer" on every
-//     request and never printed;
+//     request and never printed; without HF_TOKEN, the token file in
+//     HF_HOME (where the Hub's own tools save it) is used;
 //   - an unknown repository, revision or file: a clear error, exit 1;
 //   - the mirror (TOKSHIFT_MODEL_MIRROR) with HF_HUB_OFFLINE=1 and the Hub
 //     unreachable: files copied and checked against the mirror's SHA256SUMS;
@@ -171,8 +172,11 @@ const hub = await startFakeHub({
 });
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tokshift-fetch-'));
-const baseEnv = { ...process.env, HF_ENDPOINT: hub.url, NO_COLOR: '1' };
-for (const k of ['HF_TOKEN', 'TOKSHIFT_MODEL_MIRROR', 'HF_HUB_OFFLINE']) delete baseEnv[k];
+// HF_HOME: an empty folder, so that no token saved on this machine is used.
+const hfHome = path.join(tmp, 'hf-home');
+fs.mkdirSync(hfHome);
+const baseEnv = { ...process.env, HF_ENDPOINT: hub.url, NO_COLOR: '1', HF_HOME: hfHome };
+for (const k of ['HF_TOKEN', 'HF_TOKEN_PATH', 'TOKSHIFT_MODEL_MIRROR', 'HF_HUB_OFFLINE']) delete baseEnv[k];
 // Asynchronous: the fake Hub answers from this process's event loop.
 function tokshift(args, env = {}, input = '') {
   return new Promise((resolve) => {
@@ -283,6 +287,11 @@ try {
   check(r.code === 0 && same(path.join(outT, 'stories260K.gguf'), gguf), 'private repository with HF_TOKEN: fetched');
   check(priv.length >= 3 && priv.every((e) => e.auth === `Bearer ${TOKEN}`), `HF_TOKEN sent as "Authorization: Bearer" on every request (${priv.length})`);
   check(!r.err.includes(TOKEN) && !r.out.includes(TOKEN), 'the token is never printed');
+  fs.writeFileSync(path.join(hfHome, 'token'), `${TOKEN}\n`);
+  mark = hub.log.length;
+  r = await fetch(['tokshift-test/private:stories260K.gguf', '--out', path.join(tmp, 'private-file-token')]);
+  check(r.code === 0 && hub.log.slice(mark).every((e) => e.auth === `Bearer ${TOKEN}`), 'without HF_TOKEN, the token saved in HF_HOME/token is used');
+  fs.rmSync(path.join(hfHome, 'token'));
 
   // 7. Unknown repository, revision, file.
   r = await fetch(['nobody/no-such-model', '--out', path.join(tmp, 'none')]);
