@@ -838,8 +838,8 @@ static int fetch_named(fetch_ctx_t *c, const fetch_list_t *l, const char *path, 
     char names[400];
     list_names(l, ext ? ext : "", names, sizeof names);
     if (c->mirror)
-        return log_seterr(c->err, c->errlen, "the mirror %s has no %s (its %s files: %s)", c->mirror, path,
-                          ext ? ext : "", names);
+        return log_seterr(c->err, c->errlen, "the mirror's %s/%s lists no %s (its %s files: %s)", c->mirror,
+                          SUMS_NAME, path, ext ? ext : "", names);
     return log_seterr(c->err, c->errlen, "%s has no %s at revision %s (its %s files: %s)", c->repo, path, c->revision,
                       ext ? ext : "", names);
 }
