@@ -10,8 +10,8 @@
  * for: every file's size; an LFS file's SHA-256 (lfs.sha256 of the
  * listing); a file kept in git itself (config.json and the like) by its
  * git blob id (blobId: SHA-1 of "blob SIZE\0" and the bytes), whose SHA-256
- * is then computed here for SHA256SUMS.  What it is not: a parallel downloader (files come one after
- * another, at the connection's speed). */
+ * is then computed here for SHA256SUMS.  What it is not: a parallel
+ * downloader (files come one after another, at the connection's speed). */
 #include "fetch.h"
 
 #include <ctype.h>
@@ -394,9 +394,9 @@ static int http_error(fetch_ctx_t *c, long status, const char *what, const char 
     char detail[200];
     error_text(body, detail, sizeof detail);
     if (status == 401)
-        return log_seterr(c->err, c->errlen,
-                          "%s %s: not found, or private (HTTP 401%s); %s", c->repo, what, detail,
-                          c->token ? "check that HF_TOKEN grants access to it" : "a private or gated repository needs HF_TOKEN");
+        return log_seterr(c->err, c->errlen, "%s %s: not found, or private (HTTP 401%s); %s", c->repo, what, detail,
+                          c->token ? "check that the token (HF_TOKEN) grants access to it"
+                                   : "a private or gated repository needs HF_TOKEN");
     if (status == 403)
         return log_seterr(c->err, c->errlen,
                           "%s %s: access refused (HTTP 403%s); a gated repository's terms must be accepted on its "
