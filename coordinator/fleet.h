@@ -24,7 +24,7 @@ typedef struct {
     int64_t leased_ms;  /* when the job was handed out */
     int adopted;        /* the job is a lease found by a restarted coordinator,
                            not yet confirmed by a DONE or FAILED */
-    int64_t jobs_done;
+    int64_t jobs_done, tokens_done; /* by this connection (the metrics' per-worker counters) */
     /* The job in hand, as the worker's heartbeats tell it. */
     int64_t job_bytes;           /* text bytes of the job's documents */
     int64_t prog_tokens, prog_bytes, prog_docs; /* measured so far */
