@@ -707,7 +707,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
             c->bytes_done += job_bytes;
-            if (w) w->jobs_done++, w->tokens_done += m->u.done.n_tokens;
+            if (w && fleet_credit(c->fleet, w, m->u.done.n_tokens)) log_warn("out of memory counting a worker's job");
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
                       w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
         } else if (!strcmp(state, "leased") && !m->u.done.stale && h) {

@@ -39,10 +39,6 @@
 #define RATE_STEP_MS 1000
 #define RATE_RING (RATE_WINDOW_MS / RATE_STEP_MS + 2)
 
-typedef struct {
-    char name[sizeof ((fleet_worker_t *)0)->name];
-    int64_t jobs_done, tokens_done;
-} worker_snap_t;
 
 typedef struct {
     int refs; /* under mu */
@@ -52,8 +48,8 @@ typedef struct {
     size_t busy, idle;
     double rate;
     db_latency_t lat;
-    size_t n_workers; /* distinct names */
-    worker_snap_t w[];
+    size_t n_workers; /* tallies: distinct names */
+    fleet_tally_t w[];
 } snap_t;
 
 struct metrics {
@@ -134,10 +130,6 @@ static snap_t *snap_ref(metrics_t *m) {
     return s;
 }
 
-static int by_name(const void *a, const void *b) {
-    return strcmp(((const worker_snap_t *)a)->name, ((const worker_snap_t *)b)->name);
-}
-
 /* The tokens/s over the window ending now at `tokens`; records the sample
  * at most once per RATE_STEP_MS. */
 static double rate_update(metrics_t *m, int64_t now, int64_t tokens) {
@@ -158,8 +150,8 @@ static double rate_update(metrics_t *m, int64_t now, int64_t tokens) {
 }
 
 void metrics_publish(metrics_t *m, const metrics_counts_t *counts, fleet_t *fleet, const db_t *db) {
-    size_t n = fleet ? fleet_size(fleet) : 0;
-    snap_t *s = malloc(sizeof *s + (n ? n : 1) * sizeof s->w[0]);
+    size_t n = fleet ? fleet_size(fleet) : 0, nt = fleet ? fleet_n_tallies(fleet) : 0;
+    snap_t *s = malloc(sizeof *s + (nt ? nt : 1) * sizeof s->w[0]);
     if (!s) {
         log_warn("metrics: out of memory; the endpoint shows the previous snapshot");
         return;
@@ -175,20 +167,9 @@ void metrics_publish(metrics_t *m, const metrics_counts_t *counts, fleet_t *flee
         if (w->job_id >= 0) s->leased++, s->tokens_in_flight += w->prog_tokens;
         if (!w->unreachable && w->job_id >= 0) s->busy++;
         else if (!w->unreachable) s->idle++;
-        snprintf(s->w[i].name, sizeof s->w[i].name, "%s", w->name);
-        s->w[i].jobs_done = w->jobs_done, s->w[i].tokens_done = w->tokens_done;
     }
-    /* One series per name: connections of one worker (a reconnect before
-     * the old one was declared dead) add up. */
-    if (n) qsort(s->w, n, sizeof s->w[0], by_name);
-    for (size_t i = 0; i < n; i++) {
-        if (s->n_workers && !strcmp(s->w[s->n_workers - 1].name, s->w[i].name)) {
-            s->w[s->n_workers - 1].jobs_done += s->w[i].jobs_done;
-            s->w[s->n_workers - 1].tokens_done += s->w[i].tokens_done;
-        } else {
-            s->w[s->n_workers++] = s->w[i];
-        }
-    }
+    for (size_t i = 0; i < nt; i++) s->w[i] = *fleet_tally_at(fleet, i);
+    s->n_workers = nt;
     s->leased += counts->leased_unheld;
     s->pending = counts->jobs - counts->done - counts->failed - s->leased;
     if (s->pending < 0) s->pending = 0;
@@ -256,13 +237,13 @@ static void render(metrics_t *m, const snap_t *s, FILE *f) {
     family(f, "tokshift_workers", "gauge", "Alive workers by state: busy (holding a job) or idle.");
     fprintf(f, "tokshift_workers{run=\"%s\",state=\"busy\"} %zu\n", run, s->busy);
     fprintf(f, "tokshift_workers{run=\"%s\",state=\"idle\"} %zu\n", run, s->idle);
-    family(f, "tokshift_worker_jobs_done_total", "counter", "Jobs done per worker name, over its current connection.");
+    family(f, "tokshift_worker_jobs_done_total", "counter", "Jobs done per worker name (all its connections) since the coordinator started.");
     for (size_t i = 0; i < s->n_workers; i++) {
         char *w = label_escape(s->w[i].name);
         if (w) fprintf(f, "tokshift_worker_jobs_done_total{run=\"%s\",worker=\"%s\"} %" PRId64 "\n", run, w, s->w[i].jobs_done);
         free(w);
     }
-    family(f, "tokshift_worker_tokens_done_total", "counter", "Tokens committed per worker name, over its current connection.");
+    family(f, "tokshift_worker_tokens_done_total", "counter", "Tokens committed per worker name (all its connections) since the coordinator started.");
     for (size_t i = 0; i < s->n_workers; i++) {
         char *w = label_escape(s->w[i].name);
         if (w) fprintf(f, "tokshift_worker_tokens_done_total{run=\"%s\",worker=\"%s\"} %" PRId64 "\n", run, w, s->w[i].tokens_done);

@@ -57,8 +57,9 @@ void metrics_destroy(metrics_t **self_p);
 const char *metrics_url(const metrics_t *self);
 
 /* Publishes a snapshot: counts, the fleet's workers (alive, busy, per
- * worker jobs and tokens done, tokens of the jobs in hand) and db's round
- * trips (db may be NULL).  Serve-loop thread only; O(workers log workers).
+ * worker name jobs and tokens done (fleet_tally_t), tokens of the jobs in
+ * hand) and db's round trips (db may be NULL).  Serve-loop thread only;
+ * linear in the workers and worker names.
  * Out of memory, the previous snapshot stays (and a warning is logged). */
 void metrics_publish(metrics_t *self, const metrics_counts_t *counts, fleet_t *fleet, const db_t *db);
 
