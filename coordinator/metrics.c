@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "now.h"
+#include "utf8.h"
 
 #ifndef TOKSHIFT_VERSION
 #define TOKSHIFT_VERSION "unknown"
@@ -38,7 +39,6 @@
 #define RATE_WINDOW_MS 60000
 #define RATE_STEP_MS 1000
 #define RATE_RING (RATE_WINDOW_MS / RATE_STEP_MS + 2)
-
 
 typedef struct {
     int refs; /* under mu */
@@ -184,13 +184,18 @@ void metrics_publish(metrics_t *m, const metrics_counts_t *counts, fleet_t *flee
 
 /* ---- rendering ------------------------------------------------------------ */
 
-/* v as a label value: backslash, double quote and newline escaped. */
+/* v as a label value, malloc'd (NULL out of memory): backslash, double
+ * quote and newline escaped, and cut before any invalid UTF-8 (the format
+ * is UTF-8; a worker's name, cut to FLEET_MAX_NAME bytes, may end inside a
+ * character). */
 static char *label_escape(const char *v) {
-    size_t n = 0;
-    for (const char *p = v; *p; p++) n += (*p == '\\' || *p == '"' || *p == '\n') ? 2 : 1;
+    size_t len = strlen(v), n = 0;
+    long bad = utf8_invalid_at(v, len);
+    const char *end = v + (bad >= 0 ? (size_t)bad : len);
+    for (const char *p = v; p < end; p++) n += (*p == '\\' || *p == '"' || *p == '\n') ? 2 : 1;
     char *o = malloc(n + 1), *q = o;
     if (!o) return NULL;
-    for (const char *p = v; *p; p++) {
+    for (const char *p = v; p < end; p++) {
         if (*p == '\\' || *p == '"' || *p == '\n') *q++ = '\\', *q++ = *p == '\n' ? 'n' : *p;
         else *q++ = *p;
     }
@@ -377,4 +382,46 @@ void metrics_linger(metrics_t *m, long seconds, const volatile sig_atomic_t *sto
     int64_t until = now_ms() + seconds * 1000;
     struct timespec step = {0, 100 * 1000 * 1000};
     while (!*stop && now_ms() < until) nanosleep(&step, NULL);
+}
+
+int metrics_selftest(void) {
+    int ok = 1;
+    char err[LOG_ERRLEN], host[64];
+    struct sockaddr_storage sa;
+    static const char *good[] = {"9464", ":0", "0.0.0.0:1", "127.0.0.1:65535", "[::1]:5"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) ok &= parse_addr(good[i], &sa, host, err, sizeof err) == 0;
+    parse_addr("9464", &sa, host, err, sizeof err);
+    ok &= sa.ss_family == AF_INET && !strcmp(host, "127.0.0.1") && ntohs(((struct sockaddr_in *)&sa)->sin_port) == 9464;
+    parse_addr("[::1]:5", &sa, host, err, sizeof err);
+    ok &= sa.ss_family == AF_INET6 && !strcmp(host, "::1");
+    static const char *bad[] = {"", "x", "1.2.3.4:65536", "localhost:1", "[::1]5", "-1", "+5", "1.2.3.4:", "[::1:5"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) ok &= parse_addr(bad[i], &sa, host, err, sizeof err) == -1;
+    /* Escapes; a name cut inside a character ends before it. */
+    char *e1 = label_escape("a\"b\\c\nd"), *e2 = label_escape("ab\xc3");
+    ok &= e1 && e2 && !strcmp(e1, "a\\\"b\\\\c\\nd") && !strcmp(e2, "ab");
+    free(e1);
+    free(e2);
+    /* The rate: over the oldest sample within the window. */
+    metrics_t *m = calloc(1, sizeof *m);
+    if (!m) return -1;
+    pthread_mutex_init(&m->mu, NULL);
+    m->run = label_escape("r");
+    ok &= rate_update(m, 1000, 0) == 0 && rate_update(m, 1500, 50) == 100.0 && rate_update(m, 2000, 100) == 100.0;
+    ok &= rate_update(m, 61500, 100) == 0; /* the samples of t = 1 s and 2 s are out of the window */
+    /* A snapshot: pending = loaded - done - failed - leased; tallies by name. */
+    fleet_t *f = fleet_new();
+    fleet_worker_t *w = f ? fleet_add(f, "id", 2, "w\"1", 0) : NULL;
+    if (w) w->job_id = 3, w->prog_tokens = 7, fleet_credit(f, w, 11);
+    metrics_counts_t c = {.jobs = 10, .done = 4, .failed = 1, .leased_unheld = 1, .tokens_done = 11, .db_up = 1};
+    metrics_publish(m, &c, f, NULL);
+    char *t = metrics_text(m, NULL);
+    ok &= w && t && strstr(t, "tokshift_jobs{run=\"r\",state=\"pending\"} 3\n") &&
+          strstr(t, "tokshift_jobs{run=\"r\",state=\"leased\"} 2\n") && strstr(t, "tokshift_tokens_in_flight{run=\"r\"} 7\n") &&
+          strstr(t, "tokshift_worker_tokens_done_total{run=\"r\",worker=\"w\\\"1\"} 11\n") &&
+          strstr(t, "tokshift_db_round_trip_seconds_bucket{run=\"r\",le=\"+Inf\"} 0\n");
+    free(t);
+    fleet_destroy(&f);
+    metrics_destroy(&m);
+    metrics_destroy(&m);
+    return ok ? 0 : -1;
 }

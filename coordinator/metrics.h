@@ -71,4 +71,8 @@ char *metrics_text(metrics_t *self, size_t *len);
  * set: so that a scraper sees a finished run's final counts. */
 void metrics_linger(metrics_t *self, long seconds, const volatile sig_atomic_t *stop);
 
+/* Checks the address parser, label escaping, the rate window and a
+ * snapshot's text (no HTTP).  0 when all pass. */
+int metrics_selftest(void);
+
 #endif
