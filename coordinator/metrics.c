@@ -349,8 +349,16 @@ metrics_t *metrics_new(const char *addr, const char *run, char *err, size_t errl
      * than FD_SETSIZE descriptors with a large fleet); few connections, and
      * a scraper that stalls is dropped. */
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | (sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    /* Its thread inherits a mask without SIGINT and SIGTERM: they reach the
+     * serve loop's thread, whose zmq_poll they interrupt at once. */
+    sigset_t stop, was;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, &was);
     m->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
     if (!m->d) {
         log_seterr(err, errlen, "metrics: cannot serve on %s (is the port in use?)", addr);
         goto error;
