@@ -190,8 +190,12 @@ if (!url || !endpoint) {
     console.error(coord.err());
     finish("test_metrics");
 }
-// Before any worker: the families are there, nothing done.
+// Before the serve loop's first snapshot only the process's families are
+// there; then, before any worker, nothing is done.
 let fams = await scrape(url);
+check(Object.keys(fams).every(f => PROCESS_FAMILIES.includes(f) || "tokshift_run_complete" in fams),
+      `before the first snapshot, only ${PROCESS_FAMILIES}: ${Object.keys(fams)}`);
+await waitFor("the first snapshot", async () => "tokshift_run_complete" in (fams = await scrape(url)), 30000);
 check(val(fams, "tokshift_workers_alive") === 0 && val(fams, "tokshift_tokens_done_total") === 0,
       "before the workers: none alive, no tokens");
 check(val(fams, "tokshift_build_info", {version: tokshift(["--version"]).trim().split(/\s+/).pop()}) === 1,
@@ -199,12 +203,13 @@ check(val(fams, "tokshift_build_info", {version: tokshift(["--version"]).trim().
 const other = await get(url.replace(/\/metrics$/, "/other")), post = await get(url, "POST");
 check(other.status === 404 && post.status === 405, `another path ${other.status} (want 404), POST ${post.status} (want 405)`);
 
-// w0 holds its first job, measured, for 1.5 s before committing it
-// (TOKSHIFT_FAULT, common/fault.h): a busy worker and tokens in flight that
+// Each worker holds its first job, measured, for 1.5 s before committing it
+// (TOKSHIFT_FAULT, common/fault.h; both, since one may take every job before
+// the other has loaded the model): a busy worker and tokens in flight that
 // the 50 ms scrapes must see, however fast the machine.
 const workers = WORKERS.map((name, i) => startProc(join(BIN, "tokshift-worker"),
     ["--connect", endpoint, "--model", M, "--db", db, "--name", name, "--threads", "1"],
-    {logFile: join(dir, `w${i}.log`), env: i === 0 ? {TOKSHIFT_FAULT: "stall_before_commit_ms=1500"} : {}}));
+    {logFile: join(dir, `w${i}.log`), env: {TOKSHIFT_FAULT: "stall_before_commit_ms=1500"}}));
 
 const COUNTERS = ["tokshift_tokens_done_total", "tokshift_documents_done_total", "tokshift_job_retries_total"];
 let prev = null, scrapes = 0, sawBusy = false, sawInFlight = false, sawRate = false, t0 = Date.now();
