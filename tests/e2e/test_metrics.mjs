@@ -161,6 +161,7 @@ async function scrape(url) {
 const corpus = writeCorpus(dir, {nStories: 8, longRepeat: 4});
 const coordArgs = (extra) => ["--run", RUN, "--model", M, "--db", db, "--window", "64", "--stride", "32",
     "--prefix-lengths", "16", "--cont-len", "8", "--samples", "2", "--seed", "3", "--job-docs", "2", "--heartbeat", "200",
+    "--liveness", "25", // (5 s: no worker of a busy machine, or under TSan, is taken for dead)
     ...extra, ...corpus.files];
 for (const bad of ["127.0.0.1:99999", "localhost:9464", "[::1]9464", "127.0.0.1:", "x"]) {
     const r = run(join(BIN, "tokshift-coordinator"), coordArgs(["--bind", "tcp://127.0.0.1:0", "--metrics", bad]), {allowFail: true});
