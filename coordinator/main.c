@@ -59,6 +59,7 @@
 #include "fleet.h"
 #include "load.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "resume.h"
 #include "score.h"
@@ -73,6 +74,8 @@ typedef struct {
     const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
     const char *curve_secret, *curve_clients; /* both or neither */
     const char *score_run;                    /* --score-run: the generator run, or NULL */
+    const char *metrics;                      /* --metrics ADDR:PORT, or NULL */
+    long metrics_linger;
     char vocab_digest[65];                    /* its model's vocabulary digest (s.vocab_digest) */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
@@ -117,6 +120,11 @@ static void usage(FILE *f) {
             "      --liveness N          missed heartbeats before a worker is dead (default 5)\n"
             "      --job-timeout S       seconds before a leased job is taken back (default 3600)\n"
             "      --progress S          seconds between progress lines (default 5)\n"
+            "monitoring:\n"
+            "      --metrics [HOST:]PORT serve Prometheus metrics over HTTP at /metrics (HOST a\n"
+            "                            numeric address, default 127.0.0.1; [::1]:PORT for IPv6)\n"
+            "      --metrics-linger S    when the run is complete, keep serving its final metrics\n"
+            "                            for up to S seconds (default 0) before exiting\n"
             "security (ZeroMQ CURVE; without it traffic is neither authenticated nor encrypted):\n"
             "      --curve-secret FILE   this coordinator's secret key (tokshift keygen; mode 0600)\n"
             "      --curve-clients PATH  the workers' public keys allowed in: a directory of *.pub\n"
@@ -166,6 +174,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"max-doc-bytes", required_argument, 0, 'M'},
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
         {"score-run", required_argument, 0, 'R'},
+        {"metrics", required_argument, 0, 'Q'},    {"metrics-linger", required_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
@@ -221,6 +230,16 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         case 'X': o->curve_secret = optarg; break;
         case 'Y': o->curve_clients = optarg; break;
         case 'R': o->score_run = optarg; break;
+        case 'Q': {
+            char err[LOG_ERRLEN];
+            if (metrics_addr_check(optarg, err, sizeof err)) {
+                log_error("%s", err);
+                exit(2);
+            }
+            o->metrics = optarg;
+            break;
+        }
+        case 'q': o->metrics_linger = num(optarg, "--metrics-linger", 0, 86400); break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -688,7 +707,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
             c->bytes_done += job_bytes;
-            if (w) w->jobs_done++;
+            if (w && fleet_credit(c->fleet, w, m->u.done.n_tokens)) log_warn("out of memory counting a worker's job");
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
                       w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
         } else if (!strcmp(state, "leased") && !m->u.done.stale && h) {
@@ -804,6 +823,15 @@ static void progress(coord_t *c, int final) {
         log_info("coordinator CPU %.3f s over %.1f s wall (%.3f ms per job)", cpu_seconds(), el / 1000.0,
                  finished ? cpu_seconds() * 1000.0 / (double)finished : 0.0);
     }
+}
+
+/* The serve loop's counts, to the metrics endpoint (metrics.c); once per
+ * tick and at the end. */
+static void publish_metrics(coord_t *c, metrics_t *m, int complete) {
+    if (!m) return;
+    metrics_counts_t mc = {c->jobs_total, c->done, c->failed, (int64_t)(c->n_adopted + c->n_unreleased), c->retries,
+                           c->docs_total, c->docs_done, c->tokens, !c->db_down, complete};
+    metrics_publish(m, &mc, c->fleet, c->db);
 }
 
 /* ---- the corpus load, between messages --------------------------------- */
@@ -924,6 +952,9 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL;
+    if (o.metrics && !metrics) log_die("choose another --metrics address or port", "%s", err);
+    if (metrics) log_info("metrics at %s", metrics_url(metrics));
 
     if (o.identity) snprintf(ident, sizeof ident, "%s", o.identity);
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
@@ -1028,6 +1059,7 @@ int main(int argc, char **argv) {
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000, next_idle_check = 0;
     int exit_code = 0;
     ratelimit_init(&c.peer_log, 2.0, 20, now_ms());
+    publish_metrics(&c, metrics, 0);
     while (!g_stop && !c.fatal) {
         /* Finished when the corpus is loaded, nothing is queued and nobody
          * holds a job. */
@@ -1081,6 +1113,7 @@ int main(int argc, char **argv) {
         now = now_ms();
         if (now >= next_tick) {
             tick(&c);
+            publish_metrics(&c, metrics, 0);
             next_tick = now + o.heartbeat;
         }
         if (now >= next_progress) {
@@ -1105,6 +1138,7 @@ int main(int argc, char **argv) {
         db_run_set_status(db, c.run_id, "done", err, sizeof err);
         refresh_counts(&c);
         progress(&c, 1);
+        publish_metrics(&c, metrics, 1);
         if (table_print_report(db, c.run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) log_error("%s", err);
     }
     int linger = 200;
@@ -1118,6 +1152,8 @@ int main(int argc, char **argv) {
     }
     auth_destroy(&auth);
     zmq_ctx_term(ctx);
+    if (metrics && exit_code == 0) metrics_linger(metrics, o.metrics_linger, &g_stop);
+    metrics_destroy(&metrics);
     fleet_destroy(&c.fleet);
     free(c.queue);
     free(c.unreleased);
