@@ -1,4 +1,4 @@
-// test_template.mjs - chat templates (--template FILE; issue 11 item 5): an
+// test_template_run.mjs - chat templates (--template FILE; issue 11 item 5): an
 // instruction-tuned model reads each document through its chat format.
 // Real PostgreSQL, a real coordinator and worker, the demo model, whose
 // SentencePiece vocabulary has the control tokens <s> and </s>.
@@ -10,7 +10,9 @@
 //             double), and `tokshift score --run` takes the template from
 //             the run; without the template most log-probabilities differ;
 //             `tokshift regenerate` reproduces every sequence of a document
-//             (human, continuations, samples) from the stored settings
+//             (human, continuations, samples) from the stored settings,
+//             and `tokshift generate --template` (or --run) a sample from
+//             its prefix and seed
 //   settings  the template's text is in runs.settings; a run without one
 //             has no such key (its JSON is as before templates)
 //   missing   a template naming a special token the vocabulary lacks is
@@ -27,15 +29,15 @@ import {BIN, check, cleanup, finish, freePort, model, psql, run, runOnce, start,
         writeCorpus} from "./harness.mjs";
 
 const M = model();
-const dir = tempDir("tokshift-template-");
+const dir = tempDir("tokshift-template-run-");
 const pg = startPostgres(dir);
 const db = pg.conninfo;
 tokshift(["db", "migrate", "--db", db]);
 
 // The model's own BOS first (no second one is added), a turn ended by </s>,
-// then the document as the reply.
+// then the document as the reply, after <s>.
 const TPL = join(dir, "chat.tpl"), TPL2 = join(dir, "other.tpl"), BAD = join(dir, "bad.tpl");
-const tplText = "<s>Tom asked Lily for a story.</s><s>Lily said: {document}</s>\n";
+const tplText = "<s>Tom asked Lily for a story.</s><s>{document}</s>\n";
 writeFileSync(TPL, tplText);
 writeFileSync(TPL2, "<s>Lily said: {document}</s>\n");
 writeFileSync(BAD, "<|im_start|>assistant\n{document}<|im_end|>\n");
@@ -130,6 +132,24 @@ for (const ext of ["long", psql(db, `SELECT ext_id FROM documents WHERE run_id =
           r.stderr.slice(-600));
 }
 
+// generate: a stored sample from its prefix and seed, the template's context
+// first (--template, or --run's).  The template ends with <s>, the model's
+// BOS, so a document's ids are `tokenize --bos`'s.
+{
+    const [[doc, cut, seed, toks]] = psql(db, `SELECT s.doc_id, s.cut, s.seed, array_to_string(s.token_id, ' ')
+        FROM sequence_stats s WHERE run_id = ${tpl} AND kind = 'sample' ORDER BY doc_id, seq_no LIMIT 1`);
+    const [[b64]] = psql(db, `SELECT translate(encode(convert_to(text, 'UTF8'), 'base64'), E'\n', '') FROM documents
+        WHERE run_id = ${tpl} AND doc_id = ${doc}`);
+    const ids = tokshift(["tokenize", "--model", M, "--bos"], Buffer.from(b64, "base64")).trim().split(" ");
+    const prefix = ids.slice(0, Number(cut)).join(" ");
+    const gen = extra => tokshift(["generate", "--model", M, "-n", "8", "--prompt-ids", prefix, "--seed", seed,
+                                   "--print-ids", ...extra]).trim();
+    check(gen(["--template", TPL, "--temperature", "1"]) === toks,
+          `generate --template regenerates sample (doc ${doc}, cut ${cut}): ${toks}`);
+    check(gen(["--run", "tpl", "--db", db]) === toks, "generate --run takes the run's template");
+    check(gen(["--temperature", "1"]) !== toks, "generate without the template draws another sample");
+}
+
 // ---- missing: a special token the vocabulary lacks ----
 {
     const r = run(join(BIN, "tokshift"), ["score", "--model", M, "--template", BAD], {input: "Hi.", allowFail: true});
@@ -172,4 +192,4 @@ for (const extra of [["--template", TPL2], []]) {
 }
 
 cleanup(dir);
-finish("test_template");
+finish("test_template_run");
