@@ -36,6 +36,7 @@ struct experiment {
     int32_t *ctx;            /* the fixed context before every window and prefix */
     int n_ctx;               /* h */
     int ctx_batch;           /* its prefill chunk */
+    unsigned char *ctx_in;   /* [full slots]: the slot's positions [0, h) hold ctx */
 };
 
 experiment_t *experiment_new(const model_t *m, int window, int batch, const experiment_cont_t *cont, char *err,
@@ -77,7 +78,7 @@ experiment_t *experiment_new_ctx(const model_t *m, int window, int batch, const 
     }
     e->n_groups = G;
     if (n_ctx) {
-        if (!(e->ctx = malloc((size_t)n_ctx * sizeof *e->ctx))) goto oom;
+        if (!(e->ctx = malloc((size_t)n_ctx * sizeof *e->ctx)) || !(e->ctx_in = calloc(G ? G : 1, 1))) goto oom;
         memcpy(e->ctx, ctx, (size_t)n_ctx * sizeof *ctx);
         e->n_ctx = n_ctx;
     }
@@ -114,22 +115,31 @@ void experiment_destroy(experiment_t **self_p) {
     free(e->cur);
     free(e->groups);
     free(e->ctx);
+    free(e->ctx_in);
     free(e);
     *self_p = NULL;
 }
 
-void experiment_set_reference(experiment_t *e, int on) { forward_set_reference(e->fwd, on); }
+void experiment_set_reference(experiment_t *e, int on) {
+    forward_set_reference(e->fwd, on);
+    /* The context's cache came from the other path: computed anew. */
+    if (e->ctx_in) memset(e->ctx_in, 0, (size_t)(e->n_groups ? e->n_groups : 1));
+}
 int experiment_window(const experiment_t *e) { return e->window; }
 int experiment_decode_rows(const experiment_t *e) { return e->has_cont ? e->n_groups * (e->cont.n_samples + 1) : 0; }
 
 /* Prefills the fixed context into slot at positions [0, h), in chunks of
- * ctx_batch (no logits: nothing of it is scored). */
+ * ctx_batch (no logits: nothing of it is scored), once per slot: windows
+ * and prefixes write only positions from h on, so the slot keeps it, the
+ * same values as computing it again (the same rows, the same shapes). */
 static int prefill_ctx(experiment_t *e, int slot, char *err, size_t errlen) {
+    if (!e->n_ctx || e->ctx_in[slot]) return 0;
     for (int c0 = 0; c0 < e->n_ctx; c0 += e->ctx_batch) {
         int len = e->n_ctx - c0 < e->ctx_batch ? e->n_ctx - c0 : e->ctx_batch;
         for (int i = 0; i < len; i++) e->row_pos[i] = c0 + i, e->row_slot[i] = slot;
         if (forward_batch(e->fwd, e->ctx + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
     }
+    e->ctx_in[slot] = 1;
     return 0;
 }
 
