@@ -172,9 +172,10 @@ static int cli_template(const model_t *m, const char *path, const char *run_text
     const char *text = run_text;
     *out = NULL;
     if (path && !(text = file = tpltext_read(path, err, errlen))) return -1;
-    if (text && *text) *out = template_new(m->tok, text, strlen(text), err, errlen);
+    int want = text && *text;
+    if (want) *out = template_new(m->tok, text, strlen(text), err, errlen);
     free(file);
-    return text && *text && !*out ? -1 : 0;
+    return want && !*out ? -1 : 0;
 }
 
 /* An experiment for m whose windows and prefixes follow tpl's context

@@ -1143,6 +1143,7 @@ int main(int argc, char **argv) {
     free(c.queue);
     free(c.unreleased);
     free(c.adopted);
+    free(o.s.chat_template);
     db_destroy(&db);
     return exit_code;
 }
