@@ -564,7 +564,8 @@ static int cmd_score(int argc, char **argv) {
                    "      --strip         drop trailing newlines (\\n, \\r\\n) from stdin\n"
                    "      --reference     use the plain reference kernels instead of BLAS\n"
                    "      --ids           stdin holds token ids (whitespace-separated, BOS\n"
-                   "                      included if wanted), scored exactly as given\n",
+                   "                      included if wanted), scored exactly as given (after the\n"
+                   "                      template's context with --template: the ids as measured)\n",
                    WIRE_DEFAULT_WINDOW);
             return 0;
         default: return usage_hint("score");
