@@ -54,6 +54,7 @@
 #include "curve.h"
 #include "db.h"
 #include "table.h"
+#include "tpltext.h"
 #include "digest.h"
 #include "fault.h"
 #include "fleet.h"
@@ -112,6 +113,9 @@ static void usage(FILE *f) {
             "      --temperature T       sampling temperature (default 1.0)\n"
             "      --top-k K, --top-p P  truncation (default off)\n"
             "      --seed S              run seed (default 0)\n"
+            "      --template FILE       read each document through this chat template: the\n"
+            "                            text before and after it, split at {document}, special\n"
+            "                            tokens as the vocabulary spells them (README)\n"
             "scheduling:\n"
             "      --job-docs N          documents per job at most (default 64)\n"
             "      --job-bytes N         bytes of text per job at most (default 262144)\n"
@@ -155,7 +159,7 @@ static double fnum(const char *s, const char *what, double lo, double hi) {
 }
 
 static const wire_settings_t k_default_settings = {WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0, 0,
-                                                   NULL};
+                                                   NULL, NULL};
 
 static void parse_opts(int argc, char **argv, opts_t *o) {
     static const struct option lo[] = {
@@ -173,7 +177,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
         {"max-doc-bytes", required_argument, 0, 'M'},
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
-        {"score-run", required_argument, 0, 'R'},
+        {"score-run", required_argument, 0, 'R'},  {"template", required_argument, 0, 'U'},
         {"metrics", required_argument, 0, 'Q'},    {"metrics-linger", required_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
@@ -240,6 +244,13 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
             break;
         }
         case 'q': o->metrics_linger = num(optarg, "--metrics-linger", 0, 86400); break;
+        case 'U': {
+            char err[LOG_ERRLEN];
+            free(o->s.chat_template);
+            if (!(o->s.chat_template = tpltext_read(optarg, err, sizeof err)))
+                log_die("check --template", "%s", err);
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -275,10 +286,16 @@ static char *settings_json(const wire_settings_t *s) {
                           s->stride, "prefix_lengths", pl, "cut_every", s->cut_every, "cont_len", s->cont_len,
                           "samples", s->n_samples, "temperature", (double)s->temperature, "top_k", s->top_k, "top_p",
                           (double)s->top_p, "seed", (json_int_t)s->seed);
-    /* (Only cross-scoring runs have these keys: other runs' JSON is as before.) */
+    /* (Only cross-scoring runs have these keys, only runs with a template
+     * "template": other runs' JSON is as before.) */
     if (o && s->score_run > 0 &&
         (json_object_set_new(o, "score_run", json_integer((json_int_t)s->score_run)) ||
          json_object_set_new(o, "vocab_digest", json_string(s->vocab_digest)))) {
+        json_decref(o);
+        o = NULL;
+    }
+    if (o && s->chat_template && *s->chat_template &&
+        json_object_set_new(o, "template", json_string(s->chat_template))) {
         json_decref(o);
         o = NULL;
     }
@@ -637,12 +654,16 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
     if (w) w->last_seen_ms = now_ms(), w->unreachable = 0;
     switch (m->type) {
     case WIRE_HELLO: {
-        if (strcmp(m->u.hello.model_identity, c->identity) || (c->o->score_run && !m->u.hello.observes)) {
+        int old_tpl = c->o->s.chat_template && *c->o->s.chat_template && !m->u.hello.templates;
+        if (strcmp(m->u.hello.model_identity, c->identity) || (c->o->score_run && !m->u.hello.observes) || old_tpl) {
             wire_msg_t s = {.type = WIRE_SHUTDOWN};
             char reason[400];
             if (c->o->score_run && !m->u.hello.observes)
                 snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
                          "before cross-scoring) would draw anew", c->o->run, m->u.hello.worker);
+            else if (old_tpl)
+                snprintf(reason, sizeof reason, "run '%s' reads its documents through a chat template, which worker "
+                         "%s (a version before templates) would ignore", c->o->run, m->u.hello.worker);
             else
                 snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s",
                          c->o->run, c->identity, m->u.hello.worker, m->u.hello.model_identity);
@@ -1158,6 +1179,7 @@ int main(int argc, char **argv) {
     free(c.queue);
     free(c.unreleased);
     free(c.adopted);
+    free(o.s.chat_template);
     db_destroy(&db);
     return exit_code;
 }
