@@ -85,9 +85,10 @@ int db_seq_means(db_t *db, int64_t run_id, db_seqmean_t **out, size_t *n, char *
     PGresult *r;
     *out = NULL, *n = 0;
     if (db_exec(db,
-                "SELECT doc_id, kind = 'human_cont', sum_surprisal / n, sum_gap / n, "
-                "coalesce((sum_z / nullif(n_z, 0))::text, 'NaN') FROM sequence_means "
-                "WHERE run_id = $1 AND kind IN ('human_cont', 'sample') AND n > 0 ORDER BY doc_id",
+                "SELECT doc_id, kind = 'human_cont', sum_surprisal / cardinality(token_id), "
+                "sum_gap / cardinality(token_id), coalesce((sum_z / nullif(n_z, 0))::text, 'NaN') "
+                "FROM sequence_stats WHERE run_id = $1 AND kind IN ('human_cont', 'sample') "
+                "AND cardinality(token_id) > 0 ORDER BY doc_id",
                 1, (const char *const[]){a}, &r, err, errlen, "reading the sequences' means"))
         return -1;
     size_t rows = (size_t)PQntuples(r);

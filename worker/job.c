@@ -62,7 +62,7 @@ struct job_result {
     vec_t doc_pos[DB_N_KINDS];
     db_rollup_t doc_bucket[DB_N_KINDS][N_BUCKETS];
     db_calib_t doc_calib[DB_N_KINDS][DB_CALIB_BINS];
-    vec_t docbuckets, seqmeans;       /* db_docbucket_t */
+    vec_t docbuckets;                 /* db_docbucket_t */
     vec_t buckets_out;                /* job_result_view's gathered bucket rows */
     db_toptok_t top[DB_TOP_TOKENS];   /* a min-heap: top[0] is the least surprising kept */
     size_t n_top;
@@ -84,7 +84,7 @@ job_result_t *job_result_new(void) {
     r->rollups.size = sizeof(db_rollup_t);
     r->calib_out.size = sizeof(db_calib_t);
     for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].size = r->doc_pos[k].size = sizeof(db_rollup_t);
-    r->docbuckets.size = r->seqmeans.size = sizeof(db_docbucket_t);
+    r->docbuckets.size = sizeof(db_docbucket_t);
     r->buckets_out.size = sizeof(db_rollup_t);
     r->errors.size = sizeof(char *);
     r->rows.size = sizeof(experiment_row_t);
@@ -96,7 +96,7 @@ void job_result_reset(job_result_t *r) {
     for (size_t i = 0; i < r->errors.n; i++) free(((char **)r->errors.p)[i]);
     r->seqs.n = r->seq_off.n = r->docs.n = r->docsums.n = r->rollups.n = r->calib_out.n = r->errors.n = 0;
     for (int c = 0; c < N_COLS; c++) r->cols[c].n = 0;
-    r->docbuckets.n = r->seqmeans.n = r->buckets_out.n = 0;
+    r->docbuckets.n = r->buckets_out.n = 0;
     for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].n = r->doc_pos[k].n = 0;
     memset(r->calib, 0, sizeof r->calib);
     memset(r->buckets, 0, sizeof r->buckets);
@@ -113,7 +113,7 @@ void job_result_destroy(job_result_t **self_p) {
     job_result_t *r = *self_p;
     job_result_reset(r);
     vec_t *all[] = {&r->seqs, &r->seq_off, &r->docs, &r->docsums, &r->rollups, &r->calib_out, &r->errors, &r->rows,
-                    &r->seeds, &r->docbuckets, &r->seqmeans, &r->buckets_out};
+                    &r->seeds, &r->docbuckets, &r->buckets_out};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
     for (int c = 0; c < N_COLS; c++) free(r->cols[c].p);
     for (int k = 0; k < DB_N_KINDS; k++) free(r->sums[k].p), free(r->doc_pos[k].p);
@@ -168,7 +168,6 @@ int job_result_view(job_result_t *r, db_results_t *out) {
                           .docsums = r->docsums.p, .n_docsums = r->docsums.n,
                           .buckets = r->buckets_out.p, .n_buckets = r->buckets_out.n,
                           .docbuckets = r->docbuckets.p, .n_docbuckets = r->docbuckets.n,
-                          .seqmeans = r->seqmeans.p, .n_seqmeans = r->seqmeans.n,
                           .top = r->top, .n_top = r->n_top,
                           .docs = r->docs.p, .n_docs = r->docs.n};
     return 0;
@@ -208,6 +207,13 @@ int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cu
         ((float *)c[COL_ENTROPY])[i] = (float)st->entropy;
         ((float *)c[COL_TOP1])[i] = (float)st->top1_logprob;
         ((float *)c[COL_VARENTROPY])[i] = (float)st->varentropy;
+    }
+    /* The sequence's sums, from the stored floats as job_doc_end's. */
+    const float *lp = c[COL_LOGPROB], *h = c[COL_ENTROPY], *var = c[COL_VARENTROPY];
+    for (size_t i = 0; i < n; i++) {
+        double surprisal = -(double)lp[i];
+        s->sum_surprisal += surprisal, s->sum_entropy += h[i], s->sum_gap += surprisal - h[i];
+        if (var[i] > 0) s->n_z++, s->sum_z += (double)(float)(-lp[i] - h[i]) / sqrt((double)var[i]);
     }
     return 0;
 }
@@ -347,9 +353,6 @@ int job_doc_end(job_result_t *r) {
         size_t last = (size_t)s->n_tokens - 1 + (s->kind == DB_KIND_HUMAN);
         if (last >= sv->n && !vec_push(sv, last + 1 - sv->n)) return -1;
         if (last >= dv->n && !vec_push(dv, last + 1 - dv->n)) return -1;
-        db_docbucket_t *sm = vec_push(&r->seqmeans, 1);
-        if (!sm) return -1;
-        sm->doc_id = s->doc_id, sm->kind = s->kind, sm->seq_no = s->seq_no;
         for (int32_t i = 0; i < s->n_tokens; i++) {
             size_t t = o + (size_t)i;
             int32_t position = s->kind == DB_KIND_HUMAN ? i + 1 : i;
@@ -362,8 +365,6 @@ int job_doc_end(job_result_t *r) {
             ADD_SUMS(u, surprisal, h, gap, has_z, z);
             ADD_SUMS(ds, surprisal, h, gap, has_z, z);
             ADD_SUMS((db_rollup_t *)dv->p + position, surprisal, h, gap, has_z, z);
-            sm->n++, sm->sum_surprisal += surprisal, sm->sum_entropy += h, sm->sum_gap += gap;
-            if (has_z) sm->n_z++, sm->sum_z += z;
             double conf = exp((double)top1[t]);
             int bin = conf < 0 ? 0 : conf >= 1.0000001 ? 11 : (int)(10.0 * conf / 1.0000001) + 1;
             db_calib_t *cb = &r->calib[s->kind][bin];
