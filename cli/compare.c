@@ -73,12 +73,17 @@ static int find_runs(db_t *db, opts_t *o, char *err, size_t errlen) {
     return 0;
 }
 
-static int print_table(db_t *db, const opts_t *o, db_compare_t which, const char *title, char *err, size_t errlen) {
+/* Prints table `which` under title (nothing when it has no rows and
+ * skip_empty).  0, or -1 with a message. */
+static int print_table(db_t *db, const opts_t *o, db_compare_t which, const char *title, int skip_empty, char *err,
+                       size_t errlen) {
     db_table_t t;
     if (db_compare_rows(db, o->ids, o->n, which, &t, err, errlen)) return -1;
-    printf("%s\n", title);
-    table_print(&t, stdout);
-    printf("\n");
+    if (t.n_rows || !skip_empty) {
+        printf("%s\n", title);
+        table_print(&t, stdout);
+        printf("\n");
+    }
     db_table_free(&t);
     return 0;
 }
@@ -202,11 +207,17 @@ static int run_command(int argc, char **argv, const char *help, size_t min_runs,
     }
     if (full &&
         (print_table(db, &o, DB_COMPARE_BUCKETS,
-                     "By position bucket after the cut (± standard error clustered by document):", err, sizeof err) ||
-         print_table(db, &o, DB_COMPARE_DIFFS, "Differences from the first run (± standard error paired by document):",
-                     err, sizeof err) ||
+                     "By position bucket after the cut (± standard error clustered by document):", 0, err,
+                     sizeof err) ||
+         print_table(db, &o, DB_COMPARE_CUTS,
+                     "Runs whose tokenizers differ: their continuations pair where both cut a document at the same "
+                     "byte:", 1, err, sizeof err) ||
+         print_table(db, &o, DB_COMPARE_DIFFS,
+                     "Differences from the first run (± standard error paired by document; 'all, by byte': over "
+                     "the cuts both runs made at the same byte, all positions):",
+                     0, err, sizeof err) ||
          print_table(db, &o, DB_COMPARE_CALIBRATION, "Calibration (accuracy ± standard error clustered by document):",
-                     err, sizeof err)))
+                     0, err, sizeof err)))
         goto error;
     if (print_auroc(db, &o, err, sizeof err)) goto error;
     rc = 0;
@@ -221,8 +232,10 @@ int compare_main(int argc, char **argv) {
     static const char *const help =
         "usage: tokshift compare RUN_A RUN_B [RUN ...] [--db CONNINFO] [--boot N]\n\n"
         "Compares runs (by name or id) over the same corpus with the same cuts and seed\n"
-        "(window, stride, prefix lengths, cut interval, continuation length, seed; the\n"
-        "models, temperature, top-k/p and samples may differ; the tokenizers may not),\n"
+        "(window, stride, prefix lengths, cut intervals, continuation length, seed; the\n"
+        "models, temperature, top-k/p and samples may differ; the tokenizers may differ\n"
+        "when the cuts are placed in bytes, --cut-every-bytes: such runs pair cut by cut\n"
+        "where both cut a document at the same byte, over all positions after the cut),\n"
         "document by document.  Prints by position bucket after the cut: each run's\n"
         "human-continuation and sample gap, surprisal and entropy with standard errors\n"
         "clustered by document; each run minus the first with standard errors paired by\n"

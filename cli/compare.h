@@ -2,7 +2,8 @@
  *
  * What it is: the two commands' option parsing and output: for runs over
  * the same corpus with the same cuts and seed (checked first; the command
- * refuses, naming what differs), each run's human-continuation and sample
+ * refuses, naming what differs; runs whose tokenizers differ pair by the
+ * cuts' byte offsets), each run's human-continuation and sample
  * gap, surprisal and entropy by position bucket with clustered standard
  * errors, the differences of every run from the first with standard errors
  * paired by document, the calibration of each, and the AUROC of telling

@@ -259,6 +259,8 @@ typedef struct {
     const float *logprob, *entropy, *top1_logprob, *varentropy;
     int32_t n_z;
     double sum_surprisal, sum_entropy, sum_gap, sum_z;
+    int32_t cut_byte;          /* has_cut_byte: the cut's byte offset in the text */
+    bool has_cut_byte;
 } db_seq_t;
 
 /* Sums of one job's tokens of a kind at a position (human: pos;
@@ -388,6 +390,7 @@ typedef enum {
     DB_COMPARE_DIFFS,       /* tokshift_compare(first, each other run) */
     DB_COMPARE_CALIBRATION, /* calibration of each run, bin by bin */
     DB_COMPARE_AUROC,       /* sequence_auroc of each run */
+    DB_COMPARE_CUTS,        /* tokshift_cuts_paired(first, each other run whose tokenizer differs) */
 } db_compare_t;
 
 /* Reads one of the comparison tables of runs[n] (n <= 32; the first is the

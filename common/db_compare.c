@@ -54,6 +54,13 @@ int db_compare_rows(db_t *db, const int64_t *runs, size_t n, db_compare_t which,
             "SELECT r.name AS run, a.stat, a.n_human, a.n_sample, round(a.auroc::numeric, 4) AS auroc "
             "FROM sequence_auroc a JOIN runs r USING (run_id) WHERE a.run_id = ANY($1::bigint[]) "
             "ORDER BY array_position($1::bigint[], a.run_id), a.stat",
+        [DB_COMPARE_CUTS] =
+            "SELECT rb.name || ' - ' || ra.name AS pair, p.n_cuts_a AS \"cuts of the first\", "
+            "p.n_cuts_b AS \"cuts of the other\", p.n_paired AS \"at the same byte\" "
+            "FROM unnest($1::bigint[]) WITH ORDINALITY u(run_b, k) JOIN runs rb ON rb.run_id = u.run_b "
+            "JOIN runs ra ON ra.run_id = ($1::bigint[])[1] "
+            "CROSS JOIN LATERAL tokshift_cuts_paired(ra.run_id, rb.run_id) p "
+            "WHERE u.k > 1 AND tokshift_tokenizers_differ(ra.run_id, rb.run_id) ORDER BY u.k",
     };
     memset(out, 0, sizeof *out);
     if ((unsigned)which >= sizeof sql / sizeof *sql) return log_seterr(err, errlen, "database: no such table");
