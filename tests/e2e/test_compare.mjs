@@ -236,10 +236,10 @@ check(ts(["compare", "cmpA"], true).status === 2, "compare needs two runs");
     mkdirSync(bdir);
     // (fewer documents than above: a 50,257-token vocabulary costs 100 times
     // the demo model's per token)
-    const bcorpus = writeCorpus(bdir, {nStories: 4, longRepeat: 2});
+    const bcorpus = writeCorpus(bdir, {nStories: 3, longRepeat: 2});
     run(join(BIN, "tests", "make_arch_model"), ["gpt2", G, join(process.env.TOKSHIFT_TESTDATA, "vocab", "ggml-vocab-gpt-2.gguf")]);
     const bset = ["--window", "64", "--stride", "32", "--cut-every-bytes", String(EVERY), "--cont-len", String(C),
-                  "--samples", "2", "--seed", "99", "--job-docs", "4"];
+                  "--samples", "1", "--seed", "99", "--job-docs", "4"];
     for (const [name, mp] of [["bytesSpm", M], ["bytesGpt", G]]) {
         const {res, workers} = await runOnce({conninfo: db, runName: name, corpus: bcorpus, modelPath: mp, settings: bset,
                                               logDir: dir, nWorkers: 1});
