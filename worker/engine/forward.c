@@ -43,9 +43,11 @@ struct forward {
 
 /* Below this many rows a prefill chunk's products stream the weights
  * (smallm) instead of calling cblas_sgemm, which repacks the weight matrix
- * for every call: bench_smallm puts the crossing between 9 and 64 rows on
- * the machines measured; decode batches use smallm at any size (see
- * forward_batch). */
+ * for every call.  bench_smallm (AVX2, OpenBLAS Zen, GPT-2 shapes): smallm
+ * 1.1-1.6x OpenBLAS from 9 to 63 rows, 0.86-0.91x at 128; decode batches
+ * (up to 64 rows, experiment.c) use smallm at any size (see
+ * forward_batch).  Kept at 16: only a window's short last chunk would
+ * move, for little gain. */
 #define FORWARD_SMALL_M 16
 
 /* Rows of a stored weight matrix dequantized at a time for a few-row
