@@ -41,12 +41,13 @@ int stats_compute(const float *logits, int n, int32_t token, stats_t *out, char 
         int len = n - i0 < STATS_CHUNK ? n - i0 : STATS_CHUNK;
         for (int j = 0; j < len; j++) e[j] = u[j] = logits[i0 + j] - m;
         smallm_exp(e, len);
-        for (int j = 0; j < len; j++) {
-            double ej = u[j] < STATS_U_MIN ? 0.0 : (double)e[j], uj = u[j];
-            s0[j & 3] += ej;
-            s1[j & 3] += ej * uj;
-            s2[j & 3] += ej * uj * uj;
-        }
+        for (int j = 0; j < len; j += 4) /* len is a multiple of 4 but at the end */
+            for (int q = 0; q < 4 && j + q < len; q++) {
+                double ej = u[j + q] < STATS_U_MIN ? 0.0 : (double)e[j + q], uj = u[j + q];
+                s0[q] += ej;
+                s1[q] += ej * uj;
+                s2[q] += ej * uj * uj;
+            }
     }
     double S0 = (s0[0] + s0[1]) + (s0[2] + s0[3]), S1 = (s1[0] + s1[1]) + (s1[2] + s1[3]),
            S2 = (s2[0] + s2[1]) + (s2[2] + s2[3]);
