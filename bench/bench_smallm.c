@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     for (size_t s = 0; s < 2; s++) {
         int in = shapes[s][0], out = shapes[s][1];
         float *w = malloc(sizeof(float) * in * out), *x = malloc(sizeof(float) * 128 * in),
-              *y = malloc(sizeof(float) * 128 * out);
+              *y = malloc(sizeof(float) * 128 * out), *xt = malloc(sizeof(float) * smallm_scratch_floats(in));
         for (size_t i = 0; i < (size_t)in * out; i++) w[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
         for (size_t i = 0; i < (size_t)128 * in; i++) x[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
         printf("[M x %d] x [%d x %d]^T:\n", in, out, in);
@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
                 for (int lv = 0; lv <= (int)smallm_best(); lv++) {
                     smallm_set_level((smallm_level_t)lv);
                     t0 = now();
-                    smallm_matmul(y, out, x, in, w, in, M, in, out, 0.0f);
+                    smallm_matmul(y, out, x, in, w, in, M, in, out, 0.0f, xt);
                     dt = now() - t0;
                     if (dt < best[lv]) best[lv] = dt;
                 }
@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
                        best_blas / best[lv]);
             printf("\n");
         }
-        free(w), free(x), free(y);
+        free(w), free(x), free(y), free(xt);
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "stats.h"
 
 /* The perturbation of one run: a seeded generator (splitmix64); off for
  * the exact run. */
@@ -336,9 +337,11 @@ int eb_forward(const model_t *m, const int32_t *ids, int n, double *logits, doub
     }
     for (size_t i = 0; rc == 0 && i < nv; i++) err[i] = EB_LAMBDA * sqrt(err[i] / EB_RUNS) + EB_STATS_ABS;
     for (int t = 0; rc == 0 && st && t + 1 < n; t++) {
-        double *q = ss + 4 * t;
-        for (int j = 0; j < 4; j++) q[j] = EB_LAMBDA * sqrt(q[j] / EB_RUNS) + EB_STATS_ABS;
-        st[t] = (eb_stats_t){q[0], q[1], q[2], q[3]};
+        double *q = ss + 4 * t, *b = base + 4 * t;
+        stats_t ex = {.logprob = b[0], .entropy = b[1], .top1_logprob = b[2], .varentropy = b[3]}, own;
+        stats_bound(&ex, V, &own);
+        for (int j = 0; j < 4; j++) q[j] = EB_LAMBDA * sqrt(q[j] / EB_RUNS);
+        st[t] = (eb_stats_t){q[0] + own.logprob, q[1] + own.entropy, q[2] + own.top1_logprob, q[3] + own.varentropy};
     }
     free(lk), free(base), free(ss), free(out.w), free(out.wabs);
     return rc;

@@ -26,7 +26,9 @@
  * is within EB_LAMBDA s of the exact value (with 16 runs, the estimate of s
  * is above 0.65 s w.p. 0.99; 5.2 s of a normal: 2e-7), and two evaluations
  * within twice that.  The statistics are computed exactly from each run's
- * logits; stats.c's own double rounding (~V 2^-53) is EB_STATS_ABS.
+ * logits; stats_compute's own error (its float exp and double sums) is
+ * stats_bound's (stats.h), added to each statistic's bound; EB_STATS_ABS
+ * is added to each logit's.
  *
  * What it is not: fast (plain loops in double; fine for the tests' few
  * hundred tokens of small models); not used by the engine. */
@@ -39,7 +41,8 @@
 
 /* The unit roundoff of fp32 (round to nearest). */
 #define EB_U 0x1p-24
-/* stats.c's own rounding in double (V <= 2^20 terms of magnitude <= ~100). */
+/* A double rounding allowance on each logit's bound (V <= 2^20 terms of
+ * magnitude <= ~100). */
 #define EB_STATS_ABS 1e-9
 
 /* gamma_k = k u / (1 - k u): the relative bound of a k-term fp32 sum. */

@@ -229,15 +229,20 @@ int main(void) {
         uint64_t seeds[K];
         int32_t toks[K * C];
         int cuts[] = {16, 70};
+        int32_t toks2[2 * K * C];
+        experiment_row_t obs2[2 * (K + 1) * C], both[2 * (K + 1) * C]; /* humans, then samples */
         for (int j = 0; j < 2; j++) {
             TU_REQUIRE(experiment_continue(eg, ids, (int)n, cuts[j], 3, gen, gen + C, seeds, err, sizeof err) == 0,
                        "%s", err);
             for (int i = 0; i < K * C; i++) toks[i] = gen[C + i].token;
             memset(obs, 0xa5, sizeof obs);
-            TU_REQUIRE(experiment_observe(eg, ids, (int)n, cuts[j], toks, obs, obs + C, err, sizeof err) == 0, "%s",
-                       err);
-            TU_REQUIRE(experiment_observe(ep, ids, (int)n, cuts[j], toks, per, per + C, err, sizeof err) == 0, "%s",
-                       err);
+            TU_REQUIRE(experiment_observe(eg, ids, (int)n, &cuts[j], 1, toks, obs, obs + C, err, sizeof err) == 0,
+                       "%s", err);
+            TU_REQUIRE(experiment_observe(ep, ids, (int)n, &cuts[j], 1, toks, per, per + C, err, sizeof err) == 0,
+                       "%s", err);
+            memcpy(toks2 + j * K * C, toks, sizeof toks);
+            memcpy(obs2 + j * C, obs, sizeof(experiment_row_t) * C);
+            memcpy(obs2 + 2 * C + j * K * C, obs + C, sizeof(experiment_row_t) * K * C);
             int same = 0, differ = 0;
             for (int i = 0; i < (K + 1) * C; i++) {
                 const experiment_row_t *a = &gen[i], *b = &obs[i];
@@ -256,8 +261,21 @@ int main(void) {
             TU_CHECK(differ == (K + 1) * C, "cut %d: the perturbed model scored %d rows like the generator", cuts[j],
                      (K + 1) * C - differ);
         }
+        /* Both cuts observed together (as the worker does): each cut's rows
+         * as observed alone, bit for bit. */
+        memset(both, 0x5a, sizeof both);
+        TU_REQUIRE(experiment_observe(eg, ids, (int)n, cuts, 2, toks2, both, both + 2 * C, err, sizeof err) == 0, "%s",
+                   err);
+        int together = 1;
+        for (int i = 0; i < 2 * (K + 1) * C; i++)
+            together &= both[i].pos == obs2[i].pos && both[i].token == obs2[i].token &&
+                        both[i].st.context_len == obs2[i].st.context_len && both[i].st.rank == obs2[i].st.rank &&
+                        !memcmp(&both[i].st.logprob, &obs2[i].st.logprob, sizeof both[i].st.logprob) &&
+                        !memcmp(&both[i].st.entropy, &obs2[i].st.entropy, sizeof both[i].st.entropy) &&
+                        !memcmp(&both[i].st.varentropy, &obs2[i].st.varentropy, sizeof both[i].st.varentropy);
+        TU_CHECK(together, "two cuts observed together differ from each observed alone");
         toks[5] = V; /* outside the vocabulary: refused */
-        TU_CHECK(experiment_observe(eg, ids, (int)n, cuts[0], toks, obs, obs + C, err, sizeof err) == -1 &&
+        TU_CHECK(experiment_observe(eg, ids, (int)n, cuts, 1, toks, obs, obs + C, err, sizeof err) == -1 &&
                      strstr(err, "outside the vocabulary"),
                  "a token outside the vocabulary was observed: %s", err);
         experiment_destroy(&ep);

@@ -537,19 +537,16 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
         }
         experiment_row_t *all_human = r->rows.p, *all_samples = all_human + nc * (size_t)C;
         if (s->observe) {
-            /* Cross-scoring: each cut with the samples it was given. */
-            if (K > 0 && !(tokens = malloc((size_t)K * C * sizeof *tokens))) goto oom;
-            for (size_t j = 0; j < nc; j++) {
-                if (cancel && *cancel) {
-                    log_seterr(err, errlen, "cancelled");
-                    goto out;
-                }
-                uint64_t *cut_seeds = (uint64_t *)r->seeds.p + j * K;
-                if (given_at(s, given, n_given, &at, cuts[j], tokens, cut_seeds, why, sizeof why) ||
-                    experiment_observe(ex, ids, (int)n, cuts[j], tokens, all_human + j * C,
-                                       all_samples + j * K * (size_t)C, why, sizeof why))
+            /* Cross-scoring: every cut with the samples it was given, all
+             * decoded together as when drawn. */
+            if (K > 0 && nc && !(tokens = malloc(nc * K * (size_t)C * sizeof *tokens))) goto oom;
+            for (size_t j = 0; j < nc; j++)
+                if (given_at(s, given, n_given, &at, cuts[j], tokens + j * K * (size_t)C,
+                             (uint64_t *)r->seeds.p + j * K, why, sizeof why))
                     goto doc_error;
-            }
+            if (nc && experiment_observe(ex, ids, (int)n, cuts, (int)nc, tokens, all_human, all_samples, why,
+                                         sizeof why))
+                goto doc_error;
         } else if (nc && experiment_continue_doc(ex, ids, (int)n, cuts, (int)nc, (uint64_t)doc_id, all_human,
                                                  all_samples, r->seeds.p, why, sizeof why)) {
             /* Every cut of the document decodes together (experiment.h). */

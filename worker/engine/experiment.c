@@ -328,12 +328,15 @@ int experiment_continue(experiment_t *e, const int32_t *ids, int n, int cut, uin
     return continue_cuts(e, ids, n, &cut, 1, doc_key, NULL, human, samples, seeds, err, errlen);
 }
 
-int experiment_observe(experiment_t *e, const int32_t *ids, int n, int cut, const int32_t *tokens,
-                       experiment_row_t *human, experiment_row_t *samples, char *err, size_t errlen) {
+int experiment_observe(experiment_t *e, const int32_t *ids, int n, const int32_t *cuts, int nc,
+                       const int32_t *tokens, experiment_row_t *human, experiment_row_t *samples, char *err,
+                       size_t errlen) {
     int K = e->has_cont ? e->cont.n_samples : 0, V = e->m->cfg.n_vocab;
-    for (size_t i = 0; i < (size_t)K * (size_t)e->cont.cont_len; i++)
+    size_t per_cut = (size_t)K * (size_t)e->cont.cont_len;
+    for (size_t i = 0; i < per_cut * (size_t)(nc > 0 ? nc : 0); i++)
         if (tokens[i] < 0 || tokens[i] >= V)
-            return log_seterr(err, errlen, "sample %zu, token %zu: id %d is outside the vocabulary (%d)",
-                              i / (size_t)e->cont.cont_len, i % (size_t)e->cont.cont_len, tokens[i], V);
-    return continue_cuts(e, ids, n, &cut, 1, 0, tokens, human, samples, NULL, err, errlen);
+            return log_seterr(err, errlen, "cut %d, sample %zu, token %zu: id %d is outside the vocabulary (%d)",
+                              cuts[i / per_cut], i % per_cut / (size_t)e->cont.cont_len,
+                              i % (size_t)e->cont.cont_len, tokens[i], V);
+    return continue_cuts(e, ids, n, cuts, nc, 0, tokens, human, samples, NULL, err, errlen);
 }

@@ -118,15 +118,20 @@ int experiment_continue_doc(experiment_t *self, const int32_t *ids, int n, const
                             uint64_t doc_key, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
                             char *err, size_t errlen);
 
-/* The same experiment with the K samples' tokens given instead of drawn:
- * tokens[k * C + i] is sample k's i-th token (K = the settings' n_samples),
- * e.g. another run's samples at this cut, so that this model observes what
- * a generator wrote with the context the generator had (the prefix up to
- * the cut, then the sample).  The rows are what experiment_continue would
- * give had it drawn these tokens: bit for bit when the model and settings
- * are the generator's (rows do not depend on their batch: forward.h).  Returns 0 or -1 with a
- * message (a token outside the vocabulary, as experiment_continue's). */
-int experiment_observe(experiment_t *self, const int32_t *ids, int n, int cut, const int32_t *tokens,
-                       experiment_row_t *human, experiment_row_t *samples, char *err, size_t errlen);
+/* The same experiment at the nc cuts of one document (values
+ * experiment_cuts gave) with the K samples' tokens given instead of drawn:
+ * tokens[(j * K + k) * C + i] is cut j's sample k's i-th token (K = the
+ * settings' n_samples), e.g. another run's samples at these cuts, so that
+ * this model observes what a generator wrote with the context the
+ * generator had (the prefix up to the cut, then the sample).  Rows go where
+ * experiment_continue_doc puts them, and all the cuts decode together as
+ * there.  The rows are what experiment_continue would give had it drawn
+ * these tokens: bit for bit when the model and settings are the
+ * generator's (rows do not depend on their batch: forward.h).  Returns 0
+ * or -1 with a message (a token outside the vocabulary, as
+ * experiment_continue's). */
+int experiment_observe(experiment_t *self, const int32_t *ids, int n, const int32_t *cuts, int nc,
+                       const int32_t *tokens, experiment_row_t *human, experiment_row_t *samples, char *err,
+                       size_t errlen);
 
 #endif

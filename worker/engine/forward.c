@@ -36,6 +36,7 @@ struct forward {
     float *qg, *og; /* [B][q_dim]: one KV head's query rows gathered, their outputs */
     float *logits; /* [B][n_vocab] */
     float *wbuf;   /* [panel_rows][max cols] dequantized weight rows */
+    float *xt;     /* smallm_matmul's scratch */
     int panel_rows; /* rows of a weight matrix dequantized at a time */
     int *row_pos, *row_slot; /* [B] for forward_prefill */
     float *rope_cs; /* [n_ctx][rope_dim]: kern_rope_angles of every position, or NULL */
@@ -43,9 +44,11 @@ struct forward {
 
 /* Below this many rows a prefill chunk's products stream the weights
  * (smallm) instead of calling cblas_sgemm, which repacks the weight matrix
- * for every call: bench_smallm puts the crossing between 9 and 64 rows on
- * the machines measured; decode batches use smallm at any size (see
- * forward_batch). */
+ * for every call.  bench_smallm (AVX2, OpenBLAS Zen, GPT-2 shapes): smallm
+ * 1.1-1.6x OpenBLAS from 9 to 63 rows, 0.86-0.91x at 128; decode batches
+ * (up to 64 rows, experiment.c) use smallm at any size (see
+ * forward_batch).  Kept at 16: only a window's short last chunk would
+ * move, for little gain. */
 #define FORWARD_SMALL_M 16
 
 /* Rows of a stored weight matrix dequantized at a time for a few-row
@@ -100,11 +103,13 @@ forward_t *forward_new_shared(const model_t *m, int n_ctx, int max_batch, int n_
     f->panel_rows = FORWARD_PANEL_ROWS;
     size_t wbuf = (size_t)f->panel_rows * (size_t)widest_stored_row(m);
     size_t group = (size_t)(c->n_head / c->n_head_kv);
+    int widest_in = c->n_embd > f->q_dim ? c->n_embd : f->q_dim;
+    if (c->n_ff > widest_in) widest_in = c->n_ff;
     size_t sizes[] = {B * c->n_embd, B * c->n_embd, B * f->q_dim, B * f->kv_dim, B * f->kv_dim, B * f->q_dim,
                       B * c->n_ff,   B * c->n_ff,   B * group * n_ctx, B * c->n_vocab, wbuf, B * f->q_dim,
-                      B * f->q_dim,  B * c->n_embd};
+                      B * f->q_dim,  B * c->n_embd, smallm_scratch_floats(widest_in)};
     float **dst[] = {&f->x,  &f->xb,     &f->q,    &f->k,  &f->v,  &f->att, &f->hb,
-                     &f->hb2, &f->scores, &f->logits, &f->wbuf, &f->qg, &f->og, &f->xc};
+                     &f->hb2, &f->scores, &f->logits, &f->wbuf, &f->qg, &f->og, &f->xc, &f->xt};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     f->arena_floats = total;
@@ -228,12 +233,12 @@ static void attention_rows(forward_t *f, int layer, const int *slots, const int 
                    sizeof(float) * group * hd);
         if (base > 0)
             smallm_matmul(f->scores, ld, f->qg, hd, cache_at(f, f->k_cache, parent, layer, 0) + kvh * hd, f->kv_dim,
-                          R, hd, base, 0.0f);
+                          R, hd, base, 0.0f, f->xt);
         for (int r = 0; r < R; r++) {
             int i = i0 + r / group, slot = slots ? slots[i] : 0, own = pos[i] + 1 - base;
             float *srow = f->scores + (size_t)r * ld;
             smallm_matmul(srow + base, ld, f->qg + (size_t)r * hd, hd,
-                          cache_at(f, f->k_cache, slot, layer, base) + kvh * hd, f->kv_dim, 1, hd, own, 0.0f);
+                          cache_at(f, f->k_cache, slot, layer, base) + kvh * hd, f->kv_dim, 1, hd, own, 0.0f, f->xt);
             for (int j = 0; j <= pos[i]; j++) srow[j] *= scale;
             kern_softmax(srow, pos[i] + 1);
         }
@@ -345,12 +350,12 @@ static void linear(const forward_t *f, float *y, const float *x, const quant_mat
         /* Few rows: stream W once (smallm); a stored W a small panel at a
          * time, each panel dequantized once for all T rows. */
         if (w32) {
-            smallm_matmul(y, out, x, in, w32, in, T, in, out, beta);
+            smallm_matmul(y, out, x, in, w32, in, T, in, out, beta, f->xt);
         } else {
             for (int r0 = 0; r0 < out; r0 += FORWARD_SMALL_PANEL) {
                 int rows = out - r0 < FORWARD_SMALL_PANEL ? out - r0 : FORWARD_SMALL_PANEL;
                 quant_mat_dequant(w, r0, rows, f->wbuf);
-                smallm_matmul(y + r0, out, x, in, f->wbuf, in, T, in, rows, beta);
+                smallm_matmul(y + r0, out, x, in, f->wbuf, in, T, in, rows, beta, f->xt);
             }
         }
     } else if (w32) {

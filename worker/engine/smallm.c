@@ -5,12 +5,16 @@
  * attributes, so the build needs no -m flags and one binary runs on any
  * x86-64; elsewhere only the plain versions exist.
  *
- * matmul: a tile of NT rows of X by NO rows of W keeps NT x NO vector
- * accumulators over k; W's NO rows are read once per tile of X rows, i.e.
- * once per product from memory while X (a few rows) stays in cache.  Every
- * element is lanes of fmas over k in steps of the width, one fixed
- * reduction tree over the lanes, then the tail k in order with fmaf: the
- * same steps whatever tile the element falls in.
+ * matmul: every element is one fmaf chain over k = 0..in-1 in order, as
+ * the plain loop computes it; the vectors run one chain per lane, lanes
+ * being rows of X (X's chunk transposed into the caller's scratch, W's
+ * element broadcast), as an outer product.  So every level, tile and batch
+ * gives the same bits, and each k step reads a scalar of W and a vector of
+ * X^T per accumulator row: a quarter of the cache traffic of dot products
+ * along k (one vector of X per 8 products), which held an earlier version
+ * to ~0.7 of OpenBLAS at 64 rows.  Below SMALLM_FEW_ROWS rows, where the
+ * lanes would be mostly padding, AVX2 runs the same chains across 8 rows
+ * of W instead (few_avx2).
  *
  * pv: every element is one fmaf chain over l in order; vectors only do many
  * chains at once, so every level and tiling gives the same bits. */
@@ -25,10 +29,21 @@
 #include <immintrin.h>
 #endif
 
+/* Below this many rows of X, AVX2 products transpose W's blocks in
+ * registers (few_avx2) rather than X into the scratch.  bench_smallm (GPT-2
+ * shapes, Zen): at 1 row 5.4-7.3 GFLOP/s against 4.1-5.0 for the outer
+ * product; at 9 rows no better than it (16 lanes for 9 rows). */
+#define SMALLM_FEW_ROWS 8
+
+/* Floats of X's transposed chunk: 192 KiB, which stays in a 512 KiB L2
+ * beside the few rows of W in use (64 rows of 768 columns). */
+#define SMALLM_XT_FLOATS (48 * 1024)
+
 /* ---- plain -------------------------------------------------------------- */
 
 static void matmul_plain(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int T, int in, int out,
-                         float beta) {
+                         float beta, float *scratch) {
+    (void)scratch;
     for (int o = 0; o < out; o++) {
         const float *wo = w + (size_t)o * ldw;
         for (int t = 0; t < T; t++) {
@@ -60,68 +75,72 @@ static void pv_plain(float *o, int ldo, const float *p, int ldp, const float *v,
 
 #ifdef SMALLM_X86
 
-/* Bytes of X rows a product keeps in L2 at a time (L2 is 512 KiB to 2 MiB
- * on the x86 cores of today; W's few rows and Y's share the rest). */
-#define SMALLM_X_BYTES (160 * 1024)
-
-/* One NT x NO tile of matmul (NT <= 4, NO <= 4), NT and NO constants at
- * every call so that the accumulators live in registers. */
-#define SMALLM_TILE(NAME, TGT, VT, WIDTH, ZERO, LOAD, FMA, HSUM)                                                    \
+/* One tile of matmul: NV vectors of WIDTH rows of the transposed X chunk
+ * (xt[k][tp], rows t0..) by NO rows of W (NV <= 4, NO <= 12), constants at
+ * every call so that the accumulators live in registers.  Each lane of an
+ * accumulator is one element's fma chain over k = 0..in-1 in order: x[t][k]
+ * from xt's row k, w[o][k] broadcast.  Lanes past tn (padding) are
+ * computed on zeros and not stored. */
+#define SMALLM_TILE(NAME, TGT, VT, WIDTH, ZERO, LOAD, STORE, SET1, FMA)                                             \
     static inline __attribute__((always_inline, target(TGT))) void NAME(                                            \
-        float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int in, float beta, const int nt,      \
-        const int no) {                                                                                            \
-        VT acc[4][4];                                                                                              \
-        for (int a = 0; a < nt; a++)                                                                               \
+        float *y, int ldy, const float *xt, int tp, int t0, int tn, const float *w, int ldw, int in, float beta,    \
+        const int nv, const int no) {                                                                              \
+        VT acc[4][12];                                                                                             \
+        for (int a = 0; a < nv; a++)                                                                               \
             for (int b = 0; b < no; b++) acc[a][b] = ZERO();                                                       \
-        int k = 0;                                                                                                 \
-        for (; k + (WIDTH) <= in; k += (WIDTH)) {                                                                  \
-            VT wv[4];                                                                                              \
-            for (int b = 0; b < no; b++) wv[b] = LOAD(w + (size_t)b * ldw + k);                                    \
-            for (int a = 0; a < nt; a++) {                                                                         \
-                VT xv = LOAD(x + (size_t)a * ldx + k);                                                             \
-                for (int b = 0; b < no; b++) acc[a][b] = FMA(xv, wv[b], acc[a][b]);                                \
-            }                                                                                                      \
-        }                                                                                                          \
-        for (int a = 0; a < nt; a++)                                                                               \
+        const float *xk = xt + t0;                                                                                 \
+        for (int k = 0; k < in; k++, xk += tp) {                                                                   \
+            VT xv[4];                                                                                              \
+            for (int a = 0; a < nv; a++) xv[a] = LOAD(xk + a * (WIDTH));                                           \
             for (int b = 0; b < no; b++) {                                                                         \
-                float s = HSUM(acc[a][b]);                                                                         \
-                for (int kk = k; kk < in; kk++) s = fmaf(x[(size_t)a * ldx + kk], w[(size_t)b * ldw + kk], s);     \
-                float *d = y + (size_t)a * ldy + b;                                                                \
-                *d = s + (beta != 0.0f ? beta * *d : 0.0f);                                                        \
+                VT wb = SET1(w[(size_t)b * ldw + k]);                                                              \
+                for (int a = 0; a < nv; a++) acc[a][b] = FMA(xv[a], wb, acc[a][b]);                                \
+            }                                                                                                      \
+        }                                                                                                          \
+        float lane[WIDTH];                                                                                         \
+        for (int a = 0; a < nv; a++)                                                                               \
+            for (int b = 0; b < no; b++) {                                                                         \
+                STORE(lane, acc[a][b]);                                                                            \
+                for (int i = 0; i < (WIDTH) && t0 + a * (WIDTH) + i < tn; i++) {                                   \
+                    float *d = y + (size_t)(t0 + a * (WIDTH) + i) * ldy + b;                                       \
+                    *d = lane[i] + (beta != 0.0f ? beta * *d : 0.0f);                                              \
+                }                                                                                                  \
             }                                                                                                      \
     }
 
-/* The matmul driver over tiles of NT x NO, remainders by 1; the rows of X
- * go in chunks of about SMALLM_X_BYTES, so that the chunk stays in L2 while
- * every row of W passes over it (W is then read once per chunk). */
-#define SMALLM_MATMUL(NAME, TGT, TILE, NT, NO)                                                                      \
+/* The matmul driver: X's rows in chunks whose transpose fills the scratch
+ * (xt[k][tp], tp the chunk's rows rounded up to WIDTH, zero padded), then
+ * tiles of NV x NO, remainders by 1.  W's NO rows stream once per chunk
+ * and stay in cache while every vector of the chunk's rows passes. */
+#define SMALLM_MATMUL(NAME, TGT, TILE, WIDTH, NV, NO)                                                              \
     __attribute__((target(TGT))) static void NAME(float *y, int ldy, const float *x, int ldx, const float *w,      \
-                                                  int ldw, int T, int in, int out, float beta) {                   \
-        int chunk = (int)(SMALLM_X_BYTES / (sizeof(float) * (size_t)(in > 0 ? in : 1))) / (NT) * (NT);             \
-        if (chunk < (NT)) chunk = (NT);                                                                            \
-        for (int t0 = 0; t0 < T; t0 += chunk)                                                                      \
-            NAME##_rows(y + (size_t)t0 * ldy, ldy, x + (size_t)t0 * ldx, ldx, w, ldw,                              \
-                        T - t0 < chunk ? T - t0 : chunk, in, out, beta);                                           \
-    }
-
-#define SMALLM_MATMUL_ROWS(NAME, TGT, TILE, NT, NO)                                                                 \
-    __attribute__((target(TGT))) static void NAME##_rows(float *y, int ldy, const float *x, int ldx,               \
-                                                         const float *w, int ldw, int T, int in, int out,          \
-                                                         float beta) {                                             \
-        int o = 0;                                                                                                 \
-        for (; o + (NO) <= out; o += (NO)) {                                                                       \
-            const float *wo = w + (size_t)o * ldw;                                                                 \
-            int t = 0;                                                                                             \
-            for (; t + (NT) <= T; t += (NT))                                                                       \
-                TILE(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, NT, NO);           \
-            for (; t < T; t++) TILE(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, 1, NO); \
-        }                                                                                                          \
-        for (; o < out; o++) {                                                                                     \
-            const float *wo = w + (size_t)o * ldw;                                                                 \
-            int t = 0;                                                                                             \
-            for (; t + (NT) <= T; t += (NT))                                                                       \
-                TILE(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, NT, 1);            \
-            for (; t < T; t++) TILE(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, 1, 1); \
+                                                  int ldw, int T, int in, int out, float beta, float *xt) {        \
+        int chunk = in > 0 ? SMALLM_XT_FLOATS / in / (WIDTH) * (WIDTH) : T;                                        \
+        if (chunk < (WIDTH)) chunk = (WIDTH);                                                                      \
+        for (int c0 = 0; c0 < T; c0 += chunk) {                                                                    \
+            int tn = T - c0 < chunk ? T - c0 : chunk, tp = (tn + (WIDTH) - 1) / (WIDTH) * (WIDTH);                 \
+            const float *xc = x + (size_t)c0 * ldx;                                                                \
+            float *yc = y + (size_t)c0 * ldy;                                                                      \
+            for (int k = 0; k < in; k++) {                                                                         \
+                float *row = xt + (size_t)k * tp;                                                                  \
+                for (int t = 0; t < tn; t++) row[t] = xc[(size_t)t * ldx + k];                                     \
+                for (int t = tn; t < tp; t++) row[t] = 0.0f;                                                       \
+            }                                                                                                      \
+            int nvec = tp / (WIDTH), o = 0;                                                                        \
+            for (; o + (NO) <= out; o += (NO)) {                                                                   \
+                const float *wo = w + (size_t)o * ldw;                                                             \
+                int v = 0;                                                                                         \
+                for (; v + (NV) <= nvec; v += (NV))                                                                \
+                    TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, NV, NO);                         \
+                for (; v < nvec; v++) TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, 1, NO);        \
+            }                                                                                                      \
+            for (; o < out; o++) {                                                                                 \
+                const float *wo = w + (size_t)o * ldw;                                                             \
+                int v = 0;                                                                                         \
+                for (; v + (NV) <= nvec; v += (NV))                                                                \
+                    TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, NV, 1);                          \
+                for (; v < nvec; v++) TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, 1, 1);         \
+            }                                                                                                      \
         }                                                                                                          \
     }
 
@@ -180,28 +199,90 @@ static void pv_plain(float *o, int ldo, const float *p, int ldp, const float *v,
             }                                                                                                      \
     }
 
-/* AVX2 + FMA: 8 lanes; tiles of 4 x 3 (12 accumulators, 3 W vectors, X
- * folded into the fma: 16 registers). */
-__attribute__((target("avx2,fma"))) static inline float hsum_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+/* AVX2 + FMA: 8 lanes; tiles of 2 vectors x 6 rows of W (12
+ * accumulators, 2 of X, 1 broadcast: 15 of the 16 registers). */
+SMALLM_TILE(tile_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
+            _mm256_fmadd_ps)
+SMALLM_MATMUL(matmul_avx2, "avx2,fma", tile_avx2, 8, 2, 6)
+/* Few rows (AVX2): the same chains vectorised across 8 rows of W instead,
+ * each 8 x 8 block of W transposed in registers so that lane j holds
+ * w[o + j][k]; the transposition is shared by the NT (<= 4) rows of X of a
+ * tile, so it pays where X has too few rows to fill the outer product's
+ * lanes.  Outputs past a multiple of 8 go through the plain loop: the same
+ * chains again. */
+__attribute__((target("avx2,fma"))) static inline void transpose8_avx2(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++) {
+        __m256 a = t[4 * h], b = t[4 * h + 1], c = t[4 * h + 2], d = t[4 * h + 3];
+        u[4 * h] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * h + 1] = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * h + 2] = _mm256_shuffle_ps(b, d, _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * h + 3] = _mm256_shuffle_ps(b, d, _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
 }
-SMALLM_TILE(tile_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, hsum_avx2)
-SMALLM_MATMUL_ROWS(matmul_avx2, "avx2,fma", tile_avx2, 4, 3)
-SMALLM_MATMUL(matmul_avx2, "avx2,fma", tile_avx2, 4, 3)
+
+static inline __attribute__((always_inline, target("avx2,fma"))) void few_tile_avx2(
+    float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int in, float beta, const int nt) {
+    __m256 acc[4];
+    for (int a = 0; a < nt; a++) acc[a] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= in; k += 8) {
+        __m256 c[8];
+        for (int j = 0; j < 8; j++) c[j] = _mm256_loadu_ps(w + (size_t)j * ldw + k);
+        transpose8_avx2(c);
+        for (int i = 0; i < 8; i++)
+            for (int a = 0; a < nt; a++)
+                acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(x[(size_t)a * ldx + k + i]), c[i], acc[a]);
+    }
+    for (; k < in; k++) {
+        __m256 c = _mm256_set_ps(w[(size_t)7 * ldw + k], w[(size_t)6 * ldw + k], w[(size_t)5 * ldw + k],
+                                 w[(size_t)4 * ldw + k], w[(size_t)3 * ldw + k], w[(size_t)2 * ldw + k],
+                                 w[(size_t)ldw + k], w[k]);
+        for (int a = 0; a < nt; a++) acc[a] = _mm256_fmadd_ps(_mm256_set1_ps(x[(size_t)a * ldx + k]), c, acc[a]);
+    }
+    float lane[8];
+    for (int a = 0; a < nt; a++) {
+        _mm256_storeu_ps(lane, acc[a]);
+        for (int j = 0; j < 8; j++) {
+            float *d = y + (size_t)a * ldy + j;
+            *d = lane[j] + (beta != 0.0f ? beta * *d : 0.0f);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void few_avx2(float *y, int ldy, const float *x, int ldx, const float *w,
+                                                         int ldw, int T, int in, int out, float beta) {
+    int o = 0;
+    for (; o + 8 <= out; o += 8) {
+        const float *wo = w + (size_t)o * ldw;
+        int t = 0;
+        for (; t + 4 <= T; t += 4) few_tile_avx2(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, 4);
+        switch (T - t) {
+        case 3: few_tile_avx2(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, 3); break;
+        case 2: few_tile_avx2(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, 2); break;
+        case 1: few_tile_avx2(y + (size_t)t * ldy + o, ldy, x + (size_t)t * ldx, ldx, wo, ldw, in, beta, 1); break;
+        default: break;
+        }
+    }
+    if (o < out) matmul_plain(y + o, ldy, x, ldx, w + (size_t)o * ldw, ldw, T, in, out - o, beta, NULL);
+}
+
 SMALLM_PV(pv_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
           _mm256_fmadd_ps)
 
-/* AVX-512: 16 lanes; tiles of 4 x 4 (32 registers leave room). */
-__attribute__((target("avx512f,avx2,fma"))) static inline float hsum_avx512(__m512 v) {
-    return hsum_avx2(_mm256_add_ps(_mm512_castps512_ps256(v),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-}
-SMALLM_TILE(tile_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, hsum_avx512)
-SMALLM_MATMUL_ROWS(matmul_avx512, "avx512f,avx2,fma", tile_avx512, 4, 4)
-SMALLM_MATMUL(matmul_avx512, "avx512f,avx2,fma", tile_avx512, 4, 4)
+/* AVX-512: 16 lanes; tiles of 2 vectors x 12 rows of W (24 of the 32
+ * registers accumulate). */
+SMALLM_TILE(tile_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+            _mm512_set1_ps, _mm512_fmadd_ps)
+SMALLM_MATMUL(matmul_avx512, "avx512f,avx2,fma", tile_avx512, 16, 2, 12)
 SMALLM_PV(pv_avx512, "avx512f,avx2,fma", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps,
           _mm512_fmadd_ps)
 
@@ -278,15 +359,23 @@ const char *smallm_level_name(smallm_level_t level) {
     return (int)level >= 0 && level <= SMALLM_AVX512 ? names[level] : "?";
 }
 
+size_t smallm_scratch_floats(int max_in) {
+    size_t widest = (size_t)16 * (size_t)(max_in > 0 ? max_in : 0);
+    return widest > SMALLM_XT_FLOATS ? widest : SMALLM_XT_FLOATS;
+}
+
 void smallm_matmul(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int T, int in, int out,
-                   float beta) {
-    assert(T >= 0 && in >= 0 && out >= 0 && ldy >= out && ldx >= in && ldw >= in);
+                   float beta, float *scratch) {
+    assert(T >= 0 && in >= 0 && out >= 0 && ldy >= out && ldx >= in && ldw >= in && scratch);
     switch (smallm_level()) {
 #ifdef SMALLM_X86
-    case SMALLM_AVX512: matmul_avx512(y, ldy, x, ldx, w, ldw, T, in, out, beta); return;
-    case SMALLM_AVX2: matmul_avx2(y, ldy, x, ldx, w, ldw, T, in, out, beta); return;
+    case SMALLM_AVX512: matmul_avx512(y, ldy, x, ldx, w, ldw, T, in, out, beta, scratch); return;
+    case SMALLM_AVX2:
+        if (T < SMALLM_FEW_ROWS) few_avx2(y, ldy, x, ldx, w, ldw, T, in, out, beta);
+        else matmul_avx2(y, ldy, x, ldx, w, ldw, T, in, out, beta, scratch);
+        return;
 #endif
-    default: matmul_plain(y, ldy, x, ldx, w, ldw, T, in, out, beta); return;
+    default: matmul_plain(y, ldy, x, ldx, w, ldw, T, in, out, beta, scratch); return;
     }
 }
 

@@ -12,13 +12,14 @@
  * (kernels.c hands those to cblas_sgemm).
  *
  * Batch invariance, the property that makes batched decoding reproducible:
- * at any one SIMD level, the arithmetic of every output element depends
- * only on its own row of X and row of W (its lanes, their order, the
- * reduction tree, the tail), never on how many rows the batch has or where
- * the row sits in it.  So a sequence decoded in a batch of 40 rows gets the
+ * the arithmetic of every output element depends only on its own row of X
+ * and row of W (one fma chain in order, the same at every SIMD level),
+ * never on how many rows the batch has or where the row sits in it.  So a sequence decoded in a batch of 40 rows gets the
  * same bits as decoded alone, and a stored sample regenerates exactly. */
 #ifndef TS_SMALLM_H
 #define TS_SMALLM_H
+
+#include <stddef.h>
 
 typedef enum { SMALLM_PLAIN = 0, SMALLM_AVX2 = 1, SMALLM_AVX512 = 2 } smallm_level_t;
 
@@ -36,11 +37,19 @@ int smallm_set_level(smallm_level_t level);
 /* "plain", "avx2", "avx512". */
 const char *smallm_level_name(smallm_level_t level);
 
+/* Floats of the scratch smallm_matmul needs for inputs of up to max_in
+ * columns (at least 192 KiB worth). */
+size_t smallm_scratch_floats(int max_in);
+
 /* Y[T][out] = X[T][in] W[out][in]^T + beta Y, rows of X, W and Y ldx, ldw
- * and ldy floats apart.  fp32 accumulation with fused multiply-adds (error
- * of the order of in * 2^-24 * sum |x w|); batch-invariant (see above). */
+ * and ldy floats apart; scratch holds smallm_scratch_floats(in) floats,
+ * owned by the caller (its contents are not kept).  Each element is
+ * s = fmaf(x[t][k], w[o][k], s) for k = 0..in-1 in order from s = 0, then
+ * s + beta y (error at most in * 2^-24 * sum |x w| / (1 - in 2^-24)), at
+ * every level: the levels agree bit for bit, and the product is
+ * batch-invariant (see above). */
 void smallm_matmul(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int T, int in, int out,
-                   float beta);
+                   float beta, float *scratch);
 
 /* O[R][hd] (+)= P[R][L] V[L][hd], rows of O, P and V ldo, ldp, ldv floats
  * apart; with accumulate 0 O is overwritten.  Each element is one chain of

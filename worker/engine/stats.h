@@ -1,8 +1,8 @@
 /* stats.h - per-token statistics of a next-token distribution.
  *
  * What it is: exactly the columns of DESIGN.md section 1, computed from the
- * untempered (T = 1) logits in one pass with an online log-sum-exp in double
- * precision.  What it is not: sampling (sampler.c) or aggregation (SQL). */
+ * untempered (T = 1) logits: the maximum, then e^(l - max) by a vectorised
+ * float exp, summed in double precision (stats.c).  What it is not: sampling (sampler.c) or aggregation (SQL). */
 #ifndef TS_STATS_H
 #define TS_STATS_H
 
@@ -22,6 +22,12 @@ typedef struct {
  * Returns 0, or -1 when a logit is NaN or infinite, with its index in the
  * message (such a row must never leave the engine). */
 int stats_compute(const float *logits, int n, int32_t token, stats_t *out, char *err, size_t errlen);
+
+/* Bounds on |stats_compute's value - the exact value| of each statistic of
+ * a row whose (exact or computed) statistics are s over n logits: float
+ * exp and rounding of l - max, double sums (see stats.c).  The rank is
+ * exact (bound 0). */
+void stats_bound(const stats_t *s, int n, stats_t *bound);
 
 /* The same by the textbook two-pass definition, for tests. */
 int stats_compute_ref(const float *logits, int n, int32_t token, stats_t *out);
