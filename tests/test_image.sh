@@ -4,7 +4,7 @@
 #      Debian's archive, podman build of deploy/container/Containerfile)
 #      into a private podman store in a temp folder (removed on exit);
 #   2. from the image: `tokshift --version`, the user (10001, not root), no
-#      compiler in the runtime stage;
+#      compiler (nor perl) in the runtime stage;
 #   3. a one-document run from the image only: a coordinator container and a
 #      --keep-serving worker container (host network, read-only root
 #      filesystem as in deploy/k8s/, the model mounted read-only) against
@@ -75,8 +75,8 @@ step "built $IMAGE in $((SECONDS - t0)) s ($(pm image inspect -f '{{.Size}}' "$I
 VERSION=$(sed -n 's/^project(tokshift VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 v=$(pm run --rm "$IMAGE" --version 2>&1)
 [ "$v" = "tokshift $VERSION" ] || fail "tokshift --version in the image printed '$v', want 'tokshift $VERSION'"
-u=$(pm run --rm "$IMAGE" sh -c 'echo $(id -u):$(id -g); command -v cc gcc cmake || true' 2>&1)
-[ "$u" = 10001:10001 ] || fail "the image runs as '$u' (and has compilers?), want 10001:10001 and no compiler"
+u=$(pm run --rm "$IMAGE" sh -c 'echo $(id -u):$(id -g); command -v cc gcc cmake perl || true' 2>&1)
+[ "$u" = 10001:10001 ] || fail "the image runs as '$u' (and has these?), want 10001:10001 and no compiler or perl"
 for b in coordinator worker; do
   pm run --rm "$IMAGE" "$b" --help >/dev/null 2>&1 || fail "entrypoint '$b --help' exited non-zero"
 done

@@ -62,7 +62,9 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
   sources=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main")
   [ -z "$SECURITY" ] || sources+=("deb $SECURITY $SUITE-security main")
   log "mmdebstrap --variant=minbase $SUITE from $MIRROR"
-  mmdebstrap --quiet --variant=minbase "${hooks[@]}" \
+  # merged-/usr set up as debootstrap does (symlinks, usr-is-merged) rather
+  # than by the usrmerge package, which would leave perl in the image.
+  mmdebstrap --quiet --variant=minbase --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr "${hooks[@]}" \
     --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
     "$SUITE" "$TMP/base.tar" "${sources[@]}" >&2
   "${PODMAN[@]}" import --change 'CMD ["/bin/bash"]' "$TMP/base.tar" "$BASE" >/dev/null
