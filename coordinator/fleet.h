@@ -12,11 +12,12 @@
 #include <stdint.h>
 
 #define FLEET_MAX_ID 256
+#define FLEET_MAX_NAME 128
 
 typedef struct {
     uint8_t id[FLEET_MAX_ID];
     size_t id_len;
-    char name[128];
+    char name[FLEET_MAX_NAME];
     int64_t last_seen_ms;
     int ready;          /* asked for a job and has none */
     int64_t job_id;     /* -1 when none */
@@ -24,7 +25,7 @@ typedef struct {
     int64_t leased_ms;  /* when the job was handed out */
     int adopted;        /* the job is a lease found by a restarted coordinator,
                            not yet confirmed by a DONE or FAILED */
-    int64_t jobs_done;
+    int64_t jobs_done; /* by this connection (fleet_credit) */
     /* The job in hand, as the worker's heartbeats tell it. */
     int64_t job_bytes;           /* text bytes of the job's documents */
     int64_t prog_tokens, prog_bytes, prog_docs; /* measured so far */
@@ -50,6 +51,22 @@ size_t fleet_size(const fleet_t *self);
 fleet_worker_t *fleet_at(fleet_t *self, size_t i);
 /* A worker that is ready, or NULL (round robin). */
 fleet_worker_t *fleet_next_ready(fleet_t *self);
+
+/* Jobs done and tokens committed per worker name, over all its connections
+ * since fleet_new: a worker declared dead that comes back, or one that
+ * reconnects, keeps its tally (the metrics' per-worker counters). */
+typedef struct {
+    char name[FLEET_MAX_NAME];
+    int64_t jobs_done, tokens_done;
+} fleet_tally_t;
+
+/* Counts a job of `tokens` tokens done by w: w->jobs_done and its name's
+ * tally (O(1)).  0, or -1 out of memory (the tally misses this job). */
+int fleet_credit(fleet_t *self, fleet_worker_t *w, int64_t tokens);
+/* Number of tallies (distinct names credited), and the i-th, in the order
+ * the names were first credited. */
+size_t fleet_n_tallies(const fleet_t *self);
+const fleet_tally_t *fleet_tally_at(const fleet_t *self, size_t i);
 
 int fleet_selftest(void);
 

@@ -54,11 +54,13 @@
 #include "curve.h"
 #include "db.h"
 #include "table.h"
+#include "tpltext.h"
 #include "digest.h"
 #include "fault.h"
 #include "fleet.h"
 #include "load.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "resume.h"
 #include "score.h"
@@ -73,6 +75,8 @@ typedef struct {
     const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
     const char *curve_secret, *curve_clients; /* both or neither */
     const char *score_run;                    /* --score-run: the generator run, or NULL */
+    const char *metrics;                      /* --metrics ADDR:PORT, or NULL */
+    long metrics_linger;
     char vocab_digest[65];                    /* its model's vocabulary digest (s.vocab_digest) */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
@@ -104,11 +108,17 @@ static void usage(FILE *f) {
             "      --stride S            window stride (default W/2)\n"
             "      --prefix-lengths L    continuation cut points, e.g. 16,64 (default none)\n"
             "      --cut-every N         also cut every N tokens (default 0 = off)\n"
+            "      --cut-every-bytes N   instead, cut at the first word start at or after every\n"
+            "                            N bytes of text: runs of models whose tokenizers differ\n"
+            "                            then cut at the same places (tokshift compare pairs them)\n"
             "      --cont-len C          tokens per continuation (default 32)\n"
             "      --samples K           model samples per cut (default 4)\n"
             "      --temperature T       sampling temperature (default 1.0)\n"
             "      --top-k K, --top-p P  truncation (default off)\n"
             "      --seed S              run seed (default 0)\n"
+            "      --template FILE       read each document through this chat template: the\n"
+            "                            text before and after it, split at {document}, special\n"
+            "                            tokens as the vocabulary spells them (README)\n"
             "scheduling:\n"
             "      --job-docs N          documents per job at most (default 64)\n"
             "      --job-bytes N         bytes of text per job at most (default 262144)\n"
@@ -117,6 +127,11 @@ static void usage(FILE *f) {
             "      --liveness N          missed heartbeats before a worker is dead (default 5)\n"
             "      --job-timeout S       seconds before a leased job is taken back (default 3600)\n"
             "      --progress S          seconds between progress lines (default 5)\n"
+            "monitoring:\n"
+            "      --metrics [HOST:]PORT serve Prometheus metrics over HTTP at /metrics (HOST a\n"
+            "                            numeric address, default 127.0.0.1; [::1]:PORT for IPv6)\n"
+            "      --metrics-linger S    when the run is complete, keep serving its final metrics\n"
+            "                            for up to S seconds (default 0) before exiting\n"
             "security (ZeroMQ CURVE; without it traffic is neither authenticated nor encrypted):\n"
             "      --curve-secret FILE   this coordinator's secret key (tokshift keygen; mode 0600)\n"
             "      --curve-clients PATH  the workers' public keys allowed in: a directory of *.pub\n"
@@ -147,7 +162,7 @@ static double fnum(const char *s, const char *what, double lo, double hi) {
 }
 
 static const wire_settings_t k_default_settings = {WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0, 0,
-                                                   NULL};
+                                                   NULL, NULL, 0};
 
 static void parse_opts(int argc, char **argv, opts_t *o) {
     static const struct option lo[] = {
@@ -165,7 +180,9 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
         {"max-doc-bytes", required_argument, 0, 'M'},
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
-        {"score-run", required_argument, 0, 'R'},
+        {"score-run", required_argument, 0, 'R'},  {"template", required_argument, 0, 'U'},
+        {"metrics", required_argument, 0, 'Q'},    {"metrics-linger", required_argument, 0, 'q'},
+        {"cut-every-bytes", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
@@ -204,6 +221,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
             break;
         }
         case 'E': o->s.cut_every = (int32_t)num(optarg, "--cut-every", 0, 1 << 24); break;
+        case 'B': o->s.cut_every_bytes = (int32_t)num(optarg, "--cut-every-bytes", 0, 1 << 30); break;
         case 'C': o->s.cont_len = (int32_t)num(optarg, "--cont-len", 0, 1 << 20); break;
         case 'K': o->s.n_samples = (int32_t)num(optarg, "--samples", 0, 4096); break;
         case 't': o->s.temperature = (float)fnum(optarg, "--temperature", 0, 1e6); break;
@@ -221,6 +239,23 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         case 'X': o->curve_secret = optarg; break;
         case 'Y': o->curve_clients = optarg; break;
         case 'R': o->score_run = optarg; break;
+        case 'Q': {
+            char err[LOG_ERRLEN];
+            if (metrics_addr_check(optarg, err, sizeof err)) {
+                log_error("%s", err);
+                exit(2);
+            }
+            o->metrics = optarg;
+            break;
+        }
+        case 'q': o->metrics_linger = num(optarg, "--metrics-linger", 0, 86400); break;
+        case 'U': {
+            char err[LOG_ERRLEN];
+            free(o->s.chat_template);
+            if (!(o->s.chat_template = tpltext_read(optarg, err, sizeof err)))
+                log_die("check --template", "%s", err);
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -239,8 +274,12 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     if (o->score_run &&
         (o->s.window != d.window || o->s.stride != d.stride || o->s.n_prefix_lengths || o->s.cut_every != d.cut_every ||
          o->s.cont_len != d.cont_len || o->s.n_samples != d.n_samples || o->s.temperature != d.temperature ||
-         o->s.top_k != d.top_k || o->s.top_p != d.top_p || o->s.seed != d.seed))
+         o->s.top_k != d.top_k || o->s.top_p != d.top_p || o->s.seed != d.seed ||
+         o->s.cut_every_bytes != d.cut_every_bytes))
         log_die("drop the settings options", "--score-run takes the scored run's settings; none may be given");
+    if (o->s.cut_every_bytes && (o->s.cut_every || o->s.n_prefix_lengths))
+        log_die("give --cut-every-bytes alone", "--cut-every-bytes places every cut; it takes no --cut-every or "
+                "--prefix-lengths");
     if (!o->s.stride) o->s.stride = o->s.window / 2 > 0 ? o->s.window / 2 : 1;
     if (o->s.stride >= o->s.window) log_die("use a stride smaller than the window", "--stride %d >= --window %d",
                                             o->s.stride, o->s.window);
@@ -256,10 +295,21 @@ static char *settings_json(const wire_settings_t *s) {
                           s->stride, "prefix_lengths", pl, "cut_every", s->cut_every, "cont_len", s->cont_len,
                           "samples", s->n_samples, "temperature", (double)s->temperature, "top_k", s->top_k, "top_p",
                           (double)s->top_p, "seed", (json_int_t)s->seed);
-    /* (Only cross-scoring runs have these keys: other runs' JSON is as before.) */
+    /* (Only runs cut by bytes have "cut_every_bytes", only cross-scoring
+     * runs the next two, only runs with a template "template": other runs'
+     * JSON is as before.) */
+    if (o && s->cut_every_bytes > 0 && json_object_set_new(o, "cut_every_bytes", json_integer(s->cut_every_bytes))) {
+        json_decref(o);
+        o = NULL;
+    }
     if (o && s->score_run > 0 &&
         (json_object_set_new(o, "score_run", json_integer((json_int_t)s->score_run)) ||
          json_object_set_new(o, "vocab_digest", json_string(s->vocab_digest)))) {
+        json_decref(o);
+        o = NULL;
+    }
+    if (o && s->chat_template && *s->chat_template &&
+        json_object_set_new(o, "template", json_string(s->chat_template))) {
         json_decref(o);
         o = NULL;
     }
@@ -618,12 +668,21 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
     if (w) w->last_seen_ms = now_ms(), w->unreachable = 0;
     switch (m->type) {
     case WIRE_HELLO: {
-        if (strcmp(m->u.hello.model_identity, c->identity) || (c->o->score_run && !m->u.hello.observes)) {
+        int old_tpl = c->o->s.chat_template && *c->o->s.chat_template && !m->u.hello.templates;
+        int old = (c->o->score_run && !m->u.hello.observes) || (c->o->s.cut_every_bytes && !m->u.hello.cuts_by_bytes) ||
+                  old_tpl;
+        if (strcmp(m->u.hello.model_identity, c->identity) || old) {
             wire_msg_t s = {.type = WIRE_SHUTDOWN};
             char reason[400];
-            if (c->o->score_run && !m->u.hello.observes)
+            if (c->o->s.cut_every_bytes && !m->u.hello.cuts_by_bytes)
+                snprintf(reason, sizeof reason, "run '%s' cuts by bytes, which worker %s (a version before "
+                         "--cut-every-bytes) would not", c->o->run, m->u.hello.worker);
+            else if (c->o->score_run && !m->u.hello.observes)
                 snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
                          "before cross-scoring) would draw anew", c->o->run, m->u.hello.worker);
+            else if (old_tpl)
+                snprintf(reason, sizeof reason, "run '%s' reads its documents through a chat template, which worker "
+                         "%s (a version before templates) would ignore", c->o->run, m->u.hello.worker);
             else
                 snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s",
                          c->o->run, c->identity, m->u.hello.worker, m->u.hello.model_identity);
@@ -688,7 +747,7 @@ static void on_message(coord_t *c, const uint8_t *peer, size_t peer_len, wire_ms
             c->tokens += m->u.done.n_tokens;
             c->docs_done += m->u.done.n_docs;
             c->bytes_done += job_bytes;
-            if (w) w->jobs_done++;
+            if (w && fleet_credit(c->fleet, w, m->u.done.n_tokens)) log_warn("out of memory counting a worker's job");
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens, compute %.2fs, write %.3fs", job_id,
                       w ? w->name : "?", m->u.done.n_tokens, m->u.done.compute_s, m->u.done.write_s);
         } else if (!strcmp(state, "leased") && !m->u.done.stale && h) {
@@ -804,6 +863,15 @@ static void progress(coord_t *c, int final) {
         log_info("coordinator CPU %.3f s over %.1f s wall (%.3f ms per job)", cpu_seconds(), el / 1000.0,
                  finished ? cpu_seconds() * 1000.0 / (double)finished : 0.0);
     }
+}
+
+/* The serve loop's counts, to the metrics endpoint (metrics.c); once per
+ * tick and at the end. */
+static void publish_metrics(coord_t *c, metrics_t *m, int complete) {
+    if (!m) return;
+    metrics_counts_t mc = {c->jobs_total, c->done, c->failed, (int64_t)(c->n_adopted + c->n_unreleased), c->retries,
+                           c->docs_total, c->docs_done, c->tokens, !c->db_down, complete};
+    metrics_publish(m, &mc, c->fleet, c->db);
 }
 
 /* ---- the corpus load, between messages --------------------------------- */
@@ -924,6 +992,9 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL;
+    if (o.metrics && !metrics) log_die("choose another --metrics address or port", "%s", err);
+    if (metrics) log_info("metrics at %s", metrics_url(metrics));
 
     if (o.identity) snprintf(ident, sizeof ident, "%s", o.identity);
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
@@ -1028,6 +1099,7 @@ int main(int argc, char **argv) {
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000, next_idle_check = 0;
     int exit_code = 0;
     ratelimit_init(&c.peer_log, 2.0, 20, now_ms());
+    publish_metrics(&c, metrics, 0);
     while (!g_stop && !c.fatal) {
         /* Finished when the corpus is loaded, nothing is queued and nobody
          * holds a job. */
@@ -1081,6 +1153,7 @@ int main(int argc, char **argv) {
         now = now_ms();
         if (now >= next_tick) {
             tick(&c);
+            publish_metrics(&c, metrics, 0);
             next_tick = now + o.heartbeat;
         }
         if (now >= next_progress) {
@@ -1105,6 +1178,7 @@ int main(int argc, char **argv) {
         db_run_set_status(db, c.run_id, "done", err, sizeof err);
         refresh_counts(&c);
         progress(&c, 1);
+        publish_metrics(&c, metrics, 1);
         if (table_print_report(db, c.run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) log_error("%s", err);
     }
     int linger = 200;
@@ -1118,10 +1192,13 @@ int main(int argc, char **argv) {
     }
     auth_destroy(&auth);
     zmq_ctx_term(ctx);
+    if (metrics && exit_code == 0) metrics_linger(metrics, o.metrics_linger, &g_stop);
+    metrics_destroy(&metrics);
     fleet_destroy(&c.fleet);
     free(c.queue);
     free(c.unreleased);
     free(c.adopted);
+    free(o.s.chat_template);
     db_destroy(&db);
     return exit_code;
 }

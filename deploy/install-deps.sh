@@ -22,6 +22,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 BUILD_PKGS=(build-essential cmake pkg-config
       libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libpq-dev libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
+      libcurl4-openssl-dev   # tokshift fetch (cli/fetch.c)
+      libmicrohttpd-dev   # the coordinator's --metrics endpoint
       file)   # file: cpack's dpkg-shlibdeps step (the .deb's Depends)
 if [ "${1:-}" = "--build-packages" ]; then echo "${BUILD_PKGS[*]}"; exit 0; fi
 PKGS=("${BUILD_PKGS[@]}" postgresql postgresql-contrib
