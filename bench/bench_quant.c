@@ -26,6 +26,7 @@
 #include "gguf.h"
 #include "gguf_writer.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "quant.h"
 
@@ -223,7 +224,7 @@ static void run_once(run_t *r, int W) {
 static void load_model(run_t *r, const char *path, int W) {
     char err[LOG_ERRLEN];
     double rss0 = rss_bytes();
-    if (!(r->m = model_load(path, err, sizeof err))) log_die("", "%s", err);
+    if (!(r->m = loader_load(path, err, sizeof err))) log_die("", "%s", err);
     if (!(r->f = forward_new(r->m, W + STEPS, W, S, err, sizeof err))) log_die("", "%s", err);
     run_once(r, W);
     r->rss = rss_bytes() - rss0;

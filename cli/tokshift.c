@@ -29,8 +29,8 @@
 #include "experiment.h"
 #include "fetch.h"
 #include "gguf.h"
-#include "hfdir.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "num.h"
 #include "compare.h"
@@ -144,7 +144,7 @@ static model_t *load_model(const char *path) {
         log_error("--model PATH is required");
         return NULL;
     }
-    model_t *m = model_load(path, err, sizeof err);
+    model_t *m = loader_load(path, err, sizeof err);
     if (!m) {
         log_error("%s", err);
         return NULL;
@@ -203,7 +203,7 @@ static tokenizer_t *load_tokenizer(const char *path) {
         return NULL;
     }
     tokenizer_t *t = NULL;
-    if (hfdir_is_dir(path)) {
+    if (loader_is_dir(path)) {
         model_t *m = load_model(path);
         if (!m) return NULL;
         t = m->tok, m->tok = NULL;

@@ -61,10 +61,10 @@ static void lin(noise_t *z, const quant_mat_t *w, const float *b, const double *
 
 /* RMSNorm (the scale: sqrt and 1/ in fp32 as ggml does, x*s, *g: 4 roundings) or LayerNorm
  * (the fp32 mean, the subtraction, s, *s, *g, +b: 6). */
-static void norm(noise_t *z, const model_config_t *c, const float *g, const float *b, const double *x, double *out) {
-    int n = c->n_embd;
+static void norm_n(noise_t *z, const model_config_t *c, int rms, int n, const float *g, const float *b, const double *x,
+                   double *out) {
     double eps = c->norm_eps;
-    if (c->norm == MODEL_NORM_RMS) {
+    if (rms) {
         double ss = 0;
         for (int i = 0; i < n; i++) ss += x[i] * x[i];
         double s = 1.0 / sqrt(ss / n + eps);
@@ -82,17 +82,40 @@ static void norm(noise_t *z, const model_config_t *c, const float *g, const floa
     }
 }
 
+/* The model's norm over a row of d. */
+static void norm(noise_t *z, const model_config_t *c, const float *g, const float *b, const double *x, double *out) {
+    norm_n(z, c, c->norm == MODEL_NORM_RMS, c->n_embd, g, b, x, out);
+}
+
+/* The q/k RMSNorm (model_qk_norm_t) of one row of heads x head_dim, in
+ * place (norm_n reads each value before writing it). */
+static void qk_norm(noise_t *z, const model_config_t *c, const float *g, int heads, double *x) {
+    if (!g) return;
+    if (c->qk_norm == MODEL_QK_NORM_HEAD)
+        for (int h = 0; h < heads; h++) norm_n(z, c, 1, c->head_dim, g, NULL, x + h * c->head_dim, x + h * c->head_dim);
+    else norm_n(z, c, 1, heads * c->head_dim, g, NULL, x, x);
+}
+
+/* x += post_norm(y) over d (OLMo 2's post-norms; y is overwritten): the
+ * norm, then the add (one rounding). */
+static void add_post_normed(noise_t *z, const model_config_t *c, const float *g, double *y, double *x) {
+    norm(z, c, g, NULL, y, y);
+    for (int i = 0; i < c->n_embd; i++) x[i] += y[i], x[i] += nz(z, 1, fabs(x[i]));
+}
+
 /* Rotary embedding (kern_rope, kern_rope_neox).  The angle pos *
  * base^(-2i/rope_dim) is within 2 i + 3 roundings however fp32 computes it
  * (llama.cpp rounds the scale base^(-2/rope_dim), which its i products
  * carry, and rounds each of them); cos, sin: one each; the rotation
  * a c - b s: two. */
-static void rope(noise_t *z, const model_config_t *c, int n_heads, int pos, double *x) {
+static void rope(noise_t *z, const model_t *m, int n_heads, int pos, double *x) {
+    const model_config_t *c = &m->cfg;
     if (c->rope == MODEL_ROPE_NONE) return;
     int half = c->rope_dim / 2, hd = c->head_dim;
     for (int i = 0; i < half; i++) {
         double theta = pos * pow(c->rope_base, -2.0 * i / c->rope_dim);
-        theta += nz(z, 2 * i + 3, theta);
+        if (m->rope_freqs) theta /= m->rope_freqs[i]; /* one more rounding (ggml's theta / ff) */
+        theta += nz(z, 2 * i + 3 + (m->rope_freqs != NULL), theta);
         double cs = cos(theta), sn = sin(theta);
         cs += nz(z, 1, fabs(cs)), sn += nz(z, 1, fabs(sn));
         for (int h = 0; h < n_heads; h++) {
@@ -201,33 +224,48 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
         for (int t = 0; t < n; t++) { /* K/V of every row first: rows attend to earlier rows only */
-            norm(z, c, L->attn_norm, L->attn_norm_b, x + (size_t)t * d, xb);
-            lin(z, &L->wk, L->bk, xb, d, kvd, 0, K + (size_t)t * kvd, wrow);
-            rope(z, c, c->n_head_kv, t, K + (size_t)t * kvd);
-            lin(z, &L->wv, L->bv, xb, d, kvd, 0, Vv + (size_t)t * kvd, wrow);
+            const double *in = x + (size_t)t * d;
+            if (L->attn_norm) norm(z, c, L->attn_norm, L->attn_norm_b, in, xb), in = xb;
+            lin(z, &L->wk, L->bk, in, d, kvd, 0, K + (size_t)t * kvd, wrow);
+            qk_norm(z, c, L->k_norm, c->n_head_kv, K + (size_t)t * kvd);
+            rope(z, m, c->n_head_kv, t, K + (size_t)t * kvd);
+            lin(z, &L->wv, L->bv, in, d, kvd, 0, Vv + (size_t)t * kvd, wrow);
         }
         for (int t = 0; t < n; t++) {
             double *xt = x + (size_t)t * d;
-            norm(z, c, L->attn_norm, L->attn_norm_b, xt, xb);
-            lin(z, &L->wq, L->bq, xb, d, qd, 0, q, wrow);
-            rope(z, c, c->n_head, t, q);
+            const double *in = xt;
+            if (L->attn_norm) norm(z, c, L->attn_norm, L->attn_norm_b, xt, xb), in = xb;
+            lin(z, &L->wq, L->bq, in, d, qd, 0, q, wrow);
+            qk_norm(z, c, L->q_norm, c->n_head, q);
+            rope(z, m, c->n_head, t, q);
             for (int hh = 0; hh < c->n_head; hh++) {
                 int o = (hh / group) * hd;
                 attend(z, hd, scale, q + hh * hd, K + o, Vv + o, kvd, t, att + hh * hd, sc);
             }
             /* the FFN's input: the block's input (parallel) or after attention */
             if (c->parallel_residual) norm(z, c, L->ffn_norm, L->ffn_norm_b, xt, xc);
-            lin(z, &L->wo, L->bo, att, qd, d, 1, xt, wrow);
-            if (!c->parallel_residual) norm(z, c, L->ffn_norm, L->ffn_norm_b, xt, xc);
+            if (L->attn_post_norm) {
+                lin(z, &L->wo, L->bo, att, qd, d, 0, xb, wrow);
+                add_post_normed(z, c, L->attn_post_norm, xb, xt);
+            } else {
+                lin(z, &L->wo, L->bo, att, qd, d, 1, xt, wrow);
+            }
+            const double *fin = c->parallel_residual ? xc : xt;
+            if (!c->parallel_residual && L->ffn_norm) norm(z, c, L->ffn_norm, L->ffn_norm_b, xt, xc), fin = xc;
             if (c->act == MODEL_ACT_SWIGLU) {
-                lin(z, &L->w_gate, L->b_gate, xc, d, ff, 0, h, wrow);
-                lin(z, &L->w_up, L->b_up, xc, d, ff, 0, h2, wrow);
+                lin(z, &L->w_gate, L->b_gate, fin, d, ff, 0, h, wrow);
+                lin(z, &L->w_up, L->b_up, fin, d, ff, 0, h2, wrow);
                 swiglu(z, h, h2, (size_t)ff);
             } else {
-                lin(z, &L->w_up, L->b_up, xc, d, ff, 0, h, wrow);
+                lin(z, &L->w_up, L->b_up, fin, d, ff, 0, h, wrow);
                 gelu(h, (size_t)ff);
             }
-            lin(z, &L->w_down, L->b_down, h, ff, d, 1, xt, wrow);
+            if (L->ffn_post_norm) {
+                lin(z, &L->w_down, L->b_down, h, ff, d, 0, xb, wrow);
+                add_post_normed(z, c, L->ffn_post_norm, xb, xt);
+            } else {
+                lin(z, &L->w_down, L->b_down, h, ff, d, 1, xt, wrow);
+            }
         }
     }
     /* The output layer, the bulk of the work for large vocabularies, as two

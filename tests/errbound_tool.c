@@ -14,6 +14,7 @@
 
 #include "errbound.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "num.h"
 
@@ -23,7 +24,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     char err[LOG_ERRLEN];
-    model_t *m = model_load(argv[1], err, sizeof err);
+    model_t *m = loader_load(argv[1], err, sizeof err);
     if (!m) {
         fprintf(stderr, "errbound_tool: %s\n", err);
         return 1;

@@ -45,6 +45,8 @@ typedef struct {
     const char *arch;   /* GGUF general.architecture: llama, qwen2, gpt2, gptneox */
     int n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
     int rope_dim;       /* 0: the whole head */
+    int head_dim;       /* 0: n_embd / n_head; else written as attention.key_length */
+    int llama3_rope;    /* rope_freqs.weight: Llama 3's frequency divisors (factor 32) */
     int tied;           /* no output.weight */
     int fused_qkv;      /* llama/qwen2: attn_qkv instead of attn_q/k/v */
     int qkv_bias;       /* llama/qwen2: q/k/v biases */
@@ -68,9 +70,21 @@ static inline int rm_preset(const char *name, rm_spec_t *s) {
     for (const char *p = name; *p; p++) s->seed = s->seed * 131 + (unsigned char)*p;
     if (!strcmp(name, "llama")) { /* GQA 3:1, separate output */
         s->arch = "llama", s->n_embd = 96, s->n_layer = 4, s->n_head = 6, s->n_head_kv = 2, s->n_ff = 256;
+    } else if (!strcmp(name, "llama3")) { /* Llama 3.2-like: head_dim 32 != 96 / 4, llama3 RoPE, tied */
+        s->arch = "llama", s->n_embd = 96, s->n_layer = 3, s->n_head = 4, s->n_head_kv = 2, s->n_ff = 256;
+        s->head_dim = 32, s->llama3_rope = 1, s->tied = 1, s->rope_base = 500000.0f;
     } else if (!strcmp(name, "qwen2")) { /* GQA 4:1, q/k/v biases, tied */
         s->arch = "qwen2", s->n_embd = 128, s->n_layer = 3, s->n_head = 8, s->n_head_kv = 2, s->n_ff = 352;
         s->qkv_bias = 1, s->tied = 1, s->rope_base = 1000000.0f, s->eps = 1e-6f;
+    } else if (!strcmp(name, "qwen3")) { /* Qwen3-like: per-head q/k norms, head_dim 32 with 8 heads of d 128 */
+        s->arch = "qwen3", s->n_embd = 128, s->n_layer = 3, s->n_head = 8, s->n_head_kv = 2, s->n_ff = 352;
+        s->head_dim = 32, s->tied = 1, s->rope_base = 1000000.0f, s->eps = 1e-6f;
+    } else if (!strcmp(name, "olmo2")) { /* OLMo 2: post-norms only, q/k norms over all heads, GQA 2:1 */
+        s->arch = "olmo2", s->n_embd = 128, s->n_layer = 3, s->n_head = 8, s->n_head_kv = 4, s->n_ff = 352;
+        s->rope_base = 500000.0f, s->eps = 1e-6f;
+    } else if (!strcmp(name, "phi3")) { /* Phi-3: fused QKV and gate-up, NeoX RoPE, GQA 2:1 */
+        s->arch = "phi3", s->n_embd = 96, s->n_layer = 3, s->n_head = 4, s->n_head_kv = 2, s->n_ff = 256;
+        s->fused_qkv = 1;
     } else if (!strcmp(name, "gpt2")) { /* learned positions, tied */
         s->arch = "gpt2", s->n_embd = 128, s->n_layer = 4, s->n_head = 4, s->n_head_kv = 4, s->n_ff = 512;
         s->tied = 1, s->n_ctx = 256;
@@ -117,7 +131,9 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
     char key[128], name[128];
     const char *a = s->arch;
     int gpt2 = !strcmp(a, "gpt2"), neox = !strcmp(a, "gptneox"), layer_norm = gpt2 || neox;
-    int hd = s->n_embd / s->n_head, qd = s->n_head * hd, kv = s->n_head_kv * hd;
+    int qwen3 = !strcmp(a, "qwen3"), olmo2 = !strcmp(a, "olmo2"); /* q/k norms per head; over all, post-norms */
+    int phi3 = !strcmp(a, "phi3");                                 /* gate and up fused, rows gate then up */
+    int hd = s->head_dim ? s->head_dim : s->n_embd / s->n_head, qd = s->n_head * hd, kv = s->n_head_kv * hd;
     uint64_t d = (uint64_t)s->n_embd, V = (uint64_t)s->n_vocab, ff = (uint64_t)s->n_ff, st = s->seed;
     double sd_out = 3.5 / sqrt((double)d); /* logits of sd ~3.5 */
     ggml_type_t t = s->type;
@@ -142,6 +158,22 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
                                       errlen)))
         return -1;
     if (neox && gguf_writer_add_bool(w, K("use_parallel_residual"), s->parallel_residual, err, errlen)) return -1;
+    if (s->head_dim && (gguf_writer_add_u32(w, K("attention.key_length"), (uint32_t)hd, err, errlen) ||
+                        gguf_writer_add_u32(w, K("attention.value_length"), (uint32_t)hd, err, errlen)))
+        return -1;
+    if (s->llama3_rope) {
+        /* The converter's factors (Llama 3.2: factor 32, low 1, high 4,
+         * original context 8192), in double: they are this model's data. */
+        int half = (s->rope_dim ? s->rope_dim : hd) / 2;
+        float ff[512];
+        for (int i = 0; i < half && i < 512; i++) {
+            double wl = 2 * 3.14159265358979323846 * pow(s->rope_base, 2.0 * i / (2 * half));
+            double smooth = (8192.0 / wl - 1.0) / (4.0 - 1.0);
+            ff[i] = wl < 8192.0 / 4 ? 1.0f : wl > 8192.0 ? 32.0f : (float)(1.0 / ((1 - smooth) / 32.0 + smooth));
+        }
+        uint64_t ne[1] = {(uint64_t)half};
+        if (gguf_writer_add_tensor(w, "rope_freqs.weight", GGML_TYPE_F32, 1, ne, ff, err, errlen)) return -1;
+    }
 
     T("token_embd.weight", d, V, 0, sd_out);
     if (gpt2) T("position_embd.weight", d, (uint64_t)s->n_ctx, 0, sd_out);
@@ -150,7 +182,7 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
     if (!s->tied) T("output.weight", d, V, 0, sd_out);
     for (int l = 0; l < s->n_layer; l++) {
 #define NM(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
-        T(NM("attn_norm.weight"), d, 1, 1, 0.1);
+        if (!olmo2) T(NM("attn_norm.weight"), d, 1, 1, 0.1);
         if (layer_norm) T(NM("attn_norm.bias"), d, 1, 0, 0.05);
         if (layer_norm || s->fused_qkv) {
             /* The same random draws as the separate q, k, v below (rows Q,
@@ -175,15 +207,21 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
                 T(NM("attn_v.bias"), (uint64_t)kv, 1, 0, 0.1);
             }
         }
+        if (qwen3 || olmo2) {
+            T(NM("attn_q_norm.weight"), (uint64_t)(qwen3 ? hd : qd), 1, 1, 0.1);
+            T(NM("attn_k_norm.weight"), (uint64_t)(qwen3 ? hd : kv), 1, 1, 0.1);
+        }
         T(NM("attn_output.weight"), (uint64_t)qd, d, 0, 1.0 / sqrt((double)qd));
         if (layer_norm) T(NM("attn_output.bias"), d, 1, 0, 0.02);
-        T(NM("ffn_norm.weight"), d, 1, 1, 0.1);
+        if (olmo2) T(NM("post_attention_norm.weight"), d, 1, 1, 0.1);
+        if (!olmo2) T(NM("ffn_norm.weight"), d, 1, 1, 0.1);
         if (layer_norm) T(NM("ffn_norm.bias"), d, 1, 0, 0.05);
-        if (!layer_norm) T(NM("ffn_gate.weight"), d, ff, 0, 1.0 / sqrt((double)d));
-        T(NM("ffn_up.weight"), d, ff, 0, (layer_norm ? 0.5 : 1.0) / sqrt((double)d));
+        if (!layer_norm && !phi3) T(NM("ffn_gate.weight"), d, ff, 0, 1.0 / sqrt((double)d));
+        T(NM("ffn_up.weight"), d, phi3 ? 2 * ff : ff, 0, (layer_norm ? 0.5 : 1.0) / sqrt((double)d));
         if (layer_norm) T(NM("ffn_up.bias"), ff, 1, 0, 0.1);
         T(NM("ffn_down.weight"), ff, d, 0, (layer_norm ? 0.05 : 0.5) / sqrt((double)ff));
         if (layer_norm) T(NM("ffn_down.bias"), d, 1, 0, 0.02);
+        if (olmo2) T(NM("post_ffw_norm.weight"), d, 1, 1, 0.1);
 #undef NM
     }
 #undef K

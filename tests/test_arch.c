@@ -1,4 +1,5 @@
-/* test_arch.c - the architectures beside llama (qwen2, gpt2, gptneox) and
+/* test_arch.c - the architectures beside llama (qwen2, qwen3, olmo2, gpt2,
+ * gptneox; llama3: head_dim and Llama 3 RoPE frequencies) and
  * the kernels they added, without reference data:
  *
  * 1. kernels: GELU table vs its element-wise reference on all 65536 halves
@@ -324,13 +325,39 @@ static void check_loading(void) {
     TU_CHECK(strstr(desc, "qwen2") && strstr(desc, "neox") && strstr(desc, "tied"), "describe: %s", desc);
     model_destroy(&m);
 
+    m = build("llama3", GGML_TYPE_F32);
+    TU_CHECK(m->cfg.head_dim == 32 && m->cfg.n_embd == 96 && m->rope_freqs && m->rope_freqs[0] == 1.0f &&
+                 m->rope_freqs[15] == 32.0f && m->layers[0].wq.rows == 4 * 32 && m->layers[0].wo.cols == 4 * 32,
+             "llama3: head_dim 32 beside d 96, RoPE frequency factors");
+    model_destroy(&m);
+    m = build("qwen3", GGML_TYPE_F32);
+    TU_CHECK(m->cfg.arch == MODEL_ARCH_QWEN3 && m->cfg.qk_norm == MODEL_QK_NORM_HEAD && m->cfg.head_dim == 32 &&
+                 m->layers[1].q_norm && m->layers[1].k_norm && m->layers[1].attn_norm && !m->layers[1].attn_post_norm,
+             "qwen3 config");
+    model_destroy(&m);
+    m = build("olmo2", GGML_TYPE_F32);
+    TU_CHECK(m->cfg.arch == MODEL_ARCH_OLMO2 && m->cfg.qk_norm == MODEL_QK_NORM_ALL && !m->layers[1].attn_norm &&
+                 !m->layers[1].ffn_norm && m->layers[1].attn_post_norm && m->layers[1].ffn_post_norm &&
+                 m->output.data != m->tok_embd.data,
+             "olmo2 config");
+    model_describe(m, desc, sizeof desc);
+    TU_CHECK(strstr(desc, "q/k norm") && strstr(desc, "post-norms"), "describe: %s", desc);
+    model_destroy(&m);
+
     expect_rejected("gpt2", (change_t){.drop_tensor = "blk.1.attn_qkv.bias"}, "blk.1.attn_qkv.bias");
     expect_rejected("gpt2", (change_t){.drop_tensor = "position_embd.weight"}, "position_embd.weight");
     expect_rejected("gpt2", (change_t){.drop_key = "gpt2.attention.layer_norm_epsilon"}, "layer_norm_epsilon");
     expect_rejected("gpt2", (change_t){.reshape_tensor = "blk.0.ffn_up.weight"}, "blk.0.ffn_up.weight");
     expect_rejected("gptneox", (change_t){.drop_key = "gptneox.use_parallel_residual"}, "use_parallel_residual");
     expect_rejected("gptneox", (change_t){.drop_tensor = "output.weight"}, "output.weight");
-    expect_rejected("llama", (change_t){.add_tensor = "rope_freqs.weight", .add_ne0 = 8}, "rope_freqs.weight");
+    expect_rejected("qwen2", (change_t){.add_tensor = "rope_freqs.weight", .add_ne0 = 8}, "rope_freqs.weight");
+    expect_rejected("llama", (change_t){.add_tensor = "rope_freqs.weight", .add_ne0 = 7}, "rope_freqs.weight");
+    expect_rejected("qwen2", (change_t){.set_u32_key = "qwen2.attention.key_length", .set_u32 = 32},
+                    "which qwen2 does not support");
+    expect_rejected("qwen3", (change_t){.drop_tensor = "blk.2.attn_k_norm.weight"}, "blk.2.attn_k_norm.weight");
+    expect_rejected("olmo2", (change_t){.drop_tensor = "blk.0.post_ffw_norm.weight"}, "blk.0.post_ffw_norm.weight");
+    expect_rejected("olmo2", (change_t){.add_tensor = "blk.0.attn_norm.weight", .add_ne0 = 64},
+                    "blk.0.attn_norm.weight");
     expect_rejected("qwen2", (change_t){.set_key = "qwen2.rope.scaling.type", .set_value = "yarn"}, "yarn");
     expect_rejected("qwen2", (change_t){.set_key = "general.architecture", .set_value = "falcon"}, "falcon");
     expect_rejected("qwen2", (change_t){.set_u32_key = "qwen2.rope.dimension_count", .set_u32 = 8},
@@ -403,12 +430,12 @@ static void check_forward(const char *preset) {
              preset);
     free(el), free(ee), free(sl), free(se);
 
-    /* llama and qwen2 may store Q/K/V fused (attn_qkv) as llama.cpp
-     * accepts: the same weights give the same logits. */
+    /* The RMSNorm architectures may store Q/K/V fused (attn_qkv) as
+     * llama.cpp accepts: the same weights give the same logits. */
     if (m->cfg.norm == MODEL_NORM_RMS) {
         model_t *mf = build_ex(preset, GGML_TYPE_F32, 1);
         TU_CHECK((const float *)mf->layers[0].wk.data ==
-                     (const float *)mf->layers[0].wq.data + (size_t)m->cfg.n_embd * m->cfg.n_embd,
+                     (const float *)mf->layers[0].wq.data + (size_t)m->cfg.n_head * m->cfg.head_dim * m->cfg.n_embd,
                  "%s: fused views",
                  preset);
         forward_t *ff = forward_new(mf, n, n, 1, err, sizeof err);
@@ -458,7 +485,7 @@ int main(void) {
     check_rope_neox();
     check_small_kernels();
     check_loading();
-    const char *presets[] = {"llama", "qwen2", "gpt2", "gptneox", "gptneox-seq"};
+    const char *presets[] = {"llama", "llama3", "qwen2", "qwen3", "olmo2", "phi3", "gpt2", "gptneox", "gptneox-seq"};
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) check_forward(presets[i]);
     return tu_finish("test_arch");
 }

@@ -16,6 +16,7 @@
 #include "experiment.h"
 #include "forward.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "sampler.h"
 #include "stats.h"
@@ -61,7 +62,7 @@ static void decode_alone(const model_t *m, const int32_t *ids, int cut, int P, i
 }
 
 int main(void) {
-    model_t *m = model_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
+    model_t *m = loader_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
     TU_REQUIRE(m, "%s", err);
     int32_t *ids = NULL;
     long n = tokenizer_encode(m->tok, g_text, strlen(g_text), 1, &ids, err, sizeof err);

@@ -16,6 +16,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "testutil.h"
 
@@ -28,7 +29,7 @@ int main(void) {
     const char *bin = getenv("TOKSHIFT_BIN");
     const char *mpath = tu_testdata("models/stories260K.gguf");
     TU_REQUIRE(bin, "TOKSHIFT_BIN is not set");
-    model_t *m = model_load(mpath, err, sizeof err);
+    model_t *m = loader_load(mpath, err, sizeof err);
     TU_REQUIRE(m, "%s", err);
 
     /* The worker's side. */

@@ -21,6 +21,7 @@
 #include "experiment.h"
 #include "forward.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "randmodel.h"
 #include "testutil.h"
@@ -62,7 +63,7 @@ static const char *g_text =
     "that day on, Max always listened to his friend. They played in the park every day and were very happy.";
 
 int main(void) {
-    model_t *m = model_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
+    model_t *m = loader_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
     TU_REQUIRE(m, "%s", err);
     int V = m->cfg.n_vocab;
     int32_t *ids = NULL;
@@ -219,7 +220,7 @@ int main(void) {
         TU_REQUIRE(fd >= 0, "mkstemp");
         close(fd);
         TU_REQUIRE(rm_copy_f32(tu_testdata("models/stories260K.gguf"), path, 0.1, 7, err, sizeof err) == 0, "%s", err);
-        model_t *mp = model_load(path, err, sizeof err);
+        model_t *mp = loader_load(path, err, sizeof err);
         unlink(path);
         TU_REQUIRE(mp, "%s", err);
         experiment_t *ep = experiment_new(mp, 64, EXPERIMENT_BATCH, &cont, err, sizeof err);

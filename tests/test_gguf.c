@@ -7,6 +7,7 @@
 
 #include "gguf.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "testutil.h"
 
@@ -102,13 +103,13 @@ int main(void) {
     int fd = mkstemp(tmp);
     TU_REQUIRE(fd >= 0 && write(fd, buf, len) == (ssize_t)len, "temp file");
     close(fd);
-    model_t *m = model_load(tmp, err, sizeof err);
+    model_t *m = loader_load(tmp, err, sizeof err);
     TU_CHECK(!m && strstr(err, "llama.block_count") && strstr(err, "float32") && strstr(err, tmp),
-             "model_load of a float block_count: %s", err);
+             "loader_load of a float block_count: %s", err);
     model_destroy(&m);
-    /* A file truncated in its tensor data: model_load names the tensor. */
+    /* A file truncated in its tensor data: loader_load names the tensor. */
     TU_REQUIRE(truncate(tmp, (off_t)(len - 1000)) == 0, "truncate");
-    m = model_load(tmp, err, sizeof err);
+    m = loader_load(tmp, err, sizeof err);
     TU_CHECK(!m && strstr(err, "past the end"), "truncated model: %s", err);
     unlink(tmp);
 

@@ -14,7 +14,7 @@
  * llama.cpp's convert_hf_to_gguf.py does (written here independently of
  * hfdir.c: the Llama Q/K permute as reshape(n_head, 2, hd/2, d).swapaxes(1, 2)
  * on weights and biases, GPT-2's Conv1D transposes, GPT-NeoX's per-head QKV
- * reordered to Q|K|V).  Both load through model_load; the text tokenizes to
+ * reordered to Q|K|V).  Both load through loader_load; the text tokenizes to
  * the same ids, and every logprob, entropy, rank and top-1 logprob is
  * identical (the same weights, types and code: the same bits).  In F32 (one checkpoint
  * sharded), in BF16 safetensors against the BF16-rounded GGUF (2-D tensors
@@ -40,6 +40,7 @@
 #include "half.h"
 #include "kernels.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "stwrite.h"
 #include "testutil.h"
@@ -94,46 +95,69 @@ static void ck_round(ckpt_t *c, ggml_type_t type) {
     }
 }
 
-typedef enum { A_LLAMA, A_QWEN2, A_GPT2, A_GPTNEOX } arch_t;
+typedef enum { A_LLAMA, A_QWEN2, A_GPT2, A_GPTNEOX, A_QWEN3, A_OLMO2, A_PHI3 } tarch_t;
 
 typedef struct {
     const char *label;
-    arch_t arch;
+    tarch_t arch;
     int d, n_layer, n_head, n_head_kv, ff, ctx;
     int tied;
     int variant; /* llama: attention_bias and mlp_bias; gptneox: use_parallel_residual;
                   * gpt2: names prefixed "transformer." and a stored copy of lm_head */
     float rotary_pct;    /* gptneox */
     float rope_theta, eps;
+    int head_dim;        /* llama: 0, or an explicit head_dim other than d / n_head */
+    int llama3;          /* llama: rope_scaling {rope_type llama3, factor 32, ...} */
 } spec_t;
+
+/* Whether spec s is of the families whose names LlamaForCausalLM set. */
+static int llama_like(const spec_t *s) {
+    return s->arch == A_LLAMA || s->arch == A_QWEN2 || s->arch == A_QWEN3 || s->arch == A_OLMO2 || s->arch == A_PHI3;
+}
+
+/* The head size of spec s. */
+static int head_dim_of(const spec_t *s) { return s->head_dim ? s->head_dim : s->d / s->n_head; }
 
 static int V; /* the vocabulary's size */
 
 /* Random weights for spec s, under the names transformers gives them. */
 static void make_ckpt(const spec_t *s, ckpt_t *c) {
-    int d = s->d, hd = d / s->n_head, q = s->n_head * hd, kv = s->n_head_kv * hd, ff = s->ff;
+    int d = s->d, hd = head_dim_of(s), q = s->n_head * hd, kv = s->n_head_kv * hd, ff = s->ff;
     float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff);
     char n[96];
-    if (s->arch == A_LLAMA || s->arch == A_QWEN2) {
+    if (llama_like(s)) {
         ck_add(c, "model.embed_tokens.weight", V, d, s->tied ? 0.4f : 1.0f, 0);
         ck_add(c, "model.norm.weight", d, 0, 0.2f, 1.0f);
         if (!s->tied) ck_add(c, "lm_head.weight", V, d, 0.6f, 0);
         for (int l = 0; l < s->n_layer; l++) {
 #define L(suffix, r, cc, sc, off) (snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix), ck_add(c, n, r, cc, sc, off))
-            L("input_layernorm.weight", d, 0, 0.2f, 1.0f);
-            L("self_attn.q_proj.weight", q, d, 2.0f * sd, 0);
-            L("self_attn.k_proj.weight", kv, d, 2.0f * sd, 0);
-            L("self_attn.v_proj.weight", kv, d, sd, 0);
+            if (s->arch != A_OLMO2) L("input_layernorm.weight", d, 0, 0.2f, 1.0f);
+            if (s->arch == A_PHI3) { /* Phi3Attention.qkv_proj: rows Q, K, V */
+                L("self_attn.qkv_proj.weight", q + 2 * kv, d, 2.0f * sd, 0);
+            } else {
+                L("self_attn.q_proj.weight", q, d, 2.0f * sd, 0);
+                L("self_attn.k_proj.weight", kv, d, 2.0f * sd, 0);
+                L("self_attn.v_proj.weight", kv, d, sd, 0);
+            }
             if (s->arch == A_QWEN2 || s->variant) {
                 L("self_attn.q_proj.bias", q, 0, 0.5f, 0);
                 L("self_attn.k_proj.bias", kv, 0, 0.5f, 0);
                 L("self_attn.v_proj.bias", kv, 0, 0.2f, 0);
             }
+            if (s->arch == A_QWEN3 || s->arch == A_OLMO2) { /* per head, or over all heads */
+                L("self_attn.q_norm.weight", s->arch == A_QWEN3 ? hd : q, 0, 0.2f, 1.0f);
+                L("self_attn.k_norm.weight", s->arch == A_QWEN3 ? hd : kv, 0, 0.2f, 1.0f);
+            }
             L("self_attn.o_proj.weight", d, q, sd, 0);
             if (s->variant) L("self_attn.o_proj.bias", d, 0, 0.1f, 0);
-            L("post_attention_layernorm.weight", d, 0, 0.2f, 1.0f);
-            L("mlp.gate_proj.weight", ff, d, sd, 0);
-            L("mlp.up_proj.weight", ff, d, sd, 0);
+            L("post_attention_layernorm.weight", d, 0, 0.2f, 1.0f); /* OLMo 2: the attention output's norm */
+            if (s->arch == A_OLMO2) L("post_feedforward_layernorm.weight", d, 0, 0.2f, 1.0f);
+            if (s->arch == A_PHI3) { /* Phi3MLP.gate_up_proj: rows gate, then up */
+                L("mlp.gate_up_proj.weight", 2 * ff, d, sd, 0);
+            } else {
+                L("mlp.gate_proj.weight", ff, d, sd, 0);
+                L("mlp.up_proj.weight", ff, d, sd, 0);
+            }
             L("mlp.down_proj.weight", d, ff, sf, 0);
             if (s->variant) {
                 L("mlp.gate_proj.bias", ff, 0, 0.2f, 0);
@@ -205,9 +229,14 @@ static void write_config(const spec_t *s, const char *dir) {
     int hd = s->d / s->n_head;
     (void)hd;
     switch (s->arch) {
-    case A_LLAMA: case A_QWEN2:
-        json_object_set_new(c, "model_type", json_string(s->arch == A_LLAMA ? "llama" : "qwen2"));
-        json_object_set_new(c, "architectures", json_pack("[s]", s->arch == A_LLAMA ? "LlamaForCausalLM" : "Qwen2ForCausalLM"));
+    case A_LLAMA: case A_QWEN2: case A_QWEN3: case A_OLMO2: case A_PHI3: {
+        static const char *const types[][2] = {[A_LLAMA] = {"llama", "LlamaForCausalLM"},
+                                               [A_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
+                                               [A_QWEN3] = {"qwen3", "Qwen3ForCausalLM"},
+                                               [A_OLMO2] = {"olmo2", "Olmo2ForCausalLM"},
+                                               [A_PHI3] = {"phi3", "Phi3ForCausalLM"}};
+        json_object_set_new(c, "model_type", json_string(types[s->arch][0]));
+        json_object_set_new(c, "architectures", json_pack("[s]", types[s->arch][1]));
         json_object_set_new(c, "hidden_size", json_integer(s->d));
         json_object_set_new(c, "num_hidden_layers", json_integer(s->n_layer));
         json_object_set_new(c, "num_attention_heads", json_integer(s->n_head));
@@ -217,14 +246,21 @@ static void write_config(const spec_t *s, const char *dir) {
         json_object_set_new(c, "rope_theta", json_real(s->rope_theta));
         json_object_set_new(c, "rms_norm_eps", json_real(s->eps));
         json_object_set_new(c, "hidden_act", json_string("silu"));
-        json_object_set_new(c, "rope_scaling", json_null());
+        if (s->llama3)
+            json_object_set_new(c, "rope_scaling",
+                                json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "factor", 32.0,
+                                          "low_freq_factor", 1.0, "high_freq_factor", 4.0,
+                                          "original_max_position_embeddings", 8192));
+        else json_object_set_new(c, "rope_scaling", json_null());
+        if (s->head_dim) json_object_set_new(c, "head_dim", json_integer(s->head_dim));
         json_object_set_new(c, "torch_dtype", json_string("float32"));
-        if (s->arch == A_QWEN2) json_object_set_new(c, "use_sliding_window", json_false());
+        if (s->arch == A_QWEN2 || s->arch == A_QWEN3) json_object_set_new(c, "use_sliding_window", json_false());
         if (s->arch == A_LLAMA) {
             json_object_set_new(c, "attention_bias", json_boolean(s->variant));
             json_object_set_new(c, "mlp_bias", json_boolean(s->variant));
         }
         break;
+    }
     case A_GPT2:
         json_object_set_new(c, "model_type", json_string("gpt2"));
         json_object_set_new(c, "n_embd", json_integer(s->d));
@@ -362,6 +398,30 @@ static float *neox_qkv(const hft_t *t, int n_head) {
     return out;
 }
 
+/* LlamaModel.generate_extra_tensors (convert_hf_to_gguf.py), whose torch
+ * float32 arithmetic rounds each step, Python numbers meeting a tensor
+ * rounded to float32 first, and computes number / tensor as
+ * tensor.reciprocal() * number:
+ *   freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+ *   wavelen = 2 * math.pi / freq
+ *   wavelen < high_freq_wavelen: 1; > low_freq_wavelen: factor; else
+ *   smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+ *   1 / ((1 - smooth) / factor + smooth) */
+static float *llama3_factors(int dim, float base, double factor, double low, double high, double old_ctx) {
+    float *out = malloc(sizeof *out * (size_t)(dim / 2));
+    for (int i = 0; i < dim / 2; i++) {
+        float e = (float)(2 * i) / (float)dim, freq = 1.0f / powf(base, e);
+        float wavelen = (1.0f / freq) * (float)(2 * 3.141592653589793);
+        if (wavelen < (float)(old_ctx / high)) out[i] = 1.0f;
+        else if (wavelen > (float)(old_ctx / low)) out[i] = (float)factor;
+        else {
+            float smooth = ((1.0f / wavelen) * (float)old_ctx - (float)low) / (float)(high - low);
+            out[i] = 1.0f / ((1.0f - smooth) / (float)factor + smooth);
+        }
+    }
+    return out;
+}
+
 static void gw_tensor(gguf_writer_t *w, const char *name, const hft_t *t, const float *data, ggml_type_t type) {
     uint64_t ne[2] = {(uint64_t)(t->cols ? t->cols : t->rows), (uint64_t)t->rows};
     if (!t->cols) type = GGML_TYPE_F32; /* the converter keeps vectors in F32 */
@@ -396,19 +456,32 @@ static int layer_of(const char *name, const char *prefix, const char **rest) {
 static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *vg, ggml_type_t type) {
     gguf_writer_t *w = gguf_writer_new(err, sizeof err);
     TU_REQUIRE(w, "%s", err);
-    const char *arch = s->arch == A_LLAMA ? "llama" : s->arch == A_QWEN2 ? "qwen2" : s->arch == A_GPT2 ? "gpt2" : "gptneox";
-    int hd = s->d / s->n_head;
+    static const char *const names[] = {[A_LLAMA] = "llama", [A_QWEN2] = "qwen2", [A_GPT2] = "gpt2",
+                                         [A_GPTNEOX] = "gptneox", [A_QWEN3] = "qwen3", [A_OLMO2] = "olmo2",
+                                         [A_PHI3] = "phi3"};
+    const char *arch = names[s->arch];
+    int hd = head_dim_of(s);
     TU_REQUIRE(gguf_writer_add_str(w, "general.architecture", arch, SIZE_MAX, err, sizeof err) == 0, "%s", err);
     gw_u32(w, arch, "context_length", (uint32_t)s->ctx);
     gw_u32(w, arch, "embedding_length", (uint32_t)s->d);
     gw_u32(w, arch, "block_count", (uint32_t)s->n_layer);
     gw_u32(w, arch, "feed_forward_length", (uint32_t)s->ff);
     gw_u32(w, arch, "attention.head_count", (uint32_t)s->n_head);
-    if (s->arch == A_LLAMA || s->arch == A_QWEN2) {
+    if (llama_like(s)) {
         gw_u32(w, arch, "attention.head_count_kv", (uint32_t)s->n_head_kv);
         gw_f32(w, arch, "rope.freq_base", s->rope_theta);
         gw_f32(w, arch, "attention.layer_norm_rms_epsilon", s->eps);
         gw_u32(w, arch, "rope.dimension_count", (uint32_t)hd);
+        if (s->head_dim) {
+            gw_u32(w, arch, "attention.key_length", (uint32_t)hd);
+            gw_u32(w, arch, "attention.value_length", (uint32_t)hd);
+        }
+        if (s->llama3) {
+            hft_t f = {"rope_freqs.weight", hd / 2, 0, NULL};
+            float *ff = llama3_factors(hd, s->rope_theta, 32.0, 1.0, 4.0, 8192.0);
+            gw_tensor(w, f.name, &f, ff, GGML_TYPE_F32);
+            free(ff);
+        }
     } else {
         gw_f32(w, arch, "attention.layer_norm_epsilon", s->eps);
     }
@@ -428,12 +501,15 @@ static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *
     char g[128];
     for (int i = 0; i < c->n; i++) {
         const hft_t *t = &c->t[i];
-        const char *r;
+        const char *r = "";
         float *conv = NULL;
-        int l;
+        int l = -1;
         g[0] = 0;
-        if (s->arch == A_LLAMA || s->arch == A_QWEN2) {
+        if (llama_like(s)) {
             static const char *const map[][2] = {
+                {"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+                {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+                {"self_attn.qkv_proj.weight", "attn_qkv.weight"}, {"mlp.gate_up_proj.weight", "ffn_up.weight"},
                 {"input_layernorm.weight", "attn_norm.weight"}, {"self_attn.q_proj.weight", "attn_q.weight"},
                 {"self_attn.k_proj.weight", "attn_k.weight"},   {"self_attn.v_proj.weight", "attn_v.weight"},
                 {"self_attn.q_proj.bias", "attn_q.bias"},       {"self_attn.k_proj.bias", "attn_k.bias"},
@@ -449,6 +525,9 @@ static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *
             else if ((l = layer_of(t->name, "model.layers.", &r)) >= 0)
                 for (size_t k = 0; k < sizeof map / sizeof *map; k++)
                     if (!strcmp(r, map[k][0])) snprintf(g, sizeof g, "blk.%d.%s", l, map[k][1]);
+            /* Olmo2Model: post_attention_layernorm is the attention output's norm */
+            if (s->arch == A_OLMO2 && l >= 0 && !strcmp(r, "post_attention_layernorm.weight"))
+                snprintf(g, sizeof g, "blk.%d.post_attention_norm.weight", l);
             if (s->arch == A_LLAMA && strstr(t->name, "q_proj")) conv = llama_permute(t, s->n_head);
             if (s->arch == A_LLAMA && strstr(t->name, "k_proj")) conv = llama_permute(t, s->n_head_kv);
         } else if (s->arch == A_GPT2) {
@@ -578,10 +657,10 @@ static void check_equivalent(const spec_t *s, const gguf_t *vg, ggml_type_t type
         free(og);
         free(oh);
     }
-    model_t *mg = model_load(gpath, err, sizeof err);
+    model_t *mg = loader_load(gpath, err, sizeof err);
     TU_REQUIRE(mg, "%s GGUF: %s", s->label, err);
     unlink(gpath);
-    model_t *mh = model_load(dir, err, sizeof err);
+    model_t *mh = loader_load(dir, err, sizeof err);
     TU_REQUIRE(mh, "%s HF %s: %s", s->label, dtype, err);
 
     char dg[256], dh[256];
@@ -589,6 +668,9 @@ static void check_equivalent(const spec_t *s, const gguf_t *vg, ggml_type_t type
     model_describe(mh, dh, sizeof dh);
     TU_CHECK(!strcmp(dg, dh), "%s: descriptions differ:\n  GGUF %s\n  HF   %s", s->label, dg, dh);
     const model_config_t *a = &mg->cfg, *b = &mh->cfg;
+    TU_CHECK(a->head_dim == b->head_dim && (mg->rope_freqs != NULL) == (mh->rope_freqs != NULL) &&
+                 (!mg->rope_freqs || !memcmp(mg->rope_freqs, mh->rope_freqs, sizeof(float) * (size_t)a->rope_dim / 2)),
+             "%s: head size or RoPE frequency factors differ", s->label);
     TU_CHECK(a->arch == b->arch && a->norm == b->norm && a->rope == b->rope && a->act == b->act &&
                  a->parallel_residual == b->parallel_residual && a->rope_dim == b->rope_dim &&
                  a->norm_eps == b->norm_eps && a->rope_base == b->rope_base && a->n_ctx_train == b->n_ctx_train,
@@ -665,7 +747,7 @@ static void test_rotate_half(void) {
 /* ---- malformed directories ------------------------------------------------- */
 
 static void expect_fail(const char *dir, const char *want, const char *what) {
-    model_t *m = model_load(dir, err, sizeof err);
+    model_t *m = loader_load(dir, err, sizeof err);
     TU_CHECK(!m && strstr(err, want), "%s: got '%s', want '%s'", what, m ? "(loaded)" : err, want);
     model_destroy(&m);
 }
@@ -682,7 +764,7 @@ static void set_config(const char *dir, const spec_t *s, const char *key, json_t
 }
 
 static void test_malformed(void) {
-    spec_t s = {"llama (malformed)", A_LLAMA, 32, 1, 4, 2, 48, 64, 0, 0, 0, 10000.0f, 1e-5f};
+    spec_t s = {"llama (malformed)", A_LLAMA, 32, 1, 4, 2, 48, 64, 0, 0, 0, 10000.0f, 1e-5f, 0, 0};
     int saved_v = V;
     V = 300; /* nothing here gets as far as the tokenizer */
     char dir[] = "/tmp/tokshift_hfbad_XXXXXX", p[600];
@@ -710,15 +792,18 @@ static void test_malformed(void) {
     set_config(dir, &s, "num_key_value_heads", json_integer(3));
     expect_fail(dir, "num_key_value_heads 3", "kv heads do not divide");
     set_config(dir, &s, "rope_scaling", json_pack("{s:s, s:f}", "type", "linear", "factor", 2.0));
-    expect_fail(dir, "'rope_scaling' is set", "rope_scaling");
+    expect_fail(dir, "rope_scaling type 'linear' is not supported", "rope_scaling");
+    set_config(dir, &s, "rope_scaling", json_pack("{s:s, s:f, s:f}", "rope_type", "llama3", "low_freq_factor", 4.0,
+                                                  "high_freq_factor", 1.0));
+    expect_fail(dir, "high_freq_factor 1 must exceed low_freq_factor 4", "llama3 rope_scaling factors");
     set_config(dir, &s, "rms_norm_eps", json_real(-1));
     expect_fail(dir, "'rms_norm_eps' = -1 is out of range", "negative eps");
     set_config(dir, &s, "vocab_size", json_integer(301));
     expect_fail(dir, "vocab_size 301 does not match", "vocab_size");
     set_config(dir, &s, "hidden_act", json_string("relu"));
     expect_fail(dir, "'hidden_act' = relu is not supported", "hidden_act");
-    set_config(dir, &s, "head_dim", json_integer(16));
-    expect_fail(dir, "head_dim", "head_dim");
+    set_config(dir, &s, "head_dim", json_integer(16)); /* llama takes it: the shapes must follow */
+    expect_fail(dir, "q_proj.weight' has shape [32, 32], expected [64, 32]", "head_dim");
     set_config(dir, &s, "intermediate_size", json_integer(50));
     expect_fail(dir, "has shape [48, 32], expected [50, 32]", "wrong ff size");
     set_config(dir, &s, "tie_word_embeddings", json_false());
@@ -762,8 +847,8 @@ static void test_malformed(void) {
     free(c);
 
     /* gpt2 and gpt_neox options that change the computation. */
-    spec_t g2 = {"gpt2 (malformed)", A_GPT2, 32, 1, 2, 2, 128, 32, 1, 0, 0, 10000.0f, 1e-5f};
-    spec_t nx = {"gptneox (malformed)", A_GPTNEOX, 32, 1, 4, 4, 128, 64, 0, 1, 0.25f, 10000.0f, 1e-5f};
+    spec_t g2 = {"gpt2 (malformed)", A_GPT2, 32, 1, 2, 2, 128, 32, 1, 0, 0, 10000.0f, 1e-5f, 0, 0};
+    spec_t nx = {"gptneox (malformed)", A_GPTNEOX, 32, 1, 4, 4, 128, 64, 0, 1, 0.25f, 10000.0f, 1e-5f, 0, 0};
     c = calloc(1, sizeof *c);
     make_ckpt(&g2, c);
     write_weights(c, dir, "F32", 1, NULL);
@@ -773,6 +858,9 @@ static void test_malformed(void) {
     expect_fail(dir, "'activation_function' = relu is not supported", "gpt2 activation");
     set_config(dir, &g2, "n_positions", json_integer(40));
     expect_fail(dir, "'wpe.weight' has shape [32, 32], expected [40, 32]", "gpt2 n_positions");
+    set_config(dir, &g2, "head_dim", json_integer(8));
+    expect_fail(dir, "head_dim is not hidden_size / num_attention_heads = 32 / 2", "gpt2 head_dim");
+
     ck_free(c);
     make_ckpt(&nx, c);
     write_weights(c, dir, "F32", 1, NULL);
@@ -780,6 +868,19 @@ static void test_malformed(void) {
     expect_fail(dir, "rotary_pct 0.1 gives 0 rotary dimensions", "gptneox rotary_pct");
     set_config(dir, &nx, "use_parallel_residual", json_string("yes"));
     expect_fail(dir, "'use_parallel_residual' must be true or false", "gptneox use_parallel_residual");
+    set_config(dir, &nx, "rope_scaling", json_pack("{s:s}", "rope_type", "llama3"));
+    expect_fail(dir, "rope_scaling type 'llama3' is not supported (supported: default)", "gptneox llama3 rope");
+    ck_free(c);
+    /* Phi-3 stores Q/K/V only fused: without qkv_proj it has no attention. */
+    spec_t ph = {"phi3 (malformed)", A_PHI3, 32, 1, 4, 2, 48, 64, 0, 0, 0, 10000.0f, 1e-5f, 0, 0};
+    make_ckpt(&ph, c);
+    ckpt_t *nq = calloc(1, sizeof *nq);
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->t[i].name, "model.layers.0.self_attn.qkv_proj.weight")) nq->t[nq->n++] = c->t[i];
+    write_config(&ph, dir);
+    write_weights(nq, dir, "F32", 1, NULL);
+    expect_fail(dir, "tensor 'model.layers.0.self_attn.qkv_proj.weight' is missing", "phi3 without qkv_proj");
+    free(nq);
     ck_free(c);
     free(c);
     rm_dir(dir);
@@ -789,7 +890,7 @@ static void test_malformed(void) {
 /* tokenizer_config.json: add_bos_token and the BOS/EOS tokens reach the
  * tokenizer; a malformed one is an error naming it. */
 static void test_tokenizer_config(const gguf_t *vg) {
-    spec_t s = {"gpt2 (tokenizer_config)", A_GPT2, 32, 1, 2, 2, 128, 32, 1, 0, 0, 10000.0f, 1e-5f};
+    spec_t s = {"gpt2 (tokenizer_config)", A_GPT2, 32, 1, 2, 2, 128, 32, 1, 0, 0, 10000.0f, 1e-5f, 0, 0};
     char dir[] = "/tmp/tokshift_hftok_XXXXXX", p[600];
     mkdir_tmp(dir);
     ckpt_t *c = calloc(1, sizeof *c);
@@ -802,19 +903,19 @@ static void test_tokenizer_config(const gguf_t *vg) {
     expect_fail(dir, "tokenizer.json", "no tokenizer.json");
     write_tokenizer_json(vg, dir);
 
-    model_t *m = model_load(dir, err, sizeof err);
+    model_t *m = loader_load(dir, err, sizeof err);
     TU_REQUIRE(m, "%s", err);
     int plain = tokenizer_adds_bos(m->tok);
     model_destroy(&m);
     write_file(dir, "tokenizer_config.json",
                "{\"add_bos_token\": true, \"bos_token\": {\"__type\": \"AddedToken\", \"content\": \"<|endoftext|>\"},"
                " \"eos_token\": \"<|endoftext|>\", \"model_max_length\": 1024}");
-    m = model_load(dir, err, sizeof err);
+    m = loader_load(dir, err, sizeof err);
     TU_CHECK(m && tokenizer_adds_bos(m->tok) && tokenizer_bos(m->tok) == 50256 && tokenizer_eos(m->tok) == 50256,
              "add_bos_token true: %s", m ? "BOS not added" : err);
     model_destroy(&m);
     write_file(dir, "tokenizer_config.json", "{\"add_bos_token\": false, \"bos_token\": null}");
-    m = model_load(dir, err, sizeof err);
+    m = loader_load(dir, err, sizeof err);
     TU_CHECK(m && !tokenizer_adds_bos(m->tok), "add_bos_token false: %s", m ? "BOS added" : err);
     model_destroy(&m);
     fprintf(stderr, "tokenizer_config.json: BOS added without it: %d; with add_bos_token true: 1; false: 0\n", plain);
@@ -845,13 +946,17 @@ int main(void) {
 
     static const spec_t specs[] = {
         /* label                      arch      d  L  H kv   ff  ctx tied par/bias pct theta eps */
-        {"llama (GQA, untied)", A_LLAMA, 64, 3, 8, 2, 96, 256, 0, 0, 0, 50000.0f, 1e-5f},
-        {"llama (biases, tied, MHA)", A_LLAMA, 64, 2, 4, 4, 128, 256, 1, 1, 0, 10000.0f, 1e-6f},
-        {"qwen2 (GQA, tied)", A_QWEN2, 64, 2, 4, 2, 128, 256, 1, 0, 0, 1000000.0f, 1e-6f},
-        {"gpt2", A_GPT2, 64, 2, 4, 4, 256, 96, 1, 0, 0, 10000.0f, 1e-5f},
-        {"gpt2 (transformer., lm_head)", A_GPT2, 64, 1, 2, 2, 128, 64, 1, 1, 0, 10000.0f, 1e-5f},
-        {"gptneox (partial rotary)", A_GPTNEOX, 64, 2, 4, 4, 256, 256, 0, 1, 0.25f, 10000.0f, 1e-5f},
-        {"gptneox (serial residual)", A_GPTNEOX, 64, 2, 4, 4, 256, 256, 0, 0, 0.5f, 10000.0f, 1e-5f},
+        {"llama (GQA, untied)", A_LLAMA, 64, 3, 8, 2, 96, 256, 0, 0, 0, 50000.0f, 1e-5f, 0, 0},
+        {"llama (biases, tied, MHA)", A_LLAMA, 64, 2, 4, 4, 128, 256, 1, 1, 0, 10000.0f, 1e-6f, 0, 0},
+        {"qwen2 (GQA, tied)", A_QWEN2, 64, 2, 4, 2, 128, 256, 1, 0, 0, 1000000.0f, 1e-6f, 0, 0},
+        {"gpt2", A_GPT2, 64, 2, 4, 4, 256, 96, 1, 0, 0, 10000.0f, 1e-5f, 0, 0},
+        {"gpt2 (transformer., lm_head)", A_GPT2, 64, 1, 2, 2, 128, 64, 1, 1, 0, 10000.0f, 1e-5f, 0, 0},
+        {"gptneox (partial rotary)", A_GPTNEOX, 64, 2, 4, 4, 256, 256, 0, 1, 0.25f, 10000.0f, 1e-5f, 0, 0},
+        {"gptneox (serial residual)", A_GPTNEOX, 64, 2, 4, 4, 256, 256, 0, 0, 0.5f, 10000.0f, 1e-5f, 0, 0},
+        {"qwen3 (q/k norms, head_dim, tied)", A_QWEN3, 64, 2, 4, 2, 128, 256, 1, 0, 0, 1000000.0f, 1e-6f, 32, 0},
+        {"olmo2 (post-norms, q/k norms)", A_OLMO2, 64, 2, 4, 2, 128, 256, 0, 0, 0, 500000.0f, 1e-6f, 0, 0},
+        {"phi3 (fused QKV, gate-up)", A_PHI3, 64, 2, 4, 2, 128, 256, 0, 0, 0, 10000.0f, 1e-5f, 0, 0},
+        {"llama 3 (head_dim, llama3 rope)", A_LLAMA, 64, 2, 4, 2, 96, 256, 0, 0, 0, 500000.0f, 1e-5f, 24, 1},
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         check_equivalent(&specs[i], vg, GGML_TYPE_F32, i == 0 ? 2 : 1, i == 0 || specs[i].arch == A_GPT2);

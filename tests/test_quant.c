@@ -21,6 +21,7 @@
 #include "gguf.h"
 #include "gguf_writer.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "quant.h"
 #include "testutil.h"
@@ -265,7 +266,7 @@ static float *logits_of(const model_t *m, const int32_t *ids, int n, int ref, in
 static void check_forward(const char *file, void *img, size_t img_len) {
     char rel[128];
     snprintf(rel, sizeof rel, "quant/model.%s.gguf", file);
-    model_t *mq = model_load(tu_testdata(rel), err, sizeof err);
+    model_t *mq = loader_load(tu_testdata(rel), err, sizeof err);
     TU_REQUIRE(mq, "%s", err);
     gguf_t *g = gguf_open_buffer(img, img_len, "f32-twin", err, sizeof err);
     TU_REQUIRE(g, "%s", err);

@@ -21,6 +21,7 @@
 
 #include "experiment.h"
 #include "log.h"
+#include "loader.h"
 #include "model.h"
 #include "template.h"
 #include "testutil.h"
@@ -188,7 +189,7 @@ static void test_meaning(const model_t *m) {
 int main(void) {
     char err[LOG_ERRLEN];
     test_format();
-    model_t *m = model_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
+    model_t *m = loader_load(tu_testdata("models/stories260K.gguf"), err, sizeof err);
     TU_REQUIRE(m, "%s", err);
     test_tokens(m);
     test_meaning(m);

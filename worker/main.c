@@ -40,6 +40,7 @@
 #include "log.h"
 #include "now.h"
 #include "num.h"
+#include "loader.h"
 #include "model.h"
 #include "template.h"
 #include "tokenizer.h"
@@ -300,7 +301,7 @@ int main(int argc, char **argv) {
     }
     if (digest_model_identity(model_path, identity, err, sizeof err))
         log_die("check the --model path", "%s", err);
-    model_t *m = model_load(model_path, err, sizeof err);
+    model_t *m = loader_load(model_path, err, sizeof err);
     if (!m) log_die("is this a GGUF model file?", "%s", err);
     char desc[256];
     model_describe(m, desc, sizeof desc);

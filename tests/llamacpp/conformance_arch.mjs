@@ -1,13 +1,20 @@
 #!/usr/bin/env node
 // Conformance of every architecture against llama.cpp (ref.mjs): for each of
-// llama, qwen2, gpt2, gptneox (parallel residual) and gptneox-seq (sequential
-// residual), make_arch_model writes a GGUF with random weights (randmodel.h
-// presets: 3-4 layers, d 64-128, GQA for llama and qwen2, q/k/v biases and
-// NeoX RoPE for qwen2, learned positions and tied output for gpt2, partial
-// rotary (a quarter of each head) and a separate output for gptneox) through
-// the project's GGUF writer, with a real vocabulary: the GPT-2 one of
-// ggml-vocab-gpt-2.gguf (the SentencePiece one of ggml-vocab-llama-spm.gguf
-// for llama).  The ids scored are BOS and then the ids of the vocabulary's
+// llama, llama3, qwen2, qwen3, olmo2, gpt2, gptneox (parallel residual) and
+// gptneox-seq (sequential residual), make_arch_model writes a GGUF with
+// random weights (randmodel.h presets: 3-4 layers, d 64-128, GQA for the
+// llama family, q/k/v biases and NeoX RoPE for qwen2; llama3: a head size of
+// 32 beside d 96 / 4 heads and Llama 3's rope_freqs (factor 32); qwen3:
+// per-head q/k RMSNorm, head size 32 beside d 128 / 8 heads; olmo2:
+// post-norms only, q/k RMSNorm over all heads; phi3: fused QKV and fused
+// gate-up; learned positions and tied
+// output for gpt2, partial rotary (a quarter of each head) and a separate
+// output for gptneox) through the project's GGUF writer, with a real
+// vocabulary: the GPT-2 one of ggml-vocab-gpt-2.gguf (the SentencePiece one
+// of ggml-vocab-llama-spm.gguf for llama, llama3 and phi3: the 128k and 151k
+// vocabularies of Llama 3 and Qwen cost minutes here and the ids are fed
+// directly, so the vocabulary's size, not its pre-tokenizer, is what
+// matters).  The ids scored are BOS and then the ids of the vocabulary's
 // conformance vectors (.out), fed to both engines as ids (`tokshift score
 // --ids`), so this test does not depend on the tokenizers.  Every logprob,
 // entropy and top1_logprob must agree within the tolerance the arithmetic
@@ -49,7 +56,11 @@ if (!existsSync(join(here, "node_modules", "node-llama-cpp"))) {
 
 const cases = [
     {preset: "llama", vocab: "ggml-vocab-llama-spm.gguf"},
+    {preset: "llama3", vocab: "ggml-vocab-llama-spm.gguf"},
     {preset: "qwen2", vocab: "ggml-vocab-gpt-2.gguf"},
+    {preset: "qwen3", vocab: "ggml-vocab-gpt-2.gguf"},
+    {preset: "olmo2", vocab: "ggml-vocab-gpt-2.gguf"},
+    {preset: "phi3", vocab: "ggml-vocab-llama-spm.gguf"},
     {preset: "gpt2", vocab: "ggml-vocab-gpt-2.gguf"},
     {preset: "gptneox", vocab: "ggml-vocab-gpt-2.gguf"},
     {preset: "gptneox-seq", vocab: "ggml-vocab-gpt-2.gguf"},

@@ -25,6 +25,7 @@ struct forward {
     size_t arena_floats, cache_floats;
     float *x;      /* [B][d] residual stream */
     float *xb;     /* [B][d] normed input of a block */
+    float *xc;     /* [B][d] a block's output before its post-norm */
     float *q;      /* [B][q_dim] */
     float *k;      /* [B][kv_dim] */
     float *v;      /* [B][kv_dim] */
@@ -65,14 +66,9 @@ struct forward {
  * none (an F32 model needs no scratch). */
 static int64_t widest_stored_row(const model_t *m) {
     int64_t w = 0;
-    const quant_mat_t *top[] = {&m->tok_embd, &m->pos_embd, &m->output};
-    for (size_t i = 0; i < sizeof top / sizeof *top; i++)
-        if (top[i]->data && !quant_mat_f32(top[i]) && top[i]->cols > w) w = top[i]->cols;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        const model_layer_t *L = &m->layers[l];
-        const quant_mat_t *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-            if (mats[i]->data && !quant_mat_f32(mats[i]) && mats[i]->cols > w) w = mats[i]->cols;
+    for (size_t i = 0; i < model_n_matrices(m); i++) {
+        const quant_mat_t *x = model_matrix(m, i);
+        if (x && !quant_mat_f32(x) && x->cols > w) w = x->cols;
     }
     return w;
 }
@@ -106,9 +102,9 @@ forward_t *forward_new_shared(const model_t *m, int n_ctx, int max_batch, int n_
     size_t group = (size_t)(c->n_head / c->n_head_kv);
     size_t sizes[] = {B * c->n_embd, B * c->n_embd, B * f->q_dim, B * f->kv_dim, B * f->kv_dim, B * f->q_dim,
                       B * c->n_ff,   B * c->n_ff,   B * group * n_ctx, B * c->n_vocab, wbuf, B * f->q_dim,
-                      B * f->q_dim};
+                      B * f->q_dim,  B * c->n_embd};
     float **dst[] = {&f->x,  &f->xb,     &f->q,    &f->k,  &f->v,  &f->att, &f->hb,
-                     &f->hb2, &f->scores, &f->logits, &f->wbuf, &f->qg, &f->og};
+                     &f->hb2, &f->scores, &f->logits, &f->wbuf, &f->qg, &f->og, &f->xc};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
     f->arena_floats = total;
@@ -127,7 +123,7 @@ forward_t *forward_new_shared(const model_t *m, int n_ctx, int max_batch, int n_
     if (c->rope != MODEL_ROPE_NONE) {
         /* pow, cos and sin once per position, not per row and layer. */
         if (!(f->rope_cs = malloc(sizeof(float) * (size_t)n_ctx * (c->rope_dim > 0 ? c->rope_dim : 1)))) goto oom;
-        for (int p = 0; p < n_ctx; p++) kern_rope_angles(f->rope_cs + (size_t)p * c->rope_dim, c->rope_dim, p, c->rope_base);
+        for (int p = 0; p < n_ctx; p++) kern_rope_angles(f->rope_cs + (size_t)p * c->rope_dim, c->rope_dim, p, c->rope_base, m->rope_freqs);
     }
     if (!(f->k_cache = calloc(f->cache_floats, sizeof(float))) ||
         !(f->v_cache = calloc(f->cache_floats, sizeof(float))))
@@ -310,6 +306,28 @@ static void norm_rows(const forward_t *f, float *out, const float *x, const floa
     }
 }
 
+/* RMSNorm of the query or key rows x[rows][heads * head_dim] in place
+ * (model_qk_norm_t): each head's head_dim values with the gain g[head_dim],
+ * or each whole row with g[heads * head_dim]. */
+static void qk_norm_rows(const forward_t *f, float *x, const float *g, int rows, int heads) {
+    const model_config_t *c = &f->m->cfg;
+    int hd = c->head_dim, w = heads * hd;
+    for (int i = 0; i < rows; i++) {
+        float *xi = x + (size_t)i * w;
+        if (c->qk_norm == MODEL_QK_NORM_HEAD)
+            for (int h = 0; h < heads; h++) kern_rmsnorm(xi + (size_t)h * hd, xi + (size_t)h * hd, g, hd, c->norm_eps);
+        else kern_rmsnorm(xi, xi, g, w, c->norm_eps);
+    }
+}
+
+/* x += post_norm(y) for rows rows of d (y is overwritten): the residual add
+ * of a block whose output is normalised (OLMo 2's post-norms). */
+static void add_post_normed(const forward_t *f, float *x, float *y, const float *g, int rows) {
+    size_t n = (size_t)rows * f->m->cfg.n_embd;
+    norm_rows(f, y, y, g, NULL, rows);
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
 /* y[T][out] = x[T][in] W^T (+ bias) + beta y, W [out][in] as stored.  An
  * fp32 W in place is one product; any other is dequantized a panel of rows
  * at a time into f->wbuf, each panel's product filling its columns of y.
@@ -399,11 +417,15 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
 
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_t *L = &m->layers[l];
-        /* Attention block: xb = norm(x); q, k, v = xb W^T + b; rope; cache. */
-        norm_rows(f, f->xb, f->x, L->attn_norm, L->attn_norm_b, n);        /* xb[n][d] */
-        linear(f, f->q, f->xb, &L->wq, L->bq, n, 0.0f, small);        /* q[n][q_dim] */
-        linear(f, f->k, f->xb, &L->wk, L->bk, n, 0.0f, small);       /* k[n][kv_dim] */
-        linear(f, f->v, f->xb, &L->wv, L->bv, n, 0.0f, small);       /* v[n][kv_dim] */
+        /* Attention block: xb = norm(x) (x itself without a pre-norm);
+         * q, k, v = xb W^T + b; q/k norms; rope; cache. */
+        const float *ain = f->x;
+        if (L->attn_norm) norm_rows(f, f->xb, f->x, L->attn_norm, L->attn_norm_b, n), ain = f->xb; /* xb[n][d] */
+        linear(f, f->q, ain, &L->wq, L->bq, n, 0.0f, small);        /* q[n][q_dim] */
+        linear(f, f->k, ain, &L->wk, L->bk, n, 0.0f, small);       /* k[n][kv_dim] */
+        linear(f, f->v, ain, &L->wv, L->bv, n, 0.0f, small);       /* v[n][kv_dim] */
+        if (L->q_norm) qk_norm_rows(f, f->q, L->q_norm, n, c->n_head);
+        if (L->k_norm) qk_norm_rows(f, f->k, L->k_norm, n, c->n_head_kv);
         for (int i = 0; i < n; i++) {
             int slot = slots ? slots[i] : 0;
             float *qi = f->q + (size_t)i * f->q_dim, *ki = f->k + (size_t)i * f->kv_dim;
@@ -419,20 +441,33 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         /* Parallel residual: the FFN reads the block's input, so normalise
          * it before the attention output is added. */
         if (c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n); /* xb[n][d] */
-        linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f, small); /* x += att Wo^T + bo */
-        if (!c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n);
+        if (L->attn_post_norm) { /* x += post_norm(att Wo^T + bo) */
+            linear(f, f->xc, f->att, &L->wo, L->bo, n, 0.0f, small);
+            add_post_normed(f, f->x, f->xc, L->attn_post_norm, n);
+        } else {
+            linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f, small); /* x += att Wo^T + bo */
+        }
+        const float *fin = f->x;
+        if (c->parallel_residual) fin = f->xb;
+        else if (L->ffn_norm) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n), fin = f->xb;
 
-        /* FFN block: SwiGLU x += (silu(xb Wg^T) * (xb Wu^T)) Wd^T, or
-         * GELU x += gelu(xb Wu^T + bu) Wd^T + bd. */
+        /* FFN block: SwiGLU (silu(fin Wg^T) * (fin Wu^T)) Wd^T, or
+         * GELU gelu(fin Wu^T + bu) Wd^T + bd, added to x (post-normed
+         * where the model has ffn_post_norm). */
         if (c->act == MODEL_ACT_SWIGLU) {
-            linear(f, f->hb, f->xb, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
-            linear(f, f->hb2, f->xb, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
+            linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
+            linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
             (f->ref ? kern_swiglu_ref : kern_swiglu)(f->hb, f->hb2, (size_t)n * ff);
         } else {
-            linear(f, f->hb, f->xb, &L->w_up, L->b_up, n, 0.0f, small); /* hb[n][ff] */
+            linear(f, f->hb, fin, &L->w_up, L->b_up, n, 0.0f, small); /* hb[n][ff] */
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
         }
-        linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f, small); /* x += hb Wd^T + bd */
+        if (L->ffn_post_norm) {
+            linear(f, f->xc, f->hb, &L->w_down, L->b_down, n, 0.0f, small);
+            add_post_normed(f, f->x, f->xc, L->ffn_post_norm, n);
+        } else {
+            linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f, small); /* x += hb Wd^T + bd */
+        }
     }
 
     /* Output: logits = norm(x) Wout^T (+ b), for all rows or the last one. */

@@ -25,11 +25,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch.h"
 #include "log.h"
 #include "path.h"
 #include "safetensors.h"
@@ -44,12 +46,6 @@ typedef struct {
     char *err;
     size_t errlen;
 } hf_t;
-
-int hfdir_is_dir(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 
 /* ---- config.json --------------------------------------------------------- */
 
@@ -131,30 +127,90 @@ static int cfg_must_be_off(hf_t *h, const char *key, const char *why) {
     return log_seterr(h->err, h->errlen, "%s: '%s' is set, which is not supported (%s)", h->cfg_path, key, why);
 }
 
-/* rope_scaling must be absent or null; a "rope_parameters" object (newer
- * transformers) may only say rope_type "default" and carry rope_theta. */
-static int cfg_rope(hf_t *h, float def_theta, float *theta) {
-    static const char *const theta_keys[] = {"rope_theta", "rotary_emb_base", NULL};
-    if (cfg_must_be_off(h, "rope_scaling", "only plain RoPE is implemented") ||
-        cfg_float(h, theta_keys, def_theta, 1e-3, 1e12, theta))
-        return -1;
-    json_t *rp = json_object_get(h->cfg, "rope_parameters");
-    if (!rp || json_is_null(rp)) return 0;
+/* The RoPE settings of config.json: rope_theta, and Llama 3's frequency
+ * scaling when rope_scaling (or the newer rope_parameters) says rope_type
+ * "llama3", with the converter's defaults for its parameters. */
+typedef struct {
+    float theta;
+    int llama3;
+    double factor, low, high, orig; /* factor, low_freq_factor, high_freq_factor, original_max_position_embeddings */
+} hf_rope_t;
+
+/* Reads one RoPE object (rope_scaling or rope_parameters) into r: rope_type
+ * (or type) "default" or, where allowed, "llama3" with its numbers;
+ * rope_theta; partial_rotary_factor is the caller's.  Anything else
+ * changes the angles in a way not implemented: an error. */
+static int cfg_rope_obj(hf_t *h, const char *key, int allow_llama3, hf_rope_t *r) {
+    json_t *o = json_object_get(h->cfg, key), *v;
     const char *k;
-    json_t *v;
-    if (!json_is_object(rp)) return log_seterr(h->err, h->errlen, "%s: 'rope_parameters' must be an object", h->cfg_path);
-    json_object_foreach(rp, k, v) {
-        if (!strcmp(k, "rope_type") && json_is_string(v) && !strcmp(json_string_value(v), "default")) continue;
-        if (!strcmp(k, "rope_theta") && json_is_number(v) && json_number_value(v) >= 1e-3 &&
-            json_number_value(v) <= 1e12) {
-            *theta = (float)json_number_value(v);
+    if (!o || json_is_null(o)) return 0;
+    if (!json_is_object(o)) return log_seterr(h->err, h->errlen, "%s: '%s' must be an object", h->cfg_path, key);
+    json_object_foreach(o, k, v) {
+        if (!strcmp(k, "rope_type") || !strcmp(k, "type")) {
+            const char *t = json_string_value(v);
+            if (t && !strcmp(t, "default")) continue;
+            if (t && !strcmp(t, "llama3") && allow_llama3) {
+                r->llama3 = 1;
+                continue;
+            }
+            return log_seterr(h->err, h->errlen, "%s: %s type '%s' is not supported (supported: default%s)",
+                              h->cfg_path, key, t ? t : "(not a string)", allow_llama3 ? ", llama3" : "");
+        }
+        double x = json_is_number(v) ? json_number_value(v) : NAN;
+        double *dst = !strcmp(k, "factor") ? &r->factor : !strcmp(k, "low_freq_factor") ? &r->low
+                    : !strcmp(k, "high_freq_factor") ? &r->high
+                    : !strcmp(k, "original_max_position_embeddings") ? &r->orig : NULL;
+        if (dst && x > 0 && x < 1e9) {
+            *dst = x;
+            continue;
+        }
+        if (!strcmp(k, "rope_theta") && x >= 1e-3 && x <= 1e12) {
+            r->theta = (float)x;
             continue;
         }
         if (!strcmp(k, "partial_rotary_factor")) continue; /* read by the caller where it applies */
-        return log_seterr(h->err, h->errlen, "%s: rope_parameters '%s' is not supported (only default RoPE with rope_theta)",
-                          h->cfg_path, k);
+        return log_seterr(h->err, h->errlen, "%s: %s '%s' is not supported (only %sRoPE with rope_theta)", h->cfg_path,
+                          key, k, allow_llama3 ? "default or llama3 " : "default ");
     }
+    if (r->llama3 && !(r->high > r->low))
+        return log_seterr(h->err, h->errlen, "%s: %s: high_freq_factor %g must exceed low_freq_factor %g", h->cfg_path,
+                          key, r->high, r->low);
     return 0;
+}
+
+static int cfg_rope(hf_t *h, float def_theta, int allow_llama3, hf_rope_t *r) {
+    static const char *const theta_keys[] = {"rope_theta", "rotary_emb_base", NULL};
+    *r = (hf_rope_t){.factor = 8.0, .low = 1.0, .high = 4.0, .orig = 8192.0};
+    return cfg_float(h, theta_keys, def_theta, 1e-3, 1e12, &r->theta) ||
+           cfg_rope_obj(h, "rope_scaling", allow_llama3, r) || cfg_rope_obj(h, "rope_parameters", allow_llama3, r);
+}
+
+/* Llama 3's RoPE frequency divisors for heads of dim dimensions, as
+ * llama.cpp's converter computes the rope_freqs.weight it writes
+ * (LlamaModel.generate_extra_tensors), step by step in float32 as its
+ * torch arithmetic runs: a Python number meeting a float32 tensor is
+ * rounded to float32, and number / tensor is torch's reciprocal() times
+ * the number.  (Written from torch's operator definitions; no torch here
+ * to compare with, so a real checkpoint's factors may differ from its
+ * GGUF's in the last bit.)  Owned by the model; NULL with a message when
+ * memory runs out. */
+static const float *llama3_freqs(hf_t *h, const hf_rope_t *r, int dim) {
+    float *ff = malloc(sizeof *ff * (size_t)(dim / 2 + 1));
+    if (!ff || model_own(h->m, ff, h->err, h->errlen)) return NULL;
+    float low_wl = (float)(r->orig / r->low), high_wl = (float)(r->orig / r->high);
+    for (int i = 0; i < dim / 2; i++) {
+        float freq = 1.0f / powf(r->theta, (float)(2 * i) / (float)dim);
+        float wavelen = 1.0f / freq * (float)(2 * M_PI);
+        if (wavelen < high_wl) {
+            ff[i] = 1.0f;
+        } else if (wavelen > low_wl) {
+            ff[i] = (float)r->factor;
+        } else {
+            float smooth = (1.0f / wavelen * (float)r->orig - (float)r->low) / (float)(r->high - r->low);
+            ff[i] = 1.0f / ((1.0f - smooth) / (float)r->factor + smooth);
+        }
+    }
+    return ff;
 }
 
 /* ---- tensors -------------------------------------------------------------- */
@@ -169,17 +225,6 @@ static long tensor_index(const hf_t *h, const char *name) {
         else hi = mid;
     }
     return -1;
-}
-
-static int own(hf_t *h, void *buf) {
-    void **owned = realloc(h->m->owned, (size_t)(h->m->n_owned + 1) * sizeof *owned);
-    if (!owned) {
-        free(buf);
-        return log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
-    }
-    h->m->owned = owned;
-    owned[h->m->n_owned++] = buf;
-    return 0;
 }
 
 /* Finds tensor name and checks its shape is [rows][cols] (cols == 0: a
@@ -211,40 +256,40 @@ static int find(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int req
     return 0;
 }
 
-/* Sets *out to tensor name converted to fp32 in a buffer owned by the model,
- * after checking its shape (find).  Absent: an error when required, else
- * *out = NULL and 0. */
-static int get(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int required, float **out) {
+/* Sets *out to vector name [rows] converted to fp32 in a buffer owned by
+ * the model, after checking its shape (find).  Absent: an error when
+ * required, else *out = NULL and 0. */
+static int get_vec(hf_t *h, const char *name, uint64_t rows, int required, const float **out) {
     const safetensors_tensor_t *t;
     *out = NULL;
-    if (find(h, name, rows, cols, required, &t)) return -1;
+    if (find(h, name, rows, 0, required, &t)) return -1;
     if (!t) return 0;
     float *buf = malloc((size_t)(t->nelem ? t->nelem : 1) * sizeof *buf);
     if (!buf) return log_seterr(h->err, h->errlen, "%s: out of memory loading tensor '%s'", t->file, name);
-    if (own(h, buf) || safetensors_to_f32(t, buf, h->err, h->errlen)) return -1;
+    if (model_own(h->m, buf, h->err, h->errlen) || safetensors_to_f32(t, buf, h->err, h->errlen)) return -1;
     *out = buf;
     return 0;
 }
 
-/* A weight matrix [rows][cols], required: copied into a buffer the model
+/* Sets *out to matrix name [rows][cols], copied into a buffer the model
  * owns in its stored type when that is F16 or BF16 (as the GGUF converter
  * stores matrices: both then compute the same bits, and the model takes
- * half the memory), else converted to fp32.  *raw is that buffer and *es
- * its element size, for the layout changes below. */
-static int get_mat(hf_t *h, const char *name, uint64_t rows, uint64_t cols, quant_mat_t *out, void **raw,
-                   size_t *es) {
+ * half the memory), else converted to fp32.  Absent: as get_vec, with
+ * out->data NULL. */
+static int get_mat(hf_t *h, const char *name, uint64_t rows, uint64_t cols, int required, quant_mat_t *out) {
     const safetensors_tensor_t *t;
-    if (find(h, name, rows, cols, 1, &t)) return -1;
+    *out = (quant_mat_t){0};
+    if (find(h, name, rows, cols, required, &t)) return -1;
+    if (!t) return 0;
     uint32_t type = t->dtype == SAFETENSORS_F16 ? GGML_TYPE_F16 : t->dtype == SAFETENSORS_BF16 ? GGML_TYPE_BF16
                                                                                            : GGML_TYPE_F32;
-    *es = type == GGML_TYPE_F32 ? sizeof(float) : 2;
-    void *buf = malloc((size_t)t->nelem * *es);
+    size_t es = type == GGML_TYPE_F32 ? sizeof(float) : 2;
+    void *buf = malloc((size_t)t->nelem * es);
     if (!buf) return log_seterr(h->err, h->errlen, "%s: out of memory loading tensor '%s'", t->file, name);
-    if (own(h, buf)) return -1;
+    if (model_own(h->m, buf, h->err, h->errlen)) return -1;
     if (type != GGML_TYPE_F32) memcpy(buf, t->data, (size_t)t->nelem * 2);
     else if (safetensors_to_f32(t, buf, h->err, h->errlen)) return -1;
     *out = quant_mat(type, buf, (int64_t)rows, (int64_t)cols);
-    *raw = buf;
     return 0;
 }
 
@@ -254,77 +299,230 @@ static void skip(hf_t *h, const char *name) {
     if (i >= 0) h->used[i] = 1;
 }
 
-/* In-place layout changes, through one scratch copy; elements are es bytes
- * (fp32 or 16-bit). */
-static uint8_t *scratch_copy(hf_t *h, const void *w, size_t bytes) {
-    uint8_t *s = malloc(bytes ? bytes : 1);
-    if (!s) log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
-    else memcpy(s, w, bytes);
-    return s;
+/* ---- layout changes ------------------------------------------------------- */
+
+/* A loaded tensor's bytes, rewritten in place by the layout changes below:
+ * a matrix (get_mat, F32/F16/BF16) or an fp32 vector (get_vec), both in
+ * buffers the model owns, so writing them is ours to do. */
+typedef struct {
+    uint8_t *p;
+    size_t rows, row_bytes;
+} rows_t;
+
+static rows_t mat_rows(const quant_mat_t *w) {
+    return (rows_t){(uint8_t *)(uintptr_t)w->data, (size_t)w->rows, quant_mat_row_bytes(w)};
+}
+static rows_t vec_rows(const float *v, uint64_t n) {
+    return (rows_t){(uint8_t *)(uintptr_t)v, (size_t)n, sizeof(float)};
 }
 
-/* LlamaModel.permute: for each of n_heads heads of hd rows of cols, row
- * 2i + j (GGUF) <- row j*hd/2 + i (HF), i < hd/2, j < 2. */
-static int permute_rope(hf_t *h, void *wv, size_t es, int n_heads, int hd, size_t cols) {
-    uint8_t *w = wv, *s = scratch_copy(h, w, (size_t)n_heads * hd * cols * es);
-    size_t row = cols * es;
-    if (!s) return -1;
-    for (int hh = 0; hh < n_heads; hh++)
-        for (int i = 0; i < hd / 2; i++)
-            for (int j = 0; j < 2; j++)
-                memcpy(w + ((size_t)hh * hd + 2 * i + j) * row, s + ((size_t)hh * hd + (size_t)j * (hd / 2) + i) * row,
-                       row);
+/* Rows in another order: row dst(i) of the result is row i of x, through
+ * one scratch copy. */
+static int reorder(hf_t *h, rows_t x, size_t (*dst)(size_t i, const int *k), const int *k) {
+    uint8_t *s = malloc(x.rows * x.row_bytes + 1);
+    if (!s) return log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
+    memcpy(s, x.p, x.rows * x.row_bytes);
+    for (size_t i = 0; i < x.rows; i++) memcpy(x.p + dst(i, k) * x.row_bytes, s + i * x.row_bytes, x.row_bytes);
     free(s);
     return 0;
 }
 
-/* [rows][cols] -> [cols][rows] (Conv1D [in][out] -> Linear [out][in]). */
-static int transpose(hf_t *h, void *wv, size_t es, size_t rows, size_t cols) {
-    uint8_t *w = wv, *s = scratch_copy(h, w, rows * cols * es);
-    if (!s) return -1;
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++) memcpy(w + (c * rows + r) * es, s + (r * cols + c) * es, es);
+/* LlamaModel.permute, k = {head_dim}: HF row hh*hd + j*hd/2 + i goes to
+ * GGUF row hh*hd + 2i + j (i < hd/2, j < 2). */
+static size_t permute_dst(size_t r, const int *k) {
+    size_t hd = (size_t)k[0], hh = r / hd, w = r % hd, j = w / (hd / 2), i = w % (hd / 2);
+    return hh * hd + 2 * i + j;
+}
+
+/* GPT-NeoX fused QKV, k = {n_head, head_dim}: HF row (head, {q,k,v}, dim)
+ * goes to ({q,k,v}, head, dim). */
+static size_t neox_dst(size_t r, const int *k) {
+    size_t nh = (size_t)k[0], hd = (size_t)k[1], dim = r % hd, j = (r / hd) % 3, hh = r / hd / 3;
+    return (j * nh + hh) * hd + dim;
+}
+
+/* A GPT-2 Conv1D weight, loaded as its stored [in][out], becomes the Linear
+ * matrix [out][in]. */
+static int transpose(hf_t *h, quant_mat_t *w) {
+    rows_t x = mat_rows(w);
+    size_t in = (size_t)w->rows, out = (size_t)w->cols, es = x.row_bytes / out;
+    uint8_t *s = malloc(in * x.row_bytes + 1);
+    if (!s) return log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
+    memcpy(s, x.p, in * x.row_bytes);
+    for (size_t r = 0; r < in; r++)
+        for (size_t c = 0; c < out; c++) memcpy(x.p + (c * in + r) * es, s + (r * out + c) * es, es);
     free(s);
+    *w = quant_mat(w->type, x.p, (int64_t)out, (int64_t)in);
     return 0;
 }
 
-/* A GPT-2 Conv1D weight, stored [in][out], as the Linear matrix [out][in]. */
-static int get_conv1d(hf_t *h, const char *name, uint64_t in, uint64_t out, quant_mat_t *m) {
-    void *raw;
-    size_t es;
-    if (get_mat(h, name, in, out, m, &raw, &es) || transpose(h, raw, es, (size_t)in, (size_t)out)) return -1;
-    *m = quant_mat(m->type, raw, (int64_t)out, (int64_t)in);
+/* What llama.cpp's converter does to role's tensor, just loaded into s. */
+static int convert(hf_t *h, const arch_t *a, arch_role_t role, model_slot_t s) {
+    const model_config_t *c = &h->m->cfg;
+    uint64_t rows, cols;
+    model_role_shape(h->m, role, &rows, &cols);
+    rows_t x = s.mat ? mat_rows(s.mat) : vec_rows(*s.vec, rows);
+    switch (a->hf_layout) {
+    case ARCH_HF_ROPE_PERMUTE:
+        if (role == ARCH_Q || role == ARCH_Q_B || role == ARCH_K || role == ARCH_K_B) {
+            int k[1] = {c->head_dim};
+            return reorder(h, x, permute_dst, k);
+        }
+        return 0;
+    case ARCH_HF_NEOX_QKV:
+        if (role == ARCH_QKV || role == ARCH_QKV_B) {
+            int k[2] = {c->n_head, c->head_dim};
+            return reorder(h, x, neox_dst, k);
+        }
+        return 0;
+    case ARCH_HF_CONV1D:
+        return s.mat && role >= ARCH_ROLE_LAYER0 ? transpose(h, s.mat) : 0;
+    case ARCH_HF_PLAIN:
+        return 0;
+    }
     return 0;
 }
 
-/* GPT-NeoX fused QKV: rows (head, {q,k,v}, dim) -> ({q,k,v}, head, dim),
- * each row cols wide (cols = 1 for the bias). */
-static int neox_qkv(hf_t *h, void *wv, size_t es, int n_head, int hd, size_t cols) {
-    uint8_t *w = wv, *s = scratch_copy(h, w, (size_t)3 * n_head * hd * cols * es);
-    size_t row = cols * es;
-    if (!s) return -1;
-    for (int hh = 0; hh < n_head; hh++)
-        for (int j = 0; j < 3; j++)
-            memcpy(w + (((size_t)j * n_head + hh) * hd) * row, s + (((size_t)hh * 3 + j) * hd) * row,
-                   (size_t)hd * row);
-    free(s);
-    return 0;
-}
+/* ---- configuration of each family ---------------------------------------- */
 
-static int check_heads(hf_t *h, model_config_t *c) {
-    if (c->n_embd % c->n_head)
-        return log_seterr(h->err, h->errlen, "%s: hidden size %d is not a multiple of the %d attention heads",
-                          h->cfg_path, c->n_embd, c->n_head);
+/* What config.json says beyond model_config_t. */
+typedef struct {
+    int tied;      /* tie_word_embeddings */
+    int attn_bias; /* q/k/v (and o) projections have biases */
+    int mlp_bias;  /* the FFN projections have biases */
+} hf_opts_t;
+
+/* The head counts and size: head_dim where the architecture allows it to
+ * differ from hidden_size / num_attention_heads (free_head_dim), else that
+ * quotient. */
+static int check_heads(hf_t *h, model_config_t *c, int free_head_dim) {
     if (c->n_head_kv < 1 || c->n_head_kv > c->n_head || c->n_head % c->n_head_kv)
         return log_seterr(h->err, h->errlen, "%s: %d attention heads are not a multiple of num_key_value_heads %d",
                           h->cfg_path, c->n_head, c->n_head_kv);
-    c->head_dim = c->n_embd / c->n_head;
     json_t *hd = json_object_get(h->cfg, "head_dim");
-    if (hd && !json_is_null(hd) && (!json_is_integer(hd) || json_integer_value(hd) != c->head_dim))
-        return log_seterr(h->err, h->errlen, "%s: head_dim is not hidden_size / num_attention_heads = %d (not supported)",
-                          h->cfg_path, c->head_dim);
+    int even = c->n_embd % c->n_head == 0;
+    if (hd && !json_is_null(hd)) {
+        if (!json_is_integer(hd) || json_integer_value(hd) < 1 || json_integer_value(hd) > (1 << 16))
+            return log_seterr(h->err, h->errlen, "%s: 'head_dim' must be an integer in [1, 65536]", h->cfg_path);
+        if (free_head_dim || (even && json_integer_value(hd) == c->n_embd / c->n_head)) {
+            c->head_dim = (int)json_integer_value(hd);
+            return 0;
+        }
+        return log_seterr(h->err, h->errlen, "%s: head_dim is not hidden_size / num_attention_heads = %d / %d (not "
+                          "supported for this model_type)", h->cfg_path, c->n_embd, c->n_head);
+    }
+    if (!even)
+        return log_seterr(h->err, h->errlen, "%s: hidden size %d is not a multiple of the %d attention heads",
+                          h->cfg_path, c->n_embd, c->n_head);
+    c->head_dim = c->n_embd / c->n_head;
     return 0;
 }
+
+/* LlamaConfig and the configs that copied it (Mistral, Qwen2, Qwen3, OLMo 2, Phi-3). */
+static int config_llama(hf_t *h, const arch_t *a, hf_opts_t *o) {
+    model_config_t *c = &h->m->cfg;
+    static const char *const k_d[] = {"hidden_size", NULL}, *const k_l[] = {"num_hidden_layers", NULL},
+                             *const k_h[] = {"num_attention_heads", NULL}, *const k_kv[] = {"num_key_value_heads", NULL},
+                             *const k_ff[] = {"intermediate_size", NULL},
+                             *const k_ctx[] = {"max_position_embeddings", NULL},
+                             *const k_eps[] = {"rms_norm_eps", NULL}, *const k_sw[] = {"sliding_window", NULL},
+                             *const act[] = {"silu", NULL};
+    int qwen2 = a->arch == MODEL_ARCH_QWEN2;
+    hf_rope_t rope;
+    if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
+        cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_kv, c->n_head, 1, c->n_head, &c->n_head_kv) ||
+        cfg_int(h, k_ff, -1, 1, 1 << 20, &c->n_ff) || cfg_int(h, k_ctx, 2048, 1, 1 << 24, &c->n_ctx_train) ||
+        cfg_float(h, k_eps, 1e-6, 0, 1, &c->norm_eps) ||
+        cfg_rope(h, 10000.0f, a->need[ARCH_ROPE_FREQS] != ARCH_NO, &rope) ||
+        cfg_bool(h, "tie_word_embeddings", 0, &o->tied) || cfg_bool(h, "attention_bias", qwen2, &o->attn_bias) ||
+        cfg_bool(h, "mlp_bias", 0, &o->mlp_bias) || cfg_str_in(h, "hidden_act", act, "SwiGLU needs silu") ||
+        check_heads(h, c, a->free_head_dim))
+        return -1;
+    c->rope_base = rope.theta;
+    if (a->arch == MODEL_ARCH_QWEN2 || a->arch == MODEL_ARCH_QWEN3) {
+        if (cfg_must_be_off(h, "use_sliding_window", "sliding-window attention is not implemented")) return -1;
+        if (qwen2 && !o->attn_bias)
+            return log_seterr(h->err, h->errlen, "%s: qwen2 without q/k/v biases is not supported", h->cfg_path);
+    } else if (a->arch == MODEL_ARCH_LLAMA) {
+        /* Mistral's sliding window is not implemented: within it, attention
+         * is exact, so the trained context is capped to it.  (Phi-3's is
+         * ignored, as llama.cpp ignores it for its GGUF: see arch.c.) */
+        int sw = 0;
+        if (cfg_int(h, k_sw, 0, 0, 1 << 24, &sw)) return -1;
+        if (sw > 0 && sw < c->n_ctx_train) c->n_ctx_train = sw;
+    }
+    json_t *prf = json_object_get(h->cfg, "partial_rotary_factor");
+    if (prf && !json_is_null(prf) && !(json_is_number(prf) && json_number_value(prf) == 1.0))
+        return log_seterr(h->err, h->errlen, "%s: partial_rotary_factor other than 1 is not supported for %s",
+                          h->cfg_path, a->gguf);
+    c->rope_dim = c->head_dim;
+    if (c->head_dim % 2)
+        return log_seterr(h->err, h->errlen, "%s: head dimension %d must be even for RoPE", h->cfg_path, c->head_dim);
+    if (rope.llama3 && !(h->m->rope_freqs = llama3_freqs(h, &rope, c->head_dim))) return -1;
+    return 0;
+}
+
+static int config_gpt2(hf_t *h, hf_opts_t *o) {
+    model_config_t *c = &h->m->cfg;
+    static const char *const k_d[] = {"n_embd", "hidden_size", NULL}, *const k_l[] = {"n_layer", "num_hidden_layers", NULL},
+                             *const k_h[] = {"n_head", "num_attention_heads", NULL}, *const k_ff[] = {"n_inner", NULL},
+                             *const k_ctx[] = {"n_positions", "n_ctx", "max_position_embeddings", NULL},
+                             *const k_eps[] = {"layer_norm_epsilon", "layer_norm_eps", NULL},
+                             *const act[] = {"gelu_new", "gelu_pytorch_tanh", NULL};
+    int scale;
+    if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
+        cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_ff, 4L * c->n_embd, 1, 1 << 20, &c->n_ff) ||
+        cfg_int(h, k_ctx, 1024, 1, 1 << 24, &c->n_ctx_train) || cfg_float(h, k_eps, 1e-5, 0, 1, &c->norm_eps) ||
+        cfg_bool(h, "tie_word_embeddings", 1, &o->tied) || cfg_bool(h, "scale_attn_weights", 1, &scale) ||
+        cfg_must_be_off(h, "scale_attn_by_inverse_layer_idx", "attention scaling is 1/sqrt(head_dim)") ||
+        cfg_str_in(h, "activation_function", act, "the tanh GELU gelu_new is implemented"))
+        return -1;
+    if (!scale)
+        return log_seterr(h->err, h->errlen, "%s: scale_attn_weights = false is not supported", h->cfg_path);
+    c->n_head_kv = c->n_head;
+    if (check_heads(h, c, 0)) return -1;
+    c->rope_dim = 0;
+    c->rope_base = 10000.0f; /* unused; what the GGUF path reports */
+    o->attn_bias = o->mlp_bias = 1;
+    return 0;
+}
+
+static int config_neox(hf_t *h, hf_opts_t *o) {
+    model_config_t *c = &h->m->cfg;
+    static const char *const k_d[] = {"hidden_size", NULL}, *const k_l[] = {"num_hidden_layers", NULL},
+                             *const k_h[] = {"num_attention_heads", NULL}, *const k_ff[] = {"intermediate_size", NULL},
+                             *const k_ctx[] = {"max_position_embeddings", NULL},
+                             *const k_eps[] = {"layer_norm_eps", "layer_norm_epsilon", NULL},
+                             *const k_pct[] = {"rotary_pct", "partial_rotary_factor", NULL},
+                             *const act[] = {"gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", NULL};
+    int parallel;
+    float pct;
+    hf_rope_t rope;
+    if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
+        cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_ff, -1, 1, 1 << 20, &c->n_ff) ||
+        cfg_int(h, k_ctx, 2048, 1, 1 << 24, &c->n_ctx_train) || cfg_float(h, k_eps, 1e-5, 0, 1, &c->norm_eps) ||
+        cfg_float(h, k_pct, 0.25, 0, 1, &pct) || cfg_rope(h, 10000.0f, 0, &rope) ||
+        cfg_bool(h, "tie_word_embeddings", 0, &o->tied) || cfg_bool(h, "use_parallel_residual", 1, &parallel) ||
+        cfg_bool(h, "attention_bias", 1, &o->attn_bias) || cfg_str_in(h, "hidden_act", act, "GELU is implemented"))
+        return -1;
+    json_t *rp = json_object_get(h->cfg, "rope_parameters"), *rpf = json_object_get(rp, "partial_rotary_factor");
+    if (json_is_number(rpf)) pct = (float)json_number_value(rpf);
+    if (!o->attn_bias)
+        return log_seterr(h->err, h->errlen, "%s: gpt_neox without attention biases is not supported", h->cfg_path);
+    o->mlp_bias = 1;
+    c->rope_base = rope.theta;
+    c->n_head_kv = c->n_head;
+    if (check_heads(h, c, 0)) return -1;
+    c->parallel_residual = parallel;
+    /* as the converter: int(rotary_pct * head_dim) */
+    c->rope_dim = (int)((double)pct * c->head_dim);
+    if (c->rope_dim < 2 || c->rope_dim % 2)
+        return log_seterr(h->err, h->errlen, "%s: rotary_pct %g gives %d rotary dimensions per head (must be even, >= 2)",
+                          h->cfg_path, (double)pct, c->rope_dim);
+    return 0;
+}
+
+/* ---- the tensors, by the table ------------------------------------------- */
 
 /* The embedding fixes the vocabulary; config's vocab_size must agree. */
 static int get_embedding(hf_t *h, const char *name) {
@@ -342,299 +540,64 @@ static int get_embedding(hf_t *h, const char *name) {
     if (vs != c->n_vocab)
         return log_seterr(h->err, h->errlen, "%s: vocab_size %d does not match the %d rows of '%s'", h->cfg_path, vs,
                           c->n_vocab, name);
-    void *raw;
-    size_t es;
-    return get_mat(h, name, (uint64_t)c->n_vocab, (uint64_t)c->n_embd, &h->m->tok_embd, &raw, &es);
+    return get_mat(h, name, (uint64_t)c->n_vocab, (uint64_t)c->n_embd, 1, &h->m->tok_embd);
 }
 
-/* The output matrix: tied to the embedding, or `name` [n_vocab][d]. */
-static int get_output(hf_t *h, const char *name, int tied) {
+/* A checkpoint name: prefix, then the table's template with its "%d" (if
+ * any) replaced by the layer number. */
+static void hf_name(char *buf, size_t len, const char *prefix, const char *tmpl, int layer) {
+    const char *at = strstr(tmpl, "%d");
+    if (!at) snprintf(buf, len, "%s%s", prefix, tmpl);
+    else snprintf(buf, len, "%s%.*s%d%s", prefix, (int)(at - tmpl), tmpl, layer, at + 2);
+}
+
+/* Every tensor of the architecture's table under its checkpoint name, in the
+ * layout GGUF gives it.  Biases are required where config.json says the
+ * projections have them, else used when present; the output is skipped
+ * when tied (transformers ties it: a stored copy is not used). */
+static int load_tensors(hf_t *h, const arch_t *a, const hf_opts_t *o) {
     model_t *m = h->m;
-    if (tied) {
-        skip(h, name); /* transformers ties it: a stored copy is not used */
-        m->output = m->tok_embd;
-        return 0;
+    char name[160];
+    const char *pre = "";
+    if (a->hf_alt_prefix) { /* older GPT-2 checkpoints prefix every name but lm_head's */
+        snprintf(name, sizeof name, "%s%s", a->hf_alt_prefix, a->hf_names[ARCH_TOK_EMBD]);
+        if (tensor_index(h, name) >= 0) pre = a->hf_alt_prefix;
     }
-    void *raw;
-    size_t es;
-    if (tensor_index(h, name) < 0)
-        return log_seterr(h->err, h->errlen, "%s: tensor '%s' is missing and tie_word_embeddings is false",
-                          safetensors_set_path(h->set), name);
-    return get_mat(h, name, (uint64_t)m->cfg.n_vocab, (uint64_t)m->cfg.n_embd, &m->output, &raw, &es);
-}
-
-static int alloc_layers(hf_t *h) {
-    h->m->layers = calloc((size_t)h->m->cfg.n_layer, sizeof *h->m->layers);
-    if (!h->m->layers) return log_seterr(h->err, h->errlen, "%s: out of memory", h->m->path);
-    return 0;
-}
-
-/* ---- llama, mistral, qwen2 ------------------------------------------------ */
-
-static int load_llama_like(hf_t *h, int qwen2) {
-    model_t *m = h->m;
-    model_config_t *c = &m->cfg;
-    static const char *const k_d[] = {"hidden_size", NULL}, *const k_l[] = {"num_hidden_layers", NULL},
-                             *const k_h[] = {"num_attention_heads", NULL}, *const k_kv[] = {"num_key_value_heads", NULL},
-                             *const k_ff[] = {"intermediate_size", NULL},
-                             *const k_ctx[] = {"max_position_embeddings", NULL},
-                             *const k_eps[] = {"rms_norm_eps", NULL}, *const k_sw[] = {"sliding_window", NULL},
-                             *const act[] = {"silu", NULL};
-    int tied, attn_bias, mlp_bias;
-    c->arch = qwen2 ? MODEL_ARCH_QWEN2 : MODEL_ARCH_LLAMA;
-    c->norm = MODEL_NORM_RMS;
-    c->rope = qwen2 ? MODEL_ROPE_NEOX : MODEL_ROPE_NORM;
-    c->act = MODEL_ACT_SWIGLU;
-    snprintf(m->arch_name, sizeof m->arch_name, "%s", qwen2 ? "qwen2" : "llama");
-    if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
-        cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_kv, c->n_head, 1, c->n_head, &c->n_head_kv) ||
-        cfg_int(h, k_ff, -1, 1, 1 << 20, &c->n_ff) || cfg_int(h, k_ctx, 2048, 1, 1 << 24, &c->n_ctx_train) ||
-        cfg_float(h, k_eps, 1e-6, 0, 1, &c->norm_eps) || cfg_rope(h, 10000.0f, &c->rope_base) ||
-        cfg_bool(h, "tie_word_embeddings", 0, &tied) || cfg_bool(h, "attention_bias", qwen2, &attn_bias) ||
-        cfg_bool(h, "mlp_bias", 0, &mlp_bias) || cfg_str_in(h, "hidden_act", act, "SwiGLU needs silu") ||
-        check_heads(h, c))
-        return -1;
-    if (qwen2) {
-        if (cfg_must_be_off(h, "use_sliding_window", "sliding-window attention is not implemented")) return -1;
-        if (!attn_bias)
-            return log_seterr(h->err, h->errlen, "%s: qwen2 without q/k/v biases is not supported", h->cfg_path);
-    } else {
-        /* Mistral's sliding window is not implemented: within it, attention
-         * is exact, so the trained context is capped to it. */
-        int sw = 0;
-        if (cfg_int(h, k_sw, 0, 0, 1 << 24, &sw)) return -1;
-        if (sw > 0 && sw < c->n_ctx_train) c->n_ctx_train = sw;
-    }
-    json_t *prf = json_object_get(h->cfg, "partial_rotary_factor");
-    if (prf && !json_is_null(prf) && !(json_is_number(prf) && json_number_value(prf) == 1.0))
-        return log_seterr(h->err, h->errlen, "%s: partial_rotary_factor other than 1 is not supported for %s",
-                          h->cfg_path, m->arch_name);
-    c->rope_dim = c->head_dim;
-    if (c->head_dim % 2)
-        return log_seterr(h->err, h->errlen, "%s: head dimension %d must be even for RoPE", h->cfg_path, c->head_dim);
-
-    float *w;
-    if (get_embedding(h, "model.embed_tokens.weight")) return -1;
-    if (get(h, "model.norm.weight", (uint64_t)c->n_embd, 0, 1, &w)) return -1;
-    m->output_norm = w;
-    if (get_output(h, "lm_head.weight", tied) || alloc_layers(h)) return -1;
-
-    uint64_t d = (uint64_t)c->n_embd, q = (uint64_t)c->n_head * c->head_dim,
-             kv = (uint64_t)c->n_head_kv * c->head_dim, ff = (uint64_t)c->n_ff;
-    for (int l = 0; l < c->n_layer; l++) {
-        model_layer_t *L = &m->layers[l];
-        char name[128];
-        float *x;
-        void *xm;
-        size_t es;
-#define T(field, suffix, rows, cols, required)                                      \
-    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                   \
-    if (get(h, name, rows, cols, required, &x)) return -1;                          \
-    L->field = x;
-#define M(field, suffix, rows, cols)                                                \
-    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                   \
-    if (get_mat(h, name, rows, cols, &L->field, &xm, &es)) return -1;
-        T(attn_norm, "input_layernorm.weight", d, 0, 1);
-        M(wq, "self_attn.q_proj.weight", q, d);
-        if (!qwen2 && permute_rope(h, xm, es, c->n_head, c->head_dim, d)) return -1;
-        M(wk, "self_attn.k_proj.weight", kv, d);
-        if (!qwen2 && permute_rope(h, xm, es, c->n_head_kv, c->head_dim, d)) return -1;
-        M(wv, "self_attn.v_proj.weight", kv, d);
-        M(wo, "self_attn.o_proj.weight", d, q);
-        T(bq, "self_attn.q_proj.bias", q, 0, attn_bias);
-        if (x && !qwen2 && permute_rope(h, x, sizeof *x, c->n_head, c->head_dim, 1)) return -1;
-        T(bk, "self_attn.k_proj.bias", kv, 0, attn_bias);
-        if (x && !qwen2 && permute_rope(h, x, sizeof *x, c->n_head_kv, c->head_dim, 1)) return -1;
-        T(bv, "self_attn.v_proj.bias", kv, 0, attn_bias);
-        T(bo, "self_attn.o_proj.bias", d, 0, attn_bias && !qwen2); /* qwen2: o_proj has no bias */
-        T(ffn_norm, "post_attention_layernorm.weight", d, 0, 1);
-        M(w_gate, "mlp.gate_proj.weight", ff, d);
-        M(w_up, "mlp.up_proj.weight", ff, d);
-        M(w_down, "mlp.down_proj.weight", d, ff);
-        T(b_gate, "mlp.gate_proj.bias", ff, 0, mlp_bias);
-        T(b_up, "mlp.up_proj.bias", ff, 0, mlp_bias);
-        T(b_down, "mlp.down_proj.bias", d, 0, mlp_bias);
-#undef T
-#undef M
-    }
-    return 0;
-}
-
-/* ---- gpt2 ----------------------------------------------------------------- */
-
-static int load_gpt2(hf_t *h) {
-    model_t *m = h->m;
-    model_config_t *c = &m->cfg;
-    static const char *const k_d[] = {"n_embd", "hidden_size", NULL}, *const k_l[] = {"n_layer", "num_hidden_layers", NULL},
-                             *const k_h[] = {"n_head", "num_attention_heads", NULL}, *const k_ff[] = {"n_inner", NULL},
-                             *const k_ctx[] = {"n_positions", "n_ctx", "max_position_embeddings", NULL},
-                             *const k_eps[] = {"layer_norm_epsilon", "layer_norm_eps", NULL},
-                             *const act[] = {"gelu_new", "gelu_pytorch_tanh", NULL};
-    int tied, scale;
-    c->arch = MODEL_ARCH_GPT2;
-    c->norm = MODEL_NORM_LAYER;
-    c->rope = MODEL_ROPE_NONE;
-    c->act = MODEL_ACT_GELU;
-    snprintf(m->arch_name, sizeof m->arch_name, "gpt2");
-    if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
-        cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_ff, 4L * c->n_embd, 1, 1 << 20, &c->n_ff) ||
-        cfg_int(h, k_ctx, 1024, 1, 1 << 24, &c->n_ctx_train) || cfg_float(h, k_eps, 1e-5, 0, 1, &c->norm_eps) ||
-        cfg_bool(h, "tie_word_embeddings", 1, &tied) || cfg_bool(h, "scale_attn_weights", 1, &scale) ||
-        cfg_must_be_off(h, "scale_attn_by_inverse_layer_idx", "attention scaling is 1/sqrt(head_dim)") ||
-        cfg_str_in(h, "activation_function", act, "the tanh GELU gelu_new is implemented"))
-        return -1;
-    if (!scale)
-        return log_seterr(h->err, h->errlen, "%s: scale_attn_weights = false is not supported", h->cfg_path);
-    c->n_head_kv = c->n_head;
-    if (check_heads(h, c)) return -1;
-    c->rope_dim = 0;
-    c->rope_base = 10000.0f; /* unused; what the GGUF path reports */
-
-    /* Older checkpoints prefix every name with "transformer." */
-    const char *pre = tensor_index(h, "transformer.wte.weight") >= 0 ? "transformer." : "";
-    char name[128];
-    float *w;
-    uint64_t d = (uint64_t)c->n_embd, ff = (uint64_t)c->n_ff;
-    snprintf(name, sizeof name, "%swte.weight", pre);
-    void *raw;
-    size_t es;
-    if (get_embedding(h, name)) return -1;
-    snprintf(name, sizeof name, "%swpe.weight", pre);
-    if (get_mat(h, name, (uint64_t)c->n_ctx_train, d, &m->pos_embd, &raw, &es)) return -1;
-    snprintf(name, sizeof name, "%sln_f.weight", pre);
-    if (get(h, name, d, 0, 1, &w)) return -1;
-    m->output_norm = w;
-    snprintf(name, sizeof name, "%sln_f.bias", pre);
-    if (get(h, name, d, 0, 1, &w)) return -1;
-    m->output_norm_b = w;
-    if (get_output(h, "lm_head.weight", tied) || alloc_layers(h)) return -1;
-
-    for (int l = 0; l < c->n_layer; l++) {
-        model_layer_t *L = &m->layers[l];
-        float *x;
-#define T(suffix, rows, cols)                                                    \
-    snprintf(name, sizeof name, "%sh.%d.%s", pre, l, suffix);                    \
-    if (get(h, name, rows, cols, 1, &x)) return -1;
-        T("ln_1.weight", d, 0);
-        L->attn_norm = x;
-        T("ln_1.bias", d, 0);
-        L->attn_norm_b = x;
-        quant_mat_t qkv;
-        snprintf(name, sizeof name, "%sh.%d.attn.c_attn.weight", pre, l);
-        if (get_conv1d(h, name, d, 3 * d, &qkv)) return -1;
-        L->wq = quant_mat_rows(&qkv, 0, (int64_t)d);
-        L->wk = quant_mat_rows(&qkv, (int64_t)d, (int64_t)d);
-        L->wv = quant_mat_rows(&qkv, 2 * (int64_t)d, (int64_t)d);
-        T("attn.c_attn.bias", 3 * d, 0);
-        L->bq = x, L->bk = x + d, L->bv = x + 2 * d;
-        snprintf(name, sizeof name, "%sh.%d.attn.c_proj.weight", pre, l);
-        if (get_conv1d(h, name, d, d, &L->wo)) return -1;
-        T("attn.c_proj.bias", d, 0);
-        L->bo = x;
-        T("ln_2.weight", d, 0);
-        L->ffn_norm = x;
-        T("ln_2.bias", d, 0);
-        L->ffn_norm_b = x;
-        snprintf(name, sizeof name, "%sh.%d.mlp.c_fc.weight", pre, l);
-        if (get_conv1d(h, name, d, ff, &L->w_up)) return -1;
-        T("mlp.c_fc.bias", ff, 0);
-        L->b_up = x;
-        snprintf(name, sizeof name, "%sh.%d.mlp.c_proj.weight", pre, l);
-        if (get_conv1d(h, name, ff, d, &L->w_down)) return -1;
-        T("mlp.c_proj.bias", d, 0);
-        L->b_down = x;
-#undef T
-    }
-    return 0;
-}
-
-/* ---- gpt_neox ------------------------------------------------------------- */
-
-static int load_gptneox(hf_t *h) {
-    model_t *m = h->m;
-    model_config_t *c = &m->cfg;
-    static const char *const k_d[] = {"hidden_size", NULL}, *const k_l[] = {"num_hidden_layers", NULL},
-                             *const k_h[] = {"num_attention_heads", NULL}, *const k_ff[] = {"intermediate_size", NULL},
-                             *const k_ctx[] = {"max_position_embeddings", NULL},
-                             *const k_eps[] = {"layer_norm_eps", "layer_norm_epsilon", NULL},
-                             *const k_pct[] = {"rotary_pct", "partial_rotary_factor", NULL},
-                             *const act[] = {"gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", NULL};
-    int tied, parallel, bias;
-    float pct;
-    c->arch = MODEL_ARCH_GPTNEOX;
-    c->norm = MODEL_NORM_LAYER;
-    c->rope = MODEL_ROPE_NEOX;
-    c->act = MODEL_ACT_GELU;
-    snprintf(m->arch_name, sizeof m->arch_name, "gptneox");
-    if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
-        cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_ff, -1, 1, 1 << 20, &c->n_ff) ||
-        cfg_int(h, k_ctx, 2048, 1, 1 << 24, &c->n_ctx_train) || cfg_float(h, k_eps, 1e-5, 0, 1, &c->norm_eps) ||
-        cfg_float(h, k_pct, 0.25, 0, 1, &pct) || cfg_rope(h, 10000.0f, &c->rope_base) ||
-        cfg_bool(h, "tie_word_embeddings", 0, &tied) || cfg_bool(h, "use_parallel_residual", 1, &parallel) ||
-        cfg_bool(h, "attention_bias", 1, &bias) || cfg_str_in(h, "hidden_act", act, "GELU is implemented"))
-        return -1;
-    json_t *rp = json_object_get(h->cfg, "rope_parameters"), *rpf = json_object_get(rp, "partial_rotary_factor");
-    if (json_is_number(rpf)) pct = (float)json_number_value(rpf);
-    if (!bias) return log_seterr(h->err, h->errlen, "%s: gpt_neox without attention biases is not supported", h->cfg_path);
-    c->n_head_kv = c->n_head;
-    if (check_heads(h, c)) return -1;
-    c->parallel_residual = parallel;
-    /* as the converter: int(rotary_pct * head_dim) */
-    c->rope_dim = (int)((double)pct * c->head_dim);
-    if (c->rope_dim < 2 || c->rope_dim % 2)
-        return log_seterr(h->err, h->errlen, "%s: rotary_pct %g gives %d rotary dimensions per head (must be even, >= 2)",
-                          h->cfg_path, (double)pct, c->rope_dim);
-
-    float *w;
-    uint64_t d = (uint64_t)c->n_embd, ff = (uint64_t)c->n_ff;
-    if (get_embedding(h, "gpt_neox.embed_in.weight")) return -1;
-    if (get(h, "gpt_neox.final_layer_norm.weight", d, 0, 1, &w)) return -1;
-    m->output_norm = w;
-    if (get(h, "gpt_neox.final_layer_norm.bias", d, 0, 1, &w)) return -1;
-    m->output_norm_b = w;
-    if (get_output(h, "embed_out.weight", tied) || alloc_layers(h)) return -1;
-
-    for (int l = 0; l < c->n_layer; l++) {
-        model_layer_t *L = &m->layers[l];
-        char name[128];
-        float *x;
-#define T(suffix, rows, cols)                                                    \
-    snprintf(name, sizeof name, "gpt_neox.layers.%d.%s", l, suffix);             \
-    if (get(h, name, rows, cols, 1, &x)) return -1;
-        T("input_layernorm.weight", d, 0);
-        L->attn_norm = x;
-        T("input_layernorm.bias", d, 0);
-        L->attn_norm_b = x;
-        quant_mat_t qkv;
-        void *raw;
-        size_t es;
-        snprintf(name, sizeof name, "gpt_neox.layers.%d.attention.query_key_value.weight", l);
-        if (get_mat(h, name, 3 * d, d, &qkv, &raw, &es) || neox_qkv(h, raw, es, c->n_head, c->head_dim, d))
-            return -1;
-        L->wq = quant_mat_rows(&qkv, 0, (int64_t)d);
-        L->wk = quant_mat_rows(&qkv, (int64_t)d, (int64_t)d);
-        L->wv = quant_mat_rows(&qkv, 2 * (int64_t)d, (int64_t)d);
-        T("attention.query_key_value.bias", 3 * d, 0);
-        if (neox_qkv(h, x, sizeof *x, c->n_head, c->head_dim, 1)) return -1;
-        L->bq = x, L->bk = x + d, L->bv = x + 2 * d;
-        snprintf(name, sizeof name, "gpt_neox.layers.%d.attention.dense.weight", l);
-        if (get_mat(h, name, d, d, &L->wo, &raw, &es)) return -1;
-        T("attention.dense.bias", d, 0);
-        L->bo = x;
-        T("post_attention_layernorm.weight", d, 0);
-        L->ffn_norm = x;
-        T("post_attention_layernorm.bias", d, 0);
-        L->ffn_norm_b = x;
-        snprintf(name, sizeof name, "gpt_neox.layers.%d.mlp.dense_h_to_4h.weight", l);
-        if (get_mat(h, name, ff, d, &L->w_up, &raw, &es)) return -1;
-        T("mlp.dense_h_to_4h.bias", ff, 0);
-        L->b_up = x;
-        snprintf(name, sizeof name, "gpt_neox.layers.%d.mlp.dense_4h_to_h.weight", l);
-        if (get_mat(h, name, d, ff, &L->w_down, &raw, &es)) return -1;
-        T("mlp.dense_4h_to_h.bias", d, 0);
-        L->b_down = x;
-#undef T
-    }
+    snprintf(name, sizeof name, "%s%s", pre, a->hf_names[ARCH_TOK_EMBD]);
+    if (get_embedding(h, name) || model_alloc_layers(m, h->err, h->errlen)) return -1;
+    for (int l = -1; l < m->cfg.n_layer; l++)
+        for (int r = l < 0 ? 0 : ARCH_ROLE_LAYER0; r < (l < 0 ? ARCH_ROLE_LAYER0 : ARCH_N_ROLES); r++) {
+            arch_role_t role = (arch_role_t)r;
+            if (role == ARCH_TOK_EMBD || !a->hf_names[r] || a->need[r] == ARCH_NO) continue;
+            hf_name(name, sizeof name, role == ARCH_OUTPUT ? "" : pre, a->hf_names[r], l);
+            /* A checkpoint stores Q/K/V one way: fused where the table names
+             * no separate ones (Phi-3), separate otherwise. */
+            int required = a->need[r] != ARCH_OPT || (role == ARCH_QKV && !a->hf_names[ARCH_Q]);
+            if (role == ARCH_Q_B || role == ARCH_K_B || role == ARCH_V_B || role == ARCH_O_B) required = o->attn_bias;
+            if (role == ARCH_GATE_B || role == ARCH_UP_B || role == ARCH_DOWN_B) required = o->mlp_bias;
+            if (role == ARCH_OUTPUT) {
+                if (o->tied) {
+                    skip(h, name);
+                    continue;
+                }
+                if (tensor_index(h, name) < 0)
+                    return log_seterr(h->err, h->errlen, "%s: tensor '%s' is missing and tie_word_embeddings is false",
+                                      safetensors_set_path(h->set), name);
+            }
+            uint64_t rows, cols;
+            model_role_shape(m, role, &rows, &cols);
+            model_slot_t s = model_slot(m, l, role);
+            if (s.mat) {
+                int conv1d = a->hf_layout == ARCH_HF_CONV1D && role >= ARCH_ROLE_LAYER0; /* stored [in][out] */
+                if (get_mat(h, name, conv1d ? cols : rows, conv1d ? rows : cols, required, s.mat)) return -1;
+                if (!s.mat->data) continue;
+            } else {
+                if (get_vec(h, name, rows, required, s.vec)) return -1;
+                if (!*s.vec) continue;
+            }
+            if (convert(h, a, role, s)) return -1;
+        }
+    model_finish_weights(m);
     return 0;
 }
 
@@ -749,12 +712,9 @@ model_t *hfdir_load(const char *dir, char *err, size_t errlen) {
     int rc = -1;
     char *tok_path = NULL;
     json_error_t je;
-    model_t *m = calloc(1, sizeof *m);
+    model_t *m = model_new(dir, err, errlen);
     hf_t h = {.m = m, .err = err, .errlen = errlen};
-    if (!m || !(m->path = strdup(dir))) {
-        log_seterr(err, errlen, "%s: out of memory", dir);
-        goto error;
-    }
+    if (!m) goto error;
     if (!(h.cfg_path = path_join(m->path, "config.json"))) {
         log_seterr(err, errlen, "%s: out of memory", m->path);
         goto error;
@@ -773,25 +733,27 @@ model_t *hfdir_load(const char *dir, char *err, size_t errlen) {
         log_seterr(err, errlen, "%s: 'model_type' is missing or not a string", h.cfg_path);
         goto error;
     }
-    int which = !strcmp(type, "llama") || !strcmp(type, "mistral") ? 0
-              : !strcmp(type, "qwen2")                               ? 1
-              : !strcmp(type, "gpt2")                                ? 2
-              : !strcmp(type, "gpt_neox")                            ? 3
-                                                                     : -1;
-    if (which < 0) {
-        log_seterr(err, errlen, "%s: model_type '%s' is not supported (supported: llama, mistral, qwen2, gpt2, gpt_neox)",
-                   h.cfg_path, type);
+    const arch_t *a = arch_by_hf(type);
+    if (!a) {
+        char list[256];
+        arch_list(1, list, sizeof list);
+        log_seterr(err, errlen, "%s: model_type '%s' is not supported (supported: %s)", h.cfg_path, type, list);
         goto error;
     }
+    model_config_t *c = &m->cfg;
+    c->arch = a->arch, c->norm = a->norm, c->rope = a->rope, c->act = a->act, c->qk_norm = a->qk_norm;
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", a->gguf);
+    hf_opts_t o = {0};
+    int crc = a->hf_config == ARCH_HFCFG_GPT2 ? config_gpt2(&h, &o)
+            : a->hf_config == ARCH_HFCFG_NEOX ? config_neox(&h, &o)
+                                              : config_llama(&h, a, &o);
+    if (crc) goto error;
     if (!(h.set = safetensors_set_open(m->path, err, errlen))) goto error;
     if (!(h.used = calloc(safetensors_set_n_tensors(h.set) + 1, 1))) {
         log_seterr(err, errlen, "%s: out of memory", m->path);
         goto error;
     }
-    if (which == 0 && load_llama_like(&h, 0)) goto error;
-    if (which == 1 && load_llama_like(&h, 1)) goto error;
-    if (which == 2 && load_gpt2(&h)) goto error;
-    if (which == 3 && load_gptneox(&h)) goto error;
+    if (load_tensors(&h, a, &o)) goto error;
     for (size_t i = 0; i < safetensors_set_n_tensors(h.set); i++) {
         const safetensors_tensor_t *t = safetensors_set_tensor_at(h.set, i);
         if (!h.used[i] && !ignorable(t->name)) {

@@ -114,9 +114,10 @@ void kern_swiglu(float *g, const float *u, size_t n) {
     }
 }
 
-void kern_rope_angles(float *cs, int rope_dim, int pos, float base) {
+void kern_rope_angles(float *cs, int rope_dim, int pos, float base, const float *ff) {
     for (int i = 0; i < rope_dim / 2; i++) {
         double theta = pos * pow(base, -2.0 * i / rope_dim);
+        if (ff) theta /= ff[i];
         cs[2 * i] = (float)cos(theta);
         cs[2 * i + 1] = (float)sin(theta);
     }
@@ -140,14 +141,14 @@ void kern_rope_apply(float *x, int n_heads, int head_dim, int rope_dim, const fl
 void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
     float cs[KERN_ROPE_MAX];
     assert(rope_dim <= KERN_ROPE_MAX);
-    kern_rope_angles(cs, rope_dim, pos, base);
+    kern_rope_angles(cs, rope_dim, pos, base, NULL);
     kern_rope_apply(x, n_heads, head_dim, rope_dim, cs, 1);
 }
 
 void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base) {
     float cs[KERN_ROPE_MAX];
     assert(rope_dim <= KERN_ROPE_MAX);
-    kern_rope_angles(cs, rope_dim, pos, base);
+    kern_rope_angles(cs, rope_dim, pos, base, NULL);
     kern_rope_apply(x, n_heads, head_dim, rope_dim, cs, 0);
 }
 

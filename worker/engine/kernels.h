@@ -68,10 +68,12 @@ void kern_rope(float *x, int n_heads, int head_dim, int rope_dim, int pos, float
 void kern_rope_neox(float *x, int n_heads, int head_dim, int rope_dim, int pos, float base);
 
 /* The rotation of position pos as kern_rope and kern_rope_neox compute it:
- * cs[2i], cs[2i + 1] = cos, sin of pos * base^(-2i/rope_dim) for i <
+ * cs[2i], cs[2i + 1] = cos, sin of pos * base^(-2i/rope_dim) / ff[i] for i <
  * rope_dim/2 (angles in double, rounded to fp32), so that a table of them
- * computed once per position gives the same bits. */
-void kern_rope_angles(float *cs, int rope_dim, int pos, float base);
+ * computed once per position gives the same bits.  ff: the frequency
+ * divisors of Llama 3's RoPE scaling (GGUF rope_freqs.weight, as ggml's
+ * rope applies them), or NULL for none (all 1). */
+void kern_rope_angles(float *cs, int rope_dim, int pos, float base, const float *ff);
 
 /* Rotates as kern_rope (neox 0) or kern_rope_neox (neox 1) with the
  * angles of kern_rope_angles. */

@@ -1,50 +1,21 @@
 /* model.c - see model.h.
  *
- * One loader for every architecture: a table says what differs (norm, rope,
- * activation, which tensors are required), and load_weights() reads the
- * tensors llama.cpp's loader for that architecture reads, with the same
- * names and shapes.  Every tensor of the file must be used: a tensor the
+ * One GGUF loader for every architecture: the table of arch.h says what
+ * differs (norm, rope, activation, which tensors are required), and
+ * load_weights() reads the tensors llama.cpp's loader for that architecture
+ * reads, with the same names and shapes.  Every tensor of the file must be used: a tensor the
  * loader does not know (rope_freqs.weight of Llama 3.1, say) means a feature
  * this engine would silently compute wrongly, so it is an error. */
 #include "model.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hfdir.h"
 #include "log.h"
-
-/* What the loader requires beyond the common tensors. */
-enum {
-    ARCH_POS_EMBD = 1 << 0,   /* position_embd.weight (learned positions) */
-    ARCH_QKV_FUSED = 1 << 1,  /* attn_qkv only (else attn_qkv or attn_q/k/v) */
-    ARCH_BIASES = 1 << 2,     /* QKV, attn_output, ffn_up, ffn_down biases required */
-    ARCH_OUTPUT = 1 << 3,     /* output.weight required (never tied) */
-    ARCH_PAR_RES = 1 << 4,    /* use_parallel_residual key required */
-    ARCH_OUTPUT_B = 1 << 5,   /* output.bias allowed */
-    ARCH_ROPE_FULL = 1 << 6,  /* rope.dimension_count must equal head_dim */
-};
-
-typedef struct {
-    const char *name;
-    model_arch_t arch;
-    model_norm_t norm;
-    model_rope_t rope;
-    model_act_t act;
-    unsigned flags;
-} arch_info_t;
-
-static const arch_info_t g_archs[] = {
-    {"llama", MODEL_ARCH_LLAMA, MODEL_NORM_RMS, MODEL_ROPE_NORM, MODEL_ACT_SWIGLU, 0},
-    {"qwen2", MODEL_ARCH_QWEN2, MODEL_NORM_RMS, MODEL_ROPE_NEOX, MODEL_ACT_SWIGLU, ARCH_OUTPUT_B | ARCH_ROPE_FULL},
-    {"gpt2", MODEL_ARCH_GPT2, MODEL_NORM_LAYER, MODEL_ROPE_NONE, MODEL_ACT_GELU,
-     ARCH_POS_EMBD | ARCH_QKV_FUSED | ARCH_BIASES},
-    {"gptneox", MODEL_ARCH_GPTNEOX, MODEL_NORM_LAYER, MODEL_ROPE_NEOX, MODEL_ACT_GELU,
-     ARCH_QKV_FUSED | ARCH_BIASES | ARCH_OUTPUT | ARCH_PAR_RES},
-};
 
 /* Loader state: which tensors of the file have been taken. */
 typedef struct {
@@ -121,15 +92,10 @@ static const float *tensor_f32(loader_t *ld, const char *name, uint64_t n, int o
     if (!t) return NULL;
     if (t->type == GGML_TYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
     float *buf = malloc(n * sizeof *buf);
-    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
-    if (!buf || !owned) {
-        free(buf);
-        if (owned) m->owned = owned;
+    if (!buf || model_own(m, buf, err, errlen)) {
         log_seterr(err, errlen, "%s: out of memory converting tensor '%s'", m->path, name);
         return NULL;
     }
-    m->owned = owned;
-    m->owned[m->n_owned++] = buf;
     gguf_tensor_to_f32(t, buf);
     return buf;
 }
@@ -144,47 +110,50 @@ static quant_mat_t tensor_mat(loader_t *ld, const char *name, uint64_t ne0, uint
 }
 
 /* Hyper-parameters, with llama.cpp's keys and defaults. */
-static int load_config(model_t *m, const arch_info_t *a, char *err, size_t errlen) {
+static int load_config(model_t *m, const arch_t *a, char *err, size_t errlen) {
     model_config_t *c = &m->cfg;
     c->arch = a->arch;
     c->norm = a->norm;
     c->rope = a->rope;
     c->act = a->act;
+    c->qk_norm = a->qk_norm;
     int layer_norm = a->norm == MODEL_NORM_LAYER;
     if (get_int(m, "embedding_length", -1, 1, 1 << 16, &c->n_embd, err, errlen) ||
         get_int(m, "block_count", -1, 1, 1024, &c->n_layer, err, errlen) ||
         get_int(m, "feed_forward_length", -1, 1, 1 << 20, &c->n_ff, err, errlen) ||
         get_int(m, "attention.head_count", -1, 1, 1024, &c->n_head, err, errlen) ||
         get_int(m, "attention.head_count_kv", c->n_head, 1, c->n_head, &c->n_head_kv, err, errlen) ||
-        get_int(m, "context_length", (a->flags & ARCH_POS_EMBD) ? -1 : 2048, 1, 1 << 24, &c->n_ctx_train, err,
+        get_int(m, "context_length", a->need[ARCH_POS_EMBD] == ARCH_REQ ? -1 : 2048, 1, 1 << 24, &c->n_ctx_train, err,
                 errlen) ||
         get_float(m, layer_norm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon",
                   layer_norm ? NAN : 1e-5, 0, 1, &c->norm_eps, err, errlen) ||
         get_float(m, "rope.freq_base", 10000.0, 1e-3, 1e12, &c->rope_base, err, errlen))
         return -1;
-    if (c->n_embd % c->n_head)
-        return log_seterr(err, errlen, "%s: embedding_length %d is not a multiple of head_count %d", m->path,
-                          c->n_embd, c->n_head);
     if (c->n_head % c->n_head_kv)
         return log_seterr(err, errlen, "%s: head_count %d is not a multiple of head_count_kv %d", m->path, c->n_head,
                           c->n_head_kv);
-    c->head_dim = c->n_embd / c->n_head;
-    int hd;
-    if (get_int(m, "attention.key_length", c->head_dim, 1, 1 << 16, &hd, err, errlen)) return -1;
-    if (hd == c->head_dim && get_int(m, "attention.value_length", c->head_dim, 1, 1 << 16, &hd, err, errlen))
+    /* The head size: attention.key_length where the architecture's
+     * llama.cpp loader sizes Q by it (Llama 3.x, Qwen3), else d / n_head. */
+    int kl, vl, even = c->n_embd % c->n_head == 0;
+    if (get_int(m, "attention.key_length", even ? c->n_embd / c->n_head : -1, 1, 1 << 16, &kl, err, errlen) ||
+        get_int(m, "attention.value_length", kl, 1, 1 << 16, &vl, err, errlen))
         return -1;
-    if (hd != c->head_dim)
+    if (kl != vl)
+        return log_seterr(err, errlen, "%s: attention key_length %d differs from value_length %d (not supported)",
+                          m->path, kl, vl);
+    if (!a->free_head_dim && (!even || kl != c->n_embd / c->n_head))
         return log_seterr(err, errlen, "%s: attention key/value length %d differs from embedding_length / head_count "
-                          "= %d (not supported)", m->path, hd, c->head_dim);
+                          "(%d / %d), which %s does not support", m->path, kl, c->n_embd, c->n_head, a->gguf);
+    c->head_dim = kl;
     if (c->rope == MODEL_ROPE_NONE) {
         c->rope_dim = 0;
     } else {
         if (get_int(m, "rope.dimension_count", c->head_dim, 2, c->head_dim, &c->rope_dim, err, errlen)) return -1;
         if (c->rope_dim % 2)
             return log_seterr(err, errlen, "%s: rope.dimension_count %d must be even", m->path, c->rope_dim);
-        if ((a->flags & ARCH_ROPE_FULL) && c->rope_dim != c->head_dim)
+        if (a->rope_full && c->rope_dim != c->head_dim)
             return log_seterr(err, errlen, "%s: rope.dimension_count %d must equal the head size %d for %s", m->path,
-                              c->rope_dim, c->head_dim, a->name);
+                              c->rope_dim, c->head_dim, a->gguf);
         /* RoPE scaling changes the angles; refuse rather than compute
          * something else. */
         char key[128];
@@ -201,7 +170,7 @@ static int load_config(model_t *m, const arch_info_t *a, char *err, size_t errle
         if (rc == 0 && factor != 0.0 && factor != 1.0)
             return log_seterr(err, errlen, "%s: RoPE scaling factor %g is not supported", m->path, factor);
     }
-    if (a->flags & ARCH_PAR_RES) {
+    if (a->parallel_residual_key) {
         char key[128];
         snprintf(key, sizeof key, "%s.use_parallel_residual", m->arch_name);
         int rc = gguf_get_bool(m->gguf, key, &c->parallel_residual, err, errlen);
@@ -211,100 +180,60 @@ static int load_config(model_t *m, const arch_info_t *a, char *err, size_t errle
     return 0;
 }
 
-static int load_weights(loader_t *ld, const arch_info_t *a, char *err, size_t errlen) {
+static int load_weights(loader_t *ld, const arch_t *a, char *err, size_t errlen) {
     model_t *m = ld->m;
     model_config_t *c = &m->cfg;
-    int layer_norm = c->norm == MODEL_NORM_LAYER, biases = (a->flags & ARCH_BIASES) != 0;
     const gguf_tensor_t *emb = gguf_tensor(m->gguf, "token_embd.weight");
     if (!emb) return log_seterr(err, errlen, "%s: tensor 'token_embd.weight' is missing", m->path);
     if (emb->ne[1] > (1u << 24))
         return log_seterr(err, errlen, "%s: token_embd.weight has %" PRIu64 " rows (absurd vocabulary)", m->path,
                           emb->ne[1]);
     c->n_vocab = (int)emb->ne[1];
-    uint64_t d = (uint64_t)c->n_embd, V = (uint64_t)c->n_vocab, ff = (uint64_t)c->n_ff;
-    uint64_t qd = (uint64_t)c->n_head * c->head_dim, kv = (uint64_t)c->n_head_kv * c->head_dim;
+    if (model_alloc_layers(m, err, errlen)) return -1;
 
     /* Required tensors fail with the message find_tensor wrote; optional
-     * ones fail only when present but malformed (err non-empty).  Matrices
-     * are [rows][cols]; GGUF's ne is (cols, rows). */
-#define REQ(dst, name, n) \
-    if (!((dst) = tensor_f32(ld, name, n, 0, err, errlen))) return -1;
-#define OPT(dst, name, n, required) \
-    if (!((dst) = tensor_f32(ld, name, n, !(required), err, errlen)) && err && err[0]) return -1;
-#define REQ_M(dst, name, rows, cols) \
-    if (!((dst) = tensor_mat(ld, name, cols, rows, 0, err, errlen)).data) return -1;
-#define OPT_M(dst, name, rows, cols, required) \
-    if (!((dst) = tensor_mat(ld, name, cols, rows, !(required), err, errlen)).data && err && err[0]) return -1;
-
-    REQ_M(m->tok_embd, "token_embd.weight", V, d);
-    if (a->flags & ARCH_POS_EMBD) REQ_M(m->pos_embd, "position_embd.weight", (uint64_t)c->n_ctx_train, d);
-    REQ(m->output_norm, "output_norm.weight", d);
-    if (layer_norm) REQ(m->output_norm_b, "output_norm.bias", d);
-    OPT_M(m->output, "output.weight", V, d, a->flags & ARCH_OUTPUT);
-    if (!m->output.data) m->output = m->tok_embd; /* tied */
-    if (a->flags & ARCH_OUTPUT_B) OPT(m->output_b, "output.bias", V, 0);
-
-    m->layers = calloc((size_t)c->n_layer, sizeof *m->layers);
-    if (!m->layers) return log_seterr(err, errlen, "%s: out of memory", m->path);
-    for (int l = 0; l < c->n_layer; l++) {
-        model_layer_t *L = &m->layers[l];
-        char name[96];
-#define N(suffix) (snprintf(name, sizeof name, "blk.%d.%s", l, suffix), name)
-        REQ(L->attn_norm, N("attn_norm.weight"), d);
-        if (layer_norm) REQ(L->attn_norm_b, N("attn_norm.bias"), d);
-        quant_mat_t wqkv;
-        const float *bqkv = NULL;
-        OPT_M(wqkv, N("attn_qkv.weight"), qd + 2 * kv, d, a->flags & ARCH_QKV_FUSED);
-        if (wqkv.data) {
-            OPT(bqkv, N("attn_qkv.bias"), qd + 2 * kv, biases);
-            L->wq = quant_mat_rows(&wqkv, 0, (int64_t)qd);
-            L->wk = quant_mat_rows(&wqkv, (int64_t)qd, (int64_t)kv);
-            L->wv = quant_mat_rows(&wqkv, (int64_t)(qd + kv), (int64_t)kv);
-            if (bqkv) L->bq = bqkv, L->bk = bqkv + qd, L->bv = bqkv + qd + kv;
-        } else {
-            REQ_M(L->wq, N("attn_q.weight"), qd, d);
-            REQ_M(L->wk, N("attn_k.weight"), kv, d);
-            REQ_M(L->wv, N("attn_v.weight"), kv, d);
-            OPT(L->bq, N("attn_q.bias"), qd, biases);
-            OPT(L->bk, N("attn_k.bias"), kv, biases);
-            OPT(L->bv, N("attn_v.bias"), kv, biases);
+     * ones fail only when present but malformed (err non-empty).  With a
+     * fused QKV, the separate Q/K/V roles are not part of the model, nor
+     * without one its bias. */
+    for (int l = -1; l < c->n_layer; l++) {
+        int fused = 0;
+        for (int r = l < 0 ? 0 : ARCH_ROLE_LAYER0; r < (l < 0 ? ARCH_ROLE_LAYER0 : ARCH_N_ROLES); r++) {
+            arch_need_t need = (arch_need_t)a->need[r];
+            int qkv_part = r >= ARCH_Q && r <= ARCH_V_B;
+            if (need == ARCH_NO || (fused && qkv_part) || (r == ARCH_QKV_B && !fused)) continue;
+            char name[96];
+            uint64_t rows, cols;
+            arch_gguf_name((arch_role_t)r, l, name, sizeof name);
+            model_role_shape(m, (arch_role_t)r, &rows, &cols);
+            model_slot_t s = model_slot(m, l, (arch_role_t)r);
+            int optional = need == ARCH_OPT;
+            if (s.mat) {
+                *s.mat = tensor_mat(ld, name, cols, rows, optional, err, errlen);
+                if (!s.mat->data && err && err[0]) return -1;
+            } else {
+                *s.vec = tensor_f32(ld, name, rows, optional, err, errlen);
+                if (!*s.vec && err && err[0]) return -1;
+            }
+            if (r == ARCH_QKV) fused = s.mat->data != NULL;
         }
-        REQ_M(L->wo, N("attn_output.weight"), d, qd);
-        OPT(L->bo, N("attn_output.bias"), d, biases);
-        REQ(L->ffn_norm, N("ffn_norm.weight"), d);
-        if (layer_norm) REQ(L->ffn_norm_b, N("ffn_norm.bias"), d);
-        if (c->act == MODEL_ACT_SWIGLU) {
-            REQ_M(L->w_gate, N("ffn_gate.weight"), ff, d);
-            OPT(L->b_gate, N("ffn_gate.bias"), ff, 0);
-        }
-        REQ_M(L->w_up, N("ffn_up.weight"), ff, d);
-        OPT(L->b_up, N("ffn_up.bias"), ff, biases);
-        REQ_M(L->w_down, N("ffn_down.weight"), d, ff);
-        OPT(L->b_down, N("ffn_down.bias"), d, biases);
-#undef N
     }
-#undef REQ
-#undef OPT
-#undef REQ_M
-#undef OPT_M
+    model_finish_weights(m);
     for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++)
         if (!ld->used[i]) {
             const gguf_tensor_t *t = gguf_tensor_at(m->gguf, i);
             return log_seterr(err, errlen, "%s: tensor '%.*s' is not part of the %s architecture as this engine "
                               "computes it (an unsupported feature?)", m->path, (int)t->name.len, t->name.ptr,
-                              a->name);
+                              a->gguf);
         }
     return 0;
 }
 
 model_t *model_from_gguf(gguf_t *g, void *buf, tokenizer_t *tok, char *err, size_t errlen) {
-    model_t *m = calloc(1, sizeof *m);
+    model_t *m = model_new(gguf_path(g), err, errlen);
     loader_t ld = {m, NULL};
     const char *arch = NULL;
-    const arch_info_t *a = NULL;
-    if (!m || !(m->path = strdup(gguf_path(g)))) {
-        log_seterr(err, errlen, "%s: out of memory", gguf_path(g));
-        free(m);
+    const arch_t *a = NULL;
+    if (!m) {
         gguf_destroy(&g);
         free(buf);
         tokenizer_destroy(&tok);
@@ -320,11 +249,10 @@ model_t *model_from_gguf(gguf_t *g, void *buf, tokenizer_t *tok, char *err, size
         goto error;
     }
     snprintf(m->arch_name, sizeof m->arch_name, "%s", arch);
-    for (size_t i = 0; i < sizeof g_archs / sizeof *g_archs; i++)
-        if (!strcmp(arch, g_archs[i].name)) a = &g_archs[i];
-    if (!a) {
-        log_seterr(err, errlen, "%s: architecture '%s' is not supported (supported: llama, qwen2, gpt2, gptneox)",
-                   m->path, arch);
+    if (!(a = arch_by_gguf(arch))) {
+        char list[256];
+        arch_list(0, list, sizeof list);
+        log_seterr(err, errlen, "%s: architecture '%s' is not supported (supported: %s)", m->path, arch, list);
         goto error;
     }
     if (!(ld.used = calloc(gguf_n_tensors(g) + 1, 1))) {
@@ -346,12 +274,6 @@ error:
     return NULL;
 }
 
-model_t *model_load(const char *path, char *err, size_t errlen) {
-    if (hfdir_is_dir(path)) return hfdir_load(path, err, errlen); /* a Hugging Face model directory */
-    gguf_t *g = gguf_open(path, err, errlen);
-    return g ? model_from_gguf(g, NULL, NULL, err, errlen) : NULL;
-}
-
 void model_destroy(model_t **self_p) {
     if (!self_p || !*self_p) return;
     model_t *m = *self_p;
@@ -366,23 +288,17 @@ void model_destroy(model_t **self_p) {
     *self_p = NULL;
 }
 
-/* Appends " TYPE xN" for each type of weight matrix (tied output counted
- * once) and their megabytes as stored: what the model holds in memory. */
+/* Appends " TYPE xN" for each type of weight matrix and their megabytes as
+ * stored: what the model holds in memory. */
 static void describe_weights(const model_t *m, char *buf, size_t len) {
     int count[64] = {0};
     double bytes = 0;
-    const quant_mat_t *top[] = {&m->tok_embd, &m->pos_embd, m->output.data == m->tok_embd.data ? NULL : &m->output};
-    for (int l = -1; l < m->cfg.n_layer; l++) {
-        const model_layer_t *L = l >= 0 ? &m->layers[l] : NULL;
-        const quant_mat_t *layer[] = {L ? &L->wq : NULL, L ? &L->wk : NULL,     L ? &L->wv : NULL,  L ? &L->wo : NULL,
-                                      L ? &L->w_gate : NULL, L ? &L->w_up : NULL, L ? &L->w_down : NULL};
-        const quant_mat_t *const *mats = L ? layer : top;
-        size_t n = L ? sizeof layer / sizeof *layer : sizeof top / sizeof *top;
-        for (size_t i = 0; i < n; i++)
-            if (mats[i] && mats[i]->data && mats[i]->type < 64) {
-                count[mats[i]->type]++;
-                bytes += (double)quant_mat_row_bytes(mats[i]) * (double)mats[i]->rows;
-            }
+    for (size_t i = 0; i < model_n_matrices(m); i++) {
+        const quant_mat_t *w = model_matrix(m, i);
+        if (w && w->type < 64) {
+            count[w->type]++;
+            bytes += (double)quant_mat_row_bytes(w) * (double)w->rows;
+        }
     }
     size_t at = strlen(buf);
     at += (size_t)snprintf(buf + at, at < len ? len - at : 0, ", weights");
@@ -398,9 +314,146 @@ void model_describe(const model_t *m, char *buf, size_t len) {
     char rope[64] = "no rope";
     if (c->rope != MODEL_ROPE_NONE)
         snprintf(rope, sizeof rope, "rope %s dim %d base %g", ropes[c->rope], c->rope_dim, (double)c->rope_base);
-    snprintf(buf, len, "%s: %d layers, d=%d, heads=%d (kv %d), ff=%d, vocab=%d, ctx=%d, %s eps %g, %s, %s%s%s%s",
-             m->arch_name, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->n_ff, c->n_vocab, c->n_ctx_train,
-             norms[c->norm], (double)c->norm_eps, rope, acts[c->act], c->parallel_residual ? ", parallel residual" : "",
+    static const char *qk[] = {"", ", q/k norm per head", ", q/k norm"};
+    char hd[32] = "";
+    if (c->head_dim * c->n_head != c->n_embd) snprintf(hd, sizeof hd, ", head_dim %d", c->head_dim);
+    snprintf(buf, len, "%s: %d layers, d=%d, heads=%d (kv %d)%s, ff=%d, vocab=%d, ctx=%d, %s eps %g%s%s, %s%s, %s%s%s%s",
+             m->arch_name, c->n_layer, c->n_embd, c->n_head, c->n_head_kv, hd, c->n_ff, c->n_vocab, c->n_ctx_train,
+             norms[c->norm], (double)c->norm_eps, qk[c->qk_norm], m->layers && m->layers[0].attn_post_norm ? ", post-norms" : "",
+             rope, m->rope_freqs ? " (llama3 frequencies)" : "", acts[c->act], c->parallel_residual ? ", parallel residual" : "",
              m->pos_embd.data ? ", learned positions" : "", m->output.data == m->tok_embd.data ? ", tied output" : "");
     describe_weights(m, buf, len);
+}
+
+/* The matrices model_matrix walks: the model-wide ones, then per layer. */
+static const arch_role_t g_top_mats[] = {ARCH_TOK_EMBD, ARCH_POS_EMBD, ARCH_OUTPUT};
+static const arch_role_t g_layer_mats[] = {ARCH_Q, ARCH_K, ARCH_V, ARCH_O, ARCH_GATE, ARCH_UP, ARCH_DOWN};
+#define N_TOP (sizeof g_top_mats / sizeof *g_top_mats)
+#define N_LAYER (sizeof g_layer_mats / sizeof *g_layer_mats)
+
+size_t model_n_matrices(const model_t *m) { return N_TOP + N_LAYER * (size_t)m->cfg.n_layer; }
+
+const quant_mat_t *model_matrix(const model_t *m, size_t i) {
+    assert(i < model_n_matrices(m));
+    model_t *mm = (model_t *)m; /* model_slot hands out writable slots; nothing is written here */
+    const quant_mat_t *w = i < N_TOP ? model_slot(mm, -1, g_top_mats[i]).mat
+                                     : model_slot(mm, (int)((i - N_TOP) / N_LAYER), g_layer_mats[(i - N_TOP) % N_LAYER]).mat;
+    if (!w->data || (w == &m->output && m->output.data == m->tok_embd.data)) return NULL;
+    return w;
+}
+
+model_t *model_new(const char *path, char *err, size_t errlen) {
+    model_t *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path))) {
+        log_seterr(err, errlen, "%s: out of memory", path);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+int model_own(model_t *m, void *buf, char *err, size_t errlen) {
+    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+    if (!owned) {
+        free(buf);
+        return log_seterr(err, errlen, "%s: out of memory", m->path);
+    }
+    m->owned = owned;
+    owned[m->n_owned++] = buf;
+    return 0;
+}
+
+int model_alloc_layers(model_t *m, char *err, size_t errlen) {
+    assert(!m->layers && m->cfg.n_layer > 0);
+    if (!(m->layers = calloc((size_t)m->cfg.n_layer, sizeof *m->layers)))
+        return log_seterr(err, errlen, "%s: out of memory", m->path);
+    return 0;
+}
+
+model_slot_t model_slot(model_t *m, int layer, arch_role_t role) {
+    model_slot_t s = {0};
+    assert(role < ARCH_ROLE_LAYER0 || (layer >= 0 && layer < m->cfg.n_layer && m->layers));
+    model_layer_t *L = role >= ARCH_ROLE_LAYER0 ? &m->layers[layer] : NULL;
+    switch (role) {
+    case ARCH_TOK_EMBD: s.mat = &m->tok_embd; break;
+    case ARCH_POS_EMBD: s.mat = &m->pos_embd; break;
+    case ARCH_OUT_NORM: s.vec = &m->output_norm; break;
+    case ARCH_OUT_NORM_B: s.vec = &m->output_norm_b; break;
+    case ARCH_OUTPUT: s.mat = &m->output; break;
+    case ARCH_OUTPUT_B: s.vec = &m->output_b; break;
+    case ARCH_ROPE_FREQS: s.vec = &m->rope_freqs; break;
+    case ARCH_ATTN_NORM: s.vec = &L->attn_norm; break;
+    case ARCH_ATTN_NORM_B: s.vec = &L->attn_norm_b; break;
+    case ARCH_QKV: s.mat = &L->wqkv; break;
+    case ARCH_QKV_B: s.vec = &L->bqkv; break;
+    case ARCH_Q: s.mat = &L->wq; break;
+    case ARCH_Q_B: s.vec = &L->bq; break;
+    case ARCH_K: s.mat = &L->wk; break;
+    case ARCH_K_B: s.vec = &L->bk; break;
+    case ARCH_V: s.mat = &L->wv; break;
+    case ARCH_V_B: s.vec = &L->bv; break;
+    case ARCH_Q_NORM: s.vec = &L->q_norm; break;
+    case ARCH_K_NORM: s.vec = &L->k_norm; break;
+    case ARCH_O: s.mat = &L->wo; break;
+    case ARCH_O_B: s.vec = &L->bo; break;
+    case ARCH_ATTN_POST_NORM: s.vec = &L->attn_post_norm; break;
+    case ARCH_FFN_NORM: s.vec = &L->ffn_norm; break;
+    case ARCH_FFN_NORM_B: s.vec = &L->ffn_norm_b; break;
+    case ARCH_GATE: s.mat = &L->w_gate; break;
+    case ARCH_GATE_B: s.vec = &L->b_gate; break;
+    case ARCH_UP: s.mat = &L->w_up; break;
+    case ARCH_UP_B: s.vec = &L->b_up; break;
+    case ARCH_GATE_UP: s.mat = &L->w_gate_up; break;
+    case ARCH_DOWN: s.mat = &L->w_down; break;
+    case ARCH_DOWN_B: s.vec = &L->b_down; break;
+    case ARCH_FFN_POST_NORM: s.vec = &L->ffn_post_norm; break;
+    case ARCH_N_ROLES: assert(0); break;
+    }
+    return s;
+}
+
+void model_role_shape(const model_t *m, arch_role_t role, uint64_t *rows, uint64_t *cols) {
+    const model_config_t *c = &m->cfg;
+    uint64_t d = (uint64_t)c->n_embd, V = (uint64_t)c->n_vocab, ff = (uint64_t)c->n_ff;
+    uint64_t qd = (uint64_t)c->n_head * c->head_dim, kv = (uint64_t)c->n_head_kv * c->head_dim;
+    uint64_t r = d, k = 0;
+    switch (role) {
+    case ARCH_TOK_EMBD: case ARCH_OUTPUT: r = V, k = d; break;
+    case ARCH_POS_EMBD: r = (uint64_t)c->n_ctx_train, k = d; break;
+    case ARCH_OUTPUT_B: r = V; break;
+    case ARCH_ROPE_FREQS: r = (uint64_t)c->rope_dim / 2; break;
+    case ARCH_QKV: r = qd + 2 * kv, k = d; break;
+    case ARCH_QKV_B: r = qd + 2 * kv; break;
+    case ARCH_Q: r = qd, k = d; break;
+    case ARCH_Q_B: r = qd; break;
+    case ARCH_K: case ARCH_V: r = kv, k = d; break;
+    case ARCH_K_B: case ARCH_V_B: r = kv; break;
+    case ARCH_Q_NORM: r = c->qk_norm == MODEL_QK_NORM_HEAD ? (uint64_t)c->head_dim : qd; break;
+    case ARCH_K_NORM: r = c->qk_norm == MODEL_QK_NORM_HEAD ? (uint64_t)c->head_dim : kv; break;
+    case ARCH_O: r = d, k = qd; break;
+    case ARCH_GATE: case ARCH_UP: r = ff, k = d; break;
+    case ARCH_GATE_B: case ARCH_UP_B: r = ff; break;
+    case ARCH_GATE_UP: r = 2 * ff, k = d; break;
+    case ARCH_DOWN: r = d, k = ff; break;
+    default: break; /* the [d] norms and biases */
+    }
+    *rows = r, *cols = k;
+}
+
+void model_finish_weights(model_t *m) {
+    const model_config_t *c = &m->cfg;
+    int64_t qd = (int64_t)c->n_head * c->head_dim, kv = (int64_t)c->n_head_kv * c->head_dim;
+    for (int l = 0; l < c->n_layer; l++) {
+        model_layer_t *L = &m->layers[l];
+        if (L->w_gate_up.data) {
+            L->w_gate = quant_mat_rows(&L->w_gate_up, 0, c->n_ff);
+            L->w_up = quant_mat_rows(&L->w_gate_up, c->n_ff, c->n_ff);
+        }
+        if (!L->wqkv.data) continue;
+        L->wq = quant_mat_rows(&L->wqkv, 0, qd);
+        L->wk = quant_mat_rows(&L->wqkv, qd, kv);
+        L->wv = quant_mat_rows(&L->wqkv, qd + kv, kv);
+        if (L->bqkv) L->bq = L->bqkv, L->bk = L->bqkv + qd, L->bv = L->bqkv + qd + kv;
+    }
+    if (!m->output.data) m->output = m->tok_embd; /* tied */
 }

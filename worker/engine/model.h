@@ -1,4 +1,4 @@
-/* model.h - a transformer's configuration and fp32 weights, loaded from GGUF.
+/* model.h - a transformer's configuration and weights; the GGUF loader.
  *
  * What it is: reads the architecture's hyper-parameters and tensors, checks
  * every tensor's shape against them, and exposes the weights: matrices as
@@ -8,22 +8,12 @@
  * a negligible share).  It also builds the model's tokenizer.  What it is
  * not: the computation (forward.c) or the statistics (stats.c).
  *
- * Architectures (GGUF general.architecture, with llama.cpp's key and tensor
- * names, so that a file llama.cpp converts loads here unchanged):
- *
- *   llama    RMSNorm, RoPE (interleaved pairs), SwiGLU, GQA; tied or separate
- *            output; optional biases on wo and the FFN as llama.cpp allows.
- *   qwen2    llama with q/k/v biases and RoPE in the NeoX layout.
- *   gpt2     learned positions (position_embd.weight [n_ctx_train][d]),
- *            LayerNorm with bias, fused QKV with bias, biased projections,
- *            tanh-GELU FFN (no gate), tied output unless output.weight.
- *   gptneox  LayerNorm with bias, fused QKV with bias, partial rotary
- *            (rope.dimension_count) in the NeoX layout, parallel residual
- *            (use_parallel_residual), GELU FFN, separate output.
- *
- * Everything that differs between them is a field of model_config_t (norm,
- * rope, activation, residual) or a NULL/non-NULL weight pointer (biases,
- * position embeddings), so forward.c is one function.
+ * Architectures: the table of arch.h (GGUF general.architecture with
+ * llama.cpp's key and tensor names, so that a file llama.cpp converts loads
+ * here unchanged).  Everything that differs between them is a field of
+ * model_config_t (norm, rope, activation, residual, q/k norms) or a
+ * NULL/non-NULL weight pointer (biases, position embeddings, post-norms),
+ * so forward.c is one function.
  *
  * Weight matrices are row-major [out][in], as GGUF stores them (ne0 = in),
  * so y = W x is a row-wise dot product and Y = X W^T one cblas_sgemm.  A
@@ -38,33 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch.h"
 #include "gguf.h"
 #include "quant.h"
 #include "tokenizer.h"
-
-typedef enum {
-    MODEL_ARCH_LLAMA = 0,
-    MODEL_ARCH_QWEN2,
-    MODEL_ARCH_GPT2,
-    MODEL_ARCH_GPTNEOX,
-} model_arch_t;
-
-/* Zero values are the llama choices, so a zeroed config is a llama one. */
-typedef enum {
-    MODEL_NORM_RMS = 0, /* x / rms(x) * g */
-    MODEL_NORM_LAYER,   /* (x - mean) / sd(x) * g + b */
-} model_norm_t;
-
-typedef enum {
-    MODEL_ROPE_NORM = 0, /* pairs (x[2i], x[2i+1]): GGUF llama (permuted Q/K) */
-    MODEL_ROPE_NEOX,     /* pairs (x[i], x[i + rope_dim/2]): qwen2, gptneox */
-    MODEL_ROPE_NONE,     /* no rotary embedding (gpt2: learned positions) */
-} model_rope_t;
-
-typedef enum {
-    MODEL_ACT_SWIGLU = 0, /* down(silu(gate x) * up x) */
-    MODEL_ACT_GELU,       /* down(gelu_tanh(up x + b)) + b, no gate */
-} model_act_t;
 
 typedef struct {
     model_arch_t arch;
@@ -83,6 +50,7 @@ typedef struct {
     model_norm_t norm;
     model_rope_t rope;
     model_act_t act;
+    model_qk_norm_t qk_norm;
     int parallel_residual; /* x += attn(ln1 x) + ffn(ln2 x) (gptneox) */
 } model_config_t;
 
@@ -102,6 +70,11 @@ typedef struct {
     quant_mat_t w_up;       /* [n_ff][d] */
     quant_mat_t w_down;     /* [d][n_ff] */
     const float *b_gate, *b_up, *b_down; /* [n_ff], [n_ff], [d] */
+    const float *q_norm, *k_norm;  /* model_qk_norm_t: [head_dim] or [q_dim], [kv_dim] */
+    const float *attn_post_norm, *ffn_post_norm; /* [d]: norms of the blocks' outputs */
+    quant_mat_t wqkv;       /* a fused QKV as loaded: wq, wk, wv are views of it */
+    quant_mat_t w_gate_up;  /* a fused gate-up as loaded: w_gate, w_up are views of it */
+    const float *bqkv;
 } model_layer_t;
 
 typedef struct model {
@@ -111,6 +84,7 @@ typedef struct model {
     const float *output_norm, *output_norm_b; /* [d] */
     quant_mat_t output;       /* [n_vocab][d]; the same data as tok_embd when tied */
     const float *output_b;    /* [n_vocab] or NULL */
+    const float *rope_freqs;  /* [rope_dim / 2]: divisors of the RoPE frequencies, or NULL */
     model_layer_t *layers;    /* [n_layer] */
     tokenizer_t *tok;
     char *path;
@@ -122,15 +96,8 @@ typedef struct model {
     int n_owned;
 } model_t;
 
-/* Loads the model at path: a GGUF file, or a Hugging Face model directory
- * (config.json, safetensors weights, tokenizer.json; see hfdir.h), which
- * computes what its GGUF conversion computes.  Returns a new model that the
- * caller frees with model_destroy, or NULL with a message that names the
- * file and the key or tensor at fault. */
-model_t *model_load(const char *path, char *err, size_t errlen);
-
-/* The same from a reader that is already open (for instance over a file
- * image that gguf_writer_to_buffer laid out in memory).  Takes ownership of
+/* The GGUF loader: the model of an open reader (a file, or a file image
+ * that gguf_writer_to_buffer laid out in memory; loader_load opens files).  Takes ownership of
  * g, of buf (the malloc'd image g reads from, freed with free(); NULL when g
  * maps a file) and of tok (a tokenizer built elsewhere, e.g. from a
  * tokenizer.json; NULL: built from g's tokenizer.* keys), on failure too.
@@ -144,5 +111,41 @@ void model_destroy(model_t **self_p);
  * weights Q4_K x13 Q6_K x3 (41.3 MB)": the weight matrices' types and their
  * size as held in memory), written into buf (always NUL-terminated). */
 void model_describe(const model_t *self, char *buf, size_t len);
+
+/* The weight matrices, for whoever walks them all (forward.c's scratch
+ * sizing, model_describe): i < model_n_matrices(self); NULL for an absent
+ * one and for the output when it is the embedding (each held matrix once;
+ * a fused QKV through its three views). */
+size_t model_n_matrices(const model_t *self);
+const quant_mat_t *model_matrix(const model_t *self, size_t i);
+
+/* ---- for the loaders (this file's GGUF one, hfdir.c) ---------------------- */
+
+/* A new empty model named path (for messages), or NULL with a message. */
+model_t *model_new(const char *path, char *err, size_t errlen);
+
+/* Gives buf (malloc'd) to the model, which frees it with itself; on
+ * failure frees buf and returns -1 with a message. */
+int model_own(model_t *self, void *buf, char *err, size_t errlen);
+
+/* Where the tensor of role (in layer, for a layer role) goes: exactly one
+ * of mat (a matrix role) and vec (a vector role) is set.  The layers must
+ * have been allocated (model_alloc_layers). */
+typedef struct {
+    quant_mat_t *mat;
+    const float **vec;
+} model_slot_t;
+model_slot_t model_slot(model_t *self, int layer, arch_role_t role);
+
+/* The shape of role's tensor under self->cfg: [rows][cols], cols 0 for a
+ * vector of rows. */
+void model_role_shape(const model_t *self, arch_role_t role, uint64_t *rows, uint64_t *cols);
+
+/* Allocates self->layers for cfg.n_layer; -1 with a message. */
+int model_alloc_layers(model_t *self, char *err, size_t errlen);
+
+/* After the tensors: splits each fused QKV (and its bias) into the views
+ * wq, wk, wv, each fused gate-up into w_gate, w_up, and ties the output to the embedding when it has none. */
+void model_finish_weights(model_t *self);
 
 #endif
