@@ -4,12 +4,14 @@
 # Run as root (or with sudo available).  Idempotent.
 #   --packages   only print the Debian packages it installs, one line
 #                (.ci/run passes them to apt-get itself).
+#   --build-packages  only print those that building the programs needs
+#                (the container's build stage, deploy/container/Containerfile).
 #   -h, --help   this text (installs nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  "" | --packages) ;;
+  "" | --packages | --build-packages) ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown option '$1' (see install-deps.sh --help)" >&2; exit 2 ;;
 esac
@@ -17,14 +19,19 @@ esac
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PKGS=(build-essential cmake pkg-config
+BUILD_PKGS=(build-essential cmake pkg-config
       libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-      libpq-dev postgresql postgresql-contrib libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
+      libpq-dev libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
       libcurl4-openssl-dev   # tokshift fetch (cli/fetch.c)
       libmicrohttpd-dev   # the coordinator's --metrics endpoint
+      file)   # file: cpack's dpkg-shlibdeps step (the .deb's Depends)
+if [ "${1:-}" = "--build-packages" ]; then echo "${BUILD_PKGS[*]}"; exit 0; fi
+PKGS=("${BUILD_PKGS[@]}" postgresql postgresql-contrib
       ca-certificates curl bc python3
       chromium   # tests/test_report.sh renders the report in headless Chromium
-      slurm-wlm munge)   # slurm-wlm, munge: tests/test_slurm.sh runs a one-machine Slurm
+      slurm-wlm munge   # slurm-wlm, munge: tests/test_slurm.sh runs a one-machine Slurm
+      mmdebstrap podman runc   # tests/test_image.sh builds and runs the container image
+      python3-kubernetes)      # tests/test_k8s.sh checks deploy/k8s/ against its API models
 # Node.js may come from elsewhere (nodesource bundles npm); Debian's otherwise.
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)

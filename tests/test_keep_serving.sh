@@ -3,7 +3,10 @@
 # consecutive runs without restarting: run a completes, the worker stays; a
 # coordinator of another model is refused and the worker stays; run b, on the
 # same endpoint, completes with the same worker; SIGTERM then ends it with
-# exit 0.  Real PostgreSQL (deploy/pg-cluster.sh) and ZeroMQ on loopback.
+# exit 0.  Its --alive-file (the Kubernetes liveness probe's file) is touched
+# between runs, with no coordinator, and not while the worker is stopped
+# (SIGSTOP: what a hung worker looks like to the probe).
+# Real PostgreSQL (deploy/pg-cluster.sh) and ZeroMQ on loopback.
 set -u
 [ -n "${TOKSHIFT_TESTDATA:-}" ] || { echo "skip: TOKSHIFT_TESTDATA is not set"; exit 77; }
 MODEL=$TOKSHIFT_TESTDATA/models/stories260K.gguf
@@ -30,7 +33,7 @@ sed -n 5,8p deploy/demo/stories.jsonl > "$TMP/b.jsonl"
 # Short heartbeats and reconnect delays, so that the worker notices a
 # coordinator gone (and finds the next one) within a second or two.
 "$BIN/tokshift-worker" --connect "$EP" --model "$MODEL" --db "$DB" --name keeper --keep-serving \
-  --heartbeat 200 --reconnect-ms 200 --reconnect-max-ms 1000 2>"$TMP/worker.log" &
+  --alive-file "$TMP/alive" --heartbeat 200 --reconnect-ms 200 --reconnect-max-ms 1000 2>"$TMP/worker.log" &
 wpid=$!
 coordinator() {  # RUN [OPTIONS...]: serves RUN to completion (60 s at most)
   local run=$1; shift
@@ -48,6 +51,16 @@ run_ok a
 sleep 0.5
 kill -0 "$wpid" 2>/dev/null || fail "the worker exited after run a: $(tail -3 "$TMP/worker.log")"
 grep -q 'waiting for the next run' "$TMP/worker.log" || fail "the worker did not say it waits for the next run"
+
+# No coordinator now: the link thread still beats or reconnects at least
+# every max(200 ms, 1000 ms), so 2.5 s must move the file's time; stopped,
+# 1.5 s must not.
+mtime() { python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' "$TMP/alive" 2>/dev/null || echo none; }
+t1=$(mtime); sleep 2.5; t2=$(mtime)
+[ "$t1" != none ] && [ "$t2" != none ] && [ "$t2" -gt "$t1" ] \
+  || fail "--alive-file not touched between runs: mtime $t1, then $t2"
+kill -STOP "$wpid"; sleep 0.3; t1=$(mtime); sleep 1.5; t2=$(mtime); kill -CONT "$wpid"
+[ "$t1" = "$t2" ] || fail "--alive-file touched while the worker was stopped: $t1, then $t2"
 
 # A run of another model: refused, and the worker keeps waiting.
 "$BIN/tokshift-coordinator" --run other --db "$DB" --bind "$EP" --heartbeat 200 --job-docs 1 \

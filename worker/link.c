@@ -2,11 +2,14 @@
 #include "link.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "log.h"
@@ -30,7 +33,8 @@ struct link {
     int secure;
     link_curve_t curve;
     void *mon;
-    ratelimit_t bad_log, handshake_log;
+    ratelimit_t bad_log, handshake_log, alive_log;
+    char *alive_file; /* link_opts_t.alive_file, ours */
     /* The job's progress, set by the worker's thread (link_progress) and
      * sent with every heartbeat by the link thread. */
     pthread_mutex_t progress_mu;
@@ -86,6 +90,22 @@ static void handshake_events(link_t *l) {
     }
 }
 
+/* Touches the alive file, creating it if missing.  A file we cannot write
+ * is logged (rate-limited) and otherwise ignored: the probe that reads it
+ * finds it stale and restarts us, which is the remedy anyway. */
+static void alive_touch(link_t *l, int64_t now) {
+    if (!l->alive_file || utimensat(AT_FDCWD, l->alive_file, NULL, 0) == 0) return;
+    int fd = errno == ENOENT ? open(l->alive_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644) : -1;
+    if (fd >= 0) {
+        close(fd);
+        return;
+    }
+    uint64_t held = 0;
+    if (ratelimit_allow(&l->alive_log, now, &held))
+        log_warn("link: cannot touch --alive-file %s: %s%s", l->alive_file, strerror(errno),
+                 held ? " (repeated; not all logged)" : "");
+}
+
 static void *link_main(void *arg) {
     link_t *l = arg;
     void *pipe = zmq_socket(l->ctx, ZMQ_PAIR);
@@ -97,6 +117,7 @@ static void *link_main(void *arg) {
     int interval = l->o.heartbeat_ms, liveness = l->o.liveness, backoff = l->o.reconnect_ms;
     int64_t last_heard = now_ms(), next_beat = now_ms() + interval, reconnect_at = 0;
     char err[LOG_ERRLEN];
+    alive_touch(l, last_heard);
     for (;;) {
         zmq_pollitem_t items[3] = {{pipe, 0, ZMQ_POLLIN, 0}, {dealer, 0, ZMQ_POLLIN, 0}, {l->mon, 0, ZMQ_POLLIN, 0}};
         int64_t now = now_ms();
@@ -171,6 +192,7 @@ static void *link_main(void *arg) {
                 log_error("link: %s", err);
             free(beat);
             next_beat = now + interval;
+            alive_touch(l, now);
         }
         if (dealer && now - last_heard > (int64_t)interval * liveness) {
             log_warn("coordinator at %s silent for %lld ms; reconnecting in %d ms", l->endpoint,
@@ -183,6 +205,7 @@ static void *link_main(void *arg) {
         if (!dealer && now >= reconnect_at) {
             dealer = dealer_open(l);
             atomic_fetch_add(&l->reconnects, 1);
+            alive_touch(l, now);
             last_heard = now;
             next_beat = now + interval;
             if (!dealer) reconnect_at = now + backoff;
@@ -213,12 +236,14 @@ link_t *link_new_curve(const char *endpoint, const wire_msg_t *hello, const link
     }
     ratelimit_init(&l->bad_log, 1.0, 20, now_ms());
     ratelimit_init(&l->handshake_log, 0.1, 3, now_ms());
-    l->o = (link_opts_t){1000, 5, 500, 32000};
+    ratelimit_init(&l->alive_log, 0.01, 1, now_ms());
+    l->o = (link_opts_t){1000, 5, 500, 32000, NULL};
     if (opts) {
         if (opts->heartbeat_ms > 0) l->o.heartbeat_ms = opts->heartbeat_ms;
         if (opts->liveness > 0) l->o.liveness = opts->liveness;
         if (opts->reconnect_ms > 0) l->o.reconnect_ms = opts->reconnect_ms;
         if (opts->reconnect_max_ms > 0) l->o.reconnect_max_ms = opts->reconnect_max_ms;
+        if (opts->alive_file && !(l->alive_file = strdup(opts->alive_file))) goto oom;
     }
     snprintf(l->pipe_name, sizeof l->pipe_name, "inproc://tokshift-link-%d", atomic_fetch_add(&seq, 1));
     if (!(l->endpoint = strdup(endpoint))) goto oom;
@@ -252,6 +277,7 @@ void link_destroy(link_t **self_p) {
     if (l->pipe) zmq_close(l->pipe);
     if (l->ctx) zmq_ctx_term(l->ctx);
     free(l->endpoint);
+    free(l->alive_file);
     free(l->hello);
     explicit_bzero(&l->curve, sizeof l->curve);
     pthread_mutex_destroy(&l->progress_mu);

@@ -24,6 +24,9 @@ typedef struct {
     int liveness;        /* silent intervals before the coordinator is presumed dead (default 5) */
     int reconnect_ms;    /* first reconnect delay (default 500) */
     int reconnect_max_ms; /* backoff cap (default 32000) */
+    const char *alive_file; /* touched (created if missing) at every heartbeat and reconnection
+                             * attempt, so at least every max(heartbeat_ms, reconnect_max_ms):
+                             * what a liveness probe checks; NULL: none.  Copied. */
 } link_opts_t;
 
 typedef struct link link_t;

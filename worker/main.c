@@ -74,6 +74,8 @@ static void usage(FILE *f) {
             "                               traffic is CURVE-encrypted and the coordinator checks our key\n"
             "      --keep-serving    stay when a run is over (or is for another model) and serve the\n"
             "                        next coordinator at ENDPOINT; only SIGTERM/SIGINT end the worker\n"
+            "      --alive-file PATH touch PATH at every heartbeat and reconnection attempt (at least\n"
+            "                        every max(--heartbeat, --reconnect-max-ms)): for a liveness probe\n"
             "  -h, --help            this text\n\n"
             "Exit status: 0 when the coordinator says the run is over or on SIGTERM, 1 on an\n"
             "error, 2 on bad usage, 3 when the run's model is not this worker's model (or its\n"
@@ -225,9 +227,10 @@ int main(int argc, char **argv) {
                                          {"reconnect-ms", required_argument, 0, 'R'},
                                          {"reconnect-max-ms", required_argument, 0, 'X'},
                                          {"keep-serving", no_argument, 0, 1003},
+                                         {"alive-file", required_argument, 0, 1004},
                                          {0}};
     const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
-    const char *curve_secret = NULL, *curve_server = NULL;
+    const char *curve_secret = NULL, *curve_server = NULL, *alive_file = NULL;
     long threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0;
     int c, bad = 0, keep_serving = 0;
     char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
@@ -245,6 +248,7 @@ int main(int argc, char **argv) {
         case 1001: curve_secret = optarg; break;
         case 1002: curve_server = optarg; break;
         case 1003: keep_serving = 1; break;
+        case 1004: alive_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n"); return 2;
         }
@@ -316,7 +320,7 @@ int main(int argc, char **argv) {
     hello.u.hello.cuts_by_bytes = 1;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
-    link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};
+    link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms, alive_file};
     link_t *link = link_new_curve(endpoint, &hello, &lo, curve_secret ? &curve : NULL, err, sizeof err);
     curve_keypair_wipe(&curve.keys);
     if (!link) log_die("check --connect", "%s", err);
