@@ -6,19 +6,34 @@
 #      binary COPY of the same sequence rows into an index-less logged table
 #      (psql);
 #      and the fraction of a worker's time spent writing;
-#   2. the coordinator's dispatch rate with many no-op workers, and its CPU
-#      time per job (so: how many jobs/s it could serve at 100% of a core).
+#   2. the coordinator's dispatch with 1,000 no-op workers (bench_dispatch,
+#      in 2 processes of their own, committing each poll round's jobs in one
+#      statement): jobs/s, the coordinator's CPU per job (so: the jobs/s it
+#      could serve at 100% of a core) and PostgreSQL's CPU per job for the
+#      coordinator's statements (all the cluster's processes, read from
+#      /proc before and after, less the no-op workers' backends);
+#   3. PostgreSQL's own commit rate on this machine (pgbench's simple-update
+#      transactions, durable as a worker's result commit, and asynchronous
+#      as the coordinator's bookkeeping), the other ceiling: every job's
+#      results commit once;
+#   4. bench/simulate_fleet.py with the figures of 2 and 3: where a
+#      10^9-token run on 100 and 1,000 workers saturates.
 # Usage: bench/pipeline.sh [BUILD_DIR]   (TOKSHIFT_MODEL_MIRROR as for the demo)
+# Environment: TOKSHIFT_BENCH_PARTS (default "1 2 3": which parts to run; 4
+# follows 2 and 3), TOKSHIFT_BENCH_JOBS (no-op jobs of part 2, default
+# 30000), TOKSHIFT_BENCH_WORKERS (default 1000).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
 TMP=$(mktemp -d); chmod 755 "$TMP"
 trap '"$ROOT/deploy/pg-cluster.sh" stop "$TMP/pg" immediate >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 DB=$("$ROOT/deploy/pg-cluster.sh" start "$TMP/pg")
-MODEL=$("$ROOT/deploy/fetch-model.sh" "$TMP/models")
 "$BUILD/tokshift" db migrate --db "$DB" 2>/dev/null
 q() { psql -X -At -v ON_ERROR_STOP=1 "$DB" -c "$1"; }
+PARTS=" ${TOKSHIFT_BENCH_PARTS:-1 2 3} "
 
+if [[ $PARTS == *" 1 "* ]]; then
+MODEL=$("$ROOT/deploy/fetch-model.sh" "$TMP/models")
 echo "== 1. the write path (one worker, demo corpus x 5, 4 cuts x 16 samples x 32 tokens)"
 for i in 1 2 3 4 5; do sed "s/\"id\":\"demo-/\"id\":\"r$i-demo-/" "$ROOT/deploy/demo/stories.jsonl"; done > "$TMP/corpus.jsonl"
 PORT=$((20000 + RANDOM % 20000))
@@ -42,14 +57,65 @@ OURS=$(q "SELECT sum(n_tokens) / sum(write_s) FROM jobs WHERE run_id = 1")
 printf 'reference: plain binary COPY of the same %d tokens (sequence rows) into an index-less logged table: %.0f tokens/s (psql \\copy)\n' "$N" "$REF"
 printf 'ratio: %.2f of the plain COPY rate\n' "$(echo "$OURS / $REF" | bc -l)"
 
-echo "== 2. dispatch: many no-op workers"
-for i in $(seq 1 3000); do printf '{"id": "%d", "text": "x"}\n' "$i"; done > "$TMP/tiny.jsonl"
+fi
+
+# CPU seconds used so far by the cluster's processes: the postmaster's own
+# and its reaped children's (fields 14-17 of /proc/PID/stat), and its live
+# children's.
+pg_cpu() {
+  local pm t=0
+  pm=$(head -1 "$TMP/pg/postmaster.pid")
+  { awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"
+    for c in $(pgrep -P "$pm"); do awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null || true; done
+  } | awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.2f", s / hz}'
+}
+
+if [[ $PARTS == *" 2 "* ]]; then
+NJOBS=${TOKSHIFT_BENCH_JOBS:-30000}
+NW=${TOKSHIFT_BENCH_WORKERS:-1000}
+echo "== 2. dispatch: $NJOBS no-op jobs, $NW no-op workers (2 processes), loopback"
+awk -v n="$NJOBS" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\": \"%d\", \"text\": \"x\"}\n", i }' > "$TMP/tiny.jsonl"
 PORT=$((20000 + RANDOM % 20000))
 IDENT=$(printf '%064d' 0)
+# (--liveness 30: 1,000 workers on a shared 2-core machine may answer late.)
 "$BUILD/tokshift-coordinator" --run dispatch --model-identity "$IDENT" --db "$DB" --bind "tcp://127.0.0.1:$PORT" \
-  --job-docs 1 --cont-len 1 --samples 0 --progress 3600 "$TMP/tiny.jsonl" > /dev/null 2> "$TMP/coord2.log" &
+  --job-docs 1 --cont-len 1 --samples 0 --liveness 30 --progress 3600 "$TMP/tiny.jsonl" > /dev/null 2> "$TMP/coord2.log" &
 C=$!
-for _ in $(seq 600); do grep -qs serving "$TMP/coord2.log" && break; sleep 0.1; done
-"$BUILD/bench/bench_dispatch" "tcp://127.0.0.1:$PORT" "$DB" "$IDENT" 200
+# The load first (its CPU is not dispatch's): wait until it is complete,
+# and take the coordinator's CPU time so far.
+for _ in $(seq 600); do [ "$(q "SELECT loaded_at IS NOT NULL FROM runs WHERE name = 'dispatch'")" = t ] && break; sleep 0.1; done
+COORD0=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$C/stat")
+PG0=$(pg_cpu)
+"$BUILD/bench/bench_dispatch" "tcp://127.0.0.1:$PORT" "$DB" "$IDENT" "$NW" 2 | tee "$TMP/bench2.out"
 wait $C || true
+PG1=$(pg_cpu)
 grep -o 'coordinator CPU.*' "$TMP/coord2.log"
+COORD1=$(grep -o 'coordinator CPU [0-9.]*' "$TMP/coord2.log" | cut -d' ' -f3)
+DONE=$(q "SELECT count(*) FROM jobs j JOIN runs r USING (run_id) WHERE r.name = 'dispatch' AND j.state = 'done'")
+COORD_MS=$(echo "($COORD1 - $COORD0) * 1000 / $DONE" | bc -l)
+BENCH_PG=$(grep -o 'bench_pg_cpu_s=[0-9.]*' "$TMP/bench2.out" | cut -d= -f2)
+PG_MS=$(echo "($PG1 - $PG0 - $BENCH_PG) * 1000 / $DONE" | bc -l)
+printf 'exactly once: %d of %d jobs done in PostgreSQL\n' "$DONE" "$NJOBS"
+printf 'coordinator: %.2f s CPU loading and starting, %.2f s serving: %.4f ms CPU per job, so %.0f jobs/s at 100%% of one core\n' \
+  "$COORD0" "$(echo "$COORD1 - $COORD0" | bc -l)" "$COORD_MS" "$(echo "1000 / $COORD_MS" | bc -l)"
+printf 'PostgreSQL: %.2f s CPU in the run, %.2f s of it the no-op workers'"'"' commits; the rest (the coordinator'"'"'s leases and state reads, and the server'"'"'s background work): %.4f ms per job, so %.0f jobs/s per core\n' \
+  "$(echo "$PG1 - $PG0" | bc -l)" "$BENCH_PG" "$PG_MS" "$(echo "1000 / $PG_MS" | bc -l)"
+fi
+
+if [[ $PARTS == *" 3 "* ]]; then
+echo "== 3. PostgreSQL's own commit rate (pgbench simple-update, 4 clients, 5 s each)"
+pgbench -q -i -s 1 "$DB" >/dev/null 2>&1
+tps() { PGOPTIONS="-c synchronous_commit=$1" pgbench -n -c 4 -j 2 -T 5 -b simple-update "$DB" 2>/dev/null |
+          grep -o 'tps = [0-9.]*' | head -1 | cut -d' ' -f3; }
+SYNC=$(tps on); ASYNC=$(tps off)
+printf 'durable commits (synchronous_commit on, as a worker'"'"'s results): %.0f/s; asynchronous (the coordinator'"'"'s bookkeeping): %.0f/s\n' "$SYNC" "$ASYNC"
+fi
+
+if [[ $PARTS == *" 2 "* && $PARTS == *" 3 "* ]]; then
+echo "== 4. a 10^9-token run on 100 and 1,000 workers (bench/simulate_fleet.py, the figures above)"
+for tpj in 65536 512; do
+  echo "-- jobs of $tpj tokens"
+  python3 "$ROOT/bench/simulate_fleet.py" --coord-cpu-ms "$COORD_MS" --pg-cpu-ms "$PG_MS" --pg-commits "$SYNC" \
+    --tokens-per-job "$tpj"
+done
+fi

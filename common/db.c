@@ -214,6 +214,8 @@ void db_destroy(db_t **self_p) {
 
 int db_connection_lost(const db_t *db) { return !db || db->lost; }
 
+int db_backend_pid(const db_t *db) { return db && db->c ? PQbackendPID(db->c) : 0; }
+
 int db_reconnect(db_t *db, char *err, size_t errlen) {
     if (PQstatus(db->c) == CONNECTION_OK) {
         PGresult *r = PQexec(db->c, "SELECT 1");

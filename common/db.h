@@ -33,6 +33,10 @@ void db_destroy(db_t **self_p);
  * connected).  Reset by the next failure, not by success. */
 int db_connection_lost(const db_t *self);
 
+/* The server process serving this connection (for benchmarks that read
+ * its CPU time), or 0 when not connected. */
+int db_backend_pid(const db_t *self);
+
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
 

@@ -1,5 +1,8 @@
-/* fleet.c - see fleet.h.  A flat array: hundreds of workers cost a few
- * microseconds per lookup, far below one PostgreSQL round trip per job. */
+/* fleet.c - see fleet.h.  A flat array of workers (iteration, round robin)
+ * indexed by routing identity in an open-addressing hash table (linear
+ * probing, backward-shift deletion): every message looks its sender up, and
+ * with 1,000 workers a scan of the array cost more than the rest of the
+ * message's handling. */
 #include "fleet.h"
 
 #include <stdlib.h>
@@ -9,6 +12,8 @@
 struct fleet {
     fleet_worker_t *w;
     size_t n, cap, rr;
+    uint32_t *slot; /* index + 1 into w, 0 when empty; n_slots a power of 2, >= 2n */
+    size_t n_slots;
 };
 
 fleet_t *fleet_new(void) { return calloc(1, sizeof(fleet_t)); }
@@ -16,14 +21,63 @@ fleet_t *fleet_new(void) { return calloc(1, sizeof(fleet_t)); }
 void fleet_destroy(fleet_t **self_p) {
     if (!self_p || !*self_p) return;
     free((*self_p)->w);
+    free((*self_p)->slot);
     free(*self_p);
     *self_p = NULL;
 }
 
+/* FNV-1a of an identity, as a home slot. */
+static size_t home(const fleet_t *f, const void *id, size_t id_len) {
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < id_len; i++) h = (h ^ ((const uint8_t *)id)[i]) * 1099511628211u;
+    return (size_t)(h ^ (h >> 32)) & (f->n_slots - 1);
+}
+
+/* The slot of identity id, or of the empty slot where it would go. */
+static size_t probe(const fleet_t *f, const void *id, size_t id_len) {
+    size_t i = home(f, id, id_len);
+    while (f->slot[i]) {
+        const fleet_worker_t *w = &f->w[f->slot[i] - 1];
+        if (w->id_len == id_len && !memcmp(w->id, id, id_len)) return i;
+        i = (i + 1) & (f->n_slots - 1);
+    }
+    return i;
+}
+
+/* Rebuilds the table with n_slots slots; -1 when memory runs out. */
+static int rehash(fleet_t *f, size_t n_slots) {
+    uint32_t *ns = calloc(n_slots, sizeof *ns);
+    if (!ns) return -1;
+    free(f->slot);
+    f->slot = ns, f->n_slots = n_slots;
+    for (size_t k = 0; k < f->n; k++) f->slot[probe(f, f->w[k].id, f->w[k].id_len)] = (uint32_t)(k + 1);
+    return 0;
+}
+
+/* Empties slot i, moving later entries of its probe run back so that
+ * every entry stays reachable from its home slot. */
+static void unslot(fleet_t *f, size_t i) {
+    size_t mask = f->n_slots - 1, j = i;
+    f->slot[i] = 0;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!f->slot[j]) return;
+        const fleet_worker_t *w = &f->w[f->slot[j] - 1];
+        size_t h = home(f, w->id, w->id_len);
+        /* The entry at j may fill the hole at i unless its home lies
+         * cyclically in (i, j]. */
+        if (((j - h) & mask) >= ((j - i) & mask)) {
+            f->slot[i] = f->slot[j];
+            f->slot[j] = 0;
+            i = j;
+        }
+    }
+}
+
 fleet_worker_t *fleet_find(fleet_t *f, const void *id, size_t id_len) {
-    for (size_t i = 0; i < f->n; i++)
-        if (f->w[i].id_len == id_len && !memcmp(f->w[i].id, id, id_len)) return &f->w[i];
-    return NULL;
+    if (!f->n) return NULL;
+    size_t i = probe(f, id, id_len);
+    return f->slot[i] ? &f->w[f->slot[i] - 1] : NULL;
 }
 
 fleet_worker_t *fleet_add(fleet_t *f, const void *id, size_t id_len, const char *name, int64_t now_ms) {
@@ -37,7 +91,11 @@ fleet_worker_t *fleet_add(fleet_t *f, const void *id, size_t id_len, const char 
             f->w = nw;
             f->cap = cap;
         }
-        w = &f->w[f->n++];
+        if (2 * (f->n + 1) > f->n_slots && rehash(f, f->n_slots ? 2 * f->n_slots : 64)) return NULL;
+        w = &f->w[f->n];
+        memcpy(w->id, id, id_len);
+        w->id_len = id_len;
+        f->slot[probe(f, id, id_len)] = (uint32_t)(++f->n);
     }
     memset(w, 0, sizeof *w);
     memcpy(w->id, id, id_len);
@@ -57,7 +115,12 @@ fleet_worker_t *fleet_holder(fleet_t *f, int64_t job_id) {
 void fleet_remove(fleet_t *f, fleet_worker_t *w) {
     size_t i = (size_t)(w - f->w);
     if (i >= f->n) return;
-    f->w[i] = f->w[--f->n];
+    unslot(f, probe(f, w->id, w->id_len));
+    size_t last = --f->n;
+    if (i != last) { /* the last entry fills the gap: its slot follows it */
+        f->w[i] = f->w[last];
+        f->slot[probe(f, f->w[i].id, f->w[i].id_len)] = (uint32_t)(i + 1);
+    }
 }
 
 size_t fleet_size(const fleet_t *f) { return f->n; }
@@ -75,6 +138,8 @@ fleet_worker_t *fleet_next_ready(fleet_t *f) {
 }
 
 void fleet_mark_seen(fleet_worker_t *w, int64_t now_ms) { w->last_seen_ms = now_ms, w->unreachable = 0; }
+
+void fleet_mark_sent(fleet_worker_t *w, int64_t now_ms) { w->last_sent_ms = now_ms; }
 
 void fleet_mark_ready(fleet_worker_t *w) { w->ready = 1; }
 
@@ -138,6 +203,26 @@ int fleet_selftest(void) {
     fleet_mark_busy(fleet_find(f, "a", 1), 7, 9, 0, 0, 0);
     fleet_remove(f, fleet_find(f, "a", 1));
     ok &= fleet_size(f) == 1 && !fleet_holder(f, 7);
+    /* The identity index through growth and removals (backward shifts). */
+    for (int i = 0; i < 500; i++) {
+        char id[16];
+        int n = snprintf(id, sizeof id, "id%d", i);
+        ok &= fleet_add(f, id, (size_t)n, id, 0) != NULL;
+    }
+    for (int i = 0; i < 500; i += 3) {
+        char id[16];
+        int n = snprintf(id, sizeof id, "id%d", i);
+        fleet_worker_t *x = fleet_find(f, id, (size_t)n);
+        ok &= x && !strcmp(x->name, id);
+        if (x) fleet_remove(f, x);
+    }
+    for (int i = 0; i < 500; i++) {
+        char id[16];
+        int n = snprintf(id, sizeof id, "id%d", i);
+        fleet_worker_t *x = fleet_find(f, id, (size_t)n);
+        ok &= i % 3 ? x && !strcmp(x->name, id) : !x;
+    }
+    ok &= fleet_size(f) == 1 + 500 - 167;
     fleet_destroy(&f);
     fleet_destroy(&f);
     return ok ? 0 : -1;

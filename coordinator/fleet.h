@@ -25,6 +25,7 @@ typedef struct {
     size_t id_len;
     char name[128];
     int64_t last_seen_ms;
+    int64_t last_sent_ms; /* when a message last went to it */
     int ready;          /* asked for a job and has none */
     int64_t job_id;     /* -1 when none */
     uint64_t token;
@@ -60,6 +61,8 @@ fleet_worker_t *fleet_next_ready(fleet_t *self);
 
 /* Any message from w at now_ms: it is alive and its connection works. */
 void fleet_mark_seen(fleet_worker_t *w, int64_t now_ms);
+/* A message went to w at now_ms. */
+void fleet_mark_sent(fleet_worker_t *w, int64_t now_ms);
 /* w asked for a job (READY). */
 void fleet_mark_ready(fleet_worker_t *w);
 /* w holds job_id under token from leased_ms on (JOB sent), job_bytes of
