@@ -31,6 +31,7 @@ DB=$("$ROOT/deploy/pg-cluster.sh" start "$TMP/pg")
 "$BUILD/tokshift" db migrate --db "$DB" 2>/dev/null
 q() { psql -X -At -v ON_ERROR_STOP=1 "$DB" -c "$1"; }
 PARTS=" ${TOKSHIFT_BENCH_PARTS:-1 2 3} "
+SIM_WRITE=()  # part 1's write rate, when it runs, for the simulation
 
 if [[ $PARTS == *" 1 "* ]]; then
 MODEL=$("$ROOT/deploy/fetch-model.sh" "$TMP/models")
@@ -56,6 +57,7 @@ REF=$(echo "$N / ($END - $START)" | bc -l)
 OURS=$(q "SELECT sum(n_tokens) / sum(write_s) FROM jobs WHERE run_id = 1")
 printf 'reference: plain binary COPY of the same %d tokens (sequence rows) into an index-less logged table: %.0f tokens/s (psql \\copy)\n' "$N" "$REF"
 printf 'ratio: %.2f of the plain COPY rate\n' "$(echo "$OURS / $REF" | bc -l)"
+SIM_WRITE=(--pg-write-tps "$OURS")
 
 fi
 
@@ -112,10 +114,11 @@ printf 'durable commits (synchronous_commit on, as a worker'"'"'s results): %.0f
 fi
 
 if [[ $PARTS == *" 2 "* && $PARTS == *" 3 "* ]]; then
-echo "== 4. a 10^9-token run on 100 and 1,000 workers (bench/simulate_fleet.py, the figures above)"
+echo "== 4. a 10^9-token run on 100 and 1,000 workers (bench/simulate_fleet.py, the figures above; a worker's"
+echo "   tokens/s and the stored bytes per token are its stated defaults: see bench/simulate_fleet.py --help)"
 for tpj in 65536 512; do
   echo "-- jobs of $tpj tokens"
   python3 "$ROOT/bench/simulate_fleet.py" --coord-cpu-ms "$COORD_MS" --pg-cpu-ms "$PG_MS" --pg-commits "$SYNC" \
-    --tokens-per-job "$tpj"
+    --tokens-per-job "$tpj" "${SIM_WRITE[@]}"
 done
 fi

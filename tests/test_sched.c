@@ -10,10 +10,11 @@
  *
  * Cases: hand-out; DONE (counted once, replay ignored, DONE without a
  * commit released); FAILED retried then failed at the attempt limit, and a
- * not-retryable FAILED failed at once; lease expiry requeue; heartbeat
- * liveness (a beating worker stays, a silent one is removed and its job
- * requeued); a worker gone (socket closed) and one reconnecting (new HELLO);
- * a stale attempt token fenced off; model-mismatch SHUTDOWN; finishing.
+ * not-retryable FAILED failed at once; lease expiry requeue (and the
+ * coordinator's heartbeat to a busy worker); heartbeat liveness (a beating
+ * worker stays, a silent one is removed and its job requeued); a worker
+ * gone (socket closed) and one starting over (a new HELLO); a stale
+ * attempt token fenced off; model-mismatch SHUTDOWN; finishing.
  * Skips (77) when PostgreSQL's programs are not installed. */
 #include <errno.h>
 #include <inttypes.h>
@@ -373,8 +374,13 @@ static void test_lease_expiry(void) {
     fixture(&f, 1, 3, 50, 1000, 1);
     w_join(&f, &a, "wa");
     TU_REQUIRE(w_ask(&f, &a), "no JOB");
+    usleep(60 * 1000); /* more than half a beat since the JOB: a heartbeat is due */
     sched_tick(f.s);
     TU_CHECK(state_of(&f, a.job_id) == DB_JOB_LEASED, "taken back before its timeout");
+    wire_msg_t hb;
+    w_recv(&a, &hb, 200);
+    TU_CHECK(hb.type == WIRE_HEARTBEAT, "no HEARTBEAT to a busy worker a beat after its JOB (type %d)", hb.type);
+    wire_msg_clear(&hb);
     usleep(1100 * 1000);
     w_beat(&a); /* alive: only the lease is overdue */
     pump(&f);
