@@ -21,7 +21,9 @@
 # Usage: bench/pipeline.sh [BUILD_DIR]   (TOKSHIFT_MODEL_MIRROR as for the demo)
 # Environment: TOKSHIFT_BENCH_PARTS (default "1 2 3": which parts to run; 4
 # follows 2 and 3), TOKSHIFT_BENCH_JOBS (no-op jobs of part 2, default
-# 30000), TOKSHIFT_BENCH_WORKERS (default 1000).
+# 30000), TOKSHIFT_BENCH_WORKERS (default 1000), TOKSHIFT_BENCH_BASELINE (a
+# tokshift-coordinator binary, e.g. an earlier version's, measured first in
+# part 2 as the reference of the ratios).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
@@ -72,36 +74,53 @@ pg_cpu() {
   } | awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.2f", s / hz}'
 }
 
+# One dispatch run of coordinator binary $1 as run $2: sets COORD_MS and
+# PG_MS (CPU per job of the coordinator while serving, and of PostgreSQL
+# less the no-op workers' backends) and RATE (jobs/s).
+dispatch_run() {
+  local bin=$1 run=$2 port c coord0 coord1 pg0 pg1 done bench_pg
+  port=$((20000 + RANDOM % 20000))
+  # (--liveness 30: 1,000 workers on a shared 2-core machine may answer late.)
+  "$bin" --run "$run" --model-identity "$IDENT" --db "$DB" --bind "tcp://127.0.0.1:$port" \
+    --job-docs 1 --cont-len 1 --samples 0 --liveness 30 --progress 3600 "$TMP/tiny.jsonl" > /dev/null 2> "$TMP/$run.log" &
+  c=$!
+  # The load first (its CPU is not dispatch's): wait until it is complete,
+  # and take the coordinator's CPU time so far.
+  for _ in $(seq 600); do [ "$(q "SELECT loaded_at IS NOT NULL FROM runs WHERE name = '$run'")" = t ] && break; sleep 0.1; done
+  coord0=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$c/stat")
+  pg0=$(pg_cpu)
+  "$BUILD/bench/bench_dispatch" "tcp://127.0.0.1:$port" "$DB" "$IDENT" "$NW" 2 | tee "$TMP/$run.out"
+  wait "$c" || true
+  pg1=$(pg_cpu)
+  coord1=$(grep -o 'coordinator CPU [0-9.]*' "$TMP/$run.log" | cut -d' ' -f3)
+  done=$(q "SELECT count(*) FROM jobs j JOIN runs r USING (run_id) WHERE r.name = '$run' AND j.state = 'done'")
+  COORD_MS=$(echo "($coord1 - $coord0) * 1000 / $done" | bc -l)
+  bench_pg=$(grep -o 'bench_pg_cpu_s=[0-9.]*' "$TMP/$run.out" | cut -d= -f2)
+  PG_MS=$(echo "($pg1 - $pg0 - $bench_pg) * 1000 / $done" | bc -l)
+  RATE=$(grep -o '[0-9]* jobs/s' "$TMP/$run.out" | cut -d' ' -f1)
+  printf 'exactly once: %d of %d jobs done in PostgreSQL\n' "$done" "$NJOBS"
+  printf 'coordinator: %.2f s CPU loading and starting, %.2f s serving: %.4f ms CPU per job, so %.0f jobs/s at 100%% of one core\n' \
+    "$coord0" "$(echo "$coord1 - $coord0" | bc -l)" "$COORD_MS" "$(echo "1000 / $COORD_MS" | bc -l)"
+  printf 'PostgreSQL: %.2f s CPU in the run, %.2f s of it the no-op workers'"'"' commits; the rest (the coordinator'"'"'s statements and the server'"'"'s background work): %.4f ms per job, so %.0f jobs/s per core\n' \
+    "$(echo "$pg1 - $pg0" | bc -l)" "$bench_pg" "$PG_MS" "$(echo "1000 / $PG_MS" | bc -l)"
+}
+
 if [[ $PARTS == *" 2 "* ]]; then
 NJOBS=${TOKSHIFT_BENCH_JOBS:-30000}
 NW=${TOKSHIFT_BENCH_WORKERS:-1000}
-echo "== 2. dispatch: $NJOBS no-op jobs, $NW no-op workers (2 processes), loopback"
-awk -v n="$NJOBS" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\": \"%d\", \"text\": \"x\"}\n", i }' > "$TMP/tiny.jsonl"
-PORT=$((20000 + RANDOM % 20000))
 IDENT=$(printf '%064d' 0)
-# (--liveness 30: 1,000 workers on a shared 2-core machine may answer late.)
-"$BUILD/tokshift-coordinator" --run dispatch --model-identity "$IDENT" --db "$DB" --bind "tcp://127.0.0.1:$PORT" \
-  --job-docs 1 --cont-len 1 --samples 0 --liveness 30 --progress 3600 "$TMP/tiny.jsonl" > /dev/null 2> "$TMP/coord2.log" &
-C=$!
-# The load first (its CPU is not dispatch's): wait until it is complete,
-# and take the coordinator's CPU time so far.
-for _ in $(seq 600); do [ "$(q "SELECT loaded_at IS NOT NULL FROM runs WHERE name = 'dispatch'")" = t ] && break; sleep 0.1; done
-COORD0=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$C/stat")
-PG0=$(pg_cpu)
-"$BUILD/bench/bench_dispatch" "tcp://127.0.0.1:$PORT" "$DB" "$IDENT" "$NW" 2 | tee "$TMP/bench2.out"
-wait $C || true
-PG1=$(pg_cpu)
-grep -o 'coordinator CPU.*' "$TMP/coord2.log"
-COORD1=$(grep -o 'coordinator CPU [0-9.]*' "$TMP/coord2.log" | cut -d' ' -f3)
-DONE=$(q "SELECT count(*) FROM jobs j JOIN runs r USING (run_id) WHERE r.name = 'dispatch' AND j.state = 'done'")
-COORD_MS=$(echo "($COORD1 - $COORD0) * 1000 / $DONE" | bc -l)
-BENCH_PG=$(grep -o 'bench_pg_cpu_s=[0-9.]*' "$TMP/bench2.out" | cut -d= -f2)
-PG_MS=$(echo "($PG1 - $PG0 - $BENCH_PG) * 1000 / $DONE" | bc -l)
-printf 'exactly once: %d of %d jobs done in PostgreSQL\n' "$DONE" "$NJOBS"
-printf 'coordinator: %.2f s CPU loading and starting, %.2f s serving: %.4f ms CPU per job, so %.0f jobs/s at 100%% of one core\n' \
-  "$COORD0" "$(echo "$COORD1 - $COORD0" | bc -l)" "$COORD_MS" "$(echo "1000 / $COORD_MS" | bc -l)"
-printf 'PostgreSQL: %.2f s CPU in the run, %.2f s of it the no-op workers'"'"' commits; the rest (the coordinator'"'"'s leases and state reads, and the server'"'"'s background work): %.4f ms per job, so %.0f jobs/s per core\n' \
-  "$(echo "$PG1 - $PG0" | bc -l)" "$BENCH_PG" "$PG_MS" "$(echo "1000 / $PG_MS" | bc -l)"
+awk -v n="$NJOBS" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"id\": \"%d\", \"text\": \"x\"}\n", i }' > "$TMP/tiny.jsonl"
+if [ -n "${TOKSHIFT_BENCH_BASELINE:-}" ]; then
+  echo "== 2a. the reference: coordinator $TOKSHIFT_BENCH_BASELINE, same workers and jobs"
+  dispatch_run "$TOKSHIFT_BENCH_BASELINE" dispatch_ref
+  REF_COORD_MS=$COORD_MS REF_PG_MS=$PG_MS REF_RATE=$RATE
+fi
+echo "== 2. dispatch: $NJOBS no-op jobs, $NW no-op workers (2 processes), loopback"
+dispatch_run "$BUILD/tokshift-coordinator" dispatch
+if [ -n "${TOKSHIFT_BENCH_BASELINE:-}" ]; then
+  printf 'against the reference: %.2fx the jobs/s, %.2fx its coordinator CPU per job, %.2fx its PostgreSQL CPU per job\n' \
+    "$(echo "$RATE / $REF_RATE" | bc -l)" "$(echo "$COORD_MS / $REF_COORD_MS" | bc -l)" "$(echo "$PG_MS / $REF_PG_MS" | bc -l)"
+fi
 fi
 
 if [[ $PARTS == *" 3 "* ]]; then

@@ -162,6 +162,8 @@ int fleet_mark_unreachable(fleet_worker_t *w) {
     return was;
 }
 
+void fleet_mark_done(fleet_worker_t *w) { w->jobs_done++; }
+
 void fleet_mark_progress(fleet_worker_t *w, int64_t tokens, int64_t bytes, int64_t docs) {
     w->prog_tokens = tokens, w->prog_bytes = bytes, w->prog_docs = docs;
 }

@@ -75,6 +75,8 @@ void fleet_mark_idle(fleet_worker_t *w);
 /* A send to w failed with EHOSTUNREACH: not counted alive until it speaks.
  * Returns 1 when it was reachable until now. */
 int fleet_mark_unreachable(fleet_worker_t *w);
+/* A job of w's was confirmed done (its per-worker count). */
+void fleet_mark_done(fleet_worker_t *w);
 /* The progress of w's job, as its heartbeat says. */
 void fleet_mark_progress(fleet_worker_t *w, int64_t tokens, int64_t bytes, int64_t docs);
 /* Workers holding a job. */

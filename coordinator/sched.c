@@ -328,7 +328,7 @@ static void settle_dones(sched_t *s) {
             s->n.tokens += d->n_tokens;
             s->n.docs_done += d->n_docs;
             s->n.bytes_done += d->job_bytes;
-            if (w) w->jobs_done++;
+            if (w) fleet_mark_done(w);
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens", d->job_id, w ? w->name : "?", d->n_tokens);
         } else if (st[i] == DB_JOB_LEASED && d->release) {
             release_job(s, d->job_id, d->token, "worker reported done but nothing was committed");
