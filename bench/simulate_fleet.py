@@ -67,8 +67,9 @@ def main():
     p.add_argument("--tokens", type=float, default=1e9, help="corpus tokens in the run")
     p.add_argument("--workers", type=int, nargs="+", default=[100, 1000])
     p.add_argument("--worker-tps", type=float, default=2000,
-                   help="corpus tokens/s one worker measures (its model, cuts and samples; bench_gpt2 / "
-                        "bench_continue give it for a model)")
+                   help="corpus tokens/s one worker measures: an assumption (it depends on the model, the "
+                        "cuts and samples and the worker's cores; bench_gpt2 / bench_continue give it for a "
+                        "model)")
     p.add_argument("--tokens-per-job", type=float, default=65536,
                    help="corpus tokens per job (--job-bytes 262144 at ~4 bytes per token)")
     p.add_argument("--coord-cpu-ms", type=float, required=True, help="coordinator CPU per job (bench_dispatch)")
@@ -77,15 +78,16 @@ def main():
     p.add_argument("--pg-commits", type=float, required=True,
                    help="PostgreSQL's durable commits/s (pgbench, in bench/pipeline.sh)")
     p.add_argument("--pg-cores", type=float, default=2, help="PostgreSQL server cores")
-    p.add_argument("--pg-write-tps", type=float, default=300000,
-                   help="statistic tokens/s one PostgreSQL core stores (bench/pipeline.sh part 1 measures "
-                        "a worker's db_commit_job rate)")
+    p.add_argument("--pg-write-tps", type=float, default=600000,
+                   help="statistic tokens/s one PostgreSQL core stores: one connection's db_commit_job rate, "
+                        "563-649k on the 2-core CI machine (bench/storage_scale.sh; bench/pipeline.sh part 1 "
+                        "passes its own)")
     p.add_argument("--stored-per-token", type=float, default=3.0,
                    help="statistic tokens stored per corpus token (human text + continuations + samples; "
                         "README: about 3 at its settings)")
-    p.add_argument("--bytes-per-stored-token", type=float, default=66,
-                   help="bytes sent to and written by PostgreSQL per stored token (README: 31.5 stored + 2 "
-                        "rollups + 32 WAL)")
+    p.add_argument("--bytes-per-stored-token", type=float, default=76,
+                   help="bytes sent to and written by PostgreSQL per stored token (bench/storage_scale.sh: "
+                        "38.4 stored with the rollups + 37.8 WAL)")
     p.add_argument("--bytes-per-text-token", type=float, default=4, help="corpus text bytes per token")
     p.add_argument("--msg-bytes", type=float, default=400,
                    help="wire bytes per job besides the text (JOB, DONE, READY frames)")
@@ -101,6 +103,8 @@ def main():
         print("\n%d workers: %.3g tokens/s wanted, %.1f jobs/s" % (w, demand, jobs))
         for k, u in util.items():
             print("  %-20s %6.1f%% of capacity%s" % (k, 100 * u, "  <- bottleneck" if k == worst and u > 1 else ""))
+        print("  PostgreSQL cores for this fleet: %.1f (CPU), and %.0f durable commits/s"
+              % (util["PostgreSQL CPU"] * a.pg_cores, jobs))
         limit = "the workers" if util[worst] <= 1 else worst
         print("  run of %.3g tokens: %s at %.3g tokens/s (limited by %s)" % (a.tokens, hms(a.tokens / rate), rate,
                                                                          limit))
