@@ -249,9 +249,16 @@ static void w_failed(fixture_t *f, worker_t *w, int retryable) {
     pump(f);
 }
 
-static void w_beat(worker_t *w) {
-    wire_msg_t m = {.type = WIRE_HEARTBEAT};
-    w_send(w, &m);
+/* n rounds of: ms milliseconds pass, w beats, the scheduler reads it and
+ * ticks. */
+static void beat_ticks(fixture_t *f, worker_t *w, int n, int ms) {
+    for (int i = 0; i < n; i++) {
+        usleep((useconds_t)ms * 1000);
+        wire_msg_t m = {.type = WIRE_HEARTBEAT};
+        w_send(w, &m);
+        pump(f);
+        sched_tick(f->s);
+    }
 }
 
 static void w_close(worker_t *w) {
@@ -381,10 +388,7 @@ static void test_lease_expiry(void) {
     w_recv(&a, &hb, 200);
     TU_CHECK(hb.type == WIRE_HEARTBEAT, "no HEARTBEAT to a busy worker a beat after its JOB (type %d)", hb.type);
     wire_msg_clear(&hb);
-    usleep(1100 * 1000);
-    w_beat(&a); /* alive: only the lease is overdue */
-    pump(&f);
-    sched_tick(f.s);
+    beat_ticks(&f, &a, 1, 1100); /* alive: only the lease is overdue */
     TU_CHECK(state_of(&f, a.job_id) == DB_JOB_PENDING, "a lease past --job-timeout was not requeued");
     TU_CHECK(sched_n_queued(f.s) == 1, "the job is not queued again");
     /* Its worker, idle again, gets it with a new token. */
@@ -401,12 +405,7 @@ static void test_liveness(void) {
     w_join(&f, &a, "beating");
     w_join(&f, &b, "silent");
     TU_REQUIRE(w_ask(&f, &a) && w_ask(&f, &b), "no JOB");
-    for (int i = 0; i < 8; i++) { /* 400 ms: twice the limit */
-        usleep(50 * 1000);
-        w_beat(&a);
-        pump(&f);
-        sched_tick(f.s);
-    }
+    beat_ticks(&f, &a, 8, 50); /* 400 ms: twice the limit */
     TU_CHECK(state_of(&f, a.job_id) == DB_JOB_LEASED, "the beating worker's job was taken back");
     TU_CHECK(state_of(&f, b.job_id) == DB_JOB_PENDING, "the silent worker's job was not requeued");
     /* The silent worker is forgotten: its READY gets a HEARTBEAT (say HELLO
@@ -442,12 +441,7 @@ static void test_gone_and_reconnect(void) {
     TU_CHECK(m.type == WIRE_WELCOME, "no WELCOME for a second HELLO");
     wire_msg_clear(&m);
     TU_CHECK(state_of(&f, jb) == DB_JOB_PENDING, "a worker's new HELLO left its old job leased");
-    for (int i = 0; i < 6; i++) { /* 300 ms > 200 ms */
-        usleep(50 * 1000);
-        w_beat(&b);
-        pump(&f);
-        sched_tick(f.s);
-    }
+    beat_ticks(&f, &b, 6, 50); /* 300 ms > 200 ms */
     TU_CHECK(state_of(&f, ja) == DB_JOB_PENDING, "the gone worker's job was not requeued");
     /* Both requeued jobs (and the third) go to the one worker left. */
     int got = 0;
@@ -471,10 +465,7 @@ static void test_stale_token(void) {
     w_join(&f, &b, "fast");
     TU_REQUIRE(w_ask(&f, &a), "no JOB");
     worker_t old = a;
-    usleep(1100 * 1000); /* a's lease times out ... */
-    w_beat(&a);
-    pump(&f);
-    sched_tick(f.s);
+    beat_ticks(&f, &a, 1, 1100); /* a's lease times out ... */
     TU_REQUIRE(w_ask(&f, &b) && b.job_id == old.job_id && b.token != old.token, "the job was not re-leased to b");
     /* ... and a's late work is fenced off: its commit writes nothing, and
      * its DONE (even one that claims success) neither counts nor releases
