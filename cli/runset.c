@@ -68,6 +68,15 @@ int runset_parse(const char *json, runset_t *s, char *err, size_t errlen) {
         s->prefix_lengths[i] = (int32_t)json_integer_value(v);
     }
     s->n_prefix_lengths = n;
+    json_t *tpl = json_object_get(o, "template");
+    if (tpl && !json_is_string(tpl)) {
+        log_seterr(err, errlen, "run settings: 'template' is not a string");
+        goto out;
+    }
+    if (tpl && !(s->chat_template = strdup(json_string_value(tpl)))) {
+        log_seterr(err, errlen, "out of memory");
+        goto out;
+    }
     s->window = (int)w, s->stride = (int)st, s->cut_every = (int)ce;
     s->cont = (experiment_cont_t){(int)cl, (int)k, {(float)temp, (int)tk, (float)tp},
                                   (uint64_t)json_integer_value(seed)}; /* stored as the uint64's bits */
@@ -80,6 +89,7 @@ out:
 void runset_free(runset_t *s) {
     if (!s) return;
     free(s->prefix_lengths);
+    free(s->chat_template);
     memset(s, 0, sizeof *s);
 }
 

@@ -5,7 +5,8 @@
  * What it is: the parser of runs.settings, the canonical JSON the
  * coordinator stores and sends to every worker (window, stride,
  * prefix_lengths, cut_every, cont_len, samples, temperature, top_k, top_p,
- * seed), into the values experiment.c takes.  What it is not: database
+ * seed, and template when the run has a chat template), into the values
+ * experiment.c takes.  What it is not: database
  * access (common/db_report.c reads the text). */
 #ifndef TS_RUNSET_H
 #define TS_RUNSET_H
@@ -20,6 +21,7 @@ typedef struct {
     int32_t *prefix_lengths; /* malloc'd */
     size_t n_prefix_lengths;
     experiment_cont_t cont; /* cont_len 0: no continuations */
+    char *chat_template;    /* the template file's text (malloc'd), NULL: none */
 } runset_t;
 
 /* Parses settings JSON into out.  Returns 0, or -1 with a message naming

@@ -5,6 +5,7 @@
  *   tokshift generate --model PATH -n N [...]       sampled/greedy text
  *   tokshift score    --model PATH [--format ...]   per-token statistics
  *   tokshift experiment --model PATH [...]          a worker's rows for one document
+ *   tokshift fetch    REPO[:FILE] [...]             a model from the Hugging Face Hub (cli/fetch.c)
  *   tokshift keygen   --out PREFIX                  a CURVE key pair (PREFIX.key, PREFIX.pub)
  *   tokshift report   RUN... [--db C] [--out DIR]   HTML page with plots, and CSV (cli/report.c)
  *   tokshift db drop-run RUN [--db C] [--yes]       delete a run and its results
@@ -26,6 +27,7 @@
 #include "digest.h"
 #include "table.h"
 #include "experiment.h"
+#include "fetch.h"
 #include "gguf.h"
 #include "hfdir.h"
 #include "log.h"
@@ -35,7 +37,9 @@
 #include "report.h"
 #include "runset.h"
 #include "sampler.h"
+#include "template.h"
 #include "tokenizer.h"
+#include "tpltext.h"
 #include "wire.h"
 
 #define EXIT_USAGE 2
@@ -58,6 +62,7 @@ static const char *g_usage =
     "  compare    compare runs document by document (paired standard errors, AUROC)\n"
     "  auroc      how well each statistic tells human continuations from samples\n"
     "  keygen     write a CURVE key pair for the coordinator or a worker\n"
+    "  fetch      download a model (GGUF file or HF directory) from the Hugging Face Hub\n"
     "\n"
     "Run 'tokshift COMMAND --help' for a command's options.\n";
 
@@ -160,6 +165,31 @@ static int check_run_model(const char *model_path, const char *run, const char *
     return 0;
 }
 
+/* The chat template for m: the file at path (--template), else the text a
+ * run stored (run_text, runset_t.chat_template), else none (*out NULL).
+ * 0, or -1 with a message (the file, or a special token the vocabulary
+ * lacks). */
+static int cli_template(const model_t *m, const char *path, const char *run_text, template_t **out, char *err,
+                        size_t errlen) {
+    char *file = NULL;
+    const char *text = run_text;
+    *out = NULL;
+    if (path && !(text = file = tpltext_read(path, err, errlen))) return -1;
+    int want = text && *text;
+    if (want) *out = template_new(m->tok, text, strlen(text), err, errlen);
+    free(file);
+    return want && !*out ? -1 : 0;
+}
+
+/* An experiment for m whose windows and prefixes follow tpl's context
+ * (experiment_new_ctx); NULL with a message. */
+static experiment_t *cli_experiment(const model_t *m, int window, const experiment_cont_t *cont, const template_t *tpl,
+                                    char *err, size_t errlen) {
+    int n_ctx;
+    const int32_t *ctx = template_prefix(tpl, &n_ctx);
+    return experiment_new_ctx(m, window, EXPERIMENT_BATCH, cont, ctx, n_ctx, err, errlen);
+}
+
 /* ---- tokenize ---------------------------------------------------------- */
 
 /* The tokenizer of the model at path, without its weights where the format
@@ -243,9 +273,11 @@ static int cmd_generate(int argc, char **argv) {
                                          {"print-ids", no_argument, 0, 'o'},
                                          {"run", required_argument, 0, 'r'},
                                          {"db", required_argument, 0, 'd'},
+                                         {"template", required_argument, 0, 'T'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
-    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL, *run = NULL, *conninfo = "";
+    const char *model_path = NULL, *prompt = "", *prompt_ids = NULL, *run = NULL, *conninfo = "", *tpl_path = NULL;
+    char *run_tpl = NULL; /* --run's chat template */
     int print_ids = 0, sampling_given = 0;
     long n_gen = -1, top_k = 0;
     uint64_t seed = 0;
@@ -264,9 +296,11 @@ static int cmd_generate(int argc, char **argv) {
         case 'P': prompt = optarg; break;
         case 'i': prompt_ids = optarg; break;
         case 'o': print_ids = 1; break;
+        case 'T': tpl_path = optarg; break;
         case 'h':
             printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                         [--seed S] [--prompt TEXT] [--run NAME [--db CONNINFO]]\n\n"
+                   "                         [--seed S] [--prompt TEXT] [--template FILE]\n"
+                   "                         [--run NAME [--db CONNINFO]]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
                    "  -m, --model PATH       GGUF file or Hugging Face model directory\n"
@@ -280,8 +314,11 @@ static int cmd_generate(int argc, char **argv) {
                    "      --prompt-ids IDS   start from exactly these token ids instead (no BOS added),\n"
                    "                         e.g. to regenerate a recorded sample from its seed\n"
                    "      --print-ids        print the generated token ids instead of the text\n"
-                   "      --run NAME         sample as run NAME's workers do: its temperature, top-k\n"
-                   "                         and top-p (runs.settings in --db); --model must be its model\n"
+                   "      --template FILE    the chat template's tokens before the document come first\n"
+                   "                         (then the prompt, or --prompt-ids, as a run's cut sees them)\n"
+                   "      --run NAME         sample as run NAME's workers do: its temperature, top-k,\n"
+                   "                         top-p and template (runs.settings in --db); --model must\n"
+                   "                         be its model\n"
                    "      --db CONNINFO      PostgreSQL for --run (default: the PG* environment)\n");
             return 0;
         default: return usage_hint("generate");
@@ -291,8 +328,8 @@ static int cmd_generate(int argc, char **argv) {
         log_error("generate: give the number of tokens to generate, -n N");
         return usage_hint("generate");
     }
-    if (run && sampling_given) {
-        log_error("--run takes the temperature, top-k and top-p from the run; drop them");
+    if (run && (sampling_given || tpl_path)) {
+        log_error("--run takes the temperature, top-k, top-p and template from the run; drop them");
         return usage_hint("generate");
     }
     if (run) {
@@ -306,45 +343,64 @@ static int cmd_generate(int argc, char **argv) {
             return lr > 0 ? EXIT_USAGE : 1;
         }
         temp = rs.cont.sampling.temperature, top_k = rs.cont.sampling.top_k, top_p = rs.cont.sampling.top_p;
+        run_tpl = rs.chat_template, rs.chat_template = NULL;
         runset_free(&rs);
     }
     if (optind < argc) {
         log_error("generate: unexpected argument '%s' (a prompt goes after --prompt)", argv[optind]);
+        free(run_tpl);
         return usage_hint("generate");
     }
     model_t *m = load_model(model_path);
-    if (!m) return 1;
     char err[LOG_ERRLEN];
     int rc = 1;
     int32_t *ids = NULL;
     forward_t *fwd = NULL;
     sampler_t *smp = NULL;
     char *piece = NULL;
-    long n_prompt = prompt_ids ? parse_ids(m, prompt_ids, &ids, err, sizeof err)
-                               : tokenizer_encode(m->tok, prompt, strlen(prompt), tokenizer_adds_bos(m->tok), &ids,
-                                                  err, sizeof err);
+    template_t *tpl = NULL;
+    long n_prompt = -1;
+    if (!m) {
+        free(run_tpl);
+        return 1;
+    }
+    if (cli_template(m, tpl_path, run_tpl, &tpl, err, sizeof err)) goto error;
+    n_prompt = prompt_ids ? parse_ids(m, prompt_ids, &ids, err, sizeof err)
+                          : template_encode_doc(tpl, m->tok, prompt, strlen(prompt), &ids, err, sizeof err);
     if (n_prompt < 0) goto error;
     if (n_prompt == 0) { /* a model without BOS and no prompt: nothing to condition on */
         log_seterr(err, sizeof err, "the model has no BOS token; give --prompt");
         goto error;
     }
-    long n_ctx = n_prompt + n_gen;
+    /* The template's context first, in the experiment's chunks: the same
+     * rows as a run's cut computes (experiment_new_ctx). */
+    int n_tpl;
+    const int32_t *tpl_ids = template_prefix(tpl, &n_tpl);
+    long n_ctx = n_tpl + n_prompt + n_gen, chunk = n_tpl < EXPERIMENT_BATCH ? n_tpl : EXPERIMENT_BATCH;
     if (n_ctx > m->cfg.n_ctx_train)
-        log_warn("prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen, n_ctx, m->cfg.n_ctx_train);
-    if (!(fwd = forward_new(m, (int)n_ctx, (int)n_prompt, 1, err, sizeof err))) goto error;
+        log_warn("template + prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen, n_ctx,
+                 m->cfg.n_ctx_train);
+    if (!(fwd = forward_new(m, (int)n_ctx, (int)(n_prompt > chunk ? n_prompt : chunk), 1, err, sizeof err)))
+        goto error;
     sampler_params_t sp = {(float)temp, (int)top_k, (float)top_p};
     if (!(smp = sampler_new(m->cfg.n_vocab, sp, seed, err, sizeof err))) goto error;
     if (!(piece = malloc(tokenizer_max_piece_bytes(m->tok) + 1))) goto error;
     /* The last row's logits only, as the worker's prefix prefill computes
      * them: with the decode steps' batch invariance (forward.h), a stored
      * sample regenerates bit for bit. */
-    int *prompt_pos = malloc(sizeof(int) * (size_t)n_prompt);
+    int *prompt_pos = malloc(sizeof(int) * (size_t)(n_prompt > chunk ? n_prompt : chunk));
     if (!prompt_pos) {
         log_seterr(err, sizeof err, "out of memory");
         goto error;
     }
-    for (long i = 0; i < n_prompt; i++) prompt_pos[i] = (int)i;
-    int prc = forward_batch(fwd, ids, NULL, prompt_pos, (int)n_prompt, 0, err, sizeof err);
+    int prc = 0;
+    for (long c0 = 0; c0 < n_tpl && !prc; c0 += chunk) {
+        long len = n_tpl - c0 < chunk ? n_tpl - c0 : chunk;
+        for (long i = 0; i < len; i++) prompt_pos[i] = (int)(c0 + i);
+        prc = forward_batch(fwd, tpl_ids + c0, NULL, prompt_pos, (int)len, 0, err, sizeof err);
+    }
+    for (long i = 0; i < n_prompt; i++) prompt_pos[i] = (int)(n_tpl + i);
+    if (!prc) prc = forward_batch(fwd, ids, NULL, prompt_pos, (int)n_prompt, 0, err, sizeof err);
     free(prompt_pos);
     if (prc) goto error;
     const float *logits = forward_logits(fwd);
@@ -360,7 +416,7 @@ static int cmd_generate(int argc, char **argv) {
         else if (nb > 0) fwrite(out, 1, (size_t)nb, stdout);
         prev = next;
         if (i + 1 == n_gen) break;
-        int pos = (int)(n_prompt + i);
+        int pos = (int)(n_tpl + n_prompt + i);
         if (forward_batch(fwd, &next, NULL, &pos, 1, 0, err, sizeof err)) goto error;
         logits = forward_logits(fwd);
     }
@@ -372,6 +428,8 @@ error:
     free(piece);
     sampler_destroy(&smp);
     forward_destroy(&fwd);
+    template_destroy(&tpl);
+    free(run_tpl);
     free(ids);
     model_destroy(&m);
     return rc;
@@ -466,8 +524,8 @@ static int cmd_score(int argc, char **argv) {
                                          {"reference", no_argument, 0, 'R'},  {"help", no_argument, 0, 'h'},
                                          {"ids", no_argument, 0, 'I'},        {"run", required_argument, 0, 'r'},
                                          {"db", required_argument, 0, 'd'},   {"strip", no_argument, 0, 'S'},
-                                         {0}};
-    const char *model_path = NULL, *format = "tsv", *run = NULL, *conninfo = "";
+                                         {"template", required_argument, 0, 'T'}, {0}};
+    const char *model_path = NULL, *format = "tsv", *run = NULL, *conninfo = "", *tpl_path = NULL;
     long window = 0, stride = 0;
     int c, reference = 0, ids_in = 0, strip = 0;
     while ((c = getopt_long(argc, argv, "m:f:w:s:h", opts, NULL)) != -1) {
@@ -481,9 +539,11 @@ static int cmd_score(int argc, char **argv) {
         case 'r': run = optarg; break;
         case 'd': conninfo = optarg; break;
         case 'S': strip = 1; break;
+        case 'T': tpl_path = optarg; break;
         case 'h':
             printf("usage: tokshift score --model PATH [--format tsv|json] [--window W] [--stride S]\n"
-                   "                      [--run NAME [--db CONNINFO]] [--ids] [--strip] [--reference]\n\n"
+                   "                      [--template FILE] [--run NAME [--db CONNINFO]] [--ids] [--strip]\n"
+                   "                      [--reference]\n\n"
                    "Reads text on stdin, adds BOS (where the model does), and prints one row per\n"
                    "scored token:\n"
                    "pos token_id piece logprob entropy rank top1_logprob varentropy context_len\n"
@@ -497,14 +557,18 @@ static int cmd_score(int argc, char **argv) {
                    "                      model's trained context when that is shorter)\n"
                    "  -s, --stride S      window step for long texts (default W/2); every token\n"
                    "                      after the first window sees at least W-S tokens\n"
-                   "      --run NAME      take the window and stride from this run (runs.settings\n"
-                   "                      in --db), so that the rows are the run's workers' rows;\n"
-                   "                      --model must be the run's model\n"
+                   "      --template FILE read the text through this chat template (README): its\n"
+                   "                      tokens are context, never rows; pos and context_len count\n"
+                   "                      the text's ids as without it\n"
+                   "      --run NAME      take the window, stride and template from this run\n"
+                   "                      (runs.settings in --db), so that the rows are the run's\n"
+                   "                      workers' rows; --model must be the run's model\n"
                    "      --db CONNINFO   PostgreSQL for --run (default: the PG* environment)\n"
                    "      --strip         drop trailing newlines (\\n, \\r\\n) from stdin\n"
                    "      --reference     use the plain reference kernels instead of BLAS\n"
                    "      --ids           stdin holds token ids (whitespace-separated, BOS\n"
-                   "                      included if wanted), scored exactly as given\n",
+                   "                      included if wanted), scored exactly as given (after the\n"
+                   "                      template's context with --template: the ids as measured)\n",
                    WIRE_DEFAULT_WINDOW);
             return 0;
         default: return usage_hint("score");
@@ -518,26 +582,29 @@ static int cmd_score(int argc, char **argv) {
         log_error("--format must be tsv or json, not '%s'", format);
         return EXIT_USAGE;
     }
-    if (run && (window || stride)) {
-        log_error("--run takes the window and stride from the run; drop --window/--stride");
+    if (run && (window || stride || tpl_path)) {
+        log_error("--run takes the window, stride and template from the run; drop --window/--stride/--template");
         return EXIT_USAGE;
     }
     char err[LOG_ERRLEN], identity[65];
     runset_t rs = {0};
     if (run) {
         int lr = runset_load(conninfo, run, &rs, identity, err, sizeof err);
+        if (lr == 0 && model_path && check_run_model(model_path, run, identity, err, sizeof err)) lr = -1;
         if (lr) {
+            runset_free(&rs);
             log_error("%s", err);
             return lr > 0 ? EXIT_USAGE : 1;
         }
         window = rs.window, stride = rs.stride;
-        runset_free(&rs);
-        if (model_path && check_run_model(model_path, run, identity, err, sizeof err)) {
-            log_error("%s", err);
-            return 1;
-        }
     }
     model_t *m = load_model(model_path);
+    template_t *tpl = NULL;
+    if (m && cli_template(m, tpl_path, rs.chat_template, &tpl, err, sizeof err)) {
+        log_error("%s", err);
+        model_destroy(&m);
+    }
+    runset_free(&rs);
     if (!m) return 1;
     /* A run's default window, unless the model was trained on less (a
      * model with learned positions cannot go past them). */
@@ -555,9 +622,9 @@ static int cmd_score(int argc, char **argv) {
     }
     while (strip && len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;
     long n = ids_in ? parse_ids(m, text, &ids, err, sizeof err)
-                    : tokenizer_encode(m->tok, text, len, tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
+                    : template_encode_doc(tpl, m->tok, text, len, &ids, err, sizeof err);
     if (n < 0) goto error;
-    if (!(ex = experiment_new(m, (int)window, EXPERIMENT_BATCH, NULL, err, sizeof err))) goto error;
+    if (!(ex = cli_experiment(m, (int)window, NULL, tpl, err, sizeof err))) goto error;
     experiment_set_reference(ex, reference);
     if (!(rows = calloc((size_t)(n > 1 ? n : 1), sizeof *rows))) {
         log_seterr(err, sizeof err, "out of memory for %ld rows", n);
@@ -570,6 +637,7 @@ static int cmd_score(int argc, char **argv) {
 error:
     if (rc) log_error("%s", err);
     experiment_destroy(&ex);
+    template_destroy(&tpl);
     free(rows);
     free(ids);
     free(text);
@@ -593,6 +661,7 @@ typedef struct {
     model_t *m;
     int64_t doc;
     runset_t rs;
+    template_t *tpl;
     experiment_t *ex;
     int32_t *ids;
     long n;
@@ -611,13 +680,12 @@ static int regen_open(regen_t *r, const char *model_path, const char *run, const
         return -1;
     if (!(r->m = load_model(model_path))) return log_seterr(err, errlen, "cannot load %s", model_path);
     /* The document as the worker measures it (worker/job.c). */
-    if ((r->n = tokenizer_encode(r->m->tok, st->text, st->text_len, tokenizer_adds_bos(r->m->tok), &r->ids, err,
-                                 errlen)) < 0)
+    if (cli_template(r->m, NULL, r->rs.chat_template, &r->tpl, err, errlen) ||
+        (r->n = template_encode_doc(r->tpl, r->m->tok, st->text, st->text_len, &r->ids, err, errlen)) < 0)
         return -1;
     int C = r->rs.cont.cont_len, K = r->rs.cont.n_samples;
     size_t cap = (size_t)(r->n > 1 ? r->n - 1 : 1), cc = (size_t)(K + 1) * (size_t)C;
-    if (!(r->ex = experiment_new(r->m, r->rs.window, EXPERIMENT_BATCH, C > 0 ? &r->rs.cont : NULL, err, errlen)))
-        return -1;
+    if (!(r->ex = cli_experiment(r->m, r->rs.window, C > 0 ? &r->rs.cont : NULL, r->tpl, err, errlen))) return -1;
     if (!(r->rows = calloc(cap > cc ? cap : cc, sizeof *r->rows)) || !(r->seeds = calloc(K > 0 ? K : 1, sizeof *r->seeds)))
         return log_seterr(err, errlen, "out of memory");
     return 0;
@@ -625,6 +693,7 @@ static int regen_open(regen_t *r, const char *model_path, const char *run, const
 
 static void regen_close(regen_t *r) {
     experiment_destroy(&r->ex);
+    template_destroy(&r->tpl);
     model_destroy(&r->m);
     runset_free(&r->rs);
     free(r->ids);
@@ -1098,8 +1167,8 @@ static int cmd_experiment(int argc, char **argv) {
         {"top-k", required_argument, 0, 'k'},     {"top-p", required_argument, 0, 'p'},
         {"seed", required_argument, 0, 'S'},      {"doc-id", required_argument, 0, 'D'},
         {"format", required_argument, 0, 'f'},    {"help", no_argument, 0, 'h'},
-        {0}};
-    const char *model_path = NULL, *format = "tsv";
+        {"template", required_argument, 0, 'T'},  {0}};
+    const char *model_path = NULL, *format = "tsv", *tpl_path = NULL;
     long window = 512, stride = 0, cut_every = 0, cont_len = 32, samples = 4, top_k = 0, doc_id = 0, seed = 0;
     double temp = 1.0, top_p = 1.0;
     int32_t pl[256];
@@ -1130,10 +1199,11 @@ static int cmd_experiment(int argc, char **argv) {
         case 'S': if (parse_int(optarg, "--seed", 0, LONG_MAX, &seed)) return EXIT_USAGE; break;
         case 'D': if (parse_int(optarg, "--doc-id", 0, LONG_MAX, &doc_id)) return EXIT_USAGE; break;
         case 'f': format = optarg; break;
+        case 'T': tpl_path = optarg; break;
         case 'h':
             printf("usage: tokshift experiment --model PATH [--window W] [--stride S] [--prefix-lengths L]\n"
                    "         [--cut-every N] [--cont-len C] [--samples K] [--temperature T] [--top-k K]\n"
-                   "         [--top-p P] [--seed S] [--doc-id D] [--format tsv|json]\n\n"
+                   "         [--top-p P] [--seed S] [--doc-id D] [--template FILE] [--format tsv|json]\n\n"
                    "Reads one document on stdin and prints every row a worker would store for it,\n"
                    "with a run's settings (defaults are the coordinator's):\n"
                    "kind cut sample pos token_id piece logprob entropy rank top1_logprob varentropy\n"
@@ -1150,6 +1220,7 @@ static int cmd_experiment(int argc, char **argv) {
                    "      --temperature T, --top-k K, --top-p P   sampling (default 1, off, off)\n"
                    "      --seed S            run seed (default 0)\n"
                    "      --doc-id D          the document's id in a run, which seeds its samples (default 0)\n"
+                   "      --template FILE     read the document through this chat template (README)\n"
                    "  -f, --format F          tsv (default, with a header line) or json\n");
             return 0;
         default: return EXIT_USAGE;
@@ -1167,6 +1238,7 @@ static int cmd_experiment(int argc, char **argv) {
     model_t *m = load_model(model_path);
     if (!m) return 1;
     char err[LOG_ERRLEN];
+    template_t *tpl = NULL;
     int rc = 1, first = 1, json = !strcmp(format, "json");
     int32_t *ids = NULL, *cuts = NULL;
     experiment_row_t *rows = NULL;
@@ -1178,8 +1250,10 @@ static int cmd_experiment(int argc, char **argv) {
         log_seterr(err, sizeof err, "cannot read stdin: %s", strerror(errno));
         goto error;
     }
-    long n = tokenizer_encode(m->tok, text, len, tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
-    if (n < 0) goto error;
+    long n = -1;
+    if (cli_template(m, tpl_path, NULL, &tpl, err, sizeof err) ||
+        (n = template_encode_doc(tpl, m->tok, text, len, &ids, err, sizeof err)) < 0)
+        goto error;
     int C = (int)cont_len, K = (int)samples;
     size_t max_cuts = n_pl + (cut_every > 0 ? (size_t)n / (size_t)cut_every + 1 : 0);
     if (C > 0 && max_cuts > 0) {
@@ -1187,7 +1261,7 @@ static int cmd_experiment(int argc, char **argv) {
         nc = experiment_cuts(pl, n_pl, (int)cut_every, C, (int)n, cuts, max_cuts);
     }
     experiment_cont_t cont = {C, K, {(float)temp, (int)top_k, (float)top_p}, (uint64_t)seed};
-    if (!(ex = experiment_new(m, (int)window, EXPERIMENT_BATCH, nc ? &cont : NULL, err, sizeof err))) goto error;
+    if (!(ex = cli_experiment(m, (int)window, nc ? &cont : NULL, tpl, err, sizeof err))) goto error;
     size_t need = (size_t)(n > 1 ? n - 1 : 1), per_cut = (size_t)(K + 1) * C;
     if (nc * per_cut > need) need = nc * per_cut;
     if (!(rows = calloc(need, sizeof *rows)) || !(seeds = calloc(nc * K + 1, sizeof *seeds))) goto oom;
@@ -1220,6 +1294,7 @@ oom:
 error:
     if (rc) log_error("%s", err);
     experiment_destroy(&ex);
+    template_destroy(&tpl);
     free(rows), free(seeds), free(cuts), free(ids), free(text);
     model_destroy(&m);
     return rc;
@@ -1251,6 +1326,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "compare")) return compare_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "auroc")) return compare_auroc_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fetch")) return fetch_main(argc - 1, argv + 1);
     log_error("unknown command '%s' (tokshift --help lists them)", cmd);
     fputs(g_usage, stderr);
     return EXIT_USAGE;

@@ -157,9 +157,25 @@ int db_fail(db_t *db, const PGresult *r, char *err, size_t errlen, const char *w
 
 /* Runs sql with text parameters; *out receives the result when the status
  * is TUPLES_OK/COMMAND_OK (caller clears), else -1. */
+const double db_latency_bounds_s[DB_LATENCY_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                        0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+
+static void latency_add(db_latency_t *l, double s) {
+    size_t b = 0;
+    while (b < DB_LATENCY_BUCKETS && s > db_latency_bounds_s[b]) b++;
+    l->count[b]++, l->n++, l->sum_s += s;
+}
+
+void db_latency(const db_t *db, db_latency_t *out) {
+    if (db) *out = db->latency;
+    else memset(out, 0, sizeof *out);
+}
+
 int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresult **out, char *err, size_t errlen,
              const char *what) {
+    double t0 = now_s();
     PGresult *r = PQexecParams(db->c, sql, n, NULL, params, NULL, NULL, 0);
+    latency_add(&db->latency, now_s() - t0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         db_fail(db, r, err, errlen, what);

@@ -40,6 +40,22 @@ int db_backend_pid(const db_t *self);
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
 
+/* The round trips of one connection: every statement's time from sending it
+ * to its whole result (failed ones too), counted in fixed buckets whose
+ * upper bounds, in seconds, are db_latency_bounds_s (count[DB_LATENCY_BUCKETS]:
+ * slower than the last); n statements, sum_s seconds in all.  Kept by the
+ * connection from db_connect on (a reconnect keeps them): for monitoring
+ * (coordinator/metrics.c), at the cost of two clock reads per statement. */
+#define DB_LATENCY_BUCKETS 16
+extern const double db_latency_bounds_s[DB_LATENCY_BUCKETS];
+typedef struct {
+    uint64_t count[DB_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t n;
+    double sum_s;
+} db_latency_t;
+/* Copies self's counts into *out (all zero for a NULL self). */
+void db_latency(const db_t *self, db_latency_t *out);
+
 /* Lets this session's commits return before their WAL reaches disk
  * (synchronous_commit = off).  For the coordinator's bookkeeping only: a
  * lease lost in a crash is harmless (a restarted coordinator adopts the

@@ -26,6 +26,7 @@ struct db {
     PGconn *c;
     char *conninfo;
     int lost; /* the last failure was the connection's (db_connection_lost) */
+    db_latency_t latency; /* db_exec's round trips (db_latency) */
 };
 
 /* Formats the failure of what (from r, or the connection's message when r

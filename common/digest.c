@@ -22,7 +22,7 @@ static const uint32_t K[64] = {
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
-static void block(digest_sha256_t *c, const uint8_t *p) {
+static void sha256_block(uint32_t *h, const uint8_t *p) {
     uint32_t w[64], s[8];
     for (int i = 0; i < 16; i++)
         w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
@@ -31,7 +31,7 @@ static void block(digest_sha256_t *c, const uint8_t *p) {
         uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    memcpy(s, c->h, sizeof s);
+    memcpy(s, h, sizeof s);
     for (int i = 0; i < 64; i++) {
         uint32_t S1 = ROR(s[4], 6) ^ ROR(s[4], 11) ^ ROR(s[4], 25);
         uint32_t ch = (s[4] & s[5]) ^ (~s[4] & s[6]);
@@ -42,7 +42,58 @@ static void block(digest_sha256_t *c, const uint8_t *p) {
         s[4] += t1;
         s[0] = t1 + S0 + mj;
     }
-    for (int i = 0; i < 8; i++) c->h[i] += s[i];
+    for (int i = 0; i < 8; i++) h[i] += s[i];
+}
+
+#define ROL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
+
+/* FIPS 180-4 section 6.1.2. */
+static void sha1_block(uint32_t *h, const uint8_t *p) {
+    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++) w[i] = ROL(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (int i = 0; i < 80; i++) {
+        uint32_t f = i < 20 ? (b & c) | (~b & d) : i < 40 || i >= 60 ? b ^ c ^ d : (b & c) | (b & d) | (c & d);
+        uint32_t k = i < 20 ? 0x5a827999 : i < 40 ? 0x6ed9eba1 : i < 60 ? 0x8f1bbcdc : 0xca62c1d6;
+        uint32_t t = ROL(a, 5) + f + e + k + w[i];
+        e = d, d = c, c = ROL(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+}
+
+/* The framing SHA-1 and SHA-256 share: 64-byte blocks, buffered input, then
+ * 0x80, zeros and the big-endian bit count. */
+typedef void (*block_fn)(uint32_t *h, const uint8_t *p);
+
+static void md_update(uint32_t *h, uint64_t *n, uint8_t *buf, size_t *blen, block_fn blk, const void *data,
+                      size_t len) {
+    const uint8_t *p = data;
+    *n += len;
+    if (*blen) {
+        size_t take = 64 - *blen < len ? 64 - *blen : len;
+        memcpy(buf + *blen, p, take);
+        *blen += take, p += take, len -= take;
+        if (*blen < 64) return;
+        blk(h, buf);
+        *blen = 0;
+    }
+    for (; len >= 64; p += 64, len -= 64) blk(h, p);
+    memcpy(buf, p, len);
+    *blen = len;
+}
+
+/* Pads and writes the first n_words state words big-endian into out. */
+static void md_final(uint32_t *h, uint64_t *n, uint8_t *buf, size_t *blen, block_fn blk, int n_words, uint8_t *out) {
+    uint64_t bits = *n * 8;
+    uint8_t pad[72] = {0x80};
+    size_t padlen = (*blen < 56 ? 56 : 120) - *blen;
+    uint8_t lenb[8];
+    for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
+    md_update(h, n, buf, blen, blk, pad, padlen);
+    md_update(h, n, buf, blen, blk, lenb, 8);
+    for (int i = 0; i < n_words; i++)
+        for (int j = 0; j < 4; j++) out[4 * i + j] = (uint8_t)(h[i] >> (24 - 8 * j));
 }
 
 void digest_sha256_init(digest_sha256_t *c) {
@@ -54,36 +105,34 @@ void digest_sha256_init(digest_sha256_t *c) {
 }
 
 void digest_sha256_update(digest_sha256_t *c, const void *data, size_t len) {
-    const uint8_t *p = data;
-    c->n += len;
-    if (c->len) {
-        size_t take = 64 - c->len < len ? 64 - c->len : len;
-        memcpy(c->buf + c->len, p, take);
-        c->len += take, p += take, len -= take;
-        if (c->len < 64) return;
-        block(c, c->buf);
-        c->len = 0;
-    }
-    for (; len >= 64; p += 64, len -= 64) block(c, p);
-    memcpy(c->buf, p, len);
-    c->len = len;
+    md_update(c->h, &c->n, c->buf, &c->len, sha256_block, data, len);
 }
 
 void digest_sha256_final(digest_sha256_t *c, uint8_t out[32]) {
-    uint64_t bits = c->n * 8;
-    uint8_t pad[72] = {0x80};
-    size_t padlen = (c->len < 56 ? 56 : 120) - c->len;
-    uint8_t lenb[8];
-    for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-    digest_sha256_update(c, pad, padlen);
-    digest_sha256_update(c, lenb, 8);
-    for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++) out[4 * i + j] = (uint8_t)(c->h[i] >> (24 - 8 * j));
+    md_final(c->h, &c->n, c->buf, &c->len, sha256_block, 8, out);
 }
 
-void digest_hex(const uint8_t in[32], char out[65]) {
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", in[i]);
+void digest_sha1_init(digest_sha1_t *c) {
+    static const uint32_t h0[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+    memcpy(c->h, h0, sizeof h0);
+    c->n = 0;
+    c->len = 0;
 }
+
+void digest_sha1_update(digest_sha1_t *c, const void *data, size_t len) {
+    md_update(c->h, &c->n, c->buf, &c->len, sha1_block, data, len);
+}
+
+void digest_sha1_final(digest_sha1_t *c, uint8_t out[20]) {
+    md_final(c->h, &c->n, c->buf, &c->len, sha1_block, 5, out);
+}
+
+void digest_hexn(const uint8_t *in, size_t n, char *out) {
+    for (size_t i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", in[i]);
+    out[2 * n] = 0;
+}
+
+void digest_hex(const uint8_t in[32], char out[65]) { digest_hexn(in, 32, out); }
 
 int digest_file(const char *path, char out[65], char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
@@ -179,6 +228,24 @@ int digest_selftest(void) {
         digest_sha256_final(&c, h);
         digest_hex(h, hex);
         if (strcmp(hex, v[i].hex)) return -1;
+    }
+    /* FIPS 180-4 SHA-1 examples, and git's blob id of "hello" (git hash-object). */
+    static const struct { const char *in; const char *hex; } v1[] = {
+        {"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"},
+        {"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "84983e441c3bd26ebaae4aa1f95129e5e54670f1"},
+        {"blob 5\0hello", "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"}};
+    for (size_t i = 0; i < 4; i++) {
+        digest_sha1_t c;
+        uint8_t h[20];
+        char hex[41];
+        size_t len = strlen(v1[i].in);
+        if (i == 3) len += 1 + strlen(v1[i].in + len + 1); /* the NUL inside */
+        digest_sha1_init(&c);
+        for (size_t k = 0; k < len; k++) digest_sha1_update(&c, v1[i].in + k, 1);
+        digest_sha1_final(&c, h);
+        digest_hexn(h, 20, hex);
+        if (strcmp(hex, v1[i].hex)) return -1;
     }
     return 0;
 }

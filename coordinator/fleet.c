@@ -2,7 +2,8 @@
  * indexed by routing identity in an open-addressing hash table (linear
  * probing, backward-shift deletion): every message looks its sender up, and
  * with 1,000 workers a scan of the array cost more than the rest of the
- * message's handling. */
+ * message's handling.  The tallies by worker name (fleet_credit) have an
+ * index of their own. */
 #include "fleet.h"
 
 #include <stdlib.h>
@@ -12,8 +13,13 @@
 struct fleet {
     fleet_worker_t *w;
     size_t n, cap, rr;
-    uint32_t *slot; /* index + 1 into w, 0 when empty; n_slots a power of 2, >= 2n */
-    size_t n_slots;
+    uint32_t *id_slot; /* index + 1 into w, 0 when empty; n_id_slots a power of 2, >= 2n */
+    size_t n_id_slots;
+    /* the tallies, and an open-addressing index of them by name (slot:
+     * tally index + 1, 0 = empty; at most half full) */
+    fleet_tally_t *t;
+    size_t nt, cap_t;
+    size_t *slot, n_slot;
 };
 
 fleet_t *fleet_new(void) { return calloc(1, sizeof(fleet_t)); }
@@ -21,6 +27,8 @@ fleet_t *fleet_new(void) { return calloc(1, sizeof(fleet_t)); }
 void fleet_destroy(fleet_t **self_p) {
     if (!self_p || !*self_p) return;
     free((*self_p)->w);
+    free((*self_p)->t);
+    free((*self_p)->id_slot);
     free((*self_p)->slot);
     free(*self_p);
     *self_p = NULL;
@@ -30,16 +38,16 @@ void fleet_destroy(fleet_t **self_p) {
 static size_t home(const fleet_t *f, const void *id, size_t id_len) {
     uint64_t h = 14695981039346656037u;
     for (size_t i = 0; i < id_len; i++) h = (h ^ ((const uint8_t *)id)[i]) * 1099511628211u;
-    return (size_t)(h ^ (h >> 32)) & (f->n_slots - 1);
+    return (size_t)(h ^ (h >> 32)) & (f->n_id_slots - 1);
 }
 
 /* The slot of identity id, or of the empty slot where it would go. */
 static size_t probe(const fleet_t *f, const void *id, size_t id_len) {
     size_t i = home(f, id, id_len);
-    while (f->slot[i]) {
-        const fleet_worker_t *w = &f->w[f->slot[i] - 1];
+    while (f->id_slot[i]) {
+        const fleet_worker_t *w = &f->w[f->id_slot[i] - 1];
         if (w->id_len == id_len && !memcmp(w->id, id, id_len)) return i;
-        i = (i + 1) & (f->n_slots - 1);
+        i = (i + 1) & (f->n_id_slots - 1);
     }
     return i;
 }
@@ -48,27 +56,27 @@ static size_t probe(const fleet_t *f, const void *id, size_t id_len) {
 static int rehash(fleet_t *f, size_t n_slots) {
     uint32_t *ns = calloc(n_slots, sizeof *ns);
     if (!ns) return -1;
-    free(f->slot);
-    f->slot = ns, f->n_slots = n_slots;
-    for (size_t k = 0; k < f->n; k++) f->slot[probe(f, f->w[k].id, f->w[k].id_len)] = (uint32_t)(k + 1);
+    free(f->id_slot);
+    f->id_slot = ns, f->n_id_slots = n_slots;
+    for (size_t k = 0; k < f->n; k++) f->id_slot[probe(f, f->w[k].id, f->w[k].id_len)] = (uint32_t)(k + 1);
     return 0;
 }
 
 /* Empties slot i, moving later entries of its probe run back so that
  * every entry stays reachable from its home slot. */
 static void unslot(fleet_t *f, size_t i) {
-    size_t mask = f->n_slots - 1, j = i;
-    f->slot[i] = 0;
+    size_t mask = f->n_id_slots - 1, j = i;
+    f->id_slot[i] = 0;
     for (;;) {
         j = (j + 1) & mask;
-        if (!f->slot[j]) return;
-        const fleet_worker_t *w = &f->w[f->slot[j] - 1];
+        if (!f->id_slot[j]) return;
+        const fleet_worker_t *w = &f->w[f->id_slot[j] - 1];
         size_t h = home(f, w->id, w->id_len);
         /* The entry at j may fill the hole at i unless its home lies
          * cyclically in (i, j]. */
         if (((j - h) & mask) >= ((j - i) & mask)) {
-            f->slot[i] = f->slot[j];
-            f->slot[j] = 0;
+            f->id_slot[i] = f->id_slot[j];
+            f->id_slot[j] = 0;
             i = j;
         }
     }
@@ -77,7 +85,7 @@ static void unslot(fleet_t *f, size_t i) {
 fleet_worker_t *fleet_find(fleet_t *f, const void *id, size_t id_len) {
     if (!f->n) return NULL;
     size_t i = probe(f, id, id_len);
-    return f->slot[i] ? &f->w[f->slot[i] - 1] : NULL;
+    return f->id_slot[i] ? &f->w[f->id_slot[i] - 1] : NULL;
 }
 
 fleet_worker_t *fleet_add(fleet_t *f, const void *id, size_t id_len, const char *name, int64_t now_ms) {
@@ -91,11 +99,11 @@ fleet_worker_t *fleet_add(fleet_t *f, const void *id, size_t id_len, const char 
             f->w = nw;
             f->cap = cap;
         }
-        if (2 * (f->n + 1) > f->n_slots && rehash(f, f->n_slots ? 2 * f->n_slots : 64)) return NULL;
+        if (2 * (f->n + 1) > f->n_id_slots && rehash(f, f->n_id_slots ? 2 * f->n_id_slots : 64)) return NULL;
         w = &f->w[f->n];
         memcpy(w->id, id, id_len);
         w->id_len = id_len;
-        f->slot[probe(f, id, id_len)] = (uint32_t)(++f->n);
+        f->id_slot[probe(f, id, id_len)] = (uint32_t)(++f->n);
     }
     memset(w, 0, sizeof *w);
     memcpy(w->id, id, id_len);
@@ -119,7 +127,7 @@ void fleet_remove(fleet_t *f, fleet_worker_t *w) {
     size_t last = --f->n;
     if (i != last) { /* the last entry fills the gap: its slot follows it */
         f->w[i] = f->w[last];
-        f->slot[probe(f, f->w[i].id, f->w[i].id_len)] = (uint32_t)(i + 1);
+        f->id_slot[probe(f, f->w[i].id, f->w[i].id_len)] = (uint32_t)(i + 1);
     }
 }
 
@@ -162,8 +170,6 @@ int fleet_mark_unreachable(fleet_worker_t *w) {
     return was;
 }
 
-void fleet_mark_done(fleet_worker_t *w) { w->jobs_done++; }
-
 void fleet_mark_progress(fleet_worker_t *w, int64_t tokens, int64_t bytes, int64_t docs) {
     w->prog_tokens = tokens, w->prog_bytes = bytes, w->prog_docs = docs;
 }
@@ -185,6 +191,51 @@ size_t fleet_take_ready(fleet_t *f, fleet_worker_t **out, size_t max) {
     }
     return k;
 }
+
+static size_t name_hash(const char *s) { /* FNV-1a */
+    uint64_t h = 1469598103934665603u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211u;
+    return (size_t)h;
+}
+
+/* The slot of name: its tally's, or the empty one where it would go. */
+static size_t slot_of(const fleet_t *f, const char *name) {
+    size_t i = name_hash(name) & (f->n_slot - 1);
+    while (f->slot[i] && strcmp(f->t[f->slot[i] - 1].name, name)) i = (i + 1) & (f->n_slot - 1);
+    return i;
+}
+
+int fleet_credit(fleet_t *f, fleet_worker_t *w, int64_t tokens) {
+    w->jobs_done++;
+    if (2 * (f->nt + 1) > f->n_slot) { /* grow the index (and rehash) first */
+        size_t n = f->n_slot ? 2 * f->n_slot : 64, *old = f->slot, n_old = f->n_slot;
+        size_t *ns = calloc(n, sizeof *ns);
+        if (!ns) return -1;
+        f->slot = ns, f->n_slot = n;
+        for (size_t i = 0; i < n_old; i++)
+            if (old[i]) f->slot[slot_of(f, f->t[old[i] - 1].name)] = old[i];
+        free(old);
+    }
+    size_t i = slot_of(f, w->name);
+    if (!f->slot[i]) {
+        if (f->nt == f->cap_t) {
+            size_t cap = f->cap_t ? 2 * f->cap_t : 16;
+            fleet_tally_t *nt = realloc(f->t, cap * sizeof *nt);
+            if (!nt) return -1;
+            f->t = nt, f->cap_t = cap;
+        }
+        fleet_tally_t *t = &f->t[f->nt++];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", w->name);
+        f->slot[i] = f->nt;
+    }
+    f->t[f->slot[i] - 1].jobs_done++;
+    f->t[f->slot[i] - 1].tokens_done += tokens;
+    return 0;
+}
+
+size_t fleet_n_tallies(const fleet_t *f) { return f->nt; }
+const fleet_tally_t *fleet_tally_at(const fleet_t *f, size_t i) { return i < f->nt ? &f->t[i] : NULL; }
 
 int fleet_selftest(void) {
     fleet_t *f = fleet_new();
@@ -225,6 +276,21 @@ int fleet_selftest(void) {
         ok &= i % 3 ? x && !strcmp(x->name, id) : !x;
     }
     ok &= fleet_size(f) == 1 + 500 - 167;
+    /* Tallies by name outlive connections; many names rehash the index. */
+    fleet_worker_t *b = fleet_find(f, "bb", 2);
+    ok &= fleet_credit(f, b, 5) == 0 && fleet_credit(f, b, 7) == 0 && b->jobs_done == 2;
+    fleet_remove(f, b);
+    b = fleet_add(f, "b2", 2, "wb", 0);
+    ok &= b && b->jobs_done == 0 && fleet_credit(f, b, 1) == 0;
+    for (int k = 0; k < 100 && b; k++) {
+        snprintf(b->name, sizeof b->name, "n%d", k);
+        ok &= fleet_credit(f, b, k) == 0;
+    }
+    ok &= fleet_n_tallies(f) == 101 && !strcmp(fleet_tally_at(f, 0)->name, "wb") &&
+          fleet_tally_at(f, 0)->jobs_done == 3 && fleet_tally_at(f, 0)->tokens_done == 13 &&
+          fleet_tally_at(f, 100)->tokens_done == 99 && !fleet_tally_at(f, 101);
+    snprintf(b->name, sizeof b->name, "n42");
+    ok &= fleet_credit(f, b, 1) == 0 && fleet_n_tallies(f) == 101 && fleet_tally_at(f, 43)->tokens_done == 43;
     fleet_destroy(&f);
     fleet_destroy(&f);
     return ok ? 0 : -1;

@@ -10,7 +10,7 @@
  *                  +------------fleet_mark_idle-------- a restart's lease)
  *   fleet_remove: gone (silent, or a new HELLO on the same identity resets)
  *
- * What it is not: the job queue or PostgreSQL's job states (sched.c and
+ * What it is not: the job queue or PostgreSQL's job states (scheduler.c and
  * db.c); a worker here is only as alive as its last message. */
 #ifndef TS_FLEET_H
 #define TS_FLEET_H
@@ -19,11 +19,12 @@
 #include <stdint.h>
 
 #define FLEET_MAX_ID 256
+#define FLEET_MAX_NAME 128
 
 typedef struct {
     uint8_t id[FLEET_MAX_ID];
     size_t id_len;
-    char name[128];
+    char name[FLEET_MAX_NAME];
     int64_t last_seen_ms;
     int64_t last_sent_ms; /* when a message last went to it */
     int ready;          /* asked for a job and has none */
@@ -32,7 +33,7 @@ typedef struct {
     int64_t leased_ms;  /* when the job was handed out */
     int adopted;        /* the job is a lease found by a restarted coordinator,
                            not yet confirmed by a DONE or FAILED */
-    int64_t jobs_done;
+    int64_t jobs_done; /* by this connection (fleet_credit) */
     /* The job in hand, as the worker's heartbeats tell it. */
     int64_t job_bytes;           /* text bytes of the job's documents */
     int64_t prog_tokens, prog_bytes, prog_docs; /* measured so far */
@@ -75,8 +76,6 @@ void fleet_mark_idle(fleet_worker_t *w);
 /* A send to w failed with EHOSTUNREACH: not counted alive until it speaks.
  * Returns 1 when it was reachable until now. */
 int fleet_mark_unreachable(fleet_worker_t *w);
-/* A job of w's was confirmed done (its per-worker count). */
-void fleet_mark_done(fleet_worker_t *w);
 /* The progress of w's job, as its heartbeat says. */
 void fleet_mark_progress(fleet_worker_t *w, int64_t tokens, int64_t bytes, int64_t docs);
 /* Workers holding a job. */
@@ -84,6 +83,21 @@ size_t fleet_n_busy(const fleet_t *self);
 /* Up to max ready workers without a job into out (round robin from where
  * the last call stopped); returns how many.  One pass over the fleet. */
 size_t fleet_take_ready(fleet_t *self, fleet_worker_t **out, size_t max);
+/* Jobs done and tokens committed per worker name, over all its connections
+ * since fleet_new: a worker declared dead that comes back, or one that
+ * reconnects, keeps its tally (the metrics' per-worker counters). */
+typedef struct {
+    char name[FLEET_MAX_NAME];
+    int64_t jobs_done, tokens_done;
+} fleet_tally_t;
+
+/* Counts a job of `tokens` tokens done by w: w->jobs_done and its name's
+ * tally (O(1)).  0, or -1 out of memory (the tally misses this job). */
+int fleet_credit(fleet_t *self, fleet_worker_t *w, int64_t tokens);
+/* Number of tallies (distinct names credited), and the i-th, in the order
+ * the names were first credited. */
+size_t fleet_n_tallies(const fleet_t *self);
+const fleet_tally_t *fleet_tally_at(const fleet_t *self, size_t i);
 
 int fleet_selftest(void);
 

@@ -6,7 +6,7 @@
  * while later batches load, and a restarted coordinator continues the load
  * after the last committed batch (refusing other corpus files; resume.c).
  * It serves the run's jobs over a ZeroMQ ROUTER through the scheduling
- * core (sched.c: the protocol, leases, retries, liveness, the adoption of
+ * core (scheduler.c: the protocol, leases, retries, liveness, the adoption of
  * a restarted coordinator's leases) and ends when the corpus is loaded and
  * every job is done or failed, printing the summary.  This file is the
  * start-up (options, the run's registration and resume checks, the
@@ -36,12 +36,14 @@
 #include "curve.h"
 #include "db.h"
 #include "table.h"
+#include "tpltext.h"
 #include "digest.h"
 #include "fault.h"
 #include "load.h"
 #include "log.h"
+#include "metrics.h"
 #include "resume.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "score.h"
 #include "wire.h"
 #include "now.h"
@@ -54,6 +56,8 @@ typedef struct {
     const char *db, *bind, *run, *model, *identity, *text_field, *id_field;
     const char *curve_secret, *curve_clients; /* both or neither */
     const char *score_run;                    /* --score-run: the generator run, or NULL */
+    const char *metrics;                      /* --metrics ADDR:PORT, or NULL */
+    long metrics_linger;
     char vocab_digest[65];                    /* its model's vocabulary digest (s.vocab_digest) */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
@@ -90,6 +94,9 @@ static void usage(FILE *f) {
             "      --temperature T       sampling temperature (default 1.0)\n"
             "      --top-k K, --top-p P  truncation (default off)\n"
             "      --seed S              run seed (default 0)\n"
+            "      --template FILE       read each document through this chat template: the\n"
+            "                            text before and after it, split at {document}, special\n"
+            "                            tokens as the vocabulary spells them (README)\n"
             "scheduling:\n"
             "      --job-docs N          documents per job at most (default 64)\n"
             "      --job-bytes N         bytes of text per job at most (default 262144)\n"
@@ -98,6 +105,11 @@ static void usage(FILE *f) {
             "      --liveness N          missed heartbeats before a worker is dead (default 5)\n"
             "      --job-timeout S       seconds before a leased job is taken back (default 3600)\n"
             "      --progress S          seconds between progress lines (default 5)\n"
+            "monitoring:\n"
+            "      --metrics [HOST:]PORT serve Prometheus metrics over HTTP at /metrics (HOST a\n"
+            "                            numeric address, default 127.0.0.1; [::1]:PORT for IPv6)\n"
+            "      --metrics-linger S    when the run is complete, keep serving its final metrics\n"
+            "                            for up to S seconds (default 0) before exiting\n"
             "security (ZeroMQ CURVE; without it traffic is neither authenticated nor encrypted):\n"
             "      --curve-secret FILE   this coordinator's secret key (tokshift keygen; mode 0600)\n"
             "      --curve-clients PATH  the workers' public keys allowed in: a directory of *.pub\n"
@@ -128,7 +140,7 @@ static double fnum(const char *s, const char *what, double lo, double hi) {
 }
 
 static const wire_settings_t k_default_settings = {WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0, 0,
-                                                   NULL};
+                                                   NULL, NULL};
 
 static void parse_opts(int argc, char **argv, opts_t *o) {
     static const struct option lo[] = {
@@ -146,7 +158,8 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"job-timeout", required_argument, 0, 'O'}, {"progress", required_argument, 0, 'G'},
         {"max-doc-bytes", required_argument, 0, 'M'},
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
-        {"score-run", required_argument, 0, 'R'},
+        {"score-run", required_argument, 0, 'R'},  {"template", required_argument, 0, 'U'},
+        {"metrics", required_argument, 0, 'Q'},    {"metrics-linger", required_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
@@ -202,6 +215,23 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         case 'X': o->curve_secret = optarg; break;
         case 'Y': o->curve_clients = optarg; break;
         case 'R': o->score_run = optarg; break;
+        case 'Q': {
+            char err[LOG_ERRLEN];
+            if (metrics_addr_check(optarg, err, sizeof err)) {
+                log_error("%s", err);
+                exit(2);
+            }
+            o->metrics = optarg;
+            break;
+        }
+        case 'q': o->metrics_linger = num(optarg, "--metrics-linger", 0, 86400); break;
+        case 'U': {
+            char err[LOG_ERRLEN];
+            free(o->s.chat_template);
+            if (!(o->s.chat_template = tpltext_read(optarg, err, sizeof err)))
+                log_die("check --template", "%s", err);
+            break;
+        }
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -237,10 +267,16 @@ static char *settings_json(const wire_settings_t *s) {
                           s->stride, "prefix_lengths", pl, "cut_every", s->cut_every, "cont_len", s->cont_len,
                           "samples", s->n_samples, "temperature", (double)s->temperature, "top_k", s->top_k, "top_p",
                           (double)s->top_p, "seed", (json_int_t)s->seed);
-    /* (Only cross-scoring runs have these keys: other runs' JSON is as before.) */
+    /* (Only cross-scoring runs have these keys, only runs with a template
+     * "template": other runs' JSON is as before.) */
     if (o && s->score_run > 0 &&
         (json_object_set_new(o, "score_run", json_integer((json_int_t)s->score_run)) ||
          json_object_set_new(o, "vocab_digest", json_string(s->vocab_digest)))) {
+        json_decref(o);
+        o = NULL;
+    }
+    if (o && s->chat_template && *s->chat_template &&
+        json_object_set_new(o, "template", json_string(s->chat_template))) {
         json_decref(o);
         o = NULL;
     }
@@ -286,6 +322,17 @@ typedef struct {
  * its commit holds its job's row, and the loop must keep beating (a release
  * that times out is retried by sched_tick). */
 static int lock_ms(const opts_t *o) { return o->heartbeat / 2 > 50 ? (int)(o->heartbeat / 2) : 50; }
+
+/* The serve loop's counts, to the metrics endpoint (metrics.c); once per
+ * tick and at the end. */
+static void publish_metrics(coord_t *c, metrics_t *m, int complete) {
+    if (!m) return;
+    const sched_counts_t *n = sched_counts(c->sched);
+    metrics_counts_t mc = {n->jobs_total, n->done,         n->failed,    (int64_t)sched_n_unheld(c->sched),
+                           n->retries,    n->docs_total,   n->docs_done, n->tokens,
+                           !sched_db_down(c->sched), complete};
+    metrics_publish(m, &mc, sched_fleet(c->sched), c->db);
+}
 
 
 /* Starts the load of the run from its position (run: as db_run_open found
@@ -409,6 +456,9 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL;
+    if (o.metrics && !metrics) log_die("choose another --metrics address or port", "%s", err);
+    if (metrics) log_info("metrics at %s", metrics_url(metrics));
 
     if (o.identity) snprintf(ident, sizeof ident, "%s", o.identity);
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
@@ -480,6 +530,7 @@ int main(int argc, char **argv) {
     if (db_set_timeout(db, "lock_timeout", lock_ms(&o), err, sizeof err)) log_die("", "%s", err);
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000;
     int exit_code = 0;
+    publish_metrics(&c, metrics, 0);
     while (!g_stop && !c.fatal) {
         /* Finished when the corpus is loaded, nothing is queued and nobody
          * holds a job. */
@@ -515,6 +566,7 @@ int main(int argc, char **argv) {
         now = now_ms();
         if (now >= next_tick) {
             sched_tick(c.sched);
+            publish_metrics(&c, metrics, 0);
             next_tick = now + o.heartbeat;
         }
         if (now >= next_progress) {
@@ -535,6 +587,7 @@ int main(int argc, char **argv) {
         sched_finish(c.sched);
         db_run_set_status(db, c.run_id, "done", err, sizeof err);
         sched_progress(c.sched, 1);
+        publish_metrics(&c, metrics, 1);
         if (table_print_report(db, c.run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) log_error("%s", err);
     }
     int linger = 200;
@@ -549,7 +602,10 @@ int main(int argc, char **argv) {
     }
     auth_destroy(&auth);
     zmq_ctx_term(ctx);
+    if (metrics && exit_code == 0) metrics_linger(metrics, o.metrics_linger, &g_stop);
+    metrics_destroy(&metrics);
     sched_destroy(&c.sched);
+    free(o.s.chat_template);
     db_destroy(&db);
     return exit_code;
 }

@@ -10,6 +10,8 @@
 # sha256 is refused, wherever it is, with both hashes in the message.
 # DEST_DIR defaults to data/models under the repository root (ignored by git).
 # TOKSHIFT_MODEL_URL overrides the download address (any URL curl takes).
+# Other models (any GGUF file or Hugging Face directory, verified against
+# the Hub's SHA-256s): `tokshift fetch REPO[:FILE]` (README: Using a real model).
 set -euo pipefail
 umask 022
 

@@ -20,6 +20,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(build-essential cmake pkg-config
       libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libpq-dev postgresql postgresql-contrib libzstd-dev zlib1g-dev libpcre2-dev libjansson-dev
+      libcurl4-openssl-dev   # tokshift fetch (cli/fetch.c)
+      libmicrohttpd-dev   # the coordinator's --metrics endpoint
       ca-certificates curl bc python3
       chromium   # tests/test_report.sh renders the report in headless Chromium
       slurm-wlm munge)   # slurm-wlm, munge: tests/test_slurm.sh runs a one-machine Slurm

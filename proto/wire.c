@@ -164,6 +164,7 @@ static int check_settings(const wire_settings_t *s, char *err, size_t errlen) {
     if ((s->score_run > 0) != (s->vocab_digest && *s->vocab_digest))
         return log_seterr(err, errlen, "WELCOME settings: score_run %lld %s a vocab_digest", (long long)s->score_run,
                           s->score_run > 0 ? "without" : "with");
+    if (check_str("WELCOME settings.chat_template", s->chat_template, err, errlen)) return -1;
     return 0;
 }
 
@@ -229,6 +230,7 @@ static int validate(const wire_msg_t *m, char *err, size_t errlen) {
         NONNEG("HELLO pid", m->u.hello.pid);
         NONNEG("HELLO threads", m->u.hello.threads);
         BOOL01("HELLO observes", m->u.hello.observes);
+        BOOL01("HELLO templates", m->u.hello.templates);
         return 0;
     case WIRE_WELCOME:
         NONNEG("WELCOME run_id", m->u.welcome.run_id);
@@ -305,6 +307,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         hello.model_identity = str_in(m->u.hello.model_identity);
         hello.model_name = str_in(m->u.hello.model_name);
         hello.observes = m->u.hello.observes != 0;
+        hello.templates = m->u.hello.templates != 0;
         env.hello = &hello;
         break;
     case WIRE_WELCOME: {
@@ -322,6 +325,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         settings.seed = s->seed;
         settings.score_run = s->score_run;
         settings.vocab_digest = s->vocab_digest ? s->vocab_digest : "";
+        settings.chat_template = s->chat_template ? s->chat_template : "";
         welcome.run_id = m->u.welcome.run_id;
         welcome.model_identity = str_in(m->u.welcome.model_identity);
         welcome.settings = &settings;
@@ -504,6 +508,7 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         m->u.hello.threads = h->threads;
         DUP(m->u.hello.model_identity, h->model_identity);
         m->u.hello.observes = h->observes;
+        m->u.hello.templates = h->templates;
         DUP(m->u.hello.model_name, h->model_name);
         return 0;
     }
@@ -537,6 +542,7 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         o->seed = s->seed;
         o->score_run = s->score_run;
         DUP(o->vocab_digest, s->vocab_digest);
+        DUP(o->chat_template, s->chat_template);
         return 0;
     }
     case WIRE_JOB: {
@@ -724,6 +730,7 @@ void wire_msg_clear(wire_msg_t *m) {
         free(m->u.welcome.model_identity);
         free(m->u.welcome.settings.prefix_lengths);
         free(m->u.welcome.settings.vocab_digest);
+        free(m->u.welcome.settings.chat_template);
         break;
     case WIRE_JOB:
         for (size_t i = 0; m->u.job.docs && i < m->u.job.n_docs; i++) {

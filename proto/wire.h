@@ -80,6 +80,7 @@ typedef struct {
     uint64_t seed;           /* run seed */
     int64_t score_run;       /* cross-scoring: the source run (0 = none) */
     char *vocab_digest;      /* its model's vocabulary digest ("" or NULL when none) */
+    char *chat_template;     /* the run's template file text (tpltext.h); "" or NULL when none */
 } wire_settings_t;
 
 /* Another run's sample, for a cross-scoring run's worker to observe. */
@@ -111,6 +112,7 @@ typedef struct {
             char *model_identity; /* sha256 of the model file(s), hex */
             char *model_name;
             int32_t observes; /* 1: can observe given samples (cross-scoring) */
+            int32_t templates; /* 1: reads documents through settings.chat_template */
         } hello;
         struct { /* WELCOME */
             int64_t run_id;

@@ -43,7 +43,7 @@ DEB=$(ls "$TMP"/pkg/tokshift_*.deb 2>/dev/null | head -1)
 VERSION=$(dpkg-deb -f "$DEB" Version)
 DEPENDS=$(dpkg-deb -f "$DEB" Depends)
 echo "package: $(basename "$DEB"), Depends: $DEPENDS"
-for lib in libopenblas0 libzmq5 libpq5 libprotobuf-c1 libjansson4 libpcre2-8-0 libzstd1 zlib1g; do
+for lib in libopenblas0 libzmq5 libpq5 libprotobuf-c1 libjansson4 libpcre2-8-0 libzstd1 zlib1g libcurl4 libmicrohttpd12; do
   echo "$DEPENDS" | grep -qE "(^|, )$lib( |,|$)" || fail "Depends lacks $lib"
 done
 

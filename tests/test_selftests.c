@@ -1,14 +1,15 @@
 /* test_selftests.c - runs every module's built-in selftest (x_selftest():
  * the checks of a module's static internals, common/selftest.h), each
  * reported by name: the wire, corpus, GGUF, tokenizer, BPE and
- * pre-tokenizer, sampler, fleet, database encoder, digest and quantization
- * modules. */
+ * pre-tokenizer, sampler, fleet, metrics, database encoder, digest and
+ * quantization modules. */
 #include "bpe.h"
 #include "corpus.h"
 #include "db.h"
 #include "digest.h"
 #include "fleet.h"
 #include "gguf.h"
+#include "metrics.h"
 #include "pretok.h"
 #include "quant.h"
 #include "sampler.h"
@@ -26,7 +27,7 @@ int main(void) {
         {"bpe_selftest", bpe_selftest},           {"pretok_selftest", pretok_selftest},
         {"sampler_selftest", sampler_selftest},   {"fleet_selftest", fleet_selftest},
         {"db_selftest", db_selftest},             {"digest_selftest", digest_selftest},
-        {"quant_selftest", quant_selftest},
+        {"quant_selftest", quant_selftest},       {"metrics_selftest", metrics_selftest},
     };
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         int rc = all[i].run();

@@ -154,6 +154,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_str(&s, 5, m->u.hello.model_identity);
         pb_str(&s, 6, m->u.hello.model_name);
         if (m->u.hello.observes) pb_i64(&s, 7, m->u.hello.observes); /* proto3: false is not written */
+        if (m->u.hello.templates) pb_i64(&s, 8, m->u.hello.templates);
         break;
     case WIRE_WELCOME: {
         const wire_settings_t *st = &m->u.welcome.settings;
@@ -175,6 +176,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_u64(&rs, 10, st->seed);
         pb_i64(&rs, 11, st->score_run);
         pb_str(&rs, 12, st->vocab_digest);
+        pb_str(&rs, 13, st->chat_template);
         pb_i64(&s, 1, m->u.welcome.run_id);
         pb_str(&s, 2, m->u.welcome.model_identity);
         pb_sub(&s, 3, &rs);
@@ -256,6 +258,7 @@ static wire_msg_t mk_hello(int edge) {
     m.u.hello.model_identity = xstrdup(IDENT);
     m.u.hello.model_name = xstrdup("stories260K \xe2\x80\x94 \xf0\x9f\xa6\x99");
     m.u.hello.observes = 1;
+    m.u.hello.templates = 1;
     return m;
 }
 
@@ -365,6 +368,14 @@ static wire_msg_t mk_welcome_score(void) {
     return m;
 }
 
+/* A WELCOME of a run with a chat template (newlines, multi-byte text). */
+static wire_msg_t mk_welcome_template(void) {
+    wire_msg_t m = mk_welcome(0);
+    m.u.welcome.settings.chat_template = xstrdup("<|im_start|>user\nR\xc3\xa9sum\xc3\xa9<|im_end|>\n"
+                                                 "<|im_start|>assistant\n{document}<|im_end|>\n");
+    return m;
+}
+
 /* One doc of len bytes of valid UTF-8 (ASCII with multi-byte characters). */
 static wire_msg_t mk_job_big(size_t len) {
     wire_msg_t m = {.type = WIRE_JOB};
@@ -454,6 +465,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(str_eq(a->u.hello.model_identity, b->u.hello.model_identity), "model_identity");
         D(str_eq(a->u.hello.model_name, b->u.hello.model_name), "model_name");
         D(a->u.hello.observes == b->u.hello.observes, "observes");
+        D(a->u.hello.templates == b->u.hello.templates, "templates");
         D(b->u.hello.worker && b->u.hello.host && b->u.hello.model_identity && b->u.hello.model_name,
           "decoded strings are never NULL");
         break;
@@ -472,6 +484,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(x->top_k == y->top_k && f32_eq(x->top_p, y->top_p), "top_k/top_p");
         D(x->seed == y->seed, "seed");
         D(x->score_run == y->score_run && str_eq(x->vocab_digest, y->vocab_digest), "score_run/vocab_digest");
+        D(str_eq(x->chat_template, y->chat_template), "chat_template");
         break;
     }
     case WIRE_JOB:
@@ -569,6 +582,7 @@ static void test_roundtrips(void) {
     roundtrip(mk_job_big(8u << 20), "JOB 8 MiB text");
     roundtrip(mk_job_samples(4), "JOB with samples (cross-scoring)");
     roundtrip(mk_welcome_score(), "WELCOME of a cross-scoring run");
+    roundtrip(mk_welcome_template(), "WELCOME of a run with a chat template");
     roundtrip(mk_done(0), "DONE");
     roundtrip(mk_done(1), "DONE zeros");
     roundtrip(mk_done(2), "DONE extremes, stale");
@@ -725,6 +739,9 @@ static const char *bad_case(int i, wire_msg_t *m, const char **w1, const char **
                                      m->u.job.docs[1].n_samples = WIRE_MAX_SAMPLES_PER_DOC + 1, *enc_only = 1),
              "JOB docs[1].samples", "more than WIRE_MAX_SAMPLES_PER_DOC")
         CASE(64, mk_hello(0), (m->u.hello.observes = 2, *enc_only = 1), "HELLO observes 2", "neither 0 nor 1")
+        CASE(65, mk_hello(0), (m->u.hello.templates = 2, *enc_only = 1), "HELLO templates 2", "neither 0 nor 1")
+        CASE(66, mk_welcome_template(), replace_str(&m->u.welcome.settings.chat_template, "{document}\xc3"),
+             "WELCOME settings.chat_template", "invalid UTF-8 at byte 10")
     }
 #undef CASE
     return NULL;
@@ -760,7 +777,7 @@ static void test_bad_values(void) {
         if (i == 52) m.u.welcome.settings.n_prefix_lengths = 0;
         wire_msg_clear(&m);
     }
-    TU_CHECK(n_cases == 65, "ran %d bad-value cases", n_cases);
+    TU_CHECK(n_cases == 67, "ran %d bad-value cases", n_cases);
     fprintf(stderr, "bad values: %d cases, each refused by encode and (where it can be sent) decode\n", n_cases);
 
     /* A text over WIRE_MAX_STRING: refused before packing, and as bytes

@@ -430,7 +430,7 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     char why[LOG_ERRLEN];
     int rc = -1;
     fault_maybe_crash_on_doc(doc_id); /* TOKSHIFT_FAULT crash_on_doc */
-    long n = tokenizer_encode(m->tok, text, text_len, tokenizer_adds_bos(m->tok), &ids, err, errlen);
+    long n = template_encode_doc(s->tpl, m->tok, text, text_len, &ids, err, errlen);
     if (n < 0) goto out;
     if (job_doc_begin(r, doc_id, (int32_t)n)) goto oom;
 

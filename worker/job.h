@@ -1,7 +1,8 @@
 /* job.h - one job's measurement: its documents through the engine, into the
  * rows that db_commit_job writes.
  *
- * What it is: tokenizes each document (BOS added as `tokshift score` does),
+ * What it is: tokenizes each document (BOS added as `tokshift score` does;
+ * with a chat template, template.h's ids),
  * scores the human text in windows, runs the continuation experiments at the
  * run's cut points, keeps each sequence's statistics as columns (one array
  * per statistic, as sequence_stats stores them), and accumulates the
@@ -24,6 +25,7 @@
 #include "db.h"
 #include "experiment.h"
 #include "model.h"
+#include "template.h"
 #include "wire.h"
 
 typedef struct {
@@ -33,6 +35,10 @@ typedef struct {
     int cut_every;
     experiment_cont_t cont;
     int observe; /* cross-scoring run: the samples are given (job_measure_doc), not drawn */
+    /* The run's chat template (NULL: none): the documents' ids are
+     * template_encode_doc's, and the experiment given to job_measure_doc
+     * must have been made with its prefix (experiment_new_ctx). */
+    const template_t *tpl;
 } job_settings_t;
 
 typedef struct job_result job_result_t;

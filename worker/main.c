@@ -9,7 +9,9 @@
  *
  *   start --HELLO--> waiting --WELCOME (same model)--> idle --READY--> asked
  *                       |                                ^               |
- *                       +--WELCOME (other model): exit 3 |      JOB      v
+ *                       +--WELCOME (other model, or a  |      JOB      v
+ *                       |   template naming a special    |               |
+ *                       |   token it lacks): exit 3      |               |
  *                                                        +--DONE/FAILED-- busy
  *   SHUTDOWN in any state: exit 0.  SIGTERM/SIGINT: idle -> exit 0; busy ->
  *   the job is handed back (FAILED, retryable) and the worker exits 0.
@@ -39,6 +41,7 @@
 #include "now.h"
 #include "num.h"
 #include "model.h"
+#include "template.h"
 #include "tokenizer.h"
 #include "utf8.h"
 #include "wire.h"
@@ -72,7 +75,8 @@ static void usage(FILE *f) {
             "                        next coordinator at ENDPOINT; only SIGTERM/SIGINT end the worker\n"
             "  -h, --help            this text\n\n"
             "Exit status: 0 when the coordinator says the run is over or on SIGTERM, 1 on an\n"
-            "error, 2 on bad usage, 3 when the run's model is not this worker's model.\n");
+            "error, 2 on bad usage, 3 when the run's model is not this worker's model (or its\n"
+            "chat template names a special token this model's vocabulary lacks).\n");
 }
 
 /* Converts the run's settings from the wire. */
@@ -407,6 +411,7 @@ int main(int argc, char **argv) {
     hello.u.hello.pid = (int32_t)getpid();
     hello.u.hello.threads = threads;
     hello.u.hello.observes = 1;
+    hello.u.hello.templates = 1;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
     link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};
@@ -419,6 +424,7 @@ int main(int argc, char **argv) {
     job_settings_t settings;
     wire_msg_t welcome = {0};
     experiment_t *ex = NULL;
+    template_t *tpl = NULL; /* the run's chat template, NULL: none */
     job_result_t *result = job_result_new();
     int registered = 0;
     char vocab[65]; /* the vocabulary digest, for cross-scoring runs */
@@ -445,6 +451,7 @@ int main(int argc, char **argv) {
         case WIRE_WELCOME: {
             char why[LOG_ERRLEN] = "";
             const wire_settings_t *ws = &msg.u.welcome.settings;
+            template_t *new_tpl = NULL;
             if (strcmp(msg.u.welcome.model_identity, identity))
                 snprintf(why, sizeof why, "its model is %s, this worker's (%s) is %s", msg.u.welcome.model_identity,
                          model_path, identity);
@@ -454,6 +461,10 @@ int main(int argc, char **argv) {
                 snprintf(why, sizeof why, "it scores run %lld, whose model's vocabulary (%.16s...) is not this "
                          "model's (%.16s...); only identical vocabularies are scored (not through the decoded text)",
                          (long long)ws->score_run, ws->vocab_digest, vocab);
+            else if (ws->chat_template && *ws->chat_template)
+                /* A template that names a special token this vocabulary
+                 * lacks does not fit this model: why says which. */
+                new_tpl = template_new(m->tok, ws->chat_template, strlen(ws->chat_template), why, sizeof why);
             if (*why) {
                 log_error("refusing run %lld: %s%s", (long long)msg.u.welcome.run_id, why,
                           keep_serving ? "; waiting for another run" : "");
@@ -472,15 +483,23 @@ int main(int argc, char **argv) {
                 run_id = welcome.u.welcome.run_id;
                 settings_from_wire(&welcome.u.welcome.settings, &settings);
                 experiment_destroy(&ex);
+                template_destroy(&tpl);
+                tpl = new_tpl, new_tpl = NULL;
+                settings.tpl = tpl;
+                int n_ctx;
+                const int32_t *ctx = template_prefix(tpl, &n_ctx);
                 experiment_cont_t *cont = settings.cont.cont_len > 0 ? &settings.cont : NULL;
-                if (!(ex = experiment_new(m, settings.window, EXPERIMENT_BATCH, cont, err, sizeof err))) {
+                if (!(ex = experiment_new_ctx(m, settings.window, EXPERIMENT_BATCH, cont, ctx, n_ctx, err,
+                                              sizeof err))) {
                     log_error("run %lld: %s", (long long)run_id, err);
                     rc = 1;
                     goto done;
                 }
-                log_info("joined run %lld (window %d, stride %d, C %d, K %d)", (long long)run_id, settings.window,
-                         settings.stride, settings.cont.cont_len, settings.cont.n_samples);
+                log_info("joined run %lld (window %d, stride %d, C %d, K %d%s)", (long long)run_id, settings.window,
+                         settings.stride, settings.cont.cont_len, settings.cont.n_samples,
+                         tpl ? ", a chat template" : "");
             }
+            template_destroy(&new_tpl); /* (a WELCOME of the run already joined) */
             welcomed = 1;
             send_ready(link); /* (a WELCOME never comes in a job: serve_job holds the loop) */
             break;
@@ -517,6 +536,7 @@ done:
     usleep(100 * 1000);
     link_destroy(&link);
     experiment_destroy(&ex);
+    template_destroy(&tpl);
     job_result_destroy(&result);
     wire_msg_clear(&welcome);
     db_destroy(&db);

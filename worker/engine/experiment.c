@@ -33,11 +33,24 @@ struct experiment {
     int *row_pos, *row_slot; /* [max(batch, G * (K + 1))] */
     int32_t *row_tok;
     int32_t *cur;            /* [G * (K + 1)]: each row's last token */
+    int32_t *ctx;            /* the fixed context before every window and prefix */
+    int n_ctx;               /* h */
+    int ctx_batch;           /* its prefill chunk */
+    unsigned char *ctx_in;   /* [full slots]: the slot's positions [0, h) hold ctx */
 };
 
 experiment_t *experiment_new(const model_t *m, int window, int batch, const experiment_cont_t *cont, char *err,
                              size_t errlen) {
+    return experiment_new_ctx(m, window, batch, cont, NULL, 0, err, errlen);
+}
+
+experiment_t *experiment_new_ctx(const model_t *m, int window, int batch, const experiment_cont_t *cont,
+                                 const int32_t *ctx, int n_ctx, char *err, size_t errlen) {
     experiment_t *e = NULL;
+    if (n_ctx < 0 || (n_ctx && !ctx) || n_ctx > (1 << 24)) {
+        log_seterr(err, errlen, "experiment: a fixed context of %d tokens", n_ctx);
+        return NULL;
+    }
     if (window < 2 || batch < 1) {
         log_seterr(err, errlen, "experiment: window must be >= 2 and batch >= 1 (got %d, %d)", window, batch);
         return NULL;
@@ -54,11 +67,21 @@ experiment_t *experiment_new(const model_t *m, int window, int batch, const expe
     int K = cont ? cont->n_samples : 0, G = cont ? EXPERIMENT_DECODE_ROWS / (K + 1) : 0;
     if (cont && G < 1) G = 1;
     int dec_rows = G * (K + 1), rows = e->batch > dec_rows ? e->batch : dec_rows;
+    /* The fixed context goes in chunks of the batch asked for, whatever
+     * the window: `tokshift generate`, which has no window, prefills it
+     * the same way (the same shapes, the same bits). */
+    e->ctx_batch = batch;
+    if (rows < (n_ctx < batch ? n_ctx : batch)) rows = n_ctx < batch ? n_ctx : batch;
     if (cont) {
         e->cont = *cont;
         e->has_cont = 1;
     }
     e->n_groups = G;
+    if (n_ctx) {
+        if (!(e->ctx = malloc((size_t)n_ctx * sizeof *e->ctx)) || !(e->ctx_in = calloc(G ? G : 1, 1))) goto oom;
+        memcpy(e->ctx, ctx, (size_t)n_ctx * sizeof *ctx);
+        e->n_ctx = n_ctx;
+    }
     if (!(e->row_pos = malloc(rows * sizeof *e->row_pos)) || !(e->row_slot = malloc(rows * sizeof *e->row_slot)) ||
         !(e->row_tok = malloc(rows * sizeof *e->row_tok)) ||
         !(e->cur = malloc((dec_rows ? dec_rows : 1) * sizeof *e->cur)) ||
@@ -67,7 +90,9 @@ experiment_t *experiment_new(const model_t *m, int window, int batch, const expe
         goto oom;
     for (int k = 0; k < G * K; k++)
         if (!(e->samplers[k] = sampler_new(m->cfg.n_vocab, cont->sampling, 0, err, errlen))) goto error;
-    if (!(e->fwd = forward_new_shared(m, window, rows, G ? G : 1, dec_rows, cont ? cont->cont_len : 0, err, errlen)))
+    /* Every window and prefix follows the fixed context in its slot. */
+    if (!(e->fwd = forward_new_shared(m, window + n_ctx, rows, G ? G : 1, dec_rows, cont ? cont->cont_len : 0, err,
+                                      errlen)))
         goto error;
     return e;
 oom:
@@ -89,22 +114,46 @@ void experiment_destroy(experiment_t **self_p) {
     free(e->row_tok);
     free(e->cur);
     free(e->groups);
+    free(e->ctx);
+    free(e->ctx_in);
     free(e);
     *self_p = NULL;
 }
 
-void experiment_set_reference(experiment_t *e, int on) { forward_set_reference(e->fwd, on); }
+void experiment_set_reference(experiment_t *e, int on) {
+    forward_set_reference(e->fwd, on);
+    /* The context's cache came from the other path: computed anew. */
+    if (e->ctx_in) memset(e->ctx_in, 0, (size_t)(e->n_groups ? e->n_groups : 1));
+}
 int experiment_window(const experiment_t *e) { return e->window; }
 int experiment_decode_rows(const experiment_t *e) { return e->has_cont ? e->n_groups * (e->cont.n_samples + 1) : 0; }
 
-/* Runs one window ids[b..end) and records the tokens in [first, end). */
+/* Prefills the fixed context into slot at positions [0, h), in chunks of
+ * ctx_batch (no logits: nothing of it is scored), once per slot: windows
+ * and prefixes write only positions from h on, so the slot keeps it, the
+ * same values as computing it again (the same rows, the same shapes). */
+static int prefill_ctx(experiment_t *e, int slot, char *err, size_t errlen) {
+    if (!e->n_ctx || e->ctx_in[slot]) return 0;
+    for (int c0 = 0; c0 < e->n_ctx; c0 += e->ctx_batch) {
+        int len = e->n_ctx - c0 < e->ctx_batch ? e->n_ctx - c0 : e->ctx_batch;
+        for (int i = 0; i < len; i++) e->row_pos[i] = c0 + i, e->row_slot[i] = slot;
+        if (forward_batch(e->fwd, e->ctx + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
+    }
+    e->ctx_in[slot] = 1;
+    return 0;
+}
+
+/* Runs one window ids[b..end) after the fixed context and records the
+ * tokens in [first, end). */
 static int score_window(experiment_t *e, const int32_t *ids, int b, int end, int first, experiment_row_t *rows,
                         char *err, size_t errlen) {
-    int V = e->m->cfg.n_vocab;
+    int V = e->m->cfg.n_vocab, h = e->n_ctx;
+    if (end - b >= 2 && prefill_ctx(e, 0, err, errlen)) return -1;
     for (int c0 = b; c0 < end - 1; c0 += e->batch) {
-        /* Chunk rows c0..c1 predict tokens c0+1..c1+1 (positions from b). */
+        /* Chunk rows c0..c1 predict tokens c0+1..c1+1 (positions from b,
+         * after the fixed context). */
         int c1 = c0 + e->batch < end - 1 ? c0 + e->batch : end - 1;
-        for (int i = 0; i < c1 - c0; i++) e->row_pos[i] = c0 - b + i, e->row_slot[i] = 0;
+        for (int i = 0; i < c1 - c0; i++) e->row_pos[i] = h + c0 - b + i, e->row_slot[i] = 0;
         if (forward_batch(e->fwd, ids + c0, e->row_slot, e->row_pos, c1 - c0, 1, err, errlen)) return -1;
         const float *logits = forward_logits(e->fwd);
         for (int t = c0 + 1; t <= c1; t++) {
@@ -178,9 +227,11 @@ static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t
     int C = e->cont.cont_len, K = e->cont.n_samples, cut = cuts[j];
     int P = cut < e->window - C ? cut : e->window - C;
     const int32_t *prefix = ids + cut - P;
+    int h = e->n_ctx;
+    if (prefill_ctx(e, g, err, errlen)) return -1;
     for (int c0 = 0; c0 < P; c0 += e->batch) {
         int len = P - c0 < e->batch ? P - c0 : e->batch;
-        for (int i = 0; i < len; i++) e->row_pos[i] = c0 + i, e->row_slot[i] = g;
+        for (int i = 0; i < len; i++) e->row_pos[i] = h + c0 + i, e->row_slot[i] = g;
         if (forward_batch(e->fwd, prefix + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
     }
     const float *first = forward_logits(e->fwd);
@@ -201,7 +252,7 @@ static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t
         }
         if (record(e, first, tok, cut, P, row, err, errlen)) return -1;
         cur[r] = tok;
-        forward_attach(e->fwd, forward_n_slots(e->fwd) + g * (K + 1) + r, g, P);
+        forward_attach(e->fwd, forward_n_slots(e->fwd) + g * (K + 1) + r, g, h + P);
     }
     e->groups[g] = (group_t){j, P, 1};
     return 0;
@@ -240,7 +291,7 @@ static int continue_cuts(experiment_t *e, const int32_t *ids, int n, const int32
             for (int r = 0; r <= K; r++, nrows++) {
                 e->row_tok[nrows] = e->cur[(size_t)g * (K + 1) + r];
                 e->row_slot[nrows] = forward_n_slots(e->fwd) + g * (K + 1) + r;
-                e->row_pos[nrows] = gr->P + gr->step - 1;
+                e->row_pos[nrows] = e->n_ctx + gr->P + gr->step - 1;
             }
         }
         if (nrows == 0) return 0;

@@ -61,6 +61,21 @@ typedef struct {
 experiment_t *experiment_new(const model_t *model, int window, int batch, const experiment_cont_t *cont, char *err,
                              size_t errlen);
 
+/* The same with a fixed context ctx[0..n_ctx) (a chat template's tokens
+ * before the document, template.h; copied) that every window and every
+ * continuation prefix follows: the model sees ctx, then the window's (or
+ * prefix's) ids, at positions continuing ctx's, so the model's context
+ * holds n_ctx + window tokens at most.  The rows are unchanged in form:
+ * pos indexes ids and context_len counts the ids of the context, not
+ * ctx's tokens (the model's context is n_ctx + context_len).  ctx is
+ * prefilled once into each cache slot (windows and prefixes never write
+ * its positions), in chunks of `batch` rows whatever the window, so its
+ * cache is the same computation wherever the document is measured
+ * (`tokshift generate --template` prefills it so).
+ * experiment_new is this with no context. */
+experiment_t *experiment_new_ctx(const model_t *model, int window, int batch, const experiment_cont_t *cont,
+                                 const int32_t *ctx, int n_ctx, char *err, size_t errlen);
+
 /* NULL-safe; clears *self_p. */
 void experiment_destroy(experiment_t **self_p);
 

@@ -919,6 +919,15 @@ int tokenizer_adds_space_prefix(const tokenizer_t *self) {
     return self->add_space_prefix;
 }
 
+int32_t tokenizer_special(const tokenizer_t *self, const char *s, size_t n) {
+    int32_t id = vocab_find(self, s, n);
+    if (id < 0) return -1;
+    int32_t type = self->types ? self->types[id] : TOKENIZER_TYPE_NORMAL;
+    /* A byte-level vocabulary's special pieces are stored as plain text,
+     * a SentencePiece one's as they are: either way the spelling itself. */
+    return type == TOKENIZER_TYPE_CONTROL || type == TOKENIZER_TYPE_USER_DEFINED ? id : -1;
+}
+
 const char *tokenizer_piece(const tokenizer_t *self, int32_t id) {
     if (id < 0 || id >= self->n_vocab) return NULL;
     return self->piece_blob + self->piece_off[id];

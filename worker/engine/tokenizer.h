@@ -243,6 +243,13 @@ int tokenizer_adds_space_prefix(const tokenizer_t *self);
 long tokenizer_encode(const tokenizer_t *self, const char *text, size_t len,
                       int add_bos, int32_t **ids, char *err, size_t errlen);
 
+/* The id of the control or user-defined token whose piece is exactly
+ * s[0..n) (e.g. "<|im_start|>", "</s>"), or -1 when the vocabulary has no
+ * such special token (a normal token spelled so does not count).  For
+ * templates (template.h), which write special tokens in the text; encoding
+ * never does this.  O(n). */
+int32_t tokenizer_special(const tokenizer_t *self, const char *s, size_t n);
+
 /* The stored piece of id (e.g. "\xe2\x96\x81the", "<0x0A>"), NUL-terminated,
  * owned by the tokenizer; NULL when id is out of range. */
 const char *tokenizer_piece(const tokenizer_t *self, int32_t id);

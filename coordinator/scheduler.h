@@ -1,4 +1,4 @@
-/* sched.h - the coordinator's scheduling core: which worker holds which job.
+/* scheduler.h - the coordinator's scheduling core: which worker holds which job.
  *
  * What it is: the job queue, the workers' table (fleet.c) and the jobs'
  * states in PostgreSQL kept in step, driven by the workers' wire messages
@@ -32,13 +32,14 @@
  * What it is not: the poll loop, the socket's set-up, the corpus load or
  * start-up (main.c, load.c), nor a writer of results (workers write them).
  * Not thread-safe: one loop drives it. */
-#ifndef TS_SCHED_H
-#define TS_SCHED_H
+#ifndef TS_SCHEDULER_H
+#define TS_SCHEDULER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "db.h"
+#include "fleet.h"
 #include "wire.h"
 
 /* The longest routing identity a worker may have (fleet.h's FLEET_MAX_ID);
@@ -111,6 +112,11 @@ int sched_db_down(const sched_t *self);
 /* Jobs queued, and leases waiting to be adopted. */
 size_t sched_n_queued(const sched_t *self);
 size_t sched_n_adopted(const sched_t *self);
+/* Jobs leased in PostgreSQL but held by no worker here: adopted leases
+ * waiting for their workers, and releases waiting for PostgreSQL. */
+size_t sched_n_unheld(const sched_t *self);
+/* The workers' table, to read (the metrics' snapshot); the scheduler's. */
+fleet_t *sched_fleet(sched_t *self);
 const sched_counts_t *sched_counts(const sched_t *self);
 
 #endif

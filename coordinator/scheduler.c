@@ -1,5 +1,6 @@
-/* sched.c - see sched.h.  The protocol as the scheduler sees it (per
- * worker):
+/* scheduler.c - see scheduler.h (not sched.h: that is the system's
+ * <sched.h>, which <pthread.h> includes and the coordinator/ include path
+ * would shadow).  The protocol as the scheduler sees it (per worker):
  *
  *   HELLO ----> model matches? --no--> SHUTDOWN (code MODEL_MISMATCH)
  *                    | yes
@@ -17,7 +18,7 @@
  * reports DONE; only the leases that nobody reclaims within 2 x heartbeat x
  * liveness are requeued.  Log lines that a peer can provoke (bad or
  * unexpected messages, refusals) are rate-limited. */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -328,7 +329,7 @@ static void settle_dones(sched_t *s) {
             s->n.tokens += d->n_tokens;
             s->n.docs_done += d->n_docs;
             s->n.bytes_done += d->job_bytes;
-            if (w) fleet_mark_done(w);
+            if (w && fleet_credit(s->fleet, w, d->n_tokens)) log_warn("out of memory counting a worker's job");
             log_debug("job %" PRId64 " done by %s: %" PRId64 " tokens", d->job_id, w ? w->name : "?", d->n_tokens);
         } else if (st[i] == DB_JOB_LEASED && d->release) {
             release_job(s, d->job_id, d->token, "worker reported done but nothing was committed");
@@ -468,12 +469,16 @@ void sched_dispatch(sched_t *s) {
 static void on_hello(sched_t *s, fleet_worker_t *w, const uint8_t *peer, size_t peer_len, const wire_msg_t *msg) {
     char err[LOG_ERRLEN];
     int scoring = s->o.settings.score_run > 0;
-    if (strcmp(msg->u.hello.model_identity, s->o.identity) || (scoring && !msg->u.hello.observes)) {
+    int old_tpl = s->o.settings.chat_template && *s->o.settings.chat_template && !msg->u.hello.templates;
+    if (strcmp(msg->u.hello.model_identity, s->o.identity) || (scoring && !msg->u.hello.observes) || old_tpl) {
         wire_msg_t m = {.type = WIRE_SHUTDOWN};
         char reason[400];
         if (scoring && !msg->u.hello.observes)
             snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
                      "before cross-scoring) would draw anew", s->o.run, msg->u.hello.worker);
+        else if (old_tpl)
+            snprintf(reason, sizeof reason, "run '%s' reads its documents through a chat template, which worker "
+                     "%s (a version before templates) would ignore", s->o.run, msg->u.hello.worker);
         else
             snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", s->o.run,
                      s->o.identity, msg->u.hello.worker, msg->u.hello.model_identity);
@@ -754,4 +759,6 @@ void sched_destroy(sched_t **self_p) {
 int sched_db_down(const sched_t *s) { return s->db_down; }
 size_t sched_n_queued(const sched_t *s) { return s->q_len; }
 size_t sched_n_adopted(const sched_t *s) { return s->n_adopted; }
+size_t sched_n_unheld(const sched_t *s) { return s->n_adopted + s->n_unreleased; }
+fleet_t *sched_fleet(sched_t *s) { return s->fleet; }
 const sched_counts_t *sched_counts(const sched_t *s) { return &s->n; }
