@@ -72,14 +72,15 @@ int main(int argc, char **argv) {
             int64_t doc_id = (int64_t)j * per_job + d;
             if (job_doc_begin(res, doc_id, n)) log_die("", "storage_bench: out of memory");
             for (int t = 1; t < n; t++) fake(&rows[t - 1], t, t < W ? t : t - S * ((t - W) / S + 1));
-            if (job_add_sequence(res, DB_KIND_HUMAN, 0, 0, 0, 0, rows, (size_t)n - 1))
+            if (job_add_sequence(res, DB_KIND_HUMAN, 0, 0, -1, 0, 0, rows, (size_t)n - 1))
                 log_die("", "storage_bench: out of memory");
             int base = 1;
             for (int cut = every; cut + C <= n; cut += every, base += K + 1)
                 for (int k = 0; k <= K; k++) {
                     int P = cut < W - C ? cut : W - C;
                     for (int i = 0; i < C; i++) fake(&rows[i], cut + i, P + i);
-                    if (job_add_sequence(res, k ? DB_KIND_SAMPLE : DB_KIND_HUMAN_CONT, base + k, cut, k - 1,
+                    /* (a cut's byte offset: about 4 bytes a token) */
+                    if (job_add_sequence(res, k ? DB_KIND_SAMPLE : DB_KIND_HUMAN_CONT, base + k, cut, 4 * cut, k - 1,
                                          (uint64_t)doc_id * 1000003u + (uint64_t)base + (uint64_t)k, rows,
                                          (size_t)C))
                         log_die("", "storage_bench: out of memory");

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "compare.h"
 #include "log.h"
 
 /* Okabe & Ito's colour-blind-safe palette (yellow last: faint on white);
@@ -71,8 +72,9 @@ static double cell_d(const db_table_t *t, size_t row, const char *name) {
     return *end ? NAN : v;
 }
 
-/* One run's tables, as the views give them. */
-enum { T_RUN, T_POS, T_SHIFT, T_CAL, T_GAP, N_T };
+/* One run's tables, as the views give them (T_AUROC: as
+ * compare_auroc_rows computes it). */
+enum { T_RUN, T_POS, T_SHIFT, T_CAL, T_GAP, T_AUROC, N_T };
 typedef struct {
     const char *name; /* the run's name, as stored */
     const char *color;
@@ -111,19 +113,22 @@ static int write_csv(const char *path, const run_data_t *runs, size_t n_runs, in
 /* ---- SVG plots ---------------------------------------------------------- */
 
 /* One line of a plot.  Error marks are ±1.96 se (a 95 % interval when the
- * standard error is right), drawn as bars or, with `band`, as a shaded band;
- * se[i] may be NAN: no mark. */
+ * standard error is right), or [lo, hi] when lo is set (an interval given
+ * as such: a bootstrap's), drawn as bars or, with `band`, as a shaded band;
+ * se[i] (lo[i], hi[i]) may be NAN: no mark.  With `points`, no line joins
+ * the markers (x is a category, not an order). */
 typedef struct {
     char label[160];
     const char *color;
-    int dashed, square, band;
+    int dashed, square, band, points;
     size_t n;
-    double *x, *y, *se;
+    double *x, *y, *se, *lo, *hi;
 } series_t;
 
 typedef struct {
     const char *title, *xlabel, *ylabel;
-    int zero_line;             /* y = 0, labelled ref_label */
+    int ref_line;              /* y = ref_y, labelled ref_label */
+    double ref_y;
     int diagonal;              /* y = x on [0, 1] x [0, 1] */
     const char *ref_label;     /* what the reference line means */
     const char *mark_label;    /* what the error marks are; NULL: none */
@@ -156,6 +161,14 @@ static int decimals(double step) {
     return d < 0 ? 0 : d > 6 ? 6 : d;
 }
 
+/* The lower and upper ends of point j's error mark (NAN: none). */
+static double mark_lo(const series_t *q, size_t j) {
+    return q->lo ? q->lo[j] : q->y[j] - Z95 * q->se[j];
+}
+static double mark_hi(const series_t *q, size_t j) {
+    return q->hi ? q->hi[j] : q->y[j] + Z95 * q->se[j];
+}
+
 static void svg_marker(FILE *f, const series_t *q, double X, double Y) {
     if (q->square)
         fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"6\" height=\"6\" fill=\"%s\"/>", X - 3, Y - 3, q->color);
@@ -170,14 +183,14 @@ static void svg_plot(FILE *f, const plot_t *p, const series_t *s, size_t ns) {
     size_t n_points = 0;
     for (size_t i = 0; i < ns; i++)
         for (size_t j = 0; j < s[i].n; j++) {
-            double y = s[i].y[j], e = isfinite(s[i].se[j]) ? Z95 * s[i].se[j] : 0;
+            double y = s[i].y[j], a = mark_lo(&s[i], j), b = mark_hi(&s[i], j);
             if (!isfinite(y) || !isfinite(s[i].x[j])) continue;
             x0 = fmin(x0, s[i].x[j]), x1 = fmax(x1, s[i].x[j]);
-            y0 = fmin(y0, y - e), y1 = fmax(y1, y + e);
+            y0 = fmin(y0, isfinite(a) ? fmin(a, y) : y), y1 = fmax(y1, isfinite(b) ? fmax(b, y) : y);
             n_points++;
         }
     if (!n_points) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-    if (p->zero_line) y0 = fmin(y0, 0), y1 = fmax(y1, 0);
+    if (p->ref_line) y0 = fmin(y0, p->ref_y), y1 = fmax(y1, p->ref_y);
     double xa, xb, xs, ya, yb, ys;
     if (p->diagonal) xa = ya = 0, xb = yb = 1, xs = ys = 0.1;
     else if (p->xcats) xa = -0.5, xb = (double)p->n_xcats - 0.5, xs = 1, axis_range(y0, y1, &ya, &yb, &ys);
@@ -223,9 +236,9 @@ static void svg_plot(FILE *f, const plot_t *p, const series_t *s, size_t ns) {
     fprintf(f, "</text>\n<text transform=\"translate(22 %d) rotate(-90)\" text-anchor=\"middle\">", (PT + PB) / 2);
     report_html_text(f, p->ylabel);
     fputs("</text>\n", f);
-    if (p->zero_line)
+    if (p->ref_line)
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#000\" stroke-dasharray=\"2 3\"/>\n",
-                PL, SY(0), PR, SY(0));
+                PL, SY(p->ref_y), PR, SY(p->ref_y));
     if (p->diagonal)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" stroke-dasharray=\"2 3\"/>\n",
                 SX(0), SY(0), SX(1), SY(1));
@@ -237,30 +250,32 @@ static void svg_plot(FILE *f, const plot_t *p, const series_t *s, size_t ns) {
         fputs("<g class=\"series\">\n", f);
         if (q->band) { /* the upper edge left to right, the lower one back */
             int any = 0;
-            for (size_t j = 0; j < q->n; j++) any |= isfinite(q->y[j]) && isfinite(q->se[j]);
+            for (size_t j = 0; j < q->n; j++) any |= isfinite(q->y[j]) && isfinite(mark_lo(q, j));
             if (any) {
                 fprintf(f, "<polygon fill=\"%s\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", q->color);
                 for (size_t j = 0; j < q->n; j++)
-                    if (isfinite(q->y[j]) && isfinite(q->se[j]))
-                        fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j] + Z95 * q->se[j]));
+                    if (isfinite(q->y[j]) && isfinite(mark_hi(q, j)))
+                        fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(mark_hi(q, j)));
                 for (size_t j = q->n; j-- > 0;)
-                    if (isfinite(q->y[j]) && isfinite(q->se[j]))
-                        fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j] - Z95 * q->se[j]));
+                    if (isfinite(q->y[j]) && isfinite(mark_lo(q, j)))
+                        fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(mark_lo(q, j)));
                 fputs("\"/>\n", f);
             }
         } else {
             for (size_t j = 0; j < q->n; j++) {
-                if (!isfinite(q->y[j]) || !isfinite(q->se[j])) continue;
-                double X = SX(q->x[j] + dx), Ya = SY(q->y[j] - Z95 * q->se[j]), Yb = SY(q->y[j] + Z95 * q->se[j]);
+                if (!isfinite(q->y[j]) || !isfinite(mark_lo(q, j)) || !isfinite(mark_hi(q, j))) continue;
+                double X = SX(q->x[j] + dx), Ya = SY(mark_lo(q, j)), Yb = SY(mark_hi(q, j));
                 fprintf(f, "<path d=\"M%.1f %.1fV%.1fM%.1f %.1fh6M%.1f %.1fh6\" stroke=\"%s\" fill=\"none\"/>\n",
                         X, Ya, Yb, X - 3, Ya, X - 3, Yb, q->color);
             }
         }
-        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\"%s points=\"", q->color,
-                q->dashed ? " stroke-dasharray=\"8 5\"" : "");
-        for (size_t j = 0; j < q->n; j++)
-            if (isfinite(q->y[j])) fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j]));
-        fputs("\"/>\n", f);
+        if (!q->points) {
+            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\"%s points=\"", q->color,
+                    q->dashed ? " stroke-dasharray=\"8 5\"" : "");
+            for (size_t j = 0; j < q->n; j++)
+                if (isfinite(q->y[j])) fprintf(f, "%.1f,%.1f ", SX(q->x[j] + dx), SY(q->y[j]));
+            fputs("\"/>\n", f);
+        }
         for (size_t j = 0; j < q->n; j++)
             if (isfinite(q->y[j])) svg_marker(f, q, SX(q->x[j] + dx), SY(q->y[j]));
         fputs("\n</g>\n", f);
@@ -300,8 +315,7 @@ static void svg_plot(FILE *f, const plot_t *p, const series_t *s, size_t ns) {
 
 /* The rows of t whose column `kind` equals kind (every row when kind is
  * NULL), as a series: x from column xc (the row's index in t when xc is
- * NULL), y from yc, se from sec (the binomial standard error of y with n
- * trials when sec is NULL; none when sec is ""). */
+ * NULL), y from yc, se from sec (none when sec is ""). */
 static int series_of(const db_table_t *t, const char *kind, const char *xc, const char *yc, const char *sec,
                      series_t *s) {
     s->n = 0;
@@ -314,14 +328,7 @@ static int series_of(const db_table_t *t, const char *kind, const char *xc, cons
         if (kind && (!k || strcmp(k, kind))) continue;
         s->x[s->n] = xc ? cell_d(t, r, xc) : (double)r;
         s->y[s->n] = cell_d(t, r, yc);
-        if (sec && *sec) {
-            s->se[s->n] = cell_d(t, r, sec);
-        } else if (sec) {
-            s->se[s->n] = NAN;
-        } else { /* binomial: sqrt(p (1 - p) / n) */
-            double p = s->y[s->n], n = cell_d(t, r, "n");
-            s->se[s->n] = n > 0 ? sqrt(p * (1 - p) / n) : NAN;
-        }
+        s->se[s->n] = *sec ? cell_d(t, r, sec) : NAN;
         s->n++;
     }
     return 0;
@@ -331,7 +338,7 @@ static int series_of(const db_table_t *t, const char *kind, const char *xc, cons
  * that the array serves the next plot. */
 static void series_free(series_t *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        free(s[i].x), free(s[i].y), free(s[i].se);
+        free(s[i].x), free(s[i].y), free(s[i].se), free(s[i].lo), free(s[i].hi);
         memset(&s[i], 0, sizeof s[i]);
     }
 }
@@ -463,7 +470,8 @@ static int write_html(const char *path, const run_data_t *runs, size_t n, char *
           "<a href=\"position_stats.csv\">position_stats.csv</a>, "
           "<a href=\"shift_by_bucket.csv\">shift_by_bucket.csv</a>, "
           "<a href=\"calibration.csv\">calibration.csv</a>, "
-          "<a href=\"document_gap.csv\">document_gap.csv</a>.</p>\n",
+          "<a href=\"document_gap.csv\">document_gap.csv</a>, "
+          "<a href=\"auroc.csv\">auroc.csv</a>.</p>\n",
           f);
 
     /* gap, surprisal, entropy by position */
@@ -487,7 +495,7 @@ static int write_html(const char *path, const run_data_t *runs, size_t n, char *
                  by_pos[k].caption, SE_NOTE);
         figure(f, by_pos[k].id, by_pos[k].h2,
                &(plot_t){.title = by_pos[k].title, .xlabel = "position after the cut (tokens)",
-                         .ylabel = by_pos[k].ylabel, .zero_line = k == 0,
+                         .ylabel = by_pos[k].ylabel, .ref_line = k == 0,
                          .ref_label = k == 0 ? "0: the model's expectation" : NULL,
                          .mark_label = "bars: 95 % interval", .x_offset = 0.06},
                s, ns, cap);
@@ -517,7 +525,7 @@ static int write_html(const char *path, const run_data_t *runs, size_t n, char *
     }
     figure(f, "shift", "The shift: human gap − model gap",
            &(plot_t){.title = "Shift by position bucket", .xlabel = "positions after the cut (bucket)",
-                     .ylabel = "human gap − model gap (nats)", .zero_line = 1, .ref_label = "0: no shift",
+                     .ylabel = "human gap − model gap (nats)", .ref_line = 1, .ref_label = "0: no shift",
                      .mark_label = "band: 95 % interval", .xcats = cats, .n_xcats = n_cats},
            s, n,
            "Above 0: the human continuation surprises the model more, relative to its own entropy, than its "
@@ -525,14 +533,16 @@ static int write_html(const char *path, const run_data_t *runs, size_t n, char *
     series_free(s, ns);
 
     /* calibration */
-    if (pair_series(runs, n, T_CAL, "human_cont", "mean_confidence", "accuracy", NULL, s)) goto oom;
+    if (pair_series(runs, n, T_CAL, "human_cont", "mean_confidence", "accuracy", "se_accuracy", s)) goto oom;
     figure(f, "calibration", "Calibration",
            &(plot_t){.title = "Accuracy vs confidence", .xlabel = "mean top-1 probability in the bin",
                      .ylabel = "accuracy (rank = 1)", .diagonal = 1, .ref_label = "perfect calibration",
-                     .mark_label = "bars: 95 % binomial interval"},
+                     .mark_label = "bars: 95 % interval"},
            s, ns,
            "Tokens in ten bins of the model's top-1 probability; accuracy is the share whose token was the "
-           "model's first choice. Colour: the run; solid: human continuations; dashed: the model's samples.");
+           "model's first choice. Colour: the run; solid: human continuations; dashed: the model's samples. "
+           "Bars: ±1.96 × se_accuracy of the calibration view, clustered by document (a document's tokens, and "
+           "the samples of one prefix, are not independent draws).");
     series_free(s, ns);
 
     /* per-document gap */
@@ -540,16 +550,39 @@ static int write_html(const char *path, const run_data_t *runs, size_t n, char *
     figure(f, "documents", "Per-document gap",
            &(plot_t){.title = "Documents by mean gap", .xlabel = "mean gap of the document (nats; bin's lower edge, "
                                                                   "bins 0.1 wide)",
-                     .ylabel = "documents", .zero_line = 0},
+                     .ylabel = "documents"},
            s, ns,
            "A frequency polygon of document_summary's per-document mean gap: solid, the document's human "
            "continuations; dashed, its model samples (document_gap.csv also holds the whole human text, kind "
            "'human').");
     series_free(s, ns);
 
-    fputs("<h2 id=\"auroc\">Detection (AUROC)</h2>\n<p>Not drawn yet: this version of the database has no "
-          "AUROC view (issue 12, item 4).</p>\n",
-          f);
+    /* detection: the AUROC by statistic, one point per run and statistic */
+    static const char *const stat_cats[] = {"mean surprisal", "mean gap", "mean z"};
+    for (size_t i = 0; i < n; i++) {
+        const db_table_t *t = &runs[i].t[T_AUROC];
+        if (series_of(t, NULL, NULL, "auroc", "", &s[i]) || !(s[i].lo = malloc((t->n_rows + 1) * sizeof *s[i].lo)) ||
+            !(s[i].hi = malloc((t->n_rows + 1) * sizeof *s[i].hi)))
+            goto oom;
+        for (size_t r = 0; r < t->n_rows; r++) s[i].lo[r] = cell_d(t, r, "lo95"), s[i].hi[r] = cell_d(t, r, "hi95");
+        snprintf(s[i].label, sizeof s[i].label, "%s", runs[i].name);
+        s[i].color = runs[i].color, s[i].points = 1;
+    }
+    char cap[1024];
+    snprintf(cap, sizeof cap,
+             "How well each sequence's mean statistic tells a human continuation from a model sample: the AUROC, "
+             "P(human &gt; sample) + P(tie) / 2 (0.5: indistinguishable; 1: the human continuation always scores "
+             "higher), over every continuation and sample of the run (the view sequence_auroc; "
+             "<code>tokshift auroc</code>). Bars: the 95 %% percentile interval of %d bootstrap resamples of "
+             "documents (auroc.csv: lo95, hi95).",
+             COMPARE_N_BOOT);
+    figure(f, "auroc", "Detection (AUROC)",
+           &(plot_t){.title = "AUROC by statistic", .xlabel = "the sequence's statistic", .ylabel = "AUROC",
+                     .ref_line = 1, .ref_y = 0.5, .ref_label = "0.5: indistinguishable",
+                     .mark_label = "bars: 95 % bootstrap interval", .x_offset = 0.08, .xcats = stat_cats,
+                     .n_xcats = sizeof stat_cats / sizeof *stat_cats},
+           s, n, cap);
+    series_free(s, ns);
     fputs("</body></html>\n", f);
     rc = 0;
 oom:
@@ -567,10 +600,10 @@ oom:
 
 int report_write(db_t *db, const char *const *run_names, size_t n_runs, const char *dir, char *err,
                  size_t errlen) {
-    static const db_report_t which[N_T] = {DB_REPORT_RUN, DB_REPORT_POSITION_STATS, DB_REPORT_SHIFT,
-                                           DB_REPORT_CALIBRATION, DB_REPORT_DOC_GAP};
+    static const db_report_t which[T_AUROC] = {DB_REPORT_RUN, DB_REPORT_POSITION_STATS, DB_REPORT_SHIFT,
+                                               DB_REPORT_CALIBRATION, DB_REPORT_DOC_GAP};
     static const char *const csv[N_T] = {NULL, "position_stats.csv", "shift_by_bucket.csv", "calibration.csv",
-                                         "document_gap.csv"};
+                                         "document_gap.csv", "auroc.csv"};
     assert(n_runs >= 1);
     if (n_runs > N_PALETTE)
         return log_seterr(err, errlen, "at most %zu runs in one report (one colour each)", N_PALETTE);
@@ -587,8 +620,9 @@ int report_write(db_t *db, const char *const *run_names, size_t n_runs, const ch
             rc = found;
             goto done;
         }
-        for (int k = 0; k < N_T; k++)
+        for (int k = 0; k < T_AUROC; k++)
             if (db_report_rows(db, run_id, which[k], &runs[i].t[k], err, errlen)) goto done;
+        if (compare_auroc_rows(db, run_id, COMPARE_N_BOOT, &runs[i].t[T_AUROC], err, errlen)) goto done;
         if (runs[i].t[T_RUN].n_rows != 1) {
             log_seterr(err, errlen, "run '%s' has no progress row", run_names[i]);
             goto done;

@@ -4,7 +4,7 @@
  * What it is: a reader of the database's report views (through db.h, which
  * owns every SQL statement) and a writer of files.  What it is not: a place
  * where statistics are computed; means and standard errors come from the
- * views (only the calibration plot's binomial error bars are derived here).
+ * views, the AUROC and its bootstrap interval from compare_auroc_rows.
  */
 #ifndef TS_REPORT_H
 #define TS_REPORT_H
@@ -15,8 +15,9 @@
 #include "db.h"
 
 /* Writes DIR/index.html (the runs on shared axes), and
- * DIR/position_stats.csv, shift_by_bucket.csv, calibration.csv and
- * document_gap.csv (each row led by its run's name) for the n_runs >= 1
+ * DIR/position_stats.csv, shift_by_bucket.csv, calibration.csv,
+ * document_gap.csv and auroc.csv (each row led by its run's name) for the
+ * n_runs >= 1
  * runs `runs` (names or decimal ids; at most 7, one colour each), creating
  * DIR if needed.  Returns 0, 1 when a run does not exist (DIR untouched), or
  * -1; with a message in err on failure. */

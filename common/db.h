@@ -275,7 +275,10 @@ const char *db_kind_name(db_kind_t kind);
 /* One scored sequence and its per-token statistics in token order (one row
  * of sequence_stats).  The arrays are borrowed; pos and context_len are not
  * stored: they follow from the kind, the cut and the run's settings
- * (005_sequence_arrays.sql). */
+ * (005_sequence_arrays.sql).  The sums (in double, from the stored floats,
+ * as token_view computes surprisal, gap and z; z over its n_z tokens with
+ * varentropy > 0) are what a sequence's mean needs (the AUROC's statistics;
+ * 011_sequence_sums.sql). */
 typedef struct {
     int64_t doc_id;
     uint64_t seed;             /* has_sample */
@@ -287,6 +290,10 @@ typedef struct {
     bool has_cut, has_sample;  /* what is not there is NULL */
     const int32_t *token_id, *rank;
     const float *logprob, *entropy, *top1_logprob, *varentropy;
+    int32_t n_z;
+    double sum_surprisal, sum_entropy, sum_gap, sum_z;
+    int32_t cut_byte;          /* has_cut_byte: the cut's byte offset in the text */
+    bool has_cut_byte;
 } db_seq_t;
 
 /* Sums of one job's tokens of a kind at a position (human: pos;
@@ -320,12 +327,11 @@ typedef struct {
     double c_nn, c_ss_conf, c_ns_conf, c_ss_correct, c_ns_correct;
 } db_calib_t;
 
-/* One document's tokens of a kind in a position bucket (doc_bucket_rollups),
- * or one sequence's tokens (sequence_means: seq_no set). */
+/* One document's tokens of a kind in a position bucket (doc_bucket_rollups). */
 typedef struct {
     int64_t doc_id;
     db_kind_t kind;
-    int32_t bucket, seq_no;
+    int32_t bucket;
     int64_t n, n_z;
     double sum_surprisal, sum_entropy, sum_gap, sum_z;
 } db_docbucket_t;
@@ -365,8 +371,8 @@ typedef struct {
     size_t n_docsums;
     const db_rollup_t *buckets; /* bucket_rollups */
     size_t n_buckets;
-    const db_docbucket_t *docbuckets, *seqmeans;
-    size_t n_docbuckets, n_seqmeans;
+    const db_docbucket_t *docbuckets;
+    size_t n_docbuckets;
     const db_toptok_t *top;
     size_t n_top;
     const db_docres_t *docs;
@@ -425,6 +431,7 @@ typedef enum {
     DB_COMPARE_DIFFS,       /* tokshift_compare(first, each other run) */
     DB_COMPARE_CALIBRATION, /* calibration of each run, bin by bin */
     DB_COMPARE_AUROC,       /* sequence_auroc of each run */
+    DB_COMPARE_CUTS,        /* tokshift_cuts_paired(first, each other run whose tokenizer differs) */
 } db_compare_t;
 
 /* Reads one of the comparison tables of runs[n] (n <= 32; the first is the
@@ -437,7 +444,8 @@ int db_compare_rows(db_t *self, const int64_t *runs, size_t n, db_compare_t whic
  * into *why, or *why NULL when they can.  0, or -1 with a message. */
 int db_runs_differ(db_t *self, int64_t a, int64_t b, char **why, char *err, size_t errlen);
 
-/* One human continuation's or sample's mean statistics (sequence_means). */
+/* One human continuation's or sample's mean statistics (sequence_stats'
+ * sums over its tokens). */
 typedef struct {
     int64_t doc_id;
     bool human; /* human continuation (else a sample) */

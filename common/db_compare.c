@@ -54,6 +54,13 @@ int db_compare_rows(db_t *db, const int64_t *runs, size_t n, db_compare_t which,
             "SELECT r.name AS run, a.stat, a.n_human, a.n_sample, round(a.auroc::numeric, 4) AS auroc "
             "FROM sequence_auroc a JOIN runs r USING (run_id) WHERE a.run_id = ANY($1::bigint[]) "
             "ORDER BY array_position($1::bigint[], a.run_id), a.stat",
+        [DB_COMPARE_CUTS] =
+            "SELECT rb.name || ' - ' || ra.name AS pair, p.n_cuts_a AS \"cuts of the first\", "
+            "p.n_cuts_b AS \"cuts of the other\", p.n_paired AS \"at the same byte\" "
+            "FROM unnest($1::bigint[]) WITH ORDINALITY u(run_b, k) JOIN runs rb ON rb.run_id = u.run_b "
+            "JOIN runs ra ON ra.run_id = ($1::bigint[])[1] "
+            "CROSS JOIN LATERAL tokshift_cuts_paired(ra.run_id, rb.run_id) p "
+            "WHERE u.k > 1 AND tokshift_tokenizers_differ(ra.run_id, rb.run_id) ORDER BY u.k",
     };
     memset(out, 0, sizeof *out);
     if ((unsigned)which >= sizeof sql / sizeof *sql) return log_seterr(err, errlen, "database: no such table");
@@ -85,9 +92,10 @@ int db_seq_means(db_t *db, int64_t run_id, db_seqmean_t **out, size_t *n, char *
     PGresult *r;
     *out = NULL, *n = 0;
     if (db_exec(db,
-                "SELECT doc_id, kind = 'human_cont', sum_surprisal / n, sum_gap / n, "
-                "coalesce((sum_z / nullif(n_z, 0))::text, 'NaN') FROM sequence_means "
-                "WHERE run_id = $1 AND kind IN ('human_cont', 'sample') AND n > 0 ORDER BY doc_id",
+                "SELECT doc_id, kind = 'human_cont', sum_surprisal / cardinality(token_id), "
+                "sum_gap / cardinality(token_id), coalesce((sum_z / nullif(n_z, 0))::text, 'NaN') "
+                "FROM sequence_stats WHERE run_id = $1 AND kind IN ('human_cont', 'sample') "
+                "AND cardinality(token_id) > 0 ORDER BY doc_id",
                 1, (const char *const[]){a}, &r, err, errlen, "reading the sequences' means"))
         return -1;
     size_t rows = (size_t)PQntuples(r);

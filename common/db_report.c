@@ -33,7 +33,8 @@ int db_report_rows(db_t *db, int64_t run_id, db_report_t which, db_table_t *out,
             "model_entropy, human_gap, human_se_gap, model_gap, model_se_gap, shift, se_shift "
             "FROM shift_by_bucket WHERE run_id = $1 ORDER BY bucket",
         [DB_REPORT_CALIBRATION] =
-            "SELECT kind, bin, n, mean_confidence, accuracy FROM calibration WHERE run_id = $1 ORDER BY kind, bin",
+            "SELECT kind, bin, n, mean_confidence, accuracy, se_accuracy, n_docs FROM calibration WHERE run_id = $1 "
+            "ORDER BY kind, bin",
         /* Per-document mean gaps in 0.1-nat bins: a fixed width, so that the
          * histograms of several runs share their bins. */
         [DB_REPORT_DOC_GAP] =

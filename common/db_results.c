@@ -37,6 +37,12 @@ static const db_col_t g_seq_cols[] = {
     DB_COL_ARRAY("rank", DB_COL_I32_ARRAY, db_seq_t, rank, n_tokens),
     DB_COL_ARRAY("top1_logprob", DB_COL_F32_ARRAY, db_seq_t, top1_logprob, n_tokens),
     DB_COL_ARRAY("varentropy", DB_COL_F32_ARRAY, db_seq_t, varentropy, n_tokens),
+    DB_COL("sum_surprisal", DB_COL_F64, db_seq_t, sum_surprisal),
+    DB_COL("sum_entropy", DB_COL_F64, db_seq_t, sum_entropy),
+    DB_COL("sum_gap", DB_COL_F64, db_seq_t, sum_gap),
+    DB_COL("sum_z", DB_COL_F64, db_seq_t, sum_z),
+    DB_COL("n_z", DB_COL_I32, db_seq_t, n_z),
+    DB_COL_IF("cut_byte", DB_COL_I32, db_seq_t, cut_byte, has_cut_byte),
 };
 static const db_copy_desc_t g_seqs = {"sequence_stats", g_seq_cols, N_OF(g_seq_cols)};
 
@@ -66,20 +72,19 @@ static const db_col_t g_rollup_cols[] = {ROLLUP_COLS("position")};
 static const db_col_t g_bucket_cols[] = {ROLLUP_COLS("bucket")};
 static const db_copy_desc_t g_buckets = {"bucket_rollups", g_bucket_cols, N_OF(g_bucket_cols)};
 
-/* doc_bucket_rollups and sequence_means: the same sums, keyed by bucket or
- * by seq_no. */
-#define DOCBUCKET_COLS(key, field)                                                                                   \
-    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id), DB_COL("doc_id", DB_COL_I64, db_docbucket_t, doc_id),   \
-        DB_COL("kind", DB_COL_KIND, db_docbucket_t, kind), DB_COL(key, DB_COL_I32, db_docbucket_t, field),           \
-        DB_COL("n", DB_COL_I64, db_docbucket_t, n), DB_COL("n_z", DB_COL_I64, db_docbucket_t, n_z),                  \
-        DB_COL("sum_surprisal", DB_COL_F64, db_docbucket_t, sum_surprisal),                                          \
-        DB_COL("sum_entropy", DB_COL_F64, db_docbucket_t, sum_entropy),                                              \
-        DB_COL("sum_gap", DB_COL_F64, db_docbucket_t, sum_gap), DB_COL("sum_z", DB_COL_F64, db_docbucket_t, sum_z)
-
-static const db_col_t g_docbucket_cols[] = {DOCBUCKET_COLS("bucket", bucket)};
+static const db_col_t g_docbucket_cols[] = {
+    DB_COL_CTX("run_id", DB_COL_I64, commit_ctx_t, run_id),
+    DB_COL("doc_id", DB_COL_I64, db_docbucket_t, doc_id),
+    DB_COL("kind", DB_COL_KIND, db_docbucket_t, kind),
+    DB_COL("bucket", DB_COL_I32, db_docbucket_t, bucket),
+    DB_COL("n", DB_COL_I64, db_docbucket_t, n),
+    DB_COL("n_z", DB_COL_I64, db_docbucket_t, n_z),
+    DB_COL("sum_surprisal", DB_COL_F64, db_docbucket_t, sum_surprisal),
+    DB_COL("sum_entropy", DB_COL_F64, db_docbucket_t, sum_entropy),
+    DB_COL("sum_gap", DB_COL_F64, db_docbucket_t, sum_gap),
+    DB_COL("sum_z", DB_COL_F64, db_docbucket_t, sum_z),
+};
 static const db_copy_desc_t g_docbuckets = {"doc_bucket_rollups", g_docbucket_cols, N_OF(g_docbucket_cols)};
-static const db_col_t g_seqmean_cols[] = {DOCBUCKET_COLS("seq_no", seq_no)};
-static const db_copy_desc_t g_seqmeans = {"sequence_means", g_seqmean_cols, N_OF(g_seqmean_cols)};
 
 static const db_copy_desc_t g_rollups = {"job_rollups", g_rollup_cols, N_OF(g_rollup_cols)};
 
@@ -166,9 +171,7 @@ int db_commit_job(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const
         db_copy_rows(db, &g_top, &ctx, res->top, res->n_top, sizeof *res->top, &buf, err, errlen) ||
         db_copy_rows(db, &g_buckets, &ctx, res->buckets, res->n_buckets, sizeof *res->buckets, &buf, err, errlen) ||
         db_copy_rows(db, &g_docbuckets, &ctx, res->docbuckets, res->n_docbuckets, sizeof *res->docbuckets, &buf,
-                     err, errlen) ||
-        db_copy_rows(db, &g_seqmeans, &ctx, res->seqmeans, res->n_seqmeans, sizeof *res->seqmeans, &buf, err,
-                     errlen))
+                     err, errlen))
         goto out;
 
     for (size_t i = 0; i < res->n_docs; i++) {

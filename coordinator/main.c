@@ -89,6 +89,9 @@ static void usage(FILE *f) {
             "      --stride S            window stride (default W/2)\n"
             "      --prefix-lengths L    continuation cut points, e.g. 16,64 (default none)\n"
             "      --cut-every N         also cut every N tokens (default 0 = off)\n"
+            "      --cut-every-bytes N   instead, cut at the first word start at or after every\n"
+            "                            N bytes of text: runs of models whose tokenizers differ\n"
+            "                            then cut at the same places (tokshift compare pairs them)\n"
             "      --cont-len C          tokens per continuation (default 32)\n"
             "      --samples K           model samples per cut (default 4)\n"
             "      --temperature T       sampling temperature (default 1.0)\n"
@@ -140,7 +143,7 @@ static double fnum(const char *s, const char *what, double lo, double hi) {
 }
 
 static const wire_settings_t k_default_settings = {WIRE_DEFAULT_WINDOW, 0, NULL, 0, 0, 32, 4, 1.0f, 0, 1.0f, 0, 0,
-                                                   NULL, NULL};
+                                                   NULL, NULL, 0};
 
 static void parse_opts(int argc, char **argv, opts_t *o) {
     static const struct option lo[] = {
@@ -160,6 +163,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"curve-secret", required_argument, 0, 'X'}, {"curve-clients", required_argument, 0, 'Y'},
         {"score-run", required_argument, 0, 'R'},  {"template", required_argument, 0, 'U'},
         {"metrics", required_argument, 0, 'Q'},    {"metrics-linger", required_argument, 0, 'q'},
+        {"cut-every-bytes", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
@@ -198,6 +202,7 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
             break;
         }
         case 'E': o->s.cut_every = (int32_t)num(optarg, "--cut-every", 0, 1 << 24); break;
+        case 'B': o->s.cut_every_bytes = (int32_t)num(optarg, "--cut-every-bytes", 0, 1 << 30); break;
         case 'C': o->s.cont_len = (int32_t)num(optarg, "--cont-len", 0, 1 << 20); break;
         case 'K': o->s.n_samples = (int32_t)num(optarg, "--samples", 0, 4096); break;
         case 't': o->s.temperature = (float)fnum(optarg, "--temperature", 0, 1e6); break;
@@ -250,8 +255,12 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     if (o->score_run &&
         (o->s.window != d.window || o->s.stride != d.stride || o->s.n_prefix_lengths || o->s.cut_every != d.cut_every ||
          o->s.cont_len != d.cont_len || o->s.n_samples != d.n_samples || o->s.temperature != d.temperature ||
-         o->s.top_k != d.top_k || o->s.top_p != d.top_p || o->s.seed != d.seed))
+         o->s.top_k != d.top_k || o->s.top_p != d.top_p || o->s.seed != d.seed ||
+         o->s.cut_every_bytes != d.cut_every_bytes))
         log_die("drop the settings options", "--score-run takes the scored run's settings; none may be given");
+    if (o->s.cut_every_bytes && (o->s.cut_every || o->s.n_prefix_lengths))
+        log_die("give --cut-every-bytes alone", "--cut-every-bytes places every cut; it takes no --cut-every or "
+                "--prefix-lengths");
     if (!o->s.stride) o->s.stride = o->s.window / 2 > 0 ? o->s.window / 2 : 1;
     if (o->s.stride >= o->s.window) log_die("use a stride smaller than the window", "--stride %d >= --window %d",
                                             o->s.stride, o->s.window);
@@ -267,8 +276,13 @@ static char *settings_json(const wire_settings_t *s) {
                           s->stride, "prefix_lengths", pl, "cut_every", s->cut_every, "cont_len", s->cont_len,
                           "samples", s->n_samples, "temperature", (double)s->temperature, "top_k", s->top_k, "top_p",
                           (double)s->top_p, "seed", (json_int_t)s->seed);
-    /* (Only cross-scoring runs have these keys, only runs with a template
-     * "template": other runs' JSON is as before.) */
+    /* (Only runs cut by bytes have "cut_every_bytes", only cross-scoring
+     * runs the next two, only runs with a template "template": other runs'
+     * JSON is as before.) */
+    if (o && s->cut_every_bytes > 0 && json_object_set_new(o, "cut_every_bytes", json_integer(s->cut_every_bytes))) {
+        json_decref(o);
+        o = NULL;
+    }
     if (o && s->score_run > 0 &&
         (json_object_set_new(o, "score_run", json_integer((json_int_t)s->score_run)) ||
          json_object_set_new(o, "vocab_digest", json_string(s->vocab_digest)))) {

@@ -470,10 +470,15 @@ static void on_hello(sched_t *s, fleet_worker_t *w, const uint8_t *peer, size_t 
     char err[LOG_ERRLEN];
     int scoring = s->o.settings.score_run > 0;
     int old_tpl = s->o.settings.chat_template && *s->o.settings.chat_template && !msg->u.hello.templates;
-    if (strcmp(msg->u.hello.model_identity, s->o.identity) || (scoring && !msg->u.hello.observes) || old_tpl) {
+    int old_bytes = s->o.settings.cut_every_bytes && !msg->u.hello.cuts_by_bytes;
+    if (strcmp(msg->u.hello.model_identity, s->o.identity) || (scoring && !msg->u.hello.observes) || old_tpl ||
+        old_bytes) {
         wire_msg_t m = {.type = WIRE_SHUTDOWN};
         char reason[400];
-        if (scoring && !msg->u.hello.observes)
+        if (old_bytes)
+            snprintf(reason, sizeof reason, "run '%s' cuts by bytes, which worker %s (a version before "
+                     "--cut-every-bytes) would not", s->o.run, msg->u.hello.worker);
+        else if (scoring && !msg->u.hello.observes)
             snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
                      "before cross-scoring) would draw anew", s->o.run, msg->u.hello.worker);
         else if (old_tpl)

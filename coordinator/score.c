@@ -41,6 +41,9 @@ int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *
     s->prefix_lengths = prefix_buf;
     for (size_t i = 0; i < s->n_prefix_lengths; i++)
         prefix_buf[i] = (int32_t)json_integer_value(json_array_get(pl, i));
+    /* (a key of runs cut by bytes only) */
+    json_t *ceb = json_object_get(j, "cut_every_bytes");
+    s->cut_every_bytes = json_is_integer(ceb) ? (int32_t)json_integer_value(ceb) : 0;
     s->temperature = (float)temp;
     s->top_p = (float)top_p;
     s->seed = (uint64_t)seed;

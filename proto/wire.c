@@ -153,6 +153,10 @@ static int check_settings(const wire_settings_t *s, char *err, size_t errlen) {
             return log_seterr(err, errlen, "WELCOME settings.prefix_lengths[%zu] %d is below 1 (BOS)", i,
                               (int)s->prefix_lengths[i]);
     NONNEG("WELCOME settings.cut_every", s->cut_every);
+    NONNEG("WELCOME settings.cut_every_bytes", s->cut_every_bytes);
+    if (s->cut_every_bytes > 0 && (s->cut_every || s->n_prefix_lengths))
+        return log_seterr(err, errlen, "WELCOME settings: cut_every_bytes %d with other cuts",
+                          (int)s->cut_every_bytes);
     NONNEG("WELCOME settings.cont_len", s->cont_len);
     NONNEG("WELCOME settings.n_samples", s->n_samples);
     NONNEG_FINITE("WELCOME settings.temperature", s->temperature);
@@ -231,6 +235,7 @@ static int validate(const wire_msg_t *m, char *err, size_t errlen) {
         NONNEG("HELLO threads", m->u.hello.threads);
         BOOL01("HELLO observes", m->u.hello.observes);
         BOOL01("HELLO templates", m->u.hello.templates);
+        BOOL01("HELLO cuts_by_bytes", m->u.hello.cuts_by_bytes);
         return 0;
     case WIRE_WELCOME:
         NONNEG("WELCOME run_id", m->u.welcome.run_id);
@@ -308,6 +313,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         hello.model_name = str_in(m->u.hello.model_name);
         hello.observes = m->u.hello.observes != 0;
         hello.templates = m->u.hello.templates != 0;
+        hello.cuts_by_bytes = m->u.hello.cuts_by_bytes != 0;
         env.hello = &hello;
         break;
     case WIRE_WELCOME: {
@@ -326,6 +332,7 @@ int wire_encode(const wire_msg_t *m, uint8_t **buf, size_t *len, char *err, size
         settings.score_run = s->score_run;
         settings.vocab_digest = s->vocab_digest ? s->vocab_digest : "";
         settings.chat_template = s->chat_template ? s->chat_template : "";
+        settings.cut_every_bytes = s->cut_every_bytes;
         welcome.run_id = m->u.welcome.run_id;
         welcome.model_identity = str_in(m->u.welcome.model_identity);
         welcome.settings = &settings;
@@ -509,6 +516,7 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         DUP(m->u.hello.model_identity, h->model_identity);
         m->u.hello.observes = h->observes;
         m->u.hello.templates = h->templates;
+        m->u.hello.cuts_by_bytes = h->cuts_by_bytes;
         DUP(m->u.hello.model_name, h->model_name);
         return 0;
     }
@@ -541,6 +549,7 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         o->top_p = s->top_p;
         o->seed = s->seed;
         o->score_run = s->score_run;
+        o->cut_every_bytes = s->cut_every_bytes;
         DUP(o->vocab_digest, s->vocab_digest);
         DUP(o->chat_template, s->chat_template);
         return 0;

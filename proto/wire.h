@@ -81,6 +81,7 @@ typedef struct {
     int64_t score_run;       /* cross-scoring: the source run (0 = none) */
     char *vocab_digest;      /* its model's vocabulary digest ("" or NULL when none) */
     char *chat_template;     /* the run's template file text (tpltext.h); "" or NULL when none */
+    int32_t cut_every_bytes; /* > 0: cut at word starts every N bytes instead (tokshift.proto) */
 } wire_settings_t;
 
 /* Another run's sample, for a cross-scoring run's worker to observe. */
@@ -113,6 +114,7 @@ typedef struct {
             char *model_name;
             int32_t observes; /* 1: can observe given samples (cross-scoring) */
             int32_t templates; /* 1: reads documents through settings.chat_template */
+            int32_t cuts_by_bytes; /* 1: can cut by bytes (RunSettings.cut_every_bytes) */
         } hello;
         struct { /* WELCOME */
             int64_t run_id;

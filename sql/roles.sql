@@ -12,8 +12,8 @@
 --                         no table.
 --   tokshift_worker       writes results: INSERT into sequence_stats,
 --                         job_rollups, bucket_rollups, calib_rollups,
---                         doc_rollups, doc_bucket_rollups, sequence_means,
---                         top_tokens, models, vocab; marks a
+--                         doc_rollups, doc_bucket_rollups, top_tokens,
+--                         models, vocab; marks a
 --                         job done only through tokshift_job_done() with
 --                         the job's attempt token (migration 004: it cannot
 --                         read tokens nor update jobs otherwise); sets
@@ -134,7 +134,7 @@ GRANT EXECUTE ON FUNCTION tokshift_job_done(bigint, bigint, bigint, bigint, doub
 GRANT SELECT (run_id, job_id, state) ON jobs TO :"worker_role";
 GRANT SELECT (run_id, doc_id), UPDATE (n_tokens, error) ON documents TO :"worker_role";
 GRANT INSERT ON sequence_stats, job_rollups, bucket_rollups, calib_rollups, doc_rollups, doc_bucket_rollups,
-                sequence_means, top_tokens, vocab TO :"worker_role";
+                top_tokens, vocab TO :"worker_role";
 GRANT SELECT (model_id, identity), INSERT ON models TO :"worker_role";
 GRANT USAGE ON SEQUENCE models_model_id_seq TO :"worker_role";
 

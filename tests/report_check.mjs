@@ -3,7 +3,9 @@
 // (g.axes) and legend (g.legend) and spans most of the page, nothing is
 // wider than the 1,400 px window; saves a full-page screenshot.
 //
-// Usage: node report_check.mjs CHROMIUM PAGE.html SCREENSHOT.png PROFILE_DIR
+// Usage: node report_check.mjs CHROMIUM PAGE.html SCREENSHOT.png PROFILE_DIR [TITLE...]
+// Each TITLE names a plot (its aria-label) that must be there, drawn: with
+// axes, a legend and at least one error bar (a <path> in g.series).
 // Prints one JSON line of findings; exits 0 when every check holds, 1 if
 // not.  Speaks the DevTools protocol over --remote-debugging-pipe (file
 // descriptors 3 and 4, NUL-separated JSON) with node's built-ins only.
@@ -11,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
-const [chromium, page, shot, profile] = process.argv.slice(2);
+const [chromium, page, shot, profile, ...required] = process.argv.slice(2);
 const WIDTH = 1400;
 const browser = spawn(chromium, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
   '--disable-extensions', '--remote-debugging-pipe', `--user-data-dir=${profile}`,
@@ -68,7 +70,7 @@ const { result } = await s('Runtime.evaluate', {
       const r = g.getBoundingClientRect();
       return { title: g.getAttribute('aria-label'), left: r.left, right: r.right, width: r.width,
                axes: !!g.querySelector('g.axes text'), legend: g.querySelectorAll('g.legend text').length,
-               lines: g.querySelectorAll('polyline').length };
+               lines: g.querySelectorAll('polyline').length, bars: g.querySelectorAll('g.series path').length };
     });
     const wide = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > W + 0.5)
       .map((e) => e.tagName).slice(0, 5);
@@ -97,6 +99,11 @@ for (const g of r.svgs) {
   if (!g.legend) problems.push(`'${g.title}' has no legend`);
   if (g.width < 0.8 * r.clientWidth) problems.push(`'${g.title}' is ${g.width} px wide on a ${r.clientWidth} px page`);
   if (g.left < 0 || g.right > r.clientWidth) problems.push(`'${g.title}' overflows: ${g.left}..${g.right}`);
+}
+for (const t of required) {
+  const g = r.svgs.find((x) => x.title === t);
+  if (!g) problems.push(`no plot '${t}'`);
+  else if (!g.axes || !g.legend || !g.bars) problems.push(`'${t}' lacks axes, legend or bars: ${JSON.stringify(g)}`);
 }
 console.log(JSON.stringify({ ...r, errors, problems }));
 process.exit(problems.length ? 1 : 0);

@@ -33,7 +33,7 @@ int main(void) {
 
     /* The worker's side. */
     int32_t pl[] = {5};
-    job_settings_t s = {48, 16, pl, 1, 11, {6, 3, {1.0f, 0, 1.0f}, 12345}, 0, NULL};
+    job_settings_t s = {48, 16, pl, 1, 11, {6, 3, {1.0f, 0, 1.0f}, 12345}, 0, NULL, 0};
     experiment_t *ex = experiment_new(m, s.window, EXPERIMENT_BATCH, &s.cont, err, sizeof err);
     job_result_t *r = job_result_new();
     TU_REQUIRE(ex && r, "%s", err);
@@ -94,6 +94,59 @@ int main(void) {
              at);
     TU_CHECK(n_seqs > 10, "%zu sequences: cuts and samples were made", n_seqs);
     json_decref(rows);
+
+    /* Each continuation's cut_byte is where its cut falls in the text: the
+     * length of the prefix's tokens as the tokenizer's own decoder gives
+     * them (tokenizer_decode, leading space stripped; job.c lays the
+     * tokens' bytes over the text instead), and that prefix is the text's.
+     * With --cut-every-bytes 40, the cuts are the first tokens starting
+     * with a space at or after 40, 80, ... bytes (found here by decoding
+     * every prefix). */
+    int32_t *ids = NULL;
+    long n = tokenizer_encode(m->tok, g_text, strlen(g_text), tokenizer_adds_bos(m->tok), &ids, err, sizeof err);
+    TU_REQUIRE(n > 20, "%s", err);
+    size_t *starts = malloc(((size_t)n + 1) * sizeof *starts); /* decoded length of ids[0..i) */
+    TU_REQUIRE(starts, "out of memory");
+    for (long i = 0; i <= n; i++) {
+        size_t len = 0;
+        char *d = tokenizer_decode(m->tok, ids, (size_t)i, 1, &len);
+        TU_REQUIRE(d, "decode");
+        TU_CHECK(!memcmp(d, g_text, len), "the decoded prefix of %ld tokens is the text's", i);
+        starts[i] = len;
+        free(d);
+    }
+    size_t n_cont = 0, bad_cb = 0;
+    for (size_t q = 0; q < v.n_seqs; q++) {
+        const db_seq_t *sq = &v.seqs[q];
+        if (!sq->has_cut) continue;
+        n_cont++;
+        if (!sq->has_cut_byte || (size_t)sq->cut_byte != starts[sq->cut]) bad_cb++;
+    }
+    TU_CHECK(n_cont > 10 && bad_cb == 0, "%zu of %zu continuations' cut_byte differ from the decoded prefix", bad_cb,
+             n_cont);
+    s.cut_every_bytes = 40;
+    job_result_reset(r);
+    TU_REQUIRE(job_measure_doc(ex, m, &s, 9, g_text, strlen(g_text), NULL, 0, r, NULL, err, sizeof err) == 0, "%s", err);
+    TU_REQUIRE(job_result_view(r, &v) == 0 && v.n_docs == 1 && !v.docs[0].error, "measured by bytes");
+    int32_t want[64];
+    size_t n_want = 0;
+    for (size_t target = 40; n_want < 64; target += 40) {
+        long c = 1;
+        while (c + s.cont.cont_len <= n && (starts[c] < target || g_text[starts[c]] != ' ')) c++;
+        if (c + s.cont.cont_len > n) break;
+        if (!n_want || want[n_want - 1] != c) want[n_want++] = (int32_t)c;
+    }
+    size_t got = 0, bad_cut = 0;
+    for (size_t q = 0; q < v.n_seqs; q++) {
+        const db_seq_t *sq = &v.seqs[q];
+        if (sq->kind != DB_KIND_HUMAN_CONT) continue;
+        if (got >= n_want || sq->cut != want[got] || (size_t)sq->cut_byte != starts[sq->cut]) bad_cut++;
+        got++;
+    }
+    TU_CHECK(n_want >= 3 && got == n_want && bad_cut == 0, "--cut-every-bytes 40: %zu cuts, %zu expected, %zu differ",
+             got, n_want, bad_cut);
+    free(starts);
+    free(ids);
     job_result_destroy(&r);
     experiment_destroy(&ex);
     model_destroy(&m);

@@ -5,7 +5,8 @@
 # PostgreSQL; the report of both on shared axes; its CSV files against the
 # views; then tests/report_check.mjs loads the page in Chromium over the
 # DevTools protocol: no script errors, every plot has axes and a legend and
-# spans the page, nothing wider than the 1,400 px window; a screenshot is
+# spans the page, the AUROC plot is there with a legend and its interval
+# bars, nothing wider than the 1,400 px window; a screenshot is
 # written to the temporary folder (kept, with the page, when the test fails).
 # Skips (77) only when chromium or the test data is absent.
 set -u
@@ -32,7 +33,7 @@ deploy/local-run.sh --db "$conn" --data "$TMP" --workers 2 --run cool -- --sampl
 
 R=$TMP/report
 "$BIN" report base cool --db "$conn" --out "$R" 2>"$TMP/rerr" || fail "tokshift report exited $?: $(cat "$TMP/rerr")"
-[ "$(grep -o '<svg' "$R/index.html" 2>/dev/null | wc -l)" -eq 6 ] || fail "index.html does not hold 6 <svg> plots"
+[ "$(grep -o '<svg' "$R/index.html" 2>/dev/null | wc -l)" -eq 7 ] || fail "index.html does not hold 7 <svg> plots"
 ! grep -qiE '<script|(src|href)="?(https?:)?//|@import|url\(' "$R/index.html" 2>/dev/null || fail "index.html is not self-contained"
 psqlc() { psql "$conn" -XAtqc "$1"; }
 check_csv() {  # FILE HEADER_START VIEW_QUERY: one CSV row per view row of both runs
@@ -51,6 +52,20 @@ check_csv calibration.csv 'run,kind,bin,n,mean_confidence,accuracy' "SELECT coun
 check_csv document_gap.csv 'run,kind,gap_lo,gap_hi,docs' \
   "SELECT count(DISTINCT (run_id, k, b)) FROM document_summary, LATERAL (VALUES ('h', floor(mean_gap / 0.1)),
      ('c', floor(mean_gap_human_cont / 0.1)), ('s', floor(mean_gap_samples / 0.1))) v(k, b) WHERE run_id IN $runs AND b IS NOT NULL"
+# The AUROC: each run's three statistics, the point estimate the view's
+# (sequence_auroc, from mid-ranks in SQL; the report's from C: the same
+# quotient of integers and halves, so equal to 1e-12), inside its interval.
+check_csv auroc.csv 'run,stat,n_human,n_sample,auroc,lo95,hi95' "SELECT count(*) FROM sequence_auroc WHERE run_id IN $runs"
+bad=$(psql "$conn" -XAtq -v ON_ERROR_STOP=1 2>&1 <<SQL
+CREATE TEMP TABLE a (run text, stat text, n_human bigint, n_sample bigint, auroc float8, lo95 float8, hi95 float8);
+\copy a FROM '$R/auroc.csv' WITH (FORMAT csv, HEADER true)
+SELECT count(*) FROM a FULL JOIN (SELECT r.name AS run, v.* FROM sequence_auroc v JOIN runs r USING (run_id)
+                                  WHERE r.name IN ('base', 'cool')) v USING (run, stat)
+ WHERE a.n_human IS DISTINCT FROM v.n_human OR a.n_sample IS DISTINCT FROM v.n_sample
+    OR NOT abs(a.auroc - v.auroc) <= 1e-12 OR NOT (a.lo95 <= a.auroc AND a.auroc <= a.hi95);
+SQL
+)
+[ "$bad" = 0 ] || fail "auroc.csv differs from sequence_auroc, or an interval misses its estimate: $bad"
 docs=$(awk -F, '$1 == "base" && $2 == "sample" { s += $5 } END { print s + 0 }' "$R/document_gap.csv")
 [ "$docs" = "$(psqlc "SELECT count(*) FROM document_summary WHERE run_id IN (SELECT run_id FROM runs WHERE name = 'base') AND mean_gap_samples IS NOT NULL")" ] \
   || fail "document_gap.csv counts $docs documents with samples in run base"
@@ -59,7 +74,8 @@ grep -qE ',[0-9]+-[0-9]+,' "$R/shift_by_bucket.csv" && fail "shift_by_bucket.csv
 grep -q ',2\.\.3,' "$R/shift_by_bucket.csv" || fail "shift_by_bucket.csv lacks the bucket 2..3"
 
 # The page in a real browser.
-out=$(timeout 60 node tests/report_check.mjs "$CHROMIUM" "$R/index.html" "$TMP/screenshot.png" "$TMP/chrome" 2>&1) \
+out=$(timeout 60 node tests/report_check.mjs "$CHROMIUM" "$R/index.html" "$TMP/screenshot.png" "$TMP/chrome" \
+       "AUROC by statistic" 2>&1) \
   || fail "report_check: $out"
 echo "$out" | head -c 2000; echo
 [ "$(head -c 8 "$TMP/screenshot.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "no PNG screenshot"

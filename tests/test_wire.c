@@ -155,6 +155,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_str(&s, 6, m->u.hello.model_name);
         if (m->u.hello.observes) pb_i64(&s, 7, m->u.hello.observes); /* proto3: false is not written */
         if (m->u.hello.templates) pb_i64(&s, 8, m->u.hello.templates);
+        if (m->u.hello.cuts_by_bytes) pb_i64(&s, 9, m->u.hello.cuts_by_bytes);
         break;
     case WIRE_WELCOME: {
         const wire_settings_t *st = &m->u.welcome.settings;
@@ -177,6 +178,7 @@ static pb_t tenc(const wire_msg_t *m, uint32_t version) {
         pb_i64(&rs, 11, st->score_run);
         pb_str(&rs, 12, st->vocab_digest);
         pb_str(&rs, 13, st->chat_template);
+        pb_i64(&rs, 14, st->cut_every_bytes);
         pb_i64(&s, 1, m->u.welcome.run_id);
         pb_str(&s, 2, m->u.welcome.model_identity);
         pb_sub(&s, 3, &rs);
@@ -259,6 +261,7 @@ static wire_msg_t mk_hello(int edge) {
     m.u.hello.model_name = xstrdup("stories260K \xe2\x80\x94 \xf0\x9f\xa6\x99");
     m.u.hello.observes = 1;
     m.u.hello.templates = 1;
+    m.u.hello.cuts_by_bytes = 1;
     return m;
 }
 
@@ -466,6 +469,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(str_eq(a->u.hello.model_name, b->u.hello.model_name), "model_name");
         D(a->u.hello.observes == b->u.hello.observes, "observes");
         D(a->u.hello.templates == b->u.hello.templates, "templates");
+        D(a->u.hello.cuts_by_bytes == b->u.hello.cuts_by_bytes, "cuts_by_bytes");
         D(b->u.hello.worker && b->u.hello.host && b->u.hello.model_identity && b->u.hello.model_name,
           "decoded strings are never NULL");
         break;
@@ -485,6 +489,7 @@ static int msg_eq(const wire_msg_t *a, const wire_msg_t *b, const char **diff) {
         D(x->seed == y->seed, "seed");
         D(x->score_run == y->score_run && str_eq(x->vocab_digest, y->vocab_digest), "score_run/vocab_digest");
         D(str_eq(x->chat_template, y->chat_template), "chat_template");
+        D(x->cut_every_bytes == y->cut_every_bytes, "cut_every_bytes");
         break;
     }
     case WIRE_JOB:
@@ -742,6 +747,12 @@ static const char *bad_case(int i, wire_msg_t *m, const char **w1, const char **
         CASE(65, mk_hello(0), (m->u.hello.templates = 2, *enc_only = 1), "HELLO templates 2", "neither 0 nor 1")
         CASE(66, mk_welcome_template(), replace_str(&m->u.welcome.settings.chat_template, "{document}\xc3"),
              "WELCOME settings.chat_template", "invalid UTF-8 at byte 10")
+        CASE(67, mk_hello(0), (m->u.hello.cuts_by_bytes = 2, *enc_only = 1), "HELLO cuts_by_bytes 2",
+             "neither 0 nor 1")
+        CASE(68, mk_welcome(0), m->u.welcome.settings.cut_every_bytes = -1, "WELCOME settings.cut_every_bytes",
+             "-1 is negative")
+        CASE(69, mk_welcome(0), m->u.welcome.settings.cut_every_bytes = 100, "WELCOME settings: cut_every_bytes 100",
+             "with other cuts")
     }
 #undef CASE
     return NULL;
@@ -777,7 +788,7 @@ static void test_bad_values(void) {
         if (i == 52) m.u.welcome.settings.n_prefix_lengths = 0;
         wire_msg_clear(&m);
     }
-    TU_CHECK(n_cases == 67, "ran %d bad-value cases", n_cases);
+    TU_CHECK(n_cases == 70, "ran %d bad-value cases", n_cases);
     fprintf(stderr, "bad values: %d cases, each refused by encode and (where it can be sent) decode\n", n_cases);
 
     /* A text over WIRE_MAX_STRING: refused before packing, and as bytes

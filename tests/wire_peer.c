@@ -172,7 +172,7 @@ static wire_msg_t sample_msg(int to_worker, const char *identity, int64_t run_id
         m.type = WIRE_WELCOME;
         m.u.welcome.run_id = run_id;
         m.u.welcome.model_identity = (char *)identity;
-        m.u.welcome.settings = (wire_settings_t){64, 32, cuts, 2, 0, 8, 2, 1.0f, 0, 1.0f, 7, 0, NULL, NULL};
+        m.u.welcome.settings = (wire_settings_t){64, 32, cuts, 2, 0, 8, 2, 1.0f, 0, 1.0f, 7, 0, NULL, NULL, 0};
         m.u.welcome.heartbeat_ms = 1000;
         m.u.welcome.liveness = 5;
         break;

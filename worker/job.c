@@ -62,7 +62,7 @@ struct job_result {
     vec_t doc_pos[DB_N_KINDS];
     db_rollup_t doc_bucket[DB_N_KINDS][N_BUCKETS];
     db_calib_t doc_calib[DB_N_KINDS][DB_CALIB_BINS];
-    vec_t docbuckets, seqmeans;       /* db_docbucket_t */
+    vec_t docbuckets;                 /* db_docbucket_t */
     vec_t buckets_out;                /* job_result_view's gathered bucket rows */
     db_toptok_t top[DB_TOP_TOKENS];   /* a min-heap: top[0] is the least surprising kept */
     size_t n_top;
@@ -84,7 +84,7 @@ job_result_t *job_result_new(void) {
     r->rollups.size = sizeof(db_rollup_t);
     r->calib_out.size = sizeof(db_calib_t);
     for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].size = r->doc_pos[k].size = sizeof(db_rollup_t);
-    r->docbuckets.size = r->seqmeans.size = sizeof(db_docbucket_t);
+    r->docbuckets.size = sizeof(db_docbucket_t);
     r->buckets_out.size = sizeof(db_rollup_t);
     r->errors.size = sizeof(char *);
     r->rows.size = sizeof(experiment_row_t);
@@ -96,7 +96,7 @@ void job_result_reset(job_result_t *r) {
     for (size_t i = 0; i < r->errors.n; i++) free(((char **)r->errors.p)[i]);
     r->seqs.n = r->seq_off.n = r->docs.n = r->docsums.n = r->rollups.n = r->calib_out.n = r->errors.n = 0;
     for (int c = 0; c < N_COLS; c++) r->cols[c].n = 0;
-    r->docbuckets.n = r->seqmeans.n = r->buckets_out.n = 0;
+    r->docbuckets.n = r->buckets_out.n = 0;
     for (int k = 0; k < DB_N_KINDS; k++) r->sums[k].n = r->doc_pos[k].n = 0;
     memset(r->calib, 0, sizeof r->calib);
     memset(r->buckets, 0, sizeof r->buckets);
@@ -113,7 +113,7 @@ void job_result_destroy(job_result_t **self_p) {
     job_result_t *r = *self_p;
     job_result_reset(r);
     vec_t *all[] = {&r->seqs, &r->seq_off, &r->docs, &r->docsums, &r->rollups, &r->calib_out, &r->errors, &r->rows,
-                    &r->seeds, &r->docbuckets, &r->seqmeans, &r->buckets_out};
+                    &r->seeds, &r->docbuckets, &r->buckets_out};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
     for (int c = 0; c < N_COLS; c++) free(r->cols[c].p);
     for (int k = 0; k < DB_N_KINDS; k++) free(r->sums[k].p), free(r->doc_pos[k].p);
@@ -168,7 +168,6 @@ int job_result_view(job_result_t *r, db_results_t *out) {
                           .docsums = r->docsums.p, .n_docsums = r->docsums.n,
                           .buckets = r->buckets_out.p, .n_buckets = r->buckets_out.n,
                           .docbuckets = r->docbuckets.p, .n_docbuckets = r->docbuckets.n,
-                          .seqmeans = r->seqmeans.p, .n_seqmeans = r->seqmeans.n,
                           .top = r->top, .n_top = r->n_top,
                           .docs = r->docs.p, .n_docs = r->docs.n};
     return 0;
@@ -184,8 +183,8 @@ int job_doc_begin(job_result_t *r, int64_t doc_id, int32_t n_tokens) {
     return 0;
 }
 
-int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t sample_idx,
-                     uint64_t seed, const experiment_row_t *rows, size_t n) {
+int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t cut_byte,
+                     int32_t sample_idx, uint64_t seed, const experiment_row_t *rows, size_t n) {
     assert(r->docs.n > 0 && (unsigned)kind < DB_N_KINDS);
     db_seq_t *s = vec_push(&r->seqs, 1);
     size_t *off = vec_push(&r->seq_off, 1);
@@ -194,7 +193,7 @@ int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cu
     *s = (db_seq_t){.doc_id = ((const db_docres_t *)r->docs.p)[r->docs.n - 1].doc_id, .seq_no = seq_no,
                     .kind = kind, .n_tokens = (int32_t)n, .has_cut = kind != DB_KIND_HUMAN,
                     .has_sample = kind == DB_KIND_SAMPLE};
-    if (s->has_cut) s->cut = cut;
+    if (s->has_cut) s->cut = cut, s->has_cut_byte = cut_byte >= 0, s->cut_byte = cut_byte;
     if (s->has_sample) s->sample_idx = sample_idx, s->seed = seed;
     if (!n) return 0;
     void *c[N_COLS];
@@ -208,6 +207,13 @@ int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cu
         ((float *)c[COL_ENTROPY])[i] = (float)st->entropy;
         ((float *)c[COL_TOP1])[i] = (float)st->top1_logprob;
         ((float *)c[COL_VARENTROPY])[i] = (float)st->varentropy;
+    }
+    /* The sequence's sums, from the stored floats as job_doc_end's. */
+    const float *lp = c[COL_LOGPROB], *h = c[COL_ENTROPY], *var = c[COL_VARENTROPY];
+    for (size_t i = 0; i < n; i++) {
+        double surprisal = -(double)lp[i];
+        s->sum_surprisal += surprisal, s->sum_entropy += h[i], s->sum_gap += surprisal - h[i];
+        if (var[i] > 0) s->n_z++, s->sum_z += (double)(float)(-lp[i] - h[i]) / sqrt((double)var[i]);
     }
     return 0;
 }
@@ -347,9 +353,6 @@ int job_doc_end(job_result_t *r) {
         size_t last = (size_t)s->n_tokens - 1 + (s->kind == DB_KIND_HUMAN);
         if (last >= sv->n && !vec_push(sv, last + 1 - sv->n)) return -1;
         if (last >= dv->n && !vec_push(dv, last + 1 - dv->n)) return -1;
-        db_docbucket_t *sm = vec_push(&r->seqmeans, 1);
-        if (!sm) return -1;
-        sm->doc_id = s->doc_id, sm->kind = s->kind, sm->seq_no = s->seq_no;
         for (int32_t i = 0; i < s->n_tokens; i++) {
             size_t t = o + (size_t)i;
             int32_t position = s->kind == DB_KIND_HUMAN ? i + 1 : i;
@@ -362,8 +365,6 @@ int job_doc_end(job_result_t *r) {
             ADD_SUMS(u, surprisal, h, gap, has_z, z);
             ADD_SUMS(ds, surprisal, h, gap, has_z, z);
             ADD_SUMS((db_rollup_t *)dv->p + position, surprisal, h, gap, has_z, z);
-            sm->n++, sm->sum_surprisal += surprisal, sm->sum_entropy += h, sm->sum_gap += gap;
-            if (has_z) sm->n_z++, sm->sum_z += z;
             double conf = exp((double)top1[t]);
             int bin = conf < 0 ? 0 : conf >= 1.0000001 ? 11 : (int)(10.0 * conf / 1.0000001) + 1;
             db_calib_t *cb = &r->calib[s->kind][bin];
@@ -422,10 +423,69 @@ static int given_at(const job_settings_t *s, const wire_sample_t *given, size_t 
     return 0;
 }
 
+/* Where each of the n tokens ids starts in text (len bytes): offs[i] for
+ * ids[i], offs[n] = len, laying the tokens' decoded bytes over the text
+ * from ids[lead] on (the first lead ids are context before the text: a chat
+ * template's last token; their offsets are 0) (a
+ * space the tokenizer put before the text, SentencePiece's dummy prefix,
+ * is not in it: offsets 0 up to the first byte that is).  Returns 0, 1
+ * when the tokens do not decode to the text byte for byte (a normalizing
+ * tokenizer, an unknown token: no offsets), or -1 when memory runs out.
+ * O(n + len). */
+static int token_offsets(const tokenizer_t *tok, const int32_t *ids, long lead, long n, const char *text,
+                         size_t len, int32_t *offs) {
+    if (len > INT32_MAX) return 1;
+    size_t cap = tokenizer_max_piece_bytes(tok) + 1, pos = 0;
+    char *b = malloc(cap);
+    if (!b) return -1;
+    int skip = tokenizer_adds_space_prefix(tok), rc = 0;
+    for (long i = 0; i < lead && i < n; i++) offs[i] = 0;
+    for (long i = lead; i < n && !rc; i++) {
+        offs[i] = (int32_t)pos;
+        long k = tokenizer_token_bytes(tok, ids[i], b, cap);
+        for (long j = 0; j < k && !rc; j++) {
+            if (skip && b[j] == ' ') { /* the added space prefix: once, before any byte of the text */
+                skip = 0;
+                continue;
+            }
+            skip = 0;
+            if (pos >= len || text[pos] != b[j]) rc = 1;
+            pos++;
+        }
+        if (k < 0) rc = 1;
+    }
+    if (!rc && pos != len) rc = 1;
+    offs[n] = (int32_t)pos;
+    free(b);
+    return rc;
+}
+
+/* The cuts of --cut-every-bytes N (job_settings_t.cut_every_bytes): for
+ * every multiple kN of N bytes (k >= 1), the first token at or after it
+ * that starts with ASCII whitespace (a word's start: a token boundary in
+ * every tokenizer that splits words at their leading space, so runs whose
+ * tokenizers differ cut at the same bytes), kept when 1 <= cut and cut +
+ * cont_len <= n; ascending and distinct, at most cap into out.  offs are
+ * token_offsets' (n + 1 of them).  Returns how many.  O(n + len / N). */
+static size_t byte_cuts(const int32_t *offs, long n, const char *text, size_t len, int every, int cont_len,
+                        int32_t *out, size_t cap) {
+    size_t nc = 0;
+    long c = 1;
+#define AT_SPACE(o) ((size_t)(o) < len && (text[o] == ' ' || text[o] == '\n' || text[o] == '\t' || text[o] == '\r'))
+    for (int64_t target = every; nc < cap && c + cont_len <= n; target += every) {
+        while (c + cont_len <= n && (offs[c] < target || !AT_SPACE(offs[c]))) c++;
+        if (c + cont_len > n) break;
+        if (!nc || out[nc - 1] != c) out[nc++] = (int32_t)c;
+        if (offs[c] >= target + every) target = offs[c] / every * every; /* (skip the multiples a long token spans) */
+    }
+#undef AT_SPACE
+    return nc;
+}
+
 int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
                     size_t text_len, const wire_sample_t *given, size_t n_given, job_result_t *r,
                     volatile sig_atomic_t *cancel, char *err, size_t errlen) {
-    int32_t *ids = NULL, *cuts = NULL, *tokens = NULL;
+    int32_t *ids = NULL, *cuts = NULL, *tokens = NULL, *offs = NULL;
     size_t at = 0;
     char why[LOG_ERRLEN];
     int rc = -1;
@@ -441,14 +501,31 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     long nr = experiment_score(ex, ids, (int)n, s->stride, rows, why, sizeof why);
     if (nr < 0) goto doc_error;
     if (!layout_ok(DB_KIND_HUMAN, 0, s->window, s->stride, rows, (size_t)nr)) goto layout;
-    if (job_add_sequence(r, DB_KIND_HUMAN, 0, 0, 0, 0, rows, (size_t)nr)) goto oom;
+    if (job_add_sequence(r, DB_KIND_HUMAN, 0, 0, -1, 0, 0, rows, (size_t)nr)) goto oom;
 
-    /* Continuation experiments. */
+    /* Continuation experiments; each cut's byte offset, when the tokens
+     * decode to the text. */
     int C = s->cont.cont_len, K = s->cont.n_samples;
-    size_t max_cuts = s->n_prefix_lengths + (s->cut_every > 0 ? (size_t)n / (size_t)s->cut_every + 1 : 0);
+    size_t max_cuts = s->n_prefix_lengths + (s->cut_every > 0 ? (size_t)n / (size_t)s->cut_every + 1 : 0) +
+                      (s->cut_every_bytes > 0 ? (size_t)n : 0);
     if (C > 0 && max_cuts > 0) {
-        if (fault_nth(FAULT_FAIL_ALLOC) || !(cuts = malloc(max_cuts * sizeof *cuts))) goto oom;
-        size_t nc = experiment_cuts(s->prefix_lengths, s->n_prefix_lengths, s->cut_every, C, (int)n, cuts, max_cuts);
+        if (fault_nth(FAULT_FAIL_ALLOC) || !(cuts = malloc(max_cuts * sizeof *cuts)) ||
+            !(offs = malloc(((size_t)n + 1) * sizeof *offs)))
+            goto oom;
+        int have_offs = token_offsets(m->tok, ids, s->tpl ? 1 : 0, n, text, text_len, offs);
+        if (have_offs < 0) goto oom;
+        if (have_offs) { /* (1: no offsets) */
+            free(offs);
+            offs = NULL;
+        }
+        if (s->cut_every_bytes > 0 && !offs) {
+            snprintf(why, sizeof why, "--cut-every-bytes: the tokens do not decode back to the text byte for byte");
+            goto doc_error;
+        }
+        size_t nc = s->cut_every_bytes > 0
+                        ? byte_cuts(offs, n, text, text_len, s->cut_every_bytes, C, cuts, max_cuts)
+                        : experiment_cuts(s->prefix_lengths, s->n_prefix_lengths, s->cut_every, C, (int)n, cuts,
+                                          max_cuts);
         size_t per_cut = (size_t)(K + 1) * C;
         r->rows.n = 0;
         if (!vec_push(&r->rows, per_cut * (nc ? nc : 1))) goto oom;
@@ -486,10 +563,11 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
                 if (!layout_ok(k ? DB_KIND_SAMPLE : DB_KIND_HUMAN_CONT, cuts[j], s->window, s->stride,
                                k ? samples + (size_t)(k - 1) * C : human, (size_t)C))
                     goto layout;
-            if (job_add_sequence(r, DB_KIND_HUMAN_CONT, base, cuts[j], 0, 0, human, (size_t)C)) goto oom;
+            int32_t cb = offs ? offs[cuts[j]] : -1;
+            if (job_add_sequence(r, DB_KIND_HUMAN_CONT, base, cuts[j], cb, 0, 0, human, (size_t)C)) goto oom;
             for (int k = 0; k < K; k++)
-                if (job_add_sequence(r, DB_KIND_SAMPLE, base + 1 + k, cuts[j], k, seeds[k], samples + (size_t)k * C,
-                                     (size_t)C))
+                if (job_add_sequence(r, DB_KIND_SAMPLE, base + 1 + k, cuts[j], cb, k, seeds[k],
+                                     samples + (size_t)k * C, (size_t)C))
                     goto oom;
         }
     }
@@ -519,6 +597,7 @@ doc_error:
 oom:
     log_seterr(err, errlen, "out of memory measuring document %lld", (long long)doc_id);
 out:
+    free(offs);
     free(tokens);
     free(cuts);
     free(ids);

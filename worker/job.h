@@ -39,6 +39,7 @@ typedef struct {
      * template_encode_doc's, and the experiment given to job_measure_doc
      * must have been made with its prefix (experiment_new_ctx). */
     const template_t *tpl;
+    int cut_every_bytes; /* > 0: the cuts are byte_cuts' (job.c), not prefix_lengths' and cut_every's */
 } job_settings_t;
 
 typedef struct job_result job_result_t;
@@ -60,16 +61,17 @@ int job_result_view(job_result_t *self, db_results_t *out);
 /* The steps of job_measure_doc, for a caller that has the statistics
  * already (bench/storage_bench.c): job_doc_begin starts document doc_id of
  * n_tokens tokens; job_add_sequence adds one of its sequences, n rows in
- * token order (cut: continuations; sample_idx and seed: samples); job_doc_end
+ * token order (cut and cut_byte, the cut's byte offset in the text or -1
+ * when unknown: continuations; sample_idx and seed: samples), with its sums
+ * (sequence_stats' sum_* and n_z); job_doc_end
  * adds the document's tokens to the job's rollups (by position, by
  * confidence bin, per document and cut, and the top tokens by z), the
  * document's cluster terms (by position, by bucket, all positions, by
- * confidence bin: 008_paired.sql), its per-bucket sums and its sequences'
- * sums (sequence_means).  Each
+ * confidence bin: 008_paired.sql) and its per-bucket sums.  Each
  * returns 0, or -1 when memory runs out. */
 int job_doc_begin(job_result_t *r, int64_t doc_id, int32_t n_tokens);
-int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t sample_idx,
-                     uint64_t seed, const experiment_row_t *rows, size_t n);
+int job_add_sequence(job_result_t *r, db_kind_t kind, int32_t seq_no, int32_t cut, int32_t cut_byte,
+                     int32_t sample_idx, uint64_t seed, const experiment_row_t *rows, size_t n);
 int job_doc_end(job_result_t *r);
 
 /* Measures one document into r.  A document the engine cannot process (for

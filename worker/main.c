@@ -92,6 +92,7 @@ static void settings_from_wire(const wire_settings_t *w, job_settings_t *s) {
     s->cont.sampling = (sampler_params_t){w->temperature, w->top_k, w->top_p};
     s->cont.run_seed = w->seed;
     s->observe = w->score_run > 0;
+    s->cut_every_bytes = w->cut_every_bytes;
 }
 
 /* Vocabulary entry i as the vocab table stores it: the piece ("" when
@@ -412,6 +413,7 @@ int main(int argc, char **argv) {
     hello.u.hello.threads = threads;
     hello.u.hello.observes = 1;
     hello.u.hello.templates = 1;
+    hello.u.hello.cuts_by_bytes = 1;
     hello.u.hello.model_identity = identity;
     hello.u.hello.model_name = (char *)model_path;
     link_opts_t lo = {(int)heartbeat, (int)liveness, (int)reconnect_ms, (int)reconnect_max_ms};

@@ -161,8 +161,10 @@ const DOC = "doc_id, ext_id, metadata, text, n_bytes, job_id, error";
 const one = (db, sql) => Number(psql(db, sql)[0][0]);
 
 // The rollups other than job_rollups, recomputed from token_view (so from
-// the arrays): per job and confidence bin, per document, kind and cut, and
-// each job's top tokens by z.  Counts and top-token rows exactly; sums of
+// the arrays): per job and confidence bin, per document, kind and cut,
+// each job's top tokens by z, and each sequence's sums in sequence_stats
+// (its gap in double, as the worker adds it).  Counts and top-token rows
+// exactly; sums of
 // the stored floats to relative 1e-9 (the worker adds the same values in
 // double, in another order: far above that rounding, far below any real
 // difference); sums of gap within u = 2^-24 of the magnitudes of logprob,
@@ -192,7 +194,14 @@ export function rollupsDisagree(db, id) {
                   FROM token_view v JOIN documents d USING (run_id, doc_id)
                   WHERE v.run_id = ${id} AND v.kind = 'human' AND v.z IS NOT NULL) v WHERE k <= 64),
         r AS (SELECT job_id, doc_id, pos, token_id, logprob, entropy, rank, varentropy, z FROM top_tokens WHERE run_id = ${id})
-        SELECT count(*) FROM ((SELECT * FROM t EXCEPT ALL SELECT * FROM r) UNION ALL (SELECT * FROM r EXCEPT ALL SELECT * FROM t)) d`);
+        SELECT count(*) FROM ((SELECT * FROM t EXCEPT ALL SELECT * FROM r) UNION ALL (SELECT * FROM r EXCEPT ALL SELECT * FROM t)) d`) +
+        // Each sequence's sums (sequence_stats' scalar columns; 0 without tokens).
+        one(db, `WITH t AS (SELECT doc_id, seq_no, count(z) AS nz, sum(surprisal::float8) AS s, sum(entropy::float8) AS h,
+            sum(-logprob::float8 - entropy) AS g, coalesce(sum(z), 0) AS z FROM token_view WHERE run_id = ${id} GROUP BY 1, 2)
+        SELECT count(*) FROM sequence_stats q LEFT JOIN t USING (doc_id, seq_no)
+        WHERE q.run_id = ${id} AND (coalesce(t.nz, 0) <> q.n_z OR ${close("coalesce(t.s, 0)", "q.sum_surprisal")}
+           OR ${close("coalesce(t.h, 0)", "q.sum_entropy")} OR ${close("coalesce(t.g, 0)", "q.sum_gap")}
+           OR ${close("coalesce(t.z, 0)", "q.sum_z")})`);
 }
 
 // Checks run `id` against reference run `ref` in SQL: the run is done; every

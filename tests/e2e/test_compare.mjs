@@ -1,5 +1,7 @@
 // test_compare.mjs - clustered and paired standard errors, run comparison and
-// AUROC on two real runs (issue 12, items 1, 3 and 4).  Two runs of the demo
+// AUROC on two real runs (issue 12, items 1, 3 and 4); and two runs of
+// models whose tokenizers differ, cut in bytes and paired by byte offset
+// (section 8).  Two runs of the demo
 // model over the same corpus with the same cuts and seed, at temperatures 1
 // and 0.7 (so their human continuations agree and their samples differ).
 // Every number the views and `tokshift compare` / `tokshift auroc` give is
@@ -21,6 +23,7 @@
 // across documents) is the square root of that cancellation noise:
 // sqrt(2^-52 Σ S_c²) / n <= 1.5e-8 |mean| (as Σ S_c² <= mean² n max n_c
 // roughly and max n_c <= n), so SEs get 1e-6 |mean| more.
+import {mkdirSync} from "node:fs";
 import {join} from "node:path";
 import {check, cleanup, finish, model, psql, run, runOnce, startPostgres, tempDir, tokshift, writeCorpus, BIN} from "./harness.mjs";
 
@@ -214,6 +217,122 @@ const bad = ts(["compare", "cmpA", "cmpX"], true);
 check(bad.status === 1 && /not comparable/.test(bad.stderr) && /seed 12345 vs 7/.test(bad.stderr) &&
       /documents differ/.test(bad.stderr) && bad.stdout === "", `compare refuses: ${bad.status} ${bad.stderr}`);
 check(ts(["compare", "cmpA"], true).status === 2, "compare needs two runs");
+
+// 8. Runs whose tokenizers differ, cut in bytes (--cut-every-bytes): the demo
+//    model (SentencePiece, 512 tokens) and a GPT-2 of random weights with
+//    GPT-2's byte-level BPE vocabulary (tests/make_arch_model), over the same
+//    corpus.  First each run's cuts, from its token rows and vocabulary
+//    (vocab.text: each token's decoded bytes): token p starts at the text's
+//    length less the bytes of the tokens from p on (the stored tokens end the
+//    text; SentencePiece's added space makes the first start at -1, i.e. 0);
+//    the cut for k EVERY bytes is the first token p >= 1 starting at or after
+//    it on ASCII whitespace with p + C <= n, and cut_byte is where it starts.
+//    Then the pairing: tokshift_compare's rows ('all, by byte') equal the
+//    differences and paired errors of an independent join here of the two
+//    runs' continuations on (ext_id, cut_byte), from their token rows.
+{
+    const EVERY = 40, C = 6;
+    const G = join(dir, "gpt2-random.gguf"), bdir = join(dir, "bytes");
+    mkdirSync(bdir);
+    // (fewer documents than above: a 50,257-token vocabulary costs 100 times
+    // the demo model's per token)
+    const bcorpus = writeCorpus(bdir, {nStories: 3, longRepeat: 2});
+    run(join(BIN, "tests", "make_arch_model"), ["gpt2", G, join(process.env.TOKSHIFT_TESTDATA, "vocab", "ggml-vocab-gpt-2.gguf")]);
+    const bset = ["--window", "64", "--stride", "32", "--cut-every-bytes", String(EVERY), "--cont-len", String(C),
+                  "--samples", "1", "--seed", "99", "--job-docs", "4"];
+    for (const [name, mp] of [["bytesSpm", M], ["bytesGpt", G]]) {
+        const {res, workers} = await runOnce({conninfo: db, runName: name, corpus: bcorpus, modelPath: mp, settings: bset,
+                                              logDir: dir, nWorkers: 1});
+        check(res.code === 0, `${name}: coordinator exited ${res.code}: ${res.err.slice(-2000)}`);
+        for (const w of workers) {
+            const r = await w.exited;
+            check(r.code === 0, `${name}: worker exited ${r.code} (${r.sig}): ${r.err.slice(-2000)}`);
+        }
+    }
+    const S = id("bytesSpm"), T = id("bytesGpt");
+    check(psql(db, `SELECT tokshift_tokenizers_differ(${S}, ${T}), tokshift_runs_differ(${S}, ${T}) IS NULL,
+                    tokshift_runs_differ(${A}, ${T}) LIKE '%--cut-every-bytes%'`)[0].join() === "t,t,t",
+          "runs of two tokenizers cut in bytes are comparable (and without byte cuts they are not)");
+    const ws = new Set([0x20, 0x0a, 0x09, 0x0d]);
+    let checkedDocs = 0, allDocs = 0;
+    for (const R of [S, T]) {
+        const docs = psql(db, `SELECT d.doc_id, d.n_tokens, encode(convert_to(d.text, 'UTF8'), 'hex'),
+                coalesce((SELECT bool_and(w.text IS NOT NULL) FROM token_view v JOIN runs r USING (run_id)
+                          JOIN models m ON m.identity = r.model_identity JOIN vocab w ON w.model_id = m.model_id
+                          AND w.token_id = v.token_id WHERE v.run_id = d.run_id AND v.doc_id = d.doc_id
+                          AND v.kind = 'human'), false),
+                (SELECT string_agg(encode(convert_to(w.text, 'UTF8'), 'hex'), ',' ORDER BY v.pos)
+                   FROM token_view v JOIN runs r USING (run_id) JOIN models m ON m.identity = r.model_identity
+                   JOIN vocab w ON w.model_id = m.model_id AND w.token_id = v.token_id
+                  WHERE v.run_id = d.run_id AND v.doc_id = d.doc_id AND v.kind = 'human'),
+                (SELECT coalesce(string_agg(cut || ':' || cut_byte, ',' ORDER BY cut), '') FROM sequences s
+                  WHERE s.run_id = d.run_id AND s.doc_id = d.doc_id AND s.kind = 'human_cont')
+            FROM documents d WHERE d.run_id = ${R} AND d.text IS NOT NULL ORDER BY d.doc_id`);
+        for (const [doc, nTok, hex, exact, toks, stored] of docs) {
+            if (Number(nTok) < 2) continue;  // (nothing scored, nothing cut)
+            allDocs++;
+            if (exact !== "t") continue;
+            const text = Buffer.from(hex, "hex"), n = Number(nTok);
+            const lens = toks.split(",").map(t => t.length / 2);  // tokens at pos 1 .. n-1
+            const start = new Array(n).fill(0);
+            let rest = 0;
+            for (let p = n - 1; p >= 1; p--) rest += lens[p - 1], start[p] = Math.max(0, text.length - rest);
+            const want = [];
+            for (let target = EVERY, p = 1; ; target += EVERY) {
+                while (p + C <= n && (start[p] < target || !ws.has(text[start[p]]))) p++;
+                if (p + C > n) break;
+                if (!want.length || want[want.length - 1][0] !== p) want.push([p, start[p]]);
+            }
+            check(want.map(w => w.join(":")).join(",") === stored,
+                  `run ${R} document ${doc}: cuts ${stored} vs ${want.map(w => w.join(":")).join(",")} from the rows`);
+            checkedDocs++;
+        }
+    }
+    check(checkedDocs >= 0.8 * allDocs && checkedDocs >= 10, `byte cuts checked in ${checkedDocs} of ${allDocs} documents`);
+
+    // The join, here: per run, per (ext_id, cut_byte) and kind, the sums of
+    // the continuation's (and samples') token statistics.
+    const cont = R => {
+        const m = new Map();
+        for (const t of psql(db, `SELECT d.ext_id, s.cut_byte, v.kind, v.logprob, v.entropy, coalesce(v.z::text, '')
+                FROM token_view v JOIN sequences s USING (run_id, doc_id, seq_no) JOIN documents d USING (run_id, doc_id)
+                WHERE v.run_id = ${R} AND v.kind <> 'human'`)) {
+            const lp = Math.fround(Number(t[3])), h = Math.fround(Number(t[4]));
+            const k = `${t[0]}\t${t[1]}`;
+            if (!m.has(k)) m.set(k, []);
+            m.get(k).push({ext: t[0], kind: t[2], s: -lp, h, g: -lp - h, z: t[5] === "" ? null : Number(t[5])});
+        }
+        return m;
+    };
+    const cs = cont(S), ct = cont(T);
+    const shared = [...cs.keys()].filter(k => ct.has(k));
+    const [[nA, nB, nP]] = psql(db, `SELECT * FROM tokshift_cuts_paired(${S}, ${T})`);
+    const cutsOf = m => [...m.values()].filter(v => v.some(t => t.kind === "human_cont")).length;
+    check(Number(nP) === shared.length && Number(nA) === cutsOf(cs) && Number(nB) === cutsOf(ct) &&
+          shared.length >= 0.5 * Math.min(cutsOf(cs), cutsOf(ct)) && shared.length > 20,
+          `cuts paired: ${nA}, ${nB}, ${nP} vs ${cutsOf(cs)}, ${cutsOf(ct)}, ${shared.length} here`);
+    const tokS = shared.flatMap(k => cs.get(k)), tokT = shared.flatMap(k => ct.get(k));
+    const rowsB = psql(db, `SELECT kind, bucket, positions, n_docs, n_a, n_b, diff_surprisal, se_diff_surprisal,
+            diff_gap, se_diff_gap, diff_entropy, se_diff_entropy, coalesce(se_diff_z::text, '')
+        FROM tokshift_compare(${S}, ${T}) ORDER BY kind`);
+    check(rowsB.length === 2 && rowsB.every(r => r[1] === "-1" && r[2] === "all, by byte"),
+          `tokshift_compare by byte: one row per kind: ${rowsB.map(r => r.slice(0, 3).join(" "))}`);
+    for (const r of rowsB) {
+        const sel = t => t.kind === r[0];
+        const p = st => pairedSE(clusters(tokS, sel, STATS[st]), clusters(tokT, sel, STATS[st]));
+        const sc = st => Math.abs(clusterSE(clusters(tokS, sel, STATS[st])).mean);
+        const s = p("surprisal"), g = p("gap"), h = p("entropy"), z = p("z");
+        check(Number(r[3]) === s.G && Number(r[4]) === tokS.filter(sel).length && Number(r[5]) === tokT.filter(sel).length &&
+              close(num(r[6]), s.diff) && close(num(r[7]), s.se, sc("surprisal")) && close(num(r[8]), g.diff) &&
+              close(num(r[9]), g.se, sc("gap")) && close(num(r[10]), h.diff) && close(num(r[11]), h.se, sc("entropy")) &&
+              close(num(r[12]), z.se, sc("z")) && num(r[7]) > 0,
+              `tokshift_compare by byte ${r.join(" ")} vs the join here ${JSON.stringify([s, g, h, z])}`);
+    }
+    console.error(`by byte: cuts checked in ${checkedDocs} of ${allDocs} documents; ${shared.length} cuts paired of ` +
+                  `${cutsOf(cs)} and ${cutsOf(ct)}`);
+    const out = ts(["compare", "bytesSpm", "bytesGpt", "--boot", "20"]).stdout;
+    check(/at the same byte/.test(out) && /all, by byte/.test(out), `compare prints the byte pairing:\n${out}`);
+}
 
 cleanup(dir);
 finish("test_compare");

@@ -178,12 +178,12 @@ if (want("alloc")) {
 
 // copy: failing COPY chunks; one worker alone first, so that the chunk that
 // fails is the long document's job's second COPY, after its sequence rows
-// (all its token statistics, one chunk) went into the transaction (8 chunks
+// (all its token statistics, one chunk) went into the transaction (7 chunks
 // per job before it: sequence_stats, job_rollups, calib_rollups,
-// doc_rollups, top_tokens, bucket_rollups, doc_bucket_rollups,
-// sequence_means: db_commit_job's COPYs).
+// doc_rollups, top_tokens, bucket_rollups, doc_bucket_rollups:
+// db_commit_job's COPYs).
 if (want("copy")) {
-    const mid = 8 * N_STORIES + 2;
+    const mid = 7 * N_STORIES + 2;
     const {coordErr, f} = await runCase("copy1", {nWorkers: 1, env: () => ({TOKSHIFT_FAULT: `fail_copy_chunk=${mid}`}),
         cleanExit: ["w0"]});
     const n1 = (coordErr.match(/requeued: worker w0: .*fault injected/g) || []).length;

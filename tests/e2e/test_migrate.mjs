@@ -104,11 +104,15 @@ psql(owner, `CREATE TABLE old_tokens AS SELECT * FROM token_view;
 let r = migrate(owner);
 check(/applied migration 005_/.test(r.stderr), `tokshift db migrate applied 005: ${r.stderr.trim()}`);
 const exceptAll = (a, b) => Number(one(owner, `SELECT count(*) FROM (SELECT * FROM ${a} EXCEPT ALL SELECT * FROM ${b}) d`));
-const TV = "token_view", SQ = "sequences";
+// (sequences as 005 made it: 011 adds cut_byte, unknown for converted runs)
+const TV = "token_view", SQ = "(SELECT run_id, doc_id, seq_no, kind, cut, sample_idx, seed, temperature, top_k, top_p, " +
+                              "n_tokens FROM sequences) s";
 check(exceptAll("old_tokens", TV) === 0 && exceptAll(TV, "old_tokens") === 0 &&
       Number(one(owner, "SELECT count(*) FROM token_view")) === oldRows,
       "token_view after the migration equals the old rows in every column");
 check(exceptAll("old_seqs", SQ) === 0 && exceptAll(SQ, "old_seqs") === 0, "sequences equals the old table");
+check(one(owner, "SELECT count(*) FROM sequences WHERE cut_byte IS NOT NULL") === "0",
+      "011: converted sequences have no cut byte offset (not known)");
 check(one(owner, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename IN ('token_stats', 'sequences_v4', 'sequences')") === "0",
       "the old tables are gone");
 check(Number(one(owner, "SELECT count(*) FROM sequence_stats_r1")) > 0 &&

@@ -10,7 +10,9 @@
 //             tokens are the generator's, not drawn), other log-probabilities;
 //             cross_scores pairs each token's two log-probabilities, and
 //             cross_sequences' per-token log-likelihood ratio equals the
-//             mean difference computed here from the token rows
+//             mean difference computed here from the token rows; cross_stats'
+//             means and document-clustered standard errors equal those
+//             computed here from cross_scores' rows
 //   vocab     a worker whose model has another vocabulary (make_arch_model's
 //             synthetic one) refuses the run with exit 3, naming it
 //   refused   --score-run of a run that is not done, and with settings given,
@@ -105,6 +107,42 @@ for (const [k, llr] of psql(db, `SET extra_float_digits = 3; SELECT doc_id || '/
     nSeq++;
 }
 check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${nSeq} sequences (of ${lo.size}) is the mean difference (worst ${worst})`);
+// cross_stats: per kind, the means and their standard errors clustered by
+// document (CR1: G/(G-1) Σ_d (S_d - m n_d)² / n², 007), recomputed here
+// from cross_scores' rows (the view reads the rollups instead).  Tolerance:
+// the same float4 values summed in double in another order, 1e-9 relative
+// (plus 1e-12 absolute for an se near 0).
+{
+    const per = new Map();  // kind -> doc -> [n, Σ obs surprisal, Σ gen surprisal]
+    for (const [kind, doc, o, g] of psql(db, `SET extra_float_digits = 3; SELECT kind, doc_id, observer_logprob,
+            generator_logprob FROM cross_scores WHERE observer_run = ${obs}`)) {
+        if (!per.has(kind)) per.set(kind, new Map());
+        const d = per.get(kind).get(doc) || [0, 0, 0];
+        d[0]++, d[1] -= Math.fround(Number(o)), d[2] -= Math.fround(Number(g));
+        per.get(kind).set(doc, d);
+    }
+    const cr1 = (docs, f) => {
+        let n = 0, s = 0;
+        for (const d of docs) n += d[0], s += f(d);
+        const m = s / n, G = docs.length;
+        let v = 0;
+        for (const d of docs) v += (f(d) - m * d[0]) ** 2;
+        return [m, G > 1 ? Math.sqrt(v * G / (G - 1)) / n : null];
+    };
+    const near = (a, b) => a === null ? b === null : Math.abs(a - b) <= 1e-9 * Math.abs(b) + 1e-12;
+    const rows = psql(db, `SET extra_float_digits = 3; SELECT kind, n_tokens, n_docs, observer_surprisal,
+        se_observer_surprisal, generator_surprisal, se_generator_surprisal, llr_per_token, se_llr_per_token
+        FROM cross_stats WHERE observer_run = ${obs} AND generator_run = ${src} ORDER BY kind`);
+    check(rows.length === per.size && per.size === 3, `cross_stats: a row per kind (${rows.map(r => r[0])})`);
+    for (const [kind, n, g, ...v] of rows) {
+        const docs = [...(per.get(kind) || new Map()).values()];
+        const want = [...cr1(docs, d => d[1]), ...cr1(docs, d => d[2]), ...cr1(docs, d => d[2] - d[1])];
+        const got = v.map(x => x === "" ? null : Number(x));
+        check(Number(n) === docs.reduce((a, d) => a + d[0], 0) && Number(g) === docs.length &&
+              got.every((x, i) => near(x, want[i])) && got[1] > 0 && got[5] > 0,
+              `cross_stats ${kind}: ${v.join(" ")} vs the rows' ${want.join(" ")} (${docs.length} documents)`);
+    }
+}
 
 // ---- vocab: another vocabulary is refused by the worker ----
 {
