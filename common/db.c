@@ -230,6 +230,8 @@ void db_destroy(db_t **self_p) {
 
 int db_connection_lost(const db_t *db) { return !db || db->lost; }
 
+int db_backend_pid(const db_t *db) { return db && db->c ? PQbackendPID(db->c) : 0; }
+
 int db_reconnect(db_t *db, char *err, size_t errlen) {
     if (PQstatus(db->c) == CONNECTION_OK) {
         PGresult *r = PQexec(db->c, "SELECT 1");
@@ -320,6 +322,17 @@ void db_b_put(db_buf_t *b, const void *d, size_t n) {
     memcpy(b->p + b->len, d, n);
     b->len += n;
 }
+/* (db_private.h) */
+void db_b_int64_array(db_buf_t *b, const int64_t *ids, size_t n) {
+    db_b_put(b, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        char v[24];
+        int k = snprintf(v, sizeof v, "%s%" PRId64, i ? "," : "", ids[i]);
+        db_b_put(b, v, (size_t)k);
+    }
+    db_b_put(b, "}", 2);
+}
+
 void db_b_i16(db_buf_t *b, int16_t v) {
     uint16_t x = htons((uint16_t)v);
     db_b_put(b, &x, 2);

@@ -33,6 +33,10 @@ void db_destroy(db_t **self_p);
  * connected).  Reset by the next failure, not by success. */
 int db_connection_lost(const db_t *self);
 
+/* The server process serving this connection (for benchmarks that read
+ * its CPU time), or 0 when not connected. */
+int db_backend_pid(const db_t *self);
+
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
 
@@ -167,11 +171,6 @@ typedef struct {
  * caller frees): what a restarted coordinator adopts. */
 int db_jobs_leased(db_t *self, int64_t run_id, db_lease_t **leases, size_t *n, char *err, size_t errlen);
 
-/* Leases a pending job to worker with a new token.  Returns 0 (attempts
- * after this lease in *attempts), 1 when the job was not pending. */
-int db_job_lease(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *worker, int *attempts,
-                 char *err, size_t errlen);
-
 /* What db_job_release did. */
 typedef enum {
     DB_RELEASE_ERROR = -1,   /* the database failed (message in err) */
@@ -185,19 +184,37 @@ typedef enum {
 db_release_t db_job_release(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
                    char *err, size_t errlen);
 
-/* The state of a job ("pending", ...) into state[16]. */
-int db_job_state(db_t *self, int64_t run_id, int64_t job_id, char state[16], char *err, size_t errlen);
+/* A job's state (the SQL CHECK's values). */
+typedef enum { DB_JOB_MISSING, DB_JOB_PENDING, DB_JOB_LEASED, DB_JOB_DONE, DB_JOB_FAILED } db_job_state_t;
+
+/* The states of jobs job_ids[0..n) into states[0..n) (DB_JOB_MISSING for
+ * a job the run lacks), in one statement.  0 or -1 with a message. */
+int db_jobs_state(db_t *self, int64_t run_id, size_t n, const int64_t *job_ids, db_job_state_t *states, char *err,
+                  size_t errlen);
 
 typedef struct {
     int64_t doc_id;
     char *text;
     size_t text_len;
 } db_doc_t;
-
-/* The usable documents of a job (malloc'd array and texts; free with
- * db_docs_free). */
-int db_job_docs(db_t *self, int64_t run_id, int64_t job_id, db_doc_t **docs, size_t *n, char *err, size_t errlen);
 void db_docs_free(db_doc_t *docs, size_t n);
+
+/* A job that db_jobs_lease leased, with its usable documents (by doc_id). */
+typedef struct {
+    int64_t job_id, token;
+    int attempts; /* after this lease */
+    db_doc_t *docs;
+    size_t n_docs;
+} db_leased_t;
+
+/* Leases the jobs job_ids[i] to workers[i] under tokens[i] (distinct), each
+ * only if it is still pending, and reads the leased jobs' documents, in one
+ * statement (one round trip for a whole batch of ready workers).  *out
+ * receives the leased ones, by job_id (malloc'd; free with db_leased_free);
+ * a job missing from it was no longer pending.  0 or -1 with a message. */
+int db_jobs_lease(db_t *self, int64_t run_id, size_t n, const int64_t *job_ids, const int64_t *tokens,
+                  const char *const *workers, db_leased_t **out, size_t *n_out, char *err, size_t errlen);
+void db_leased_free(db_leased_t *l, size_t n);
 
 /* ---- cross-scoring (coordinator --score-run; migration 010) ------------ */
 
@@ -370,6 +387,14 @@ typedef struct {
  * server was unreachable).  *write_s receives the seconds spent. */
 int db_commit_job(db_t *self, int64_t run_id, int64_t job_id, int64_t token, const db_results_t *r,
                   double *write_s, char *err, size_t errlen);
+
+/* For bench/bench_dispatch's no-op jobs only (a real job has rows: use
+ * db_commit_job): marks each job job_ids[i] that is leased under tokens[i]
+ * done with no rows and 0 tokens, fenced as db_commit_job fences, all in
+ * one statement; committed[i] says which were (the others are stale).  0,
+ * or -1 with a message (nothing committed). */
+int db_commit_jobs_empty(db_t *self, int64_t run_id, size_t n, const int64_t *job_ids, const int64_t *tokens,
+                         bool *committed, char *err, size_t errlen);
 
 /* Registers a model and its vocabulary unless its identity is known. */
 int db_model_register(db_t *self, const char *identity, const char *name, const char *arch, int n_vocab, int n_ctx,

@@ -52,6 +52,9 @@ typedef struct {
 } db_buf_t;
 
 void db_b_put(db_buf_t *b, const void *d, size_t n);
+/* The array literal "{a,b,...}" of ids[0..n) (a bigint[] parameter),
+ * with its terminating NUL. */
+void db_b_int64_array(db_buf_t *b, const int64_t *ids, size_t n);
 void db_b_i16(db_buf_t *b, int16_t v);
 void db_b_i32(db_buf_t *b, int32_t v);
 void db_b_i64(db_buf_t *b, int64_t v);

@@ -202,6 +202,42 @@ out:
     return rc;
 }
 
+int db_commit_jobs_empty(db_t *db, int64_t run_id, size_t n, const int64_t *job_ids, const int64_t *tokens,
+                         bool *committed, char *err, size_t errlen) {
+    for (size_t i = 0; i < n; i++) committed[i] = false;
+    if (!n) return 0;
+    db_buf_t ids = {0}, toks = {0};
+    db_b_int64_array(&ids, job_ids, n);
+    db_b_int64_array(&toks, tokens, n);
+    char a[32];
+    snprintf(a, sizeof a, "%" PRId64, run_id);
+    PGresult *r = NULL;
+    int rc = -1;
+    if (ids.oom || toks.oom) {
+        log_seterr(err, errlen, "database: out of memory");
+        goto out;
+    }
+    /* The same fence and the same transition as db_commit_job, per job, in
+     * one statement (atomic): the fence in WHERE runs before the select
+     * list's tokshift_job_done. */
+    if (db_exec(db,
+          "SELECT u.i, tokshift_job_done($1::bigint, u.job_id, u.token, 0, 0, 0) "
+          "FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(job_id, token, i) "
+          "WHERE tokshift_job_fence($1::bigint, u.job_id, u.token)",
+          3, (const char *const[]){a, ids.p, toks.p}, &r, err, errlen, "committing no-op jobs"))
+        goto out;
+    for (int i = 0; i < PQntuples(r); i++) {
+        long k = strtol(PQgetvalue(r, i, 0), NULL, 10) - 1;
+        if (k >= 0 && (size_t)k < n) committed[k] = true;
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    free(ids.p);
+    free(toks.p);
+    return rc;
+}
+
 /* A vocabulary entry, and the model it belongs to. */
 typedef struct {
     int32_t token_id;

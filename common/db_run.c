@@ -442,22 +442,84 @@ int db_jobs_leased(db_t *db, int64_t run_id, db_lease_t **leases, size_t *n, cha
     return 0;
 }
 
-int db_job_lease(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const char *worker, int *attempts,
-                 char *err, size_t errlen) {
-    char a[32], b[32], c[32];
+int db_jobs_lease(db_t *db, int64_t run_id, size_t n, const int64_t *job_ids, const int64_t *tokens,
+                  const char *const *workers, db_leased_t **out, size_t *n_out, char *err, size_t errlen) {
+    *out = NULL;
+    *n_out = 0;
+    if (!n) return 0;
+    db_buf_t ids = {0}, toks = {0}, names = {0};
+    db_b_int64_array(&ids, job_ids, n);
+    db_b_int64_array(&toks, tokens, n);
+    db_b_put(&names, "{", 1);
+    for (size_t i = 0; i < n; i++) array_elem(&names, workers[i]);
+    db_b_put(&names, "}", 2);
+    char a[32];
     snprintf(a, sizeof a, "%" PRId64, run_id);
-    snprintf(b, sizeof b, "%" PRId64, job_id);
-    snprintf(c, sizeof c, "%" PRId64, token);
-    PGresult *r;
+    PGresult *r = NULL;
+    db_leased_t *l = NULL;
+    size_t k = 0;
+    int rc = -1;
+    if (ids.oom || toks.oom || names.oom) {
+        log_seterr(err, errlen, "database: out of memory");
+        goto out;
+    }
+    /* One statement for the whole batch: the leases (only of jobs still
+     * pending: a job done or leased meanwhile is left alone) and the leased
+     * jobs' usable documents.  The token identifies the lease: a job id
+     * given twice is leased once, under one of its tokens. */
     if (db_exec(db,
-          "UPDATE jobs SET state = 'leased', attempts = attempts + 1, attempt_token = $3, worker = $4, "
-          "leased_at = now() WHERE run_id = $1 AND job_id = $2 AND state = 'pending' RETURNING attempts",
-          4, (const char *const[]){a, b, c, worker}, &r, err, errlen, "leasing a job"))
-        return -1;
-    int ok = PQntuples(r) == 1;
-    if (ok && attempts) *attempts = atoi(PQgetvalue(r, 0, 0));
+          "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS u(job_id, token, worker)), "
+          "l AS (UPDATE jobs j SET state = 'leased', attempts = j.attempts + 1, attempt_token = u.token, "
+          "worker = u.worker, leased_at = now() FROM u "
+          "WHERE j.run_id = $1 AND j.job_id = u.job_id AND j.state = 'pending' "
+          "RETURNING j.job_id, j.attempts, j.attempt_token) "
+          "SELECT l.job_id, l.attempts, l.attempt_token, d.doc_id, d.text FROM l "
+          "LEFT JOIN documents d ON d.run_id = $1 AND d.job_id = l.job_id AND d.text IS NOT NULL "
+          "ORDER BY l.job_id, d.doc_id",
+          4, (const char *const[]){a, ids.p, toks.p, names.p}, &r, err, errlen, "leasing jobs"))
+        goto out;
+    int rows = PQntuples(r);
+    if (rows && !(l = calloc((size_t)rows, sizeof *l))) goto oom;
+    for (int i = 0; i < rows;) {
+        db_leased_t *x = &l[k++];
+        x->job_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        x->attempts = atoi(PQgetvalue(r, i, 1));
+        x->token = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        int j = i;
+        while (j < rows && strtoll(PQgetvalue(r, j, 0), NULL, 10) == x->job_id) j++;
+        size_t nd = PQgetisnull(r, i, 3) ? 0 : (size_t)(j - i);
+        if (nd && !(x->docs = calloc(nd, sizeof *x->docs))) goto oom;
+        for (size_t q = 0; q < nd; q++) {
+            db_doc_t *d = &x->docs[q];
+            int row = i + (int)q;
+            d->doc_id = strtoll(PQgetvalue(r, row, 3), NULL, 10);
+            d->text_len = (size_t)PQgetlength(r, row, 4);
+            if (!(d->text = malloc(d->text_len + 1))) goto oom;
+            memcpy(d->text, PQgetvalue(r, row, 4), d->text_len + 1);
+            x->n_docs = q + 1;
+        }
+        i = j;
+    }
+    *out = l;
+    *n_out = k;
+    l = NULL;
+    rc = 0;
+    goto out;
+oom:
+    log_seterr(err, errlen, "database: out of memory for the leased jobs' documents");
+out:
+    db_leased_free(l, k);
     PQclear(r);
-    return ok ? 0 : 1;
+    free(ids.p);
+    free(toks.p);
+    free(names.p);
+    return rc;
+}
+
+void db_leased_free(db_leased_t *l, size_t n) {
+    if (!l) return;
+    for (size_t i = 0; i < n; i++) db_docs_free(l[i].docs, l[i].n_docs);
+    free(l);
 }
 
 db_release_t db_job_release(db_t *db, int64_t run_id, int64_t job_id, int64_t token, const char *reason, int max_attempts,
@@ -481,50 +543,37 @@ db_release_t db_job_release(db_t *db, int64_t run_id, int64_t job_id, int64_t to
     return rc;
 }
 
-int db_job_state(db_t *db, int64_t run_id, int64_t job_id, char state[16], char *err, size_t errlen) {
-    char a[32], b[32];
+int db_jobs_state(db_t *db, int64_t run_id, size_t n, const int64_t *job_ids, db_job_state_t *states, char *err,
+                  size_t errlen) {
+    static const char *const names[] = {[DB_JOB_PENDING] = "pending", [DB_JOB_LEASED] = "leased",
+                                        [DB_JOB_DONE] = "done", [DB_JOB_FAILED] = "failed"};
+    for (size_t i = 0; i < n; i++) states[i] = DB_JOB_MISSING;
+    if (!n) return 0;
+    db_buf_t ids = {0};
+    db_b_int64_array(&ids, job_ids, n);
+    if (ids.oom) {
+        free(ids.p);
+        return log_seterr(err, errlen, "database: out of memory");
+    }
+    char a[32];
     snprintf(a, sizeof a, "%" PRId64, run_id);
-    snprintf(b, sizeof b, "%" PRId64, job_id);
     PGresult *r;
-    if (db_exec(db, "SELECT state FROM jobs WHERE run_id = $1 AND job_id = $2", 2, (const char *const[]){a, b}, &r, err,
-          errlen, "reading a job's state"))
-        return -1;
-    int ok = PQntuples(r) == 1;
-    snprintf(state, 16, "%s", ok ? PQgetvalue(r, 0, 0) : "missing");
-    PQclear(r);
-    return ok ? 0 : 1;
-}
-
-int db_job_docs(db_t *db, int64_t run_id, int64_t job_id, db_doc_t **docs, size_t *n, char *err, size_t errlen) {
-    char a[32], b[32];
-    snprintf(a, sizeof a, "%" PRId64, run_id);
-    snprintf(b, sizeof b, "%" PRId64, job_id);
-    PGresult *r;
-    *docs = NULL;
-    *n = 0;
-    if (db_exec(db,
-          "SELECT doc_id, text FROM documents WHERE run_id = $1 AND job_id = $2 AND text IS NOT NULL ORDER BY doc_id",
-          2, (const char *const[]){a, b}, &r, err, errlen, "reading a job's documents"))
-        return -1;
-    size_t k = (size_t)PQntuples(r);
-    db_doc_t *d = calloc(k ? k : 1, sizeof *d);
-    if (!d) goto oom;
-    for (size_t i = 0; i < k; i++) {
-        d[i].doc_id = strtoll(PQgetvalue(r, (int)i, 0), NULL, 10);
-        d[i].text_len = (size_t)PQgetlength(r, (int)i, 1);
-        if (!(d[i].text = malloc(d[i].text_len + 1))) {
-            db_docs_free(d, i);
-            goto oom;
-        }
-        memcpy(d[i].text, PQgetvalue(r, (int)i, 1), d[i].text_len + 1);
+    /* One primary-key probe per id. */
+    int rc = db_exec(db,
+                     "SELECT u.i, j.state FROM unnest($2::bigint[]) WITH ORDINALITY AS u(job_id, i) "
+                     "JOIN jobs j ON j.run_id = $1 AND j.job_id = u.job_id",
+                     2, (const char *const[]){a, ids.p}, &r, err, errlen, "reading jobs' states");
+    free(ids.p);
+    if (rc) return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        long k = strtol(PQgetvalue(r, i, 0), NULL, 10) - 1;
+        const char *st = PQgetvalue(r, i, 1);
+        if (k < 0 || (size_t)k >= n) continue;
+        for (int s = DB_JOB_PENDING; s <= DB_JOB_FAILED; s++)
+            if (!strcmp(st, names[s])) states[k] = (db_job_state_t)s;
     }
     PQclear(r);
-    *docs = d;
-    *n = k;
     return 0;
-oom:
-    PQclear(r);
-    return log_seterr(err, errlen, "database: out of memory for a job's documents");
 }
 
 void db_docs_free(db_doc_t *docs, size_t n) {

@@ -3,8 +3,15 @@
  * What it is: a table of the workers that have said HELLO, keyed by their
  * ZeroMQ routing identity, with when each was last heard from (any message
  * counts), whether it has asked for a job, and which job (and attempt token)
- * it holds.  What it is not: the job queue or PostgreSQL's job states
- * (main.c and db.c); a worker here is only as alive as its last message. */
+ * it holds.  Its state changes only through the fleet_mark_* functions:
+ *
+ *   fleet_add --> idle --fleet_mark_ready--> ready --fleet_mark_busy--> busy
+ *                  ^                                 (or fleet_mark_adopted:
+ *                  +------------fleet_mark_idle-------- a restart's lease)
+ *   fleet_remove: gone (silent, or a new HELLO on the same identity resets)
+ *
+ * What it is not: the job queue or PostgreSQL's job states (scheduler.c and
+ * db.c); a worker here is only as alive as its last message. */
 #ifndef TS_FLEET_H
 #define TS_FLEET_H
 
@@ -19,6 +26,7 @@ typedef struct {
     size_t id_len;
     char name[FLEET_MAX_NAME];
     int64_t last_seen_ms;
+    int64_t last_sent_ms; /* when a message last went to it */
     int ready;          /* asked for a job and has none */
     int64_t job_id;     /* -1 when none */
     uint64_t token;
@@ -52,6 +60,29 @@ fleet_worker_t *fleet_at(fleet_t *self, size_t i);
 /* A worker that is ready, or NULL (round robin). */
 fleet_worker_t *fleet_next_ready(fleet_t *self);
 
+/* Any message from w at now_ms: it is alive and its connection works. */
+void fleet_mark_seen(fleet_worker_t *w, int64_t now_ms);
+/* A message went to w at now_ms. */
+void fleet_mark_sent(fleet_worker_t *w, int64_t now_ms);
+/* w asked for a job (READY). */
+void fleet_mark_ready(fleet_worker_t *w);
+/* w holds job_id under token from leased_ms on (JOB sent), job_bytes of
+ * text; its progress starts at 0.  adopted: a lease found by a restarted
+ * coordinator, not yet confirmed by DONE or FAILED. */
+void fleet_mark_busy(fleet_worker_t *w, int64_t job_id, uint64_t token, int64_t leased_ms, int64_t job_bytes,
+                     int adopted);
+/* w holds no job (its job ended, was taken back, or never reached it). */
+void fleet_mark_idle(fleet_worker_t *w);
+/* A send to w failed with EHOSTUNREACH: not counted alive until it speaks.
+ * Returns 1 when it was reachable until now. */
+int fleet_mark_unreachable(fleet_worker_t *w);
+/* The progress of w's job, as its heartbeat says. */
+void fleet_mark_progress(fleet_worker_t *w, int64_t tokens, int64_t bytes, int64_t docs);
+/* Workers holding a job. */
+size_t fleet_n_busy(const fleet_t *self);
+/* Up to max ready workers without a job into out (round robin from where
+ * the last call stopped); returns how many.  One pass over the fleet. */
+size_t fleet_take_ready(fleet_t *self, fleet_worker_t **out, size_t max);
 /* Jobs done and tokens committed per worker name, over all its connections
  * since fleet_new: a worker declared dead that comes back, or one that
  * reconnects, keeps its tally (the metrics' per-worker counters). */

@@ -34,7 +34,7 @@ typedef struct {
 } score_job_t;
 
 /* Reads the samples of the generator run s->score_run for job job_id of run
- * run_id, and points each of docs[0..n) (ordered by doc_id, as db_job_docs
+ * run_id, and points each of docs[0..n) (ordered by doc_id, as db_jobs_lease
  * gives them) at its own.  Release with score_release.  Returns 0, or -1
  * with a message (PostgreSQL, out of memory); then nothing is held. */
 int score_attach(db_t *db, int64_t src, int64_t run_id, int64_t job_id, wire_doc_t *docs, size_t n, score_job_t *held,

@@ -187,9 +187,16 @@ static void send_ready(link_t *link) {
     if (!g_stop && link_send(link, &ready, err, sizeof err)) log_error("%s", err);
 }
 
-/* Writes a job's rows, retrying with backoff while PostgreSQL is away.
- * Returns 0 committed, 1 stale, -1 failed (why in err), -2 stopped. */
-static int commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, int64_t job_id, int64_t token,
+/* How commit_with_retry ended. */
+typedef enum {
+    COMMIT_OK,      /* written, and the job marked done */
+    COMMIT_STALE,   /* fenced off: another attempt owns the job; nothing written */
+    COMMIT_FAILED,  /* the data or the statement failed (why in err); nothing written */
+    COMMIT_STOPPED, /* a signal came while PostgreSQL was away; nothing written */
+} commit_rc_t;
+
+/* Writes a job's rows, retrying with backoff while PostgreSQL is away. */
+static commit_rc_t commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, int64_t job_id, int64_t token,
                              const db_results_t *res, double *write_s, char *err, size_t errlen) {
     int delay_ms = 250;
     for (;;) {
@@ -199,14 +206,14 @@ static int commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, i
              * idle for a minute.  Set on every attempt: reconnects lose it. */
             db_set_timeout(*dbp, "idle_in_transaction_session_timeout", 60000, NULL, 0);
             int rc = db_commit_job(*dbp, run_id, job_id, token, res, write_s, err, errlen);
-            if (rc >= 0) return rc;
-            if (!db_connection_lost(*dbp)) return -1; /* the data, not the server */
+            if (rc >= 0) return rc == 0 ? COMMIT_OK : COMMIT_STALE;
+            if (!db_connection_lost(*dbp)) return COMMIT_FAILED; /* the data, not the server */
         } else if (!(*dbp = db_connect(conninfo, err, errlen))) {
             /* stays NULL; retried below */
         } else {
             continue;
         }
-        if (g_stop) return -2;
+        if (g_stop) return COMMIT_STOPPED;
         log_warn("job %lld: PostgreSQL unavailable (%s); retrying in %d ms, results kept", (long long)job_id, err,
                  delay_ms);
         usleep((useconds_t)delay_ms * 1000);
@@ -215,6 +222,100 @@ static int commit_with_retry(db_t **dbp, const char *conninfo, int64_t run_id, i
             /* keep the handle; PQreset retried next time round */
         }
     }
+}
+
+/* What serve_job needs of the worker: its link, its database connection
+ * (reconnected or opened there when needed), its model and the run's
+ * measuring state. */
+typedef struct {
+    link_t *link;
+    db_t **db;
+    const char *conninfo;
+    model_t *m;
+    experiment_t *ex;
+    const job_settings_t *settings;
+    job_result_t *result;
+    int64_t run_id;
+} serve_t;
+
+/* Measures one JOB of the joined run and answers it: its rows committed
+ * under the attempt token and DONE (stale when fenced off), or FAILED
+ * (retryable) when it could not be measured or written, or a signal came.
+ * Then READY, unless stopping.  The worker is busy (its heartbeats say so)
+ * from start to end. */
+static void serve_job(serve_t *sv, const wire_msg_t *msg) {
+    char err[LOG_ERRLEN];
+    int64_t job_id = msg->u.job.job_id;
+    uint64_t token = msg->u.job.attempt_token;
+    link_t *link = sv->link;
+    double t0 = now_s(), next_log = t0 + WORKER_LOG_EVERY_S;
+    job_result_reset(sv->result);
+    link_progress(link, 1, job_id, 0, 0, 0);
+    int jr = 0;
+    int64_t bytes = 0;
+    for (size_t i = 0; i < msg->u.job.n_docs && jr == 0; i++) {
+        const wire_doc_t *d = &msg->u.job.docs[i];
+        if (g_stop) { /* SIGTERM: hand the job back rather than finish it */
+            log_seterr(err, sizeof err, "worker stopping (signal)");
+            jr = -1;
+            break;
+        }
+        jr = job_measure_doc(sv->ex, sv->m, sv->settings, d->doc_id, d->text, d->text_len, d->samples, d->n_samples,
+                             sv->result, &g_stop, err, sizeof err);
+        /* The heartbeats carry the job's progress; a long job also says so
+         * in the log now and then. */
+        bytes += (int64_t)d->text_len;
+        int64_t rows = (int64_t)job_result_n_rows(sv->result);
+        link_progress(link, 1, job_id, rows, bytes, (int32_t)(i + 1));
+        double now = now_s();
+        if (now >= next_log && i + 1 < msg->u.job.n_docs) {
+            log_info("job %lld: %zu/%zu documents, %lld token rows, %.0f rows/s", (long long)job_id, i + 1,
+                     msg->u.job.n_docs, (long long)rows, rows / (now - t0));
+            next_log = now + WORKER_LOG_EVERY_S;
+        }
+    }
+    db_results_t res;
+    if (jr) {
+        log_warn("job %lld handed back: %s", (long long)job_id, err);
+        send_failed(link, job_id, token, err, 1);
+        goto out;
+    }
+    if (job_result_view(sv->result, &res)) {
+        send_failed(link, job_id, token, "worker out of memory", 1);
+        goto out;
+    }
+    res.compute_s = now_s() - t0;
+    double write_s = 0;
+    fault_maybe_stall(FAULT_STALL_BEFORE_COMMIT_MS); /* TOKSHIFT_FAULT */
+    commit_rc_t cr = commit_with_retry(sv->db, sv->conninfo, sv->run_id, job_id, (int64_t)token, &res, &write_s, err,
+                                       sizeof err);
+    if (cr == COMMIT_OK && fault_first(FAULT_COMMIT_TWICE)) { /* a replayed write must be fenced off */
+        int again = db_commit_job(*sv->db, sv->run_id, job_id, (int64_t)token, &res, NULL, err, sizeof err);
+        log_warn("job %lld committed again with the same token: %s", (long long)job_id,
+                 again == 1   ? "fenced off (stale), nothing written"
+                 : again == 0 ? "ACCEPTED (written twice)"
+                              : err);
+    }
+    if (cr == COMMIT_OK || cr == COMMIT_STALE) {
+        wire_msg_t done = {.type = WIRE_DONE};
+        done.u.done.job_id = job_id;
+        done.u.done.attempt_token = token;
+        done.u.done.n_tokens = (int64_t)res.n_toks;
+        done.u.done.n_docs = (int64_t)msg->u.job.n_docs;
+        done.u.done.compute_s = res.compute_s;
+        done.u.done.write_s = write_s;
+        done.u.done.stale = cr == COMMIT_STALE;
+        if (cr == COMMIT_STALE)
+            log_warn("job %lld: attempt fenced off (another attempt owns it); nothing written", (long long)job_id);
+        if (link_send(link, &done, err, sizeof err)) log_error("%s", err);
+        if (fault_first(FAULT_REPLAY_DONE) && link_send(link, &done, err, sizeof err)) log_error("%s", err);
+    } else {
+        log_warn("job %lld not written: %s", (long long)job_id, cr == COMMIT_STOPPED ? "stopping" : err);
+        send_failed(link, job_id, token, cr == COMMIT_STOPPED ? "worker stopped before writing" : err, 1);
+    }
+out:
+    link_progress(link, 0, 0, 0, 0, 0);
+    send_ready(link);
 }
 
 int main(int argc, char **argv) {
@@ -325,7 +426,7 @@ int main(int argc, char **argv) {
     curve_keypair_wipe(&curve.keys);
     if (!link) log_die("check --connect", "%s", err);
 
-    int rc = 1, welcomed = 0, busy = 0;
+    int rc = 1, welcomed = 0;
     int64_t run_id = 0;
     job_settings_t settings;
     wire_msg_t welcome = {0};
@@ -407,98 +508,19 @@ int main(int argc, char **argv) {
             }
             template_destroy(&new_tpl); /* (a WELCOME of the run already joined) */
             welcomed = 1;
-            if (!busy) {
-                wire_msg_t ready = {.type = WIRE_READY};
-                if (link_send(link, &ready, err, sizeof err)) log_error("%s", err);
-            }
+            send_ready(link); /* (a WELCOME never comes in a job: serve_job holds the loop) */
             break;
         }
-        case WIRE_JOB: {
-            int64_t job_id = msg.u.job.job_id;
-            uint64_t token = msg.u.job.attempt_token;
+        case WIRE_JOB:
             if (!welcomed || msg.u.job.run_id != run_id) {
-                send_failed(link, job_id, token, "worker has not joined this run", 1);
+                send_failed(link, msg.u.job.job_id, msg.u.job.attempt_token, "worker has not joined this run", 1);
                 break;
             }
-            busy = 1;
             if (!registered && db && register_model(db, m, identity, model_path, err, sizeof err) == 0)
                 registered = 1;
-            double t0 = now_s(), next_log = t0 + WORKER_LOG_EVERY_S;
-            job_result_reset(result);
-            link_progress(link, 1, job_id, 0, 0, 0);
-            int jr = 0;
-            int64_t bytes = 0;
-            for (size_t i = 0; i < msg.u.job.n_docs && jr == 0; i++) {
-                const wire_doc_t *d = &msg.u.job.docs[i];
-                if (g_stop) { /* SIGTERM: hand the job back rather than finish it */
-                    log_seterr(err, sizeof err, "worker stopping (signal)");
-                    jr = -1;
-                    break;
-                }
-                jr = job_measure_doc(ex, m, &settings, d->doc_id, d->text, d->text_len, d->samples, d->n_samples,
-                                     result, &g_stop, err, sizeof err);
-                /* The heartbeats carry the job's progress; a long job also
-                 * says so in the log now and then. */
-                bytes += (int64_t)d->text_len;
-                int64_t rows = (int64_t)job_result_n_rows(result);
-                link_progress(link, 1, job_id, rows, bytes, (int32_t)(i + 1));
-                double now = now_s();
-                if (now >= next_log && i + 1 < msg.u.job.n_docs) {
-                    log_info("job %lld: %zu/%zu documents, %lld token rows, %.0f rows/s", (long long)job_id, i + 1,
-                             msg.u.job.n_docs, (long long)rows, rows / (now - t0));
-                    next_log = now + WORKER_LOG_EVERY_S;
-                }
-            }
-            if (jr) {
-                log_warn("job %lld handed back: %s", (long long)job_id, err);
-                send_failed(link, job_id, token, err, 1);
-                busy = 0;
-                link_progress(link, 0, 0, 0, 0, 0);
-                send_ready(link);
-                break;
-            }
-            db_results_t res;
-            if (job_result_view(result, &res)) {
-                send_failed(link, job_id, token, "worker out of memory", 1);
-                busy = 0;
-                link_progress(link, 0, 0, 0, 0, 0);
-                send_ready(link);
-                break;
-            }
-            res.compute_s = now_s() - t0;
-            double write_s = 0;
-            fault_maybe_stall(FAULT_STALL_BEFORE_COMMIT_MS); /* TOKSHIFT_FAULT */
-            int cr = commit_with_retry(&db, conninfo, run_id, job_id, (int64_t)token, &res, &write_s, err,
-                                       sizeof err);
-            if (cr == 0 && fault_first(FAULT_COMMIT_TWICE)) { /* a replayed write must be fenced off */
-                int again = db_commit_job(db, run_id, job_id, (int64_t)token, &res, NULL, err, sizeof err);
-                log_warn("job %lld committed again with the same token: %s", (long long)job_id,
-                         again == 1   ? "fenced off (stale), nothing written"
-                         : again == 0 ? "ACCEPTED (written twice)"
-                                      : err);
-            }
-            if (cr == 0 || cr == 1) {
-                wire_msg_t done = {.type = WIRE_DONE};
-                done.u.done.job_id = job_id;
-                done.u.done.attempt_token = token;
-                done.u.done.n_tokens = (int64_t)res.n_toks;
-                done.u.done.n_docs = (int64_t)msg.u.job.n_docs;
-                done.u.done.compute_s = res.compute_s;
-                done.u.done.write_s = write_s;
-                done.u.done.stale = cr == 1;
-                if (cr == 1) log_warn("job %lld: attempt fenced off (another attempt owns it); nothing written",
-                                      (long long)job_id);
-                if (link_send(link, &done, err, sizeof err)) log_error("%s", err);
-                if (fault_first(FAULT_REPLAY_DONE) && link_send(link, &done, err, sizeof err)) log_error("%s", err);
-            } else {
-                log_warn("job %lld not written: %s", (long long)job_id, cr == -2 ? "stopping" : err);
-                send_failed(link, job_id, token, cr == -2 ? "worker stopped before writing" : err, 1);
-            }
-            busy = 0;
-            link_progress(link, 0, 0, 0, 0, 0);
-            send_ready(link);
+            serve_t sv = {link, &db, conninfo, m, ex, &settings, result, run_id};
+            serve_job(&sv, &msg);
             break;
-        }
         case WIRE_SHUTDOWN:
             log_info("coordinator: %s", msg.u.shutdown.reason ? msg.u.shutdown.reason : "shutdown");
             rc = msg.u.shutdown.code == WIRE_SHUTDOWN_MODEL_MISMATCH ? EXIT_MISMATCH : 0;
