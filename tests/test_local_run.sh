@@ -29,8 +29,9 @@ if conn=$(deploy/pg-cluster.sh start "$TMP/pg" 2>"$TMP/pgerr"); then
   R=$TMP/report
   "$BIN" report readme --db "$conn" --out "$R" 2>"$TMP/rerr" || fail "tokshift report exited $?: $(cat "$TMP/rerr")"
   [ -f "$R/index.html" ] || fail "no index.html"
-  [ "$(grep -o '<svg' "$R/index.html" 2>/dev/null | wc -l)" -eq 6 ] || fail "index.html does not hold 6 <svg> plots"
-  for t in 'Mean surprisal' 'Mean entropy' 'Mean gap' 'Shift by position bucket' 'Accuracy vs confidence' 'Documents by mean gap'; do
+  [ "$(grep -o '<svg' "$R/index.html" 2>/dev/null | wc -l)" -eq 7 ] || fail "index.html does not hold 7 <svg> plots"
+  for t in 'Mean surprisal' 'Mean entropy' 'Mean gap' 'Shift by position bucket' 'Accuracy vs confidence' 'Documents by mean gap' \
+           'AUROC by statistic'; do
     grep -q "$t" "$R/index.html" 2>/dev/null || fail "index.html lacks the plot '$t'"
   done
   ! grep -qiE '<script|(src|href)="?(https?:)?//|@import|url\(' "$R/index.html" 2>/dev/null || fail "index.html is not self-contained"
