@@ -40,7 +40,7 @@ char *openblas_get_corename(void);
 /* FLOPs of a forward pass of T rows at positions p0.., all logits. */
 static double forward_flops(const model_config_t *c, double T, double p0) {
     double d = c->n_embd, qd = (double)c->n_head * c->head_dim, kvd = (double)c->n_head_kv * c->head_dim;
-    double ffn = (c->act == MODEL_ACT_SWIGLU ? 3.0 : 2.0) * d * c->n_ff;
+    double ffn = (c->act != MODEL_ACT_GELU ? 3.0 : 2.0) * d * c->n_ff;
     double per_token = c->n_layer * (d * qd + 2 * d * kvd + qd * d + ffn) + (double)c->n_vocab * d;
     double keys = T * p0 + T * (T + 1) / 2;
     return 2 * per_token * T + c->n_layer * 2.0 * 2.0 * qd * keys;

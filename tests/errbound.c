@@ -129,39 +129,52 @@ static void rope(noise_t *z, const model_t *m, int n_heads, int pos, double *x) 
     }
 }
 
-/* Causal attention of query row t over cached keys/values 0..t of one head
- * (kern_attention, kern_attention_row).  Scores: hd products and the scale.
+/* Soft-capping x = cap tanh(x / cap) (kern_softcap, ggml's scale, tanh,
+ * scale): the product by the rounded 1/cap (2 roundings), tanhf (2 ulp:
+ * glibc's and ggml's within 1 each), the product by cap (1). */
+static void softcap(noise_t *z, double cap, double *x) {
+    double u = *x * (double)(1.0f / (float)cap);
+    u += nz(z, 2, fabs(u));
+    double t = tanh(u);
+    t += nz(z, 2, fabs(t));
+    *x = cap * t + nz(z, 1, fabs(cap * t));
+}
+
+/* Causal attention of query row t over cached keys/values lo..t of one head
+ * (kern_attention, kern_attention_row; lo > 0: a sliding window, whose
+ * masked keys add exact zeros), scores soft-capped when cap is not 0.  Scores: hd products and the scale.
  * Softmax: s_j - max (one rounding of it, in the exponent), expf (2: glibc's
  * and ggml's are within 1.5 ulp), the sum (t + 1 terms), 1/sum and the
  * product (2).  Output: t + 1 products (masked keys add exact zeros). */
-static void attend(noise_t *z, int hd, float scale, const double *q, const double *k, const double *v, int kvs, int t,
-                   double *out, double *sc) {
+static void attend(noise_t *z, int hd, float scale, double cap, int lo, const double *q, const double *k,
+                   const double *v, int kvs, int t, double *out, double *sc) {
     double m = -INFINITY;
-    for (int j = 0; j <= t; j++) {
+    for (int j = lo; j <= t; j++) {
         double s = 0, mag = 0;
         for (int i = 0; i < hd; i++) {
             double p = q[i] * k[(size_t)j * kvs + i];
             s += p, mag += fabs(p);
         }
         sc[j] = (s + nz(z, hd + 1, mag)) * scale;
+        if (cap) softcap(z, cap, &sc[j]);
         m = fmax(m, sc[j]);
     }
     double sum = 0;
-    for (int j = 0; j <= t; j++) {
+    for (int j = lo; j <= t; j++) {
         double u = sc[j] - m;
         sc[j] = exp(u + nz(z, 1, fabs(u)));
         sc[j] += nz(z, 2, sc[j]);
         sum += sc[j];
     }
-    sum += nz(z, t + 1, sum);
-    for (int j = 0; j <= t; j++) sc[j] /= sum, sc[j] += nz(z, 2, sc[j]);
+    sum += nz(z, t + 1 - lo, sum);
+    for (int j = lo; j <= t; j++) sc[j] /= sum, sc[j] += nz(z, 2, sc[j]);
     for (int i = 0; i < hd; i++) {
         double s = 0, mag = 0;
-        for (int j = 0; j <= t; j++) {
+        for (int j = lo; j <= t; j++) {
             double p = sc[j] * v[(size_t)j * kvs + i];
             s += p, mag += fabs(p);
         }
-        out[i] = s + nz(z, t + 1, mag);
+        out[i] = s + nz(z, t + 1 - lo, mag);
     }
 }
 
@@ -211,10 +224,14 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
         free(x), free(buf), free(K);
         return -1;
     }
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = model_attn_scale(c);
     for (int t = 0; t < n; t++) {
         const float *e = row_of(&m->tok_embd, ids[t], wrow);
         for (int i = 0; i < d; i++) x[(size_t)t * d + i] = e[i];
+        for (int i = 0; c->embd_scale && i < d; i++) { /* one rounding: the product by the fp32 scale */
+            double v = x[(size_t)t * d + i] * c->embd_scale;
+            x[(size_t)t * d + i] = v + nz(z, 1, fabs(v));
+        }
         if (!m->pos_embd.data) continue;
         const float *pe = row_of(&m->pos_embd, t, wrow);
         for (int i = 0; i < d; i++) {
@@ -241,7 +258,8 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
             rope(z, m, c->n_head, t, q);
             for (int hh = 0; hh < c->n_head; hh++) {
                 int o = (hh / group) * hd;
-                attend(z, hd, scale, q + hh * hd, K + o, Vv + o, kvd, t, att + hh * hd, sc);
+                attend(z, hd, scale, c->attn_softcap, model_attn_first(c, l, t), q + hh * hd, K + o, Vv + o, kvd,
+                       t, att + hh * hd, sc);
             }
             /* the FFN's input: the block's input (parallel) or after attention */
             if (c->parallel_residual) norm(z, c, L->ffn_norm, L->ffn_norm_b, xt, xc);
@@ -257,6 +275,11 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
                 lin(z, &L->w_gate, L->b_gate, fin, d, ff, 0, h, wrow);
                 lin(z, &L->w_up, L->b_up, fin, d, ff, 0, h2, wrow);
                 swiglu(z, h, h2, (size_t)ff);
+            } else if (c->act == MODEL_ACT_GEGLU) { /* gelu(gate) through fp16, times up: one rounding */
+                lin(z, &L->w_gate, L->b_gate, fin, d, ff, 0, h, wrow);
+                lin(z, &L->w_up, L->b_up, fin, d, ff, 0, h2, wrow);
+                gelu(h, (size_t)ff);
+                for (int i = 0; i < ff; i++) h[i] *= h2[i], h[i] += nz(z, 1, fabs(h[i]));
             } else {
                 lin(z, &L->w_up, L->b_up, fin, d, ff, 0, h, wrow);
                 gelu(h, (size_t)ff);
@@ -287,6 +310,7 @@ static int run(const model_t *m, const out_t *out, const int32_t *ids, int n, no
             size_t i = (size_t)t * V + v;
             double b = m->output_b ? m->output_b[v] : 0;
             logits[i] += b + nz(z, d + 2, mag[i] + fabs(b));
+            if (c->final_softcap) softcap(z, c->final_softcap, &logits[i]);
         }
     free(x), free(buf), free(K), free(xa), free(mag), free(wrow);
     return 0;

@@ -3,7 +3,7 @@
  *
  *   make_arch_model PRESET OUT.gguf [VOCAB.gguf] [--type f32|f16|bf16|q8_0] [--seed N]
  *
- * PRESET: llama, llama3, qwen2, qwen3, olmo2, phi3, gpt2, gptneox, gptneox-seq (--seed N replaces the
+ * PRESET: llama, llama3, qwen2, qwen3, olmo2, phi3, gemma2, gpt2, gptneox, gptneox-seq (--seed N replaces the
  * preset's seed: other weights of the same shape).  With VOCAB.gguf, its
  * tokenizer.* keys are copied and the model has its vocabulary size;
  * without, a synthetic 512-token SentencePiece vocabulary is written.
@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
     }
     rm_spec_t s;
     if (npos < 2 || npos > 3 || rm_preset(pos[0], &s)) {
-        fprintf(stderr, "usage: make_arch_model llama|llama3|qwen2|qwen3|olmo2|phi3|gpt2|gptneox|gptneox-seq OUT.gguf [VOCAB.gguf] "
+        fprintf(stderr, "usage: make_arch_model llama|llama3|qwen2|qwen3|olmo2|phi3|gemma2|gpt2|gptneox|gptneox-seq OUT.gguf [VOCAB.gguf] "
                         "[--type f32|f16|bf16|q8_0] [--seed N]\n");
         return 2;
     }

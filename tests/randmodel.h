@@ -85,6 +85,9 @@ static inline int rm_preset(const char *name, rm_spec_t *s) {
     } else if (!strcmp(name, "phi3")) { /* Phi-3: fused QKV and gate-up, NeoX RoPE, GQA 2:1 */
         s->arch = "phi3", s->n_embd = 96, s->n_layer = 3, s->n_head = 4, s->n_head_kv = 2, s->n_ff = 256;
         s->fused_qkv = 1;
+    } else if (!strcmp(name, "gemma2")) { /* Gemma 2: GeGLU, pre- and post-norms, soft-capping, sliding window */
+        s->arch = "gemma2", s->n_embd = 128, s->n_layer = 4, s->n_head = 4, s->n_head_kv = 2, s->n_ff = 256;
+        s->head_dim = 32, s->tied = 1, s->eps = 1e-6f;
     } else if (!strcmp(name, "gpt2")) { /* learned positions, tied */
         s->arch = "gpt2", s->n_embd = 128, s->n_layer = 4, s->n_head = 4, s->n_head_kv = 4, s->n_ff = 512;
         s->tied = 1, s->n_ctx = 256;
@@ -133,6 +136,7 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
     int gpt2 = !strcmp(a, "gpt2"), neox = !strcmp(a, "gptneox"), layer_norm = gpt2 || neox;
     int qwen3 = !strcmp(a, "qwen3"), olmo2 = !strcmp(a, "olmo2"); /* q/k norms per head; over all, post-norms */
     int phi3 = !strcmp(a, "phi3");                                 /* gate and up fused, rows gate then up */
+    int gemma2 = !strcmp(a, "gemma2"); /* pre- and post-norms, embedding scaled by sqrt(d) */
     int hd = s->head_dim ? s->head_dim : s->n_embd / s->n_head, qd = s->n_head * hd, kv = s->n_head_kv * hd;
     uint64_t d = (uint64_t)s->n_embd, V = (uint64_t)s->n_vocab, ff = (uint64_t)s->n_ff, st = s->seed;
     double sd_out = 3.5 / sqrt((double)d); /* logits of sd ~3.5 */
@@ -158,6 +162,13 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
                                       errlen)))
         return -1;
     if (neox && gguf_writer_add_bool(w, K("use_parallel_residual"), s->parallel_residual, err, errlen)) return -1;
+    /* Caps far below Gemma 2's 50 and 30, and a window of 16 positions
+     * (the test scores 128), so that the capping and the window change
+     * the result. */
+    if (gemma2 && (gguf_writer_add_f32(w, K("attn_logit_softcapping"), 2.0f, err, errlen) ||
+                   gguf_writer_add_f32(w, K("final_logit_softcapping"), 15.0f, err, errlen) ||
+                   gguf_writer_add_u32(w, K("attention.sliding_window"), 16, err, errlen)))
+        return -1;
     if (s->head_dim && (gguf_writer_add_u32(w, K("attention.key_length"), (uint32_t)hd, err, errlen) ||
                         gguf_writer_add_u32(w, K("attention.value_length"), (uint32_t)hd, err, errlen)))
         return -1;
@@ -213,7 +224,10 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
         }
         T(NM("attn_output.weight"), (uint64_t)qd, d, 0, 1.0 / sqrt((double)qd));
         if (layer_norm) T(NM("attn_output.bias"), d, 1, 0, 0.02);
-        if (olmo2) T(NM("post_attention_norm.weight"), d, 1, 1, 0.1);
+        /* Gemma 2 multiplies the (tied) embedding by sqrt(d), ~3.5 a
+         * value: post-norm gains of 4 keep the blocks' share of the
+         * residual stream above the input token's. */
+        if (olmo2 || gemma2) T(NM("post_attention_norm.weight"), d, 1, gemma2 ? 4 : 1, gemma2 ? 0.4 : 0.1);
         if (!olmo2) T(NM("ffn_norm.weight"), d, 1, 1, 0.1);
         if (layer_norm) T(NM("ffn_norm.bias"), d, 1, 0, 0.05);
         if (!layer_norm && !phi3) T(NM("ffn_gate.weight"), d, ff, 0, 1.0 / sqrt((double)d));
@@ -221,7 +235,7 @@ static inline int rm_add_model(gguf_writer_t *w, const rm_spec_t *s, char *err, 
         if (layer_norm) T(NM("ffn_up.bias"), ff, 1, 0, 0.1);
         T(NM("ffn_down.weight"), ff, d, 0, (layer_norm ? 0.05 : 0.5) / sqrt((double)ff));
         if (layer_norm) T(NM("ffn_down.bias"), d, 1, 0, 0.02);
-        if (olmo2) T(NM("post_ffw_norm.weight"), d, 1, 1, 0.1);
+        if (olmo2 || gemma2) T(NM("post_ffw_norm.weight"), d, 1, gemma2 ? 0.25 : 1, gemma2 ? 0.025 : 0.1);
 #undef NM
     }
 #undef K

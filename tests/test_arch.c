@@ -1,4 +1,4 @@
-/* test_arch.c - the architectures beside llama (qwen2, qwen3, olmo2, gpt2,
+/* test_arch.c - the architectures beside llama (qwen2, qwen3, olmo2, phi3, gemma2, gpt2,
  * gptneox; llama3: head_dim and Llama 3 RoPE frequencies) and
  * the kernels they added, without reference data:
  *
@@ -343,6 +343,22 @@ static void check_loading(void) {
     model_describe(m, desc, sizeof desc);
     TU_CHECK(strstr(desc, "q/k norm") && strstr(desc, "post-norms"), "describe: %s", desc);
     model_destroy(&m);
+    /* Gemma 2: the preset's caps and window (randmodel.h); even layers
+     * slide (llama.cpp's pattern 2: l % 2 < 1), the window holding the
+     * query's own position and the 15 before it. */
+    m = build("gemma2", GGML_TYPE_F32);
+    TU_CHECK(m->cfg.arch == MODEL_ARCH_GEMMA2 && m->cfg.act == MODEL_ACT_GEGLU &&
+                 m->cfg.embd_scale == sqrtf(128.0f) && m->cfg.attn_softcap == 2.0f && m->cfg.final_softcap == 15.0f &&
+                 m->cfg.swa_window == 16 && m->cfg.swa_period == 2 && !m->cfg.query_scale_dim &&
+                 m->layers[3].attn_norm && m->layers[3].attn_post_norm && m->layers[3].ffn_norm &&
+                 m->layers[3].ffn_post_norm && m->output.data == m->tok_embd.data,
+             "gemma2 config");
+    TU_CHECK(model_attn_first(&m->cfg, 0, 20) == 5 && model_attn_first(&m->cfg, 2, 15) == 0 &&
+                 model_attn_first(&m->cfg, 1, 20) == 0 && model_attn_first(&m->cfg, 3, 100) == 0,
+             "gemma2: sliding window on even layers");
+    model_describe(m, desc, sizeof desc);
+    TU_CHECK(strstr(desc, "geglu") && strstr(desc, "soft-cap") && strstr(desc, "window 16"), "describe: %s", desc);
+    model_destroy(&m);
 
     expect_rejected("gpt2", (change_t){.drop_tensor = "blk.1.attn_qkv.bias"}, "blk.1.attn_qkv.bias");
     expect_rejected("gpt2", (change_t){.drop_tensor = "position_embd.weight"}, "position_embd.weight");
@@ -356,6 +372,10 @@ static void check_loading(void) {
                     "which qwen2 does not support");
     expect_rejected("qwen3", (change_t){.drop_tensor = "blk.2.attn_k_norm.weight"}, "blk.2.attn_k_norm.weight");
     expect_rejected("olmo2", (change_t){.drop_tensor = "blk.0.post_ffw_norm.weight"}, "blk.0.post_ffw_norm.weight");
+    expect_rejected("gemma2", (change_t){.drop_tensor = "blk.3.post_attention_norm.weight"},
+                    "blk.3.post_attention_norm.weight");
+    expect_rejected("gemma2", (change_t){.set_key = "gemma2.attention.sliding_window", .set_value = "wide"},
+                    "sliding_window");
     expect_rejected("olmo2", (change_t){.add_tensor = "blk.0.attn_norm.weight", .add_ne0 = 64},
                     "blk.0.attn_norm.weight");
     expect_rejected("qwen2", (change_t){.set_key = "qwen2.rope.scaling.type", .set_value = "yarn"}, "yarn");
@@ -485,7 +505,7 @@ int main(void) {
     check_rope_neox();
     check_small_kernels();
     check_loading();
-    const char *presets[] = {"llama", "llama3", "qwen2", "qwen3", "olmo2", "phi3", "gpt2", "gptneox", "gptneox-seq"};
+    const char *presets[] = {"llama", "llama3", "qwen2", "qwen3", "olmo2", "phi3", "gemma2", "gpt2", "gptneox", "gptneox-seq"};
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++) check_forward(presets[i]);
     return tu_finish("test_arch");
 }

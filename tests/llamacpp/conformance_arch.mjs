@@ -7,11 +7,14 @@
 // 32 beside d 96 / 4 heads and Llama 3's rope_freqs (factor 32); qwen3:
 // per-head q/k RMSNorm, head size 32 beside d 128 / 8 heads; olmo2:
 // post-norms only, q/k RMSNorm over all heads; phi3: fused QKV and fused
-// gate-up; learned positions and tied
+// gate-up; gemma2: GeGLU, the embedding scaled by sqrt(d), pre- and
+// post-norms, attention and final logit soft-capping (caps 2 and 15, far
+// below the real 50 and 30, so that they bite) and a sliding window of 16
+// positions on the even layers; learned positions and tied
 // output for gpt2, partial rotary (a quarter of each head) and a separate
 // output for gptneox) through the project's GGUF writer, with a real
 // vocabulary: the GPT-2 one of ggml-vocab-gpt-2.gguf (the SentencePiece one
-// of ggml-vocab-llama-spm.gguf for llama, llama3 and phi3: the 128k and 151k
+// of ggml-vocab-llama-spm.gguf for llama, llama3, phi3 and gemma2: the 128k and 151k
 // vocabularies of Llama 3 and Qwen cost minutes here and the ids are fed
 // directly, so the vocabulary's size, not its pre-tokenizer, is what
 // matters).  The ids scored are BOS and then the ids of the vocabulary's
@@ -61,6 +64,7 @@ const cases = [
     {preset: "qwen3", vocab: "ggml-vocab-gpt-2.gguf"},
     {preset: "olmo2", vocab: "ggml-vocab-gpt-2.gguf"},
     {preset: "phi3", vocab: "ggml-vocab-llama-spm.gguf"},
+    {preset: "gemma2", vocab: "ggml-vocab-llama-spm.gguf"},
     {preset: "gpt2", vocab: "ggml-vocab-gpt-2.gguf"},
     {preset: "gptneox", vocab: "ggml-vocab-gpt-2.gguf"},
     {preset: "gptneox-seq", vocab: "ggml-vocab-gpt-2.gguf"},

@@ -116,6 +116,15 @@ static const arch_t g_archs[] = {
                   [ARCH_O] = "model.layers.%d.self_attn.o_proj.weight",
                   [ARCH_GATE_UP] = "model.layers.%d.mlp.gate_up_proj.weight",
                   [ARCH_DOWN] = "model.layers.%d.mlp.down_proj.weight"}},
+    /* Gemma 2: pre- and post-norms around both blocks, GeGLU, NeoX RoPE,
+     * the output tied to the embedding (llama.cpp reads no output.weight).
+     * Norm gains are used as stored: llama.cpp's converter stores Gemma's
+     * 1 + w, so a checkpoint would need that added (no HF loader yet). */
+    {.gguf = "gemma2", .arch = MODEL_ARCH_GEMMA2, .rope = MODEL_ROPE_NEOX, .act = MODEL_ACT_GEGLU,
+     .free_head_dim = 1, .gemma2 = 1,
+     .need = {[ARCH_TOK_EMBD] = R, [ARCH_OUT_NORM] = R, [ARCH_ATTN_NORM] = R, QKV_NEED, [ARCH_O] = R,
+              [ARCH_ATTN_POST_NORM] = R, [ARCH_FFN_NORM] = R, [ARCH_GATE] = R, [ARCH_UP] = R, [ARCH_DOWN] = R,
+              [ARCH_FFN_POST_NORM] = R}},
     {.gguf = "gpt2", .hf = {"gpt2"}, .arch = MODEL_ARCH_GPT2, .norm = MODEL_NORM_LAYER, .rope = MODEL_ROPE_NONE,
      .act = MODEL_ACT_GELU,
      .need = {[ARCH_TOK_EMBD] = R, [ARCH_POS_EMBD] = R, [ARCH_OUT_NORM] = R, [ARCH_OUT_NORM_B] = R,

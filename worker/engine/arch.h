@@ -28,6 +28,7 @@ typedef enum {
     MODEL_ARCH_QWEN3,
     MODEL_ARCH_OLMO2,
     MODEL_ARCH_PHI3,
+    MODEL_ARCH_GEMMA2,
 } model_arch_t;
 
 /* Zero values are the llama choices, so a zeroed config is a llama one. */
@@ -45,6 +46,7 @@ typedef enum {
 typedef enum {
     MODEL_ACT_SWIGLU = 0, /* down(silu(gate x) * up x) */
     MODEL_ACT_GELU,       /* down(gelu_tanh(up x + b)) + b, no gate */
+    MODEL_ACT_GEGLU,      /* down(gelu_tanh(gate x) * up x) (gemma2) */
 } model_act_t;
 
 /* RMSNorm of the query and key rows after their projection, before RoPE. */
@@ -129,6 +131,8 @@ typedef struct {
     int parallel_residual_key; /* GGUF <arch>.use_parallel_residual is required */
     int rope_full;             /* rope.dimension_count must equal the head size */
     int free_head_dim;         /* the head size may differ from d / n_head (attention.key_length, head_dim) */
+    int gemma2;                /* the embedding scaled by sqrt(d), attention and final logit soft-capping,
+                                * sliding-window layers, the 27B query scale (GGUF keys as llama.cpp's gemma2) */
     unsigned char need[ARCH_N_ROLES];  /* arch_need_t, for GGUF */
     const char *hf_names[ARCH_N_ROLES]; /* checkpoint names (layer roles with one %d); NULL: none */
     const char *hf_alt_prefix;          /* a prefix every checkpoint name may carry (gpt2: "transformer.") */

@@ -226,7 +226,7 @@ static void attention_rows(forward_t *f, int layer, const int *slots, const int 
                            int base) {
     const model_config_t *c = &f->m->cfg;
     int hd = c->head_dim, group = c->n_head / c->n_head_kv, R = (i1 - i0) * group, ld = f->n_ctx;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = model_attn_scale(c);
     for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
         for (int i = i0; i < i1; i++)
             memcpy(f->qg + (size_t)(i - i0) * group * hd, f->q + (size_t)i * f->q_dim + (size_t)kvh * group * hd,
@@ -240,7 +240,10 @@ static void attention_rows(forward_t *f, int layer, const int *slots, const int 
             smallm_matmul(srow + base, ld, f->qg + (size_t)r * hd, hd,
                           cache_at(f, f->k_cache, slot, layer, base) + kvh * hd, f->kv_dim, 1, hd, own, 0.0f, f->xt);
             for (int j = 0; j <= pos[i]; j++) srow[j] *= scale;
-            kern_softmax(srow, pos[i] + 1);
+            int lo = model_attn_first(c, layer, pos[i]);
+            if (c->attn_softcap) kern_softcap(srow + lo, pos[i] + 1 - lo, c->attn_softcap);
+            kern_softmax(srow + lo, pos[i] + 1 - lo);
+            for (int j = 0; j < lo; j++) srow[j] = 0.0f; /* outside the window: weight 0, as a -inf mask gives */
         }
         smallm_pv(f->og, hd, f->scores, ld, cache_at(f, f->v_cache, parent < 0 ? 0 : parent, layer, 0) + kvh * hd,
                   f->kv_dim, R, base, hd, 0);
@@ -261,7 +264,10 @@ static void attention_rows(forward_t *f, int layer, const int *slots, const int 
 static void attention(forward_t *f, int layer, const int *slots, const int *pos, int n, int contig) {
     const model_config_t *c = &f->m->cfg;
     int hd = c->head_dim, group = c->n_head / c->n_head_kv;
-    if (!f->ref && n > 1 && contig) {
+    /* The blocked causal kernel knows neither soft-capping nor windows nor
+     * another query scale: those models take attention_rows below. */
+    int plain = !c->attn_softcap && !c->swa_window && !c->query_scale_dim;
+    if (!f->ref && n > 1 && contig && plain) {
         int slot = slots ? slots[0] : 0;
         for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
             const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
@@ -285,7 +291,8 @@ static void attention(forward_t *f, int layer, const int *slots, const int *pos,
                 kern_attention_split(out, q, cache_at(f, f->k_cache, src, layer, 0) + kvh * hd,
                                      cache_at(f, f->v_cache, src, layer, 0) + kvh * hd, base ? base : pos[i] + 1,
                                      cache_at(f, f->k_cache, slot, layer, base) + kvh * hd,
-                                     cache_at(f, f->v_cache, slot, layer, base) + kvh * hd, f->kv_dim, pos[i], hd, sc);
+                                     cache_at(f, f->v_cache, slot, layer, base) + kvh * hd, f->kv_dim, pos[i], hd,
+                                     model_attn_scale(c), c->attn_softcap, model_attn_first(c, layer, pos[i]), sc);
             }
         }
         return;
@@ -413,6 +420,8 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
     for (int i = 0; i < n; i++) {
         float *xi = f->x + (size_t)i * d;
         quant_mat_dequant(&m->tok_embd, tokens[i], 1, xi);
+        if (c->embd_scale)
+            for (int j = 0; j < d; j++) xi[j] *= c->embd_scale;
         if (m->pos_embd.data) {
             const float *p = quant_mat_f32(&m->pos_embd);
             if (!p) quant_mat_dequant(&m->pos_embd, pos[i], 1, f->wbuf);
@@ -463,6 +472,11 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
             linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
             linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
             (f->ref ? kern_swiglu_ref : kern_swiglu)(f->hb, f->hb2, (size_t)n * ff);
+        } else if (c->act == MODEL_ACT_GEGLU) { /* gelu(fin Wg^T) * (fin Wu^T), as ggml_geglu_split */
+            linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
+            linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
+            (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
+            for (size_t i = 0; i < (size_t)n * ff; i++) f->hb[i] *= f->hb2[i];
         } else {
             linear(f, f->hb, fin, &L->w_up, L->b_up, n, 0.0f, small); /* hb[n][ff] */
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
@@ -479,6 +493,7 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
     int first = all_logits ? 0 : n - 1, rows = n - first;
     norm_rows(f, f->xb, f->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows);
     linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f, small || rows < FORWARD_SMALL_M); /* [rows][n_vocab] */
+    if (c->final_softcap) kern_softcap(f->logits, (size_t)rows * c->n_vocab, c->final_softcap);
     return 0;
 }
 

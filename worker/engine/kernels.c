@@ -213,15 +213,16 @@ void kern_attention(float *out, int os, const float *q, int qs, const float *k, 
 }
 
 void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
-                          const float *v2, int kvs, int pos, int hd, float *scores) {
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int j = 0; j <= pos; j++) {
+                          const float *v2, int kvs, int pos, int hd, float scale, float cap, int lo, float *scores) {
+    for (int j = 0; j < lo; j++) scores[j] = 0.0f;
+    for (int j = lo; j <= pos; j++) {
         const float *kj = j < base ? k1 + (size_t)j * kvs : k2 + (size_t)(j - base) * kvs;
         double s = 0;
         for (int i = 0; i < hd; i++) s += (double)q[i] * kj[i];
         scores[j] = (float)s * scale;
+        if (cap) scores[j] = cap * tanhf(scores[j] * (1.0f / cap));
     }
-    kern_softmax_ref(scores, pos + 1);
+    kern_softmax_ref(scores + lo, pos + 1 - lo);
     for (int i = 0; i < hd; i++) {
         double s = 0;
         for (int j = 0; j <= pos; j++)
@@ -232,5 +233,10 @@ void kern_attention_split(float *out, const float *q, const float *k1, const flo
 
 void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
                         float *scores) {
-    kern_attention_split(out, q, k, v, pos + 1, k, v, kvs, pos, hd, scores);
+    kern_attention_split(out, q, k, v, pos + 1, k, v, kvs, pos, hd, 1.0f / sqrtf((float)hd), 0.0f, 0, scores);
+}
+
+void kern_softcap(float *x, size_t n, float cap) {
+    float inv = 1.0f / cap;
+    for (size_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * inv);
 }

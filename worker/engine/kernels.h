@@ -103,9 +103,15 @@ void kern_attention_row(float *out, const float *q, const float *k, const float 
 /* kern_attention_row with the keys and values in two parts: positions
  * [0, base) at k1/v1 (a shared prefix), positions [base, pos] at k2/v2
  * (row 0 of k2 is position base).  The reference for rows that continue a
- * shared prefix. */
+ * shared prefix.  The scores are scaled by scale, soft-capped to cap tanh(s /
+ * cap) when cap is not 0 (Gemma 2), and positions before lo (a sliding
+ * window) get weight 0. */
 void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,
-                          const float *v2, int kvs, int pos, int hd, float *scores);
+                          const float *v2, int kvs, int pos, int hd, float scale, float cap, int lo, float *scores);
+
+/* x[i] = cap tanh(x[i] / cap) for n values (soft-capping, as ggml: scale
+ * by 1/cap, tanh, scale by cap). */
+void kern_softcap(float *x, size_t n, float cap);
 
 /* Numerically stable in-place softmax of n values (double sum), exp by
  * smallm_exp. */

@@ -170,6 +170,19 @@ static int load_config(model_t *m, const arch_t *a, char *err, size_t errlen) {
         if (rc == 0 && factor != 0.0 && factor != 1.0)
             return log_seterr(err, errlen, "%s: RoPE scaling factor %g is not supported", m->path, factor);
     }
+    if (a->gemma2) {
+        /* llama.cpp's gemma2 hyper-parameters and defaults (src/models/
+         * gemma2.cpp): the query scale of the 27B model (46 layers) is
+         * d / n_head, not the head size; an array sliding-window pattern
+         * is refused by get_int. */
+        c->embd_scale = sqrtf((float)c->n_embd);
+        if (c->n_layer == 46 && c->n_embd / c->n_head != c->head_dim) c->query_scale_dim = c->n_embd / c->n_head;
+        if (get_float(m, "attn_logit_softcapping", 50.0, 1e-3, 1e6, &c->attn_softcap, err, errlen) ||
+            get_float(m, "final_logit_softcapping", 30.0, 1e-3, 1e6, &c->final_softcap, err, errlen) ||
+            get_int(m, "attention.sliding_window", 4096, 1, 1 << 24, &c->swa_window, err, errlen) ||
+            get_int(m, "attention.sliding_window_pattern", 2, 1, 1024, &c->swa_period, err, errlen))
+            return -1;
+    }
     if (a->parallel_residual_key) {
         char key[128];
         snprintf(key, sizeof key, "%s.use_parallel_residual", m->arch_name);
@@ -310,7 +323,7 @@ static void describe_weights(const model_t *m, char *buf, size_t len) {
 void model_describe(const model_t *m, char *buf, size_t len) {
     const model_config_t *c = &m->cfg;
     static const char *norms[] = {"rmsnorm", "layernorm"}, *ropes[] = {"norm", "neox", "none"},
-                      *acts[] = {"swiglu", "gelu"};
+                      *acts[] = {"swiglu", "gelu", "geglu"};
     char rope[64] = "no rope";
     if (c->rope != MODEL_ROPE_NONE)
         snprintf(rope, sizeof rope, "rope %s dim %d base %g", ropes[c->rope], c->rope_dim, (double)c->rope_base);
@@ -322,7 +335,23 @@ void model_describe(const model_t *m, char *buf, size_t len) {
              norms[c->norm], (double)c->norm_eps, qk[c->qk_norm], m->layers && m->layers[0].attn_post_norm ? ", post-norms" : "",
              rope, m->rope_freqs ? " (llama3 frequencies)" : "", acts[c->act], c->parallel_residual ? ", parallel residual" : "",
              m->pos_embd.data ? ", learned positions" : "", m->output.data == m->tok_embd.data ? ", tied output" : "");
+    size_t at = strlen(buf);
+    if (c->attn_softcap && at < len)
+        at += (size_t)snprintf(buf + at, len - at, ", soft-caps %g/%g", (double)c->attn_softcap,
+                               (double)c->final_softcap);
+    if (c->swa_window && at < len)
+        snprintf(buf + at, len - at, ", sliding window %d (%d of every %d layers)", c->swa_window, c->swa_period - 1,
+                 c->swa_period);
     describe_weights(m, buf, len);
+}
+
+float model_attn_scale(const model_config_t *c) {
+    return 1.0f / sqrtf((float)(c->query_scale_dim ? c->query_scale_dim : c->head_dim));
+}
+
+int model_attn_first(const model_config_t *c, int layer, int pos) {
+    if (!c->swa_window || layer % c->swa_period >= c->swa_period - 1 || pos < c->swa_window) return 0;
+    return pos - c->swa_window + 1;
 }
 
 /* The matrices model_matrix walks: the model-wide ones, then per layer. */

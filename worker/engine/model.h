@@ -52,7 +52,19 @@ typedef struct {
     model_act_t act;
     model_qk_norm_t qk_norm;
     int parallel_residual; /* x += attn(ln1 x) + ffn(ln2 x) (gptneox) */
+    float embd_scale;      /* the embedding rows are multiplied by it; 0: not */
+    int query_scale_dim;   /* attention scores are scaled by 1/sqrt(it); 0: by 1/sqrt(head_dim) */
+    float attn_softcap;    /* scores s become cap tanh(s / cap) before the softmax; 0: not */
+    float final_softcap;   /* the same on the logits; 0: not */
+    int swa_window;        /* sliding layers see the last swa_window positions (self included); 0: none */
+    int swa_period;        /* layer l slides when l % swa_period < swa_period - 1 (llama.cpp's pattern) */
 } model_config_t;
+
+/* The attention scale of c (query_scale_dim). */
+float model_attn_scale(const model_config_t *c);
+
+/* The first position layer l's query at pos attends to (sliding window). */
+int model_attn_first(const model_config_t *c, int layer, int pos);
 
 /* Weight matrices are quant_mat_t: their type and rows as stored (a GGUF
  * file's tensors, quantized or not, are used in place in the mapping; the
