@@ -95,7 +95,7 @@ static void ck_round(ckpt_t *c, ggml_type_t type) {
     }
 }
 
-typedef enum { A_LLAMA, A_QWEN2, A_GPT2, A_GPTNEOX, A_QWEN3, A_OLMO2, A_PHI3 } tarch_t;
+typedef enum { A_LLAMA, A_QWEN2, A_GPT2, A_GPTNEOX, A_QWEN3, A_OLMO2, A_PHI3, A_GEMMA2 } tarch_t;
 
 typedef struct {
     const char *label;
@@ -112,7 +112,8 @@ typedef struct {
 
 /* Whether spec s is of the families whose names LlamaForCausalLM set. */
 static int llama_like(const spec_t *s) {
-    return s->arch == A_LLAMA || s->arch == A_QWEN2 || s->arch == A_QWEN3 || s->arch == A_OLMO2 || s->arch == A_PHI3;
+    return s->arch == A_LLAMA || s->arch == A_QWEN2 || s->arch == A_QWEN3 || s->arch == A_OLMO2 || s->arch == A_PHI3 ||
+           s->arch == A_GEMMA2;
 }
 
 /* The head size of spec s. */
@@ -125,13 +126,15 @@ static void make_ckpt(const spec_t *s, ckpt_t *c) {
     int d = s->d, hd = head_dim_of(s), q = s->n_head * hd, kv = s->n_head_kv * hd, ff = s->ff;
     float sd = 1.0f / sqrtf((float)d), sf = 1.0f / sqrtf((float)ff);
     char n[96];
+    /* Gemma stores a norm's gain as w and uses 1 + w: gains near 1 either way */
+    float one = s->arch == A_GEMMA2 ? 0.0f : 1.0f;
     if (llama_like(s)) {
         ck_add(c, "model.embed_tokens.weight", V, d, s->tied ? 0.4f : 1.0f, 0);
-        ck_add(c, "model.norm.weight", d, 0, 0.2f, 1.0f);
+        ck_add(c, "model.norm.weight", d, 0, 0.2f, one);
         if (!s->tied) ck_add(c, "lm_head.weight", V, d, 0.6f, 0);
         for (int l = 0; l < s->n_layer; l++) {
 #define L(suffix, r, cc, sc, off) (snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix), ck_add(c, n, r, cc, sc, off))
-            if (s->arch != A_OLMO2) L("input_layernorm.weight", d, 0, 0.2f, 1.0f);
+            if (s->arch != A_OLMO2) L("input_layernorm.weight", d, 0, 0.2f, one);
             if (s->arch == A_PHI3) { /* Phi3Attention.qkv_proj: rows Q, K, V */
                 L("self_attn.qkv_proj.weight", q + 2 * kv, d, 2.0f * sd, 0);
             } else {
@@ -150,8 +153,9 @@ static void make_ckpt(const spec_t *s, ckpt_t *c) {
             }
             L("self_attn.o_proj.weight", d, q, sd, 0);
             if (s->variant) L("self_attn.o_proj.bias", d, 0, 0.1f, 0);
-            L("post_attention_layernorm.weight", d, 0, 0.2f, 1.0f); /* OLMo 2: the attention output's norm */
-            if (s->arch == A_OLMO2) L("post_feedforward_layernorm.weight", d, 0, 0.2f, 1.0f);
+            L("post_attention_layernorm.weight", d, 0, 0.2f, one); /* OLMo 2, Gemma 2: the attention output's norm */
+            if (s->arch == A_GEMMA2) L("pre_feedforward_layernorm.weight", d, 0, 0.2f, one);
+            if (s->arch == A_OLMO2 || s->arch == A_GEMMA2) L("post_feedforward_layernorm.weight", d, 0, 0.2f, one);
             if (s->arch == A_PHI3) { /* Phi3MLP.gate_up_proj: rows gate, then up */
                 L("mlp.gate_up_proj.weight", 2 * ff, d, sd, 0);
             } else {
@@ -224,17 +228,23 @@ static void write_file(const char *dir, const char *name, const char *text) {
     stw_write_bytes(p, text, strlen(text));
 }
 
+/* Gemma 2's hyper-parameters in both files. */
+#define GEMMA2_ATTN_CAP 5.0
+#define GEMMA2_FINAL_CAP 30.0
+#define GEMMA2_WINDOW 16
+
 static void write_config(const spec_t *s, const char *dir) {
     json_t *c = json_object();
     int hd = s->d / s->n_head;
     (void)hd;
     switch (s->arch) {
-    case A_LLAMA: case A_QWEN2: case A_QWEN3: case A_OLMO2: case A_PHI3: {
+    case A_LLAMA: case A_QWEN2: case A_QWEN3: case A_OLMO2: case A_PHI3: case A_GEMMA2: {
         static const char *const types[][2] = {[A_LLAMA] = {"llama", "LlamaForCausalLM"},
                                                [A_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
                                                [A_QWEN3] = {"qwen3", "Qwen3ForCausalLM"},
                                                [A_OLMO2] = {"olmo2", "Olmo2ForCausalLM"},
-                                               [A_PHI3] = {"phi3", "Phi3ForCausalLM"}};
+                                               [A_PHI3] = {"phi3", "Phi3ForCausalLM"},
+                                               [A_GEMMA2] = {"gemma2", "Gemma2ForCausalLM"}};
         json_object_set_new(c, "model_type", json_string(types[s->arch][0]));
         json_object_set_new(c, "architectures", json_pack("[s]", types[s->arch][1]));
         json_object_set_new(c, "hidden_size", json_integer(s->d));
@@ -245,7 +255,18 @@ static void write_config(const spec_t *s, const char *dir) {
         json_object_set_new(c, "max_position_embeddings", json_integer(s->ctx));
         json_object_set_new(c, "rope_theta", json_real(s->rope_theta));
         json_object_set_new(c, "rms_norm_eps", json_real(s->eps));
-        json_object_set_new(c, "hidden_act", json_string("silu"));
+        json_object_set_new(c, "hidden_act", json_string(s->arch == A_GEMMA2 ? "gelu_pytorch_tanh" : "silu"));
+        if (s->arch == A_GEMMA2) { /* a window shorter than the text, caps that bite (GEMMA2_* below) */
+            json_object_set_new(c, "hidden_activation", json_string("gelu_pytorch_tanh"));
+            json_object_set_new(c, "query_pre_attn_scalar", json_integer(head_dim_of(s)));
+            json_object_set_new(c, "attn_logit_softcapping", json_real(GEMMA2_ATTN_CAP));
+            json_object_set_new(c, "final_logit_softcapping", json_real(GEMMA2_FINAL_CAP));
+            json_object_set_new(c, "sliding_window", json_integer(GEMMA2_WINDOW));
+            json_t *lt = json_array();
+            for (int l = 0; l < s->n_layer; l++)
+                json_array_append_new(lt, json_string(l % 2 ? "full_attention" : "sliding_attention"));
+            json_object_set_new(c, "layer_types", lt);
+        }
         if (s->llama3)
             json_object_set_new(c, "rope_scaling",
                                 json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "factor", 32.0,
@@ -458,7 +479,7 @@ static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *
     TU_REQUIRE(w, "%s", err);
     static const char *const names[] = {[A_LLAMA] = "llama", [A_QWEN2] = "qwen2", [A_GPT2] = "gpt2",
                                          [A_GPTNEOX] = "gptneox", [A_QWEN3] = "qwen3", [A_OLMO2] = "olmo2",
-                                         [A_PHI3] = "phi3"};
+                                         [A_PHI3] = "phi3", [A_GEMMA2] = "gemma2"};
     const char *arch = names[s->arch];
     int hd = head_dim_of(s);
     TU_REQUIRE(gguf_writer_add_str(w, "general.architecture", arch, SIZE_MAX, err, sizeof err) == 0, "%s", err);
@@ -484,6 +505,11 @@ static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *
         }
     } else {
         gw_f32(w, arch, "attention.layer_norm_epsilon", s->eps);
+    }
+    if (s->arch == A_GEMMA2) { /* as Gemma2Model.set_gguf_parameters */
+        gw_f32(w, arch, "attn_logit_softcapping", (float)GEMMA2_ATTN_CAP);
+        gw_f32(w, arch, "final_logit_softcapping", (float)GEMMA2_FINAL_CAP);
+        gw_u32(w, arch, "attention.sliding_window", GEMMA2_WINDOW);
     }
     if (s->arch == A_GPTNEOX) {
         gw_u32(w, arch, "rope.dimension_count", (uint32_t)(s->rotary_pct * hd));
@@ -526,8 +552,16 @@ static gguf_writer_t *make_gguf(const spec_t *s, const ckpt_t *c, const gguf_t *
                 for (size_t k = 0; k < sizeof map / sizeof *map; k++)
                     if (!strcmp(r, map[k][0])) snprintf(g, sizeof g, "blk.%d.%s", l, map[k][1]);
             /* Olmo2Model: post_attention_layernorm is the attention output's norm */
-            if (s->arch == A_OLMO2 && l >= 0 && !strcmp(r, "post_attention_layernorm.weight"))
+            if ((s->arch == A_OLMO2 || s->arch == A_GEMMA2) && l >= 0 && !strcmp(r, "post_attention_layernorm.weight"))
                 snprintf(g, sizeof g, "blk.%d.post_attention_norm.weight", l);
+            if (s->arch == A_GEMMA2 && l >= 0 && !strcmp(r, "pre_feedforward_layernorm.weight"))
+                snprintf(g, sizeof g, "blk.%d.ffn_norm.weight", l);
+            /* Gemma2Model.modify_tensors: "norm.weight" + 1, in float32 */
+            size_t nl = strlen(t->name);
+            if (s->arch == A_GEMMA2 && nl > 11 && !strcmp(t->name + nl - 11, "norm.weight")) {
+                conv = malloc((size_t)t->rows * sizeof *conv);
+                for (int k = 0; k < t->rows; k++) conv[k] = t->data[k] + 1.0f;
+            }
             if (s->arch == A_LLAMA && strstr(t->name, "q_proj")) conv = llama_permute(t, s->n_head);
             if (s->arch == A_LLAMA && strstr(t->name, "k_proj")) conv = llama_permute(t, s->n_head_kv);
         } else if (s->arch == A_GPT2) {
@@ -673,7 +707,10 @@ static void check_equivalent(const spec_t *s, const gguf_t *vg, ggml_type_t type
              "%s: head size or RoPE frequency factors differ", s->label);
     TU_CHECK(a->arch == b->arch && a->norm == b->norm && a->rope == b->rope && a->act == b->act &&
                  a->parallel_residual == b->parallel_residual && a->rope_dim == b->rope_dim &&
-                 a->norm_eps == b->norm_eps && a->rope_base == b->rope_base && a->n_ctx_train == b->n_ctx_train,
+                 a->norm_eps == b->norm_eps && a->rope_base == b->rope_base && a->n_ctx_train == b->n_ctx_train &&
+                 a->embd_scale == b->embd_scale && a->query_scale_dim == b->query_scale_dim &&
+                 a->attn_softcap == b->attn_softcap && a->final_softcap == b->final_softcap &&
+                 a->swa_window == b->swa_window && a->swa_period == b->swa_period,
              "%s: configurations differ", s->label);
     TU_CHECK((mg->output.data == mg->tok_embd.data) == (mh->output.data == mh->tok_embd.data), "%s: tying differs", s->label);
 
@@ -882,6 +919,28 @@ static void test_malformed(void) {
     expect_fail(dir, "tensor 'model.layers.0.self_attn.qkv_proj.weight' is missing", "phi3 without qkv_proj");
     free(nq);
     ck_free(c);
+    /* Gemma 2: each norm is required; the output is tied; the sliding
+     * layers are the even ones. */
+    spec_t gm = {"gemma2 (malformed)", A_GEMMA2, 32, 2, 4, 2, 48, 64, 1, 0, 0, 10000.0f, 1e-6f, 16, 0};
+    make_ckpt(&gm, c);
+    nq = calloc(1, sizeof *nq);
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->t[i].name, "model.layers.1.post_feedforward_layernorm.weight")) nq->t[nq->n++] = c->t[i];
+    write_config(&gm, dir);
+    write_weights(nq, dir, "F32", 1, NULL);
+    expect_fail(dir, "tensor 'model.layers.1.post_feedforward_layernorm.weight' is missing",
+                "gemma2 without post_feedforward_layernorm");
+    free(nq);
+    write_weights(c, dir, "F32", 1, NULL);
+    set_config(dir, &gm, "tie_word_embeddings", json_false());
+    expect_fail(dir, "gemma2 with tie_word_embeddings false is not supported", "gemma2 untied");
+    set_config(dir, &gm, "layer_types", json_pack("[s, s]", "full_attention", "sliding_attention"));
+    expect_fail(dir, "layer_types[0] is full_attention", "gemma2 odd sliding layers");
+    set_config(dir, &gm, "attn_logit_softcapping", json_null());
+    expect_fail(dir, "'attn_logit_softcapping' is null", "gemma2 without attention soft-capping");
+    set_config(dir, &gm, "hidden_activation", json_string("silu"));
+    expect_fail(dir, "'hidden_activation' = silu is not supported", "gemma2 silu");
+    ck_free(c);
     free(c);
     rm_dir(dir);
     V = saved_v;
@@ -957,6 +1016,7 @@ int main(void) {
         {"olmo2 (post-norms, q/k norms)", A_OLMO2, 64, 2, 4, 2, 128, 256, 0, 0, 0, 500000.0f, 1e-6f, 0, 0},
         {"phi3 (fused QKV, gate-up)", A_PHI3, 64, 2, 4, 2, 128, 256, 0, 0, 0, 10000.0f, 1e-5f, 0, 0},
         {"llama 3 (head_dim, llama3 rope)", A_LLAMA, 64, 2, 4, 2, 96, 256, 0, 0, 0, 500000.0f, 1e-5f, 24, 1},
+        {"gemma2 (1 + w norms, caps, window)", A_GEMMA2, 64, 3, 4, 2, 128, 256, 1, 0, 0, 10000.0f, 1e-6f, 32, 0},
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         check_equivalent(&specs[i], vg, GGML_TYPE_F32, i == 0 ? 2 : 1, i == 0 || specs[i].arch == A_GPT2);

@@ -118,13 +118,21 @@ static const arch_t g_archs[] = {
                   [ARCH_DOWN] = "model.layers.%d.mlp.down_proj.weight"}},
     /* Gemma 2: pre- and post-norms around both blocks, GeGLU, NeoX RoPE,
      * the output tied to the embedding (llama.cpp reads no output.weight).
-     * Norm gains are used as stored: llama.cpp's converter stores Gemma's
-     * 1 + w, so a checkpoint would need that added (no HF loader yet). */
-    {.gguf = "gemma2", .arch = MODEL_ARCH_GEMMA2, .rope = MODEL_ROPE_NEOX, .act = MODEL_ACT_GEGLU,
-     .free_head_dim = 1, .gemma2 = 1,
+     * A GGUF's norm gains are used as stored: llama.cpp's converter stores
+     * Gemma's 1 + w, which the HF loader adds (ARCH_HF_NORM_PLUS1).  In a
+     * checkpoint post_attention_layernorm is the attention output's norm
+     * and pre_feedforward_layernorm the FFN's input norm. */
+    {.gguf = "gemma2", .hf = {"gemma2"}, .arch = MODEL_ARCH_GEMMA2, .rope = MODEL_ROPE_NEOX,
+     .act = MODEL_ACT_GEGLU, .free_head_dim = 1, .gemma2 = 1,
      .need = {[ARCH_TOK_EMBD] = R, [ARCH_OUT_NORM] = R, [ARCH_ATTN_NORM] = R, QKV_NEED, [ARCH_O] = R,
               [ARCH_ATTN_POST_NORM] = R, [ARCH_FFN_NORM] = R, [ARCH_GATE] = R, [ARCH_UP] = R, [ARCH_DOWN] = R,
-              [ARCH_FFN_POST_NORM] = R}},
+              [ARCH_FFN_POST_NORM] = R},
+     .hf_names = {HF_LLAMA_TOP, HF_LLAMA_ATTN, HF_LLAMA_MLP,
+                  [ARCH_ATTN_NORM] = "model.layers.%d.input_layernorm.weight",
+                  [ARCH_ATTN_POST_NORM] = "model.layers.%d.post_attention_layernorm.weight",
+                  [ARCH_FFN_NORM] = "model.layers.%d.pre_feedforward_layernorm.weight",
+                  [ARCH_FFN_POST_NORM] = "model.layers.%d.post_feedforward_layernorm.weight"},
+     .hf_layout = ARCH_HF_NORM_PLUS1},
     {.gguf = "gpt2", .hf = {"gpt2"}, .arch = MODEL_ARCH_GPT2, .norm = MODEL_NORM_LAYER, .rope = MODEL_ROPE_NONE,
      .act = MODEL_ACT_GELU,
      .need = {[ARCH_TOK_EMBD] = R, [ARCH_POS_EMBD] = R, [ARCH_OUT_NORM] = R, [ARCH_OUT_NORM_B] = R,

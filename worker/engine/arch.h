@@ -111,6 +111,7 @@ typedef enum {
     ARCH_HF_ROPE_PERMUTE,   /* Q and K rows (and biases) in rotate-half order: LlamaModel.permute */
     ARCH_HF_CONV1D,         /* GPT-2 Conv1D weights [in][out]: transposed */
     ARCH_HF_NEOX_QKV,       /* fused QKV rows per head (head, {q,k,v}, dim) */
+    ARCH_HF_NORM_PLUS1,     /* RMSNorm gains stored as w for a model that uses 1 + w (Gemma): 1 added */
 } arch_hf_layout_t;
 
 /* Which family of config.json keys the checkpoint's configuration uses. */

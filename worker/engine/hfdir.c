@@ -15,6 +15,9 @@
  *                   modify_tensors), weights and bias alike.  NeoX rotary
  *                   pairs on the first int(rotary_pct * head_dim)
  *                   dimensions.
+ *   gemma2          RMSNorm gains stored as w (the model uses 1 + w): 1.0f
+ *                   is added in fp32 to every norm weight, after BF16/F16
+ *                   expansion (Gemma2Model.modify_tensors).
  *
  * The computation is the GGUF path's, so it follows llama.cpp where that
  * differs from transformers: GPT-NeoX's hidden_act "gelu" (erf) runs as the
@@ -377,6 +380,16 @@ static int convert(hf_t *h, const arch_t *a, arch_role_t role, model_slot_t s) {
         return 0;
     case ARCH_HF_CONV1D:
         return s.mat && role >= ARCH_ROLE_LAYER0 ? transpose(h, s.mat) : 0;
+    case ARCH_HF_NORM_PLUS1:
+        /* Gemma2Model.modify_tensors adds 1 to every "norm.weight" after the
+         * tensor is made float32 (prepare_tensors converts BF16 first), so
+         * the sum is the fp32 one of the expanded gain. */
+        if (!s.mat && (role == ARCH_OUT_NORM || role == ARCH_ATTN_NORM || role == ARCH_ATTN_POST_NORM ||
+                       role == ARCH_FFN_NORM || role == ARCH_FFN_POST_NORM)) {
+            float *v = (float *)(uintptr_t)*s.vec;
+            for (uint64_t i = 0; i < rows; i++) v[i] += 1.0f;
+        }
+        return 0;
     case ARCH_HF_PLAIN:
         return 0;
     }
@@ -418,7 +431,55 @@ static int check_heads(hf_t *h, model_config_t *c, int free_head_dim) {
     return 0;
 }
 
-/* LlamaConfig and the configs that copied it (Mistral, Qwen2, Qwen3, OLMo 2, Phi-3). */
+/* A soft-capping value of Gemma2Config: null turns the cap off in
+ * transformers, which llama.cpp's converter cannot write: refused. */
+static int cfg_softcap(hf_t *h, const char *key, double def, float *out) {
+    const char *const keys[] = {key, NULL};
+    json_t *v = json_object_get(h->cfg, key);
+    if (v && json_is_null(v))
+        return log_seterr(h->err, h->errlen, "%s: '%s' is null (no soft-capping), which is not supported", h->cfg_path,
+                          key);
+    return cfg_float(h, keys, def, 1e-3, 1e6, out);
+}
+
+/* Gemma2Config beyond LlamaConfig, with its defaults: the embedding scaled
+ * by sqrt(hidden_size); attention and final logit soft-capping; sliding
+ * window on the even layers (transformers' layer_types, when given, must
+ * say that: llama.cpp's gemma2 has no other pattern); the attention scale
+ * query_pre_attn_scalar^-1/2, as transformers computes it.  (llama.cpp
+ * instead uses head_dim, or hidden_size / num_attention_heads for a
+ * 46-layer model: the same for the released 2B, 9B and 27B, not for a
+ * checkpoint that sets it otherwise.)  The output is always tied. */
+static int config_gemma2(hf_t *h, const hf_opts_t *o) {
+    model_config_t *c = &h->m->cfg;
+    static const char *const k_sw[] = {"sliding_window", NULL}, *const k_q[] = {"query_pre_attn_scalar", NULL};
+    int qs;
+    if (cfg_softcap(h, "attn_logit_softcapping", 50.0, &c->attn_softcap) ||
+        cfg_softcap(h, "final_logit_softcapping", 30.0, &c->final_softcap) ||
+        cfg_int(h, k_sw, 4096, 1, 1 << 24, &c->swa_window) || cfg_int(h, k_q, 256, 1, 1 << 20, &qs))
+        return -1;
+    if (!o->tied)
+        return log_seterr(h->err, h->errlen, "%s: gemma2 with tie_word_embeddings false is not supported (llama.cpp's "
+                          "gemma2 has no separate output)", h->cfg_path);
+    json_t *lt = json_object_get(h->cfg, "layer_types");
+    if (lt && !json_is_null(lt)) {
+        if (!json_is_array(lt) || json_array_size(lt) != (size_t)c->n_layer)
+            return log_seterr(h->err, h->errlen, "%s: 'layer_types' must be an array of num_hidden_layers strings",
+                              h->cfg_path);
+        for (int l = 0; l < c->n_layer; l++) {
+            const char *t = json_string_value(json_array_get(lt, (size_t)l));
+            if (!t || strcmp(t, l % 2 ? "full_attention" : "sliding_attention"))
+                return log_seterr(h->err, h->errlen, "%s: layer_types[%d] is %s: only sliding even layers and full odd "
+                                  "ones are supported", h->cfg_path, l, t ? t : "not a string");
+        }
+    }
+    c->swa_period = 2;
+    c->embd_scale = sqrtf((float)c->n_embd);
+    c->query_scale_dim = qs == c->head_dim ? 0 : qs;
+    return 0;
+}
+
+/* LlamaConfig and the configs that copied it (Mistral, Qwen2, Qwen3, OLMo 2, Phi-3, Gemma 2). */
 static int config_llama(hf_t *h, const arch_t *a, hf_opts_t *o) {
     model_config_t *c = &h->m->cfg;
     static const char *const k_d[] = {"hidden_size", NULL}, *const k_l[] = {"num_hidden_layers", NULL},
@@ -426,17 +487,19 @@ static int config_llama(hf_t *h, const arch_t *a, hf_opts_t *o) {
                              *const k_ff[] = {"intermediate_size", NULL},
                              *const k_ctx[] = {"max_position_embeddings", NULL},
                              *const k_eps[] = {"rms_norm_eps", NULL}, *const k_sw[] = {"sliding_window", NULL},
-                             *const act[] = {"silu", NULL};
-    int qwen2 = a->arch == MODEL_ARCH_QWEN2;
+                             *const act[] = {"silu", NULL}, *const gelu[] = {"gelu_pytorch_tanh", NULL};
+    int qwen2 = a->arch == MODEL_ARCH_QWEN2, geglu = a->act == MODEL_ACT_GEGLU;
     hf_rope_t rope;
     if (cfg_int(h, k_d, -1, 1, 1 << 16, &c->n_embd) || cfg_int(h, k_l, -1, 1, 1024, &c->n_layer) ||
         cfg_int(h, k_h, -1, 1, 1024, &c->n_head) || cfg_int(h, k_kv, c->n_head, 1, c->n_head, &c->n_head_kv) ||
         cfg_int(h, k_ff, -1, 1, 1 << 20, &c->n_ff) || cfg_int(h, k_ctx, 2048, 1, 1 << 24, &c->n_ctx_train) ||
         cfg_float(h, k_eps, 1e-6, 0, 1, &c->norm_eps) ||
         cfg_rope(h, 10000.0f, a->need[ARCH_ROPE_FREQS] != ARCH_NO, &rope) ||
-        cfg_bool(h, "tie_word_embeddings", 0, &o->tied) || cfg_bool(h, "attention_bias", qwen2, &o->attn_bias) ||
-        cfg_bool(h, "mlp_bias", 0, &o->mlp_bias) || cfg_str_in(h, "hidden_act", act, "SwiGLU needs silu") ||
-        check_heads(h, c, a->free_head_dim))
+        cfg_bool(h, "tie_word_embeddings", a->gemma2, &o->tied) ||
+        cfg_bool(h, "attention_bias", qwen2, &o->attn_bias) || cfg_bool(h, "mlp_bias", 0, &o->mlp_bias) ||
+        cfg_str_in(h, "hidden_act", geglu ? gelu : act, geglu ? "GeGLU is the tanh GELU" : "SwiGLU needs silu") ||
+        (geglu && cfg_str_in(h, "hidden_activation", gelu, "GeGLU is the tanh GELU")) ||
+        check_heads(h, c, a->free_head_dim) || (a->gemma2 && config_gemma2(h, o)))
         return -1;
     c->rope_base = rope.theta;
     if (a->arch == MODEL_ARCH_QWEN2 || a->arch == MODEL_ARCH_QWEN3) {
@@ -568,8 +631,13 @@ static int load_tensors(hf_t *h, const arch_t *a, const hf_opts_t *o) {
     for (int l = -1; l < m->cfg.n_layer; l++)
         for (int r = l < 0 ? 0 : ARCH_ROLE_LAYER0; r < (l < 0 ? ARCH_ROLE_LAYER0 : ARCH_N_ROLES); r++) {
             arch_role_t role = (arch_role_t)r;
-            if (role == ARCH_TOK_EMBD || !a->hf_names[r] || a->need[r] == ARCH_NO) continue;
+            if (role == ARCH_TOK_EMBD || !a->hf_names[r]) continue;
             hf_name(name, sizeof name, role == ARCH_OUTPUT ? "" : pre, a->hf_names[r], l);
+            if (role == ARCH_OUTPUT && o->tied && a->need[r] == ARCH_NO) { /* a stored copy of the tied output */
+                skip(h, name);
+                continue;
+            }
+            if (a->need[r] == ARCH_NO) continue;
             /* A checkpoint stores Q/K/V one way: fused where the table names
              * no separate ones (Phi-3), separate otherwise. */
             int required = a->need[r] != ARCH_OPT || (role == ARCH_QKV && !a->hf_names[ARCH_Q]);
