@@ -2,7 +2,7 @@
  *
  * What it is: the mapping from a `transformers` checkpoint to the engine's
  * model: config.json (the model_type values of arch.h's table: llama,
- * mistral, qwen2, qwen3, olmo2, phi3, gpt2, gpt_neox; the hyper-parameters under
+ * mistral, qwen2, qwen3, olmo2, phi3, gemma2, gpt2, gpt_neox; the hyper-parameters under
  * the names each family's config class uses),
  * the weights of model.safetensors or of a sharded
  * model.safetensors.index.json (F32, F16 or BF16; see safetensors.h) under
@@ -12,7 +12,7 @@
  * (model.h), exactly as llama.cpp's convert_hf_to_gguf.py lays it out, so a
  * directory and its GGUF conversion compute the same statistics (hfdir.c
  * lists the conversions: Llama's Q/K rotary permutation, GPT-2's Conv1D
- * transposes, GPT-NeoX's per-head QKV order).
+ * transposes, GPT-NeoX's per-head QKV order, Gemma's 1 + w norm gains).
  *
  * Every tensor in the checkpoint must be used (buffers that transformers
  * recomputes, rotary inv_freq and attention masks, excepted): a tensor left
