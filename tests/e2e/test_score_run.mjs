@@ -14,7 +14,8 @@
 //             means and document-clustered standard errors equal those
 //             computed here from cross_scores' rows
 //   vocab     a worker whose model has another vocabulary (GPT-2's) refuses
-//             the run with exit 3 without --source-vocab; with it the run
+//             the run with exit 3 without --source-vocab (or with one that
+//             is not the generator's); with it the run
 //             scores every sequence through its decoded text: each
 //             continuation's rows are `tokshift score`'s of the same text,
 //             and cross_text_sequences / cross_text_stats (014) equal sums
@@ -162,10 +163,15 @@ check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${n
     const coord = start(join(BIN, "tokshift-coordinator"), ["--run", "vocab", "--model", G, "--db", db, "--bind", ep,
                         "--score-run", "gen"], join(dir, "vocab-coord.log"));
     const w = run(join(BIN, "tokshift-worker"), ["--connect", ep, "--model", G, "--db", db], {allowFail: true});
+    // (a --source-vocab that is not the generator's: GPT-2's own)
+    const w2 = run(join(BIN, "tokshift-worker"), ["--connect", ep, "--model", G, "--db", db, "--source-vocab", G],
+                   {allowFail: true});
     coord.p.kill("SIGTERM");
     await coord.exited;
     check(w.status === 3 && /vocabulary/.test(w.stderr) && /--source-vocab/.test(w.stderr),
           `vocab: without --source-vocab the worker refuses another vocabulary (exit ${w.status}): ${w.stderr.trim().split("\n").pop()}`);
+    check(w2.status === 3 && /nor --source-vocab's/.test(w2.stderr),
+          `vocab: a --source-vocab of another vocabulary is refused (exit ${w2.status}): ${w2.stderr.trim().split("\n").pop()}`);
     const [[written]] = psql(db, `SELECT count(*) FROM sequence_stats s JOIN runs r USING (run_id) WHERE r.name = 'vocab'`);
     check(written === "0", `vocab: nothing written (${written} sequences)`);
 
