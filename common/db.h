@@ -294,6 +294,8 @@ typedef struct {
     double sum_surprisal, sum_entropy, sum_gap, sum_z;
     int32_t cut_byte;          /* has_cut_byte: the cut's byte offset in the text */
     bool has_cut_byte;
+    int32_t end_byte;          /* has_end_byte: where the text it was scored in ends (014) */
+    bool has_end_byte;
 } db_seq_t;
 
 /* Sums of one job's tokens of a kind at a position (human: pos;

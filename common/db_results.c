@@ -43,6 +43,7 @@ static const db_col_t g_seq_cols[] = {
     DB_COL("sum_z", DB_COL_F64, db_seq_t, sum_z),
     DB_COL("n_z", DB_COL_I32, db_seq_t, n_z),
     DB_COL_IF("cut_byte", DB_COL_I32, db_seq_t, cut_byte, has_cut_byte),
+    DB_COL_IF("end_byte", DB_COL_I32, db_seq_t, end_byte, has_end_byte),
 };
 static const db_copy_desc_t g_seqs = {"sequence_stats", g_seq_cols, N_OF(g_seq_cols)};
 

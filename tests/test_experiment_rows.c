@@ -34,7 +34,7 @@ int main(void) {
 
     /* The worker's side. */
     int32_t pl[] = {5};
-    job_settings_t s = {48, 16, pl, 1, 11, {6, 3, {1.0f, 0, 1.0f}, 12345}, 0, NULL, 0};
+    job_settings_t s = {48, 16, pl, 1, 11, {6, 3, {1.0f, 0, 1.0f}, 12345}, 0, NULL, 0, NULL};
     experiment_t *ex = experiment_new(m, s.window, EXPERIMENT_BATCH, &s.cont, err, sizeof err);
     job_result_t *r = job_result_new();
     TU_REQUIRE(ex && r, "%s", err);

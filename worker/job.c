@@ -482,6 +482,168 @@ static size_t byte_cuts(const int32_t *offs, long n, const char *text, size_t le
     return nc;
 }
 
+/* The most cuts a document of n ids may have under s's settings. */
+static size_t cuts_max(const job_settings_t *s, long n) {
+    return s->n_prefix_lengths + (s->cut_every > 0 ? (size_t)n / (size_t)s->cut_every + 1 : 0) +
+           (s->cut_every_bytes > 0 ? (size_t)n : 0);
+}
+
+/* The cuts of a document of n ids (offs: token_offsets', needed with
+ * --cut-every-bytes) under s's settings, at most cap into out.  Returns
+ * how many. */
+static size_t doc_cuts(const job_settings_t *s, const int32_t *offs, long n, const char *text, size_t len,
+                       int32_t *out, size_t cap) {
+    return s->cut_every_bytes > 0 ? byte_cuts(offs, n, text, len, s->cut_every_bytes, s->cont.cont_len, out, cap)
+                                  : experiment_cuts(s->prefix_lengths, s->n_prefix_lengths, s->cut_every,
+                                                    s->cont.cont_len, (int)n, out, cap);
+}
+
+/* Cross-scoring through the decoded text (s->source_tok; job.h): the
+ * generator's cuts found again in its own tokens of the text (as it cut:
+ * the same settings), and each of its continuations at a cut (its human
+ * continuation, then its K samples given[*at ..], decoded by its tokenizer)
+ * written after the text up to the cut's byte and encoded, all of it, by
+ * this model's tokenizer (so a token may span the cut).  The cut in this
+ * model's tokens, shared by the K + 1 (sequence_stats keys a document's
+ * sums by kind and cut), is the earliest of their tokens holding the cut's
+ * byte: each continuation's rows are those of its tokens from there on
+ * (they cover all its bytes, and any bytes before the cut that its first
+ * tokens spell: cut_byte says where they start), with the context a
+ * continuation has (min(cut, W - n) tokens before it, one window).  They
+ * are stored under the generator's seq_no with end_byte, where the text
+ * ends.  One forward of at most W tokens per continuation: linear in the
+ * text and the continuations.  Returns 0, 1 with the document's error in
+ * why, 2 when the rows are not laid out as sequence_stats derives them, or
+ * -1 when memory runs out. */
+static int observe_text(experiment_t *ex, const model_t *m, const job_settings_t *s, const char *text, size_t len,
+                        const wire_sample_t *given, size_t n_given, size_t *at, job_result_t *r, char *why,
+                        size_t whylen) {
+    const tokenizer_t *gt = s->source_tok;
+    int C = s->cont.cont_len, K = s->cont.n_samples, W = s->window, rc = -1;
+    int32_t *gids = NULL, *goffs = NULL, *cuts = NULL, *gtok = NULL, **oids = NULL, **ooffs = NULL;
+    long *no = NULL;
+    size_t *bl = NULL;
+    uint64_t *seed = NULL;
+    char *buf = NULL;
+    long ng = template_encode_doc(NULL, gt, text, len, &gids, why, whylen);
+    if (ng < 0) {
+        rc = 1;
+        goto out;
+    }
+    size_t max_cuts = cuts_max(s, ng);
+    if (C <= 0 || !max_cuts) {
+        rc = 0;
+        goto out;
+    }
+    size_t piece = tokenizer_max_piece_bytes(gt) + 1, K1 = (size_t)K + 1;
+    if (!(cuts = malloc(max_cuts * sizeof *cuts)) || !(goffs = malloc(((size_t)ng + 1) * sizeof *goffs)) ||
+        !(buf = malloc(len + (size_t)C * piece + 1)) || !(oids = calloc(K1, sizeof *oids)) ||
+        !(ooffs = calloc(K1, sizeof *ooffs)) || !(no = calloc(K1, sizeof *no)) || !(bl = calloc(K1, sizeof *bl)) ||
+        !(seed = calloc(K1, sizeof *seed)) || !(gtok = malloc(((size_t)K * C + 1) * sizeof *gtok)))
+        goto out;
+    int t = token_offsets(gt, gids, 0, ng, text, len, goffs);
+    if (t) {
+        if (t > 0) {
+            rc = 1;
+            log_seterr(why, whylen, "the generator's tokens do not decode back to the text byte for byte: its "
+                       "continuations have no place in the text (scored through the decoded text)");
+        }
+        goto out;
+    }
+    size_t nc = doc_cuts(s, goffs, ng, text, len, cuts, max_cuts);
+    for (size_t j = 0; j < nc; j++) {
+        int32_t cb = goffs[cuts[j]];
+        long f = -1; /* the shared cut: the earliest token holding byte cb */
+        if (given_at(s, given, n_given, at, cuts[j], gtok, seed + 1, why, whylen)) {
+            rc = 1;
+            goto out;
+        }
+        memcpy(buf, text, (size_t)cb);
+        for (int k = 0; k <= K; k++) {
+            bl[k] = (size_t)cb;
+            if (!k) {
+                memcpy(buf + cb, text + cb, (size_t)(goffs[cuts[j] + C] - cb));
+                bl[k] = (size_t)goffs[cuts[j] + C];
+            } else {
+                for (int i = 0; i < C; i++) {
+                    long b = tokenizer_token_bytes(gt, gtok[(size_t)(k - 1) * C + i], buf + bl[k], piece);
+                    if (b > 0) bl[k] += (size_t)b;
+                }
+            }
+            free(oids[k]);
+            oids[k] = NULL;
+            if ((no[k] = template_encode_doc(NULL, m->tok, buf, bl[k], &oids[k], why, whylen)) < 0) {
+                rc = 1;
+                goto out;
+            }
+            int32_t *o2 = realloc(ooffs[k], ((size_t)no[k] + 1) * sizeof *o2);
+            if (!o2) goto out;
+            ooffs[k] = o2;
+            if ((t = token_offsets(m->tok, oids[k], 0, no[k], buf, bl[k], ooffs[k]))) {
+                if (t > 0) {
+                    rc = 1;
+                    log_seterr(why, whylen, "this model's tokens of a continuation at cut %d do not decode back "
+                               "to its text byte for byte", (int)cuts[j]);
+                }
+                goto out;
+            }
+            if (bl[k] == (size_t)cb) {
+                rc = 1;
+                log_seterr(why, whylen, "%s %d at cut %d decodes to no text", k ? "sample" : "the human continuation",
+                           k - 1, (int)cuts[j]);
+                goto out;
+            }
+            /* (its first token ending past byte cb, after BOS's position) */
+            long fk = 1;
+            while (fk < no[k] && ooffs[k][fk + 1] <= cb) fk++;
+            if (f < 0 || fk < f) f = fk;
+        }
+        for (int k = 0; k <= K; k++) {
+            long n_o = no[k] - f, ctx = f < W - n_o ? f : W - n_o;
+            if (ctx < 1) {
+                rc = 1;
+                log_seterr(why, whylen, "%s %d at cut %d is more tokens of this model than its window holds",
+                           k ? "sample" : "the human continuation", k - 1, (int)cuts[j]);
+                goto out;
+            }
+            r->rows.n = 0;
+            experiment_row_t *rows = vec_push(&r->rows, (size_t)(ctx + n_o));
+            if (!rows) goto out;
+            if (experiment_score(ex, oids[k] + f - ctx, (int)(ctx + n_o), s->stride, rows, why, whylen) < 0) {
+                rc = 1;
+                goto out;
+            }
+            rows += ctx - 1;
+            for (long i = 0; i < n_o; i++) rows[i].pos = (int32_t)(f + i);
+            db_kind_t kind = k ? DB_KIND_SAMPLE : DB_KIND_HUMAN_CONT;
+            if (!layout_ok(kind, (int32_t)f, W, s->stride, rows, (size_t)n_o)) {
+                rc = 2;
+                goto out;
+            }
+            if (job_add_sequence(r, kind, 1 + (int32_t)j * (K + 1) + k, (int32_t)f, ooffs[k][f], k - 1, seed[k],
+                                 rows, (size_t)n_o))
+                goto out;
+            db_seq_t *q = (db_seq_t *)r->seqs.p + r->seqs.n - 1;
+            q->end_byte = (int32_t)bl[k], q->has_end_byte = 1;
+        }
+    }
+    rc = 0;
+out:
+    for (int k = 0; oids && k <= K; k++) free(oids[k]);
+    for (int k = 0; ooffs && k <= K; k++) free(ooffs[k]);
+    free(oids);
+    free(ooffs);
+    free(no);
+    free(bl);
+    free(seed);
+    free(gtok);
+    free(buf);
+    free(goffs);
+    free(cuts);
+    free(gids);
+    return rc;
+}
+
 int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
                     size_t text_len, const wire_sample_t *given, size_t n_given, job_result_t *r,
                     volatile sig_atomic_t *cancel, char *err, size_t errlen) {
@@ -506,9 +668,13 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     /* Continuation experiments; each cut's byte offset, when the tokens
      * decode to the text. */
     int C = s->cont.cont_len, K = s->cont.n_samples;
-    size_t max_cuts = s->n_prefix_lengths + (s->cut_every > 0 ? (size_t)n / (size_t)s->cut_every + 1 : 0) +
-                      (s->cut_every_bytes > 0 ? (size_t)n : 0);
-    if (C > 0 && max_cuts > 0) {
+    size_t max_cuts = cuts_max(s, n);
+    if (s->source_tok) {
+        int t = observe_text(ex, m, s, text, text_len, given, n_given, &at, r, why, sizeof why);
+        if (t < 0) goto oom;
+        if (t == 1) goto doc_error;
+        if (t == 2) goto layout;
+    } else if (C > 0 && max_cuts > 0) {
         if (fault_nth(FAULT_FAIL_ALLOC) || !(cuts = malloc(max_cuts * sizeof *cuts)) ||
             !(offs = malloc(((size_t)n + 1) * sizeof *offs)))
             goto oom;
@@ -522,10 +688,7 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
             snprintf(why, sizeof why, "--cut-every-bytes: the tokens do not decode back to the text byte for byte");
             goto doc_error;
         }
-        size_t nc = s->cut_every_bytes > 0
-                        ? byte_cuts(offs, n, text, text_len, s->cut_every_bytes, C, cuts, max_cuts)
-                        : experiment_cuts(s->prefix_lengths, s->n_prefix_lengths, s->cut_every, C, (int)n, cuts,
-                                          max_cuts);
+        size_t nc = doc_cuts(s, offs, n, text, text_len, cuts, max_cuts);
         size_t per_cut = (size_t)(K + 1) * C;
         r->rows.n = 0;
         if (!vec_push(&r->rows, per_cut * (nc ? nc : 1))) goto oom;

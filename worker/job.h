@@ -40,6 +40,10 @@ typedef struct {
      * must have been made with its prefix (experiment_new_ctx). */
     const template_t *tpl;
     int cut_every_bytes; /* > 0: the cuts are byte_cuts' (job.c), not prefix_lengths' and cut_every's */
+    /* Cross-scoring through the decoded text (the generator's vocabulary is
+     * not this model's): the generator's tokenizer, which finds its cuts
+     * again and decodes its samples (job_measure_doc); NULL: token for token. */
+    const tokenizer_t *source_tok;
 } job_settings_t;
 
 typedef struct job_result job_result_t;
@@ -82,7 +86,10 @@ int job_doc_end(job_result_t *r);
  * this document in seq_no order (K per cut, each of C tokens), observed
  * with experiment_observe and stored with their seeds under the same
  * seq_no layout; a document whose given samples do not match its cuts is
- * recorded with an error.  Otherwise given is ignored. */
+ * recorded with an error.  With s->source_tok as well, the continuations
+ * are scored through their text, in this model's tokens (job.c,
+ * observe_text), each sequence with its end_byte.  Otherwise given is
+ * ignored. */
 int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s, int64_t doc_id, const char *text,
                     size_t text_len, const wire_sample_t *given, size_t n_given, job_result_t *r,
                     volatile sig_atomic_t *cancel, char *err, size_t errlen);

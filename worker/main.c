@@ -35,6 +35,7 @@
 #include "digest.h"
 #include "experiment.h"
 #include "fault.h"
+#include "gguf.h"
 #include "job.h"
 #include "link.h"
 #include "log.h"
@@ -74,6 +75,9 @@ static void usage(FILE *f) {
             "                               traffic is CURVE-encrypted and the coordinator checks our key\n"
             "      --keep-serving    stay when a run is over (or is for another model) and serve the\n"
             "                        next coordinator at ENDPOINT; only SIGTERM/SIGINT end the worker\n"
+            "      --source-vocab PATH  the model (GGUF) or tokenizer.json of the run a cross-scoring run\n"
+            "                        scores, when its vocabulary is not this model's: its sequences are\n"
+            "                        then decoded to text and scored in this model's tokens\n"
             "      --alive-file PATH touch PATH at every heartbeat and reconnection attempt (at least\n"
             "                        every max(--heartbeat, --reconnect-max-ms)): for a liveness probe\n"
             "  -h, --help            this text\n\n"
@@ -101,8 +105,8 @@ static void settings_from_wire(const wire_settings_t *w, job_settings_t *s) {
 /* Vocabulary entry i as the vocab table stores it: the piece ("" when
  * absent), or when it is not UTF-8 its bytes as \xNN escapes written into
  * *escaped (malloc'd; the caller frees it).  NULL when memory runs out. */
-static const char *vocab_piece(const model_t *m, int i, char **escaped) {
-    const char *p = tokenizer_piece(m->tok, i);
+static const char *vocab_piece(const tokenizer_t *tok, int i, char **escaped) {
+    const char *p = tokenizer_piece(tok, i);
     size_t plen = p ? strlen(p) : 0;
     *escaped = NULL;
     if (!p) return "";
@@ -113,15 +117,16 @@ static const char *vocab_piece(const model_t *m, int i, char **escaped) {
 }
 
 /* The vocabulary digest of migration 010's vocab_digests view: sha256 of
- * the stored pieces in token order, each followed by a NUL byte, as hex
- * into out.  Returns 0, or -1 when memory runs out. */
-static int vocab_digest(const model_t *m, char out[65]) {
+ * the stored pieces of tok's first n_vocab ids in token order, each
+ * followed by a NUL byte, as hex into out.  Returns 0, or -1 when memory
+ * runs out. */
+static int vocab_digest(const tokenizer_t *tok, int n_vocab, char out[65]) {
     digest_sha256_t c;
     uint8_t h[32];
     digest_sha256_init(&c);
-    for (int i = 0; i < m->cfg.n_vocab; i++) {
+    for (int i = 0; i < n_vocab; i++) {
         char *esc;
-        const char *p = vocab_piece(m, i, &esc);
+        const char *p = vocab_piece(tok, i, &esc);
         if (!p) return -1;
         digest_sha256_update(&c, p, strlen(p) + 1);
         free(esc);
@@ -140,7 +145,7 @@ static int register_model(db_t *db, const model_t *m, const char *identity, cons
     size_t cap = tokenizer_max_piece_bytes(m->tok) + 1;
     if (!pieces || !texts || !escaped) goto out;
     for (int i = 0; i < n; i++) {
-        if (!(pieces[i] = vocab_piece(m, i, &escaped[i]))) goto out;
+        if (!(pieces[i] = vocab_piece(m->tok, i, &escaped[i]))) goto out;
         if (i >= tokenizer_n_vocab(m->tok)) continue;
         char *t = malloc(cap);
         if (!t) goto out;
@@ -329,9 +334,10 @@ int main(int argc, char **argv) {
                                          {"reconnect-max-ms", required_argument, 0, 'X'},
                                          {"keep-serving", no_argument, 0, 1003},
                                          {"alive-file", required_argument, 0, 1004},
+                                         {"source-vocab", required_argument, 0, 1005},
                                          {0}};
     const char *endpoint = NULL, *model_path = NULL, *conninfo = "", *name = NULL;
-    const char *curve_secret = NULL, *curve_server = NULL, *alive_file = NULL;
+    const char *curve_secret = NULL, *curve_server = NULL, *alive_file = NULL, *source_vocab = NULL;
     long threads = 0, heartbeat = 1000, liveness = 5, reconnect_ms = 0, reconnect_max_ms = 0;
     int c, bad = 0, keep_serving = 0;
     char err[LOG_ERRLEN], host[256] = "", wname[300], identity[65];
@@ -350,6 +356,7 @@ int main(int argc, char **argv) {
         case 1002: curve_server = optarg; break;
         case 1003: keep_serving = 1; break;
         case 1004: alive_file = optarg; break;
+        case 1005: source_vocab = optarg; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "Run 'tokshift-worker --help' for its options.\n"); return 2;
         }
@@ -435,7 +442,22 @@ int main(int argc, char **argv) {
     job_result_t *result = job_result_new();
     int registered = 0;
     char vocab[65]; /* the vocabulary digest, for cross-scoring runs */
-    if (vocab_digest(m, vocab)) log_die("", "out of memory");
+    if (vocab_digest(m->tok, m->cfg.n_vocab, vocab)) log_die("", "out of memory");
+    /* --source-vocab: the generator's tokenizer, for cross-scoring through
+     * the decoded text (its GGUF's reader stays open: the tokenizer may
+     * point into it). */
+    gguf_t *src_gguf = NULL;
+    tokenizer_t *src_tok = NULL;
+    char src_vocab[65] = "";
+    if (source_vocab) {
+        size_t sl = strlen(source_vocab);
+        if (sl > 5 && !strcmp(source_vocab + sl - 5, ".json"))
+            src_tok = tokenizer_new_json(source_vocab, err, sizeof err);
+        else if ((src_gguf = gguf_open(source_vocab, err, sizeof err)))
+            src_tok = tokenizer_new_gguf(src_gguf, err, sizeof err);
+        if (!src_tok) log_die("--source-vocab is the scored run's model (GGUF) or its tokenizer.json", "%s", err);
+        if (vocab_digest(src_tok, tokenizer_n_vocab(src_tok), src_vocab)) log_die("", "out of memory");
+    }
     double last_wait_log = now_s();
     if (!result) log_die("", "out of memory");
 
@@ -462,12 +484,15 @@ int main(int argc, char **argv) {
             if (strcmp(msg.u.welcome.model_identity, identity))
                 snprintf(why, sizeof why, "its model is %s, this worker's (%s) is %s", msg.u.welcome.model_identity,
                          model_path, identity);
-            else if (ws->score_run > 0 && strcmp(ws->vocab_digest, vocab))
+            else if (ws->score_run > 0 && strcmp(ws->vocab_digest, vocab) && strcmp(ws->vocab_digest, src_vocab))
                 /* Cross-scoring gives samples as token ids: they mean the
-                 * same text only under the same vocabulary. */
+                 * same text under the same vocabulary, or decoded by the
+                 * generator's tokenizer (--source-vocab). */
                 snprintf(why, sizeof why, "it scores run %lld, whose model's vocabulary (%.16s...) is not this "
-                         "model's (%.16s...); only identical vocabularies are scored (not through the decoded text)",
-                         (long long)ws->score_run, ws->vocab_digest, vocab);
+                         "model's (%.16s...)%s%s%s: give --source-vocab that model's GGUF to score its sequences "
+                         "through the decoded text", (long long)ws->score_run, ws->vocab_digest, vocab,
+                         *src_vocab ? " nor --source-vocab's (" : "", *src_vocab ? src_vocab : "",
+                         *src_vocab ? ")" : "");
             else if (ws->chat_template && *ws->chat_template)
                 /* A template that names a special token this vocabulary
                  * lacks does not fit this model: why says which. */
@@ -489,6 +514,8 @@ int main(int argc, char **argv) {
                 memset(&msg, 0, sizeof msg);
                 run_id = welcome.u.welcome.run_id;
                 settings_from_wire(&welcome.u.welcome.settings, &settings);
+                if (settings.observe && strcmp(welcome.u.welcome.settings.vocab_digest, vocab))
+                    settings.source_tok = src_tok;
                 experiment_destroy(&ex);
                 template_destroy(&tpl);
                 tpl = new_tpl, new_tpl = NULL;
@@ -502,9 +529,10 @@ int main(int argc, char **argv) {
                     rc = 1;
                     goto done;
                 }
-                log_info("joined run %lld (window %d, stride %d, C %d, K %d%s)", (long long)run_id, settings.window,
-                         settings.stride, settings.cont.cont_len, settings.cont.n_samples,
-                         tpl ? ", a chat template" : "");
+                log_info("joined run %lld (window %d, stride %d, C %d, K %d%s%s)", (long long)run_id,
+                         settings.window, settings.stride, settings.cont.cont_len, settings.cont.n_samples,
+                         tpl ? ", a chat template" : "",
+                         settings.source_tok ? ", scoring through the decoded text" : "");
             }
             template_destroy(&new_tpl); /* (a WELCOME of the run already joined) */
             welcomed = 1;
@@ -548,5 +576,7 @@ done:
     wire_msg_clear(&welcome);
     db_destroy(&db);
     model_destroy(&m);
+    tokenizer_destroy(&src_tok);
+    gguf_destroy(&src_gguf);
     return rc;
 }

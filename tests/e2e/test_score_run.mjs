@@ -13,8 +13,13 @@
 //             mean difference computed here from the token rows; cross_stats'
 //             means and document-clustered standard errors equal those
 //             computed here from cross_scores' rows
-//   vocab     a worker whose model has another vocabulary (make_arch_model's
-//             synthetic one) refuses the run with exit 3, naming it
+//   vocab     a worker whose model has another vocabulary (GPT-2's) refuses
+//             the run with exit 3 without --source-vocab (or with one that
+//             is not the generator's); with it the run
+//             scores every sequence through its decoded text: each
+//             continuation's rows are `tokshift score`'s of the same text,
+//             and cross_text_sequences / cross_text_stats (014) equal sums
+//             and clustered errors computed here from the rows
 //   refused   --score-run of a run that is not done, and with settings given,
 //             is refused at start-up; a worker whose HELLO lacks `observes`
 //             (a version before cross-scoring would draw the samples anew)
@@ -144,21 +149,133 @@ check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${n
     }
 }
 
-// ---- vocab: another vocabulary is refused by the worker ----
+// ---- vocab: another vocabulary, through the decoded text ----
+// A GPT-2 of random weights with GPT-2's byte-level BPE vocabulary
+// (tests/make_arch_model) observes the demo model's run (SentencePiece, 512
+// tokens).  Without --source-vocab its worker refuses the run (exit 3,
+// naming the option); with the demo model as --source-vocab the run
+// completes, scored through the text.
 {
-    const R = join(dir, "random.gguf");
-    run(join(BIN, "tests", "make_arch_model"), ["llama", R]);
+    const G = join(dir, "gpt2-random.gguf");
+    run(join(BIN, "tests", "make_arch_model"), ["gpt2", G, join(process.env.TOKSHIFT_TESTDATA, "vocab", "ggml-vocab-gpt-2.gguf")]);
     const port = await freePort();
     const ep = `tcp://127.0.0.1:${port}`;
-    const coord = start(join(BIN, "tokshift-coordinator"), ["--run", "vocab", "--model", R, "--db", db, "--bind", ep,
+    const coord = start(join(BIN, "tokshift-coordinator"), ["--run", "vocab", "--model", G, "--db", db, "--bind", ep,
                         "--score-run", "gen"], join(dir, "vocab-coord.log"));
-    const w = run(join(BIN, "tokshift-worker"), ["--connect", ep, "--model", R, "--db", db], {allowFail: true});
+    const w = run(join(BIN, "tokshift-worker"), ["--connect", ep, "--model", G, "--db", db], {allowFail: true});
+    // (a --source-vocab that is not the generator's: GPT-2's own)
+    const w2 = run(join(BIN, "tokshift-worker"), ["--connect", ep, "--model", G, "--db", db, "--source-vocab", G],
+                   {allowFail: true});
     coord.p.kill("SIGTERM");
     await coord.exited;
-    check(w.status === 3 && /vocabulary/.test(w.stderr) && /not through the decoded text/.test(w.stderr),
-          `vocab: the worker refuses another vocabulary (exit ${w.status}): ${w.stderr.trim().split("\n").pop()}`);
-    const [[rows]] = psql(db, `SELECT count(*) FROM sequence_stats s JOIN runs r USING (run_id) WHERE r.name = 'vocab'`);
-    check(rows === "0", `vocab: nothing written (${rows} sequences)`);
+    check(w.status === 3 && /vocabulary/.test(w.stderr) && /--source-vocab/.test(w.stderr),
+          `vocab: without --source-vocab the worker refuses another vocabulary (exit ${w.status}): ${w.stderr.trim().split("\n").pop()}`);
+    check(w2.status === 3 && /nor --source-vocab's/.test(w2.stderr),
+          `vocab: a --source-vocab of another vocabulary is refused (exit ${w2.status}): ${w2.stderr.trim().split("\n").pop()}`);
+    const [[written]] = psql(db, `SELECT count(*) FROM sequence_stats s JOIN runs r USING (run_id) WHERE r.name = 'vocab'`);
+    check(written === "0", `vocab: nothing written (${written} sequences)`);
+
+    const t0 = Date.now();
+    const txt = await runOk("text", {corpus: none, modelPath: G, settings: [], coordArgs: ["--score-run", "gen"],
+                                     workerArgs: ["--source-vocab", M]});
+    const secs = (Date.now() - t0) / 1000;
+    check(psql(db, `SELECT tokshift_score_via(${txt}), tokshift_score_via(${same}), tokshift_score_via(${src}) IS NULL`)[0]
+              .join() === "text,tokens,t", "text: the run scores through the text, the same-vocabulary ones token for token");
+    check(psql(db, `SELECT count(*) FROM cross_scores WHERE observer_run = ${txt}`)[0][0] === "0" &&
+          psql(db, `SELECT count(*) FROM cross_stats WHERE observer_run = ${txt}`)[0][0] === "0",
+          "text: no token-for-token pairs across vocabularies");
+    // Every source sequence has its observer sequence (and no other).
+    const keys = q => psql(db, `SELECT doc_id, seq_no, kind, coalesce(sample_idx, -1), coalesce(seed::text, '')
+        FROM sequence_stats WHERE run_id = ${q} ORDER BY 1, 2`).join(";");
+    const [[nSrcSeq]] = psql(db, `SELECT count(*) FROM sequence_stats WHERE run_id = ${src}`);
+    check(keys(txt) === keys(src) && Number(nSrcSeq) > 50,
+          `text: a sequence for each of the source's ${nSrcSeq} (doc, seq_no, kind, sample, seed) in ${secs} s` +
+          (keys(txt) === keys(src) ? "" : `; errors: ${psql(db, `SELECT doc_id, error FROM documents WHERE run_id = ${txt} AND error IS NOT NULL`).join("|")}`));
+    // The observer's rows of a continuation are `tokshift score`'s of the
+    // same text (the document up to the generator's cut, then the
+    // continuation as the generator's vocabulary spells it: vocab.text),
+    // from the observer's cut on: bit for bit (rows do not depend on their
+    // batch, forward.h; the stored float4 is the double rounded).  Only
+    // texts within one window (64 tokens), where `score` gives every token
+    // all of its context as a continuation has.
+    const seqs = psql(db, `SELECT s.doc_id, s.seq_no, s.kind, s.cut_byte, encode(convert_to(d.text, 'UTF8'), 'hex'),
+            (SELECT string_agg(encode(convert_to(w.text, 'UTF8'), 'hex'), '' ORDER BY t.i)
+               FROM unnest(s.token_id) WITH ORDINALITY t(id, i) JOIN vocab w ON w.model_id = m.model_id AND w.token_id = t.id),
+            (SELECT count(*) FROM unnest(s.token_id) t(id) LEFT JOIN vocab w ON w.model_id = m.model_id AND w.token_id = t.id
+              WHERE w.text IS NULL),
+            x.observer_cut, x.observer_cut_byte, x.end_byte, x.observer_n_tokens
+        FROM sequence_stats s JOIN documents d USING (run_id, doc_id) JOIN runs r USING (run_id)
+        JOIN models m ON m.identity = r.model_identity
+        JOIN cross_text_sequences x ON x.observer_run = ${txt} AND x.doc_id = s.doc_id AND x.seq_no = s.seq_no
+       WHERE s.run_id = ${src} AND s.kind <> 'human' ORDER BY s.doc_id, s.seq_no`);
+    let compared = 0, samples = 0;
+    for (const [doc, seq, kind, cb, dhex, chex, nNull, ocut, ocb, end, n] of seqs) {
+        if (nNull !== "0") continue;  // (a token without a text: a control token)
+        const text = Buffer.concat([Buffer.from(dhex, "hex").subarray(0, Number(cb)), Buffer.from(chex, "hex")]);
+        check(Number(end) === text.length && Number(ocb) <= Number(cb),
+              `text ${doc}/${seq}: end_byte ${end} is the text's ${text.length} bytes, its cut byte ${ocb} <= ${cb}`);
+        if (Number(ocut) + Number(n) > 64 || compared >= 12) continue;
+        const r = run(join(BIN, "tokshift"), ["score", "--model", G, "--window", "64", "--stride", "32", "--format", "json"],
+                      {input: text});
+        const want = JSON.parse(r.stdout).filter(x => x.pos >= Number(ocut));
+        const got = psql(db, `SET extra_float_digits = 3; SELECT pos, token_id, logprob, entropy, rank FROM token_view
+            WHERE run_id = ${txt} AND doc_id = ${doc} AND seq_no = ${seq} ORDER BY pos`);
+        check(got.length === want.length && got.every(([p, id, lp, h, rk], i) => Number(p) === want[i].pos &&
+                  Number(id) === want[i].token_id && Math.fround(Number(lp)) === Math.fround(want[i].logprob) &&
+                  Math.fround(Number(h)) === Math.fround(want[i].entropy) && Number(rk) === want[i].rank),
+              `text ${doc}/${seq} (${kind}): the rows are \`tokshift score\`'s of its text from pos ${ocut} ` +
+              `(${got.length} vs ${want.length} rows)`);
+        compared++;
+        if (kind === "sample") samples++;
+    }
+    check(compared >= 8 && samples >= 4, `text: ${compared} continuations (${samples} samples) compared with \`tokshift score\``);
+    console.log(`text: ${nSrcSeq} sequences scored through the text in ${secs} s; ${compared} continuations ` +
+                `(${samples} samples) equal \`tokshift score\`'s rows`);
+    // cross_text_sequences' totals are the rows' sums; cross_text_stats'
+    // bits per byte and log-likelihood ratio per byte, with standard errors
+    // clustered by document (CR1, 007, with bytes for tokens), equal those
+    // computed here from the rows and the byte offsets.  Tolerance: float4
+    // values summed in double in another order, 1e-9 relative (1e-12
+    // absolute).
+    const sums = q => new Map(psql(db, `SET extra_float_digits = 3; SELECT doc_id || '/' || seq_no,
+        array_agg(logprob)::text FROM token_view WHERE run_id = ${q} AND kind <> 'human' GROUP BY 1`)
+        .map(([k, v]) => [k, -v.slice(1, -1).split(",").reduce((a, x) => a + Math.fround(Number(x)), 0)]));
+    const so = sums(txt), sg = sums(src);
+    const near = (a, b) => Math.abs(a - b) <= 1e-9 * Math.abs(b) + 1e-12;
+    const per = new Map();  // kind -> doc -> [bytes gen, bytes obs, Σ gen, Σ obs]
+    let bad = 0, nx = 0;
+    for (const [doc, seq, kind, gcb, ocb, end, gs, os] of psql(db, `SET extra_float_digits = 3; SELECT doc_id, seq_no,
+            kind, generator_cut_byte, observer_cut_byte, end_byte, generator_surprisal, observer_surprisal
+            FROM cross_text_sequences WHERE observer_run = ${txt} AND kind <> 'human'`)) {
+        const k = `${doc}/${seq}`;
+        if (!near(Number(gs), sg.get(k)) || !near(Number(os), so.get(k))) bad++;
+        nx++;
+        if (!per.has(kind)) per.set(kind, new Map());
+        const d = per.get(kind).get(doc) || [0, 0, 0, 0];
+        d[0] += Number(end) - Number(gcb), d[1] += Number(end) - Number(ocb), d[2] += sg.get(k), d[3] += so.get(k);
+        per.get(kind).set(doc, d);
+    }
+    check(bad === 0 && nx === so.size, `cross_text_sequences: ${nx} sequences' totals are their rows' sums (${bad} differ)`);
+    const cr1 = (docs, n, f) => {
+        let N = 0, S = 0;
+        for (const d of docs) N += n(d), S += f(d);
+        const m = S / N, G = docs.length;
+        let v = 0;
+        for (const d of docs) v += (f(d) - m * n(d)) ** 2;
+        return [m / Math.LN2, G > 1 ? Math.sqrt(v * G / (G - 1)) / N / Math.LN2 : null];
+    };
+    const rows = psql(db, `SET extra_float_digits = 3; SELECT kind, n_docs, generator_bits_per_byte,
+        se_generator_bits_per_byte, observer_bits_per_byte, se_observer_bits_per_byte, llr_bits_per_byte,
+        se_llr_bits_per_byte FROM cross_text_stats WHERE observer_run = ${txt} ORDER BY kind`);
+    check(rows.length === 2 && rows.length === per.size, `cross_text_stats: a row per continuation kind (${rows.map(r => r[0])})`);
+    for (const [kind, g, ...v] of rows) {
+        const docs = [...per.get(kind).values()];
+        const want = [...cr1(docs, d => d[0], d => d[2]), ...cr1(docs, d => d[1], d => d[3]),
+                      ...cr1(docs, d => d[0], d => d[2] - d[3])];
+        const got = v.map(Number);
+        check(Number(g) === docs.length && got.every((x, i) => near(x, want[i])) && got[1] > 0 && got[3] > 0,
+              `cross_text_stats ${kind}: ${v.join(" ")} vs the rows' ${want.join(" ")} (${docs.length} documents)`);
+    }
 }
 
 // ---- old worker: a worker that does not say it observes is refused ----
