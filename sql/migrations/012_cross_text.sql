@@ -1,4 +1,4 @@
--- 014_cross_text.sql - cross-scoring through the decoded text, when the
+-- 012_cross_text.sql - cross-scoring through the decoded text, when the
 -- observer's vocabulary is not the generator's (issue 12 item 2).
 --
 -- What it is:
