@@ -71,14 +71,18 @@ static void bench_dequant(void) {
     int done[64] = {0};
     float *out = NULL;
     size_t cap = 0;
-    printf("dequantization, one thread (the scalar reference code, per CPU second):\n");
-    printf("  %-7s %9s %9s\n", "type", "GB/s f32", "GB/s in");
+    int vector = quant_vector();
+    printf("dequantization, one thread, per CPU second: plain C, then compiled for AVX2 (where the CPU has it):\n");
+    printf("  %-7s %9s %9s %9s %9s\n", "type", "GB/s f32", "GB/s in", "AVX2 f32", "AVX2 in");
     for (size_t fi = 0; fi < N_FILES; fi++) {
         gguf_t *g = open_src(g_files[fi]);
         for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
             uint32_t type = gguf_tensor_at(g, i)->type;
             if (type == GGML_TYPE_F32 || type >= 64 || done[type]) continue;
             done[type] = 1;
+            printf("  %-7s", quant_type_name(type));
+            for (int vec = 0; vec <= 1; vec++) {
+            if (quant_set_vector(vec)) continue;
             double in_bytes = 0, elems = 0, t0 = clock_s(CLOCK_THREAD_CPUTIME_ID), dt;
             do {
                 for (uint64_t j = 0; j < gguf_n_tensors(g); j++) {
@@ -95,10 +99,13 @@ static void bench_dequant(void) {
                     elems += (double)n;
                 }
             } while ((dt = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0) < 0.1);
-            printf("  %-7s %9.2f %9.2f\n", quant_type_name(type), elems * 4 / dt / 1e9, in_bytes / dt / 1e9);
+            printf(" %9.2f %9.2f", elems * 4 / dt / 1e9, in_bytes / dt / 1e9);
+            }
+            printf("\n");
         }
         gguf_destroy(&g);
     }
+    quant_set_vector(vector);
     free(out);
 }
 

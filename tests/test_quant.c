@@ -4,7 +4,8 @@
  *    (one model quantized by llama.cpp's llama-quantize to each type)
  *    dequantizes to the SHA-256 of llama.cpp's own dequantization
  *    (model.TYPE.dequant.tsv: fp32 little-endian, ggml element order), bit
- *    for bit.
+ *    for bit, with the AVX2 dequantizers where the CPU has AVX2, and the
+ *    plain loops give the same bits.
  * 2. Refusals: a quantized tensor whose row is not whole blocks, whose data
  *    run past the file or whose offset is out of the file, and a type this
  *    engine does not compute with (IQ2_XXS, by name) are refused with a
@@ -32,8 +33,9 @@ static const char *const k_files[] = {"Q4_0", "Q4_1",   "Q5_0",   "Q5_1", "Q8_0"
                                       "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS"};
 #define N_FILES (sizeof k_files / sizeof *k_files)
 
-/* Per ggml type: tensors checked and tensors whose hash matched. */
-static int g_checked[64], g_matched[64];
+/* Per ggml type: tensors checked, tensors whose hash matched, and tensors
+ * whose plain dequantization was also compared with the AVX2 one. */
+static int g_checked[64], g_matched[64], g_plain[64];
 
 static void sha256_hex(const float *x, uint64_t n, char hex[65]) {
     digest_sha256_t c;
@@ -115,6 +117,16 @@ static void check_file(const char *file, void **img, size_t *img_len) {
                  rows[i].name, rows[i].type, hex, rows[i].sha, (double)x[0], (double)x[1], (double)x[2],
                  (double)x[3]);
         if (t->type < 64) g_checked[t->type]++, g_matched[t->type] += ok;
+        if (quant_vector()) { /* the plain loops too, where AVX2 ran above */
+            float *p = malloc(ne * sizeof *p);
+            TU_REQUIRE(p && quant_set_vector(0) == 0, "plain dequantization");
+            gguf_tensor_to_f32(t, p);
+            TU_REQUIRE(quant_set_vector(1) == 0, "AVX2 dequantization back on");
+            TU_CHECK(!memcmp(p, x, ne * sizeof *p), "%s: %s (%s): the plain and AVX2 dequantizations differ", file,
+                     rows[i].name, rows[i].type);
+            g_plain[t->type < 64 ? t->type : 0]++;
+            free(p);
+        }
         TU_REQUIRE(gguf_writer_add_tensor(w, rows[i].name, GGML_TYPE_F32, t->n_dims, t->ne, x, err, sizeof err) == 0,
                    "%s", err);
         free(x);
@@ -315,7 +327,7 @@ int main(void) {
     }
     for (uint32_t t = 0; t < 64; t++)
         if (g_checked[t])
-            fprintf(stderr, "%-7s %3d/%3d tensors match llama.cpp's sha256\n", quant_type_name(t), g_matched[t],
-                    g_checked[t]);
+            fprintf(stderr, "%-7s %3d/%3d tensors match llama.cpp's sha256 (%d also plain == AVX2)\n",
+                    quant_type_name(t), g_matched[t], g_checked[t], g_plain[t]);
     return tu_finish("test_quant");
 }

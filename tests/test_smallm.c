@@ -14,7 +14,8 @@
  * element; the weights p are normalised rows, as softmax gives them.
  *
  * smallm_exp: see check_exp.  Batch invariance is exact: a row computed inside batches of every size and
- * at every offset gives the same bits as alone. */
+ * at every offset gives the same bits as alone, and a prepared X multiplied
+ * by W in panels of rows (smallm_matmul_x) the bits of one smallm_matmul. */
 #include <math.h>
 
 #include "kernels.h"
@@ -82,6 +83,22 @@ static void check_matmul(smallm_level_t lv, int T, int in, int out, int pad) {
         free(y3);
         TU_CHECK(same, "%s matmul T=%d in=%d out=%d: a row's bits depend on its batch", smallm_level_name(lv), T, in,
                  out);
+        /* X prepared once, W in two panels of rows (as forward.c runs a
+         * dequantized matrix): the bits of one smallm_matmul. */
+        if (T <= smallm_x_rows(in)) {
+            float *y5 = malloc(sizeof(float) * T * ldy);
+            memcpy(y5, y0, sizeof(float) * T * ldy);
+            smallm_x_t px;
+            smallm_x_prepare(&px, x, ldx, T, in, xt);
+            int half = out / 2;
+            smallm_matmul_x(y5, ldy, &px, w, ldw, half, (float)beta);
+            smallm_matmul_x(y5 + half, ldy, &px, w + (size_t)half * ldw, ldw, out - half, (float)beta);
+            int prep_same = 1;
+            for (int t = 0; t < T; t++) prep_same &= !memcmp(y5 + (size_t)t * ldy, y1 + (size_t)t * ldy, sizeof(float) * out);
+            TU_CHECK(prep_same, "%s matmul_x T=%d in=%d out=%d beta=%d in panels differs from matmul",
+                     smallm_level_name(lv), T, in, out, beta);
+            free(y5);
+        }
     }
     free(x), free(w), free(y0), free(y1), free(y2), free(xd), free(wd), free(xt), free(yp);
 }
@@ -169,7 +186,7 @@ int main(void) {
      * outputs past a tile (6, 12 rows of W). */
     int Ts[] = {1, 2, 3, 4, 5, 9, 13, 17, 40};
     int ins[] = {1, 7, 8, 16, 64, 65, 173};
-    int outs[] = {1, 3, 4, 5, 13, 17};
+    int outs[] = {1, 2, 3, 4, 5, 13, 17, 23}; /* every remainder of 6; 23 = 12 + 11 */
     for (int lv = 0; lv <= (int)best; lv++) {
         TU_REQUIRE(smallm_set_level((smallm_level_t)lv) == 0, "level %d", lv);
         for (size_t a = 0; a < sizeof Ts / sizeof *Ts; a++)

@@ -51,10 +51,13 @@ struct forward {
  * move, for little gain. */
 #define FORWARD_SMALL_M 16
 
-/* Rows of a stored weight matrix dequantized at a time for a few-row
- * product: small enough to stay in L1/L2 while every row of the batch uses
- * it (16 rows of 4096 fp32 are 256 KiB). */
-#define FORWARD_SMALL_PANEL 16
+/* Floats of a stored weight matrix dequantized at a time for a few-row
+ * product (smallm): 128 KiB, which stays in L2 between its dequantization
+ * and its use by every row of the batch.  The panel's rows are a multiple
+ * of 12, smallm's widest tile of W rows (6 at AVX2, 12 at AVX-512), so no
+ * panel ends in a narrow tile; at least 12 rows whatever the width. */
+#define FORWARD_SMALL_PANEL_FLOATS (32 * 1024)
+#define FORWARD_SMALL_PANEL_TILE 12
 
 /* Rows of a stored (non-fp32) weight matrix dequantized per sgemm.  sgemm
  * packs X once per call, so with P rows a call that packing costs about 1/P
@@ -359,10 +362,20 @@ static void linear(const forward_t *f, float *y, const float *x, const quant_mat
         if (w32) {
             smallm_matmul(y, out, x, in, w32, in, T, in, out, beta, f->xt);
         } else {
-            for (int r0 = 0; r0 < out; r0 += FORWARD_SMALL_PANEL) {
-                int rows = out - r0 < FORWARD_SMALL_PANEL ? out - r0 : FORWARD_SMALL_PANEL;
-                quant_mat_dequant(w, r0, rows, f->wbuf);
-                smallm_matmul(y + r0, out, x, in, f->wbuf, in, T, in, rows, beta, f->xt);
+            /* X laid out (transposed) once per smallm_x_rows(in) rows, i.e.
+             * once per decode batch, not once per panel. */
+            int chunk = smallm_x_rows(in), tile = FORWARD_SMALL_PANEL_TILE;
+            int panel = FORWARD_SMALL_PANEL_FLOATS / in / tile * tile;
+            if (panel < tile) panel = tile;
+            if (panel > f->panel_rows) panel = f->panel_rows;
+            for (int c0 = 0; c0 < T; c0 += chunk) {
+                smallm_x_t px;
+                smallm_x_prepare(&px, x + (size_t)c0 * in, in, T - c0 < chunk ? T - c0 : chunk, in, f->xt);
+                for (int r0 = 0; r0 < out; r0 += panel) {
+                    int rows = out - r0 < panel ? out - r0 : panel;
+                    quant_mat_dequant(w, r0, rows, f->wbuf);
+                    smallm_matmul_x(y + (size_t)c0 * out + r0, out, &px, f->wbuf, in, rows, beta);
+                }
             }
         }
     } else if (w32) {

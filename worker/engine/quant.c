@@ -20,12 +20,19 @@
 #define QK_K 256 /* values per K-quant super-block */
 
 typedef void (*dequant_fn)(const uint8_t *blk, float *y);
+typedef void (*blocks_fn)(const uint8_t *p, float *y, uint64_t nb); /* nb whole blocks */
+
+
+#if defined(__x86_64__) || defined(__i386__)
+#define QUANT_X86 1
+#endif
 
 typedef struct {
     const char *name;
     int block_elems;  /* 0: unknown id */
     int block_bytes;
     dequant_fn dequant; /* NULL: named, laid out, but not computed with */
+    blocks_fn avx2;     /* the row loop compiled for AVX2, or NULL */
 } type_info_t;
 
 static float rd_half(const uint8_t *p) {
@@ -238,30 +245,129 @@ static void dq_iq4_xs(const uint8_t *b, float *y) {
     }
 }
 
+/* AVX2 row loops of nb blocks for the types that dominate real files
+ * (Q4_0, Q8_0 and the K-quants of the usual _M mixes): the plain code's
+ * per-element operations, 8 lanes at a time, each element computed exactly
+ * as the plain loop computes it (integer unpacking is exact; one fp32
+ * multiply, then one subtract, no fma), so the same bits: test_quant checks
+ * both levels against llama.cpp's hashes.  Selected at run time, so one
+ * binary runs on any x86-64. */
+#ifdef QUANT_X86
+#include <immintrin.h>
+#define QUANT_AVX2 __attribute__((target("avx2")))
+
+/* 8 bytes from p widened to 8 int32 lanes. */
+QUANT_AVX2 static inline __m256i u8x8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+
+QUANT_AVX2 static void q4_0_avx2(const uint8_t *b, float *y, uint64_t nb) {
+    const __m256i m = _mm256_set1_epi32(0x0f), eight = _mm256_set1_epi32(8);
+    for (uint64_t i = 0; i < nb; i++, b += 18, y += QK) {
+        const __m256 d = _mm256_set1_ps(rd_half(b));
+        for (int j = 0; j < QK / 2; j += 8) {
+            __m256i q = u8x8(b + 2 + j);
+            __m256 lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(q, m), eight));
+            __m256 hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(q, 4), eight));
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(lo, d));
+            _mm256_storeu_ps(y + j + QK / 2, _mm256_mul_ps(hi, d));
+        }
+    }
+}
+
+QUANT_AVX2 static void q8_0_avx2(const uint8_t *b, float *y, uint64_t nb) {
+    for (uint64_t i = 0; i < nb; i++, b += 34, y += QK) {
+        const __m256 d = _mm256_set1_ps(rd_half(b));
+        for (int j = 0; j < QK; j += 8) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + j)));
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+        }
+    }
+}
+
+/* Q4_K and Q5_K: d * q - m per sub-block of 32 (fifth bits: qh != NULL). */
+QUANT_AVX2 static inline void q45_k_avx2(const uint8_t *b, float *y, int five) {
+    const float d = rd_half(b), dmin = rd_half(b + 2);
+    const uint8_t *s = b + 4, *qh = b + 16, *q = b + (five ? 48 : 16);
+    const __m256i m = _mm256_set1_epi32(0x0f), one = _mm256_set1_epi32(1);
+    for (int j = 0; j < 8; j += 2, q += 32) {
+        int sc, mn;
+        scale_min_k4(j, s, &sc, &mn);
+        const __m256 d1 = _mm256_set1_ps(d * (float)sc), m1 = _mm256_set1_ps(dmin * (float)mn);
+        scale_min_k4(j + 1, s, &sc, &mn);
+        const __m256 d2 = _mm256_set1_ps(d * (float)sc), m2 = _mm256_set1_ps(dmin * (float)mn);
+        for (int l = 0; l < 32; l += 8) {
+            __m256i v = u8x8(q + l), lo = _mm256_and_si256(v, m), hi = _mm256_srli_epi32(v, 4);
+            if (five) {
+                __m256i h = u8x8(qh + l);
+                lo = _mm256_add_epi32(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, _mm_cvtsi32_si128(j)), one), 4));
+                hi = _mm256_add_epi32(hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, _mm_cvtsi32_si128(j + 1)), one), 4));
+            }
+            _mm256_storeu_ps(y + l, _mm256_sub_ps(_mm256_mul_ps(d1, _mm256_cvtepi32_ps(lo)), m1));
+            _mm256_storeu_ps(y + 32 + l, _mm256_sub_ps(_mm256_mul_ps(d2, _mm256_cvtepi32_ps(hi)), m2));
+        }
+        y += 64;
+    }
+}
+
+QUANT_AVX2 static void q4_k_avx2(const uint8_t *b, float *y, uint64_t nb) {
+    for (uint64_t i = 0; i < nb; i++) q45_k_avx2(b + i * 144, y + i * QK_K, 0);
+}
+
+QUANT_AVX2 static void q5_k_avx2(const uint8_t *b, float *y, uint64_t nb) {
+    for (uint64_t i = 0; i < nb; i++) q45_k_avx2(b + i * 176, y + i * QK_K, 1);
+}
+
+QUANT_AVX2 static void q6_k_avx2(const uint8_t *blk, float *out, uint64_t nb) {
+    const __m256i m = _mm256_set1_epi32(0x0f), three = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+    for (uint64_t i = 0; i < nb; i++, blk += 210, out += QK_K) {
+        const uint8_t *ql = blk, *qh = blk + 128;
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        const float d = rd_half(blk + 208);
+        float *y = out;
+        for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8)
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *lo = ql + 32 * (k & 1);
+                const __m128i lshift = _mm_cvtsi32_si128(k < 2 ? 0 : 4), hshift = _mm_cvtsi32_si128(2 * k);
+                for (int g = 0; g < 2; g++) {
+                    const __m256 ds = _mm256_set1_ps(d * (float)sc[g + 2 * k]);
+                    for (int l = 0; l < 16; l += 8) {
+                        __m256i a = _mm256_and_si256(_mm256_srl_epi32(u8x8(lo + 16 * g + l), lshift), m);
+                        __m256i h = _mm256_and_si256(_mm256_srl_epi32(u8x8(qh + 16 * g + l), hshift), three);
+                        __m256i q = _mm256_sub_epi32(_mm256_or_si256(a, _mm256_slli_epi32(h, 4)), off);
+                        _mm256_storeu_ps(y + 32 * k + 16 * g + l, _mm256_mul_ps(ds, _mm256_cvtepi32_ps(q)));
+                    }
+                }
+            }
+    }
+}
+#define QUANT_VEC(FN) FN
+#else
+#define QUANT_VEC(FN) NULL
+#endif
+
 /* Indexed by ggml type id; gaps are ids ggml removed. */
 static const type_info_t g_types[] = {
     [GGML_TYPE_F32] = {"F32", 1, 4, dq_f32},
     [GGML_TYPE_F16] = {"F16", 1, 2, dq_f16},
-    [GGML_TYPE_Q4_0] = {"Q4_0", QK, 18, dq_q4_0},
-    [GGML_TYPE_Q4_1] = {"Q4_1", QK, 20, dq_q4_1},
-    [GGML_TYPE_Q5_0] = {"Q5_0", QK, 22, dq_q5_0},
-    [GGML_TYPE_Q5_1] = {"Q5_1", QK, 24, dq_q5_1},
-    [GGML_TYPE_Q8_0] = {"Q8_0", QK, 34, dq_q8_0},
+    [GGML_TYPE_Q4_0] = {"Q4_0", QK, 18, dq_q4_0, QUANT_VEC(q4_0_avx2)},
+    [GGML_TYPE_Q4_1] = {"Q4_1", QK, 20, dq_q4_1, NULL},
+    [GGML_TYPE_Q5_0] = {"Q5_0", QK, 22, dq_q5_0, NULL},
+    [GGML_TYPE_Q5_1] = {"Q5_1", QK, 24, dq_q5_1, NULL},
+    [GGML_TYPE_Q8_0] = {"Q8_0", QK, 34, dq_q8_0, QUANT_VEC(q8_0_avx2)},
     [GGML_TYPE_Q8_1] = {"Q8_1", QK, 36, NULL},
-    [GGML_TYPE_Q2_K] = {"Q2_K", QK_K, 84, dq_q2_k},
-    [GGML_TYPE_Q3_K] = {"Q3_K", QK_K, 110, dq_q3_k},
-    [GGML_TYPE_Q4_K] = {"Q4_K", QK_K, 144, dq_q4_k},
-    [GGML_TYPE_Q5_K] = {"Q5_K", QK_K, 176, dq_q5_k},
-    [GGML_TYPE_Q6_K] = {"Q6_K", QK_K, 210, dq_q6_k},
+    [GGML_TYPE_Q2_K] = {"Q2_K", QK_K, 84, dq_q2_k, NULL},
+    [GGML_TYPE_Q3_K] = {"Q3_K", QK_K, 110, dq_q3_k, NULL},
+    [GGML_TYPE_Q4_K] = {"Q4_K", QK_K, 144, dq_q4_k, QUANT_VEC(q4_k_avx2)},
+    [GGML_TYPE_Q5_K] = {"Q5_K", QK_K, 176, dq_q5_k, QUANT_VEC(q5_k_avx2)},
+    [GGML_TYPE_Q6_K] = {"Q6_K", QK_K, 210, dq_q6_k, QUANT_VEC(q6_k_avx2)},
     [GGML_TYPE_Q8_K] = {"Q8_K", QK_K, 292, NULL},
     [GGML_TYPE_IQ2_XXS] = {"IQ2_XXS", QK_K, 66, NULL},
     [GGML_TYPE_IQ2_XS] = {"IQ2_XS", QK_K, 74, NULL},
     [GGML_TYPE_IQ3_XXS] = {"IQ3_XXS", QK_K, 98, NULL},
     [GGML_TYPE_IQ1_S] = {"IQ1_S", QK_K, 50, NULL},
-    [GGML_TYPE_IQ4_NL] = {"IQ4_NL", QK, 18, dq_iq4_nl},
+    [GGML_TYPE_IQ4_NL] = {"IQ4_NL", QK, 18, dq_iq4_nl, NULL},
     [GGML_TYPE_IQ3_S] = {"IQ3_S", QK_K, 110, NULL},
     [GGML_TYPE_IQ2_S] = {"IQ2_S", QK_K, 82, NULL},
-    [GGML_TYPE_IQ4_XS] = {"IQ4_XS", QK_K, 136, dq_iq4_xs},
+    [GGML_TYPE_IQ4_XS] = {"IQ4_XS", QK_K, 136, dq_iq4_xs, NULL},
     [GGML_TYPE_I8] = {"I8", 1, 1, NULL},
     [GGML_TYPE_I16] = {"I16", 1, 2, NULL},
     [GGML_TYPE_I32] = {"I32", 1, 4, NULL},
@@ -316,8 +422,35 @@ void quant_dequant(uint32_t type, const void *src, float *out, uint64_t n) {
         memcpy(out, p, n * sizeof(float));
         return;
     }
-    for (uint64_t b = 0; b < n / (uint64_t)t->block_elems; b++)
-        t->dequant(p + b * (uint64_t)t->block_bytes, out + b * (uint64_t)t->block_elems);
+    uint64_t nb = n / (uint64_t)t->block_elems;
+    if (t->avx2 && quant_vector()) {
+        t->avx2(p, out, nb);
+        return;
+    }
+    for (uint64_t b = 0; b < nb; b++) t->dequant(p + b * (uint64_t)t->block_bytes, out + b * (uint64_t)t->block_elems);
+}
+
+static int g_vector = -1; /* -1: not chosen yet */
+
+static int vector_available(void) {
+#ifdef QUANT_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+int quant_vector(void) {
+    /* A benign race at worst: every thread computes the same value. */
+    if (g_vector < 0) g_vector = vector_available();
+    return g_vector;
+}
+
+int quant_set_vector(int on) {
+    if (on && !vector_available()) return -1;
+    g_vector = on != 0;
+    return 0;
 }
 
 quant_mat_t quant_mat(uint32_t type, const void *data, int64_t rows, int64_t cols) {

@@ -7,7 +7,8 @@
  * type that reproduces llama.cpp's ggml dequantize_row_* bit for bit: fp16
  * scales widened exactly, every product and sum rounded in fp32 in the order
  * ggml writes them, with no fused multiply-add (the file is built with
- * -ffp-contract=off; see quant.c).  Supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0
+ * -ffp-contract=off; see quant.c), at every level (the plain loops, and AVX2
+ * versions of Q4_0 Q8_0 Q4_K Q5_K Q6_K chosen at run time).  Supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0
  * Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS.
  *
  * Also the weight matrix as the forward pass sees it, quant_mat_t: a type
@@ -101,6 +102,16 @@ uint64_t quant_row_bytes(uint32_t type, uint64_t n);
  * Asserts on an unsupported type or a partial block: the loader has checked
  * both (programmer error otherwise). */
 void quant_dequant(uint32_t type, const void *src, float *out, uint64_t n);
+
+/* Whether quant_dequant runs the AVX2 dequantizers of the types that have
+ * one (the plain loops' operations, 8 lanes at a time: the same bits); on
+ * by default where the CPU has AVX2. */
+int quant_vector(void);
+
+/* Turns the AVX2 dequantizers on or off; returns 0, or -1 (changing
+ * nothing) when asked for them on a CPU without AVX2.  Not thread-safe: for
+ * tests and benchmarks, before any dequantization runs. */
+int quant_set_vector(int on);
 
 /* A weight matrix [rows][cols] of one type: row r starts at
  * data + r * quant_row_bytes(type, cols).  The data are not owned (a file

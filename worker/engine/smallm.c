@@ -36,14 +36,14 @@
 #define SMALLM_FEW_ROWS 8
 
 /* Floats of X's transposed chunk: 192 KiB, which stays in a 512 KiB L2
- * beside the few rows of W in use (64 rows of 768 columns). */
+ * beside the few rows of W in use (64 rows of 768 columns).  A longer X is
+ * prepared and multiplied a chunk of smallm_x_rows(in) rows at a time. */
 #define SMALLM_XT_FLOATS (48 * 1024)
 
 /* ---- plain -------------------------------------------------------------- */
 
 static void matmul_plain(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int T, int in, int out,
-                         float beta, float *scratch) {
-    (void)scratch;
+                         float beta) {
     for (int o = 0; o < out; o++) {
         const float *wo = w + (size_t)o * ldw;
         for (int t = 0; t < T; t++) {
@@ -108,39 +108,42 @@ static void pv_plain(float *o, int ldo, const float *p, int ldp, const float *v,
             }                                                                                                      \
     }
 
-/* The matmul driver: X's rows in chunks whose transpose fills the scratch
- * (xt[k][tp], tp the chunk's rows rounded up to WIDTH, zero padded), then
- * tiles of NV x NO, remainders by 1.  W's NO rows stream once per chunk
- * and stay in cache while every vector of the chunk's rows passes. */
+/* The tiles over one prepared X (xt[k][tp], tp its tn rows rounded up to
+ * WIDTH, zero padded; see smallm_x_prepare): NO rows of W at a time stream
+ * once while every vector of X's rows passes (NV vectors per tile), then
+ * the last out % NO rows as one narrower tile of the same shape, so no row
+ * of W runs alone on one accumulator chain per vector (latency-bound).
+ * The tiling decides only which chains run together, never their
+ * arithmetic. */
+#define SMALLM_PASS(TILE, WIDTH, NV, NO_)                                                                         \
+    do {                                                                                                           \
+        const float *wo = w + (size_t)o * ldw;                                                                     \
+        int v = 0;                                                                                                 \
+        for (; v + (NV) <= nvec; v += (NV)) TILE(y + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, NV, NO_); \
+        for (; v < nvec; v++) TILE(y + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, 1, NO_);                \
+    } while (0)
+#define SMALLM_REM(TILE, WIDTH, NV, NO, R)                                                                          \
+    case R:                                                                                                        \
+        if ((NO) > (R)) SMALLM_PASS(TILE, WIDTH, NV, R);                                                           \
+        break;
 #define SMALLM_MATMUL(NAME, TGT, TILE, WIDTH, NV, NO)                                                              \
-    __attribute__((target(TGT))) static void NAME(float *y, int ldy, const float *x, int ldx, const float *w,      \
-                                                  int ldw, int T, int in, int out, float beta, float *xt) {        \
-        int chunk = in > 0 ? SMALLM_XT_FLOATS / in / (WIDTH) * (WIDTH) : T;                                        \
-        if (chunk < (WIDTH)) chunk = (WIDTH);                                                                      \
-        for (int c0 = 0; c0 < T; c0 += chunk) {                                                                    \
-            int tn = T - c0 < chunk ? T - c0 : chunk, tp = (tn + (WIDTH) - 1) / (WIDTH) * (WIDTH);                 \
-            const float *xc = x + (size_t)c0 * ldx;                                                                \
-            float *yc = y + (size_t)c0 * ldy;                                                                      \
-            for (int k = 0; k < in; k++) {                                                                         \
-                float *row = xt + (size_t)k * tp;                                                                  \
-                for (int t = 0; t < tn; t++) row[t] = xc[(size_t)t * ldx + k];                                     \
-                for (int t = tn; t < tp; t++) row[t] = 0.0f;                                                       \
-            }                                                                                                      \
-            int nvec = tp / (WIDTH), o = 0;                                                                        \
-            for (; o + (NO) <= out; o += (NO)) {                                                                   \
-                const float *wo = w + (size_t)o * ldw;                                                             \
-                int v = 0;                                                                                         \
-                for (; v + (NV) <= nvec; v += (NV))                                                                \
-                    TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, NV, NO);                         \
-                for (; v < nvec; v++) TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, 1, NO);        \
-            }                                                                                                      \
-            for (; o < out; o++) {                                                                                 \
-                const float *wo = w + (size_t)o * ldw;                                                             \
-                int v = 0;                                                                                         \
-                for (; v + (NV) <= nvec; v += (NV))                                                                \
-                    TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, NV, 1);                          \
-                for (; v < nvec; v++) TILE(yc + o, ldy, xt, tp, v * (WIDTH), tn, wo, ldw, in, beta, 1, 1);         \
-            }                                                                                                      \
+    __attribute__((target(TGT))) static void NAME(float *y, int ldy, const float *xt, int tp, int tn,              \
+                                                  const float *w, int ldw, int in, int out, float beta) {           \
+        int nvec = tp / (WIDTH), o = 0;                                                                            \
+        for (; o + (NO) <= out; o += (NO)) SMALLM_PASS(TILE, WIDTH, NV, NO);                                       \
+        switch (out - o) {                                                                                         \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 1)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 2)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 3)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 4)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 5)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 6)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 7)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 8)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 9)                                                                     \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 10)                                                                    \
+            SMALLM_REM(TILE, WIDTH, NV, NO, 11)                                                                    \
+        default: break;                                                                                            \
         }                                                                                                          \
     }
 
@@ -272,7 +275,7 @@ __attribute__((target("avx2,fma"))) static void few_avx2(float *y, int ldy, cons
         default: break;
         }
     }
-    if (o < out) matmul_plain(y + o, ldy, x, ldx, w + (size_t)o * ldw, ldw, T, in, out - o, beta, NULL);
+    if (o < out) matmul_plain(y + o, ldy, x, ldx, w + (size_t)o * ldw, ldw, T, in, out - o, beta);
 }
 
 SMALLM_PV(pv_avx2, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps,
@@ -364,18 +367,49 @@ size_t smallm_scratch_floats(int max_in) {
     return widest > SMALLM_XT_FLOATS ? widest : SMALLM_XT_FLOATS;
 }
 
+int smallm_x_rows(int in) {
+    int rows = in > 0 ? SMALLM_XT_FLOATS / in / 16 * 16 : 16;
+    return rows > 16 ? rows : 16;
+}
+
+void smallm_x_prepare(smallm_x_t *px, const float *x, int ldx, int T, int in, float *scratch) {
+    assert(px && T >= 0 && T <= smallm_x_rows(in) && in >= 0 && ldx >= in && scratch);
+    smallm_level_t lv = smallm_level();
+    int width = lv == SMALLM_AVX512 ? 16 : lv == SMALLM_AVX2 && T >= SMALLM_FEW_ROWS ? 8 : 0;
+    *px = (smallm_x_t){.x = x, .ldx = ldx, .T = T, .in = in, .level = lv};
+    if (!width) return; /* plain and few_avx2 read X's rows as they are */
+    int tp = (T + width - 1) / width * width;
+    for (int k = 0; k < in; k++) {
+        float *row = scratch + (size_t)k * tp;
+        for (int t = 0; t < T; t++) row[t] = x[(size_t)t * ldx + k];
+        for (int t = T; t < tp; t++) row[t] = 0.0f;
+    }
+    px->xt = scratch;
+    px->tp = tp;
+}
+
+void smallm_matmul_x(float *y, int ldy, const smallm_x_t *px, const float *w, int ldw, int out, float beta) {
+    assert(px && out >= 0 && ldy >= out && ldw >= px->in && px->level == smallm_level());
+    switch (px->level) {
+#ifdef SMALLM_X86
+    case SMALLM_AVX512: matmul_avx512(y, ldy, px->xt, px->tp, px->T, w, ldw, px->in, out, beta); return;
+    case SMALLM_AVX2:
+        if (!px->xt) few_avx2(y, ldy, px->x, px->ldx, w, ldw, px->T, px->in, out, beta);
+        else matmul_avx2(y, ldy, px->xt, px->tp, px->T, w, ldw, px->in, out, beta);
+        return;
+#endif
+    default: matmul_plain(y, ldy, px->x, px->ldx, w, ldw, px->T, px->in, out, beta); return;
+    }
+}
+
 void smallm_matmul(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int T, int in, int out,
                    float beta, float *scratch) {
     assert(T >= 0 && in >= 0 && out >= 0 && ldy >= out && ldx >= in && ldw >= in && scratch);
-    switch (smallm_level()) {
-#ifdef SMALLM_X86
-    case SMALLM_AVX512: matmul_avx512(y, ldy, x, ldx, w, ldw, T, in, out, beta, scratch); return;
-    case SMALLM_AVX2:
-        if (T < SMALLM_FEW_ROWS) few_avx2(y, ldy, x, ldx, w, ldw, T, in, out, beta);
-        else matmul_avx2(y, ldy, x, ldx, w, ldw, T, in, out, beta, scratch);
-        return;
-#endif
-    default: matmul_plain(y, ldy, x, ldx, w, ldw, T, in, out, beta, scratch); return;
+    int chunk = smallm_x_rows(in);
+    for (int c0 = 0; c0 < T; c0 += chunk) {
+        smallm_x_t px;
+        smallm_x_prepare(&px, x + (size_t)c0 * ldx, ldx, T - c0 < chunk ? T - c0 : chunk, in, scratch);
+        smallm_matmul_x(y + (size_t)c0 * ldy, ldy, &px, w, ldw, out, beta);
     }
 }
 

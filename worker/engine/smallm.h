@@ -51,6 +51,33 @@ size_t smallm_scratch_floats(int max_in);
 void smallm_matmul(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int T, int in, int out,
                    float beta, float *scratch);
 
+/* X laid out once for several products with it, e.g. one per panel of a
+ * weight matrix that is dequantized a panel at a time (forward.c): the
+ * vector levels' transposed copy of X is built once per batch rather than
+ * once per panel.  Fields are smallm's; x is not copied (it must stay valid
+ * and unchanged while the prepared X is used). */
+typedef struct {
+    const float *x;
+    int ldx, T, in;
+    smallm_level_t level; /* the level it was prepared for */
+    const float *xt;      /* X^T [in][tp] in the caller's scratch, or NULL */
+    int tp;
+} smallm_x_t;
+
+/* Rows of X (at least 16) that one smallm_x_prepare takes with in columns
+ * in smallm_scratch_floats(in) floats of scratch. */
+int smallm_x_rows(int in);
+
+/* Prepares T <= smallm_x_rows(in) rows of X (ldx floats apart) for
+ * smallm_matmul_x, writing into scratch (smallm_scratch_floats(in) floats,
+ * owned by the caller, used until px is done with).  Nothing allocated. */
+void smallm_x_prepare(smallm_x_t *px, const float *x, int ldx, int T, int in, float *scratch);
+
+/* Y[T][out] = X W^T + beta Y for a prepared X: the same bits as
+ * smallm_matmul with the same arguments.  The level must not have changed
+ * since px was prepared (asserted). */
+void smallm_matmul_x(float *y, int ldy, const smallm_x_t *px, const float *w, int ldw, int out, float beta);
+
 /* O[R][hd] (+)= P[R][L] V[L][hd], rows of O, P and V ldo, ldp, ldv floats
  * apart; with accumulate 0 O is overwritten.  Each element is one chain of
  * fused multiply-adds over l = 0..L-1 in order, so splitting L into
