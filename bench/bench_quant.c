@@ -3,6 +3,7 @@
  * run, with resident memory against the file sizes.
  *
  *   bench_quant [SRC [d [layers [window]]]]    (defaults Q4_K_M 768 4 256)
+ *   bench_quant file MODEL.gguf...             (bench/llamacpp.sh quant)
  *
  * Reads $TOKSHIFT_TESTDATA/quant (default ../shared/testdata/quant).  The
  * dequantization figures run every tensor of each type found there.  The
@@ -14,7 +15,17 @@
  * are loaded as a user loads them (mmap) and run the same prefill of one
  * window and the same 16 decode steps of 8 sequences, alternately, best of
  * 4.  Prints figures and the ratio quantized / F32 (tokens/s); resident
- * memory is the growth of VmRSS while a model is loaded and first run. */
+ * memory is the growth of VmRSS while a model is loaded and first run.
+ *
+ * With "file", each GGUF file named (e.g. a llama-quantize output, the one
+ * llama.cpp's llama-bench reads in the same run) is loaded as a user loads
+ * it and measured as llama-bench measures: a 512-token prompt (scoring: all
+ * logits + statistics, experiment_score; and the forward pass alone,
+ * forward_prefill) and 128 tokens decoded one at a time from position 0,
+ * after one untimed warm-up of all three; one line per file,
+ * "file NAME SCORE PP TG SCORE_CPU PP_CPU TG_CPU RSS_MB FILE_MB" (tokens/s
+ * in wall time, then per CPU second), for the script's repetitions and
+ * statistics. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
+#include "experiment.h"
 #include "forward.h"
 #include "gguf.h"
 #include "gguf_writer.h"
@@ -29,6 +43,9 @@
 #include "loader.h"
 #include "model.h"
 #include "quant.h"
+#include "smallm.h"
+
+char *openblas_get_corename(void);
 
 static double clock_s(clockid_t id) {
     struct timespec ts;
@@ -244,7 +261,54 @@ static void load_model(run_t *r, const char *path, int W) {
     }
 }
 
+/* One measurement of path (see the header): tokens/s of experiment_score
+ * and forward_prefill over 512 tokens, of 128 single-row decode steps, and
+ * resident and file MB. */
+static void bench_file(const char *path) {
+    enum { P = 512, N = 128 };
+    char err[LOG_ERRLEN];
+    double rss0 = rss_bytes();
+    model_t *m = loader_load(path, err, sizeof err);
+    if (!m) log_die("", "%s", err);
+    experiment_t *e = experiment_new(m, P, P, NULL, err, sizeof err);
+    forward_t *f = e ? forward_new(m, P + N, P, 1, err, sizeof err) : NULL;
+    if (!f) log_die("", "%s", err);
+    int32_t ids[P];
+    for (int i = 0; i < P; i++) ids[i] = (int32_t)(((uint64_t)i * 7919 + 13) % (uint64_t)m->cfg.n_vocab);
+    experiment_row_t *rows = log_xmalloc(sizeof *rows * P);
+    double t[4] = {0}, c[4] = {0};
+    for (int warm = 1; warm >= 0; warm--) { /* first a warm-up, as llama-bench: the mapping's pages faulted in */
+        t[0] = now(), c[0] = cpu();
+        if (experiment_score(e, ids, P, P, rows, err, sizeof err) != P - 1) log_die("", "%s", err);
+        t[1] = now(), c[1] = cpu();
+        if (forward_prefill(f, 0, ids, P, 0, err, sizeof err)) log_die("", "%s", err);
+        t[2] = now(), c[2] = cpu();
+        for (int i = 0; i < N; i++)
+            if (forward_batch(f, &ids[i], NULL, &i, 1, 1, err, sizeof err)) log_die("", "%s", err);
+        t[3] = now(), c[3] = cpu();
+    }
+    double rss = rss_bytes() - rss0, size = 0;
+    FILE *fp = fopen(path, "rb");
+    if (fp && !fseek(fp, 0, SEEK_END)) size = (double)ftell(fp);
+    if (fp) fclose(fp);
+    const char *name = strrchr(path, '/');
+    printf("file %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n", name ? name + 1 : path, (P - 1) / (t[1] - t[0]),
+           P / (t[2] - t[1]), N / (t[3] - t[2]), (P - 1) / (c[1] - c[0]), P / (c[2] - c[1]), N / (c[3] - c[2]),
+           rss / 1e6, size / 1e6);
+    free(rows);
+    forward_destroy(&f);
+    experiment_destroy(&e);
+    model_destroy(&m);
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[1], "file")) {
+        printf("CPU SIMD level: %s (dequantization %s); OpenBLAS core: %s, threads %d\n",
+               smallm_level_name(smallm_level()), quant_vector() ? "AVX2" : "plain", openblas_get_corename(),
+               openblas_get_num_threads());
+        for (int i = 2; i < argc; i++) bench_file(argv[i]);
+        return 0;
+    }
     const char *src = argc > 1 ? argv[1] : "Q4_K_M";
     int d = argc > 2 ? atoi(argv[2]) : 768, L = argc > 3 ? atoi(argv[3]) : 4, W = argc > 4 ? atoi(argv[4]) : 256;
     if (d < 256 || d % 256 || L < 1 || W < 1 || W > 4096) log_die("", "usage: bench_quant [SRC [d (multiple of 256) [layers [window]]]]");
