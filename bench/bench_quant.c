@@ -23,9 +23,10 @@
  * logits + statistics, experiment_score; and the forward pass alone,
  * forward_prefill) and 128 tokens decoded one at a time from position 0,
  * after one untimed warm-up of all three; one line per file,
- * "file NAME SCORE PP TG SCORE_CPU PP_CPU TG_CPU RSS_MB FILE_MB" (tokens/s
- * in wall time, then per CPU second), for the script's repetitions and
- * statistics. */
+ * "file NAME SCORE PP TG SCORE_CPU PP_CPU TG_CPU RSS_MB FWD_MB FILE_MB"
+ * (tokens/s in wall time, then per CPU second; resident memory after the
+ * model and one forward pass of 512 rows + 640 positions, whose buffers
+ * and cache are FWD_MB), for the script's repetitions and statistics. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,11 +271,19 @@ static void bench_file(const char *path) {
     double rss0 = rss_bytes();
     model_t *m = loader_load(path, err, sizeof err);
     if (!m) log_die("", "%s", err);
-    experiment_t *e = experiment_new(m, P, P, NULL, err, sizeof err);
-    forward_t *f = e ? forward_new(m, P + N, P, 1, err, sizeof err) : NULL;
+    forward_t *f = forward_new(m, P + N, P, 1, err, sizeof err);
     if (!f) log_die("", "%s", err);
     int32_t ids[P];
     for (int i = 0; i < P; i++) ids[i] = (int32_t)(((uint64_t)i * 7919 + 13) % (uint64_t)m->cfg.n_vocab);
+    /* Resident memory: the model and one forward pass's buffers and cache,
+     * touched by a prefill and the decode steps (before the scoring's own
+     * buffers exist). */
+    if (forward_prefill(f, 0, ids, P, 0, err, sizeof err)) log_die("", "%s", err);
+    for (int i = 0; i < N; i++)
+        if (forward_batch(f, &ids[i], NULL, &i, 1, 1, err, sizeof err)) log_die("", "%s", err);
+    double rss = rss_bytes() - rss0, size = 0;
+    experiment_t *e = experiment_new(m, P, P, NULL, err, sizeof err);
+    if (!e) log_die("", "%s", err);
     experiment_row_t *rows = log_xmalloc(sizeof *rows * P);
     double t[4] = {0}, c[4] = {0};
     for (int warm = 1; warm >= 0; warm--) { /* first a warm-up, as llama-bench: the mapping's pages faulted in */
@@ -287,14 +296,13 @@ static void bench_file(const char *path) {
             if (forward_batch(f, &ids[i], NULL, &i, 1, 1, err, sizeof err)) log_die("", "%s", err);
         t[3] = now(), c[3] = cpu();
     }
-    double rss = rss_bytes() - rss0, size = 0;
     FILE *fp = fopen(path, "rb");
     if (fp && !fseek(fp, 0, SEEK_END)) size = (double)ftell(fp);
     if (fp) fclose(fp);
     const char *name = strrchr(path, '/');
-    printf("file %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n", name ? name + 1 : path, (P - 1) / (t[1] - t[0]),
-           P / (t[2] - t[1]), N / (t[3] - t[2]), (P - 1) / (c[1] - c[0]), P / (c[2] - c[1]), N / (c[3] - c[2]),
-           rss / 1e6, size / 1e6);
+    printf("file %s %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f %.1f\n", name ? name + 1 : path,
+           (P - 1) / (t[1] - t[0]), P / (t[2] - t[1]), N / (t[3] - t[2]), (P - 1) / (c[1] - c[0]),
+           P / (c[2] - c[1]), N / (c[3] - c[2]), rss / 1e6, (double)forward_bytes(f) / 1e6, size / 1e6);
     free(rows);
     forward_destroy(&f);
     experiment_destroy(&e);

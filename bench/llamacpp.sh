@@ -82,16 +82,16 @@ for line in open(sys.argv[2]):
 def bm(xs): return "%6.1f %6.1f" % (max(xs), statistics.median(xs))
 print("tokens/s, %s thread(s), best and median of %d interleaved runs; tokshift in wall time (per CPU second in"
       " brackets, best); llama.cpp: llama-bench -p 512 -n 128 (wall)" % (sys.argv[3], len(next(iter(tok.values())))))
-print("%-24s %7s %8s | %-13s %-13s %-13s %7s | %-13s %-13s %7s" % ("file", "file MB", "resid MB", "ts score",
-      "ts prefill", "llama pp512", "ratio", "ts decode", "llama tg128", "ratio"))
-for name in sorted(tok, key=lambda n: -tok[n][0][7]):
+print("%-24s %7s %8s %6s | %-13s %-13s %-13s %5s | %-13s %-13s %5s" % ("file", "file MB", "resid MB", "fwd MB",
+      "ts score", "ts prefill", "llama pp512", "ratio", "ts decode", "llama tg128", "ratio"))
+for name in sorted(tok, key=lambda n: -tok[n][0][8]):
     rs = tok[name]; col = lambda i: [r[i] for r in rs]
     pp, tg = llc.get(name, {}).get("pp", [0]), llc.get(name, {}).get("tg", [0])
-    print("%-24s %7.1f %8.1f | %s %s %s %7.2f | %s %s %7.2f" % (name, rs[0][7], max(col(6)), bm(col(0)), bm(col(1)),
-          bm(pp), statistics.median(col(0)) / max(statistics.median(pp), 1e-9), bm(col(2)), bm(tg),
-          statistics.median(col(2)) / max(statistics.median(tg), 1e-9)))
-    print("%-24s %7s %8s | [%5.1f]       [%5.1f]       %13s %7s | [%5.1f]" % ("", "", "", max(col(3)), max(col(4)),
-          "", "", max(col(5))))
+    print("%-24s %7.1f %8.1f %6.1f | %s %s %s %5.2f | %s %s %5.2f" % (name, rs[0][8], min(col(6)), rs[0][7],
+          bm(col(0)), bm(col(1)), bm(pp), statistics.median(col(0)) / max(statistics.median(pp), 1e-9), bm(col(2)),
+          bm(tg), statistics.median(col(2)) / max(statistics.median(tg), 1e-9)))
+    print("%-24s %7s %8s %6s | [%5.1f]       [%5.1f]       %13s %5s | [%5.1f]" % ("", "", "", "", max(col(3)),
+          max(col(4)), "", "", max(col(5))))
 print("ratio: tokshift / llama.cpp, medians (scoring = all logits + statistics, against llama.cpp's forward pass)")
 PY
     ;;
