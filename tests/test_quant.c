@@ -327,7 +327,7 @@ int main(void) {
     }
     for (uint32_t t = 0; t < 64; t++)
         if (g_checked[t])
-            fprintf(stderr, "%-7s %3d/%3d tensors match llama.cpp's sha256 (%d also plain == AVX2)\n",
+            fprintf(stderr, "%-7s %3d/%3d tensors match llama.cpp's sha256 (%d also with the plain loops)\n",
                     quant_type_name(t), g_matched[t], g_checked[t], g_plain[t]);
     return tu_finish("test_quant");
 }

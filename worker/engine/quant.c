@@ -7,7 +7,10 @@
  * different association, or a fused multiply-add where ggml rounds the
  * product first, changes the last bit.  CMakeLists.txt compiles this file
  * with -ffp-contract=off so that no compiler or -march turns d*q - m into
- * one fma. */
+ * one fma.  The AVX2 row loops of the common types (see below) are the same
+ * operations 8 elements at a time; they exist because a decode step
+ * dequantizes every weight for a few rows only, where the plain loops
+ * cost as much as the products. */
 #include "quant.h"
 
 #include <assert.h>
