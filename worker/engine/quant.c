@@ -319,27 +319,32 @@ QUANT_AVX2 static void q5_k_avx2(const uint8_t *b, float *y, uint64_t nb) {
     for (uint64_t i = 0; i < nb; i++) q45_k_avx2(b + i * 176, y + i * QK_K, 1);
 }
 
+/* Q6_K: each group of 32 values (one k of a half) is assembled as bytes,
+ * 32 at a time (q - 32 fits int8), then widened 8 at a time. */
 QUANT_AVX2 static void q6_k_avx2(const uint8_t *blk, float *out, uint64_t nb) {
-    const __m256i m = _mm256_set1_epi32(0x0f), three = _mm256_set1_epi32(3), off = _mm256_set1_epi32(32);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
     for (uint64_t i = 0; i < nb; i++, blk += 210, out += QK_K) {
         const uint8_t *ql = blk, *qh = blk + 128;
         const int8_t *sc = (const int8_t *)(blk + 192);
         const float d = rd_half(blk + 208);
         float *y = out;
-        for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8)
+        for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8) {
+            const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
             for (int k = 0; k < 4; k++) {
-                const uint8_t *lo = ql + 32 * (k & 1);
-                const __m128i lshift = _mm_cvtsi32_si128(k < 2 ? 0 : 4), hshift = _mm_cvtsi32_si128(2 * k);
+                __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 32 * (k & 1)));
+                if (k >= 2) lo = _mm256_srli_epi16(lo, 4); /* 16-bit shifts: the mask drops what crosses bytes */
+                __m256i hk = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * k)), m2);
+                __m256i q = _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_slli_epi16(hk, 4)), off);
+                __m128i part[4] = {_mm256_castsi256_si128(q), _mm_srli_si128(_mm256_castsi256_si128(q), 8),
+                                   _mm256_extracti128_si256(q, 1), _mm_srli_si128(_mm256_extracti128_si256(q, 1), 8)};
                 for (int g = 0; g < 2; g++) {
                     const __m256 ds = _mm256_set1_ps(d * (float)sc[g + 2 * k]);
-                    for (int l = 0; l < 16; l += 8) {
-                        __m256i a = _mm256_and_si256(_mm256_srl_epi32(u8x8(lo + 16 * g + l), lshift), m);
-                        __m256i h = _mm256_and_si256(_mm256_srl_epi32(u8x8(qh + 16 * g + l), hshift), three);
-                        __m256i q = _mm256_sub_epi32(_mm256_or_si256(a, _mm256_slli_epi32(h, 4)), off);
-                        _mm256_storeu_ps(y + 32 * k + 16 * g + l, _mm256_mul_ps(ds, _mm256_cvtepi32_ps(q)));
-                    }
+                    for (int j = 0; j < 2; j++)
+                        _mm256_storeu_ps(y + 32 * k + 16 * g + 8 * j,
+                                         _mm256_mul_ps(ds, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[2 * g + j]))));
                 }
             }
+        }
     }
 }
 #define QUANT_VEC(FN) FN
