@@ -39,12 +39,15 @@
  *  - a cut c > W - C prefills its own prefix ids[c - P .. c) (positions
  *    from 0) in chunks of `batch` rows, the last row's logits only (as
  *    `tokshift generate` without --first-window).
- * Builds before this rule (2026-12) computed every prefix the second way,
- * so the stored continuation rows of cuts <= W - C of runs made by them
- * differ from this build's in the last bits (regenerate such a run with
- * the build that made it); human rows are unchanged.  The first row of a
- * human continuation at a cut <= W - C is now exactly the scoring row of
- * the same token.
+ * (`batch` is EXPERIMENT_BATCH in the worker and the CLI; positions come
+ * after the fixed context, when there is one.)  Builds before this rule
+ * (2026-12) computed every prefix the second way, so the continuation rows
+ * of cuts <= W - C of runs they made differ from this build's: statistics
+ * in the last bits, and a sample may draw another token from the first
+ * one that the difference flips (regenerate such a run with the build that
+ * made it).  Human rows are unchanged.  The first row of a human
+ * continuation at a cut <= W - C is now exactly the scoring row of the
+ * same token.
  * Sample k at cut c of document d uses its own sampler seeded with
  * sampler_derive_seed(run seed, d, c, k), so it can be regenerated alone. */
 #ifndef TS_EXPERIMENT_H
