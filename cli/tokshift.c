@@ -274,9 +274,11 @@ static int cmd_generate(int argc, char **argv) {
                                          {"run", required_argument, 0, 'r'},
                                          {"db", required_argument, 0, 'd'},
                                          {"template", required_argument, 0, 'T'},
+                                         {"first-window", required_argument, 0, 'W'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
     const char *model_path = NULL, *prompt = "", *prompt_ids = NULL, *run = NULL, *conninfo = "", *tpl_path = NULL;
+    long first_window = 0; /* L of the document whose window 0 the prompt starts; 0 = none */
     char *run_tpl = NULL; /* --run's chat template */
     int print_ids = 0, sampling_given = 0;
     long n_gen = -1, top_k = 0;
@@ -297,9 +299,10 @@ static int cmd_generate(int argc, char **argv) {
         case 'i': prompt_ids = optarg; break;
         case 'o': print_ids = 1; break;
         case 'T': tpl_path = optarg; break;
+        case 'W': if (parse_int(optarg, "--first-window", 2, INT_MAX, &first_window)) return EXIT_USAGE; break;
         case 'h':
             printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                         [--seed S] [--prompt TEXT] [--template FILE]\n"
+                   "                         [--seed S] [--prompt TEXT] [--template FILE] [--first-window L]\n"
                    "                         [--run NAME [--db CONNINFO]]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
@@ -316,6 +319,11 @@ static int cmd_generate(int argc, char **argv) {
                    "      --print-ids        print the generated token ids instead of the text\n"
                    "      --template FILE    the chat template's tokens before the document come first\n"
                    "                         (then the prompt, or --prompt-ids, as a run's cut sees them)\n"
+                   "      --first-window L   the prompt starts a document whose first window has L tokens\n"
+                   "                         (min(window, the document's tokens)): compute it as the\n"
+                   "                         scoring of that window does, as a run's cut <= window -\n"
+                   "                         cont-len uses it (experiment.h); give it to regenerate a\n"
+                   "                         sample of such a cut from ids[0..cut) and its seed\n"
                    "      --run NAME         sample as run NAME's workers do: its temperature, top-k,\n"
                    "                         top-p and template (runs.settings in --db); --model must\n"
                    "                         be its model\n"
@@ -373,37 +381,58 @@ static int cmd_generate(int argc, char **argv) {
         goto error;
     }
     /* The template's context first, in the experiment's chunks: the same
-     * rows as a run's cut computes (experiment_new_ctx). */
+     * rows as a run's cut computes (experiment_new_ctx).  Then the prompt
+     * by experiment.h's rule: chunks of EXPERIMENT_BATCH rows, the last
+     * row's logits; with --first-window L, as window 0's scoring computes
+     * it (its last chunk filled up to min(chunk, L - 1) rows with any
+     * token: no row reads a later one's values), every row's logits. */
     int n_tpl;
     const int32_t *tpl_ids = template_prefix(tpl, &n_tpl);
-    long n_ctx = n_tpl + n_prompt + n_gen, chunk = n_tpl < EXPERIMENT_BATCH ? n_tpl : EXPERIMENT_BATCH;
-    if (n_ctx > m->cfg.n_ctx_train)
-        log_warn("template + prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen, n_ctx,
-                 m->cfg.n_ctx_train);
-    if (!(fwd = forward_new(m, (int)n_ctx, (int)(n_prompt > chunk ? n_prompt : chunk), 1, err, sizeof err)))
-        goto error;
+    long B = EXPERIMENT_BATCH, chunk = n_tpl < B ? n_tpl : B;
+    long r0 = (n_prompt - 1) / B * B, r1 = n_prompt; /* the prompt's last chunk */
+    if (first_window) {
+        if (n_prompt > first_window - 1) {
+            log_seterr(err, sizeof err, "--first-window %ld: a prompt of %ld tokens is not a cut's prefix in it "
+                       "(at most L - 1 = %ld tokens)", first_window, n_prompt, first_window - 1);
+            goto error;
+        }
+        r1 = r0 + B < first_window - 1 ? r0 + B : first_window - 1;
+    }
+    long n_ctx = n_tpl + (r1 > n_prompt + n_gen ? r1 : n_prompt + n_gen);
+    if (n_tpl + n_prompt + n_gen > m->cfg.n_ctx_train)
+        log_warn("template + prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen,
+                 n_tpl + n_prompt + n_gen, m->cfg.n_ctx_train);
+    long rows = r1 < B ? r1 : B; /* the widest chunk */
+    if (rows < chunk) rows = chunk;
+    if (!(fwd = forward_new(m, (int)n_ctx, (int)rows, 1, err, sizeof err))) goto error;
     sampler_params_t sp = {(float)temp, (int)top_k, (float)top_p};
     if (!(smp = sampler_new(m->cfg.n_vocab, sp, seed, err, sizeof err))) goto error;
     if (!(piece = malloc(tokenizer_max_piece_bytes(m->tok) + 1))) goto error;
-    /* The last row's logits only, as the worker's prefix prefill computes
-     * them: with the decode steps' batch invariance (forward.h), a stored
-     * sample regenerates bit for bit. */
-    int *prompt_pos = malloc(sizeof(int) * (size_t)(n_prompt > chunk ? n_prompt : chunk));
-    if (!prompt_pos) {
+    int *prompt_pos = malloc(sizeof(int) * (size_t)rows);
+    int32_t *padded = malloc(sizeof(int32_t) * (size_t)r1);
+    if (!prompt_pos || !padded) {
+        free(prompt_pos), free(padded);
         log_seterr(err, sizeof err, "out of memory");
         goto error;
     }
+    memcpy(padded, ids, sizeof(int32_t) * (size_t)n_prompt);
+    for (long i = n_prompt; i < r1; i++) padded[i] = ids[n_prompt - 1];
     int prc = 0;
     for (long c0 = 0; c0 < n_tpl && !prc; c0 += chunk) {
         long len = n_tpl - c0 < chunk ? n_tpl - c0 : chunk;
         for (long i = 0; i < len; i++) prompt_pos[i] = (int)(c0 + i);
         prc = forward_batch(fwd, tpl_ids + c0, NULL, prompt_pos, (int)len, 0, err, sizeof err);
     }
-    for (long i = 0; i < n_prompt; i++) prompt_pos[i] = (int)(n_tpl + i);
-    if (!prc) prc = forward_batch(fwd, ids, NULL, prompt_pos, (int)n_prompt, 0, err, sizeof err);
+    for (long c0 = 0; c0 < r1 && !prc; c0 += B) {
+        long c1 = c0 == r0 ? r1 : c0 + B;
+        for (long i = 0; i < c1 - c0; i++) prompt_pos[i] = (int)(n_tpl + c0 + i);
+        prc = forward_batch(fwd, padded + c0, NULL, prompt_pos, (int)(c1 - c0), first_window && c0 == r0, err,
+                            sizeof err);
+    }
     free(prompt_pos);
+    free(padded);
     if (prc) goto error;
-    const float *logits = forward_logits(fwd);
+    const float *logits = forward_logits(fwd) + (first_window ? (size_t)(n_prompt - 1 - r0) * m->cfg.n_vocab : 0);
     int32_t prev = ids[n_prompt - 1];
     for (long i = 0; i < n_gen; i++) {
         int32_t next = sampler_sample(smp, logits);
@@ -1268,7 +1297,7 @@ static int cmd_experiment(int argc, char **argv) {
     if (json) printf("[");
     else printf("kind\tcut\tsample\tpos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\t"
                 "context_len\tseed\n");
-    long nr = experiment_score(ex, ids, (int)n, (int)stride, rows, err, sizeof err);
+    long nr = experiment_score_cuts(ex, ids, (int)n, (int)stride, cuts, (int)nc, rows, err, sizeof err);
     if (nr < 0) goto error;
     for (long i = 0; i < nr; i++) put_experiment_row(m, json, &first, "human", -1, -1, 0, &rows[i]);
     if (nc) {

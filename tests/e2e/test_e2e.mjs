@@ -138,8 +138,10 @@ const [[gDoc, gSeq, gCut, gSeed]] = psql(db, `SELECT doc_id, seq_no, cut, seed F
     const P = Math.min(Number(gCut), W - C);
     const prefix = ids.slice(Number(gCut) - P, Number(gCut)).join(" ");
     // --run: the run's sampling settings (temperature 1 here)
+    // A cut <= W - C continues window 0 of the document (experiment.h).
+    const w0 = Number(gCut) <= W - C ? ["--first-window", String(Math.min(W, ids.length))] : [];
     const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", gSeed, "-n", String(C),
-                            "--run", "e2e", "--db", db, "--print-ids"]).trim();
+                            "--run", "e2e", "--db", db, "--print-ids", ...w0]).trim();
     const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_view
                              WHERE run_id = ${runId} AND doc_id = ${gDoc} AND seq_no = ${gSeq}`)[0][0];
     check(regen === stored, `generate --seed ${gSeed} (doc ${gDoc} seq ${gSeq}): ${regen} vs stored ${stored}`);
