@@ -940,12 +940,7 @@ static int cmd_db_drop_run(int argc, char **argv) {
     int64_t run_id = 0;
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) goto error;
-    int r = db_run_find(db, run, &run_id, err, sizeof err);
-    if (r < 0) goto error;
-    if (r == 1) {
-        log_seterr(err, sizeof err, "no run named '%s'", run);
-        goto error;
-    }
+    if (db_run_find(db, run, &run_id, err, sizeof err)) goto error;
     if (!yes) {
         if (table_print_report(db, run_id, DB_REPORT_STATUS, stderr, err, sizeof err)) goto error;
         fprintf(stderr, "\nDelete this run and all its results? Type '%s' to confirm: ", run);
@@ -957,7 +952,7 @@ static int cmd_db_drop_run(int argc, char **argv) {
             goto error;
         }
     }
-    r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
+    int r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
     if (r == 1) log_seterr(err, sizeof err, "run '%s' is already gone", run);
     if (r) goto error;
     log_info("deleted run '%s' (id %lld): its rows and %d partition(s)", run, (long long)run_id, n_parts);
@@ -1008,12 +1003,7 @@ static int cmd_status(int argc, char **argv) {
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) goto error;
     if (optind < argc) {
-        int r = db_run_find(db, argv[optind], &run_id, err, sizeof err);
-        if (r < 0) goto error;
-        if (r == 1) {
-            log_seterr(err, sizeof err, "no run named '%s'", argv[optind]);
-            goto error;
-        }
+        if (db_run_find(db, argv[optind], &run_id, err, sizeof err)) goto error;
     }
     if (table_print_report(db, run_id, DB_REPORT_STATUS, stdout, err, sizeof err)) goto error;
     if (run_id) {

@@ -103,7 +103,9 @@ int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err,
 /* Stores the corpus files' fingerprint (JSON) of a run whose load has not
  * committed a batch yet; -1 otherwise. */
 int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);
-/* Finds a run by name or by decimal id; 1 when absent. */
+/* Finds a run by name or by decimal id.  Returns 0; 1 when absent, with the
+ * one message every command gives for that in err ("no run named ..."); or
+ * -1 with a message. */
 int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
 /* Deletes the run run_id with all of its results, in one transaction: its
  * rows (runs, and by ON DELETE CASCADE documents, jobs and the rollups) and

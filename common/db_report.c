@@ -108,10 +108,7 @@ int db_run_settings(db_t *db, const char *run, int64_t *run_id, char **identity,
                     size_t errlen) {
     *identity = *settings_json = NULL;
     int found = db_run_find(db, run, run_id, err, errlen);
-    if (found) {
-        if (found > 0) log_seterr(err, errlen, "no run is named '%s'", run);
-        return found;
-    }
+    if (found) return found;
     char a[32];
     snprintf(a, sizeof a, "%" PRId64, *run_id);
     PGresult *r;
@@ -225,10 +222,7 @@ int db_doc_seq_nos(db_t *db, const char *run, int64_t doc_id, int32_t **seq_nos,
     *seq_nos = NULL, *n = 0;
     int64_t run_id;
     int found = db_run_find(db, run, &run_id, err, errlen);
-    if (found) {
-        if (found > 0) log_seterr(err, errlen, "no run is named '%s'", run);
-        return found;
-    }
+    if (found) return found;
     char a[32], d[32];
     snprintf(a, sizeof a, "%" PRId64, run_id);
     snprintf(d, sizeof d, "%" PRId64, doc_id);
