@@ -76,3 +76,37 @@ SELECT tokshift_vocab_digest_refresh(ARRAY(SELECT model_id FROM models));
 
 CREATE OR REPLACE VIEW vocab_digests AS
 SELECT m.identity, d.digest FROM models m JOIN vocab_digest_store d USING (model_id);
+
+-- ---- sequence_auroc: one narrow sort ----------------------------------------
+--
+-- 011's view sorted every continuation's (run, kind, statistic name, mean)
+-- and ranked it with two window functions (rank, and the count of its ties
+-- for the midrank).  At 10^7 tokens (bench/storage_scale.sh --tokens
+-- 10000000: 629k means) that sort spilled 25 MB and the view took 9.9 s.
+-- Here the statistic is a number while sorting, ties are grouped first
+-- (one row per distinct mean, with its count of human continuations), and
+-- one running sum gives each group the count below it: the midrank of a
+-- group is below + (c + 1) / 2, and the human rank sum is sum h (below +
+-- (c + 1) / 2).  Same columns, same values (ranks are integers and
+-- half-integers: exact in numeric).  Still a sort (ranks need one): n log n
+-- in the continuations, spilling in one merge when they exceed work_mem.
+CREATE OR REPLACE VIEW sequence_auroc AS
+WITH v AS (
+    SELECT m.run_id, s.stat_no, (m.kind = 'human_cont')::integer AS human, s.x
+    FROM sequence_stats m
+    CROSS JOIN LATERAL (VALUES (1, m.sum_surprisal / nullif(cardinality(m.token_id), 0)),
+                               (2, m.sum_gap / nullif(cardinality(m.token_id), 0)),
+                               (3, m.sum_z / nullif(m.n_z, 0))) s(stat_no, x)
+    WHERE m.kind IN ('human_cont', 'sample') AND s.x IS NOT NULL),
+g AS (
+    SELECT run_id, stat_no, x, sum(human) AS h, count(*) AS c FROM v GROUP BY run_id, stat_no, x),
+r AS (
+    SELECT run_id, stat_no, h, c, sum(c) OVER (PARTITION BY run_id, stat_no ORDER BY x) - c AS below FROM g),
+u AS (
+    SELECT run_id, stat_no, sum(h)::bigint AS n_human, sum(c - h)::bigint AS n_sample,
+           sum(h * (below + (c + 1) / 2.0)) AS rank_sum_human
+    FROM r GROUP BY run_id, stat_no)
+SELECT run_id, (ARRAY['surprisal', 'gap', 'z'])[stat_no] AS stat, n_human, n_sample,
+       rank_sum_human - n_human * (n_human + 1) / 2.0 AS u,
+       ((rank_sum_human - n_human * (n_human + 1) / 2.0) / nullif(n_human * n_sample, 0))::double precision AS auroc
+FROM u;
