@@ -52,10 +52,7 @@ static double forward_flops(const model_config_t *c, double T, double p0) {
  * a shared machine's other processes disturb much less than wall time (they
  * still share its caches); with more, wall time. */
 static double clock_s(void) {
-    struct timespec ts;
-    if (openblas_get_num_threads() > 1) return now_s();
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    return openblas_get_num_threads() > 1 ? now_s() : now_clock_s(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 int main(int argc, char **argv) {

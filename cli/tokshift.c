@@ -12,6 +12,7 @@
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
  * subcommand here calls the same engine modules as the worker. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -700,17 +701,17 @@ typedef struct {
     long n_human;
 } regen_t;
 
-/* Prepares r for the document of st (its run's settings and text). */
-static int regen_open(regen_t *r, const char *model_path, const char *run, const db_stored_seq_t *st, char *err,
+/* Prepares r for document d (its run's settings and text). */
+static int regen_open(regen_t *r, const char *model_path, const char *run, const db_stored_doc_t *d, char *err,
                       size_t errlen) {
-    if (!st->text) return log_seterr(err, errlen, "this document of run '%s' was not measured (it has an error)", run);
-    if (runset_parse(st->settings_json, &r->rs, err, errlen) ||
-        check_run_model(model_path, run, st->model_identity, err, errlen))
+    if (!d->text) return log_seterr(err, errlen, "this document of run '%s' was not measured (it has an error)", run);
+    if (runset_parse(d->settings_json, &r->rs, err, errlen) ||
+        check_run_model(model_path, run, d->model_identity, err, errlen))
         return -1;
     if (!(r->m = load_model(model_path))) return log_seterr(err, errlen, "cannot load %s", model_path);
     /* The document as the worker measures it (worker/job.c). */
     if (cli_template(r->m, NULL, r->rs.chat_template, &r->tpl, err, errlen) ||
-        (r->n = template_encode_doc(r->tpl, r->m->tok, st->text, st->text_len, &r->ids, err, errlen)) < 0)
+        (r->n = template_encode_doc(r->tpl, r->m->tok, d->text, d->text_len, &r->ids, err, errlen)) < 0)
         return -1;
     int C = r->rs.cont.cont_len, K = r->rs.cont.n_samples;
     size_t cap = (size_t)(r->n > 1 ? r->n - 1 : 1), cc = (size_t)(K + 1) * (size_t)C;
@@ -789,6 +790,11 @@ static long regen_compare(const experiment_row_t *rows, long n, const db_stored_
     return bad;
 }
 
+static int regen_cmp_seq_no(const void *key, const void *elem) {
+    int32_t k = *(const int32_t *)key, e = ((const db_stored_seq_t *)elem)->seq_no;
+    return (k > e) - (k < e);
+}
+
 static int cmd_regenerate(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"db", required_argument, 0, 'd'},
                                          {"format", required_argument, 0, 'f'}, {"tolerance", required_argument, 0, 't'},
@@ -844,7 +850,7 @@ static int cmd_regenerate(int argc, char **argv) {
     int32_t *seqs = NULL;
     size_t n_seqs = (size_t)(argc - optind - 2);
     regen_t rg = {.doc = doc};
-    db_stored_seq_t st = {0};
+    db_stored_doc_t d = {0};
     long bad = 0, n_rows = 0;
     double worst = 0;
     db_t *db = db_connect(conninfo, err, sizeof err);
@@ -858,40 +864,41 @@ static int cmd_regenerate(int argc, char **argv) {
             }
             seqs[i] = (int32_t)v;
         }
-    } else {
-        int got = db_doc_seq_nos(db, run, doc, &seqs, &n_seqs, err, sizeof err);
-        if (got) {
-            rc = got > 0 ? EXIT_USAGE : 1;
-            goto error;
-        }
-        if (!n_seqs) {
+    }
+    /* The run, the document and its sequences' rows in one read. */
+    int got = db_stored_doc(db, run, doc, seqs, n_seqs, &d, err, sizeof err);
+    if (got) {
+        rc = got > 0 ? EXIT_USAGE : 1;
+        goto error;
+    }
+    if (!n_seqs) {
+        if (!d.n_seqs) {
             log_seterr(err, sizeof err, "document %ld of run '%s' has no stored sequences", doc, run);
             rc = EXIT_USAGE;
             goto error;
         }
+        n_seqs = d.n_seqs;
     }
     for (size_t i = 0; i < n_seqs; i++) {
-        int got = db_stored_seq(db, run, doc, seqs[i], &st, err, sizeof err);
-        if (got) {
-            rc = got > 0 ? EXIT_USAGE : 1;
-            goto error;
-        }
-        if (!rg.m && regen_open(&rg, model_path, run, &st, err, sizeof err)) goto error;
+        /* (the sequences asked for, in their order; else all, ascending) */
+        const db_stored_seq_t *st = seqs ? bsearch(&seqs[i], d.seqs, d.n_seqs, sizeof *d.seqs, regen_cmp_seq_no)
+                                         : &d.seqs[i];
+        assert(st); /* db_stored_doc found every one */
+        if (!rg.m && regen_open(&rg, model_path, run, &d, err, sizeof err)) goto error;
         const experiment_row_t *rows = NULL;
         long n = 0;
-        if (regen_rows(&rg, seqs[i], &st, &rows, &n, err, sizeof err)) goto error;
+        if (regen_rows(&rg, st->seq_no, st, &rows, &n, err, sizeof err)) goto error;
         char what[96];
-        if (!strcmp(st.kind, "human")) snprintf(what, sizeof what, "human text");
-        else if (!strcmp(st.kind, "sample"))
-            snprintf(what, sizeof what, "sample %d at cut %d, seed %" PRIu64, st.sample_idx, st.cut, st.seed);
-        else snprintf(what, sizeof what, "human continuation at cut %d", st.cut);
-        printf("# run %s doc %ld seq %d: %s\n", run, doc, seqs[i], what);
+        if (!strcmp(st->kind, "human")) snprintf(what, sizeof what, "human text");
+        else if (!strcmp(st->kind, "sample"))
+            snprintf(what, sizeof what, "sample %d at cut %d, seed %" PRIu64, st->sample_idx, st->cut, st->seed);
+        else snprintf(what, sizeof what, "human continuation at cut %d", st->cut);
+        printf("# run %s doc %ld seq %d: %s\n", run, doc, st->seq_no, what);
         print_rows(rg.m, rows, n, !strcmp(format, "json"));
         fflush(stdout);
-        long b = regen_compare(rows, n, &st, tol, &worst);
-        if (b) log_error("seq %d (%s): %ld of %ld rows differ from the stored ones", seqs[i], what, b, n);
+        long b = regen_compare(rows, n, st, tol, &worst);
+        if (b) log_error("seq %d (%s): %ld of %ld rows differ from the stored ones", st->seq_no, what, b, n);
         bad += b, n_rows += n;
-        db_stored_seq_free(&st);
     }
     if (bad) {
         log_seterr(err, sizeof err, "run '%s' doc %ld: %ld of %ld regenerated rows differ from the stored ones", run,
@@ -906,7 +913,7 @@ error:
     log_error("%s", err);
 done:
     db_destroy(&db);
-    db_stored_seq_free(&st);
+    db_stored_doc_free(&d);
     regen_close(&rg);
     free(seqs);
     return rc;
@@ -969,12 +976,7 @@ static int cmd_db_drop_run(int argc, char **argv) {
     int64_t run_id = 0;
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) goto error;
-    int r = db_run_find(db, run, &run_id, err, sizeof err);
-    if (r < 0) goto error;
-    if (r == 1) {
-        log_seterr(err, sizeof err, "no run named '%s'", run);
-        goto error;
-    }
+    if (db_run_find(db, run, &run_id, err, sizeof err)) goto error;
     if (!yes) {
         if (table_print_report(db, run_id, DB_REPORT_STATUS, stderr, err, sizeof err)) goto error;
         fprintf(stderr, "\nDelete this run and all its results? Type '%s' to confirm: ", run);
@@ -986,7 +988,7 @@ static int cmd_db_drop_run(int argc, char **argv) {
             goto error;
         }
     }
-    r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
+    int r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
     if (r == 1) log_seterr(err, sizeof err, "run '%s' is already gone", run);
     if (r) goto error;
     log_info("deleted run '%s' (id %lld): its rows and %d partition(s)", run, (long long)run_id, n_parts);
@@ -1037,12 +1039,7 @@ static int cmd_status(int argc, char **argv) {
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) goto error;
     if (optind < argc) {
-        int r = db_run_find(db, argv[optind], &run_id, err, sizeof err);
-        if (r < 0) goto error;
-        if (r == 1) {
-            log_seterr(err, sizeof err, "no run named '%s'", argv[optind]);
-            goto error;
-        }
+        if (db_run_find(db, argv[optind], &run_id, err, sizeof err)) goto error;
     }
     if (table_print_report(db, run_id, DB_REPORT_STATUS, stdout, err, sizeof err)) goto error;
     if (run_id) {

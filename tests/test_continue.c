@@ -27,6 +27,7 @@
 #include "model.h"
 #include "sampler.h"
 #include "stats.h"
+#include "testrows.h"
 #include "testutil.h"
 
 static char err[LOG_ERRLEN];
@@ -37,12 +38,6 @@ static const char *g_text =
     "\"Be careful, Max! The water is deep.\" Max did not listen. He jumped in and splashed all around. Then he felt "
     "scared because he could not touch the ground. Lily ran to get help from a kind old man. The man pulled Max out "
     "of the water. Max was wet and cold, but he was safe. He said sorry to Lily and they went home together.";
-
-static int same_row(const experiment_row_t *a, const experiment_row_t *b) {
-    return a->pos == b->pos && a->token == b->token && a->st.logprob == b->st.logprob &&
-           a->st.entropy == b->st.entropy && a->st.rank == b->st.rank && a->st.top1_logprob == b->st.top1_logprob &&
-           a->st.varentropy == b->st.varentropy && a->st.context_len == b->st.context_len;
-}
 
 /* Decodes one row alone: prefix ids[cut-P..cut) then C tokens, sampled with
  * seed (or teacher-forced from ids when smp is NULL).  The prefix goes in
@@ -104,7 +99,7 @@ static void check_doc(const model_t *m, const int32_t *ids, long n, int batch) {
         int P = cuts[j] < W - C ? cuts[j] : W - C, wlen = cuts[j] <= W - C ? (n < W ? (int)n : W) : 0;
         reused += wlen > 0;
         decode_alone(m, ids, cuts[j], P, C, wlen, batch, NULL, alone);
-        for (int i = 0; i < C; i++) bad += !same_row(&human[(size_t)j * C + i], &alone[i]);
+        for (int i = 0; i < C; i++) bad += !tu_same_row(&human[(size_t)j * C + i], &alone[i]);
         for (int k = 0; k < K; k++) {
             uint64_t seed = seeds[(size_t)j * K + k];
             TU_CHECK(seed == sampler_derive_seed(cont.run_seed, 77, (uint64_t)cuts[j], (uint64_t)k), "seed of %d/%d",
@@ -112,7 +107,7 @@ static void check_doc(const model_t *m, const int32_t *ids, long n, int batch) {
             top_bit += seed >> 63;
             sampler_seed(smp, seed);
             decode_alone(m, ids, cuts[j], P, C, wlen, batch, smp, alone);
-            for (int i = 0; i < C; i++) bad += !same_row(&samples[((size_t)j * K + k) * C + i], &alone[i]);
+            for (int i = 0; i < C; i++) bad += !tu_same_row(&samples[((size_t)j * K + k) * C + i], &alone[i]);
             checked++;
         }
     }
