@@ -123,9 +123,9 @@ static void check_doc(const model_t *m, const int32_t *ids, long n, int batch) {
     TU_REQUIRE(experiment_continue_doc(e, ids, (int)n, cuts, nc, 77, human2, samples2, seeds, err, sizeof err) == 0,
                "%s", err);
     int bad_kept = 0, bad_score = 0, bad_first = 0;
-    for (long t = 0; t < n - 1; t++) bad_score += !same_row(&scored[t], &scored_cuts[t]);
-    for (size_t i = 0; i < (size_t)nc * C; i++) bad_kept += !same_row(&human[i], &human2[i]);
-    for (size_t i = 0; i < (size_t)nc * K * C; i++) bad_kept += !same_row(&samples[i], &samples2[i]);
+    for (long t = 0; t < n - 1; t++) bad_score += !tu_same_row(&scored[t], &scored_cuts[t]);
+    for (size_t i = 0; i < (size_t)nc * C; i++) bad_kept += !tu_same_row(&human[i], &human2[i]);
+    for (size_t i = 0; i < (size_t)nc * K * C; i++) bad_kept += !tu_same_row(&samples[i], &samples2[i]);
     for (int j = 0; j < nc && cuts[j] <= W - C; j++) {
         experiment_row_t a = human2[(size_t)j * C], b = scored[cuts[j] - 1];
         bad_first += a.pos != b.pos || a.token != b.token || a.st.logprob != b.st.logprob ||
@@ -142,7 +142,7 @@ static void check_doc(const model_t *m, const int32_t *ids, long n, int batch) {
     /* experiment_continue (one cut) is the same computation. */
     TU_REQUIRE(experiment_continue(e, ids, (int)n, cuts[nc - 1], 77, alone, samples, seeds, err, sizeof err) == 0,
                "%s", err);
-    for (int i = 0; i < C; i++) TU_CHECK(same_row(&alone[i], &human[(size_t)(nc - 1) * C + i]), "single cut row %d", i);
+    for (int i = 0; i < C; i++) TU_CHECK(tu_same_row(&alone[i], &human[(size_t)(nc - 1) * C + i]), "single cut row %d", i);
     /* And a cut <= W - C after a scoring that kept nothing for it, of
      * this document (its chunk of window 0 computed again) or of another
      * (window 0 computed up to that chunk). */
@@ -154,9 +154,9 @@ static void check_doc(const model_t *m, const int32_t *ids, long n, int batch) {
         TU_REQUIRE(experiment_continue(e, ids, (int)n, cuts[j], 77, alone, samples, seeds, err, sizeof err) == 0,
                    "%s", err);
         for (int i = 0; i < C; i++)
-            TU_CHECK(same_row(&alone[i], &human[(size_t)j * C + i]), "cut %d row %d (%d)", cuts[j], i, other);
+            TU_CHECK(tu_same_row(&alone[i], &human[(size_t)j * C + i]), "cut %d row %d (%d)", cuts[j], i, other);
         for (int i = 0; i < K * C; i++)
-            TU_CHECK(same_row(&samples[i], &samples2[(size_t)j * K * C + i]), "cut %d sample row %d (%d)", cuts[j],
+            TU_CHECK(tu_same_row(&samples[i], &samples2[(size_t)j * K * C + i]), "cut %d sample row %d (%d)", cuts[j],
                      i, other);
     }
     sampler_destroy(&smp);
