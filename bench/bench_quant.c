@@ -43,20 +43,16 @@
 #include "log.h"
 #include "loader.h"
 #include "model.h"
+#include "now.h"
 #include "quant.h"
 #include "smallm.h"
 
 char *openblas_get_corename(void);
 
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 /* Wall time, and CPU time (all threads): on a machine shared with other
  * work the CPU time is the steadier figure, so the ratios use it. */
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
-static double cpu(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+static double now(void) { return now_clock_s(CLOCK_MONOTONIC); }
+static double cpu(void) { return now_clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* Resident set size of this process in bytes (VmRSS). */
 static double rss_bytes(void) {
@@ -100,24 +96,24 @@ static void bench_dequant(void) {
             done[type] = 1;
             printf("  %-7s", quant_type_name(type));
             for (int vec = 0; vec <= 1; vec++) {
-            if (quant_set_vector(vec)) continue;
-            double in_bytes = 0, elems = 0, t0 = clock_s(CLOCK_THREAD_CPUTIME_ID), dt;
-            do {
-                for (uint64_t j = 0; j < gguf_n_tensors(g); j++) {
-                    const gguf_tensor_t *t = gguf_tensor_at(g, j);
-                    if (t->type != type) continue;
-                    uint64_t n = gguf_tensor_nelem(t);
-                    if (n > cap) {
-                        free(out);
-                        out = log_xmalloc((size_t)n * sizeof *out);
-                        cap = (size_t)n;
+                if (quant_set_vector(vec)) continue;
+                double in_bytes = 0, elems = 0, t0 = now_clock_s(CLOCK_THREAD_CPUTIME_ID), dt;
+                do {
+                    for (uint64_t j = 0; j < gguf_n_tensors(g); j++) {
+                        const gguf_tensor_t *t = gguf_tensor_at(g, j);
+                        if (t->type != type) continue;
+                        uint64_t n = gguf_tensor_nelem(t);
+                        if (n > cap) {
+                            free(out);
+                            out = log_xmalloc((size_t)n * sizeof *out);
+                            cap = (size_t)n;
+                        }
+                        gguf_tensor_to_f32(t, out);
+                        in_bytes += (double)t->nbytes;
+                        elems += (double)n;
                     }
-                    gguf_tensor_to_f32(t, out);
-                    in_bytes += (double)t->nbytes;
-                    elems += (double)n;
-                }
-            } while ((dt = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0) < 0.1);
-            printf(" %9.2f %9.2f", elems * 4 / dt / 1e9, in_bytes / dt / 1e9);
+                } while ((dt = now_clock_s(CLOCK_THREAD_CPUTIME_ID) - t0) < 0.1);
+                printf(" %9.2f %9.2f", elems * 4 / dt / 1e9, in_bytes / dt / 1e9);
             }
             printf("\n");
         }

@@ -141,7 +141,20 @@ const bad = {};
 for (const [name, args] of Object.entries(refusedWorkers))
     bad[name] = start(WORKER, ["--connect", ep, "--model", M, "--db", db, "--name", name, ...args], join(dir, `${name}.log`));
 const nullClient = start(PEER, ["hello", ep, identity, "6"], join(dir, "null-client.log"));
-await sleep(2500); // the refused peers knock for a while before the good worker comes
+// The refused peers knock before the good worker comes, and the run must not
+// end before the coordinator has seen them: wait until it has logged each
+// kind of refusal checked below (the NULL-mechanism peers connect once each,
+// whenever their processes get to it), not a fixed time, which a loaded
+// machine outlasted (up to 120 s; a refusal never logged fails below).
+// The refused workers' own explanations are awaited the same way: a worker
+// hears its refusal from its socket monitor, which a loaded machine may run
+// after the run has ended.
+const ZAP_WHY = /failed: authentication refused \(ZAP status 400\).*add this worker's public key/;
+const NOKEY_WHY = /handshake with the coordinator at .* failed: .*give --curve-secret and --curve-server-key/;
+for (const t0 = Date.now(); Date.now() - t0 < 120000; await sleep(100))
+    if ([/security mechanism mismatch/, /is not in --curve-clients/, /CURVE handshake failed \(cryptographic error/]
+        .every(re => re.test(coord.err())) && ZAP_WHY.test(bad.wrongkey.err()) && NOKEY_WHY.test(bad.nokey.err()))
+        break;
 w = start(WORKER, ["--connect", `tcp://127.0.0.1:${rl.port}`, "--model", M, "--db", db, "--name", "good",
                    "--curve-secret", join(keys, "good.key"), "--curve-server-key", join(keys, "coord.pub")],
           join(dir, "good.log"));
@@ -180,9 +193,9 @@ check(/refused a peer connecting to tcp:\/\/127\.0\.0\.1:\d+: security mechanism
 check(/refused a peer connecting to tcp:\/\/127\.0\.0\.1:\d+: CURVE handshake failed \(cryptographic error/.test(clog),
       "the wrong-server-key peer's refusal is logged");
 check(/CURVE: \d+ connections accepted, [1-9]\d* refused by key, [1-9]\d* failed handshakes/.test(clog), "refusals counted");
-check(/failed: authentication refused \(ZAP status 400\).*add this worker's public key/.test(badRes.wrongkey.err),
+check(ZAP_WHY.test(badRes.wrongkey.err),
       `the unlisted worker is told why: ${badRes.wrongkey.err.slice(-600)}`);
-check(/handshake with the coordinator at .* failed: .*give --curve-secret and --curve-server-key/.test(badRes.nokey.err),
+check(NOKEY_WHY.test(badRes.nokey.err),
       `the keyless worker is told why: ${badRes.nokey.err.slice(-600)}`);
 const refusals = (clog.match(/refused a (worker|peer)/g) || []).length;
 console.error(`secure run: ${done} jobs done by 'good'; ${refusals} refusal lines in the coordinator's log ` +
