@@ -134,7 +134,7 @@ PY
       python3 - "$tmp" "$sh" "$REPS" <<'PY'
 import csv, json, statistics, sys, re
 tmp, sh, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fig = {k: [] for k in ("score", "sampled", "document", "pp512", "tg128", "S_TG8", "llama_doc", "r_tg", "r_doc")}
+fig = {k: [] for k in ("score", "of_sgemm", "r_samp", "sampled", "document", "pp512", "tg128", "S_TG8", "llama_doc", "r_tg", "r_doc")}
 for r in range(1, reps + 1):
     ts = open(f"{tmp}/{sh}.ts.{r}").read()
     num = lambda pat: float(re.search(pat, ts, re.M).group(1))
@@ -149,11 +149,13 @@ for r in range(1, reps + 1):
     cuts = [c for c in range(every, D - C + 1, every)][:nc]
     rows = (D - 1) + len(cuts) * (K + 1) * C
     t = (D - 1) / pp + sum((K + 1) * (min(c, W - C) / pp + C / tg) for c in cuts)
-    for k, v in (("score", score), ("sampled", sampled), ("document", doc), ("pp512", pp), ("tg128", tg),
+    of_sgemm = num(r"^score\s+\d+ tokens/s,\s+[\d.]+ GFLOP/s = ([\d.]+) of cblas_sgemm")
+    for k, v in (("score", score), ("of_sgemm", of_sgemm), ("r_samp", sampled / score), ("sampled", sampled), ("document", doc), ("pp512", pp), ("tg128", tg),
                  ("S_TG8", stg), ("llama_doc", rows / t), ("r_tg", sampled / stg), ("r_doc", doc / (rows / t))):
         fig[k].append(v)
 print(f"{sh}: {reps} repetitions, interleaved; min / median")
-names = {"score": "tokshift scoring tok/s", "sampled": "tokshift sampled tok/s (K=8, C=32, batched)",
+names = {"score": "tokshift scoring tok/s", "of_sgemm": "  its GFLOP/s / cblas_sgemm's (goal >= 0.9)",
+         "r_samp": "  sampled tok/s / scoring tok/s (goal >= 0.6)", "sampled": "tokshift sampled tok/s (K=8, C=32, batched)",
          "document": "tokshift whole document, stored tok/s", "pp512": "llama-bench pp512 tok/s",
          "tg128": "llama-bench tg128 tok/s", "S_TG8": "llama-batched-bench S_TG tok/s (npl 8, pps)",
          "llama_doc": "llama.cpp one sequence at a time, stored tok/s (modelled)",
