@@ -7,11 +7,38 @@
 
 #include "log.h"
 
+int score_parse_settings(const char *json, wire_settings_t *s, int32_t *prefix_buf, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *pl = NULL;
+    json_int_t seed = 0;
+    double temp = 0, top_p = 0;
+    json_t *j = json_loads(json, 0, &je);
+    if (!j || json_unpack_ex(j, &je, 0, "{s:i, s:i, s:o, s:i, s:i, s:i, s:F, s:i, s:F, s:I}", "window", &s->window,
+                             "stride", &s->stride, "prefix_lengths", &pl, "cut_every", &s->cut_every, "cont_len",
+                             &s->cont_len, "samples", &s->n_samples, "temperature", &temp, "top_k", &s->top_k,
+                             "top_p", &top_p, "seed", &seed) ||
+        !json_is_array(pl) || json_array_size(pl) > WIRE_MAX_CUTS) {
+        json_decref(j);
+        return log_seterr(err, errlen, "its settings are unreadable (%s)", je.text);
+    }
+    s->n_prefix_lengths = json_array_size(pl);
+    s->prefix_lengths = prefix_buf;
+    for (size_t i = 0; i < s->n_prefix_lengths; i++)
+        prefix_buf[i] = (int32_t)json_integer_value(json_array_get(pl, i));
+    /* (a key of runs cut by bytes only) */
+    json_t *ceb = json_object_get(j, "cut_every_bytes");
+    s->cut_every_bytes = json_is_integer(ceb) ? (int32_t)json_integer_value(ceb) : 0;
+    s->temperature = (float)temp;
+    s->top_p = (float)top_p;
+    s->seed = (uint64_t)seed;
+    json_decref(j);
+    return 0;
+}
+
 int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *prefix_buf, char digest[65],
                    char *err, size_t errlen) {
     db_score_source_t src;
     int rc = -1;
-    json_t *j = NULL;
     int f = db_score_source(db, src_name, &src, err, errlen);
     if (f) return f == 1 ? log_seterr(err, errlen, "--score-run %s: no such run", src_name) : -1;
     if (strcmp(src.status, "done")) {
@@ -24,35 +51,16 @@ int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *
                    "run registers it when it has the database)", src_name, src.model_identity);
         goto out;
     }
-    json_error_t je;
-    json_t *pl = NULL;
-    json_int_t seed = 0;
-    double temp = 0, top_p = 0;
-    j = json_loads(src.settings, 0, &je);
-    if (!j || json_unpack_ex(j, &je, 0, "{s:i, s:i, s:o, s:i, s:i, s:i, s:F, s:i, s:F, s:I}", "window", &s->window,
-                             "stride", &s->stride, "prefix_lengths", &pl, "cut_every", &s->cut_every, "cont_len",
-                             &s->cont_len, "samples", &s->n_samples, "temperature", &temp, "top_k", &s->top_k,
-                             "top_p", &top_p, "seed", &seed) ||
-        !json_is_array(pl) || json_array_size(pl) > WIRE_MAX_CUTS) {
-        log_seterr(err, errlen, "--score-run %s: its settings are unreadable (%s)", src_name, je.text);
+    char why[LOG_ERRLEN];
+    if (score_parse_settings(src.settings, s, prefix_buf, why, sizeof why)) {
+        log_seterr(err, errlen, "--score-run %s: %s", src_name, why);
         goto out;
     }
-    s->n_prefix_lengths = json_array_size(pl);
-    s->prefix_lengths = prefix_buf;
-    for (size_t i = 0; i < s->n_prefix_lengths; i++)
-        prefix_buf[i] = (int32_t)json_integer_value(json_array_get(pl, i));
-    /* (a key of runs cut by bytes only) */
-    json_t *ceb = json_object_get(j, "cut_every_bytes");
-    s->cut_every_bytes = json_is_integer(ceb) ? (int32_t)json_integer_value(ceb) : 0;
-    s->temperature = (float)temp;
-    s->top_p = (float)top_p;
-    s->seed = (uint64_t)seed;
     s->score_run = src.run_id;
     memcpy(digest, src.vocab_digest, 65);
     s->vocab_digest = digest;
     rc = 0;
 out:
-    json_decref(j);
     free(src.settings);
     return rc;
 }

@@ -23,6 +23,11 @@
  * and vocab_digest (pointing into digest, 65 bytes, which must outlive s).
  * Fixed cut points go into prefix_buf (WIRE_MAX_CUTS entries).  Returns 0,
  * or -1 with a message naming what is missing. */
+/* Parses a run's settings as registered (runs.settings, JSON text): the
+ * measurement keys and cut_every_bytes into *s, the cut lengths into
+ * prefix_buf (WIRE_MAX_CUTS; s points at it).  Not score_run, vocab_digest
+ * or template.  0, or -1 with a message. */
+int score_parse_settings(const char *json, wire_settings_t *s, int32_t *prefix_buf, char *err, size_t errlen);
 int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *prefix_buf, char digest[65],
                    char *err, size_t errlen);
 

@@ -107,7 +107,7 @@ static void fixture(fixture_t *f, int n_jobs, long max_attempts, long heartbeat_
                    !zmq_setsockopt(f->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) && !zmq_bind(f->router, ep),
                "router: %s", zmq_strerror(zmq_errno()));
     const wire_settings_t st = {8, 4, NULL, 0, 0, 2, 1, 1.0f, 0, 1.0f, 0, 0, NULL, NULL, 0};
-    f->o = (sched_opts_t){"test", IDENT, st, max_attempts, heartbeat_ms, liveness, timeout_s};
+    f->o = (sched_opts_t){"test", IDENT, st, max_attempts, heartbeat_ms, liveness, timeout_s, 0};
     TU_REQUIRE((f->s = sched_new(&f->o, g_db, f->router, f->run_id, err, sizeof err)), "%s", err);
     TU_CHECK(sched_n_queued(f->s) == (size_t)n_jobs, "%zu queued, not %d", sched_n_queued(f->s), n_jobs);
 }
