@@ -73,9 +73,11 @@ int db_queue_set_priority(db_t *db, const char *name_or_id, int priority, char *
     PGresult *r;
     snprintf(pr, sizeof pr, "%d", priority);
     if (db_exec(db,
-                "UPDATE runs SET priority = $2 WHERE run_id = (SELECT run_id FROM runs WHERE name = $1 OR "
-                "run_id::text = $1 ORDER BY name = $1 DESC LIMIT 1) AND queued_at IS NOT NULL "
-                "AND status IN ('queued', 'running') RETURNING run_id",
+                /* (A name first, else a decimal id: two key probes, where
+                 * "name = $1 OR run_id::text = $1" reads every run.) */
+                "UPDATE runs SET priority = $2 WHERE run_id = coalesce((SELECT run_id FROM runs WHERE name = $1), "
+                "(SELECT run_id FROM runs WHERE run_id = CASE WHEN $1 ~ '^[0-9]{1,18}$' THEN $1::bigint END)) "
+                "AND queued_at IS NOT NULL AND status IN ('queued', 'running') RETURNING run_id",
                 2, (const char *const[]){name_or_id, pr}, &r, err, errlen, "changing the run's priority"))
         return -1;
     int found = PQntuples(r) == 1;

@@ -268,9 +268,9 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
     o->n_patterns = argc - optind;
     if (o->serve_queue) {
         /* (Each run's model, settings and corpus are the queue's.) */
-        if (o->run || o->model || o->identity || o->n_patterns || o->score_run || o->submit || o->metrics) {
+        if (o->run || o->model || o->identity || o->n_patterns || o->score_run || o->submit) {
             log_error("--serve-queue serves the runs queued with --submit: it takes no --run, --model, "
-                      "--score-run, --submit, --metrics or CORPUS");
+                      "--score-run, --submit or CORPUS");
             exit(2);
         }
         return;
@@ -375,14 +375,16 @@ static int lock_ms(const opts_t *o) { return o->heartbeat / 2 > 50 ? (int)(o->he
 
 /* The serve loop's counts, to the metrics endpoint (metrics.c); once per
  * tick and at the end. */
-static void publish_metrics(coord_t *c, metrics_t *m, int complete) {
+static void publish_sched(metrics_t *m, const char *run, sched_t *s, const db_t *db, int complete) {
     if (!m) return;
-    const sched_counts_t *n = sched_counts(c->sched);
-    metrics_counts_t mc = {n->jobs_total, n->done,         n->failed,    (int64_t)sched_n_unheld(c->sched),
+    const sched_counts_t *n = sched_counts(s);
+    metrics_counts_t mc = {n->jobs_total, n->done,         n->failed,    (int64_t)sched_n_unheld(s),
                            n->retries,    n->docs_total,   n->docs_done, n->tokens,
-                           !sched_db_down(c->sched), complete};
-    metrics_publish(m, &mc, sched_fleet(c->sched), c->db);
+                           !sched_db_down(s), complete};
+    metrics_publish_run(m, run, &mc, sched_fleet(s), db);
 }
+
+static void publish_metrics(coord_t *c, metrics_t *m, int complete) { publish_sched(m, NULL, c->sched, c->db, complete); }
 
 
 /* Starts the load of the run from its position (run: as db_run_open found
@@ -566,14 +568,37 @@ static void sched_bad(void *s, const uint8_t *p, size_t n, const char *why) { sc
 static void runq_msg(void *q, const uint8_t *p, size_t n, wire_msg_t *m) { runq_on_message(q, p, n, m); }
 static void runq_bad(void *q, const uint8_t *p, size_t n, const char *why) { runq_bad_message(q, p, n, why); }
 
+/* The metrics of a queue server: every run's, per tick; a completed run's
+ * final ones (runq's closing hook). */
+typedef struct {
+    metrics_t *m;
+    db_t *db;
+} queue_metrics_t;
+
+static void publish_closing(void *arg, sched_t *s) {
+    queue_metrics_t *qm = arg;
+    publish_sched(qm->m, sched_opts(s)->run, s, qm->db, 1);
+}
+
+static void publish_queue(queue_metrics_t *qm, runq_t *q) {
+    for (size_t i = 0; qm->m && i < runq_n_runs(q); i++) {
+        sched_t *s = runq_sched_at(q, i);
+        publish_sched(qm->m, sched_opts(s)->run, s, qm->db, 0);
+    }
+}
+
 /* --serve-queue: every queued run from one fleet (runq.c) until a signal,
- * or until the queue is empty (--exit-when-empty).  The exit status. */
-static int serve_queue(const opts_t *o, void *sock, auth_t *auth, db_t *db) {
+ * or until the queue is empty (--exit-when-empty), with each run's metrics
+ * when metrics is not NULL.  The exit status. */
+static int serve_queue(const opts_t *o, void *sock, auth_t *auth, db_t *db, metrics_t *metrics) {
     char err[LOG_ERRLEN];
-    const runq_opts_t qo = {o->max_attempts, o->heartbeat, o->liveness, o->job_timeout_s};
+    queue_metrics_t qm = {metrics, db};
+    const runq_opts_t qo = {o->max_attempts, o->heartbeat, o->liveness, o->job_timeout_s,
+                            metrics ? publish_closing : NULL, &qm};
     runq_t *q = runq_new(&qo, db, sock, err, sizeof err);
     if (!q) log_die("check --db; run `tokshift db migrate` first", "%s", err);
     log_info("serving the queue: %zu run(s)", runq_n_runs(q));
+    publish_queue(&qm, q);
     if (db_set_timeout(db, "lock_timeout", lock_ms(o), err, sizeof err)) log_die("", "%s", err);
     const sink_t k = {runq_msg, runq_bad, q};
     int64_t next_tick = now_ms() + o->heartbeat, next_progress = now_ms() + o->progress_s * 1000;
@@ -588,6 +613,7 @@ static int serve_queue(const opts_t *o, void *sock, auth_t *auth, db_t *db) {
         now = now_ms();
         if (now >= next_tick) {
             runq_tick(q, stdout);
+            publish_queue(&qm, q);
             next_tick = now + o->heartbeat;
         }
         if (now >= next_progress) {
@@ -633,7 +659,7 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL;
+    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL; /* (queue: run NULL) */
     if (o.metrics && !metrics) log_die("choose another --metrics address or port", "%s", err);
     if (metrics) log_info("metrics at %s", metrics_url(metrics));
 
@@ -642,12 +668,14 @@ int main(int argc, char **argv) {
         if (!db || db_async_commit(db, err, sizeof err))
             log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
         void *sock = open_router(&o, ctx, auth, &kp);
-        int rc = serve_queue(&o, sock, auth, db);
+        int rc = serve_queue(&o, sock, auth, db, metrics);
         int linger = 200;
         zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(sock);
         auth_destroy(&auth);
         zmq_ctx_term(ctx);
+        if (metrics && rc == 0) metrics_linger(metrics, o.metrics_linger, &g_stop);
+        metrics_destroy(&metrics);
         db_destroy(&db);
         return rc;
     }

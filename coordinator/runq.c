@@ -284,6 +284,7 @@ static void close_run(runq_t *self, size_t i, FILE *out) {
         k++;
     }
     sched_finish(r->sched);
+    if (self->o.closing) self->o.closing(self->o.arg, r->sched);
     if (db_run_set_status(self->db, r->run_id, "done", err, sizeof err)) log_error("run '%s': %s", r->name, err);
     sched_progress(r->sched, 1);
     log_info("run '%s' (id %" PRId64 ") is complete", r->name, r->run_id);

@@ -44,6 +44,10 @@ typedef struct runq runq_t;
  * run, identity and settings are each run's). */
 typedef struct {
     long max_attempts, heartbeat_ms, liveness, job_timeout_s;
+    /* Called with a run's scheduler when it is complete, its counts final,
+     * before it is freed (the metrics' last snapshot); may be NULL. */
+    void (*closing)(void *arg, sched_t *s);
+    void *arg;
 } runq_opts_t;
 
 /* A queue server over sock (a bound ROUTER with ZMQ_ROUTER_MANDATORY; the

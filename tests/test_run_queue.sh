@@ -9,6 +9,7 @@
 # run served on its own (runs ra, rb: one coordinator per run, as before).
 # qb, of the higher priority, is finished first.  A worker of a model that no
 # queued run uses is told so (SHUTDOWN, model mismatch).
+# Its metrics endpoint shows each run's figures, equal to PostgreSQL's.
 # Real PostgreSQL (deploy/pg-cluster.sh) and ZeroMQ on loopback.
 set -u
 [ -n "${TOKSHIFT_TESTDATA:-}" ] || { echo "skip: TOKSHIFT_TESTDATA is not set"; exit 77; }
@@ -76,8 +77,26 @@ done
 kill -TERM $cpid; rc=0; wait $cpid || rc=$?
 [ $rc -eq 130 ] || fail "the queue server exited $rc on SIGTERM, want 130: $(tail -3 "$TMP/coord-q1.log")"
 worker w2
-timeout 90 "$BIN/tokshift-coordinator" --serve-queue --exit-when-empty "${SCHED[@]}" >"$TMP/coord-q2.out" 2>"$TMP/coord-q2.log" \
-  || fail "the queue server exited $?: $(tail -3 "$TMP/coord-q2.log")"
+MPORT=$(port)
+timeout 90 "$BIN/tokshift-coordinator" --serve-queue --exit-when-empty "${SCHED[@]}" --metrics "127.0.0.1:$MPORT" \
+  --metrics-linger 20 >"$TMP/coord-q2.out" 2>"$TMP/coord-q2.log" &
+cpid=$!; pids+=($cpid)
+for _ in $(seq 1 600); do
+  grep -q 'the queue is empty' "$TMP/coord-q2.log" && break
+  kill -0 $cpid 2>/dev/null || break
+  sleep 0.1
+done
+# Its metrics, lingering: each run's final figures equal PostgreSQL's.
+curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$TMP/metrics.txt" 2>&1 || fail "scraping the queue server's metrics failed"
+for r in qa qb; do
+  want=$(psqlc "SELECT count(*) FILTER (WHERE state = 'done') || ' ' || coalesce(sum(n_tokens), 0) FROM jobs j JOIN runs r USING (run_id) WHERE r.name = '$r'")
+  got="$(grep "^tokshift_jobs{run=\"$r\",state=\"done\"}" "$TMP/metrics.txt" | cut -d' ' -f2) $(grep "^tokshift_tokens_done_total{run=\"$r\"}" "$TMP/metrics.txt" | cut -d' ' -f2)"
+  [ "$got" = "$want" ] || fail "metrics of run $r: jobs done and tokens '$got', PostgreSQL says '$want'"
+  grep -q "^tokshift_run_complete{run=\"$r\"} 1" "$TMP/metrics.txt" || fail "metrics: run $r not complete"
+done
+[ "$(grep -c '^# HELP tokshift_jobs ' "$TMP/metrics.txt")" = 1 ] || fail "metrics: the family tokshift_jobs is not described once"
+kill -TERM $cpid 2>/dev/null; rc=0; wait $cpid || rc=$?
+[ $rc -eq 0 ] || fail "the queue server exited $rc: $(tail -3 "$TMP/coord-q2.log")"
 grep -q "run 'qa' (id [0-9]*, priority 0): serving" "$TMP/coord-q2.log" && grep -q "run 'qb' (id [0-9]*, priority 5): serving" "$TMP/coord-q2.log" \
   || fail "the restarted queue server did not resume both runs: $(grep serving "$TMP/coord-q2.log")"
 for r in a b; do

@@ -550,7 +550,7 @@ static void queue_fixture(fixture_t *f) {
     char err[LOG_ERRLEN];
     memset(f, 0, sizeof *f);
     f->router = router();
-    const runq_opts_t o = {3, 1000, 1000, 3600};
+    const runq_opts_t o = {3, 1000, 1000, 3600, NULL, NULL};
     TU_REQUIRE((f->q = runq_new(&o, g_db, f->router, err, sizeof err)), "%s", err);
 }
 
