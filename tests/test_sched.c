@@ -14,7 +14,8 @@
  * coordinator's heartbeat to a busy worker); heartbeat liveness (a beating
  * worker stays, a silent one is removed and its job requeued); a worker
  * gone (socket closed) and one starting over (a new HELLO); a stale
- * attempt token fenced off; model-mismatch SHUTDOWN; finishing.  The
+ * attempt token fenced off; model-mismatch SHUTDOWN; finishing; the
+ * dispatch's prepared statements after the session is lost.  The
  * queue of runs (coordinator/runq.c, migration 013), one fleet for several
  * runs: priority order and FIFO within a priority; two models, two runs (and
  * a third model refused); a run submitted while another is served takes the
@@ -44,6 +45,7 @@ static char g_tmp[64] = "/tmp/test_sched.XXXXXX";
 static int g_pg_started;
 static void *g_ctx;
 static db_t *g_db;
+static char g_conninfo[512];
 
 static void stop_pg(void) {
     char cmd[256];
@@ -528,6 +530,35 @@ static void test_model_mismatch(void) {
     w_close(&a);
 }
 
+/* The dispatch's prepared statements (db_jobs_lease, db_jobs_state: once
+ * per session) after the session is lost: the scheduler reconnects and
+ * prepares them again; a lease and a DONE's check work as before. */
+static void test_prepared_after_reconnect(void) {
+    fixture_t f;
+    worker_t a, b;
+    fixture(&f, 3, 3, 1000, 1000, 3600);
+    w_join(&f, &a, "pa");
+    TU_CHECK(w_ask(&f, &a), "no job before the session was lost");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "psql '%s' -XAtqc 'SELECT pg_terminate_backend(%d)' >/dev/null", g_conninfo,
+             db_backend_pid(g_db));
+    TU_REQUIRE(!system(cmd), "psql: terminating the scheduler's session failed");
+    usleep(200 * 1000);
+    w_join(&f, &b, "pb");
+    TU_CHECK(!w_ask(&f, &b), "a job was leased over a terminated session");
+    TU_CHECK(sched_db_down(f.s), "the lost session was not noticed");
+    sched_tick(f.s); /* reconnects */
+    TU_CHECK(!sched_db_down(f.s), "no reconnect");
+    TU_CHECK(w_ask(&f, &b), "no job after the reconnect (the lease statement not prepared again?)");
+    TU_CHECK(w_commit(&f, &a) == 0, "a's commit was stale");
+    w_done(&f, &a, a.token, 0);
+    TU_CHECK(progress_of(&f).done == 1 && sched_counts(f.s)->done == 1,
+             "a's DONE not counted after the reconnect (%" PRId64 " done)", sched_counts(f.s)->done);
+    fixture_end(&f);
+    w_close(&a);
+    w_close(&b);
+}
+
 /* ---- the queue of runs (runq.c) ------------------------------------------ */
 
 #define THIRD "3333333333333333333333333333333333333333333333333333333333333333"
@@ -701,8 +732,8 @@ static void test_queue_submitted_while_running(void) {
 }
 
 int main(void) {
-    char conninfo[512], err[LOG_ERRLEN];
-    start_pg(conninfo, sizeof conninfo);
+    char *conninfo = g_conninfo, err[LOG_ERRLEN];
+    start_pg(conninfo, sizeof g_conninfo);
     TU_REQUIRE((g_db = db_connect(conninfo, err, sizeof err)), "%s", err);
     TU_REQUIRE(db_migrate(g_db, err, sizeof err) >= 0, "%s", err);
     TU_REQUIRE((g_ctx = zmq_ctx_new()), "zmq_ctx_new");
@@ -714,6 +745,7 @@ int main(void) {
     test_gone_and_reconnect();
     test_stale_token();
     test_model_mismatch();
+    test_prepared_after_reconnect();
     test_queue_order();
     test_queue_two_models();
     test_queue_submitted_while_running();
