@@ -171,11 +171,9 @@ void db_latency(const db_t *db, db_latency_t *out) {
     else memset(out, 0, sizeof *out);
 }
 
-int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresult **out, char *err, size_t errlen,
-             const char *what) {
-    double t0 = now_s();
-    PGresult *r = PQexecParams(db->c, sql, n, NULL, params, NULL, NULL, 0);
-    latency_add(&db->latency, now_s() - t0);
+/* A statement's result r (taken): into *out (or cleared) when it has rows
+ * or completed, else the failure.  0 or -1. */
+static int exec_result(db_t *db, PGresult *r, PGresult **out, char *err, size_t errlen, const char *what) {
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         db_fail(db, r, err, errlen, what);
@@ -185,6 +183,14 @@ int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresul
     if (out) *out = r;
     else PQclear(r);
     return 0;
+}
+
+int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresult **out, char *err, size_t errlen,
+             const char *what) {
+    double t0 = now_s();
+    PGresult *r = PQexecParams(db->c, sql, n, NULL, params, NULL, NULL, 0);
+    latency_add(&db->latency, now_s() - t0);
+    return exec_result(db, r, out, err, errlen, what);
 }
 
 int db_exec_prepared(db_t *db, db_stmt_t id, const char *sql, int n, const char *const *params, PGresult **out,
@@ -205,17 +211,9 @@ int db_exec_prepared(db_t *db, db_stmt_t id, const char *sql, int n, const char 
     }
     PGresult *r = PQexecPrepared(db->c, name, n, params, NULL, NULL, 0);
     latency_add(&db->latency, now_s() - t0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        if (state && !strcmp(state, "26000")) db->prepared &= ~(1u << id); /* gone (DISCARD ALL, a pooler) */
-        db_fail(db, r, err, errlen, what);
-        PQclear(r);
-        return -1;
-    }
-    if (out) *out = r;
-    else PQclear(r);
-    return 0;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state && !strcmp(state, "26000")) db->prepared &= ~(1u << id); /* gone (DISCARD ALL, a pooler) */
+    return exec_result(db, r, out, err, errlen, what);
 }
 
 _Static_assert(DB_N_STMTS <= 32, "db_t.prepared holds one bit per statement");
