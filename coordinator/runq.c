@@ -103,7 +103,8 @@ static int cmp_rank(const void *a, const void *b) {
 
 /* Reads the queue again: new runs join, every run takes its place in the
  * order (runs no longer listed keep theirs, after the listed ones).  0, or
- * -1 with a message (the runs served stay as they were). */
+ * -1 with a message when the queue could not be read or memory ran out
+ * (the runs served stay as they were). */
 static int refresh(runq_t *self, char *err, size_t errlen) {
     db_queued_t *q = NULL;
     size_t n = 0;
@@ -124,16 +125,20 @@ static int refresh(runq_t *self, char *err, size_t errlen) {
                 }
                 self->runs = nr, self->cap = cap;
             }
-            if (!(r = run_new(self, &q[i], err, errlen))) {
-                rc = -1;
-                break;
+            /* A run that cannot be served now (PostgreSQL trouble, its
+             * settings unreadable) stays queued and is tried again at the
+             * next read; the others are served. */
+            char why[LOG_ERRLEN];
+            if (!(r = run_new(self, &q[i], why, sizeof why))) {
+                if (ratelimit_allow(&self->log, now_ms(), NULL)) log_error("run '%s' is not served: %s", q[i].name, why);
+                continue;
             }
             self->runs[self->n++] = r;
         }
         r->rank = i;
     }
     db_queue_free(q, n);
-    qsort(self->runs, self->n, sizeof *self->runs, cmp_rank);
+    if (self->n > 1) qsort(self->runs, self->n, sizeof *self->runs, cmp_rank);
     return rc;
 }
 

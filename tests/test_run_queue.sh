@@ -115,9 +115,12 @@ for w in w1 w2; do grep -q "joined run" "$TMP/worker-$w.log" || fail "worker $w 
 "$BIN/tokshift-coordinator" --serve-queue "${SCHED[@]}" 2>"$TMP/coord-q3.log" >/dev/null &
 cpid=$!; pids+=($cpid)
 for _ in $(seq 1 60); do grep -q 'no run in the queue can use worker' "$TMP/worker-w1.log" && break; sleep 0.2; done
-grep -q 'no run in the queue can use worker' "$TMP/worker-w1.log" || fail "the worker was not told that no queued run fits it"
+grep -q 'no run in the queue can use worker' "$TMP/worker-w1.log" \
+  || fail "the worker was not told that no queued run fits it: $(tail -3 "$TMP/worker-w1.log"; tail -3 "$TMP/coord-q3.log")"
 kill -TERM $cpid; wait $cpid
 
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+wait 2>/dev/null
+pids=()
 if [ $fails -ne 0 ]; then tail -n 20 "$TMP/coord-q2.log"; exit 1; fi
 echo "test_run_queue: ok (two queued runs on one queue server and two --keep-serving workers, resumed after a stop, rows equal to separate runs)"
