@@ -10,7 +10,9 @@
  *   score      experiment_score over the document (all logits + statistics)
  *   batched    experiment_continue_doc: every cut's K + 1 rows decoded
  *              together (the worker's path); sampled tokens/s counts the K
- *              samples' tokens, prefix prefills included in the time
+ *              samples' tokens, the prefills of the prefixes of cuts > W - C
+ *              included in the time (cuts <= W - C continue the scoring's
+ *              window 0: experiment_score_cuts, as the worker)
  *   per-cut    experiment_continue one cut at a time (K + 1 rows a batch)
  *   document   all rows a worker stores for the document / total time
  * and the ratios sampled tok/s / score tok/s (issue 10's goal: >= 0.6) and
@@ -50,10 +52,7 @@ static double forward_flops(const model_config_t *c, double T, double p0) {
  * a shared machine's other processes disturb much less than wall time (they
  * still share its caches); with more, wall time. */
 static double clock_s(void) {
-    struct timespec ts;
-    if (openblas_get_num_threads() > 1) return now_s();
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    return openblas_get_num_threads() > 1 ? now_s() : now_clock_s(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 int main(int argc, char **argv) {
@@ -105,7 +104,7 @@ int main(int argc, char **argv) {
     double t_score = 1e30, t_batch = 1e30, t_cut = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = clock_s();
-        if (experiment_score(e, ids, D, S, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
+        if (experiment_score_cuts(e, ids, D, S, cuts, nc, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
         double t1 = clock_s();
         experiment_row_t *hum = rows, *smp = rows + (size_t)nc * C;
         if (experiment_continue_doc(e, ids, D, cuts, nc, 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);

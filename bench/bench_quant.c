@@ -28,17 +28,13 @@
 #include "log.h"
 #include "loader.h"
 #include "model.h"
+#include "now.h"
 #include "quant.h"
 
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 /* Wall time, and CPU time (all threads): on a machine shared with other
  * work the CPU time is the steadier figure, so the ratios use it. */
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
-static double cpu(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
+static double now(void) { return now_clock_s(CLOCK_MONOTONIC); }
+static double cpu(void) { return now_clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* Resident set size of this process in bytes (VmRSS). */
 static double rss_bytes(void) {
@@ -79,7 +75,7 @@ static void bench_dequant(void) {
             uint32_t type = gguf_tensor_at(g, i)->type;
             if (type == GGML_TYPE_F32 || type >= 64 || done[type]) continue;
             done[type] = 1;
-            double in_bytes = 0, elems = 0, t0 = clock_s(CLOCK_THREAD_CPUTIME_ID), dt;
+            double in_bytes = 0, elems = 0, t0 = now_clock_s(CLOCK_THREAD_CPUTIME_ID), dt;
             do {
                 for (uint64_t j = 0; j < gguf_n_tensors(g); j++) {
                     const gguf_tensor_t *t = gguf_tensor_at(g, j);
@@ -94,7 +90,7 @@ static void bench_dequant(void) {
                     in_bytes += (double)t->nbytes;
                     elems += (double)n;
                 }
-            } while ((dt = clock_s(CLOCK_THREAD_CPUTIME_ID) - t0) < 0.1);
+            } while ((dt = now_clock_s(CLOCK_THREAD_CPUTIME_ID) - t0) < 0.1);
             printf("  %-7s %9.2f %9.2f\n", quant_type_name(type), elems * 4 / dt / 1e9, in_bytes / dt / 1e9);
         }
         gguf_destroy(&g);

@@ -15,16 +15,13 @@
 #include <time.h>
 
 #include "kernels.h"
+#include "now.h"
 #include "smallm.h"
 
 char *openblas_get_corename(void);
 void openblas_set_num_threads(int);
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double now(void) { return now_clock_s(CLOCK_THREAD_CPUTIME_ID); }
 
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 5;

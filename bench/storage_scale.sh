@@ -15,26 +15,31 @@
 #   analyzed: the planner knows the other run, not the one asked about, as
 #   in a database in use; the rollups' bytes are their tables' growth);
 #   2. on that run: each view and each sql/queries/*.sql with EXPLAIN
-#      (ANALYZE, BUFFERS) (execution time and the plan's first lines), and
+#      (ANALYZE, BUFFERS) (execution time, the plan's first lines and any
+#      sort or hash that spilled to disk; the cross-scoring views, cross_stats
+#      and cross_text_*, over a copy of the run as its observer), and
 #      `tokshift report`; the reference is the same calibration and
 #      per-document answers computed by scanning token_view (what the views
 #      did before the rollups).
 # The worker's share of time spent writing, with a real model, is
 # bench/pipeline.sh's first figure.
 #
-# Usage: bench/storage_scale.sh [--tokens N] [--doc-len N] [BUILD_DIR]
+# Usage: bench/storage_scale.sh [--tokens N] [--doc-len N] [--plans DIR] [BUILD_DIR]
 #   --tokens N   tokens in the run (default 5000000: about a minute on 2
 #                cores; the query figures at 10^7: --tokens 10000000)
+#   --plans DIR  also write each EXPLAIN (ANALYZE, BUFFERS) whole to DIR
 #   --doc-len N  tokens per document (default 1024; the share of human text,
 #                stored in TOAST, and of continuations depends on it)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TOKENS=5000000
 DOC_LEN=1024
+PLANS=
 while [ $# -gt 0 ]; do
   case "$1" in
     --tokens) TOKENS=$2; shift 2 ;;
     --doc-len) DOC_LEN=$2; shift 2 ;;
+    --plans) PLANS=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
   esac
@@ -120,16 +125,47 @@ q "SELECT format('reference: schema 4 (a row per token): %s bytes/token; ratio %
    FROM (SELECT count(*) AS n FROM ref_token_rows) x"
 q "DROP TABLE ref_token_rows" > /dev/null
 
+# A cross-scoring run of the storage run (migrations 010-012's views): run
+# OBS, an observer scored through the text, whose rows are a copy of the
+# storage run's with cut bytes and end bytes (the storage run's
+# continuations given cut bytes too): as many sequences and doc_rollups
+# rows as the run asked about, not analyzed.
+OBS=3
+copy_rows() {  # TABLE: run RUN's rows of TABLE copied as run OBS's
+  local cols
+  cols=$(q "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+            WHERE attrelid = '$1'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> 'run_id'")
+  q "INSERT INTO $1 (run_id, $cols) SELECT $OBS, $cols FROM $1 WHERE run_id = $RUN" > /dev/null
+}
+q "INSERT INTO runs (run_id, name, model_identity, settings, corpus, status, n_docs, n_jobs, started_at, loaded_at,
+                     finished_at, score_run_id)
+     SELECT $OBS, 'observer', model_identity, settings, corpus, 'done', n_docs, n_jobs, now(), now(), now(), $RUN
+       FROM runs WHERE run_id = $RUN;
+   SELECT tokshift_create_partition($OBS);" > /dev/null
+for t in documents jobs doc_rollups sequence_stats; do copy_rows $t; done
+q "UPDATE sequence_stats SET cut_byte = cut * 4 WHERE run_id = $RUN AND kind <> 'human';
+   UPDATE sequence_stats SET cut_byte = cut * 4 - 2, end_byte = (cut + $C) * 4 WHERE run_id = $OBS AND kind <> 'human';" \
+  > /dev/null
+q "VACUUM sequence_stats_r$RUN, sequence_stats_r$OBS" > /dev/null
+
 echo "== 2. queries on the run of $N tokens (not analyzed beyond what autovacuum did; the prior run analyzed)"
 explain() {  # LABEL SQL
   local out
   out=$(psql -X -At -v ON_ERROR_STOP=1 -v run=$RUN "$DB" <<< "EXPLAIN (ANALYZE, BUFFERS) $2")
   printf '%-34s %s\n' "$1" "$(grep -o 'Execution Time: .*' <<< "$out")"
   grep -v -e 'Execution Time' -e 'Planning' <<< "$out" | head -4 | cut -c1-150 | sed 's/^/      /'
+  # Sorts and hashes that went to disk, wherever they are in the plan.
+  grep -E 'Disk: |external (sort|merge)|Batches: [0-9]*[1-9][0-9]* .*Disk' <<< "$out" | sort -u | cut -c1-150 \
+    | sed 's/^ */      spills: /' || true
+  if [ -n "$PLANS" ]; then printf '%s\n' "$out" > "$PLANS/$(tr -c 'a-zA-Z0-9_.\n' '_' <<< "$1").txt"; fi
 }
 for v in position_stats bucket_stats shift_by_bucket calibration document_summary run_progress sequence_auroc; do
   explain "view $v" "SELECT * FROM $v WHERE run_id = $RUN"
 done
+explain "view cross_stats" "SELECT * FROM cross_stats WHERE observer_run = $OBS"
+explain "view cross_text_sequences" "SELECT * FROM cross_text_sequences WHERE observer_run = $OBS"
+explain "view cross_text_sequences (one doc)" "SELECT * FROM cross_text_sequences WHERE observer_run = $OBS AND doc_id = 7"
+explain "view cross_text_stats" "SELECT * FROM cross_text_stats WHERE observer_run = $OBS"
 explain "view sequences (one document)" "SELECT * FROM sequences WHERE run_id = $RUN AND doc_id = 7"
 explain "view token_view (one document)" "SELECT * FROM token_view WHERE run_id = $RUN AND doc_id = 7"
 for f in "$ROOT"/sql/queries/*.sql; do

@@ -66,9 +66,7 @@ static int parse(int argc, char **argv, const char *help, size_t min_runs, opts_
 /* Looks the runs up by name or id; 0, or -1 with a message. */
 static int find_runs(db_t *db, opts_t *o, char *err, size_t errlen) {
     for (size_t i = 0; i < o->n; i++) {
-        int r = db_run_find(db, o->names[i], &o->ids[i], err, errlen);
-        if (r < 0) return -1;
-        if (r == 1) return log_seterr(err, errlen, "no run named '%s'", o->names[i]);
+        if (db_run_find(db, o->names[i], &o->ids[i], err, errlen)) return -1;
     }
     return 0;
 }

@@ -614,8 +614,6 @@ int report_write(db_t *db, const char *const *run_names, size_t n_runs, const ch
     for (size_t i = 0; i < n_runs; i++) {
         int64_t run_id;
         int found = db_run_find(db, run_names[i], &run_id, err, errlen);
-        if (found == 1)
-            log_seterr(err, errlen, "no run named '%s' (see 'tokshift status' for the runs)", run_names[i]);
         if (found) {
             rc = found;
             goto done;

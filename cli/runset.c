@@ -1,89 +1,26 @@
 /* runset.c - see runset.h. */
 #include "runset.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
 #include "log.h"
-
-/* An integer member in [lo, hi]. */
-static int get_int(json_t *o, const char *key, long lo, long hi, long *out, char *err, size_t errlen) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v)) return log_seterr(err, errlen, "run settings: '%s' is missing or not an integer", key);
-    json_int_t x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return log_seterr(err, errlen, "run settings: '%s' = %lld is outside [%ld, %ld]", key, (long long)x, lo, hi);
-    *out = (long)x;
-    return 0;
-}
-
-static int get_num(json_t *o, const char *key, double *out, char *err, size_t errlen) {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_number(v)) return log_seterr(err, errlen, "run settings: '%s' is missing or not a number", key);
-    *out = json_number_value(v);
-    return 0;
-}
+#include "runsettings.h"
 
 int runset_parse(const char *json, runset_t *s, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
-    json_error_t je;
-    json_t *o = json_loads(json, 0, &je), *pl = NULL;
-    long w = 0, st = 0, ce = 0, cl = 0, k = 0, tk = 0;
-    double temp = 0, tp = 0;
-    int rc = -1;
-    if (!json_is_object(o)) {
-        log_seterr(err, errlen, "run settings are not a JSON object: %s", je.text);
-        goto out;
+    runsettings_t rs;
+    if (runsettings_parse(json, &rs, err, errlen)) {
+        runsettings_free(&rs);
+        return -1;
     }
-    if (get_int(o, "window", 2, 1L << 24, &w, err, errlen) || get_int(o, "stride", 1, 1L << 24, &st, err, errlen) ||
-        get_int(o, "cut_every", 0, 1L << 30, &ce, err, errlen) ||
-        get_int(o, "cont_len", 0, 1L << 24, &cl, err, errlen) || get_int(o, "samples", 0, 1L << 20, &k, err, errlen) ||
-        get_int(o, "top_k", 0, 1L << 30, &tk, err, errlen) || get_num(o, "temperature", &temp, err, errlen) ||
-        get_num(o, "top_p", &tp, err, errlen))
-        goto out;
-    json_t *seed = json_object_get(o, "seed");
-    if (!json_is_integer(seed)) {
-        log_seterr(err, errlen, "run settings: 'seed' is missing or not an integer");
-        goto out;
-    }
-    pl = json_object_get(o, "prefix_lengths");
-    if (!json_is_array(pl)) {
-        log_seterr(err, errlen, "run settings: 'prefix_lengths' is missing or not an array");
-        goto out;
-    }
-    size_t n = json_array_size(pl);
-    if (!(s->prefix_lengths = malloc((n ? n : 1) * sizeof *s->prefix_lengths))) {
-        log_seterr(err, errlen, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get(pl, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX) {
-            log_seterr(err, errlen, "run settings: prefix_lengths[%zu] is not a positive integer", i);
-            goto out;
-        }
-        s->prefix_lengths[i] = (int32_t)json_integer_value(v);
-    }
-    s->n_prefix_lengths = n;
-    json_t *tpl = json_object_get(o, "template");
-    if (tpl && !json_is_string(tpl)) {
-        log_seterr(err, errlen, "run settings: 'template' is not a string");
-        goto out;
-    }
-    if (tpl && !(s->chat_template = strdup(json_string_value(tpl)))) {
-        log_seterr(err, errlen, "out of memory");
-        goto out;
-    }
-    s->window = (int)w, s->stride = (int)st, s->cut_every = (int)ce;
-    s->cont = (experiment_cont_t){(int)cl, (int)k, {(float)temp, (int)tk, (float)tp},
-                                  (uint64_t)json_integer_value(seed)}; /* stored as the uint64's bits */
-    rc = 0;
-out:
-    json_decref(o);
-    return rc;
+    s->window = rs.window, s->stride = rs.stride, s->cut_every = rs.cut_every;
+    s->prefix_lengths = rs.prefix_lengths, s->n_prefix_lengths = rs.n_prefix_lengths;
+    s->chat_template = rs.chat_template;
+    s->cont = (experiment_cont_t){rs.cont_len, rs.n_samples, {rs.temperature, rs.top_k, rs.top_p}, rs.seed};
+    return 0;
 }
 
 void runset_free(runset_t *s) {

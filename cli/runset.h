@@ -2,11 +2,8 @@
  * the commands that reproduce what a run's workers computed (`tokshift
  * regenerate`, `tokshift score --run`).
  *
- * What it is: the parser of runs.settings, the canonical JSON the
- * coordinator stores and sends to every worker (window, stride,
- * prefix_lengths, cut_every, cont_len, samples, temperature, top_k, top_p,
- * seed, and template when the run has a chat template), into the values
- * experiment.c takes.  What it is not: database
+ * What it is: runs.settings (parsed by common/runsettings.c, the one parser
+ * of them) as the values experiment.c takes.  What it is not: database
  * access (common/db_report.c reads the text). */
 #ifndef TS_RUNSET_H
 #define TS_RUNSET_H

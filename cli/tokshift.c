@@ -12,6 +12,7 @@
  *
  * What it is not: the distributed run (coordinator/, worker/).  Every
  * subcommand here calls the same engine modules as the worker. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -276,9 +277,11 @@ static int cmd_generate(int argc, char **argv) {
                                          {"run", required_argument, 0, 'r'},
                                          {"db", required_argument, 0, 'd'},
                                          {"template", required_argument, 0, 'T'},
+                                         {"first-window", required_argument, 0, 'W'},
                                          {"help", no_argument, 0, 'h'},
                                          {0}};
     const char *model_path = NULL, *prompt = "", *prompt_ids = NULL, *run = NULL, *conninfo = "", *tpl_path = NULL;
+    long first_window = 0; /* L of the document whose window 0 the prompt starts; 0 = none */
     char *run_tpl = NULL; /* --run's chat template */
     int print_ids = 0, sampling_given = 0;
     long n_gen = -1, top_k = 0;
@@ -299,9 +302,10 @@ static int cmd_generate(int argc, char **argv) {
         case 'i': prompt_ids = optarg; break;
         case 'o': print_ids = 1; break;
         case 'T': tpl_path = optarg; break;
+        case 'W': if (parse_int(optarg, "--first-window", 2, INT_MAX, &first_window)) return EXIT_USAGE; break;
         case 'h':
             printf("usage: tokshift generate --model PATH -n N [--temperature T] [--top-k K] [--top-p P]\n"
-                   "                         [--seed S] [--prompt TEXT] [--template FILE]\n"
+                   "                         [--seed S] [--prompt TEXT] [--template FILE] [--first-window L]\n"
                    "                         [--run NAME [--db CONNINFO]]\n\n"
                    "Starts from BOS (then the prompt) and generates N tokens; prints only the\n"
                    "generated text on stdout.\n\n"
@@ -318,6 +322,11 @@ static int cmd_generate(int argc, char **argv) {
                    "      --print-ids        print the generated token ids instead of the text\n"
                    "      --template FILE    the chat template's tokens before the document come first\n"
                    "                         (then the prompt, or --prompt-ids, as a run's cut sees them)\n"
+                   "      --first-window L   the prompt starts a document whose first window has L tokens\n"
+                   "                         (min(window, the document's tokens)): compute it as the\n"
+                   "                         scoring of that window does, as a run's cut <= window -\n"
+                   "                         cont-len uses it (experiment.h); give it to regenerate a\n"
+                   "                         sample of such a cut from ids[0..cut) and its seed\n"
                    "      --run NAME         sample as run NAME's workers do: its temperature, top-k,\n"
                    "                         top-p and template (runs.settings in --db); --model must\n"
                    "                         be its model\n"
@@ -375,37 +384,58 @@ static int cmd_generate(int argc, char **argv) {
         goto error;
     }
     /* The template's context first, in the experiment's chunks: the same
-     * rows as a run's cut computes (experiment_new_ctx). */
+     * rows as a run's cut computes (experiment_new_ctx).  Then the prompt
+     * by experiment.h's rule: chunks of EXPERIMENT_BATCH rows, the last
+     * row's logits; with --first-window L, as window 0's scoring computes
+     * it (its last chunk filled up to min(chunk, L - 1) rows with any
+     * token: no row reads a later one's values), every row's logits. */
     int n_tpl;
     const int32_t *tpl_ids = template_prefix(tpl, &n_tpl);
-    long n_ctx = n_tpl + n_prompt + n_gen, chunk = n_tpl < EXPERIMENT_BATCH ? n_tpl : EXPERIMENT_BATCH;
-    if (n_ctx > m->cfg.n_ctx_train)
-        log_warn("template + prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen, n_ctx,
-                 m->cfg.n_ctx_train);
-    if (!(fwd = forward_new(m, (int)n_ctx, (int)(n_prompt > chunk ? n_prompt : chunk), 1, err, sizeof err)))
-        goto error;
+    long B = EXPERIMENT_BATCH, chunk = n_tpl < B ? n_tpl : B;
+    long r0 = (n_prompt - 1) / B * B, r1 = n_prompt; /* the prompt's last chunk */
+    if (first_window) {
+        if (n_prompt > first_window - 1) {
+            log_seterr(err, sizeof err, "--first-window %ld: a prompt of %ld tokens is not a cut's prefix in it "
+                       "(at most L - 1 = %ld tokens)", first_window, n_prompt, first_window - 1);
+            goto error;
+        }
+        r1 = r0 + B < first_window - 1 ? r0 + B : first_window - 1;
+    }
+    long n_ctx = n_tpl + (r1 > n_prompt + n_gen ? r1 : n_prompt + n_gen);
+    if (n_tpl + n_prompt + n_gen > m->cfg.n_ctx_train)
+        log_warn("template + prompt + %ld tokens = %ld exceeds the model's trained context %d", n_gen,
+                 n_tpl + n_prompt + n_gen, m->cfg.n_ctx_train);
+    long rows = r1 < B ? r1 : B; /* the widest chunk */
+    if (rows < chunk) rows = chunk;
+    if (!(fwd = forward_new(m, (int)n_ctx, (int)rows, 1, err, sizeof err))) goto error;
     sampler_params_t sp = {(float)temp, (int)top_k, (float)top_p};
     if (!(smp = sampler_new(m->cfg.n_vocab, sp, seed, err, sizeof err))) goto error;
     if (!(piece = malloc(tokenizer_max_piece_bytes(m->tok) + 1))) goto error;
-    /* The last row's logits only, as the worker's prefix prefill computes
-     * them: with the decode steps' batch invariance (forward.h), a stored
-     * sample regenerates bit for bit. */
-    int *prompt_pos = malloc(sizeof(int) * (size_t)(n_prompt > chunk ? n_prompt : chunk));
-    if (!prompt_pos) {
+    int *prompt_pos = malloc(sizeof(int) * (size_t)rows);
+    int32_t *padded = malloc(sizeof(int32_t) * (size_t)r1);
+    if (!prompt_pos || !padded) {
+        free(prompt_pos), free(padded);
         log_seterr(err, sizeof err, "out of memory");
         goto error;
     }
+    memcpy(padded, ids, sizeof(int32_t) * (size_t)n_prompt);
+    for (long i = n_prompt; i < r1; i++) padded[i] = ids[n_prompt - 1];
     int prc = 0;
     for (long c0 = 0; c0 < n_tpl && !prc; c0 += chunk) {
         long len = n_tpl - c0 < chunk ? n_tpl - c0 : chunk;
         for (long i = 0; i < len; i++) prompt_pos[i] = (int)(c0 + i);
         prc = forward_batch(fwd, tpl_ids + c0, NULL, prompt_pos, (int)len, 0, err, sizeof err);
     }
-    for (long i = 0; i < n_prompt; i++) prompt_pos[i] = (int)(n_tpl + i);
-    if (!prc) prc = forward_batch(fwd, ids, NULL, prompt_pos, (int)n_prompt, 0, err, sizeof err);
+    for (long c0 = 0; c0 < r1 && !prc; c0 += B) {
+        long c1 = c0 == r0 ? r1 : c0 + B;
+        for (long i = 0; i < c1 - c0; i++) prompt_pos[i] = (int)(n_tpl + c0 + i);
+        prc = forward_batch(fwd, padded + c0, NULL, prompt_pos, (int)(c1 - c0), first_window && c0 == r0, err,
+                            sizeof err);
+    }
     free(prompt_pos);
+    free(padded);
     if (prc) goto error;
-    const float *logits = forward_logits(fwd);
+    const float *logits = forward_logits(fwd) + (first_window ? (size_t)(n_prompt - 1 - r0) * m->cfg.n_vocab : 0);
     int32_t prev = ids[n_prompt - 1];
     for (long i = 0; i < n_gen; i++) {
         int32_t next = sampler_sample(smp, logits);
@@ -673,17 +703,17 @@ typedef struct {
     long n_human;
 } regen_t;
 
-/* Prepares r for the document of st (its run's settings and text). */
-static int regen_open(regen_t *r, const char *model_path, const char *run, const db_stored_seq_t *st, char *err,
+/* Prepares r for document d (its run's settings and text). */
+static int regen_open(regen_t *r, const char *model_path, const char *run, const db_stored_doc_t *d, char *err,
                       size_t errlen) {
-    if (!st->text) return log_seterr(err, errlen, "this document of run '%s' was not measured (it has an error)", run);
-    if (runset_parse(st->settings_json, &r->rs, err, errlen) ||
-        check_run_model(model_path, run, st->model_identity, err, errlen))
+    if (!d->text) return log_seterr(err, errlen, "this document of run '%s' was not measured (it has an error)", run);
+    if (runset_parse(d->settings_json, &r->rs, err, errlen) ||
+        check_run_model(model_path, run, d->model_identity, err, errlen))
         return -1;
     if (!(r->m = load_model(model_path))) return log_seterr(err, errlen, "cannot load %s", model_path);
     /* The document as the worker measures it (worker/job.c). */
     if (cli_template(r->m, NULL, r->rs.chat_template, &r->tpl, err, errlen) ||
-        (r->n = template_encode_doc(r->tpl, r->m->tok, st->text, st->text_len, &r->ids, err, errlen)) < 0)
+        (r->n = template_encode_doc(r->tpl, r->m->tok, d->text, d->text_len, &r->ids, err, errlen)) < 0)
         return -1;
     int C = r->rs.cont.cont_len, K = r->rs.cont.n_samples;
     size_t cap = (size_t)(r->n > 1 ? r->n - 1 : 1), cc = (size_t)(K + 1) * (size_t)C;
@@ -762,6 +792,11 @@ static long regen_compare(const experiment_row_t *rows, long n, const db_stored_
     return bad;
 }
 
+static int regen_cmp_seq_no(const void *key, const void *elem) {
+    int32_t k = *(const int32_t *)key, e = ((const db_stored_seq_t *)elem)->seq_no;
+    return (k > e) - (k < e);
+}
+
 static int cmd_regenerate(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"db", required_argument, 0, 'd'},
                                          {"format", required_argument, 0, 'f'}, {"tolerance", required_argument, 0, 't'},
@@ -817,7 +852,7 @@ static int cmd_regenerate(int argc, char **argv) {
     int32_t *seqs = NULL;
     size_t n_seqs = (size_t)(argc - optind - 2);
     regen_t rg = {.doc = doc};
-    db_stored_seq_t st = {0};
+    db_stored_doc_t d = {0};
     long bad = 0, n_rows = 0;
     double worst = 0;
     db_t *db = db_connect(conninfo, err, sizeof err);
@@ -831,40 +866,41 @@ static int cmd_regenerate(int argc, char **argv) {
             }
             seqs[i] = (int32_t)v;
         }
-    } else {
-        int got = db_doc_seq_nos(db, run, doc, &seqs, &n_seqs, err, sizeof err);
-        if (got) {
-            rc = got > 0 ? EXIT_USAGE : 1;
-            goto error;
-        }
-        if (!n_seqs) {
+    }
+    /* The run, the document and its sequences' rows in one read. */
+    int got = db_stored_doc(db, run, doc, seqs, n_seqs, &d, err, sizeof err);
+    if (got) {
+        rc = got > 0 ? EXIT_USAGE : 1;
+        goto error;
+    }
+    if (!n_seqs) {
+        if (!d.n_seqs) {
             log_seterr(err, sizeof err, "document %ld of run '%s' has no stored sequences", doc, run);
             rc = EXIT_USAGE;
             goto error;
         }
+        n_seqs = d.n_seqs;
     }
     for (size_t i = 0; i < n_seqs; i++) {
-        int got = db_stored_seq(db, run, doc, seqs[i], &st, err, sizeof err);
-        if (got) {
-            rc = got > 0 ? EXIT_USAGE : 1;
-            goto error;
-        }
-        if (!rg.m && regen_open(&rg, model_path, run, &st, err, sizeof err)) goto error;
+        /* (the sequences asked for, in their order; else all, ascending) */
+        const db_stored_seq_t *st = seqs ? bsearch(&seqs[i], d.seqs, d.n_seqs, sizeof *d.seqs, regen_cmp_seq_no)
+                                         : &d.seqs[i];
+        assert(st); /* db_stored_doc found every one */
+        if (!rg.m && regen_open(&rg, model_path, run, &d, err, sizeof err)) goto error;
         const experiment_row_t *rows = NULL;
         long n = 0;
-        if (regen_rows(&rg, seqs[i], &st, &rows, &n, err, sizeof err)) goto error;
+        if (regen_rows(&rg, st->seq_no, st, &rows, &n, err, sizeof err)) goto error;
         char what[96];
-        if (!strcmp(st.kind, "human")) snprintf(what, sizeof what, "human text");
-        else if (!strcmp(st.kind, "sample"))
-            snprintf(what, sizeof what, "sample %d at cut %d, seed %" PRIu64, st.sample_idx, st.cut, st.seed);
-        else snprintf(what, sizeof what, "human continuation at cut %d", st.cut);
-        printf("# run %s doc %ld seq %d: %s\n", run, doc, seqs[i], what);
+        if (!strcmp(st->kind, "human")) snprintf(what, sizeof what, "human text");
+        else if (!strcmp(st->kind, "sample"))
+            snprintf(what, sizeof what, "sample %d at cut %d, seed %" PRIu64, st->sample_idx, st->cut, st->seed);
+        else snprintf(what, sizeof what, "human continuation at cut %d", st->cut);
+        printf("# run %s doc %ld seq %d: %s\n", run, doc, st->seq_no, what);
         print_rows(rg.m, rows, n, !strcmp(format, "json"));
         fflush(stdout);
-        long b = regen_compare(rows, n, &st, tol, &worst);
-        if (b) log_error("seq %d (%s): %ld of %ld rows differ from the stored ones", seqs[i], what, b, n);
+        long b = regen_compare(rows, n, st, tol, &worst);
+        if (b) log_error("seq %d (%s): %ld of %ld rows differ from the stored ones", st->seq_no, what, b, n);
         bad += b, n_rows += n;
-        db_stored_seq_free(&st);
     }
     if (bad) {
         log_seterr(err, sizeof err, "run '%s' doc %ld: %ld of %ld regenerated rows differ from the stored ones", run,
@@ -879,7 +915,7 @@ error:
     log_error("%s", err);
 done:
     db_destroy(&db);
-    db_stored_seq_free(&st);
+    db_stored_doc_free(&d);
     regen_close(&rg);
     free(seqs);
     return rc;
@@ -942,12 +978,7 @@ static int cmd_db_drop_run(int argc, char **argv) {
     int64_t run_id = 0;
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) goto error;
-    int r = db_run_find(db, run, &run_id, err, sizeof err);
-    if (r < 0) goto error;
-    if (r == 1) {
-        log_seterr(err, sizeof err, "no run named '%s'", run);
-        goto error;
-    }
+    if (db_run_find(db, run, &run_id, err, sizeof err)) goto error;
     if (!yes) {
         if (table_print_report(db, run_id, DB_REPORT_STATUS, stderr, err, sizeof err)) goto error;
         fprintf(stderr, "\nDelete this run and all its results? Type '%s' to confirm: ", run);
@@ -959,7 +990,7 @@ static int cmd_db_drop_run(int argc, char **argv) {
             goto error;
         }
     }
-    r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
+    int r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
     if (r == 1) log_seterr(err, sizeof err, "run '%s' is already gone", run);
     if (r) goto error;
     log_info("deleted run '%s' (id %lld): its rows and %d partition(s)", run, (long long)run_id, n_parts);
@@ -1010,12 +1041,7 @@ static int cmd_status(int argc, char **argv) {
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) goto error;
     if (optind < argc) {
-        int r = db_run_find(db, argv[optind], &run_id, err, sizeof err);
-        if (r < 0) goto error;
-        if (r == 1) {
-            log_seterr(err, sizeof err, "no run named '%s'", argv[optind]);
-            goto error;
-        }
+        if (db_run_find(db, argv[optind], &run_id, err, sizeof err)) goto error;
     }
     if (table_print_report(db, run_id, DB_REPORT_STATUS, stdout, err, sizeof err)) goto error;
     if (run_id) {
@@ -1270,7 +1296,7 @@ static int cmd_experiment(int argc, char **argv) {
     if (json) printf("[");
     else printf("kind\tcut\tsample\tpos\ttoken_id\tpiece\tlogprob\tentropy\trank\ttop1_logprob\tvarentropy\t"
                 "context_len\tseed\n");
-    long nr = experiment_score(ex, ids, (int)n, (int)stride, rows, err, sizeof err);
+    long nr = experiment_score_cuts(ex, ids, (int)n, (int)stride, cuts, (int)nc, rows, err, sizeof err);
     if (nr < 0) goto error;
     for (long i = 0; i < nr; i++) put_experiment_row(m, json, &first, "human", -1, -1, 0, &rows[i]);
     if (nc) {

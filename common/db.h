@@ -103,7 +103,9 @@ int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err,
 /* Stores the corpus files' fingerprint (JSON) of a run whose load has not
  * committed a batch yet; -1 otherwise. */
 int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);
-/* Finds a run by name or by decimal id; 1 when absent. */
+/* Finds a run by name or by decimal id.  Returns 0; 1 when absent, with the
+ * one message every command gives for that in err ("no run named ..."); or
+ * -1 with a message. */
 int db_run_find(db_t *self, const char *name_or_id, int64_t *run_id, char *err, size_t errlen);
 /* Deletes the run run_id with all of its results, in one transaction: its
  * rows (runs, and by ON DELETE CASCADE documents, jobs and the rollups) and
@@ -485,42 +487,48 @@ typedef struct {
  * a malloc'd *out (caller frees).  0, or -1 with a message. */
 int db_seq_means(db_t *self, int64_t run_id, db_seqmean_t **out, size_t *n, char *err, size_t errlen);
 
-/* One stored sequence, as `tokshift regenerate` reads it: the run's model
- * identity and settings (JSON text), the document's text, the sequence's
- * row in `sequences` and its token rows from `token_view` in position
- * order.  Free with db_stored_seq_free. */
 /* One stored token row as token_view shows it. */
 typedef struct {
     int32_t pos, token_id, rank, context_len;
     float logprob, entropy, top1_logprob, varentropy;
 } db_stored_tok_t;
 
+/* One stored sequence: its row in `sequences` and its token rows. */
 typedef struct {
-    int64_t run_id;
-    char *model_identity, *settings_json;
-    char *text; /* NULL when the document had an error */
-    size_t text_len;
+    int32_t seq_no;
     char kind[16];
     int32_t cut, sample_idx; /* -1 when NULL */
     uint64_t seed;           /* the bits of the stored bigint */
     float temperature, top_p;
     int32_t top_k, n_tokens;
-    db_stored_tok_t *toks; /* n_toks rows, in position order */
+    const db_stored_tok_t *toks; /* n_toks rows in position order, inside the document's toks */
     size_t n_toks;
 } db_stored_seq_t;
 
-/* Reads sequence seq_no of document doc_id in the run named (or numbered)
- * run.  Returns 0, 1 when the run, the document or the sequence does not
- * exist (err says which), or -1 with a message. */
-int db_stored_seq(db_t *self, const char *run, int64_t doc_id, int32_t seq_no, db_stored_seq_t *out, char *err,
-                  size_t errlen);
-void db_stored_seq_free(db_stored_seq_t *s);
+/* A stored document as `tokshift regenerate` reads it, in one read: the
+ * run's model identity and settings (JSON text), the document's text, and
+ * its sequences with their token rows (token_view). */
+typedef struct {
+    int64_t run_id;
+    char *model_identity, *settings_json;
+    char *text; /* NULL when the document had an error */
+    size_t text_len;
+    db_stored_seq_t *seqs; /* n_seqs, ascending seq_no */
+    size_t n_seqs;
+    db_stored_tok_t *toks; /* every sequence's rows, by seq_no then pos */
+    size_t n_toks;
+} db_stored_doc_t;
 
-/* The seq_no of every stored sequence of document doc_id in run (by name or
- * id), ascending, into a malloc'd *seq_nos (caller frees).  Returns 0 (n may
- * be 0), 1 when the run does not exist, or -1 with a message. */
-int db_doc_seq_nos(db_t *self, const char *run, int64_t doc_id, int32_t **seq_nos, size_t *n, char *err,
-                   size_t errlen);
+/* Reads document doc_id of the run named (or numbered) run with its
+ * sequences seq_nos[0..n_seq_nos) (each once; NULL: all of them; n_seqs may
+ * then be 0): one query each for the run, the document, the sequences and
+ * their token rows, linear in the rows read.  Returns 0, 1 when the run,
+ * the document or a sequence asked for does not exist (err says which), or
+ * -1 with a message; *out is then empty.  Free with db_stored_doc_free. */
+int db_stored_doc(db_t *self, const char *run, int64_t doc_id, const int32_t *seq_nos, size_t n_seq_nos,
+                  db_stored_doc_t *out, char *err, size_t errlen);
+/* Frees what *d owns and zeroes it; NULL-safe. */
+void db_stored_doc_free(db_stored_doc_t *d);
 
 /* A run's model identity and settings (JSON text, malloc'd into *identity
  * and *settings_json).  Returns 0, 1 when no run has that name or id, or -1

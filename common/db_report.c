@@ -108,10 +108,7 @@ int db_run_settings(db_t *db, const char *run, int64_t *run_id, char **identity,
                     size_t errlen) {
     *identity = *settings_json = NULL;
     int found = db_run_find(db, run, run_id, err, errlen);
-    if (found) {
-        if (found > 0) log_seterr(err, errlen, "no run is named '%s'", run);
-        return found;
-    }
+    if (found) return found;
     char a[32];
     snprintf(a, sizeof a, "%" PRId64, *run_id);
     PGresult *r;
@@ -131,26 +128,40 @@ int db_run_settings(db_t *db, const char *run, int64_t *run_id, char **identity,
     return 0;
 }
 
-void db_stored_seq_free(db_stored_seq_t *s) {
-    if (!s) return;
-    free(s->model_identity);
-    free(s->settings_json);
-    free(s->text);
-    free(s->toks);
-    memset(s, 0, sizeof *s);
+void db_stored_doc_free(db_stored_doc_t *d) {
+    if (!d) return;
+    free(d->model_identity);
+    free(d->settings_json);
+    free(d->text);
+    free(d->seqs);
+    free(d->toks);
+    memset(d, 0, sizeof *d);
 }
 
-int db_stored_seq(db_t *db, const char *run, int64_t doc_id, int32_t seq_no, db_stored_seq_t *out, char *err,
-                  size_t errlen) {
+static int cmp_seq_no(const void *key, const void *elem) {
+    int32_t k = *(const int32_t *)key, e = ((const db_stored_seq_t *)elem)->seq_no;
+    return (k > e) - (k < e);
+}
+
+int db_stored_doc(db_t *db, const char *run, int64_t doc_id, const int32_t *seq_nos, size_t n_seq_nos,
+                  db_stored_doc_t *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     int rc = db_run_settings(db, run, &out->run_id, &out->model_identity, &out->settings_json, err, errlen);
     if (rc) return rc;
-    char a[32], b[32], c[32];
+    rc = -1;
+    char a[32], b[32], *list = NULL;
     snprintf(a, sizeof a, "%" PRId64, out->run_id);
     snprintf(b, sizeof b, "%" PRId64, doc_id);
-    snprintf(c, sizeof c, "%" PRId32, seq_no);
-    const char *const params[] = {a, b, c};
     PGresult *r = NULL;
+    if (seq_nos) { /* the int[] literal "{s,s,...}" */
+        size_t cap = 3 + 12 * n_seq_nos, len = 0;
+        if (!(list = malloc(cap))) goto oom;
+        list[len++] = '{';
+        for (size_t i = 0; i < n_seq_nos; i++)
+            len += (size_t)snprintf(list + len, cap - len, "%s%" PRId32, i ? "," : "", seq_nos[i]);
+        snprintf(list + len, cap - len, "}");
+    }
+    const char *const params[] = {a, b, list};
     if (db_exec(db, "SELECT text FROM documents WHERE run_id = $1 AND doc_id = $2", 2, params, &r, err, errlen,
                 "reading the document"))
         goto error;
@@ -167,82 +178,79 @@ int db_stored_seq(db_t *db, const char *run, int64_t doc_id, int32_t seq_no, db_
     PQclear(r);
     r = NULL;
     if (db_exec(db,
-                "SELECT kind, coalesce(cut, -1), coalesce(sample_idx, -1), coalesce(seed, 0), "
+                "SELECT seq_no, kind, coalesce(cut, -1), coalesce(sample_idx, -1), coalesce(seed, 0), "
                 "coalesce(temperature, 0), coalesce(top_k, 0), coalesce(top_p, 0), n_tokens "
-                "FROM sequences WHERE run_id = $1 AND doc_id = $2 AND seq_no = $3",
-                3, params, &r, err, errlen, "reading the sequence"))
+                "FROM sequences WHERE run_id = $1 AND doc_id = $2 AND ($3::int[] IS NULL OR seq_no = ANY ($3::int[])) "
+                "ORDER BY seq_no",
+                3, params, &r, err, errlen, "reading the sequences"))
         goto error;
-    if (PQntuples(r) != 1) {
-        log_seterr(err, errlen, "document %" PRId64 " of run '%s' has no sequence %" PRId32
-                   " (none stored yet, or no such cut)", doc_id, run, seq_no);
-        rc = 1;
-        goto error;
+    size_t n = (size_t)PQntuples(r);
+    if (!(out->seqs = calloc(n ? n : 1, sizeof *out->seqs))) goto oom;
+    out->n_seqs = n;
+    for (size_t i = 0; i < n; i++) {
+        db_stored_seq_t *q = &out->seqs[i];
+        int row = (int)i;
+        q->seq_no = (int32_t)strtol(PQgetvalue(r, row, 0), NULL, 10);
+        snprintf(q->kind, sizeof q->kind, "%s", PQgetvalue(r, row, 1));
+        q->cut = (int32_t)strtol(PQgetvalue(r, row, 2), NULL, 10);
+        q->sample_idx = (int32_t)strtol(PQgetvalue(r, row, 3), NULL, 10);
+        q->seed = (uint64_t)strtoll(PQgetvalue(r, row, 4), NULL, 10); /* the bigint's two's complement bits */
+        q->temperature = strtof(PQgetvalue(r, row, 5), NULL);
+        q->top_k = (int32_t)strtol(PQgetvalue(r, row, 6), NULL, 10);
+        q->top_p = strtof(PQgetvalue(r, row, 7), NULL);
+        q->n_tokens = (int32_t)strtol(PQgetvalue(r, row, 8), NULL, 10);
     }
-    snprintf(out->kind, sizeof out->kind, "%s", PQgetvalue(r, 0, 0));
-    out->cut = (int32_t)strtol(PQgetvalue(r, 0, 1), NULL, 10);
-    out->sample_idx = (int32_t)strtol(PQgetvalue(r, 0, 2), NULL, 10);
-    out->seed = (uint64_t)strtoll(PQgetvalue(r, 0, 3), NULL, 10); /* the bigint's two's complement bits */
-    out->temperature = strtof(PQgetvalue(r, 0, 4), NULL);
-    out->top_k = (int32_t)strtol(PQgetvalue(r, 0, 5), NULL, 10);
-    out->top_p = strtof(PQgetvalue(r, 0, 6), NULL);
-    out->n_tokens = (int32_t)strtol(PQgetvalue(r, 0, 7), NULL, 10);
     PQclear(r);
     r = NULL;
+    for (size_t i = 0; i < n_seq_nos; i++)
+        if (!bsearch(&seq_nos[i], out->seqs, out->n_seqs, sizeof *out->seqs, cmp_seq_no)) {
+            log_seterr(err, errlen, "document %" PRId64 " of run '%s' has no sequence %" PRId32
+                       " (none stored yet, or no such cut)", doc_id, run, seq_nos[i]);
+            rc = 1;
+            goto error;
+        }
     /* float4 as text: PostgreSQL 12+ prints the shortest string that reads
      * back to the same float (extra_float_digits 1), so strtof is exact. */
     if (db_exec(db,
-                "SELECT pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len FROM token_view "
-                "WHERE run_id = $1 AND doc_id = $2 AND seq_no = $3 ORDER BY pos",
+                "SELECT seq_no, pos, token_id, logprob, entropy, rank, top1_logprob, varentropy, context_len "
+                "FROM token_view WHERE run_id = $1 AND doc_id = $2 "
+                "AND ($3::int[] IS NULL OR seq_no = ANY ($3::int[])) ORDER BY seq_no, pos",
                 3, params, &r, err, errlen, "reading the token rows"))
         goto error;
-    size_t n = (size_t)PQntuples(r);
+    n = (size_t)PQntuples(r);
     if (!(out->toks = calloc(n ? n : 1, sizeof *out->toks))) goto oom;
     out->n_toks = n;
+    /* Both lists are ordered by seq_no: one merge. */
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         db_stored_tok_t *t = &out->toks[i];
         int row = (int)i;
-        t->pos = (int32_t)strtol(PQgetvalue(r, row, 0), NULL, 10);
-        t->token_id = (int32_t)strtol(PQgetvalue(r, row, 1), NULL, 10);
-        t->logprob = strtof(PQgetvalue(r, row, 2), NULL);
-        t->entropy = strtof(PQgetvalue(r, row, 3), NULL);
-        t->rank = (int32_t)strtol(PQgetvalue(r, row, 4), NULL, 10);
-        t->top1_logprob = strtof(PQgetvalue(r, row, 5), NULL);
-        t->varentropy = strtof(PQgetvalue(r, row, 6), NULL);
-        t->context_len = (int32_t)strtol(PQgetvalue(r, row, 7), NULL, 10);
+        int32_t seq = (int32_t)strtol(PQgetvalue(r, row, 0), NULL, 10);
+        while (k < out->n_seqs && out->seqs[k].seq_no < seq) k++;
+        if (k == out->n_seqs || out->seqs[k].seq_no != seq) {
+            log_seterr(err, errlen, "run '%s' document %" PRId64 ": token rows of sequence %" PRId32
+                       ", which is not in sequences", run, doc_id, seq);
+            goto error;
+        }
+        if (!out->seqs[k].toks) out->seqs[k].toks = t;
+        out->seqs[k].n_toks++;
+        t->pos = (int32_t)strtol(PQgetvalue(r, row, 1), NULL, 10);
+        t->token_id = (int32_t)strtol(PQgetvalue(r, row, 2), NULL, 10);
+        t->logprob = strtof(PQgetvalue(r, row, 3), NULL);
+        t->entropy = strtof(PQgetvalue(r, row, 4), NULL);
+        t->rank = (int32_t)strtol(PQgetvalue(r, row, 5), NULL, 10);
+        t->top1_logprob = strtof(PQgetvalue(r, row, 6), NULL);
+        t->varentropy = strtof(PQgetvalue(r, row, 7), NULL);
+        t->context_len = (int32_t)strtol(PQgetvalue(r, row, 8), NULL, 10);
     }
     PQclear(r);
+    free(list);
     return 0;
 oom:
-    log_seterr(err, errlen, "database: out of memory reading the sequence");
+    log_seterr(err, errlen, "database: out of memory reading the document");
 error:
     PQclear(r);
-    db_stored_seq_free(out);
+    free(list);
+    db_stored_doc_free(out);
     return rc > 0 ? 1 : -1;
-}
-
-int db_doc_seq_nos(db_t *db, const char *run, int64_t doc_id, int32_t **seq_nos, size_t *n, char *err,
-                   size_t errlen) {
-    *seq_nos = NULL, *n = 0;
-    int64_t run_id;
-    int found = db_run_find(db, run, &run_id, err, errlen);
-    if (found) {
-        if (found > 0) log_seterr(err, errlen, "no run is named '%s'", run);
-        return found;
-    }
-    char a[32], d[32];
-    snprintf(a, sizeof a, "%" PRId64, run_id);
-    snprintf(d, sizeof d, "%" PRId64, doc_id);
-    PGresult *r;
-    if (db_exec(db, "SELECT seq_no FROM sequences WHERE run_id = $1 AND doc_id = $2 ORDER BY seq_no", 2,
-                (const char *const[]){a, d}, &r, err, errlen, "listing the sequences"))
-        return -1;
-    size_t rows = (size_t)PQntuples(r);
-    if (!(*seq_nos = malloc((rows ? rows : 1) * sizeof **seq_nos))) {
-        PQclear(r);
-        return log_seterr(err, errlen, "database: out of memory");
-    }
-    for (size_t i = 0; i < rows; i++) (*seq_nos)[i] = (int32_t)strtol(PQgetvalue(r, (int)i, 0), NULL, 10);
-    *n = rows;
-    PQclear(r);
-    return 0;
 }

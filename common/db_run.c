@@ -120,6 +120,7 @@ int db_run_find(db_t *db, const char *name_or_id, int64_t *run_id, char *err, si
     int found = PQntuples(r) == 1;
     if (found) *run_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
+    if (!found) log_seterr(err, errlen, "no run named '%s' (see 'tokshift status' for the runs)", name_or_id);
     return found ? 0 : 1;
 }
 
@@ -624,6 +625,7 @@ int db_score_source(db_t *db, const char *name_or_id, db_score_source_t *out, ch
         return -1;
     if (PQntuples(r) != 1) {
         PQclear(r);
+        log_seterr(err, errlen, "run '%s' was deleted while it was read", name_or_id);
         return 1;
     }
     out->run_id = id;

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "now.h"
 #include "ratelimit.h"
+#include "runsettings.h"
 #include "score.h"
 #include "table.h"
 
@@ -50,22 +51,24 @@ static void run_free(runq_run_t **rp) {
 static int run_settings(runq_run_t *r, const db_queued_t *q, char *err, size_t errlen) {
     char why[LOG_ERRLEN];
     wire_settings_t *s = &r->so.settings;
+    runsettings_t rs = {0};
     memset(s, 0, sizeof *s);
-    if (score_parse_settings(q->settings, s, r->prefix_buf, why, sizeof why))
+    if (runsettings_parse(q->settings, &rs, why, sizeof why) || score_wire_settings(&rs, s, r->prefix_buf, why, sizeof why)) {
+        runsettings_free(&rs);
         return log_seterr(err, errlen, "run '%s': %s", q->name, why);
+    }
+    r->tpl = rs.chat_template, rs.chat_template = NULL; /* taken */
+    s->chat_template = r->tpl;
+    runsettings_free(&rs);
+    /* (A cross-scoring run's keys, which only the coordinator reads.) */
     json_t *j = json_loads(q->settings, 0, NULL);
     if (!j) return log_seterr(err, errlen, "run '%s': its settings are unreadable", q->name);
     json_t *sr = json_object_get(j, "score_run"), *vd = json_object_get(j, "vocab_digest");
-    json_t *tp = json_object_get(j, "template");
     if (json_is_integer(sr)) s->score_run = (int64_t)json_integer_value(sr);
     if (json_is_string(vd)) snprintf(r->vocab_digest, sizeof r->vocab_digest, "%s", json_string_value(vd));
     s->vocab_digest = r->vocab_digest;
-    int rc = 0;
-    if (json_is_string(tp) && !(r->tpl = strdup(json_string_value(tp))))
-        rc = log_seterr(err, errlen, "out of memory");
-    s->chat_template = r->tpl;
     json_decref(j);
-    return rc;
+    return 0;
 }
 
 /* A scheduler for the queued run q, its status running.  NULL with a

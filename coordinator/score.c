@@ -1,46 +1,33 @@
 /* score.c - see score.h. */
 #include "score.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "runsettings.h"
 
-int score_parse_settings(const char *json, wire_settings_t *s, int32_t *prefix_buf, char *err, size_t errlen) {
-    json_error_t je;
-    json_t *pl = NULL;
-    json_int_t seed = 0;
-    double temp = 0, top_p = 0;
-    json_t *j = json_loads(json, 0, &je);
-    if (!j || json_unpack_ex(j, &je, 0, "{s:i, s:i, s:o, s:i, s:i, s:i, s:F, s:i, s:F, s:I}", "window", &s->window,
-                             "stride", &s->stride, "prefix_lengths", &pl, "cut_every", &s->cut_every, "cont_len",
-                             &s->cont_len, "samples", &s->n_samples, "temperature", &temp, "top_k", &s->top_k,
-                             "top_p", &top_p, "seed", &seed) ||
-        !json_is_array(pl) || json_array_size(pl) > WIRE_MAX_CUTS) {
-        json_decref(j);
-        return log_seterr(err, errlen, "its settings are unreadable (%s)", je.text);
-    }
-    s->n_prefix_lengths = json_array_size(pl);
-    s->prefix_lengths = prefix_buf;
-    for (size_t i = 0; i < s->n_prefix_lengths; i++)
-        prefix_buf[i] = (int32_t)json_integer_value(json_array_get(pl, i));
-    /* (a key of runs cut by bytes only) */
-    json_t *ceb = json_object_get(j, "cut_every_bytes");
-    s->cut_every_bytes = json_is_integer(ceb) ? (int32_t)json_integer_value(ceb) : 0;
-    s->temperature = (float)temp;
-    s->top_p = (float)top_p;
-    s->seed = (uint64_t)seed;
-    json_decref(j);
+int score_wire_settings(const runsettings_t *rs, wire_settings_t *s, int32_t *prefix_buf, char *err,
+                        size_t errlen) {
+    if (rs->n_prefix_lengths > WIRE_MAX_CUTS)
+        return log_seterr(err, errlen, "%zu prefix lengths, at most %d", rs->n_prefix_lengths, WIRE_MAX_CUTS);
+    /* (the other members, e.g. a --template's text, stay as the caller set them) */
+    s->window = rs->window, s->stride = rs->stride, s->cut_every = rs->cut_every;
+    s->cut_every_bytes = rs->cut_every_bytes, s->cont_len = rs->cont_len, s->n_samples = rs->n_samples;
+    s->temperature = rs->temperature, s->top_k = rs->top_k, s->top_p = rs->top_p, s->seed = rs->seed;
+    s->prefix_lengths = prefix_buf, s->n_prefix_lengths = rs->n_prefix_lengths;
+    if (rs->n_prefix_lengths) memcpy(prefix_buf, rs->prefix_lengths, rs->n_prefix_lengths * sizeof *prefix_buf);
     return 0;
 }
 
 int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *prefix_buf, char digest[65],
                    char *err, size_t errlen) {
     db_score_source_t src;
+    runsettings_t rs = {0};
+    char why[LOG_ERRLEN];
     int rc = -1;
-    int f = db_score_source(db, src_name, &src, err, errlen);
-    if (f) return f == 1 ? log_seterr(err, errlen, "--score-run %s: no such run", src_name) : -1;
+    int f = db_score_source(db, src_name, &src, why, sizeof why);
+    if (f) return log_seterr(err, errlen, "--score-run %s: %s", src_name, why);
     if (strcmp(src.status, "done")) {
         log_seterr(err, errlen, "--score-run %s: the run is %s, not done (its samples are not all stored)", src_name,
                    src.status);
@@ -51,16 +38,16 @@ int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *
                    "run registers it when it has the database)", src_name, src.model_identity);
         goto out;
     }
-    char why[LOG_ERRLEN];
-    if (score_parse_settings(src.settings, s, prefix_buf, why, sizeof why)) {
-        log_seterr(err, errlen, "--score-run %s: %s", src_name, why);
+    if (runsettings_parse(src.settings, &rs, why, sizeof why) ||
+        score_wire_settings(&rs, s, prefix_buf, why, sizeof why)) {
+        log_seterr(err, errlen, "--score-run %s: its settings are unreadable (%s)", src_name, why);
         goto out;
     }
-    s->score_run = src.run_id;
+    s->score_run = src.run_id, s->vocab_digest = digest;
     memcpy(digest, src.vocab_digest, 65);
-    s->vocab_digest = digest;
     rc = 0;
 out:
+    runsettings_free(&rs);
     free(src.settings);
     return rc;
 }

@@ -498,9 +498,11 @@ static char *dup_str(const char *s) {
     return d;
 }
 
-/* Copies the unpacked envelope's payload into m (m->type already set);
- * counts are checked before anything is allocated for them.  Doc texts are
- * moved, not copied: env loses them. */
+/* Copies the unpacked envelope's payload into m (m->type already set).
+ * Its bounds are checked after, once, by validate (as for a message to
+ * encode): what is allocated here mirrors what the budget already allowed
+ * protobuf-c to unpack (a text over WIRE_MAX_STRING is refused before it
+ * is taken over).  Doc texts are moved, not copied: env loses them. */
 static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_t errlen) {
 #define DUP(dst, src)                                                              \
     do {                                                                           \
@@ -559,9 +561,10 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
         m->u.job.run_id = j->run_id;
         m->u.job.job_id = j->job_id;
         m->u.job.attempt_token = j->attempt_token;
-        if (j->n_docs > WIRE_MAX_DOCS_PER_JOB)
-            return log_seterr(err, errlen, "JOB docs: %zu of them, more than WIRE_MAX_DOCS_PER_JOB (%d)",
-                              j->n_docs, WIRE_MAX_DOCS_PER_JOB);
+        /* The counts (documents, samples, a sample's tokens) are checked
+         * once, by validate after this copy (check_job); the copy's
+         * allocations are within a small multiple of the unpacked
+         * message's, which the budget bounded. */
         if (!j->n_docs) return 0;
         m->u.job.docs = calloc(j->n_docs, sizeof *m->u.job.docs);
         if (!m->u.job.docs) return log_seterr(err, errlen, "out of memory for %zu docs", j->n_docs);
@@ -584,10 +587,6 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
             o->text_len = d->text.len;
             d->text.data = NULL;
             d->text.len = 0;
-            if (d->n_samples > WIRE_MAX_SAMPLES_PER_DOC)
-                return log_seterr(err, errlen,
-                                  "JOB docs[%zu].samples: %zu of them, more than WIRE_MAX_SAMPLES_PER_DOC (%u)", i,
-                                  d->n_samples, WIRE_MAX_SAMPLES_PER_DOC);
             if (!d->n_samples) continue;
             if (!(o->samples = calloc(d->n_samples, sizeof *o->samples)))
                 return log_seterr(err, errlen, "out of memory for %zu samples", d->n_samples);
@@ -596,11 +595,6 @@ static int copy_payload(Tokshift__Envelope *env, wire_msg_t *m, char *err, size_
                 const Tokshift__Sample *x = d->samples[k];
                 wire_sample_t *y = &o->samples[k];
                 y->cut = x->cut, y->sample_idx = x->sample_idx, y->seed = x->seed;
-                if (x->n_tokens > WIRE_MAX_SAMPLE_TOKENS)
-                    return log_seterr(err, errlen,
-                                      "JOB docs[%zu].samples[%zu].tokens: %zu of them, more than "
-                                      "WIRE_MAX_SAMPLE_TOKENS (%u)",
-                                      i, k, x->n_tokens, WIRE_MAX_SAMPLE_TOKENS);
                 if (!x->n_tokens) continue;
                 if (!(y->tokens = malloc(x->n_tokens * sizeof *y->tokens)))
                     return log_seterr(err, errlen, "out of memory for %zu tokens", x->n_tokens);

@@ -48,8 +48,9 @@ awk -F'\t' 'NR > 1 && $1 >= 64 && $9 < 48 { bad = 1 } END { exit bad }' "$TMP/lo
 # 3b. experiment: its human rows are `score`'s (same window and stride), every
 # cut has K samples and one human continuation of C rows, and every sample
 # regenerates token for token with `generate --prompt-ids PREFIX --seed S`
-# (seeds above 2^63 included) although it was decoded in a batch with the
-# other cuts' rows.
+# (seeds above 2^63 included; --first-window for a cut <= W - C, whose
+# prefix is window 0's) although it was decoded in a batch with the other
+# cuts' rows.
 printf 'Once upon a time, there was a little dog named Max. Max liked to run in the big green park with his friend, a small cat called Lily. One day, the sun was hot and Max was thirsty. He saw a pond and ran to drink. Lily said, "Be careful, Max!"' > "$TMP/doc.txt"
 "$BIN" experiment --model "$M" --window 48 --stride 16 --cut-every 11 --prefix-lengths 5 --cont-len 6 --samples 3 \
     --seed 12345 --doc-id 9 --format json < "$TMP/doc.txt" > "$TMP/exp.json" 2> "$TMP/err" || fail "experiment exited $?: $(cat "$TMP/err")"
@@ -68,7 +69,7 @@ const keys = ["pos", "token_id", "piece", "logprob", "entropy", "rank", "top1_lo
 if (human.length !== score.length) bad.push(`human rows ${human.length} vs score ${score.length}`);
 human.forEach((r, i) => keys.forEach(k => { if (r[k] !== score[i][k]) bad.push(`human ${i} ${k}: ${r[k]} vs ${score[i][k]}`); }));
 const cuts = [5]; for (let c = 11; c + C <= ids.length; c += 11) cuts.push(c);
-let top = 0, n = 0;
+let top = 0, n = 0, reused = 0;
 for (const cut of cuts) {
   const hc = rows.filter(r => r.kind === "human_cont" && r.cut === cut);
   if (hc.length !== C || hc.some((r, i) => r.pos !== cut + i || String(r.token_id) !== ids[cut + i])) bad.push(`cut ${cut}: human continuation`);
@@ -77,13 +78,17 @@ for (const cut of cuts) {
     const P = Math.min(cut, W - C);
     if (s.length !== C || s.some(r => r.seed !== s[0].seed || r.context_len !== P + (r.pos - cut))) { bad.push(`cut ${cut} sample ${k}: rows`); continue; }
     top += BigInt(s[0].seed) >= (1n << 63n); n++;
+    // A cut <= W - C continues window 0 (experiment.h): --first-window.
+    const w0 = cut <= W - C ? ["--first-window", String(Math.min(W, ids.length))] : [];
+    reused += w0.length > 0;
     const regen = execFileSync(BIN, ["generate", "--model", M, "--prompt-ids", ids.slice(cut - P, cut).join(" "), "--seed", s[0].seed,
-                                     "-n", String(C), "--temperature", "1", "--print-ids"], { encoding: "utf8" }).trim();
+                                     "-n", String(C), "--temperature", "1", "--print-ids", ...w0], { encoding: "utf8" }).trim();
     if (regen !== s.map(r => r.token_id).join(" ")) bad.push(`cut ${cut} sample ${k} seed ${s[0].seed}: regenerated ${regen}, stored ${s.map(r => r.token_id).join(" ")}`);
   }
 }
 if (rows.length !== human.length + cuts.length * (K + 1) * C) bad.push(`${rows.length} rows for ${cuts.length} cuts`);
 if (!(top > 0 && top < n)) bad.push(`seeds with the top bit set: ${top} of ${n}`);
+if (!(reused > 0 && reused < n)) bad.push(`samples of cuts <= W - C: ${reused} of ${n}`);
 if (bad.length) { console.log(bad.slice(0, 5).join("\n")); process.exit(1); }
 ' || fail "experiment rows"
 

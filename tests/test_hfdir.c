@@ -48,12 +48,7 @@
 static char err[LOG_ERRLEN];
 
 static uint64_t rng_state;
-static uint64_t rnd(void) { /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+static uint64_t rnd(void) { return tu_splitmix64(&rng_state); }
 static float urand(void) { return (float)((double)(rnd() >> 11) / 9007199254740992.0 * 2.0 - 1.0); } /* [-1, 1) */
 
 /* ---- one checkpoint: tensors in the Hugging Face layout ----------------- */
@@ -789,6 +784,19 @@ static void expect_fail(const char *dir, const char *want, const char *what) {
     model_destroy(&m);
 }
 
+/* Writes checkpoint c less tensor `name` into dir (F32, one file) and
+ * expects the load to be refused with want. */
+static void expect_fail_without(const char *dir, const ckpt_t *c, const char *name, const char *want,
+                                const char *what) {
+    ckpt_t *less = calloc(1, sizeof *less);
+    TU_REQUIRE(less, "out of memory");
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->t[i].name, name)) less->t[less->n++] = c->t[i];
+    write_weights(less, dir, "F32", 1, NULL);
+    expect_fail(dir, want, what);
+    free(less);
+}
+
 static void set_config(const char *dir, const spec_t *s, const char *key, json_t *val) {
     char p[600];
     write_config(s, dir);
@@ -846,17 +854,12 @@ static void test_malformed(void) {
     set_config(dir, &s, "tie_word_embeddings", json_false());
 
     /* Tensors: one missing, one extra, one of a dtype that does not convert. */
+    expect_fail_without(dir, c, "model.layers.0.mlp.up_proj.weight",
+                        "tensor 'model.layers.0.mlp.up_proj.weight' is missing", "missing tensor");
+    expect_fail_without(dir, c, "lm_head.weight", "'lm_head.weight' is missing and tie_word_embeddings is false",
+                        "untied without lm_head");
     ckpt_t *bad = calloc(1, sizeof *bad);
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->t[i].name, "model.layers.0.mlp.up_proj.weight")) bad->t[bad->n++] = c->t[i];
-    write_weights(bad, dir, "F32", 1, NULL);
-    expect_fail(dir, "tensor 'model.layers.0.mlp.up_proj.weight' is missing", "missing tensor");
-    bad->n = 0;
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->t[i].name, "lm_head.weight")) bad->t[bad->n++] = c->t[i];
-    write_weights(bad, dir, "F32", 1, NULL);
-    expect_fail(dir, "'lm_head.weight' is missing and tie_word_embeddings is false", "untied without lm_head");
-    bad->n = 0;
+    TU_REQUIRE(bad, "out of memory");
     for (int i = 0; i < c->n; i++) bad->t[bad->n++] = c->t[i];
     hft_t extra = {"model.layers.0.self_attn.rotary_scale.weight", 4, 0, c->t[1].data};
     bad->t[bad->n++] = extra;
@@ -911,26 +914,18 @@ static void test_malformed(void) {
     /* Phi-3 stores Q/K/V only fused: without qkv_proj it has no attention. */
     spec_t ph = {"phi3 (malformed)", A_PHI3, 32, 1, 4, 2, 48, 64, 0, 0, 0, 10000.0f, 1e-5f, 0, 0};
     make_ckpt(&ph, c);
-    ckpt_t *nq = calloc(1, sizeof *nq);
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->t[i].name, "model.layers.0.self_attn.qkv_proj.weight")) nq->t[nq->n++] = c->t[i];
     write_config(&ph, dir);
-    write_weights(nq, dir, "F32", 1, NULL);
-    expect_fail(dir, "tensor 'model.layers.0.self_attn.qkv_proj.weight' is missing", "phi3 without qkv_proj");
-    free(nq);
+    expect_fail_without(dir, c, "model.layers.0.self_attn.qkv_proj.weight",
+                        "tensor 'model.layers.0.self_attn.qkv_proj.weight' is missing", "phi3 without qkv_proj");
     ck_free(c);
     /* Gemma 2: each norm is required; the output is tied; the sliding
      * layers are the even ones. */
     spec_t gm = {"gemma2 (malformed)", A_GEMMA2, 32, 2, 4, 2, 48, 64, 1, 0, 0, 10000.0f, 1e-6f, 16, 0};
     make_ckpt(&gm, c);
-    nq = calloc(1, sizeof *nq);
-    for (int i = 0; i < c->n; i++)
-        if (strcmp(c->t[i].name, "model.layers.1.post_feedforward_layernorm.weight")) nq->t[nq->n++] = c->t[i];
     write_config(&gm, dir);
-    write_weights(nq, dir, "F32", 1, NULL);
-    expect_fail(dir, "tensor 'model.layers.1.post_feedforward_layernorm.weight' is missing",
-                "gemma2 without post_feedforward_layernorm");
-    free(nq);
+    expect_fail_without(dir, c, "model.layers.1.post_feedforward_layernorm.weight",
+                        "tensor 'model.layers.1.post_feedforward_layernorm.weight' is missing",
+                        "gemma2 without post_feedforward_layernorm");
     write_weights(c, dir, "F32", 1, NULL);
     set_config(dir, &gm, "tie_word_embeddings", json_false());
     expect_fail(dir, "gemma2 with tie_word_embeddings false is not supported", "gemma2 untied");

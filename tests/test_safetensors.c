@@ -24,12 +24,7 @@
 static char err[LOG_ERRLEN];
 
 static uint64_t rng_state;
-static uint64_t rnd(void) { /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+static uint64_t rnd(void) { return tu_splitmix64(&rng_state); }
 
 /* Opens a copy of buf in a buffer of exactly len bytes (so ASan sees any
  * overread); returns 1 when rejected with a message naming the file and

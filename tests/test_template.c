@@ -24,6 +24,7 @@
 #include "loader.h"
 #include "model.h"
 #include "template.h"
+#include "testrows.h"
 #include "testutil.h"
 #include "tpltext.h"
 
@@ -104,12 +105,6 @@ static long score(const model_t *m, int W, const int32_t *ctx, int n_ctx, const 
     return nr;
 }
 
-static int same_row(const experiment_row_t *a, const experiment_row_t *b) {
-    return a->token == b->token && a->st.logprob == b->st.logprob && a->st.entropy == b->st.entropy &&
-           a->st.rank == b->st.rank && a->st.top1_logprob == b->st.top1_logprob &&
-           a->st.varentropy == b->st.varentropy;
-}
-
 static void test_meaning(const model_t *m) {
     char err[LOG_ERRLEN];
     template_t *t = NULL, *id = NULL;
@@ -142,7 +137,7 @@ static void test_meaning(const model_t *m) {
     long bad = 0;
     for (long i = 0; i < nt; i++) {
         const experiment_row_t *a = &rt[i], *b = &rf[i + h];
-        bad += !same_row(a, b) || a->pos != i + 1 || b->pos != a->pos + h || a->st.context_len != i + 1 ||
+        bad += !tu_same_stats(a, b) || a->pos != i + 1 || b->pos != a->pos + h || a->st.context_len != i + 1 ||
                b->st.context_len != a->st.context_len + h;
     }
     TU_CHECK(nt == n - 1 && nf == h + n - 1 && bad == 0, "human rows: %ld of %ld differ from T + D's", bad, nt);
@@ -176,7 +171,7 @@ static void test_meaning(const model_t *m) {
                "%s", err);
     long badc = 0;
     for (int i = 0; i < 6; i++)
-        badc += !same_row(&ht[i], &hf[i]) || ht[i].pos != cut + i || ht[i].st.context_len != cut + i ||
+        badc += !tu_same_stats(&ht[i], &hf[i]) || ht[i].pos != cut + i || ht[i].st.context_len != cut + i ||
                 hf[i].st.context_len != cut + h + i;
     TU_CHECK(badc == 0, "continuation at cut %d: %ld of 6 rows differ from T + D's at %d", cut, badc, cut + h);
     experiment_destroy(&et);

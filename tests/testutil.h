@@ -34,6 +34,15 @@ static int tu_failures = 0;
         if (!tu_ok_) exit(1);                                                 \
     } while (0)
 
+/* The next value of the splitmix64 generator whose state is *state: the
+ * tests' seeded pseudo-random numbers. */
+static inline uint64_t tu_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 /* Path of a file under $TOKSHIFT_TESTDATA in a static buffer (one at a time:
  * copy it if you need two).  Exits 77 (skip) when the variable is unset and 1
  * when the file is missing. */

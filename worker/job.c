@@ -656,25 +656,13 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
     if (n < 0) goto out;
     if (job_doc_begin(r, doc_id, (int32_t)n)) goto oom;
 
-    /* Human text, in windows. */
-    size_t need = n > 1 ? (size_t)n - 1 : 1;
-    if (r->rows.cap < need && !vec_push(&r->rows, need)) goto oom;
-    experiment_row_t *rows = r->rows.p;
-    long nr = experiment_score(ex, ids, (int)n, s->stride, rows, why, sizeof why);
-    if (nr < 0) goto doc_error;
-    if (!layout_ok(DB_KIND_HUMAN, 0, s->window, s->stride, rows, (size_t)nr)) goto layout;
-    if (job_add_sequence(r, DB_KIND_HUMAN, 0, 0, -1, 0, 0, rows, (size_t)nr)) goto oom;
-
-    /* Continuation experiments; each cut's byte offset, when the tokens
+    /* The cuts first, so that the scoring keeps what they need of window
+     * 0 (experiment_score_cuts); each cut's byte offset, when the tokens
      * decode to the text. */
     int C = s->cont.cont_len, K = s->cont.n_samples;
-    size_t max_cuts = cuts_max(s, n);
-    if (s->source_tok) {
-        int t = observe_text(ex, m, s, text, text_len, given, n_given, &at, r, why, sizeof why);
-        if (t < 0) goto oom;
-        if (t == 1) goto doc_error;
-        if (t == 2) goto layout;
-    } else if (C > 0 && max_cuts > 0) {
+    size_t max_cuts = cuts_max(s, n), nc = 0;
+    int own_cuts = !s->source_tok && C > 0 && max_cuts > 0;
+    if (own_cuts) {
         if (fault_nth(FAULT_FAIL_ALLOC) || !(cuts = malloc(max_cuts * sizeof *cuts)) ||
             !(offs = malloc(((size_t)n + 1) * sizeof *offs)))
             goto oom;
@@ -688,7 +676,25 @@ int job_measure_doc(experiment_t *ex, const model_t *m, const job_settings_t *s,
             snprintf(why, sizeof why, "--cut-every-bytes: the tokens do not decode back to the text byte for byte");
             goto doc_error;
         }
-        size_t nc = doc_cuts(s, offs, n, text, text_len, cuts, max_cuts);
+        nc = doc_cuts(s, offs, n, text, text_len, cuts, max_cuts);
+    }
+
+    /* Human text, in windows. */
+    size_t need = n > 1 ? (size_t)n - 1 : 1;
+    if (r->rows.cap < need && !vec_push(&r->rows, need)) goto oom;
+    experiment_row_t *rows = r->rows.p;
+    long nr = experiment_score_cuts(ex, ids, (int)n, s->stride, cuts, (int)nc, rows, why, sizeof why);
+    if (nr < 0) goto doc_error;
+    if (!layout_ok(DB_KIND_HUMAN, 0, s->window, s->stride, rows, (size_t)nr)) goto layout;
+    if (job_add_sequence(r, DB_KIND_HUMAN, 0, 0, -1, 0, 0, rows, (size_t)nr)) goto oom;
+
+    /* Continuation experiments. */
+    if (s->source_tok) {
+        int t = observe_text(ex, m, s, text, text_len, given, n_given, &at, r, why, sizeof why);
+        if (t < 0) goto oom;
+        if (t == 1) goto doc_error;
+        if (t == 2) goto layout;
+    } else if (own_cuts) {
         size_t per_cut = (size_t)(K + 1) * C;
         r->rows.n = 0;
         if (!vec_push(&r->rows, per_cut * (nc ? nc : 1))) goto oom;

@@ -138,8 +138,10 @@ const [[gDoc, gSeq, gCut, gSeed]] = psql(db, `SELECT doc_id, seq_no, cut, seed F
     const P = Math.min(Number(gCut), W - C);
     const prefix = ids.slice(Number(gCut) - P, Number(gCut)).join(" ");
     // --run: the run's sampling settings (temperature 1 here)
+    // A cut <= W - C continues window 0 of the document (experiment.h).
+    const w0 = Number(gCut) <= W - C ? ["--first-window", String(Math.min(W, ids.length))] : [];
     const regen = tokshift(["generate", "--model", M, "--prompt-ids", prefix, "--seed", gSeed, "-n", String(C),
-                            "--run", "e2e", "--db", db, "--print-ids"]).trim();
+                            "--run", "e2e", "--db", db, "--print-ids", ...w0]).trim();
     const stored = psql(db, `SELECT string_agg(token_id::text, ' ' ORDER BY pos) FROM token_view
                              WHERE run_id = ${runId} AND doc_id = ${gDoc} AND seq_no = ${gSeq}`)[0][0];
     check(regen === stored, `generate --seed ${gSeed} (doc ${gDoc} seq ${gSeq}): ${regen} vs stored ${stored}`);
@@ -184,6 +186,18 @@ psql(db, `UPDATE sequence_stats SET logprob[4] = logprob[4] - 1e-3 WHERE run_id 
 const tampered = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", gDoc, gSeq], {allowFail: true});
 check(tampered.status === 1 && /differ/.test(tampered.stderr),
       `regenerate after tampering: exit ${tampered.status} ${tampered.stderr.slice(-500)}`);
+// SEQs named are read with their document in one read and printed in the
+// order given; one that is not stored is named, exit 2.
+{
+    const d0 = String(good[0][0]);
+    const named = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", d0, "1", "0"], {allowFail: true});
+    const order = [...named.stdout.matchAll(/^# run e2e doc \d+ seq (\d+):/gm)].map(m => m[1]).join(" ");
+    check(named.status === 0 && order === "1 0", `regenerate e2e ${d0} 1 0: exit ${named.status}, seqs "${order}"`);
+    const missing = run(join(BIN, "tokshift"), ["regenerate", "--model", M, "--db", db, "e2e", d0, "0", "99999"],
+                        {allowFail: true});
+    check(missing.status === 2 && /has no sequence 99999/.test(missing.stderr),
+          `regenerate of a sequence not stored: exit ${missing.status} ${missing.stderr.slice(-300)}`);
+}
 // status works from SQL.
 check(/e2e/.test(tokshift(["status", "--db", db])), "tokshift status lists the run");
 

@@ -48,6 +48,7 @@ function fill4(db) {
                                      temperature: 0.8999999761581421, top_k: 5, top_p: 0.949999988079071, seed: 7});
     psql(db, `SELECT setseed(0.25);
         INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('m1', 'm', 'llama', 512, 64);
+        INSERT INTO vocab (model_id, token_id, piece) SELECT 1, i, 'p' || (i * 7919 % 512) FROM generate_series(0, 511) i;
         INSERT INTO runs (name, model_identity, settings, corpus, status, n_docs, n_jobs)
             VALUES ('a', 'm1', '${settings}', '{}', 'running', 4, 3), ('b', 'm1', '${settings}', '{}', 'done', 1, 1);
         SELECT tokshift_create_partition(run_id) FROM runs;
@@ -163,6 +164,24 @@ check(one(owner, "SELECT count(*) FROM pg_class WHERE relname = 'sequence_stats_
       "tokshift_create_partition makes a sequence_stats partition");
 check(one(owner, "SELECT proconfig::text FROM pg_proc WHERE proname = 'tokshift_create_partition'").includes("search_path"),
       "the new partition function keeps its pinned search_path");
+// 015: vocab_digests from the store equals 010's definition (the digest of
+// the pieces in token order), for the model registered before it and for one
+// registered after (the triggers); a model's digest goes with its vocab rows.
+const DIGEST10 = `SELECT m.identity, encode(sha256(string_agg(convert_to(v.piece, 'UTF8') || '\\x00'::bytea, ''::bytea
+    ORDER BY v.token_id)), 'hex') AS digest FROM models m JOIN vocab v USING (model_id) GROUP BY m.identity`;
+const digestsDiffer = () => Number(one(owner, `SELECT count(*) FROM (${DIGEST10}) a FULL JOIN vocab_digests b USING (identity)
+    WHERE a.digest IS DISTINCT FROM b.digest`));
+check(one(owner, "SELECT count(*) FROM vocab_digests") === "1" && digestsDiffer() === 0,
+      "015: the existing model's vocabulary digest is stored, equal to 010's");
+psql(owner, `INSERT INTO models (identity, name, arch, n_vocab, n_ctx) VALUES ('m2', 'm', 'llama', 3, 64);
+    INSERT INTO vocab (model_id, token_id, piece) SELECT model_id, i, 'q' || i FROM models, generate_series(0, 2) i
+     WHERE identity = 'm2';
+    UPDATE vocab SET piece = 'r' WHERE token_id = 5 AND model_id = 1;`);
+check(one(owner, "SELECT count(*) FROM vocab_digests") === "2" && digestsDiffer() === 0,
+      "015: a model registered (and a piece changed) after it has its digest stored, equal to 010's");
+psql(owner, "DELETE FROM vocab WHERE model_id = (SELECT model_id FROM models WHERE identity = 'm2')");
+check(one(owner, "SELECT count(*) FROM vocab_digests") === "1" && digestsDiffer() === 0,
+      "015: a model's digest goes with its vocabulary rows");
 r = migrate(owner);
 check(/0 migration\(s\) applied/.test(r.stderr), `a second migrate applies nothing: ${r.stderr.trim()}`);
 

@@ -30,6 +30,51 @@ import {join} from "node:path";
 import {BIN, check, cleanup, finish, freePort, model, psql, run, runOnce, start, startPostgres, tempDir, tokshift,
         writeCorpus} from "./harness.mjs";
 
+// ---- the bounds the comparisons of sums below follow from ----------------
+// Every statistic compared is a sum of float4 values (each exact in double)
+// taken in double in two different orders (the worker's and the views', and
+// this test's).  u = 2^-53; gamma(k) = k u / (1 - k u).  A sum of k doubles in
+// any order is within gamma(k - 1) * sum |x| of the exact sum (Higham,
+// Accuracy and Stability of Numerical Algorithms, 2nd ed., 4.2), so two such
+// sums of the same k values differ by at most 2 gamma(k) A, A = sum |x|:
+// for surprisals (>= 0) the sum itself, for a difference of two sums of
+// surprisals the two sums' total.  (At ~10^4 values, 2 gamma(k) ~ 2e-12.)
+const U = 2 ** -53, gamma = k => k * U / (1 - k * U);
+const sumTol = (k, a) => 2 * gamma(k) * a;
+// Clustered (CR1, 007) mean of sum f(d) / sum n(d) over documents d and its
+// standard error sqrt(G/(G-1) sum (f(d) - m n(d))^2) / sum n(d), with the
+// bounds on their differences from the view's: f(d) sums k(d) float4 terms
+// whose absolute values sum to at most a(d); n(d) are exact integers.
+//   mean: sumTol(K, A) / N over the whole sum, plus the division's rounding
+//     on each side (2u relative).
+//   se: the view computes V = ss - 2 m ns + m^2 nn from G documents' sums of
+//     products in one pass (tokshift_cluster_se), within gamma(G + 4) W of
+//     its inputs' exact V, W = sum (f^2 + 2 |m n f| + m^2 n^2); this test's
+//     two-pass V is within the same.  The inputs' own differences (f(d) by
+//     sumTol(k(d), a(d)), m by the mean's bound) move V by at most
+//     P = sum 2 (|f| + |m| n) (df + n dm) to first order.  So se differs by
+//     at most se ((2 gamma(G + 4) W + P) / 2V + 3u); doubled for the
+//     second-order terms.
+// scale multiplies the results (1 / ln 2 for bits), 2u more each.
+function cr1(docs, n, f, k, a, scale = 1) {
+    let N = 0, S = 0, K = 0, A = 0;
+    for (const d of docs) N += n(d), S += f(d), K += k(d), A += a(d);
+    const m = S / N, G = docs.length, dm = sumTol(K, A) / N + 2 * U * Math.abs(m);
+    let V = 0, W = 0, P = 0;
+    for (const d of docs) {
+        const r = f(d) - m * n(d), mn = Math.abs(m) * n(d);
+        V += r * r;
+        W += f(d) ** 2 + 2 * mn * Math.abs(f(d)) + mn ** 2;
+        P += 2 * (Math.abs(f(d)) + mn) * (sumTol(k(d), a(d)) + n(d) * dm);
+    }
+    const se = G > 1 ? Math.sqrt(V * G / (G - 1)) / N : null;
+    const seTol = se === null ? 0 : 2 * se * ((2 * gamma(G + 4) * W + P) / (2 * V) + 3 * U);
+    return [[m * scale, dm * scale + 2 * U * Math.abs(m * scale)],
+            [se === null ? null : se * scale, seTol * scale + 2 * U * se * scale]];
+}
+// got (the view's text) within tol of want, or both NULL.
+const within = (got, [want, tol]) => want === null ? got === null : got !== null && Math.abs(got - want) <= tol;
+
 const M = model();
 const dir = tempDir("tokshift-score-run-");
 const pg = startPostgres(dir);
@@ -107,18 +152,20 @@ for (const [k, llr] of psql(db, `SET extra_float_digits = 3; SELECT doc_id || '/
                                  WHERE observer_run = ${obs}`)) {
     const a = lo.get(k), b = lg.get(k);
     const mine = a.reduce((s, x, i) => s + (x - b[i]), 0) / a.length;
-    // float4 values summed in double: |error| < n * 2^-52 * max|x|, far below 1e-9.
-    worst = Math.max(worst, Math.abs(mine - Number(llr)));
+    // 2n float4 terms, A = sum |a| + |b|; the division's rounding, 2u.
+    const tol = sumTol(2 * a.length, a.reduce((s, x, i) => s + Math.abs(x) + Math.abs(b[i]), 0)) / a.length +
+                2 * U * Math.abs(mine);
+    worst = Math.max(worst, Math.abs(mine - Number(llr)) / tol);
     nSeq++;
 }
-check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${nSeq} sequences (of ${lo.size}) is the mean difference (worst ${worst})`);
+check(nSeq === lo.size && worst <= 1, `observer: cross_sequences' llr over ${nSeq} sequences (of ${lo.size}) is the mean ` +
+      `difference (worst ${worst} of the bound)`);
 // cross_stats: per kind, the means and their standard errors clustered by
 // document (CR1: G/(G-1) Σ_d (S_d - m n_d)² / n², 007), recomputed here
-// from cross_scores' rows (the view reads the rollups instead).  Tolerance:
-// the same float4 values summed in double in another order, 1e-9 relative
-// (plus 1e-12 absolute for an se near 0).
+// from cross_scores' rows (the view reads the rollups instead), within the
+// bounds of cr1 (above).
 {
-    const per = new Map();  // kind -> doc -> [n, Σ obs surprisal, Σ gen surprisal]
+    const per = new Map();  // kind -> doc -> [n, Σ obs surprisal, Σ gen surprisal] (surprisals >= 0: Σ|x| = Σx)
     for (const [kind, doc, o, g] of psql(db, `SET extra_float_digits = 3; SELECT kind, doc_id, observer_logprob,
             generator_logprob FROM cross_scores WHERE observer_run = ${obs}`)) {
         if (!per.has(kind)) per.set(kind, new Map());
@@ -126,25 +173,18 @@ check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${n
         d[0]++, d[1] -= Math.fround(Number(o)), d[2] -= Math.fround(Number(g));
         per.get(kind).set(doc, d);
     }
-    const cr1 = (docs, f) => {
-        let n = 0, s = 0;
-        for (const d of docs) n += d[0], s += f(d);
-        const m = s / n, G = docs.length;
-        let v = 0;
-        for (const d of docs) v += (f(d) - m * d[0]) ** 2;
-        return [m, G > 1 ? Math.sqrt(v * G / (G - 1)) / n : null];
-    };
-    const near = (a, b) => a === null ? b === null : Math.abs(a - b) <= 1e-9 * Math.abs(b) + 1e-12;
     const rows = psql(db, `SET extra_float_digits = 3; SELECT kind, n_tokens, n_docs, observer_surprisal,
         se_observer_surprisal, generator_surprisal, se_generator_surprisal, llr_per_token, se_llr_per_token
         FROM cross_stats WHERE observer_run = ${obs} AND generator_run = ${src} ORDER BY kind`);
     check(rows.length === per.size && per.size === 3, `cross_stats: a row per kind (${rows.map(r => r[0])})`);
     for (const [kind, n, g, ...v] of rows) {
         const docs = [...(per.get(kind) || new Map()).values()];
-        const want = [...cr1(docs, d => d[1]), ...cr1(docs, d => d[2]), ...cr1(docs, d => d[2] - d[1])];
+        const tok = d => d[0];
+        const want = [...cr1(docs, tok, d => d[1], tok, d => d[1]), ...cr1(docs, tok, d => d[2], tok, d => d[2]),
+                      ...cr1(docs, tok, d => d[2] - d[1], d => 2 * d[0], d => d[1] + d[2])];
         const got = v.map(x => x === "" ? null : Number(x));
         check(Number(n) === docs.reduce((a, d) => a + d[0], 0) && Number(g) === docs.length &&
-              got.every((x, i) => near(x, want[i])) && got[1] > 0 && got[5] > 0,
+              got.every((x, i) => within(x, want[i])) && got[1] > 0 && got[5] > 0,
               `cross_stats ${kind}: ${v.join(" ")} vs the rows' ${want.join(" ")} (${docs.length} documents)`);
     }
 }
@@ -234,15 +274,15 @@ check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${n
     // cross_text_sequences' totals are the rows' sums; cross_text_stats'
     // bits per byte and log-likelihood ratio per byte, with standard errors
     // clustered by document (CR1, 007, with bytes for tokens), equal those
-    // computed here from the rows and the byte offsets.  Tolerance: float4
-    // values summed in double in another order, 1e-9 relative (1e-12
-    // absolute).
+    // computed here from the rows and the byte offsets, within the bounds
+    // of sumTol and cr1 (above; surprisals >= 0, so Σ|x| is the total).
     const sums = q => new Map(psql(db, `SET extra_float_digits = 3; SELECT doc_id || '/' || seq_no,
         array_agg(logprob)::text FROM token_view WHERE run_id = ${q} AND kind <> 'human' GROUP BY 1`)
-        .map(([k, v]) => [k, -v.slice(1, -1).split(",").reduce((a, x) => a + Math.fround(Number(x)), 0)]));
+        .map(([k, v]) => { const x = v.slice(1, -1).split(",");
+                           return [k, [-x.reduce((a, y) => a + Math.fround(Number(y)), 0), x.length]]; }));
     const so = sums(txt), sg = sums(src);
-    const near = (a, b) => Math.abs(a - b) <= 1e-9 * Math.abs(b) + 1e-12;
-    const per = new Map();  // kind -> doc -> [bytes gen, bytes obs, Σ gen, Σ obs]
+    const near = (got, [want, k]) => Math.abs(got - want) <= sumTol(k, want);
+    const per = new Map();  // kind -> doc -> [bytes gen, bytes obs, Σ gen, Σ obs, terms gen, terms obs]
     let bad = 0, nx = 0;
     for (const [doc, seq, kind, gcb, ocb, end, gs, os] of psql(db, `SET extra_float_digits = 3; SELECT doc_id, seq_no,
             kind, generator_cut_byte, observer_cut_byte, end_byte, generator_surprisal, observer_surprisal
@@ -251,29 +291,24 @@ check(nSeq === lo.size && worst < 1e-9, `observer: cross_sequences' llr over ${n
         if (!near(Number(gs), sg.get(k)) || !near(Number(os), so.get(k))) bad++;
         nx++;
         if (!per.has(kind)) per.set(kind, new Map());
-        const d = per.get(kind).get(doc) || [0, 0, 0, 0];
-        d[0] += Number(end) - Number(gcb), d[1] += Number(end) - Number(ocb), d[2] += sg.get(k), d[3] += so.get(k);
+        const d = per.get(kind).get(doc) || [0, 0, 0, 0, 0, 0];
+        d[0] += Number(end) - Number(gcb), d[1] += Number(end) - Number(ocb), d[2] += sg.get(k)[0], d[3] += so.get(k)[0];
+        d[4] += sg.get(k)[1], d[5] += so.get(k)[1];
         per.get(kind).set(doc, d);
     }
     check(bad === 0 && nx === so.size, `cross_text_sequences: ${nx} sequences' totals are their rows' sums (${bad} differ)`);
-    const cr1 = (docs, n, f) => {
-        let N = 0, S = 0;
-        for (const d of docs) N += n(d), S += f(d);
-        const m = S / N, G = docs.length;
-        let v = 0;
-        for (const d of docs) v += (f(d) - m * n(d)) ** 2;
-        return [m / Math.LN2, G > 1 ? Math.sqrt(v * G / (G - 1)) / N / Math.LN2 : null];
-    };
     const rows = psql(db, `SET extra_float_digits = 3; SELECT kind, n_docs, generator_bits_per_byte,
         se_generator_bits_per_byte, observer_bits_per_byte, se_observer_bits_per_byte, llr_bits_per_byte,
         se_llr_bits_per_byte FROM cross_text_stats WHERE observer_run = ${txt} ORDER BY kind`);
     check(rows.length === 2 && rows.length === per.size, `cross_text_stats: a row per continuation kind (${rows.map(r => r[0])})`);
     for (const [kind, g, ...v] of rows) {
         const docs = [...per.get(kind).values()];
-        const want = [...cr1(docs, d => d[0], d => d[2]), ...cr1(docs, d => d[1], d => d[3]),
-                      ...cr1(docs, d => d[0], d => d[2] - d[3])];
-        const got = v.map(Number);
-        check(Number(g) === docs.length && got.every((x, i) => near(x, want[i])) && got[1] > 0 && got[3] > 0,
+        const B = 1 / Math.LN2;
+        const want = [...cr1(docs, d => d[0], d => d[2], d => d[4], d => d[2], B),
+                      ...cr1(docs, d => d[1], d => d[3], d => d[5], d => d[3], B),
+                      ...cr1(docs, d => d[0], d => d[2] - d[3], d => d[4] + d[5], d => d[2] + d[3], B)];
+        const got = v.map(x => x === "" ? null : Number(x));
+        check(Number(g) === docs.length && got.every((x, i) => within(x, want[i])) && got[1] > 0 && got[3] > 0,
               `cross_text_stats ${kind}: ${v.join(" ")} vs the rows' ${want.join(" ")} (${docs.length} documents)`);
     }
 }

@@ -141,7 +141,14 @@ const bad = {};
 for (const [name, args] of Object.entries(refusedWorkers))
     bad[name] = start(WORKER, ["--connect", ep, "--model", M, "--db", db, "--name", name, ...args], join(dir, `${name}.log`));
 const nullClient = start(PEER, ["hello", ep, identity, "6"], join(dir, "null-client.log"));
-await sleep(2500); // the refused peers knock for a while before the good worker comes
+// The refused peers knock before the good worker comes, and the run must not
+// end before the coordinator has seen them: wait until it has logged each
+// kind of refusal checked below (the NULL-mechanism peers connect once each,
+// whenever their processes get to it), not a fixed time, which a loaded
+// machine outlasted (up to 120 s; a refusal never logged fails below).
+for (const t0 = Date.now(); Date.now() - t0 < 120000; await sleep(100))
+    if ([/security mechanism mismatch/, /is not in --curve-clients/, /CURVE handshake failed \(cryptographic error/]
+        .every(re => re.test(coord.err()))) break;
 w = start(WORKER, ["--connect", `tcp://127.0.0.1:${rl.port}`, "--model", M, "--db", db, "--name", "good",
                    "--curve-secret", join(keys, "good.key"), "--curve-server-key", join(keys, "coord.pub")],
           join(dir, "good.log"));

@@ -142,8 +142,9 @@ for (const ext of ["long", psql(db, `SELECT ext_id FROM documents WHERE run_id =
         WHERE run_id = ${tpl} AND doc_id = ${doc}`);
     const ids = tokshift(["tokenize", "--model", M, "--bos"], Buffer.from(b64, "base64")).trim().split(" ");
     const prefix = ids.slice(0, Number(cut)).join(" ");
+    // The cuts are <= W - C (64 - 8): the prefix is window 0's (experiment.h).
     const gen = extra => tokshift(["generate", "--model", M, "-n", "8", "--prompt-ids", prefix, "--seed", seed,
-                                   "--print-ids", ...extra]).trim();
+                                   "--print-ids", "--first-window", String(Math.min(64, ids.length)), ...extra]).trim();
     check(gen(["--template", TPL, "--temperature", "1"]) === toks,
           `generate --template regenerates sample (doc ${doc}, cut ${cut}): ${toks}`);
     check(gen(["--run", "tpl", "--db", db]) === toks, "generate --run takes the run's template");

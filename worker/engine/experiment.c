@@ -13,8 +13,14 @@
  * in memory. */
 #define EXPERIMENT_DECODE_ROWS 64
 
-/* One cut being decoded: its prefix in full slot g, its K + 1 rows in the
- * leaves attached to it. */
+/* First distributions of cuts <= W - C kept from window 0's scoring
+ * (experiment_score_cuts), at most: V floats each, so the memory stays
+ * bounded (64 x a 152k vocabulary is 39 MB) whatever the cut settings; a
+ * cut beyond them computes its chunk of window 0 again (the same bits). */
+#define EXPERIMENT_FIRST_KEPT 64
+
+/* One cut being decoded: its prefix in full slot 1 + g (a cut <= W - C:
+ * window 0's, in slot 0), its K + 1 rows in the leaves attached to it. */
 typedef struct {
     int cut;  /* index into the document's cuts; -1 = free */
     int P;    /* prefix length */
@@ -37,6 +43,16 @@ struct experiment {
     int n_ctx;               /* h */
     int ctx_batch;           /* its prefill chunk */
     unsigned char *ctx_in;   /* [full slots]: the slot's positions [0, h) hold ctx */
+    int n_slots;             /* full slots: 0 = window 0, then one per group */
+    /* Window 0 of the document last measured, in slot 0 after the context:
+     * its L = min(W, n) ids, its rows [0, w0_rows) computed (a chunk
+     * boundary); L = 0: nothing valid. */
+    int32_t *w0_ids;
+    int w0_len, w0_rows;
+    /* Kept first distributions: cut first_cut[i]'s at first + i V. */
+    float *first;
+    int32_t first_cut[EXPERIMENT_FIRST_KEPT];
+    int n_first, cap_first;
 };
 
 experiment_t *experiment_new(const model_t *m, int window, int batch, const experiment_cont_t *cont, char *err,
@@ -77,8 +93,9 @@ experiment_t *experiment_new_ctx(const model_t *m, int window, int batch, const 
         e->has_cont = 1;
     }
     e->n_groups = G;
+    e->n_slots = G + 1;
     if (n_ctx) {
-        if (!(e->ctx = malloc((size_t)n_ctx * sizeof *e->ctx)) || !(e->ctx_in = calloc(G ? G : 1, 1))) goto oom;
+        if (!(e->ctx = malloc((size_t)n_ctx * sizeof *e->ctx)) || !(e->ctx_in = calloc((size_t)G + 1, 1))) goto oom;
         memcpy(e->ctx, ctx, (size_t)n_ctx * sizeof *ctx);
         e->n_ctx = n_ctx;
     }
@@ -86,12 +103,14 @@ experiment_t *experiment_new_ctx(const model_t *m, int window, int batch, const 
         !(e->row_tok = malloc(rows * sizeof *e->row_tok)) ||
         !(e->cur = malloc((dec_rows ? dec_rows : 1) * sizeof *e->cur)) ||
         !(e->groups = calloc(G ? G : 1, sizeof *e->groups)) ||
-        !(e->samplers = calloc(G * K > 0 ? (size_t)(G * K) : 1, sizeof *e->samplers)))
+        !(e->samplers = calloc(G * K > 0 ? (size_t)(G * K) : 1, sizeof *e->samplers)) ||
+        !(e->w0_ids = malloc((size_t)window * sizeof *e->w0_ids)))
         goto oom;
     for (int k = 0; k < G * K; k++)
         if (!(e->samplers[k] = sampler_new(m->cfg.n_vocab, cont->sampling, 0, err, errlen))) goto error;
-    /* Every window and prefix follows the fixed context in its slot. */
-    if (!(e->fwd = forward_new_shared(m, window + n_ctx, rows, G ? G : 1, dec_rows, cont ? cont->cont_len : 0, err,
+    /* Every window and prefix follows the fixed context in its slot; slot
+     * 0 keeps window 0 for the continuations (experiment.h). */
+    if (!(e->fwd = forward_new_shared(m, window + n_ctx, rows, e->n_slots, dec_rows, cont ? cont->cont_len : 0, err,
                                       errlen)))
         goto error;
     return e;
@@ -116,6 +135,8 @@ void experiment_destroy(experiment_t **self_p) {
     free(e->groups);
     free(e->ctx);
     free(e->ctx_in);
+    free(e->w0_ids);
+    free(e->first);
     free(e);
     *self_p = NULL;
 }
@@ -123,7 +144,8 @@ void experiment_destroy(experiment_t **self_p) {
 void experiment_set_reference(experiment_t *e, int on) {
     forward_set_reference(e->fwd, on);
     /* The context's cache came from the other path: computed anew. */
-    if (e->ctx_in) memset(e->ctx_in, 0, (size_t)(e->n_groups ? e->n_groups : 1));
+    if (e->ctx_in) memset(e->ctx_in, 0, (size_t)e->n_slots);
+    e->w0_len = 0;
 }
 int experiment_window(const experiment_t *e) { return e->window; }
 int experiment_decode_rows(const experiment_t *e) { return e->has_cont ? e->n_groups * (e->cont.n_samples + 1) : 0; }
@@ -143,18 +165,65 @@ static int prefill_ctx(experiment_t *e, int slot, char *err, size_t errlen) {
     return 0;
 }
 
-/* Runs one window ids[b..end) after the fixed context and records the
- * tokens in [first, end). */
-static int score_window(experiment_t *e, const int32_t *ids, int b, int end, int first, experiment_row_t *rows,
+/* Computes rows [r0, r1) of the window that starts at ids + b into slot,
+ * positions from h (after the fixed context), logits of every row with
+ * all_logits (else the last row's). */
+static int window_chunk(experiment_t *e, const int32_t *ids, int b, int r0, int r1, int slot, int all_logits,
                         char *err, size_t errlen) {
-    int V = e->m->cfg.n_vocab, h = e->n_ctx;
-    if (end - b >= 2 && prefill_ctx(e, 0, err, errlen)) return -1;
+    for (int i = 0; i < r1 - r0; i++) e->row_pos[i] = e->n_ctx + r0 + i, e->row_slot[i] = slot;
+    return forward_batch(e->fwd, ids + b + r0, e->row_slot, e->row_pos, r1 - r0, all_logits, err, errlen);
+}
+
+/* Whether slot 0 holds window 0 of the document ids[0..n) (rows
+ * [0, w0_rows) of it): the same ids over the same L. */
+static int w0_holds(const experiment_t *e, const int32_t *ids, int n) {
+    int L = n < e->window ? n : e->window;
+    return e->w0_len == L && !memcmp(e->w0_ids, ids, (size_t)L * sizeof *ids);
+}
+
+/* Forgets slot 0's window and takes ids[0..n)'s, nothing computed yet. */
+static void w0_reset(experiment_t *e, const int32_t *ids, int n) {
+    e->w0_len = n < e->window ? n : e->window;
+    memcpy(e->w0_ids, ids, (size_t)e->w0_len * sizeof *ids);
+    e->w0_rows = 0;
+    e->n_first = 0;
+}
+
+/* Keeps row r of logits as cut c's first distribution, when there is room
+ * (EXPERIMENT_FIRST_KEPT; without it, or without memory, the cut computes
+ * its chunk again). */
+static void keep_first(experiment_t *e, const float *logits, int r, int c) {
+    size_t V = (size_t)e->m->cfg.n_vocab;
+    if (e->n_first == EXPERIMENT_FIRST_KEPT) return;
+    if (e->n_first == e->cap_first) {
+        int cap = e->cap_first ? 2 * e->cap_first : 4;
+        if (cap > EXPERIMENT_FIRST_KEPT) cap = EXPERIMENT_FIRST_KEPT;
+        float *nb = realloc(e->first, (size_t)cap * V * sizeof *nb);
+        if (!nb) return;
+        e->first = nb, e->cap_first = cap;
+    }
+    memcpy(e->first + (size_t)e->n_first * V, logits + (size_t)r * V, V * sizeof *logits);
+    e->first_cut[e->n_first++] = c;
+}
+
+/* Runs one window ids[b..end) after the fixed context and records the
+ * tokens in [first, end).  Window 0 goes to slot 0, where it stays for the
+ * continuations (its first distributions of the sorted cuts[0..nc) that
+ * are <= W - C kept); later windows to slot 1 (0 without continuations,
+ * which then forgets window 0). */
+static int score_window(experiment_t *e, const int32_t *ids, int n, int b, int end, int first, const int32_t *cuts,
+                        int nc, experiment_row_t *rows, char *err, size_t errlen) {
+    int V = e->m->cfg.n_vocab, slot = b == 0 ? 0 : e->n_slots > 1 ? 1 : 0;
+    int max_cut = e->has_cont ? e->window - e->cont.cont_len : 0, j = 0;
+    if (end - b < 2) return 0;
+    if (prefill_ctx(e, slot, err, errlen)) return -1;
+    if (b == 0) w0_reset(e, ids, n);
+    else if (slot == 0) e->w0_len = 0;
     for (int c0 = b; c0 < end - 1; c0 += e->batch) {
         /* Chunk rows c0..c1 predict tokens c0+1..c1+1 (positions from b,
          * after the fixed context). */
         int c1 = c0 + e->batch < end - 1 ? c0 + e->batch : end - 1;
-        for (int i = 0; i < c1 - c0; i++) e->row_pos[i] = h + c0 - b + i, e->row_slot[i] = 0;
-        if (forward_batch(e->fwd, ids + c0, e->row_slot, e->row_pos, c1 - c0, 1, err, errlen)) return -1;
+        if (window_chunk(e, ids, b, c0 - b, c1 - b, slot, 1, err, errlen)) return -1;
         const float *logits = forward_logits(e->fwd);
         for (int t = c0 + 1; t <= c1; t++) {
             if (t < first) continue;
@@ -166,12 +235,17 @@ static int score_window(experiment_t *e, const int32_t *ids, int b, int end, int
             r->token = ids[t];
             r->st.context_len = t - b;
         }
+        if (b == 0) {
+            for (; j < nc && cuts[j] <= c1 && cuts[j] <= max_cut; j++)
+                if (cuts[j] > c0) keep_first(e, logits, cuts[j] - 1 - c0, cuts[j]);
+            e->w0_rows = c1;
+        }
     }
     return 0;
 }
 
-long experiment_score(experiment_t *e, const int32_t *ids, int n, int stride, experiment_row_t *rows, char *err,
-                      size_t errlen) {
+long experiment_score_cuts(experiment_t *e, const int32_t *ids, int n, int stride, const int32_t *cuts, int nc,
+                           experiment_row_t *rows, char *err, size_t errlen) {
     int W = e->window;
     if (n < 2) return 0;
     if (n > W && (stride < 1 || stride >= W))
@@ -180,11 +254,38 @@ long experiment_score(experiment_t *e, const int32_t *ids, int n, int stride, ex
     int scored_to = 1; /* tokens [1, scored_to) are done */
     for (int b = 0;; b += stride) {
         int end = b + W < n ? b + W : n;
-        if (score_window(e, ids, b, end, scored_to, rows, err, errlen)) return -1;
+        if (score_window(e, ids, n, b, end, scored_to, cuts, nc, rows, err, errlen)) return -1;
         scored_to = end;
         if (end == n) break;
     }
     return n - 1;
+}
+
+long experiment_score(experiment_t *e, const int32_t *ids, int n, int stride, experiment_row_t *rows, char *err,
+                      size_t errlen) {
+    return experiment_score_cuts(e, ids, n, stride, NULL, 0, rows, err, errlen);
+}
+
+/* Makes slot 0 hold window 0 of ids[0..n) through the chunk that holds
+ * row c - 1 (c <= W - C) and points *first at row c - 1's logits: kept
+ * from the scoring, or that chunk computed (again: the same rows, the same
+ * bits) with every row's logits, as the scoring computes it. */
+static int w0_prefix(experiment_t *e, const int32_t *ids, int n, int c, const float **first, char *err,
+                     size_t errlen) {
+    if (!w0_holds(e, ids, n)) w0_reset(e, ids, n);
+    if (prefill_ctx(e, 0, err, errlen)) return -1;
+    for (int i = 0; i < e->n_first; i++)
+        if (e->first_cut[i] == c) {
+            *first = e->first + (size_t)i * e->m->cfg.n_vocab;
+            return 0;
+        }
+    int last = e->w0_len - 1, r0 = (c - 1) / e->batch * e->batch, r1 = r0 + e->batch < last ? r0 + e->batch : last;
+    for (; e->w0_rows < r0; e->w0_rows += e->batch) /* whole chunks: w0_rows < r0 is a multiple of the batch */
+        if (window_chunk(e, ids, 0, e->w0_rows, e->w0_rows + e->batch, 0, 0, err, errlen)) return -1;
+    if (window_chunk(e, ids, 0, r0, r1, 0, 1, err, errlen)) return -1;
+    if (e->w0_rows < r1) e->w0_rows = r1;
+    *first = forward_logits(e->fwd) + (size_t)(c - 1 - r0) * e->m->cfg.n_vocab;
+    return 0;
 }
 
 static int cmp_i32(const void *a, const void *b) {
@@ -217,24 +318,29 @@ static int record(const experiment_t *e, const float *logits, int32_t tok, int p
     return 0;
 }
 
-/* Starts cut j of cuts in group g: prefills its prefix into slot g, records
- * every row's first token from the prefix's last distribution (sampled, or
- * forced[(j K + k) C] when forced is not NULL), and attaches the group's
- * leaves. */
-static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t *cuts, int j, uint64_t doc_key,
+/* Starts cut j of cuts in group g: a cut <= W - C takes its prefix from
+ * window 0 in slot 0, a later one prefills its own into slot 1 + g (chunks
+ * of the batch, the last row's logits); records every row's first token
+ * from the prefix's last distribution (sampled, or forced[(j K + k) C]
+ * when forced is not NULL), and attaches the group's leaves. */
+static int group_start(experiment_t *e, int g, const int32_t *ids, int n, const int32_t *cuts, int j, uint64_t doc_key,
                        const int32_t *forced, experiment_row_t *human, experiment_row_t *samples, uint64_t *seeds,
                        char *err, size_t errlen) {
     int C = e->cont.cont_len, K = e->cont.n_samples, cut = cuts[j];
-    int P = cut < e->window - C ? cut : e->window - C;
-    const int32_t *prefix = ids + cut - P;
+    int P = cut < e->window - C ? cut : e->window - C, slot = 0;
     int h = e->n_ctx;
-    if (prefill_ctx(e, g, err, errlen)) return -1;
-    for (int c0 = 0; c0 < P; c0 += e->batch) {
-        int len = P - c0 < e->batch ? P - c0 : e->batch;
-        for (int i = 0; i < len; i++) e->row_pos[i] = h + c0 + i, e->row_slot[i] = g;
-        if (forward_batch(e->fwd, prefix + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
+    const float *first;
+    if (cut <= e->window - C) {
+        if (w0_prefix(e, ids, n, cut, &first, err, errlen)) return -1;
+    } else {
+        slot = 1 + g;
+        if (prefill_ctx(e, slot, err, errlen)) return -1;
+        for (int c0 = 0; c0 < P; c0 += e->batch) {
+            int len = P - c0 < e->batch ? P - c0 : e->batch;
+            if (window_chunk(e, ids, cut - P, c0, c0 + len, slot, 0, err, errlen)) return -1;
+        }
+        first = forward_logits(e->fwd);
     }
-    const float *first = forward_logits(e->fwd);
     int32_t *cur = e->cur + (size_t)g * (K + 1);
     for (int r = 0; r <= K; r++) {
         int32_t tok = ids[cut];
@@ -252,7 +358,7 @@ static int group_start(experiment_t *e, int g, const int32_t *ids, const int32_t
         }
         if (record(e, first, tok, cut, P, row, err, errlen)) return -1;
         cur[r] = tok;
-        forward_attach(e->fwd, forward_n_slots(e->fwd) + g * (K + 1) + r, g, h + P);
+        forward_attach(e->fwd, forward_n_slots(e->fwd) + g * (K + 1) + r, slot, h + P);
     }
     e->groups[g] = (group_t){j, P, 1};
     return 0;
@@ -279,7 +385,7 @@ static int continue_cuts(experiment_t *e, const int32_t *ids, int n, const int32
          * document. */
         for (int g = 0; g < G; g++)
             while (e->groups[g].cut < 0 && next < nc) {
-                if (group_start(e, g, ids, cuts, next, doc_key, forced, human, samples, seeds, err, errlen))
+                if (group_start(e, g, ids, n, cuts, next, doc_key, forced, human, samples, seeds, err, errlen))
                     return -1;
                 next++;
                 if (e->groups[g].step == C) e->groups[g].cut = -1;

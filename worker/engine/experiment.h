@@ -20,6 +20,34 @@
  * (forward_attach); every row's numbers are those of decoding it alone
  * (forward.h), so the batch changes nothing but the speed.  Every row records the statistics of its token
  * under the untempered distribution it was drawn from (context P + i).
+ *
+ * The prefix's cache and first distribution (the rule that `tokshift
+ * generate` follows to regenerate a row bit for bit; a GEMM row's bits may
+ * depend on the number of rows it was computed with, so the rule fixes
+ * them):
+ *  - a cut c <= W - C (P = c, the start of window 0) uses window 0's rows
+ *    as the scoring computes them: window 0 has L = min(W, n) tokens, its
+ *    rows 0 .. L - 2 go in chunks of `batch` rows from row 0, each chunk
+ *    with every row's logits, and the cut's first distribution is row
+ *    c - 1's.  No row reads a later row's values (causal attention,
+ *    row-wise products), so these numbers depend on ids[0..c) and, through
+ *    the shapes of the chunks, on L, not on the tokens after the cut:
+ *    `tokshift generate --first-window L` computes a prompt of c tokens so
+ *    (its last chunk filled up to the chunk's length).  The continuations
+ *    read window 0's cache where the scoring left it (slot 0,
+ *    experiment_score_cuts) instead of prefilling the prefix again.
+ *  - a cut c > W - C prefills its own prefix ids[c - P .. c) (positions
+ *    from 0) in chunks of `batch` rows, the last row's logits only (as
+ *    `tokshift generate` without --first-window).
+ * (`batch` is EXPERIMENT_BATCH in the worker and the CLI; positions come
+ * after the fixed context, when there is one.)  Builds before this rule
+ * (2026-12) computed every prefix the second way, so the continuation rows
+ * of cuts <= W - C of runs they made differ from this build's: statistics
+ * in the last bits, and a sample may draw another token from the first
+ * one that the difference flips (regenerate such a run with the build that
+ * made it).  Human rows are unchanged.  The first row of a human
+ * continuation at a cut <= W - C is now exactly the scoring row of the
+ * same token.
  * Sample k at cut c of document d uses its own sampler seeded with
  * sampler_derive_seed(run seed, d, c, k), so it can be regenerated alone. */
 #ifndef TS_EXPERIMENT_H
@@ -95,6 +123,16 @@ int experiment_decode_rows(const experiment_t *self);
 long experiment_score(experiment_t *self, const int32_t *ids, int n, int stride, experiment_row_t *rows, char *err,
                       size_t errlen);
 
+/* experiment_score that also keeps what the continuation experiments at
+ * cuts[0..nc) (sorted, as experiment_cuts gives them) of the same document
+ * need from window 0: experiment_continue_doc then starts the cuts <= W -
+ * C without computing anything of their prefixes (the first distributions
+ * of 64 such cuts at most are kept; a later one computes its chunk of
+ * window 0 again).  The rows are experiment_score's, whatever the cuts.
+ * Returns as experiment_score. */
+long experiment_score_cuts(experiment_t *self, const int32_t *ids, int n, int stride, const int32_t *cuts, int nc,
+                           experiment_row_t *rows, char *err, size_t errlen);
+
 /* The cut points of a document of n ids: the given prefix lengths and every
  * multiple of cut_every (0 = none), each kept only when 1 <= c and
  * c + cont_len <= n; sorted and distinct, at most cap of them into out.
@@ -103,7 +141,8 @@ size_t experiment_cuts(const int32_t *prefix_lengths, size_t n_prefix_lengths, i
                        int32_t *out, size_t cap);
 
 /* Runs the continuation experiment at cut (a value experiment_cuts gave)
- * for document doc_key.  human must hold C rows; samples K * C rows (sample
+ * for document doc_key (a cut <= W - C computes what it needs of window 0
+ * unless the last scoring left it: the same numbers either way).  human must hold C rows; samples K * C rows (sample
  * k's row i at k * C + i); seeds receives each sample's seed.  Returns 0 or
  * -1 with a message. */
 int experiment_continue(experiment_t *self, const int32_t *ids, int n, int cut, uint64_t doc_key,
