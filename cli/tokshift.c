@@ -29,6 +29,7 @@
 #include "table.h"
 #include "experiment.h"
 #include "fetch.h"
+#include "queue.h"
 #include "gguf.h"
 #include "log.h"
 #include "loader.h"
@@ -59,6 +60,7 @@ static const char *g_usage =
     "  db migrate apply the schema's migrations to PostgreSQL\n"
     "  db drop-run delete a run and all its results\n"
     "  status     show the progress of runs (from PostgreSQL)\n"
+    "  queue      the queue of runs (--serve-queue), and a queued run's priority\n"
     "  report     write runs' HTML report (plots on shared axes) and CSV files\n"
     "  compare    compare runs document by document (paired standard errors, AUROC)\n"
     "  auroc      how well each statistic tells human continuations from samples\n"
@@ -1348,6 +1350,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "experiment")) return cmd_experiment(argc - 1, argv + 1);
     if (!strcmp(cmd, "db")) return cmd_db(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "queue")) return queue_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "compare")) return compare_main(argc - 1, argv + 1);

@@ -171,11 +171,9 @@ void db_latency(const db_t *db, db_latency_t *out) {
     else memset(out, 0, sizeof *out);
 }
 
-int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresult **out, char *err, size_t errlen,
-             const char *what) {
-    double t0 = now_s();
-    PGresult *r = PQexecParams(db->c, sql, n, NULL, params, NULL, NULL, 0);
-    latency_add(&db->latency, now_s() - t0);
+/* A statement's result r (taken): into *out (or cleared) when it has rows
+ * or completed, else the failure.  0 or -1. */
+static int exec_result(db_t *db, PGresult *r, PGresult **out, char *err, size_t errlen, const char *what) {
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         db_fail(db, r, err, errlen, what);
@@ -186,6 +184,39 @@ int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresul
     else PQclear(r);
     return 0;
 }
+
+int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresult **out, char *err, size_t errlen,
+             const char *what) {
+    double t0 = now_s();
+    PGresult *r = PQexecParams(db->c, sql, n, NULL, params, NULL, NULL, 0);
+    latency_add(&db->latency, now_s() - t0);
+    return exec_result(db, r, out, err, errlen, what);
+}
+
+int db_exec_prepared(db_t *db, db_stmt_t id, const char *sql, int n, const char *const *params, PGresult **out,
+                     char *err, size_t errlen, const char *what) {
+    char name[16];
+    snprintf(name, sizeof name, "ts_%d", (int)id);
+    double t0 = now_s();
+    if (!(db->prepared & (1u << id))) {
+        PGresult *p = PQprepare(db->c, name, sql, n, NULL);
+        if (PQresultStatus(p) != PGRES_COMMAND_OK) {
+            latency_add(&db->latency, now_s() - t0);
+            db_fail(db, p, err, errlen, what);
+            PQclear(p);
+            return -1;
+        }
+        PQclear(p);
+        db->prepared |= 1u << id;
+    }
+    PGresult *r = PQexecPrepared(db->c, name, n, params, NULL, NULL, 0);
+    latency_add(&db->latency, now_s() - t0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (state && !strcmp(state, "26000")) db->prepared &= ~(1u << id); /* gone (DISCARD ALL, a pooler) */
+    return exec_result(db, r, out, err, errlen, what);
+}
+
+_Static_assert(DB_N_STMTS <= 32, "db_t.prepared holds one bit per statement");
 
 void db_rollback(db_t *db) {
     if (PQstatus(db->c) == CONNECTION_OK) PQclear(PQexec(db->c, "ROLLBACK"));
@@ -240,6 +271,7 @@ int db_reconnect(db_t *db, char *err, size_t errlen) {
         if (ok) return 0;
     }
     PQreset(db->c);
+    db->prepared = 0; /* a new session */
     if (PQstatus(db->c) != CONNECTION_OK) return db_fail(db, NULL, err, errlen, "reconnecting to PostgreSQL");
     PQclear(PQexec(db->c, "SET client_min_messages = warning"));
     return 0;

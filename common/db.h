@@ -218,6 +218,33 @@ int db_jobs_lease(db_t *self, int64_t run_id, size_t n, const int64_t *job_ids, 
                   const char *const *workers, db_leased_t **out, size_t *n_out, char *err, size_t errlen);
 void db_leased_free(db_leased_t *l, size_t n);
 
+/* ---- the queue of runs (coordinator --submit / --serve-queue; 013) ----- */
+
+/* Queues the loaded run run_id with priority (-1000..1000; higher first):
+ * status queued (a run the queue already serves stays running), queued_at
+ * set unless it was queued before (a run keeps its FIFO place).  0, or -1 with a message
+ * (also when the run is done or not loaded). */
+int db_queue_submit(db_t *self, int64_t run_id, int priority, char *err, size_t errlen);
+
+/* A run of the queue. */
+typedef struct {
+    int64_t run_id;
+    char *name, *settings; /* malloc'd; settings as registered (JSON text) */
+    char model_identity[65];
+    int priority;
+    char status[16]; /* queued or running */
+} db_queued_t;
+
+/* The queue (runs queued or running that were queued), in serving order:
+ * priority descending, then queued_at, then run_id.  *out malloc'd (free
+ * with db_queue_free).  0 or -1 with a message. */
+int db_queue_list(db_t *self, db_queued_t **out, size_t *n, char *err, size_t errlen);
+void db_queue_free(db_queued_t *q, size_t n);
+
+/* Sets the priority of the queued run name_or_id (a name or decimal id).
+ * 0, 1 when no such run is in the queue, -1 with a message. */
+int db_queue_set_priority(db_t *self, const char *name_or_id, int priority, char *err, size_t errlen);
+
 /* ---- cross-scoring (coordinator --score-run; migration 010) ------------ */
 
 /* The run another run observes. */

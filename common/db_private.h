@@ -27,7 +27,13 @@ struct db {
     char *conninfo;
     int lost; /* the last failure was the connection's (db_connection_lost) */
     db_latency_t latency; /* db_exec's round trips (db_latency) */
+    unsigned prepared;    /* bit s: statement s (db_stmt_t) is prepared in this session */
 };
+
+/* The statements prepared once per session (db_exec_prepared): those of
+ * the dispatch path, run for every batch of jobs, whose parse and plan
+ * would otherwise be paid each time. */
+typedef enum { DB_STMT_JOBS_LEASE, DB_STMT_JOBS_STATE, DB_N_STMTS } db_stmt_t;
 
 /* Formats the failure of what (from r, or the connection's message when r
  * is NULL) into err, passwords taken out, and records in db->lost whether
@@ -39,6 +45,14 @@ int db_fail(db_t *db, const PGresult *r, char *err, size_t errlen, const char *w
  * what.  out may be NULL. */
 int db_exec(db_t *db, const char *sql, int n, const char *const *params, PGresult **out, char *err, size_t errlen,
             const char *what);
+
+/* db_exec for statement id, whose text sql never changes: prepared (as
+ * "ts_<id>") on the first call in a session, then executed by name.  A
+ * reconnect starts a new session (db_reconnect forgets what was prepared);
+ * a session that lost the statement otherwise (SQLSTATE 26000) prepares it
+ * again on the next call.  The same results and failures as db_exec. */
+int db_exec_prepared(db_t *db, db_stmt_t id, const char *sql, int n, const char *const *params, PGresult **out,
+                     char *err, size_t errlen, const char *what);
 
 /* Rolls back the open transaction, if the connection is up. */
 void db_rollback(db_t *db);

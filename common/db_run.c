@@ -468,7 +468,7 @@ int db_jobs_lease(db_t *db, int64_t run_id, size_t n, const int64_t *job_ids, co
      * pending: a job done or leased meanwhile is left alone) and the leased
      * jobs' usable documents.  The token identifies the lease: a job id
      * given twice is leased once, under one of its tokens. */
-    if (db_exec(db,
+    if (db_exec_prepared(db, DB_STMT_JOBS_LEASE,
           "WITH u AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS u(job_id, token, worker)), "
           "l AS (UPDATE jobs j SET state = 'leased', attempts = j.attempts + 1, attempt_token = u.token, "
           "worker = u.worker, leased_at = now() FROM u "
@@ -560,7 +560,7 @@ int db_jobs_state(db_t *db, int64_t run_id, size_t n, const int64_t *job_ids, db
     snprintf(a, sizeof a, "%" PRId64, run_id);
     PGresult *r;
     /* One primary-key probe per id. */
-    int rc = db_exec(db,
+    int rc = db_exec_prepared(db, DB_STMT_JOBS_STATE,
                      "SELECT u.i, j.state FROM unnest($2::bigint[]) WITH ORDINALITY AS u(job_id, i) "
                      "JOIN jobs j ON j.run_id = $1 AND j.job_id = u.job_id",
                      2, (const char *const[]){a, ids.p}, &r, err, errlen, "reading jobs' states");

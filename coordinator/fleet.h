@@ -39,6 +39,8 @@ typedef struct {
     int64_t prog_tokens, prog_bytes, prog_docs; /* measured so far */
     int unreachable;             /* its connection is gone (a send failed
                                     with EHOSTUNREACH): not counted alive */
+    char model[65];              /* its model's identity, as its HELLO said */
+    unsigned caps;               /* what its version can do (SCHED_CAP_*) */
 } fleet_worker_t;
 
 typedef struct fleet fleet_t;

@@ -1,4 +1,4 @@
-/* main.c - tokshift-coordinator: one run per invocation.
+/* main.c - tokshift-coordinator: one run per invocation, or the queue of runs.
  *
  * It registers the run in PostgreSQL (or finds it there and resumes), loads
  * the corpus into documents and jobs in batches that commit as they go
@@ -15,6 +15,10 @@
  * With --curve-secret and --curve-clients the ROUTER is a CURVE server and
  * auth.c, polled in the same loop (no thread), lets in only the listed
  * worker keys.
+ *
+ * With --submit it loads the run and queues it (migration 013) instead of
+ * serving it; with --serve-queue it serves every queued run from one fleet
+ * (runq.c) until stopped, or until the queue is empty (--exit-when-empty).
  *
  * What it is not: a model runner (it never loads a model; the model's
  * identity is the hash of its file) or a store of results (workers write
@@ -43,6 +47,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "resume.h"
+#include "runq.h"
 #include "scheduler.h"
 #include "score.h"
 #include "wire.h"
@@ -58,6 +63,8 @@ typedef struct {
     const char *score_run;                    /* --score-run: the generator run, or NULL */
     const char *metrics;                      /* --metrics ADDR:PORT, or NULL */
     long metrics_linger;
+    int submit, serve_queue, exit_when_empty; /* --submit, --serve-queue, --exit-when-empty */
+    long priority;                            /* --priority */
     char vocab_digest[65];                    /* its model's vocabulary digest (s.vocab_digest) */
     wire_settings_t s;
     int32_t prefix_buf[WIRE_MAX_CUTS];
@@ -68,7 +75,9 @@ typedef struct {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tokshift-coordinator --run NAME --model PATH [options] CORPUS...\n\n"
+            "usage: tokshift-coordinator --run NAME --model PATH [options] CORPUS...\n"
+            "       tokshift-coordinator --run NAME --model PATH --submit [--priority P] [options] CORPUS...\n"
+            "       tokshift-coordinator --serve-queue [--exit-when-empty] [scheduling options]\n\n"
             "Registers a run of CORPUS (files, directories, globs; JSONL or text; .gz/.zst)\n"
             "in PostgreSQL and serves its jobs to tokshift-worker processes.  Started again\n"
             "with the same --run, it resumes where it stopped.\n\n"
@@ -100,6 +109,14 @@ static void usage(FILE *f) {
             "      --template FILE       read each document through this chat template: the\n"
             "                            text before and after it, split at {document}, special\n"
             "                            tokens as the vocabulary spells them (README)\n"
+            "the queue of runs (one coordinator, one fleet, many runs):\n"
+            "      --submit              load the run, queue it and exit (again: its new priority)\n"
+            "      --priority P          its priority, -1000..1000 (default 0): higher runs first,\n"
+            "                            FIFO within a priority (`tokshift queue priority` changes it)\n"
+            "      --serve-queue         serve every queued run at once until stopped (SIGTERM; the\n"
+            "                            queue resumes when served again); a worker takes jobs of the\n"
+            "                            first run in queue order with jobs pending for its model\n"
+            "      --exit-when-empty     with --serve-queue: exit 0 once the queue is empty\n"
             "scheduling:\n"
             "      --job-docs N          documents per job at most (default 64)\n"
             "      --job-bytes N         bytes of text per job at most (default 262144)\n"
@@ -164,6 +181,8 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
         {"score-run", required_argument, 0, 'R'},  {"template", required_argument, 0, 'U'},
         {"metrics", required_argument, 0, 'Q'},    {"metrics-linger", required_argument, 0, 'q'},
         {"cut-every-bytes", required_argument, 0, 'B'},
+        {"submit", no_argument, 0, 1001},          {"priority", required_argument, 0, 1002},
+        {"serve-queue", no_argument, 0, 1003},     {"exit-when-empty", no_argument, 0, 1004},
         {"help", no_argument, 0, 'h'},             {0}};
     memset(o, 0, sizeof *o);
     o->db = "";
@@ -237,12 +256,29 @@ static void parse_opts(int argc, char **argv, opts_t *o) {
                 log_die("check --template", "%s", err);
             break;
         }
+        case 1001: o->submit = 1; break;
+        case 1002: o->priority = num(optarg, "--priority", -1000, 1000); break;
+        case 1003: o->serve_queue = 1; break;
+        case 1004: o->exit_when_empty = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
     o->patterns = argv + optind;
     o->n_patterns = argc - optind;
+    if (o->serve_queue) {
+        /* (Each run's model, settings and corpus are the queue's.) */
+        if (o->run || o->model || o->identity || o->n_patterns || o->score_run || o->submit) {
+            log_error("--serve-queue serves the runs queued with --submit: it takes no --run, --model, "
+                      "--score-run, --submit or CORPUS");
+            exit(2);
+        }
+        return;
+    }
+    if (o->exit_when_empty || (o->priority && !o->submit)) {
+        log_error("--exit-when-empty goes with --serve-queue, --priority with --submit");
+        exit(2);
+    }
     if (!o->run || (!o->model && !o->identity) || (o->n_patterns < 1) == !o->score_run) {
         usage(stderr);
         exit(2);
@@ -339,14 +375,16 @@ static int lock_ms(const opts_t *o) { return o->heartbeat / 2 > 50 ? (int)(o->he
 
 /* The serve loop's counts, to the metrics endpoint (metrics.c); once per
  * tick and at the end. */
-static void publish_metrics(coord_t *c, metrics_t *m, int complete) {
+static void publish_sched(metrics_t *m, const char *run, sched_t *s, const db_t *db, int complete) {
     if (!m) return;
-    const sched_counts_t *n = sched_counts(c->sched);
-    metrics_counts_t mc = {n->jobs_total, n->done,         n->failed,    (int64_t)sched_n_unheld(c->sched),
+    const sched_counts_t *n = sched_counts(s);
+    metrics_counts_t mc = {n->jobs_total, n->done,         n->failed,    (int64_t)sched_n_unheld(s),
                            n->retries,    n->docs_total,   n->docs_done, n->tokens,
-                           !sched_db_down(c->sched), complete};
-    metrics_publish(m, &mc, sched_fleet(c->sched), c->db);
+                           !sched_db_down(s), complete};
+    metrics_publish_run(m, run, &mc, sched_fleet(s), db);
 }
+
+static void publish_metrics(coord_t *c, metrics_t *m, int complete) { publish_sched(m, NULL, c->sched, c->db, complete); }
 
 
 /* Starts the load of the run from its position (run: as db_run_open found
@@ -423,6 +461,29 @@ static void load_retry(coord_t *c) {
     }
 }
 
+/* --submit: completes the load (none left when it is loaded), then queues
+ * the run with priority.  The exit status (0, or 1 with the error logged). */
+static int submit(coord_t *c, int priority) {
+    char err[LOG_ERRLEN];
+    while (c->load) {
+        load_batch_t b;
+        int r = load_step(c->load, &b, err, sizeof err);
+        if (r == 1) continue;
+        load_destroy(&c->load);
+        db_destroy(&c->load_db);
+        if (r < 0) {
+            log_error("loading the corpus: %s; submit it again to continue from the last committed batch", err);
+            return 1;
+        }
+    }
+    if (db_queue_submit(c->db, c->run_id, priority, err, sizeof err)) {
+        log_error("%s", err);
+        return 1;
+    }
+    log_info("run '%s' (id %" PRId64 ") queued with priority %d", c->o->run, c->run_id, priority);
+    return 0;
+}
+
 /* Refuses to resume a run under another model, settings or (while its load
  * is incomplete) corpus description, naming each key that differs. */
 static void check_resume(const opts_t *o, const db_run_t *run, const char *identity, const char *settings,
@@ -440,6 +501,134 @@ static void check_resume(const opts_t *o, const db_run_t *run, const char *ident
         log_die("its load continues only with the same corpus; choose another --run for another",
                 "run '%s' began loading another corpus: %s", o->run,
                 n < 0 ? "its recorded corpus is unreadable" : diff);
+}
+
+/* The ROUTER bound at --bind (a CURVE server watched by auth when auth is
+ * not NULL); kp is wiped.  Dies with a hint when it cannot bind. */
+static void *open_router(const opts_t *opts, void *ctx, auth_t *auth, curve_keypair_t *kp) {
+    char err[LOG_ERRLEN];
+    void *sock = zmq_socket(ctx, ZMQ_ROUTER);
+    if (!sock) log_die("", "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    if (auth) {
+        /* The ZAP handler is bound (auth_new) before the ROUTER binds. */
+        if (curve_setup_server(sock, kp, err, sizeof err) || auth_watch(auth, sock, err, sizeof err))
+            log_die("", "%s", err);
+        log_info("CURVE: server key %.8s..., %zu worker keys allowed", kp->public_key, auth_n_keys(auth));
+    } else if (!curve_endpoint_is_local(opts->bind)) {
+        log_warn("serving %s without CURVE: anyone who reaches this address can take jobs, and traffic is not "
+                 "encrypted (see --curve-secret, --curve-clients)", opts->bind);
+    }
+    curve_keypair_wipe(kp);
+    int one = 1;
+    if (wire_socket_setup(sock, err, sizeof err) || zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+        zmq_bind(sock, opts->bind) != 0)
+        log_die("is the address in use? choose another --bind", "cannot bind %s: %s", opts->bind,
+                zmq_strerror(zmq_errno()));
+    return sock;
+}
+
+/* One poll of sock (and auth's sockets) for up to timeout_ms, then up to
+ * 1,000 waiting messages, each to on_message (or on_bad when it does not
+ * decode).  0, or -1 when the poll failed. */
+typedef struct {
+    void (*on_message)(void *self, const uint8_t *peer, size_t peer_len, wire_msg_t *m);
+    void (*on_bad)(void *self, const uint8_t *peer, size_t peer_len, const char *why);
+    void *self;
+} sink_t;
+
+static int receive(void *sock, auth_t *auth, long timeout_ms, const sink_t *k) {
+    char err[LOG_ERRLEN];
+    zmq_pollitem_t it[3] = {{sock, 0, ZMQ_POLLIN, 0}};
+    void *extra[2];
+    int n_it = 1 + (int)(auth ? auth_sockets(auth, extra, 2) : 0);
+    for (int i = 1; i < n_it; i++) it[i] = (zmq_pollitem_t){extra[i - 1], 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(it, n_it, timeout_ms) < 0 && zmq_errno() != EINTR) {
+        log_error("poll: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (auth) auth_process(auth);
+    for (int budget = 0; budget < 1000; budget++) {
+        uint8_t peer[SCHED_MAX_PEER];
+        size_t peer_len = sizeof peer;
+        wire_msg_t m = {0};
+        int r = wire_recv(sock, peer, &peer_len, &m, ZMQ_DONTWAIT, err, sizeof err);
+        if (r == 1) break;
+        if (r < 0) {
+            k->on_bad(k->self, peer, peer_len, err);
+            continue;
+        }
+        k->on_message(k->self, peer, peer_len, &m);
+        wire_msg_clear(&m);
+    }
+    return 0;
+}
+
+static void sched_msg(void *s, const uint8_t *p, size_t n, wire_msg_t *m) { sched_on_message(s, p, n, m); }
+static void sched_bad(void *s, const uint8_t *p, size_t n, const char *why) { sched_bad_message(s, p, n, why); }
+static void runq_msg(void *q, const uint8_t *p, size_t n, wire_msg_t *m) { runq_on_message(q, p, n, m); }
+static void runq_bad(void *q, const uint8_t *p, size_t n, const char *why) { runq_bad_message(q, p, n, why); }
+
+/* The metrics of a queue server: every run's, per tick; a completed run's
+ * final ones (runq's closing hook). */
+typedef struct {
+    metrics_t *m;
+    db_t *db;
+} queue_metrics_t;
+
+static void publish_closing(void *arg, sched_t *s) {
+    queue_metrics_t *qm = arg;
+    publish_sched(qm->m, sched_opts(s)->run, s, qm->db, 1);
+}
+
+static void publish_queue(queue_metrics_t *qm, runq_t *q) {
+    for (size_t i = 0; qm->m && i < runq_n_runs(q); i++) {
+        sched_t *s = runq_sched_at(q, i);
+        publish_sched(qm->m, sched_opts(s)->run, s, qm->db, 0);
+    }
+}
+
+/* --serve-queue: every queued run from one fleet (runq.c) until a signal,
+ * or until the queue is empty (--exit-when-empty), with each run's metrics
+ * when metrics is not NULL.  The exit status. */
+static int serve_queue(const opts_t *o, void *sock, auth_t *auth, db_t *db, metrics_t *metrics) {
+    char err[LOG_ERRLEN];
+    queue_metrics_t qm = {metrics, db};
+    const runq_opts_t qo = {o->max_attempts, o->heartbeat, o->liveness, o->job_timeout_s,
+                            metrics ? publish_closing : NULL, &qm};
+    runq_t *q = runq_new(&qo, db, sock, err, sizeof err);
+    if (!q) log_die("check --db; run `tokshift db migrate` first", "%s", err);
+    log_info("serving the queue: %zu run(s)", runq_n_runs(q));
+    publish_queue(&qm, q);
+    if (db_set_timeout(db, "lock_timeout", lock_ms(o), err, sizeof err)) log_die("", "%s", err);
+    const sink_t k = {runq_msg, runq_bad, q};
+    int64_t next_tick = now_ms() + o->heartbeat, next_progress = now_ms() + o->progress_s * 1000;
+    int rc = 0;
+    while (!g_stop && !(o->exit_when_empty && !runq_n_runs(q))) {
+        int64_t now = now_ms();
+        if (receive(sock, auth, next_tick > now ? (long)(next_tick - now) : 0, &k)) {
+            rc = 1;
+            break;
+        }
+        runq_dispatch(q);
+        now = now_ms();
+        if (now >= next_tick) {
+            runq_tick(q, stdout);
+            publish_queue(&qm, q);
+            next_tick = now + o->heartbeat;
+        }
+        if (now >= next_progress) {
+            runq_progress(q);
+            next_progress = now + o->progress_s * 1000;
+        }
+    }
+    if (g_stop) {
+        log_info("stopped by a signal; %zu queued run(s) resume when the queue is served again", runq_n_runs(q));
+        rc = 130;
+    } else if (!rc) {
+        log_info("the queue is empty: %zu run(s) completed", runq_n_completed(q));
+    }
+    runq_destroy(&q);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -470,10 +659,26 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL;
+    metrics_t *metrics = o.metrics ? metrics_new(o.metrics, o.run, err, sizeof err) : NULL; /* (queue: run NULL) */
     if (o.metrics && !metrics) log_die("choose another --metrics address or port", "%s", err);
     if (metrics) log_info("metrics at %s", metrics_url(metrics));
 
+    if (o.serve_queue) {
+        db_t *db = db_connect(o.db, err, sizeof err);
+        if (!db || db_async_commit(db, err, sizeof err))
+            log_die("check --db or the PG* environment; run `tokshift db migrate` first", "%s", err);
+        void *sock = open_router(&o, ctx, auth, &kp);
+        int rc = serve_queue(&o, sock, auth, db, metrics);
+        int linger = 200;
+        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(sock);
+        auth_destroy(&auth);
+        zmq_ctx_term(ctx);
+        if (metrics && rc == 0) metrics_linger(metrics, o.metrics_linger, &g_stop);
+        metrics_destroy(&metrics);
+        db_destroy(&db);
+        return rc;
+    }
     if (o.identity) snprintf(ident, sizeof ident, "%s", o.identity);
     else if (digest_model_identity(o.model, ident, err, sizeof err)) log_die("check --model", "%s", err);
     db_t *db = db_connect(o.db, err, sizeof err);
@@ -514,24 +719,18 @@ int main(int argc, char **argv) {
         log_info("run '%s' (id %" PRId64 ", %s): resuming", o.run, run.run_id, run.status);
     }
     db_run_clear(&run);
-    void *sock = zmq_socket(ctx, ZMQ_ROUTER);
-    if (!sock) log_die("", "zmq_socket: %s", zmq_strerror(zmq_errno()));
-    if (auth) {
-        /* The ZAP handler is bound (auth_new) before the ROUTER binds. */
-        if (curve_setup_server(sock, &kp, err, sizeof err) || auth_watch(auth, sock, err, sizeof err))
-            log_die("", "%s", err);
-        log_info("CURVE: server key %.8s..., %zu worker keys allowed", kp.public_key, auth_n_keys(auth));
-    } else if (!curve_endpoint_is_local(o.bind)) {
-        log_warn("serving %s without CURVE: anyone who reaches this address can take jobs, and traffic is not "
-                 "encrypted (see --curve-secret, --curve-clients)", o.bind);
+    if (o.submit) {
+        int rc = submit(&c, (int)o.priority);
+        curve_keypair_wipe(&kp);
+        auth_destroy(&auth);
+        zmq_ctx_term(ctx);
+        metrics_destroy(&metrics);
+        free(o.s.chat_template);
+        db_destroy(&db);
+        return rc;
     }
-    curve_keypair_wipe(&kp);
-    int one = 1;
-    if (wire_socket_setup(sock, err, sizeof err) || zmq_setsockopt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
-        zmq_bind(sock, o.bind) != 0)
-        log_die("is the address in use? choose another --bind", "cannot bind %s: %s", o.bind,
-                zmq_strerror(zmq_errno()));
-    const sched_opts_t so = {o.run, ident, o.s, o.max_attempts, o.heartbeat, o.liveness, o.job_timeout_s};
+    void *sock = open_router(&o, ctx, auth, &kp);
+    const sched_opts_t so = {o.run, ident, o.s, o.max_attempts, o.heartbeat, o.liveness, o.job_timeout_s, 0};
     if (!(c.sched = sched_new(&so, db, sock, c.run_id, err, sizeof err))) log_die("", "%s", err);
     if (!c.load && (sched_n_queued(c.sched) || sched_n_adopted(c.sched)))
         db_run_set_status(db, c.run_id, "running", err, sizeof err);
@@ -545,34 +744,16 @@ int main(int argc, char **argv) {
     int64_t next_tick = now_ms() + o.heartbeat, next_progress = now_ms() + o.progress_s * 1000;
     int exit_code = 0;
     publish_metrics(&c, metrics, 0);
+    const sink_t k = {sched_msg, sched_bad, c.sched};
     while (!g_stop && !c.fatal) {
         /* Finished when the corpus is loaded, nothing is queued and nobody
          * holds a job. */
         if (sched_finished(c.sched, c.load || c.load_again)) break;
-        zmq_pollitem_t it[3] = {{sock, 0, ZMQ_POLLIN, 0}};
-        void *extra[2];
-        int n_it = 1 + (int)(auth ? auth_sockets(auth, extra, 2) : 0);
-        for (int k = 1; k < n_it; k++) it[k] = (zmq_pollitem_t){extra[k - 1], 0, ZMQ_POLLIN, 0};
         int64_t now = now_ms();
         long timeout = c.load ? 0 : next_tick > now ? (long)(next_tick - now) : 0;
-        if (zmq_poll(it, n_it, timeout) < 0 && zmq_errno() != EINTR) {
-            log_error("poll: %s", zmq_strerror(zmq_errno()));
+        if (receive(sock, auth, timeout, &k)) {
             exit_code = 1;
             break;
-        }
-        if (auth) auth_process(auth);
-        for (int budget = 0; budget < 1000; budget++) {
-            uint8_t peer[SCHED_MAX_PEER];
-            size_t peer_len = sizeof peer;
-            wire_msg_t m = {0};
-            int r = wire_recv(sock, peer, &peer_len, &m, ZMQ_DONTWAIT, err, sizeof err);
-            if (r == 1) break;
-            if (r < 0) {
-                sched_bad_message(c.sched, peer, peer_len, err);
-                continue;
-            }
-            sched_on_message(c.sched, peer, peer_len, &m);
-            wire_msg_clear(&m);
         }
         sched_dispatch(c.sched);
         if (c.load) load_slice(&c);

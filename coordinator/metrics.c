@@ -11,7 +11,9 @@
  * Names follow the Prometheus conventions: a tokshift_ prefix, units in the
  * name (seconds), _total for counters, a family's HELP and TYPE before its
  * samples, each label set once.  Run-scoped families carry the run's name
- * as the label `run`. */
+ * as the label `run`: one run's (metrics_publish), or each run's of a
+ * coordinator serving the queue (metrics_publish_run), one slot per run
+ * that keeps its last snapshot (a completed run's final figures stay). */
 #include "metrics.h"
 
 #include <arpa/inet.h>
@@ -52,17 +54,23 @@ typedef struct {
     fleet_tally_t w[];
 } snap_t;
 
-struct metrics {
-    struct MHD_Daemon *d;
-    char url[96]; /* http://HOST:PORT/metrics */
-    char *run;        /* the label value, escaped */
-    int64_t start_ms; /* monotonic */
-    double start_unix;
-    pthread_mutex_t mu;
-    snap_t *cur; /* under mu; NULL before the first publish */
+/* One run's figures. */
+typedef struct {
+    char *name, *run; /* the run's name, and as a label value (escaped) */
+    snap_t *cur;      /* under mu; NULL before the first publish */
     /* the loop's: (time, tokens committed + in flight) samples */
     struct { int64_t ms, tokens; } ring[RATE_RING];
     size_t ring_head, ring_n;
+} slot_t;
+
+struct metrics {
+    struct MHD_Daemon *d;
+    char url[96]; /* http://HOST:PORT/metrics */
+    int64_t start_ms; /* monotonic */
+    double start_unix;
+    pthread_mutex_t mu;
+    slot_t *slots; /* the array and n_slots under mu (the loop adds, a scrape reads) */
+    size_t n_slots, cap_slots;
 };
 
 /* ---- addresses ----------------------------------------------------------- */
@@ -114,6 +122,8 @@ int metrics_addr_check(const char *addr, char *err, size_t errlen) {
 
 /* ---- snapshots ------------------------------------------------------------ */
 
+static char *label_escape(const char *v);
+
 static void snap_unref(metrics_t *m, snap_t *s) {
     if (!s) return;
     pthread_mutex_lock(&m->mu);
@@ -122,17 +132,37 @@ static void snap_unref(metrics_t *m, snap_t *s) {
     if (last) free(s);
 }
 
-static snap_t *snap_ref(metrics_t *m) {
+/* The slot of run `name` (NULL: the first), added when absent; NULL out of
+ * memory.  The loop's thread. */
+static slot_t *slot_of(metrics_t *m, const char *name) {
+    for (size_t i = 0; i < m->n_slots; i++)
+        if (!name || !strcmp(m->slots[i].name, name)) return &m->slots[i];
+    if (!name) return NULL;
+    slot_t n = {0};
+    if (!(n.name = strdup(name)) || !(n.run = label_escape(name))) {
+        free(n.name);
+        return NULL;
+    }
     pthread_mutex_lock(&m->mu);
-    snap_t *s = m->cur;
-    if (s) s->refs++;
+    if (m->n_slots == m->cap_slots) {
+        size_t cap = m->cap_slots ? 2 * m->cap_slots : 4;
+        slot_t *ns = realloc(m->slots, cap * sizeof *ns);
+        if (!ns) {
+            pthread_mutex_unlock(&m->mu);
+            free(n.name);
+            free(n.run);
+            return NULL;
+        }
+        m->slots = ns, m->cap_slots = cap;
+    }
+    m->slots[m->n_slots++] = n;
     pthread_mutex_unlock(&m->mu);
-    return s;
+    return &m->slots[m->n_slots - 1];
 }
 
 /* The tokens/s over the window ending now at `tokens`; records the sample
  * at most once per RATE_STEP_MS. */
-static double rate_update(metrics_t *m, int64_t now, int64_t tokens) {
+static double rate_update(slot_t *m, int64_t now, int64_t tokens) {
     double rate = 0;
     for (size_t k = 0; k < m->ring_n; k++) { /* the oldest sample within the window */
         size_t i = (m->ring_head + RATE_RING - m->ring_n + k) % RATE_RING;
@@ -150,6 +180,16 @@ static double rate_update(metrics_t *m, int64_t now, int64_t tokens) {
 }
 
 void metrics_publish(metrics_t *m, const metrics_counts_t *counts, fleet_t *fleet, const db_t *db) {
+    metrics_publish_run(m, NULL, counts, fleet, db);
+}
+
+void metrics_publish_run(metrics_t *m, const char *run, const metrics_counts_t *counts, fleet_t *fleet,
+                         const db_t *db) {
+    slot_t *slot = slot_of(m, run);
+    if (!slot) {
+        log_warn("metrics: out of memory; run '%s' is not shown", run ? run : "?");
+        return;
+    }
     size_t n = fleet ? fleet_size(fleet) : 0, nt = fleet ? fleet_n_tallies(fleet) : 0;
     snap_t *s = malloc(sizeof *s + (nt ? nt : 1) * sizeof s->w[0]);
     if (!s) {
@@ -173,11 +213,11 @@ void metrics_publish(metrics_t *m, const metrics_counts_t *counts, fleet_t *flee
     s->leased += counts->leased_unheld;
     s->pending = counts->jobs - counts->done - counts->failed - s->leased;
     if (s->pending < 0) s->pending = 0;
-    s->rate = rate_update(m, s->at_ms, counts->tokens_done + s->tokens_in_flight);
+    s->rate = rate_update(slot, s->at_ms, counts->tokens_done + s->tokens_in_flight);
     db_latency(db, &s->lat);
     pthread_mutex_lock(&m->mu);
-    snap_t *old = m->cur;
-    m->cur = s;
+    snap_t *old = slot->cur;
+    slot->cur = s;
     pthread_mutex_unlock(&m->mu);
     snap_unref(m, old);
 }
@@ -207,77 +247,101 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void render(metrics_t *m, const snap_t *s, FILE *f) {
-    const char *run = m->run;
+/* A run's label and its snapshot, as a scrape took them. */
+typedef struct {
+    const char *run;
+    snap_t *s;
+} view_t;
+
+/* Each of the n runs' samples of a family (s and run in scope in body). */
+#define EACH_RUN(...)                                                                                                  \
+    for (size_t k_ = 0; k_ < n; k_++) {                                                                                \
+        const snap_t *s = v[k_].s;                                                                                     \
+        const char *run = v[k_].run;                                                                                   \
+        __VA_ARGS__;                                                                                                   \
+    }
+
+static void render(metrics_t *m, const view_t *v, size_t n, FILE *f) {
     family(f, "tokshift_build_info", "gauge", "Always 1; the coordinator's version as a label.");
     fprintf(f, "tokshift_build_info{version=\"%s\"} 1\n", TOKSHIFT_VERSION);
     family(f, "tokshift_coordinator_start_time_seconds", "gauge", "When the coordinator started, in seconds since the Unix epoch.");
     fprintf(f, "tokshift_coordinator_start_time_seconds %.3f\n", m->start_unix);
     family(f, "tokshift_coordinator_uptime_seconds", "gauge", "Seconds since the coordinator started.");
     fprintf(f, "tokshift_coordinator_uptime_seconds %.3f\n", (double)(now_ms() - m->start_ms) / 1000.0);
-    if (!s) return;
+    if (!n) return; /* (v holds the published runs only) */
     family(f, "tokshift_metrics_snapshot_age_seconds", "gauge",
            "Seconds since the serve loop published these figures (once per heartbeat; a growing age means a stuck loop).");
-    fprintf(f, "tokshift_metrics_snapshot_age_seconds{run=\"%s\"} %.3f\n", run, (double)(now_ms() - s->at_ms) / 1000.0);
+    EACH_RUN(fprintf(f, "tokshift_metrics_snapshot_age_seconds{run=\"%s\"} %.3f\n", run, (double)(now_ms() - s->at_ms) / 1000.0));
     family(f, "tokshift_run_complete", "gauge", "1 when the run is complete (every job done or failed), else 0.");
-    fprintf(f, "tokshift_run_complete{run=\"%s\"} %d\n", run, s->c.complete ? 1 : 0);
+    EACH_RUN(fprintf(f, "tokshift_run_complete{run=\"%s\"} %d\n", run, s->c.complete ? 1 : 0));
     family(f, "tokshift_jobs", "gauge", "Jobs of the run by state (pending, leased, done, failed), as the coordinator counts them.");
-    const struct { const char *state; int64_t v; } js[] = {
+    EACH_RUN(const struct { const char *state; int64_t v; } js[] = {
         {"pending", s->pending}, {"leased", s->leased}, {"done", s->c.done}, {"failed", s->c.failed}};
-    for (size_t i = 0; i < 4; i++) fprintf(f, "tokshift_jobs{run=\"%s\",state=\"%s\"} %" PRId64 "\n", run, js[i].state, js[i].v);
+             for (size_t i = 0; i < 4; i++) fprintf(f, "tokshift_jobs{run=\"%s\",state=\"%s\"} %" PRId64 "\n", run, js[i].state, js[i].v));
     family(f, "tokshift_job_retries_total", "counter", "Attempts after a job's first: jobs requeued after a failure, a timeout or a lost worker.");
-    fprintf(f, "tokshift_job_retries_total{run=\"%s\"} %" PRId64 "\n", run, s->c.retries);
+    EACH_RUN(fprintf(f, "tokshift_job_retries_total{run=\"%s\"} %" PRId64 "\n", run, s->c.retries));
     family(f, "tokshift_documents", "gauge", "Usable documents of the run loaded so far.");
-    fprintf(f, "tokshift_documents{run=\"%s\"} %" PRId64 "\n", run, s->c.docs);
+    EACH_RUN(fprintf(f, "tokshift_documents{run=\"%s\"} %" PRId64 "\n", run, s->c.docs));
     family(f, "tokshift_documents_done_total", "counter", "Documents of the jobs done.");
-    fprintf(f, "tokshift_documents_done_total{run=\"%s\"} %" PRId64 "\n", run, s->c.docs_done);
+    EACH_RUN(fprintf(f, "tokshift_documents_done_total{run=\"%s\"} %" PRId64 "\n", run, s->c.docs_done));
     family(f, "tokshift_tokens_done_total", "counter", "Tokens measured and committed (rows of token_view) by the jobs done.");
-    fprintf(f, "tokshift_tokens_done_total{run=\"%s\"} %" PRId64 "\n", run, s->c.tokens_done);
+    EACH_RUN(fprintf(f, "tokshift_tokens_done_total{run=\"%s\"} %" PRId64 "\n", run, s->c.tokens_done));
     family(f, "tokshift_tokens_in_flight", "gauge", "Tokens measured so far in the jobs in hand, as the workers' heartbeats report them.");
-    fprintf(f, "tokshift_tokens_in_flight{run=\"%s\"} %" PRId64 "\n", run, s->tokens_in_flight);
+    EACH_RUN(fprintf(f, "tokshift_tokens_in_flight{run=\"%s\"} %" PRId64 "\n", run, s->tokens_in_flight));
     family(f, "tokshift_tokens_per_second", "gauge", "Tokens measured per second (committed and in flight) over the last 60 s.");
-    fprintf(f, "tokshift_tokens_per_second{run=\"%s\"} %.3f\n", run, s->rate);
+    EACH_RUN(fprintf(f, "tokshift_tokens_per_second{run=\"%s\"} %.3f\n", run, s->rate));
     family(f, "tokshift_workers_alive", "gauge", "Workers connected and heard from within the liveness period.");
-    fprintf(f, "tokshift_workers_alive{run=\"%s\"} %zu\n", run, s->busy + s->idle);
+    EACH_RUN(fprintf(f, "tokshift_workers_alive{run=\"%s\"} %zu\n", run, s->busy + s->idle));
     family(f, "tokshift_workers", "gauge", "Alive workers by state: busy (holding a job) or idle.");
-    fprintf(f, "tokshift_workers{run=\"%s\",state=\"busy\"} %zu\n", run, s->busy);
-    fprintf(f, "tokshift_workers{run=\"%s\",state=\"idle\"} %zu\n", run, s->idle);
+    EACH_RUN(fprintf(f, "tokshift_workers{run=\"%s\",state=\"busy\"} %zu\n", run, s->busy);
+             fprintf(f, "tokshift_workers{run=\"%s\",state=\"idle\"} %zu\n", run, s->idle));
     family(f, "tokshift_worker_jobs_done_total", "counter", "Jobs done per worker name (all its connections) since the coordinator started.");
-    for (size_t i = 0; i < s->n_workers; i++) {
+    EACH_RUN(for (size_t i = 0; i < s->n_workers; i++) {
         char *w = label_escape(s->w[i].name);
         if (w) fprintf(f, "tokshift_worker_jobs_done_total{run=\"%s\",worker=\"%s\"} %" PRId64 "\n", run, w, s->w[i].jobs_done);
         free(w);
-    }
+    });
     family(f, "tokshift_worker_tokens_done_total", "counter", "Tokens committed per worker name (all its connections) since the coordinator started.");
-    for (size_t i = 0; i < s->n_workers; i++) {
+    EACH_RUN(for (size_t i = 0; i < s->n_workers; i++) {
         char *w = label_escape(s->w[i].name);
         if (w) fprintf(f, "tokshift_worker_tokens_done_total{run=\"%s\",worker=\"%s\"} %" PRId64 "\n", run, w, s->w[i].tokens_done);
         free(w);
-    }
+    });
     family(f, "tokshift_db_up", "gauge", "1 while the serve loop's PostgreSQL connection works, 0 while it reconnects.");
-    fprintf(f, "tokshift_db_up{run=\"%s\"} %d\n", run, s->c.db_up ? 1 : 0);
+    EACH_RUN(fprintf(f, "tokshift_db_up{run=\"%s\"} %d\n", run, s->c.db_up ? 1 : 0));
     family(f, "tokshift_db_round_trip_seconds", "histogram", "Time of each statement of the serve loop's PostgreSQL connection, sent to whole result.");
-    uint64_t cum = 0;
-    for (size_t b = 0; b <= DB_LATENCY_BUCKETS; b++) {
-        cum += s->lat.count[b];
-        if (b < DB_LATENCY_BUCKETS)
-            fprintf(f, "tokshift_db_round_trip_seconds_bucket{run=\"%s\",le=\"%g\"} %" PRIu64 "\n", run, db_latency_bounds_s[b], cum);
-        else
-            fprintf(f, "tokshift_db_round_trip_seconds_bucket{run=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", run, cum);
-    }
-    fprintf(f, "tokshift_db_round_trip_seconds_sum{run=\"%s\"} %.6f\n", run, s->lat.sum_s);
-    fprintf(f, "tokshift_db_round_trip_seconds_count{run=\"%s\"} %" PRIu64 "\n", run, s->lat.n);
+    EACH_RUN(uint64_t cum = 0;
+             for (size_t b = 0; b <= DB_LATENCY_BUCKETS; b++) {
+                 cum += s->lat.count[b];
+                 if (b < DB_LATENCY_BUCKETS)
+                     fprintf(f, "tokshift_db_round_trip_seconds_bucket{run=\"%s\",le=\"%g\"} %" PRIu64 "\n", run, db_latency_bounds_s[b], cum);
+                 else
+                     fprintf(f, "tokshift_db_round_trip_seconds_bucket{run=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", run, cum);
+             }
+             fprintf(f, "tokshift_db_round_trip_seconds_sum{run=\"%s\"} %.6f\n", run, s->lat.sum_s);
+             fprintf(f, "tokshift_db_round_trip_seconds_count{run=\"%s\"} %" PRIu64 "\n", run, s->lat.n));
 }
 
 char *metrics_text(metrics_t *m, size_t *len) {
     char *buf = NULL;
-    size_t n = 0;
+    size_t n = 0, nv = 0;
     FILE *f = open_memstream(&buf, &n);
     if (!f) return NULL;
-    snap_t *s = snap_ref(m);
-    render(m, s, f);
-    snap_unref(m, s);
-    int bad = ferror(f);
+    /* The published runs' snapshots, referenced under mu, rendered without
+     * it. */
+    pthread_mutex_lock(&m->mu);
+    view_t *v = malloc((m->n_slots ? m->n_slots : 1) * sizeof *v);
+    for (size_t i = 0; v && i < m->n_slots; i++)
+        if (m->slots[i].cur) {
+            v[nv] = (view_t){m->slots[i].run, m->slots[i].cur};
+            v[nv++].s->refs++;
+        }
+    pthread_mutex_unlock(&m->mu);
+    int bad = !v;
+    if (v) render(m, v, nv, f);
+    for (size_t i = 0; i < nv; i++) snap_unref(m, v[i].s);
+    free(v);
+    bad |= ferror(f);
     if (fclose(f) || bad) {
         free(buf);
         return NULL;
@@ -341,7 +405,7 @@ metrics_t *metrics_new(const char *addr, const char *run, char *err, size_t errl
     clock_gettime(CLOCK_REALTIME, &ts);
     m->start_unix = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
     m->start_ms = now_ms();
-    if (!(m->run = label_escape(run))) {
+    if (run && !slot_of(m, run)) {
         log_seterr(err, errlen, "metrics: out of memory");
         goto error;
     }
@@ -376,8 +440,12 @@ void metrics_destroy(metrics_t **self_p) {
     if (!self_p || !*self_p) return;
     metrics_t *m = *self_p;
     if (m->d) MHD_stop_daemon(m->d); /* joins its thread: no scrape runs after this */
-    free(m->cur);
-    free(m->run);
+    for (size_t i = 0; i < m->n_slots; i++) {
+        free(m->slots[i].cur);
+        free(m->slots[i].name);
+        free(m->slots[i].run);
+    }
+    free(m->slots);
     pthread_mutex_destroy(&m->mu);
     free(m);
     *self_p = NULL;
@@ -413,9 +481,9 @@ int metrics_selftest(void) {
     metrics_t *m = calloc(1, sizeof *m);
     if (!m) return -1;
     pthread_mutex_init(&m->mu, NULL);
-    m->run = label_escape("r");
-    ok &= rate_update(m, 1000, 0) == 0 && rate_update(m, 1500, 50) == 100.0 && rate_update(m, 2000, 100) == 100.0;
-    ok &= rate_update(m, 61500, 100) == 0; /* the samples of t = 1 s and 2 s are out of the window */
+    slot_t *r = slot_of(m, "r");
+    ok &= r && rate_update(r, 1000, 0) == 0 && rate_update(r, 1500, 50) == 100.0 && rate_update(r, 2000, 100) == 100.0;
+    ok &= r && rate_update(r, 61500, 100) == 0; /* the samples of t = 1 s and 2 s are out of the window */
     /* A snapshot: pending = loaded - done - failed - leased; tallies by name. */
     fleet_t *f = fleet_new();
     fleet_worker_t *w = f ? fleet_add(f, "id", 2, "w\"1", 0) : NULL;
@@ -427,6 +495,15 @@ int metrics_selftest(void) {
           strstr(t, "tokshift_jobs{run=\"r\",state=\"leased\"} 2\n") && strstr(t, "tokshift_tokens_in_flight{run=\"r\"} 7\n") &&
           strstr(t, "tokshift_worker_tokens_done_total{run=\"r\",worker=\"w\\\"1\"} 11\n") &&
           strstr(t, "tokshift_db_round_trip_seconds_bucket{run=\"r\",le=\"+Inf\"} 0\n");
+    free(t);
+    /* A second run (a coordinator serving the queue): its samples in the
+     * same families, each family's HELP once. */
+    metrics_counts_t c2 = {.jobs = 5, .done = 5, .complete = 1};
+    metrics_publish_run(m, "q\"2", &c2, NULL, NULL);
+    t = metrics_text(m, NULL);
+    const char *h = t ? strstr(t, "# HELP tokshift_jobs ") : NULL;
+    ok &= t && h && !strstr(h + 1, "# HELP tokshift_jobs ") && strstr(t, "tokshift_jobs{run=\"r\",state=\"pending\"} 3\n") &&
+          strstr(t, "tokshift_jobs{run=\"q\\\"2\",state=\"done\"} 5\n") && strstr(t, "tokshift_run_complete{run=\"q\\\"2\"} 1\n");
     free(t);
     fleet_destroy(&f);
     metrics_destroy(&m);

@@ -44,7 +44,8 @@ typedef struct {
 int metrics_addr_check(const char *addr, char *err, size_t errlen);
 
 /* Starts serving on addr (as metrics_addr_check takes it) the metrics of
- * run `run`; until the first metrics_publish only the build and uptime.
+ * run `run` (NULL: of the runs metrics_publish_run names); until the first
+ * publish only the build and uptime.
  * Returns NULL with a message (bad address, address in use, no thread).
  * run is copied. */
 metrics_t *metrics_new(const char *addr, const char *run, char *err, size_t errlen);
@@ -62,6 +63,12 @@ const char *metrics_url(const metrics_t *self);
  * linear in the workers and worker names.
  * Out of memory, the previous snapshot stays (and a warning is logged). */
 void metrics_publish(metrics_t *self, const metrics_counts_t *counts, fleet_t *fleet, const db_t *db);
+/* The same for run `run` of a coordinator serving the queue of runs (a
+ * self made with run NULL): each run's samples carry its name; a run not
+ * published before is added (and stays, with its last figures, when it is
+ * complete).  Out of memory, that run is not shown (a warning). */
+void metrics_publish_run(metrics_t *self, const char *run, const metrics_counts_t *counts, fleet_t *fleet,
+                         const db_t *db);
 
 /* The exposition text of the current snapshot, malloc'd (caller frees), or
  * NULL out of memory.  Any thread. */

@@ -465,28 +465,46 @@ void sched_dispatch(sched_t *s) {
     }
 }
 
+unsigned sched_hello_caps(const wire_msg_t *m) {
+    return (m->u.hello.observes ? SCHED_CAP_OBSERVES : 0) | (m->u.hello.templates ? SCHED_CAP_TEMPLATES : 0) |
+           (m->u.hello.cuts_by_bytes ? SCHED_CAP_CUTS_BY_BYTES : 0);
+}
+
+int sched_fits(const sched_t *s, const char *model, unsigned caps, const char *worker, char *reason, size_t len) {
+    if (s->o.settings.cut_every_bytes && !(caps & SCHED_CAP_CUTS_BY_BYTES))
+        snprintf(reason, len, "run '%s' cuts by bytes, which worker %s (a version before --cut-every-bytes) would "
+                 "not", s->o.run, worker);
+    else if (s->o.settings.score_run > 0 && !(caps & SCHED_CAP_OBSERVES))
+        snprintf(reason, len, "run '%s' scores another run's samples, which worker %s (a version before "
+                 "cross-scoring) would draw anew", s->o.run, worker);
+    else if (s->o.settings.chat_template && *s->o.settings.chat_template && !(caps & SCHED_CAP_TEMPLATES))
+        snprintf(reason, len, "run '%s' reads its documents through a chat template, which worker %s (a version "
+                 "before templates) would ignore", s->o.run, worker);
+    else if (strcmp(model, s->o.identity))
+        snprintf(reason, len, "model mismatch: run '%s' uses model %s, worker %s has %s", s->o.run, s->o.identity,
+                 worker, model);
+    else
+        return 1;
+    return 0;
+}
+
+/* This run's WELCOME to w. */
+static void welcome(sched_t *s, fleet_worker_t *w) {
+    wire_msg_t m = {.type = WIRE_WELCOME};
+    m.u.welcome.run_id = s->run_id;
+    m.u.welcome.model_identity = (char *)s->o.identity;
+    m.u.welcome.settings = s->o.settings;
+    m.u.welcome.heartbeat_ms = (int32_t)s->o.heartbeat_ms;
+    m.u.welcome.liveness = (int32_t)s->o.liveness;
+    send_to(s, w, &m);
+}
+
 /* HELLO: WELCOME, or SHUTDOWN when the worker cannot serve this run. */
 static void on_hello(sched_t *s, fleet_worker_t *w, const uint8_t *peer, size_t peer_len, const wire_msg_t *msg) {
-    char err[LOG_ERRLEN];
-    int scoring = s->o.settings.score_run > 0;
-    int old_tpl = s->o.settings.chat_template && *s->o.settings.chat_template && !msg->u.hello.templates;
-    int old_bytes = s->o.settings.cut_every_bytes && !msg->u.hello.cuts_by_bytes;
-    if (strcmp(msg->u.hello.model_identity, s->o.identity) || (scoring && !msg->u.hello.observes) || old_tpl ||
-        old_bytes) {
+    char err[LOG_ERRLEN], reason[400];
+    unsigned caps = sched_hello_caps(msg);
+    if (!sched_fits(s, msg->u.hello.model_identity, caps, msg->u.hello.worker, reason, sizeof reason)) {
         wire_msg_t m = {.type = WIRE_SHUTDOWN};
-        char reason[400];
-        if (old_bytes)
-            snprintf(reason, sizeof reason, "run '%s' cuts by bytes, which worker %s (a version before "
-                     "--cut-every-bytes) would not", s->o.run, msg->u.hello.worker);
-        else if (scoring && !msg->u.hello.observes)
-            snprintf(reason, sizeof reason, "run '%s' scores another run's samples, which worker %s (a version "
-                     "before cross-scoring) would draw anew", s->o.run, msg->u.hello.worker);
-        else if (old_tpl)
-            snprintf(reason, sizeof reason, "run '%s' reads its documents through a chat template, which worker "
-                     "%s (a version before templates) would ignore", s->o.run, msg->u.hello.worker);
-        else
-            snprintf(reason, sizeof reason, "model mismatch: run '%s' uses model %s, worker %s has %s", s->o.run,
-                     s->o.identity, msg->u.hello.worker, msg->u.hello.model_identity);
         m.u.shutdown.reason = reason;
         m.u.shutdown.code = WIRE_SHUTDOWN_MODEL_MISMATCH;
         if (ratelimit_allow(&s->peer_log, now_ms(), NULL)) log_warn("%s", reason);
@@ -498,16 +516,40 @@ static void on_hello(sched_t *s, fleet_worker_t *w, const uint8_t *peer, size_t 
         log_error("out of memory adding a worker");
         return;
     }
+    snprintf(w->model, sizeof w->model, "%s", msg->u.hello.model_identity);
+    w->caps = caps;
     log_info("worker %s joined (%zu alive)", w->name, fleet_size(s->fleet));
     if (s->n_adopted) adopt_for(s, w);
-    wire_msg_t m = {.type = WIRE_WELCOME};
-    m.u.welcome.run_id = s->run_id;
-    m.u.welcome.model_identity = (char *)s->o.identity;
-    m.u.welcome.settings = s->o.settings;
-    m.u.welcome.heartbeat_ms = (int32_t)s->o.heartbeat_ms;
-    m.u.welcome.liveness = (int32_t)s->o.liveness;
-    send_to(s, w, &m);
+    welcome(s, w);
 }
+
+int sched_awaits(const sched_t *s, const char *name) {
+    for (size_t i = 0; i < s->n_adopted; i++)
+        if (!strcmp(s->adopted[i].worker, name)) return 1;
+    return 0;
+}
+
+int sched_has_attempt(const sched_t *s, int64_t job_id, uint64_t token) {
+    return adopted_find((sched_t *)s, job_id, token) >= 0;
+}
+
+void sched_worker_leave(sched_t *s, fleet_worker_t *w, const char *why) {
+    if (w->job_id >= 0) release_job(s, w->job_id, w->token, why);
+    fleet_remove(s->fleet, w);
+}
+
+int sched_worker_join(sched_t *s, const fleet_worker_t *from) {
+    fleet_worker_t *w = fleet_add(s->fleet, from->id, from->id_len, from->name, from->last_seen_ms);
+    if (!w) return -1;
+    snprintf(w->model, sizeof w->model, "%s", from->model);
+    w->caps = from->caps;
+    log_info("worker %s moves to run '%s' (%zu alive there)", w->name, s->o.run, fleet_size(s->fleet));
+    welcome(s, w);
+    return 0;
+}
+
+int64_t sched_run_id(const sched_t *s) { return s->run_id; }
+const sched_opts_t *sched_opts(const sched_t *s) { return &s->o; }
 
 void sched_on_message(sched_t *s, const uint8_t *peer, size_t peer_len, wire_msg_t *m) {
     char err[LOG_ERRLEN];
@@ -681,12 +723,14 @@ void sched_progress(sched_t *s, int final) {
         double t = tokens_left / s->rate;
         if (t < 100.0 * 3600) snprintf(eta, sizeof eta, "%02d:%02d:%02d", (int)(t / 3600), (int)(t / 60) % 60, (int)t % 60);
     }
-    log_info("%sjobs %" PRId64 "/%" PRId64 " done, %" PRId64 " failed | docs %" PRId64 "/%" PRId64 " | tokens %" PRId64
+    char who[160] = "";
+    if (s->o.name_in_log) snprintf(who, sizeof who, "run '%s': ", s->o.run);
+    log_info("%s%sjobs %" PRId64 "/%" PRId64 " done, %" PRId64 " failed | docs %" PRId64 "/%" PRId64 " | tokens %" PRId64
              " (%" PRId64 " in jobs in hand) | %.0f tok/s | ETA %s (~%.3g tokens left) | workers %zu | retries %" PRId64,
-             final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done + fl_docs, c->docs_total, tokens,
+             who, final ? "finished: " : "", c->done, c->jobs_total, c->failed, c->docs_done + fl_docs, c->docs_total, tokens,
              fl_tokens, final ? (el > 0 ? (double)(c->tokens - c->tokens0) * 1000.0 / (double)el : 0.0) : s->rate, eta,
              final ? 0.0 : tokens_left, alive, c->retries);
-    if (final) {
+    if (final && !s->o.name_in_log) { /* (the process's CPU: one run's only when it serves one) */
         int64_t finished = c->done + c->failed;
         double cpu = cpu_seconds();
         log_info("coordinator CPU %.3f s over %.1f s wall (%.3f ms per job)", cpu, el / 1000.0,

@@ -53,6 +53,7 @@ typedef struct {
     long max_attempts;        /* attempts before a job is failed (>= 1) */
     long heartbeat_ms, liveness; /* silence > heartbeat_ms x liveness: a worker is dead */
     long job_timeout_s;       /* a lease older than this is taken back */
+    int name_in_log;          /* progress lines name the run (a coordinator of several runs) */
 } sched_opts_t;
 
 /* The progress counters (since the run began; PostgreSQL's at start). */
@@ -106,6 +107,31 @@ int sched_add_jobs(sched_t *self, int64_t from, int64_t to, int64_t docs, int64_
 void sched_finish(sched_t *self);
 /* Logs the progress line (final: the closing one, with CPU per job). */
 void sched_progress(sched_t *self, int final);
+
+/* ---- several runs from one fleet (coordinator/runq.c) ------------------ */
+
+/* What a worker's version can do, from its HELLO (fleet_worker_t.caps). */
+enum { SCHED_CAP_OBSERVES = 1, SCHED_CAP_TEMPLATES = 2, SCHED_CAP_CUTS_BY_BYTES = 4 };
+/* The caps a HELLO announces. */
+unsigned sched_hello_caps(const wire_msg_t *hello);
+/* Whether a worker of model (identity) and caps can serve this run: 1, or 0
+ * with why in reason (a sentence naming the run and the worker). */
+int sched_fits(const sched_t *self, const char *model, unsigned caps, const char *worker, char *reason,
+               size_t len);
+/* Whether a lease adopted at start waits for the worker named name. */
+int sched_awaits(const sched_t *self, const char *name);
+/* Whether an adopted lease of this run has (job_id, token). */
+int sched_has_attempt(const sched_t *self, int64_t job_id, uint64_t token);
+/* Takes w (this scheduler's) out of its fleet; a job it holds is released
+ * with why (requeued, as a silent worker's).  w is invalid afterwards. */
+void sched_worker_leave(sched_t *self, fleet_worker_t *w, const char *why);
+/* Adds a copy of w (another scheduler's idle worker, which that one then
+ * lets go of with sched_worker_leave) to this fleet and sends it this run's
+ * WELCOME; it is ready once it answers READY.  0, or -1 out of memory. */
+int sched_worker_join(sched_t *self, const fleet_worker_t *w);
+/* The run's id and options (as given to sched_new). */
+int64_t sched_run_id(const sched_t *self);
+const sched_opts_t *sched_opts(const sched_t *self);
 
 /* Whether database work waits for sched_tick to reconnect. */
 int sched_db_down(const sched_t *self);

@@ -7,6 +7,19 @@
 #include "log.h"
 #include "runsettings.h"
 
+int score_wire_settings(const runsettings_t *rs, wire_settings_t *s, int32_t *prefix_buf, char *err,
+                        size_t errlen) {
+    if (rs->n_prefix_lengths > WIRE_MAX_CUTS)
+        return log_seterr(err, errlen, "%zu prefix lengths, at most %d", rs->n_prefix_lengths, WIRE_MAX_CUTS);
+    /* (the other members, e.g. a --template's text, stay as the caller set them) */
+    s->window = rs->window, s->stride = rs->stride, s->cut_every = rs->cut_every;
+    s->cut_every_bytes = rs->cut_every_bytes, s->cont_len = rs->cont_len, s->n_samples = rs->n_samples;
+    s->temperature = rs->temperature, s->top_k = rs->top_k, s->top_p = rs->top_p, s->seed = rs->seed;
+    s->prefix_lengths = prefix_buf, s->n_prefix_lengths = rs->n_prefix_lengths;
+    if (rs->n_prefix_lengths) memcpy(prefix_buf, rs->prefix_lengths, rs->n_prefix_lengths * sizeof *prefix_buf);
+    return 0;
+}
+
 int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *prefix_buf, char digest[65],
                    char *err, size_t errlen) {
     db_score_source_t src;
@@ -25,22 +38,12 @@ int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *
                    "run registers it when it has the database)", src_name, src.model_identity);
         goto out;
     }
-    if (runsettings_parse(src.settings, &rs, why, sizeof why)) {
+    if (runsettings_parse(src.settings, &rs, why, sizeof why) ||
+        score_wire_settings(&rs, s, prefix_buf, why, sizeof why)) {
         log_seterr(err, errlen, "--score-run %s: its settings are unreadable (%s)", src_name, why);
         goto out;
     }
-    if (rs.n_prefix_lengths > WIRE_MAX_CUTS) {
-        log_seterr(err, errlen, "--score-run %s: its settings are unreadable (%zu prefix lengths, at most %d)",
-                   src_name, rs.n_prefix_lengths, WIRE_MAX_CUTS);
-        goto out;
-    }
-    /* (the other members, e.g. a --template's text, stay as the caller set them) */
-    s->window = rs.window, s->stride = rs.stride, s->cut_every = rs.cut_every;
-    s->cut_every_bytes = rs.cut_every_bytes, s->cont_len = rs.cont_len, s->n_samples = rs.n_samples;
-    s->temperature = rs.temperature, s->top_k = rs.top_k, s->top_p = rs.top_p, s->seed = rs.seed;
-    s->prefix_lengths = prefix_buf, s->n_prefix_lengths = rs.n_prefix_lengths;
     s->score_run = src.run_id, s->vocab_digest = digest;
-    if (rs.n_prefix_lengths) memcpy(prefix_buf, rs.prefix_lengths, rs.n_prefix_lengths * sizeof *prefix_buf);
     memcpy(digest, src.vocab_digest, 65);
     rc = 0;
 out:

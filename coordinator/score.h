@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "db.h"
+#include "runsettings.h"
 #include "wire.h"
 
 /* Fills *s with the settings of run src_name (a name or id), which must be
@@ -23,6 +24,12 @@
  * and vocab_digest (pointing into digest, 65 bytes, which must outlive s).
  * Fixed cut points go into prefix_buf (WIRE_MAX_CUTS entries).  Returns 0,
  * or -1 with a message naming what is missing. */
+/* The measurement settings of rs (runsettings_parse's) into *s, the cut
+ * lengths into prefix_buf (WIRE_MAX_CUTS; s points at it); the other
+ * members of *s (score_run, vocab_digest, chat_template) stay.  0, or -1
+ * with a message (more cuts than a WELCOME holds). */
+int score_wire_settings(const runsettings_t *rs, wire_settings_t *s, int32_t *prefix_buf, char *err,
+                        size_t errlen);
 int score_settings(db_t *db, const char *src_name, wire_settings_t *s, int32_t *prefix_buf, char digest[65],
                    char *err, size_t errlen);
 

@@ -14,7 +14,12 @@
  * coordinator's heartbeat to a busy worker); heartbeat liveness (a beating
  * worker stays, a silent one is removed and its job requeued); a worker
  * gone (socket closed) and one starting over (a new HELLO); a stale
- * attempt token fenced off; model-mismatch SHUTDOWN; finishing.
+ * attempt token fenced off; model-mismatch SHUTDOWN; finishing; the
+ * dispatch's prepared statements after the session is lost.  The
+ * queue of runs (coordinator/runq.c, migration 013), one fleet for several
+ * runs: priority order and FIFO within a priority; two models, two runs (and
+ * a third model refused); a run submitted while another is served takes the
+ * next ready worker, completes on its own, and its worker moves back.
  * Skips (77) when PostgreSQL's programs are not installed. */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +33,7 @@
 #include "db.h"
 #include "log.h"
 #include "now.h"
+#include "runq.h"
 #include "scheduler.h"
 #include "testutil.h"
 #include "wire.h"
@@ -39,6 +45,7 @@ static char g_tmp[64] = "/tmp/test_sched.XXXXXX";
 static int g_pg_started;
 static void *g_ctx;
 static db_t *g_db;
+static char g_conninfo[512];
 
 static void stop_pg(void) {
     char cmd[256];
@@ -77,20 +84,21 @@ typedef struct {
     void *router;
     sched_t *s;
     sched_opts_t o;
+    runq_t *q; /* the queue cases: a queue server instead of s */
 } fixture_t;
 
 static int g_n_runs;
 
 /* A run of n_jobs one-document jobs, and a scheduler over an inproc ROUTER. */
-static void fixture(fixture_t *f, int n_jobs, long max_attempts, long heartbeat_ms, long liveness, long timeout_s) {
-    char err[LOG_ERRLEN], name[64], ep[64];
-    memset(f, 0, sizeof *f);
-    snprintf(name, sizeof name, "sched-%d", ++g_n_runs);
+/* A loaded run `name` of model identity with n_jobs one-document jobs and
+ * these settings (JSON); its id. */
+static int64_t make_run(const char *name, const char *identity, const char *settings, int n_jobs) {
+    char err[LOG_ERRLEN];
     db_run_t run;
-    TU_REQUIRE(!db_run_open(g_db, name, IDENT, "{}", "{}", &run, err, sizeof err), "%s", err);
-    f->run_id = run.run_id;
+    TU_REQUIRE(!db_run_open(g_db, name, identity, settings, "{}", &run, err, sizeof err), "%s", err);
+    int64_t run_id = run.run_id;
     db_run_clear(&run);
-    db_loader_t *l = db_loader_new(g_db, f->run_id, 0, err, sizeof err);
+    db_loader_t *l = db_loader_new(g_db, run_id, 0, err, sizeof err);
     TU_REQUIRE(l, "%s", err);
     for (int j = 0; j < n_jobs; j++) {
         char ext[32], text[32];
@@ -100,19 +108,37 @@ static void fixture(fixture_t *f, int n_jobs, long max_attempts, long heartbeat_
         TU_REQUIRE(!db_loader_job(l, j, 1, (int64_t)strlen(text), err, sizeof err), "%s", err);
     }
     TU_REQUIRE(!db_loader_commit(&l, n_jobs, 1, err, sizeof err), "%s", err);
-    f->router = zmq_socket(g_ctx, ZMQ_ROUTER);
+    return run_id;
+}
+
+/* A bound inproc ROUTER for the next fixture (its endpoint numbered by
+ * g_n_runs, as w_hello connects). */
+static void *router(void) {
+    char err[LOG_ERRLEN], ep[64];
+    void *r = zmq_socket(g_ctx, ZMQ_ROUTER);
     int one = 1;
     snprintf(ep, sizeof ep, "inproc://sched-%d", g_n_runs);
-    TU_REQUIRE(f->router && !wire_socket_setup(f->router, err, sizeof err) &&
-                   !zmq_setsockopt(f->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) && !zmq_bind(f->router, ep),
+    TU_REQUIRE(r && !wire_socket_setup(r, err, sizeof err) && !zmq_setsockopt(r, ZMQ_ROUTER_MANDATORY, &one, sizeof one) &&
+                   !zmq_bind(r, ep),
                "router: %s", zmq_strerror(zmq_errno()));
+    return r;
+}
+
+static void fixture(fixture_t *f, int n_jobs, long max_attempts, long heartbeat_ms, long liveness, long timeout_s) {
+    char err[LOG_ERRLEN], name[64];
+    memset(f, 0, sizeof *f);
+    snprintf(name, sizeof name, "sched-%d", ++g_n_runs);
+    f->run_id = make_run(name, IDENT, "{}", n_jobs);
+    f->router = router();
     const wire_settings_t st = {8, 4, NULL, 0, 0, 2, 1, 1.0f, 0, 1.0f, 0, 0, NULL, NULL, 0};
-    f->o = (sched_opts_t){"test", IDENT, st, max_attempts, heartbeat_ms, liveness, timeout_s};
+    f->o = (sched_opts_t){"test", IDENT, st, max_attempts, heartbeat_ms, liveness, timeout_s, 0};
     TU_REQUIRE((f->s = sched_new(&f->o, g_db, f->router, f->run_id, err, sizeof err)), "%s", err);
     TU_CHECK(sched_n_queued(f->s) == (size_t)n_jobs, "%zu queued, not %d", sched_n_queued(f->s), n_jobs);
 }
 
 static void fixture_end(fixture_t *f) {
+    runq_destroy(&f->q);
+    runq_destroy(&f->q); /* NULL-safe, and cleared */
     sched_destroy(&f->s);
     sched_destroy(&f->s); /* NULL-safe, and cleared */
     TU_CHECK(f->s == NULL, "sched_destroy left the pointer");
@@ -134,13 +160,16 @@ static void pump(fixture_t *f) {
         int r = wire_recv(f->router, peer, &peer_len, &m, ZMQ_DONTWAIT, err, sizeof err);
         if (r == 1) break;
         if (r < 0) {
-            sched_bad_message(f->s, peer, peer_len, err);
+            if (f->q) runq_bad_message(f->q, peer, peer_len, err);
+            else sched_bad_message(f->s, peer, peer_len, err);
             continue;
         }
-        sched_on_message(f->s, peer, peer_len, &m);
+        if (f->q) runq_on_message(f->q, peer, peer_len, &m);
+        else sched_on_message(f->s, peer, peer_len, &m);
         wire_msg_clear(&m);
     }
-    sched_dispatch(f->s);
+    if (f->q) runq_dispatch(f->q);
+    else sched_dispatch(f->s);
 }
 
 /* ---- a worker played by hand -------------------------------------------- */
@@ -148,7 +177,7 @@ static void pump(fixture_t *f) {
 typedef struct {
     void *sock;
     char name[32];
-    int64_t job_id;
+    int64_t run_id, job_id; /* the run of the job it holds */
     uint64_t token;
 } worker_t;
 
@@ -218,7 +247,7 @@ static int w_ask(fixture_t *f, worker_t *w) {
     if (got) {
         TU_CHECK(m.u.job.run_id == f->run_id && m.u.job.n_docs == 1 && m.u.job.docs[0].doc_id == m.u.job.job_id,
                  "%s: JOB %" PRId64 " malformed", w->name, m.u.job.job_id);
-        w->job_id = m.u.job.job_id, w->token = m.u.job.attempt_token;
+        w->run_id = m.u.job.run_id, w->job_id = m.u.job.job_id, w->token = m.u.job.attempt_token;
     }
     wire_msg_clear(&m);
     return got;
@@ -228,7 +257,8 @@ static int w_ask(fixture_t *f, worker_t *w) {
 static int w_commit(fixture_t *f, worker_t *w) {
     char err[LOG_ERRLEN];
     db_results_t empty = {0};
-    int rc = db_commit_job(g_db, f->run_id, w->job_id, (int64_t)w->token, &empty, NULL, err, sizeof err);
+    (void)f;
+    int rc = db_commit_job(g_db, w->run_id, w->job_id, (int64_t)w->token, &empty, NULL, err, sizeof err);
     TU_REQUIRE(rc >= 0, "%s", err);
     return rc;
 }
@@ -500,9 +530,210 @@ static void test_model_mismatch(void) {
     w_close(&a);
 }
 
+/* The dispatch's prepared statements (db_jobs_lease, db_jobs_state: once
+ * per session) after the session is lost: the scheduler reconnects and
+ * prepares them again; a lease and a DONE's check work as before. */
+static void test_prepared_after_reconnect(void) {
+    fixture_t f;
+    worker_t a, b;
+    fixture(&f, 3, 3, 1000, 1000, 3600);
+    w_join(&f, &a, "pa");
+    TU_CHECK(w_ask(&f, &a), "no job before the session was lost");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "psql '%s' -XAtqc 'SELECT pg_terminate_backend(%d)' >/dev/null", g_conninfo,
+             db_backend_pid(g_db));
+    TU_REQUIRE(!system(cmd), "psql: terminating the scheduler's session failed");
+    usleep(200 * 1000);
+    w_join(&f, &b, "pb");
+    TU_CHECK(!w_ask(&f, &b), "a job was leased over a terminated session");
+    TU_CHECK(sched_db_down(f.s), "the lost session was not noticed");
+    sched_tick(f.s); /* reconnects */
+    TU_CHECK(!sched_db_down(f.s), "no reconnect");
+    TU_CHECK(w_ask(&f, &b), "no job after the reconnect (the lease statement not prepared again?)");
+    TU_CHECK(w_commit(&f, &a) == 0, "a's commit was stale");
+    w_done(&f, &a, a.token, 0);
+    TU_CHECK(progress_of(&f).done == 1 && sched_counts(f.s)->done == 1,
+             "a's DONE not counted after the reconnect (%" PRId64 " done)", sched_counts(f.s)->done);
+    fixture_end(&f);
+    w_close(&a);
+    w_close(&b);
+}
+
+/* ---- the queue of runs (runq.c) ------------------------------------------ */
+
+#define THIRD "3333333333333333333333333333333333333333333333333333333333333333"
+static const char *const k_settings = "{\"window\": 8, \"stride\": 4, \"prefix_lengths\": [], \"cut_every\": 0, "
+                                      "\"cont_len\": 2, \"samples\": 1, \"temperature\": 1.0, \"top_k\": 0, "
+                                      "\"top_p\": 1.0, \"seed\": 0}";
+
+/* A run queued with priority; its id. */
+static int64_t queued_run(const char *name, const char *identity, int n_jobs, int priority) {
+    char err[LOG_ERRLEN], full[64];
+    snprintf(full, sizeof full, "q%d-%s", g_n_runs, name);
+    int64_t id = make_run(full, identity, k_settings, n_jobs);
+    TU_REQUIRE(!db_queue_submit(g_db, id, priority, err, sizeof err), "%s", err);
+    return id;
+}
+
+/* A queue server over the runs queued so far (heartbeat 1 s, liveness
+ * 1000: nobody is presumed dead). */
+static void queue_fixture(fixture_t *f) {
+    char err[LOG_ERRLEN];
+    memset(f, 0, sizeof *f);
+    f->router = router();
+    const runq_opts_t o = {3, 1000, 1000, 3600, NULL, NULL};
+    TU_REQUIRE((f->q = runq_new(&o, g_db, f->router, err, sizeof err)), "%s", err);
+}
+
+/* Takes every run of the queue out of it (status done), for the next case. */
+static void queue_end(fixture_t *f) {
+    char err[LOG_ERRLEN];
+    db_queued_t *q;
+    size_t n;
+    TU_REQUIRE(!db_queue_list(g_db, &q, &n, err, sizeof err), "%s", err);
+    for (size_t i = 0; i < n; i++) TU_REQUIRE(!db_run_set_status(g_db, q[i].run_id, "done", err, sizeof err), "%s", err);
+    db_queue_free(q, n);
+    fixture_end(f);
+}
+
+/* The next message to w that is not a HEARTBEAT: its type, with the run it
+ * names (WELCOME, JOB) in *run; a JOB is taken into w. */
+static int q_next(worker_t *w, int64_t *run) {
+    wire_msg_t m;
+    w_next(w, &m);
+    int type = m.type;
+    *run = type == WIRE_WELCOME ? m.u.welcome.run_id : type == WIRE_JOB ? m.u.job.run_id : -1;
+    if (type == WIRE_JOB) w->run_id = m.u.job.run_id, w->job_id = m.u.job.job_id, w->token = m.u.job.attempt_token;
+    wire_msg_clear(&m);
+    return type;
+}
+
+/* READY: what came back (see q_next). */
+static int q_ready(fixture_t *f, worker_t *w, int64_t *run) {
+    wire_msg_t m = {.type = WIRE_READY};
+    w_send(w, &m);
+    pump(f);
+    return q_next(w, run);
+}
+
+/* w's job committed and DONE; then READY: what came back. */
+static int q_done_ready(fixture_t *f, worker_t *w, int64_t *run) {
+    TU_CHECK(w_commit(f, w) == 0, "%s: job %" PRId64 " of run %" PRId64 " stale", w->name, w->job_id, w->run_id);
+    w_done(f, w, w->token, 0);
+    return q_ready(f, w, run);
+}
+
+/* Priority first, then FIFO: runs a and b (priority 0, a queued first) and
+ * c (priority 5, queued last).  One worker serves c, then a, then b, moved
+ * between them by WELCOMEs; `tokshift queue priority` (db_queue_set_priority)
+ * moves b before a. */
+static void test_queue_order(void) {
+    fixture_t f;
+    worker_t w;
+    ++g_n_runs;
+    int64_t a = queued_run("a", IDENT, 2, 0), b = queued_run("b", IDENT, 1, 0), c = queued_run("c", IDENT, 2, 5);
+    queue_fixture(&f);
+    TU_CHECK(runq_n_runs(f.q) == 3 && sched_run_id(runq_sched_at(f.q, 0)) == c &&
+                 sched_run_id(runq_sched_at(f.q, 1)) == a && sched_run_id(runq_sched_at(f.q, 2)) == b,
+             "queue order is not c, a, b");
+    w_hello(&f, &w, "qw", IDENT);
+    int64_t run;
+    TU_CHECK(q_next(&w, &run) == WIRE_WELCOME && run == c, "HELLO: WELCOME to run %" PRId64 ", want c %" PRId64, run, c);
+    TU_CHECK(q_ready(&f, &w, &run) == WIRE_JOB && run == c, "first job from run %" PRId64 ", want c", run);
+    TU_CHECK(q_done_ready(&f, &w, &run) == WIRE_JOB && run == c, "second job from run %" PRId64 ", want c", run);
+    /* c has nothing queued: the next READY moves the worker to a (FIFO). */
+    TU_CHECK(q_done_ready(&f, &w, &run) == WIRE_WELCOME && run == a, "after c: WELCOME to %" PRId64 ", want a", run);
+    TU_CHECK(q_ready(&f, &w, &run) == WIRE_JOB && run == a, "job from run %" PRId64 ", want a", run);
+    /* b raised above a: the worker moves at its next READY, a's job left. */
+    char err[LOG_ERRLEN], bid[32];
+    snprintf(bid, sizeof bid, "%" PRId64, b);
+    TU_CHECK(db_queue_set_priority(g_db, bid, 7, err, sizeof err) == 0, "set priority: %s", err);
+    TU_CHECK(db_queue_set_priority(g_db, "no-such-run", 7, err, sizeof err) == 1, "a priority for no run");
+    runq_tick(f.q, NULL);
+    TU_CHECK(sched_run_id(runq_sched_at(f.q, 0)) == b, "b is not first after its priority rose");
+    TU_CHECK(q_done_ready(&f, &w, &run) == WIRE_WELCOME && run == b, "after the change: WELCOME to %" PRId64 ", want b",
+             run);
+    TU_CHECK(q_ready(&f, &w, &run) == WIRE_JOB && run == b, "job from run %" PRId64 ", want b", run);
+    /* c completes on its own while a and b go on. */
+    runq_tick(f.q, NULL);
+    TU_CHECK(runq_n_completed(f.q) == 1 && runq_n_runs(f.q) == 2, "%zu runs completed, %zu served; want c alone done",
+             runq_n_completed(f.q), runq_n_runs(f.q));
+    w_close(&w);
+    queue_end(&f);
+}
+
+/* Two models, two runs: each worker joins the run of its model and takes
+ * its jobs; a worker of a third model is told that no queued run fits it. */
+static void test_queue_two_models(void) {
+    fixture_t f;
+    worker_t x, y, z;
+    ++g_n_runs;
+    int64_t r1 = queued_run("m1", IDENT, 2, 0), r2 = queued_run("m2", OTHER, 2, 0);
+    queue_fixture(&f);
+    int64_t run;
+    w_hello(&f, &x, "x", OTHER);
+    TU_CHECK(q_next(&x, &run) == WIRE_WELCOME && run == r2, "model 2's worker: WELCOME to %" PRId64 ", want %" PRId64,
+             run, r2);
+    w_hello(&f, &y, "y", IDENT);
+    TU_CHECK(q_next(&y, &run) == WIRE_WELCOME && run == r1, "model 1's worker: WELCOME to %" PRId64, run);
+    TU_CHECK(q_ready(&f, &x, &run) == WIRE_JOB && run == r2, "model 2's worker: job of run %" PRId64, run);
+    TU_CHECK(q_ready(&f, &y, &run) == WIRE_JOB && run == r1, "model 1's worker: job of run %" PRId64, run);
+    TU_CHECK(q_done_ready(&f, &x, &run) == WIRE_JOB && run == r2, "model 2's second job from run %" PRId64, run);
+    /* x's run has nothing queued; r1 has, but not of x's model: x stays. */
+    TU_CHECK(q_done_ready(&f, &x, &run) == 0, "model 2's idle worker got message type for run %" PRId64, run);
+    w_hello(&f, &z, "z", THIRD);
+    wire_msg_t m;
+    w_next(&z, &m);
+    TU_CHECK(m.type == WIRE_SHUTDOWN && m.u.shutdown.code == WIRE_SHUTDOWN_MODEL_MISMATCH && m.u.shutdown.reason &&
+                 strstr(m.u.shutdown.reason, "no run in the queue can use worker z") &&
+                 strstr(m.u.shutdown.reason, IDENT) && strstr(m.u.shutdown.reason, OTHER),
+             "a third model's worker: type %d, reason '%s'", m.type,
+             m.type == WIRE_SHUTDOWN && m.u.shutdown.reason ? m.u.shutdown.reason : "");
+    wire_msg_clear(&m);
+    runq_tick(f.q, NULL);
+    TU_CHECK(runq_n_completed(f.q) == 1, "run of model 2 not completed (%zu)", runq_n_completed(f.q));
+    w_close(&x);
+    w_close(&y);
+    w_close(&z);
+    queue_end(&f);
+}
+
+/* A run submitted while another is served: the queue server finds it at its
+ * next tick; the worker, at its next READY, moves to it (higher priority),
+ * completes it (status done while the first run goes on), and moves back. */
+static void test_queue_submitted_while_running(void) {
+    fixture_t f;
+    worker_t w;
+    ++g_n_runs;
+    int64_t a = queued_run("first", IDENT, 3, 0);
+    queue_fixture(&f);
+    int64_t run;
+    w_hello(&f, &w, "w", IDENT);
+    TU_CHECK(q_next(&w, &run) == WIRE_WELCOME && run == a, "WELCOME to %" PRId64, run);
+    TU_CHECK(q_ready(&f, &w, &run) == WIRE_JOB && run == a, "job of %" PRId64, run);
+    int64_t b = queued_run("later", IDENT, 1, 1);
+    runq_tick(f.q, NULL);
+    TU_CHECK(runq_n_runs(f.q) == 2, "the run submitted later is not served (%zu runs)", runq_n_runs(f.q));
+    TU_CHECK(q_done_ready(&f, &w, &run) == WIRE_WELCOME && run == b, "moved to %" PRId64 ", want the later run", run);
+    TU_CHECK(q_ready(&f, &w, &run) == WIRE_JOB && run == b, "job of %" PRId64 ", want the later run", run);
+    TU_CHECK(w_commit(&f, &w) == 0, "stale");
+    w_done(&f, &w, w.token, 0);
+    runq_tick(f.q, NULL);
+    char err[LOG_ERRLEN];
+    db_progress_t pa, pb;
+    TU_REQUIRE(!db_progress(g_db, a, &pa, err, sizeof err) && !db_progress(g_db, b, &pb, err, sizeof err), "%s", err);
+    TU_CHECK(runq_n_completed(f.q) == 1 && pb.done == 1 && pa.done == 1 && pa.pending == 2,
+             "the later run is not complete on its own (completed %zu; a: %" PRId64 " done, %" PRId64 " pending)",
+             runq_n_completed(f.q), pa.done, pa.pending);
+    TU_CHECK(q_next(&w, &run) == WIRE_WELCOME && run == a, "after the later run: WELCOME to %" PRId64 ", want a", run);
+    TU_CHECK(q_ready(&f, &w, &run) == WIRE_JOB && run == a, "job of %" PRId64 ", want a", run);
+    w_close(&w);
+    queue_end(&f);
+}
+
 int main(void) {
-    char conninfo[512], err[LOG_ERRLEN];
-    start_pg(conninfo, sizeof conninfo);
+    char *conninfo = g_conninfo, err[LOG_ERRLEN];
+    start_pg(conninfo, sizeof g_conninfo);
     TU_REQUIRE((g_db = db_connect(conninfo, err, sizeof err)), "%s", err);
     TU_REQUIRE(db_migrate(g_db, err, sizeof err) >= 0, "%s", err);
     TU_REQUIRE((g_ctx = zmq_ctx_new()), "zmq_ctx_new");
@@ -514,6 +745,10 @@ int main(void) {
     test_gone_and_reconnect();
     test_stale_token();
     test_model_mismatch();
+    test_prepared_after_reconnect();
+    test_queue_order();
+    test_queue_two_models();
+    test_queue_submitted_while_running();
     sched_destroy(NULL);
     zmq_ctx_term(g_ctx);
     db_destroy(&g_db);
