@@ -48,6 +48,13 @@ void kern_add_bias(float *y, const float *b, int T, int n);
  * unrounded fp32 GELU (Hugging Face's); bit-exact agreement with llama.cpp
  * was preferred.  Thread-safe. */
 void kern_gelu(float *x, size_t n);
+/* x[t][i] = gelu(x[t][i] + b[i]) for T rows of n (b NULL: no addition),
+ * the bias added in fp32 as kern_add_bias would, so the bits are those of
+ * kern_add_bias then kern_gelu, in one pass.  Both run 8 values at a time
+ * at smallm's AVX2 and AVX-512 levels (hardware fp16 conversion and a
+ * gather from the same table) where the CPU has F16C, and one at a time
+ * at the plain level: the same bits at every level. */
+void kern_gelu_bias(float *x, const float *b, int T, int n);
 /* The same function evaluated element by element (no table): the
  * reference.  Bit-identical to kern_gelu. */
 void kern_gelu_ref(float *x, size_t n);
