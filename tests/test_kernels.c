@@ -13,6 +13,7 @@
 
 #include "errbound.h"
 #include "kernels.h"
+#include "smallm.h"
 #include "testutil.h"
 
 static uint64_t g_rng;
@@ -161,8 +162,68 @@ static void check_attention(int T, int pos0, int hd, int kvs) {
     free(q), free(k), free(v), free(o1), free(o2), free(scores), free(srow);
 }
 
+/* kern_softmax at the current level against the exact softmax in long
+ * double.  Each e_i = exp(fl(x_i - max)): the subtraction rounds once
+ * (relative u, so the exponent is off by u |x_i - max| <= u R), the exp
+ * within 2 ulp (2^-22 relative; expf's 1 ulp at the plain level is
+ * within it); widened exactly, summed in double (gamma_n in 2^-53,
+ * negligible beside: 1e-12), 1 / sum rounded to fp32 (u) and the product
+ * (u).  So p_i is within p_i (2 (2^-22 + u R) + 2 u + 1e-12) of the exact
+ * value, to first order (slack 1.01), plus 2^-149 for underflow and
+ * 1.2e-38 absolute: below -87.34 smallm_exp gives e^-87.34 = 1.18e-38
+ * rather than less (smallm.h), and the sum is >= 1. */
+static void check_softmax(int n, double scale) {
+    float *x = malloc(sizeof(float) * n), *p = malloc(sizeof(float) * n);
+    for (int i = 0; i < n; i++) x[i] = (float)(scale * frand());
+    memcpy(p, x, sizeof(float) * n);
+    kern_softmax(p, n);
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    long double z = 0;
+    double R = 0;
+    for (int i = 0; i < n; i++) z += expl((long double)x[i] - mx), R = fmax(R, (double)mx - x[i]);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double exact = (double)(expl((long double)x[i] - mx) / z);
+        double tol = 1.01 * exact * (2 * (0x1p-22 + EB_U * R) + 2 * EB_U + 1e-12) + 0x1p-149 + 1.2e-38;
+        worst = fmax(worst, fabs(p[i] - exact) / tol);
+    }
+    TU_CHECK(worst <= 1, "%s softmax n=%d scale %g: error %.3g of the bound", smallm_level_name(smallm_level()), n,
+             scale, worst);
+    free(x), free(p);
+}
+
+/* kern_swiglu at the current level against g / (1 + e^-g) u in double,
+ * for |g| <= 20: e^-g within 2 ulp (2^-22 relative, smallm_exp; expf's 1
+ * ulp at the plain level is within it) moves 1 + e^-g by at most that
+ * relatively, 1 + e rounds (u), the division (u), the product (u): within
+ * (2^-22 + 3 u) |value| (slack 1.01), plus 2^-149 for underflow; on a
+ * length that leaves a vector tail. */
+static void check_swiglu(void) {
+    enum { N = 1031 };
+    float g[N], u[N], y[N];
+    for (int i = 0; i < N; i++) g[i] = 20 * frand(), u[i] = frand();
+    memcpy(y, g, sizeof g);
+    kern_swiglu(y, u, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want = g[i] / (1 + exp(-(double)g[i])) * u[i];
+        worst = fmax(worst, fabs(y[i] - want) / (1.01 * fabs(want) * (0x1p-22 + 3 * EB_U) + 0x1p-149));
+    }
+    TU_CHECK(worst <= 1, "%s swiglu: error %.3g of the bound", smallm_level_name(smallm_level()), worst);
+}
+
 int main(void) {
     g_rng = 12345;
+    /* Softmax and SwiGLU at every level, on lengths about the vector width. */
+    int sn[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 511, 2049};
+    for (int lv = 0; lv <= (int)smallm_best(); lv++) {
+        TU_REQUIRE(smallm_set_level((smallm_level_t)lv) == 0, "level %d", lv);
+        for (size_t i = 0; i < sizeof sn / sizeof *sn; i++)
+            for (int sc = 0; sc < 3; sc++) check_softmax(sn[i], sc == 0 ? 1.0 : sc == 1 ? 10.0 : 60.0);
+        check_swiglu();
+    }
+    smallm_set_level(smallm_best());
     int Ts[] = {1, 2, 3, 17, 64, 129};
     int ins[] = {1, 7, 64, 65, 173};
     int outs[] = {1, 5, 63, 130, 257};

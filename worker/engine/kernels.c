@@ -155,13 +155,38 @@ void kern_swiglu_ref(float *g, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+#ifdef KERN_X86
+/* kern_swiglu's two loops over [0, m8), m8 a multiple of 8, 8 at a time:
+ * negation, division and product are exact IEEE operations, so the bits
+ * are the scalar loops'. */
+__attribute__((target("avx2"))) static void swiglu_neg_avx2(float *e, const float *g, int m8) {
+    for (int j = 0; j < m8; j += 8) _mm256_storeu_ps(e + j, _mm256_xor_ps(_mm256_loadu_ps(g + j), _mm256_set1_ps(-0.0f)));
+}
+__attribute__((target("avx2"))) static void swiglu_mul_avx2(float *g, const float *e, const float *u, int m8) {
+    for (int j = 0; j < m8; j += 8) {
+        __m256 d = _mm256_div_ps(_mm256_loadu_ps(g + j), _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_loadu_ps(e + j)));
+        _mm256_storeu_ps(g + j, _mm256_mul_ps(d, _mm256_loadu_ps(u + j)));
+    }
+}
+#endif
+
 void kern_swiglu(float *g, const float *u, size_t n) {
     float e[256];
+    int vec = 0;
+#ifdef KERN_X86
+    vec = smallm_level() >= SMALLM_AVX2;
+#endif
     for (size_t i0 = 0; i0 < n; i0 += 256) {
-        int m = n - i0 < 256 ? (int)(n - i0) : 256;
-        for (int j = 0; j < m; j++) e[j] = -g[i0 + j];
+        int m = n - i0 < 256 ? (int)(n - i0) : 256, m8 = vec ? m / 8 * 8 : 0;
+#ifdef KERN_X86
+        if (vec) swiglu_neg_avx2(e, g + i0, m8);
+#endif
+        for (int j = m8; j < m; j++) e[j] = -g[i0 + j];
         smallm_exp(e, m);
-        for (int j = 0; j < m; j++) g[i0 + j] = g[i0 + j] / (1.0f + e[j]) * u[i0 + j];
+#ifdef KERN_X86
+        if (vec) swiglu_mul_avx2(g + i0, e, u + i0, m8);
+#endif
+        for (int j = m8; j < m; j++) g[i0 + j] = g[i0 + j] / (1.0f + e[j]) * u[i0 + j];
     }
 }
 
@@ -218,7 +243,49 @@ static void softmax(float *x, int n, int vec) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void kern_softmax(float *x, int n) { softmax(x, n, 1); }
+#ifdef KERN_X86
+/* softmax's vec path 8 at a time: the maximum (exact in any order), the
+ * subtraction, smallm_exp, the sum in double in 8 lanes (element j in lane
+ * j mod 8, a fixed order: the same bits for the same row wherever it lies),
+ * the scaling. */
+__attribute__((target("avx2"))) static void softmax_avx2(float *x, int n) {
+    int n8 = n / 8 * 8;
+    __m256 mv = _mm256_set1_ps(x[0]);
+    for (int i = 0; i < n8; i += 8) mv = _mm256_max_ps(_mm256_loadu_ps(x + i), mv);
+    float lane[8], mx = x[0];
+    _mm256_storeu_ps(lane, mv);
+    for (int j = 0; j < 8; j++) mx = lane[j] > mx ? lane[j] : mx;
+    for (int i = n8; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    mv = _mm256_set1_ps(mx);
+    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    for (int i = n8; i < n; i++) x[i] -= mx;
+    smallm_exp(x, n);
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    for (int i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    }
+    double d[8];
+    _mm256_storeu_pd(d, lo), _mm256_storeu_pd(d + 4, hi);
+    double sum = ((d[0] + d[4]) + (d[1] + d[5])) + ((d[2] + d[6]) + (d[3] + d[7]));
+    for (int i = n8; i < n; i++) sum += x[i];
+    float inv = (float)(1.0 / sum);
+    __m256 iv = _mm256_set1_ps(inv);
+    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
+    for (int i = n8; i < n; i++) x[i] *= inv;
+}
+#endif
+
+void kern_softmax(float *x, int n) {
+#ifdef KERN_X86
+    if (smallm_level() >= SMALLM_AVX2) {
+        softmax_avx2(x, n);
+        return;
+    }
+#endif
+    softmax(x, n, 1);
+}
 void kern_softmax_ref(float *x, int n) { softmax(x, n, 0); }
 
 /* Query positions per block of the causal attention: each block's products

@@ -121,7 +121,9 @@ void kern_attention_split(float *out, const float *q, const float *k1, const flo
 void kern_softcap(float *x, size_t n, float cap);
 
 /* Numerically stable in-place softmax of n values (double sum), exp by
- * smallm_exp. */
+ * smallm_exp; at smallm's AVX2 and AVX-512 levels 8 values at a time (AVX2
+ * code), the sum in 8 interleaved double partial sums, otherwise one at a
+ * time in order.  A row's bits depend only on the row and the level. */
 void kern_softmax(float *x, int n);
 /* The same with expf: the reference (kern_attention_row uses it). */
 void kern_softmax_ref(float *x, int n);
