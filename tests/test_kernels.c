@@ -162,6 +162,38 @@ static void check_attention(int T, int pos0, int hd, int kvs) {
     free(q), free(k), free(v), free(o1), free(o2), free(scores), free(srow);
 }
 
+/* kern_attention_causal with GQA, a query scale, soft-capping and a sliding
+ * window (Gemma 2's prefill) against kern_attention_split row by row.  The
+ * bound is check_attention's, with the scores' part grown by the capping:
+ * cap tanh(s / cap) has slope <= 1, so an error in s passes through at
+ * most whole, and each path's capping rounds s / cap (u |s|), tanhf (1 ulp
+ * of a value <= 1, scaled by cap: 2 u cap) and the product (u cap): an
+ * exponent off by 3 u cap + u |s| more per path, p_j by twice that. */
+static void check_attention_capped(int T, int pos0, int hd, int group, int window, float cap) {
+    int L = pos0 + T, kvs = hd + 1, qs = group * hd + 2, os = group * hd + 3;
+    float scale = 0.7f / sqrtf((float)hd);
+    float *q = malloc(sizeof(float) * T * qs), *k = malloc(sizeof(float) * L * kvs), *v = malloc(sizeof(float) * L * kvs);
+    float *o1 = calloc((size_t)T * os, sizeof(float)), *o2 = malloc(sizeof(float) * hd);
+    float *scores = malloc(sizeof(float) * 64 * group * L), *srow = malloc(sizeof(float) * L);
+    float *qg = malloc(sizeof(float) * T * group * hd), *og = malloc(sizeof(float) * T * group * hd);
+    for (int i = 0; i < T * qs; i++) q[i] = 3 * frand();
+    for (int i = 0; i < L * kvs; i++) k[i] = 3 * frand(), v[i] = frand();
+    kern_attention_causal(o1, os, q, qs, k, v, kvs, T, pos0, hd, group, scale, cap, window, scores, qg, og);
+    double worst = 0;
+    for (int t = 0; t < T; t++)
+        for (int g = 0; g < group; g++) {
+            int p = pos0 + t, lo = window && p >= window ? p - window + 1 : 0;
+            kern_attention_split(o2, q + t * qs + g * hd, k, v, p + 1, k, v, kvs, p, hd, scale, cap, lo, srow);
+            for (int i = 0; i < hd; i++) worst = fmax(worst, fabs(o1[t * os + g * hd + i] - o2[i]));
+        }
+    double smax = 9 * hd * scale; /* |s| <= hd |q k| scale */
+    double bound = 2 * (eb_gamma(L) + 2 * eb_gamma(hd + 1) * smax + EB_U * 2 * smax + 4 * EB_U + eb_gamma(L)) +
+                   4 * (3 * EB_U * cap + EB_U * smax);
+    TU_CHECK(worst <= bound, "capped attention T=%d pos0=%d hd=%d group %d window %d: max error %g (bound %g)", T,
+             pos0, hd, group, window, worst, bound);
+    free(q), free(k), free(v), free(o1), free(o2), free(scores), free(srow), free(qg), free(og);
+}
+
 /* kern_softmax at the current level against the exact softmax in long
  * double.  Each e_i = exp(fl(x_i - max)): the subtraction rounds once
  * (relative u, so the exponent is off by u |x_i - max| <= u R), the exp
@@ -240,6 +272,11 @@ int main(void) {
     for (size_t a = 0; a < 5; a++)
         for (size_t b = 0; b < 4; b++)
             for (size_t c = 0; c < 4; c++) check_attention(aT[a], ap[b], ahd[c], ahd[c] * 3 + 1);
+    /* Windows shorter than a block and longer, crossing block starts. */
+    int cw[][5] = {{70, 0, 16, 1, 0}, {130, 0, 16, 2, 7}, {150, 9, 8, 3, 100}, {200, 5, 32, 2, 64}, {65, 64, 13, 1, 1}};
+    for (size_t i = 0; i < sizeof cw / sizeof *cw; i++)
+        for (int capped = 0; capped < 2; capped++)
+            check_attention_capped(cw[i][0], cw[i][1], cw[i][2], cw[i][3], cw[i][4], capped ? 5.0f : 0.0f);
 
     /* RMSNorm: unit RMS after normalising with g = 1. */
     float x[37], y[37], g[37];

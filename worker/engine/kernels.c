@@ -306,8 +306,8 @@ void kern_softmax_ref(float *x, int n) { softmax(x, n, 0); }
 #define KERN_ATT_BLOCK 64
 
 void kern_attention_causal(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
-                           int pos0, int hd, int group, float *scores, float *qg, float *og) {
-    float scale = 1.0f / sqrtf((float)hd);
+                           int pos0, int hd, int group, float scale, float cap, int window, float *scores, float *qg,
+                           float *og) {
     /* The group's query rows stacked: row t * group + g is head g of
      * position t (the heads of a position are adjacent in q already). */
     const float *qs_rows = q;
@@ -320,20 +320,24 @@ void kern_attention_causal(float *out, int os, const float *q, int qs, const flo
     }
     for (int t0 = 0; t0 < T; t0 += KERN_ATT_BLOCK) {
         int t1 = t0 + KERN_ATT_BLOCK < T ? t0 + KERN_ATT_BLOCK : T, L = pos0 + t1, R = (t1 - t0) * group;
-        /* S[R][L] = scale * Q K[0..L)^T (into zeros: see zero_rows) */
-        zero_rows(scores, L, R, L);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, L, hd, scale, qs_rows + (size_t)t0 * group * ldq,
-                    ldq, k, kvs, 1.0f, scores, L);
+        /* Keys before the block's first row's window are no row's: skipped. */
+        int k0 = window && pos0 + t0 >= window ? pos0 + t0 - window + 1 : 0, N = L - k0;
+        /* S[R][N] = scale * Q K[k0..L)^T (into zeros: see zero_rows) */
+        zero_rows(scores, N, R, N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, N, hd, scale, qs_rows + (size_t)t0 * group * ldq,
+                    ldq, k + (size_t)k0 * kvs, kvs, 1.0f, scores, N);
         for (int r = 0; r < R; r++) {
-            float *row = scores + (size_t)r * L;
-            int n = pos0 + t0 + r / group + 1; /* causal: keys 0..its position */
-            kern_softmax(row, n);
-            for (int j = n; j < L; j++) row[j] = 0.0f;
+            float *row = scores + (size_t)r * N;
+            int p = pos0 + t0 + r / group, lo = window && p >= window ? p - window + 1 : 0; /* keys lo..p */
+            if (cap) kern_softcap(row + lo - k0, (size_t)(p + 1 - lo), cap);
+            kern_softmax(row + lo - k0, p + 1 - lo);
+            for (int j = k0; j < lo; j++) row[j - k0] = 0.0f;
+            for (int j = p + 1; j < L; j++) row[j - k0] = 0.0f;
         }
-        /* O[R][hd] = P[R][L] V[0..L) */
+        /* O[R][hd] = P[R][N] V[k0..L) */
         zero_rows(o_rows + (size_t)t0 * group * ldo, ldo, R, hd);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, hd, L, 1.0f, scores, L, v, kvs, 1.0f,
-                    o_rows + (size_t)t0 * group * ldo, ldo);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, hd, N, 1.0f, scores, N, v + (size_t)k0 * kvs, kvs,
+                    1.0f, o_rows + (size_t)t0 * group * ldo, ldo);
     }
     if (group > 1)
         for (int t = 0; t < T; t++) memcpy(out + (size_t)t * os, og + (size_t)t * group * hd, sizeof(float) * group * hd);
@@ -341,7 +345,8 @@ void kern_attention_causal(float *out, int os, const float *q, int qs, const flo
 
 void kern_attention(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
                     int pos0, int hd, float *scores) {
-    kern_attention_causal(out, os, q, qs, k, v, kvs, T, pos0, hd, 1, scores, NULL, NULL);
+    kern_attention_causal(out, os, q, qs, k, v, kvs, T, pos0, hd, 1, 1.0f / sqrtf((float)hd), 0.0f, 0, scores, NULL,
+                          NULL);
 }
 
 void kern_attention_split(float *out, const float *q, const float *k1, const float *v1, int base, const float *k2,

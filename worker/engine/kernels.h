@@ -95,13 +95,17 @@ void kern_attention(float *out, int os, const float *q, int qs, const float *k, 
                     int pos0, int hd, float *scores);
 /* The same for the group heads that share this KV head (GQA), stacked into
  * one pair of products: q + t * qs holds the group heads of position t side
- * by side (hd apart), as does out + t * os.  The rows go in blocks of 64
- * positions, each multiplied only by the keys up to its last position (the
- * causal mask skipped but for half a block).  scores: (64 * group) * (pos0
- * + T) floats; qg, og: T * group * hd floats each (unused, may be NULL, when
- * group is 1). */
+ * by side (hd apart), as does out + t * os.  The scores are scaled by scale,
+ * soft-capped to cap tanh(s / cap) when cap is not 0 (Gemma 2), and with
+ * window > 0 the row at position p attends to keys max(0, p - window +
+ * 1)..p only (a sliding window), as kern_attention_split computes them.
+ * The rows go in blocks of 64 positions, each multiplied only by the keys
+ * from its first row's window start to its last position (the mask skipped
+ * but for half a block).  scores: (64 * group) * (pos0 + T) floats; qg, og:
+ * T * group * hd floats each (unused, may be NULL, when group is 1). */
 void kern_attention_causal(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
-                           int pos0, int hd, int group, float *scores, float *qg, float *og);
+                           int pos0, int hd, int group, float scale, float cap, int window, float *scores, float *qg,
+                           float *og);
 /* The same for T=1 query at position pos with plain loops: the reference, and
  * the decode path for rows that do not share a slot.  scores: pos+1 floats. */
 void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
