@@ -245,15 +245,44 @@ static void check_swiglu(void) {
     TU_CHECK(worst <= 1, "%s swiglu: error %.3g of the bound", smallm_level_name(smallm_level()), worst);
 }
 
+/* The norms at the current level give the plain level's bits (the same
+ * partial sums, the same element operations: tolerance 0), on widths
+ * about the vector sizes; b NULL too (LayerNorm still adds 0: -0 -> +0). */
+static void check_norms_level(void) {
+    int ns[] = {1, 3, 4, 7, 8, 9, 31, 64, 577};
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        int n = ns[k];
+        float *x = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        float *y[2][3];
+        for (int i = 0; i < n; i++) x[i] = 5 * frand() + 1, g[i] = frand(), b[i] = frand();
+        x[0] = -0.0f;
+        smallm_level_t lv = smallm_level();
+        for (int pass = 0; pass < 2; pass++) {
+            TU_REQUIRE(smallm_set_level(pass ? lv : SMALLM_PLAIN) == 0, "level");
+            for (int j = 0; j < 3; j++) y[pass][j] = malloc(sizeof(float) * n);
+            kern_rmsnorm(y[pass][0], x, g, n, 1e-5f);
+            kern_layernorm(y[pass][1], x, g, b, n, 1e-5f);
+            kern_layernorm(y[pass][2], x, g, NULL, n, 1e-5f);
+        }
+        for (int j = 0; j < 3; j++) {
+            TU_CHECK(!memcmp(y[0][j], y[1][j], sizeof(float) * n), "%s %s n=%d differs from plain",
+                     smallm_level_name(lv), j ? "layernorm" : "rmsnorm", n);
+            free(y[0][j]), free(y[1][j]);
+        }
+        free(x), free(g), free(b);
+    }
+}
+
 int main(void) {
     g_rng = 12345;
-    /* Softmax and SwiGLU at every level, on lengths about the vector width. */
+    /* Softmax, SwiGLU and the norms at every level, on lengths about the vector width. */
     int sn[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 511, 2049};
     for (int lv = 0; lv <= (int)smallm_best(); lv++) {
         TU_REQUIRE(smallm_set_level((smallm_level_t)lv) == 0, "level %d", lv);
         for (size_t i = 0; i < sizeof sn / sizeof *sn; i++)
             for (int sc = 0; sc < 3; sc++) check_softmax(sn[i], sc == 0 ? 1.0 : sc == 1 ? 10.0 : 60.0);
         check_swiglu();
+        check_norms_level();
     }
     smallm_set_level(smallm_best());
     int Ts[] = {1, 2, 3, 17, 64, 129};

@@ -43,20 +43,85 @@ void kern_matmul_ref(float *y, int ldy, const float *x, const float *w, int T, i
         }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#define KERN_X86 1
+#include <immintrin.h>
+
+/* The norms' loops over [0, n4), n4 a multiple of 4, 4 at a time in
+ * double lanes (element i in lane i mod 4, as the plain loops) or 8 at a
+ * time in float: the same operations per element (no fma: the target
+ * enables none), so the same bits as the plain loops. */
+__attribute__((target("avx2"))) static void sum_avx2(const float *x, int n4, double *s) {
+    __m256d a = _mm256_loadu_pd(s);
+    for (int i = 0; i < n4; i += 4) a = _mm256_add_pd(a, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+    _mm256_storeu_pd(s, a);
+}
+__attribute__((target("avx2"))) static void sumsq_avx2(const float *x, int n4, double c, double *s) {
+    __m256d a = _mm256_loadu_pd(s), cv = _mm256_set1_pd(c);
+    for (int i = 0; i < n4; i += 4) {
+        __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), cv);
+        a = _mm256_add_pd(a, _mm256_mul_pd(d, d));
+    }
+    _mm256_storeu_pd(s, a);
+}
+/* out = (x - c) * scale * g (+ b, or + 0 when add and b is NULL), [0, n8). */
+__attribute__((target("avx2"))) static void norm_out_avx2(float *out, const float *x, const float *g, const float *b,
+                                                          int n8, float c, float scale, int add) {
+    __m256 cv = _mm256_set1_ps(c), sv = _mm256_set1_ps(scale);
+    for (int i = 0; i < n8; i += 8) {
+        __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), cv), sv), _mm256_loadu_ps(g + i));
+        if (add) y = _mm256_add_ps(y, b ? _mm256_loadu_ps(b + i) : _mm256_setzero_ps());
+        _mm256_storeu_ps(out + i, y);
+    }
+}
+#endif
+
+/* Whether the norms run their vector loops (smallm's AVX2 or AVX-512 level). */
+static int norm_vec(void) {
+#ifdef KERN_X86
+    return smallm_level() >= SMALLM_AVX2;
+#else
+    return 0;
+#endif
+}
+
+/* sum over i of (x[i] - c)^2 (sq) or of x[i] (!sq) in double, element i
+ * into partial sum i mod 4, the four added pairwise: a fixed order. */
+static double norm_sum(const float *x, int n, double c, int sq) {
+    double s[4] = {0, 0, 0, 0};
+    int i = 0;
+#ifdef KERN_X86
+    if (norm_vec()) {
+        i = n / 4 * 4;
+        if (sq) sumsq_avx2(x, i, c, s);
+        else sum_avx2(x, i, s);
+    }
+#endif
+    for (; i < n; i++) s[i % 4] += sq ? ((double)x[i] - c) * ((double)x[i] - c) : (double)x[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* out[i] = (x[i] - c) * scale * g[i], + (b ? b[i] : 0) when add. */
+static void norm_out(float *out, const float *x, const float *g, const float *b, int n, float c, float scale, int add) {
+    int i = 0;
+#ifdef KERN_X86
+    if (norm_vec()) i = n / 8 * 8, norm_out_avx2(out, x, g, b, i, c, scale, add);
+#endif
+    for (; i < n; i++) {
+        float y = (x[i] - c) * scale * g[i];
+        out[i] = add ? y + (b ? b[i] : 0.0f) : y;
+    }
+}
+
 void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * g[i];
+    float scale = (float)(1.0 / sqrt(norm_sum(x, n, 0.0, 1) / n + eps));
+    norm_out(out, x, g, NULL, n, 0.0f, scale, 0); /* x - 0 is x, bit for bit */
 }
 
 void kern_layernorm(float *out, const float *x, const float *g, const float *b, int n, float eps) {
-    double sum = 0, ss = 0;
-    for (int i = 0; i < n; i++) sum += x[i];
-    double mean = sum / n;
-    for (int i = 0; i < n; i++) ss += (x[i] - mean) * (x[i] - mean);
-    float scale = (float)(1.0 / sqrt(ss / n + eps)), fmean = (float)mean;
-    for (int i = 0; i < n; i++) out[i] = (x[i] - fmean) * scale * g[i] + (b ? b[i] : 0.0f);
+    double mean = norm_sum(x, n, 0.0, 0) / n;
+    float scale = (float)(1.0 / sqrt(norm_sum(x, n, mean, 1) / n + eps)), fmean = (float)mean;
+    norm_out(out, x, g, b, n, fmean, scale, 1);
 }
 
 void kern_add_bias(float *y, const float *b, int T, int n) {
@@ -97,10 +162,7 @@ static void gelu_table_init(void) {
     for (uint32_t h = 0; h < (1u << 16); h++) g_gelu_table[h] = gelu_of_half((uint16_t)h);
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-#define KERN_X86 1
-#include <immintrin.h>
-
+#ifdef KERN_X86
 /* Whether the CPU converts to fp16 in hardware (F16C; every AVX2 CPU so
  * far has it, but it is a separate flag). */
 static int has_f16c(void) {

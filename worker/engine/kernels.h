@@ -8,8 +8,10 @@
  *
  * The matmul and attention have a BLAS version and a plain one, GELU a table
  * lookup and an element-wise evaluation, SwiGLU and softmax a vector exp and
- * expf; the norms, rotary embeddings and bias addition are plain loops
- * already (no faster variant exists yet), so they are their own reference.
+ * expf; GELU, SwiGLU, softmax and the norms also run in AVX2 vectors at
+ * smallm's AVX2 and AVX-512 levels (smallm.h; a plain loop at the plain
+ * level, which test_kernels and test_arch compare every level against); the
+ * rotary embeddings and bias addition are plain loops, their own reference.
  *
  * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
  * batch is T rows. */
@@ -27,7 +29,10 @@ void kern_matmul(float *y, int ldy, const float *x, const float *w, int T, int i
  * W a panel of rows at a time gives the same bits as all at once. */
 void kern_matmul_ref(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta);
 
-/* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n. */
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n.  The
+ * norms' sums are in double, element i into partial sum i mod 4 (vector
+ * lanes at the AVX levels), the four added pairwise: the same bits at
+ * every level. */
 void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps);
 
 /* out[i] = (x[i] - mean(x)) / sqrt(var(x) + eps) * g[i] + b[i] for one row
