@@ -24,6 +24,7 @@
 #include "log.h"
 #include "model.h"
 #include "randmodel.h"
+#include "smallm.h"
 #include "testutil.h"
 
 static char err[LOG_ERRLEN];
@@ -65,6 +66,47 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
+/* kern_gelu_bias at the current level against kern_add_bias then
+ * kern_gelu_ref, bit for bit (tolerance 0: the same fp32 sum, the same
+ * fp16 rounding, the same table), on the inputs where a rounding could
+ * go astray: the exact midpoints between adjacent halves (ties to even),
+ * one fp32 ulp either side of them, the edges of fp16's range and
+ * subnormals, -0, the clamps at +-10, infinities and NaN (compared as
+ * NaN: its payload may differ), in rows of an odd width. */
+static void check_gelu_ties_bias(void) {
+    enum { W = 37, ROWS = 3 * 2048 / W + 1 };
+    float *x = calloc((size_t)ROWS * W, sizeof(float)), *y = malloc(sizeof(float) * ROWS * W), bias[W];
+    int n = 0;
+    for (uint32_t h = 0; h < 0x7c00u && n + 3 <= ROWS * W; h += 31) { /* positive finite halves, both signs */
+        float a = half_to_float((uint16_t)h), c = half_to_float((uint16_t)(h + 1)), mid = (a + c) / 2; /* exact */
+        float sg = (h / 31) % 2 ? -1.0f : 1.0f;
+        x[n++] = sg * mid, x[n++] = sg * nextafterf(mid, 0), x[n++] = sg * nextafterf(mid, 1e30f);
+    }
+    float special[] = {-0.0f, 65504.0f, 65520.0f, -65520.0f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f, 10.0f, -10.0f,
+                       INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) x[ROWS * W - 1 - i] = special[i];
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < W; i++) bias[i] = pass ? 4 * frand() : 0.0f;
+        memcpy(y, x, sizeof(float) * ROWS * W);
+        kern_gelu_bias(y, pass ? bias : NULL, ROWS, W);
+        int bad = -1;
+        for (int t = 0; t < ROWS && bad < 0; t++)
+            for (int i = 0; i < W; i++) {
+                float v = x[t * W + i];
+                if (pass) kern_add_bias(&v, bias + i, 1, 1);
+                kern_gelu_ref(&v, 1);
+                float got = y[t * W + i];
+                if (isnan(v) ? !isnan(got) : memcmp(&v, &got, sizeof v)) {
+                    bad = t * W + i;
+                    break;
+                }
+            }
+        TU_CHECK(bad < 0, "%s: kern_gelu_bias(%g%s) differs from the reference", smallm_level_name(smallm_level()),
+                 bad < 0 ? 0.0 : x[bad], pass ? " + bias" : "");
+    }
+    free(x), free(y);
+}
+
 static void check_gelu(void) {
     enum { N = 65536 + 4096 };
     float *a = malloc(sizeof(float) * N), *b = malloc(sizeof(float) * N), *x = malloc(sizeof(float) * N);
@@ -75,12 +117,25 @@ static void check_gelu(void) {
     }
     for (int i = 0; i < 4096; i++) x[n++] = 12.0f * frand(); /* between the halves */
     x[0] = -10.0f, x[1] = 10.0f, x[2] = nextafterf(-10.0f, 0), x[3] = nextafterf(10.0f, 0);
-    memcpy(a, x, sizeof(float) * n);
     memcpy(b, x, sizeof(float) * n);
-    kern_gelu(a, (size_t)n);
     kern_gelu_ref(b, (size_t)n);
-    int same = !memcmp(a, b, sizeof(float) * n), worst_i = 0;
-    TU_CHECK(same, "kern_gelu and kern_gelu_ref differ");
+    /* Every level computes the same fp16 rounding and reads the same table,
+     * so the bits must equal the reference's (tolerance 0), on an odd
+     * length (the vector tail) and at every offset of the vector. */
+    int worst_i = 0;
+    for (int lv = 0; lv <= (int)smallm_best(); lv++) {
+        TU_REQUIRE(smallm_set_level((smallm_level_t)lv) == 0, "level %d", lv);
+        for (int off = 0; off < 8; off++) {
+            memcpy(a, x, sizeof(float) * n);
+            kern_gelu(a + off, (size_t)(n - off));
+            TU_CHECK(!memcmp(a + off, b + off, sizeof(float) * (n - off)), "%s: kern_gelu and kern_gelu_ref differ",
+                     smallm_level_name((smallm_level_t)lv));
+        }
+        check_gelu_ties_bias();
+    }
+    smallm_set_level(smallm_best());
+    memcpy(a, x, sizeof(float) * n);
+    kern_gelu(a, (size_t)n);
     double worst = 0;
     for (int i = 0; i < n; i++) {
         double v = x[i], g = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));

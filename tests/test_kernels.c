@@ -13,6 +13,7 @@
 
 #include "errbound.h"
 #include "kernels.h"
+#include "smallm.h"
 #include "testutil.h"
 
 static uint64_t g_rng;
@@ -161,8 +162,129 @@ static void check_attention(int T, int pos0, int hd, int kvs) {
     free(q), free(k), free(v), free(o1), free(o2), free(scores), free(srow);
 }
 
+/* kern_attention_causal with GQA, a query scale, soft-capping and a sliding
+ * window (Gemma 2's prefill) against kern_attention_split row by row.  The
+ * bound is check_attention's, with the scores' part grown by the capping:
+ * cap tanh(s / cap) has slope <= 1, so an error in s passes through at
+ * most whole, and each path's capping rounds s / cap (u |s|), tanhf (1 ulp
+ * of a value <= 1, scaled by cap: 2 u cap) and the product (u cap): an
+ * exponent off by 3 u cap + u |s| more per path, p_j by twice that. */
+static void check_attention_capped(int T, int pos0, int hd, int group, int window, float cap) {
+    int L = pos0 + T, kvs = hd + 1, qs = group * hd + 2, os = group * hd + 3;
+    float scale = 0.7f / sqrtf((float)hd);
+    float *q = malloc(sizeof(float) * T * qs), *k = malloc(sizeof(float) * L * kvs), *v = malloc(sizeof(float) * L * kvs);
+    float *o1 = calloc((size_t)T * os, sizeof(float)), *o2 = malloc(sizeof(float) * hd);
+    float *scores = malloc(sizeof(float) * 64 * group * L), *srow = malloc(sizeof(float) * L);
+    float *qg = malloc(sizeof(float) * T * group * hd), *og = malloc(sizeof(float) * T * group * hd);
+    for (int i = 0; i < T * qs; i++) q[i] = 3 * frand();
+    for (int i = 0; i < L * kvs; i++) k[i] = 3 * frand(), v[i] = frand();
+    kern_attention_causal(o1, os, q, qs, k, v, kvs, T, pos0, hd, group, scale, cap, window, scores, qg, og);
+    double worst = 0;
+    for (int t = 0; t < T; t++)
+        for (int g = 0; g < group; g++) {
+            int p = pos0 + t, lo = window && p >= window ? p - window + 1 : 0;
+            kern_attention_split(o2, q + t * qs + g * hd, k, v, p + 1, k, v, kvs, p, hd, scale, cap, lo, srow);
+            for (int i = 0; i < hd; i++) worst = fmax(worst, fabs(o1[t * os + g * hd + i] - o2[i]));
+        }
+    double smax = 9 * hd * scale; /* |s| <= hd |q k| scale */
+    double bound = 2 * (eb_gamma(L) + 2 * eb_gamma(hd + 1) * smax + EB_U * 2 * smax + 4 * EB_U + eb_gamma(L)) +
+                   4 * (3 * EB_U * cap + EB_U * smax);
+    TU_CHECK(worst <= bound, "capped attention T=%d pos0=%d hd=%d group %d window %d: max error %g (bound %g)", T,
+             pos0, hd, group, window, worst, bound);
+    free(q), free(k), free(v), free(o1), free(o2), free(scores), free(srow), free(qg), free(og);
+}
+
+/* kern_softmax at the current level against the exact softmax in long
+ * double.  Each e_i = exp(fl(x_i - max)): the subtraction rounds once
+ * (relative u, so the exponent is off by u |x_i - max| <= u R), the exp
+ * within 2 ulp (2^-22 relative; expf's 1 ulp at the plain level is
+ * within it); widened exactly, summed in double (gamma_n in 2^-53,
+ * negligible beside: 1e-12), 1 / sum rounded to fp32 (u) and the product
+ * (u).  So p_i is within p_i (2 (2^-22 + u R) + 2 u + 1e-12) of the exact
+ * value, to first order (slack 1.01), plus 2^-149 for underflow and
+ * 1.2e-38 absolute: below -87.34 smallm_exp gives e^-87.34 = 1.18e-38
+ * rather than less (smallm.h), and the sum is >= 1. */
+static void check_softmax(int n, double scale) {
+    float *x = malloc(sizeof(float) * n), *p = malloc(sizeof(float) * n);
+    for (int i = 0; i < n; i++) x[i] = (float)(scale * frand());
+    memcpy(p, x, sizeof(float) * n);
+    kern_softmax(p, n);
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    long double z = 0;
+    double R = 0;
+    for (int i = 0; i < n; i++) z += expl((long double)x[i] - mx), R = fmax(R, (double)mx - x[i]);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double exact = (double)(expl((long double)x[i] - mx) / z);
+        double tol = 1.01 * exact * (2 * (0x1p-22 + EB_U * R) + 2 * EB_U + 1e-12) + 0x1p-149 + 1.2e-38;
+        worst = fmax(worst, fabs(p[i] - exact) / tol);
+    }
+    TU_CHECK(worst <= 1, "%s softmax n=%d scale %g: error %.3g of the bound", smallm_level_name(smallm_level()), n,
+             scale, worst);
+    free(x), free(p);
+}
+
+/* kern_swiglu at the current level against g / (1 + e^-g) u in double,
+ * for |g| <= 20: e^-g within 2 ulp (2^-22 relative, smallm_exp; expf's 1
+ * ulp at the plain level is within it) moves 1 + e^-g by at most that
+ * relatively, 1 + e rounds (u), the division (u), the product (u): within
+ * (2^-22 + 3 u) |value| (slack 1.01), plus 2^-149 for underflow; on a
+ * length that leaves a vector tail. */
+static void check_swiglu(void) {
+    enum { N = 1031 };
+    float g[N], u[N], y[N];
+    for (int i = 0; i < N; i++) g[i] = 20 * frand(), u[i] = frand();
+    memcpy(y, g, sizeof g);
+    kern_swiglu(y, u, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double want = g[i] / (1 + exp(-(double)g[i])) * u[i];
+        worst = fmax(worst, fabs(y[i] - want) / (1.01 * fabs(want) * (0x1p-22 + 3 * EB_U) + 0x1p-149));
+    }
+    TU_CHECK(worst <= 1, "%s swiglu: error %.3g of the bound", smallm_level_name(smallm_level()), worst);
+}
+
+/* The norms at the current level give the plain level's bits (the same
+ * partial sums, the same element operations: tolerance 0), on widths
+ * about the vector sizes; b NULL too (LayerNorm still adds 0: -0 -> +0). */
+static void check_norms_level(void) {
+    int ns[] = {1, 3, 4, 7, 8, 9, 31, 64, 577};
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        int n = ns[k];
+        float *x = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        float *y[2][3];
+        for (int i = 0; i < n; i++) x[i] = 5 * frand() + 1, g[i] = frand(), b[i] = frand();
+        x[0] = -0.0f;
+        smallm_level_t lv = smallm_level();
+        for (int pass = 0; pass < 2; pass++) {
+            TU_REQUIRE(smallm_set_level(pass ? lv : SMALLM_PLAIN) == 0, "level");
+            for (int j = 0; j < 3; j++) y[pass][j] = malloc(sizeof(float) * n);
+            kern_rmsnorm(y[pass][0], x, g, n, 1e-5f);
+            kern_layernorm(y[pass][1], x, g, b, n, 1e-5f);
+            kern_layernorm(y[pass][2], x, g, NULL, n, 1e-5f);
+        }
+        for (int j = 0; j < 3; j++) {
+            TU_CHECK(!memcmp(y[0][j], y[1][j], sizeof(float) * n), "%s %s n=%d differs from plain",
+                     smallm_level_name(lv), j ? "layernorm" : "rmsnorm", n);
+            free(y[0][j]), free(y[1][j]);
+        }
+        free(x), free(g), free(b);
+    }
+}
+
 int main(void) {
     g_rng = 12345;
+    /* Softmax, SwiGLU and the norms at every level, on lengths about the vector width. */
+    int sn[] = {1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 511, 2049};
+    for (int lv = 0; lv <= (int)smallm_best(); lv++) {
+        TU_REQUIRE(smallm_set_level((smallm_level_t)lv) == 0, "level %d", lv);
+        for (size_t i = 0; i < sizeof sn / sizeof *sn; i++)
+            for (int sc = 0; sc < 3; sc++) check_softmax(sn[i], sc == 0 ? 1.0 : sc == 1 ? 10.0 : 60.0);
+        check_swiglu();
+        check_norms_level();
+    }
+    smallm_set_level(smallm_best());
     int Ts[] = {1, 2, 3, 17, 64, 129};
     int ins[] = {1, 7, 64, 65, 173};
     int outs[] = {1, 5, 63, 130, 257};
@@ -179,6 +301,11 @@ int main(void) {
     for (size_t a = 0; a < 5; a++)
         for (size_t b = 0; b < 4; b++)
             for (size_t c = 0; c < 4; c++) check_attention(aT[a], ap[b], ahd[c], ahd[c] * 3 + 1);
+    /* Windows shorter than a block and longer, crossing block starts. */
+    int cw[][5] = {{70, 0, 16, 1, 0}, {130, 0, 16, 2, 7}, {150, 9, 8, 3, 100}, {200, 5, 32, 2, 64}, {65, 64, 13, 1, 1}};
+    for (size_t i = 0; i < sizeof cw / sizeof *cw; i++)
+        for (int capped = 0; capped < 2; capped++)
+            check_attention_capped(cw[i][0], cw[i][1], cw[i][2], cw[i][3], cw[i][4], capped ? 5.0f : 0.0f);
 
     /* RMSNorm: unit RMS after normalising with g = 1. */
     float x[37], y[37], g[37];

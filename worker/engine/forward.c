@@ -267,17 +267,15 @@ static void attention_rows(forward_t *f, int layer, const int *slots, const int 
 static void attention(forward_t *f, int layer, const int *slots, const int *pos, int n, int contig) {
     const model_config_t *c = &f->m->cfg;
     int hd = c->head_dim, group = c->n_head / c->n_head_kv;
-    /* The blocked causal kernel knows neither soft-capping nor windows nor
-     * another query scale: those models take attention_rows below. */
-    int plain = !c->attn_softcap && !c->swa_window && !c->query_scale_dim;
-    if (!f->ref && n > 1 && contig && plain) {
-        int slot = slots ? slots[0] : 0;
+    if (!f->ref && n > 1 && contig) {
+        int slot = slots ? slots[0] : 0, last = pos[0] + n - 1, first = model_attn_first(c, layer, last);
+        int window = first ? last - first + 1 : 0; /* 0: no row's window excludes a key */
         for (int kvh = 0; kvh < c->n_head_kv; kvh++) {
             const float *k = cache_at(f, f->k_cache, slot, layer, 0) + kvh * hd;
             const float *v = cache_at(f, f->v_cache, slot, layer, 0) + kvh * hd;
             size_t h0 = (size_t)kvh * group * hd;
             kern_attention_causal(f->att + h0, f->q_dim, f->q + h0, f->q_dim, k, v, f->kv_dim, n, pos[0], hd, group,
-                                  f->scores, f->qg, f->og);
+                                  model_attn_scale(c), c->attn_softcap, window, f->scores, f->qg, f->og);
         }
         return;
     }
@@ -491,8 +489,11 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
             for (size_t i = 0; i < (size_t)n * ff; i++) f->hb[i] *= f->hb2[i];
         } else {
-            linear(f, f->hb, fin, &L->w_up, L->b_up, n, 0.0f, small); /* hb[n][ff] */
-            (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
+            /* The fast path adds the up bias inside GELU's pass (the same
+             * fp32 sums, one pass fewer over hb). */
+            linear(f, f->hb, fin, &L->w_up, f->ref ? L->b_up : NULL, n, 0.0f, small); /* hb[n][ff] */
+            if (f->ref) kern_gelu_ref(f->hb, (size_t)n * ff);
+            else kern_gelu_bias(f->hb, L->b_up, n, ff);
         }
         if (L->ffn_post_norm) {
             linear(f, f->xc, f->hb, &L->w_down, L->b_down, n, 0.0f, small);

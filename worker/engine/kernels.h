@@ -8,8 +8,10 @@
  *
  * The matmul and attention have a BLAS version and a plain one, GELU a table
  * lookup and an element-wise evaluation, SwiGLU and softmax a vector exp and
- * expf; the norms, rotary embeddings and bias addition are plain loops
- * already (no faster variant exists yet), so they are their own reference.
+ * expf; GELU, SwiGLU, softmax and the norms also run in AVX2 vectors at
+ * smallm's AVX2 and AVX-512 levels (smallm.h; a plain loop at the plain
+ * level, which test_kernels and test_arch compare every level against); the
+ * rotary embeddings and bias addition are plain loops, their own reference.
  *
  * Conventions: matrices are row-major; W is [out][in] as stored in GGUF; a
  * batch is T rows. */
@@ -27,7 +29,10 @@ void kern_matmul(float *y, int ldy, const float *x, const float *w, int T, int i
  * W a panel of rows at a time gives the same bits as all at once. */
 void kern_matmul_ref(float *y, int ldy, const float *x, const float *w, int T, int in, int out, float beta);
 
-/* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n. */
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], for one row of n.  The
+ * norms' sums are in double, element i into partial sum i mod 4 (vector
+ * lanes at the AVX levels), the four added pairwise: the same bits at
+ * every level. */
 void kern_rmsnorm(float *out, const float *x, const float *g, int n, float eps);
 
 /* out[i] = (x[i] - mean(x)) / sqrt(var(x) + eps) * g[i] + b[i] for one row
@@ -48,6 +53,13 @@ void kern_add_bias(float *y, const float *b, int T, int n);
  * unrounded fp32 GELU (Hugging Face's); bit-exact agreement with llama.cpp
  * was preferred.  Thread-safe. */
 void kern_gelu(float *x, size_t n);
+/* x[t][i] = gelu(x[t][i] + b[i]) for T rows of n (b NULL: no addition),
+ * the bias added in fp32 as kern_add_bias would, so the bits are those of
+ * kern_add_bias then kern_gelu, in one pass.  Both run 8 values at a time
+ * at smallm's AVX2 and AVX-512 levels (hardware fp16 conversion and a
+ * gather from the same table) where the CPU has F16C, and one at a time
+ * at the plain level: the same bits at every level. */
+void kern_gelu_bias(float *x, const float *b, int T, int n);
 /* The same function evaluated element by element (no table): the
  * reference.  Bit-identical to kern_gelu. */
 void kern_gelu_ref(float *x, size_t n);
@@ -88,13 +100,17 @@ void kern_attention(float *out, int os, const float *q, int qs, const float *k, 
                     int pos0, int hd, float *scores);
 /* The same for the group heads that share this KV head (GQA), stacked into
  * one pair of products: q + t * qs holds the group heads of position t side
- * by side (hd apart), as does out + t * os.  The rows go in blocks of 64
- * positions, each multiplied only by the keys up to its last position (the
- * causal mask skipped but for half a block).  scores: (64 * group) * (pos0
- * + T) floats; qg, og: T * group * hd floats each (unused, may be NULL, when
- * group is 1). */
+ * by side (hd apart), as does out + t * os.  The scores are scaled by scale,
+ * soft-capped to cap tanh(s / cap) when cap is not 0 (Gemma 2), and with
+ * window > 0 the row at position p attends to keys max(0, p - window +
+ * 1)..p only (a sliding window), as kern_attention_split computes them.
+ * The rows go in blocks of 64 positions, each multiplied only by the keys
+ * from its first row's window start to its last position (the mask skipped
+ * but for half a block).  scores: (64 * group) * (pos0 + T) floats; qg, og:
+ * T * group * hd floats each (unused, may be NULL, when group is 1). */
 void kern_attention_causal(float *out, int os, const float *q, int qs, const float *k, const float *v, int kvs, int T,
-                           int pos0, int hd, int group, float *scores, float *qg, float *og);
+                           int pos0, int hd, int group, float scale, float cap, int window, float *scores, float *qg,
+                           float *og);
 /* The same for T=1 query at position pos with plain loops: the reference, and
  * the decode path for rows that do not share a slot.  scores: pos+1 floats. */
 void kern_attention_row(float *out, const float *q, const float *k, const float *v, int kvs, int pos, int hd,
@@ -114,7 +130,9 @@ void kern_attention_split(float *out, const float *q, const float *k1, const flo
 void kern_softcap(float *x, size_t n, float cap);
 
 /* Numerically stable in-place softmax of n values (double sum), exp by
- * smallm_exp. */
+ * smallm_exp; at smallm's AVX2 and AVX-512 levels 8 values at a time (AVX2
+ * code), the sum in 8 interleaved double partial sums, otherwise one at a
+ * time in order.  A row's bits depend only on the row and the level. */
 void kern_softmax(float *x, int n);
 /* The same with expf: the reference (kern_attention_row uses it). */
 void kern_softmax_ref(float *x, int n);

@@ -9,7 +9,14 @@
  *   H = ln s0 - s1/s0   and   Var[ln p] = s2/s0 - (s1/s0)^2.
  * Terms with u below STATS_U_MIN are dropped: e^u < 1.7e-38 there, and
  * smallm_exp's clamp would otherwise give them ~1e-38 times an unbounded
- * |u| in s1 and s2. */
+ * |u| in s1 and s2.
+ *
+ * At smallm's AVX2 and AVX-512 levels both passes run in vectors (AVX2
+ * code at both): the first's maximum, count and finiteness test are exact
+ * whatever the order; the second's four partial sums are the four double
+ * lanes of a vector, element j going to lane j mod 4 as in the plain
+ * loop, each by a separate multiply and add (no fma: the target enables
+ * none), so the sums have the plain loop's bits. */
 #include "stats.h"
 
 #include <math.h>
@@ -17,15 +24,66 @@
 #include "log.h"
 #include "smallm.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#define STATS_X86 1
+#include <immintrin.h>
+#endif
+
 /* Logits per chunk of the second pass (two float buffers on the stack). */
 #define STATS_CHUNK 512
 /* Below this u, e^u is dropped (see above; smallm_exp clamps at -87.34). */
 #define STATS_U_MIN (-87.0f)
 
+#ifdef STATS_X86
+/* The first pass over logits[0, n8) (n8 a multiple of 8): the maximum
+ * into *m, the count above lt into *above, whether any is not finite. */
+__attribute__((target("avx2"))) static int first_pass_avx2(const float *logits, int n8, float lt, float *m,
+                                                           int32_t *above) {
+    __m256 mx = _mm256_set1_ps(*m), ltv = _mm256_set1_ps(lt), inf = _mm256_set1_ps(INFINITY), bad = _mm256_setzero_ps();
+    __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256i cnt = _mm256_setzero_si256();
+    for (int i = 0; i < n8; i += 8) {
+        __m256 l = _mm256_loadu_ps(logits + i);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(l, abs_mask), inf, _CMP_NLT_UQ)); /* inf or NaN */
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(l, ltv, _CMP_GT_OQ)));
+        mx = _mm256_max_ps(l, mx); /* l > mx ? l : mx, as the plain loop */
+    }
+    float lane[8];
+    int32_t c[8];
+    _mm256_storeu_ps(lane, mx);
+    _mm256_storeu_si256((__m256i *)c, cnt);
+    for (int j = 0; j < 8; j++) *m = lane[j] > *m ? lane[j] : *m, *above += c[j];
+    return _mm256_movemask_ps(bad) != 0;
+}
+
+/* The moments of the plain loop below over u, e [0, len4) (a multiple of
+ * 4) into the lanes s0[q], s1[q], s2[q]: the same operations in the same
+ * order per lane. */
+__attribute__((target("avx2"))) static void moments_avx2(const float *u, const float *e, int len4, double *s0,
+                                                         double *s1, double *s2) {
+    __m256d a0 = _mm256_loadu_pd(s0), a1 = _mm256_loadu_pd(s1), a2 = _mm256_loadu_pd(s2);
+    const __m128 umin = _mm_set1_ps(STATS_U_MIN);
+    for (int j = 0; j < len4; j += 4) {
+        __m128 uf = _mm_loadu_ps(u + j), ef = _mm_and_ps(_mm_loadu_ps(e + j), _mm_cmpge_ps(uf, umin));
+        __m256d ed = _mm256_cvtps_pd(ef), ud = _mm256_cvtps_pd(uf), eu = _mm256_mul_pd(ed, ud);
+        a0 = _mm256_add_pd(a0, ed);
+        a1 = _mm256_add_pd(a1, eu);
+        a2 = _mm256_add_pd(a2, _mm256_mul_pd(eu, ud));
+    }
+    _mm256_storeu_pd(s0, a0), _mm256_storeu_pd(s1, a1), _mm256_storeu_pd(s2, a2);
+}
+#endif
+
 int stats_compute(const float *logits, int n, int32_t token, stats_t *out, char *err, size_t errlen) {
     float lt = logits[token], m = logits[0];
     int32_t above = 0, bad = 0;
-    for (int i = 0; i < n; i++) {
+    int i0 = 0, vec = 0;
+    (void)vec; /* used only where the vector code exists */
+#ifdef STATS_X86
+    vec = smallm_level() >= SMALLM_AVX2;
+    if (vec) i0 = n / 8 * 8, bad = first_pass_avx2(logits, i0, lt, &m, &above);
+#endif
+    for (int i = i0; i < n; i++) {
         float l = logits[i];
         bad |= !isfinite(l);
         above += l > lt;
@@ -41,7 +99,11 @@ int stats_compute(const float *logits, int n, int32_t token, stats_t *out, char 
         int len = n - i0 < STATS_CHUNK ? n - i0 : STATS_CHUNK;
         for (int j = 0; j < len; j++) e[j] = u[j] = logits[i0 + j] - m;
         smallm_exp(e, len);
-        for (int j = 0; j < len; j += 4) /* len is a multiple of 4 but at the end */
+        int j0 = 0;
+#ifdef STATS_X86
+        if (vec) j0 = len / 4 * 4, moments_avx2(u, e, j0, s0, s1, s2);
+#endif
+        for (int j = j0; j < len; j += 4) /* len is a multiple of 4 but at the end */
             for (int q = 0; q < 4 && j + q < len; q++) {
                 double ej = u[j + q] < STATS_U_MIN ? 0.0 : (double)e[j + q], uj = u[j + q];
                 s0[q] += ej;
