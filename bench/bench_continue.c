@@ -41,15 +41,6 @@
 
 char *openblas_get_corename(void);
 
-/* FLOPs of a forward pass of T rows at positions p0.., all logits. */
-static double forward_flops(const model_config_t *c, double T, double p0) {
-    double d = c->n_embd, qd = (double)c->n_head * c->head_dim, kvd = (double)c->n_head_kv * c->head_dim;
-    double ffn = (c->act != MODEL_ACT_GELU ? 3.0 : 2.0) * d * c->n_ff;
-    double per_token = c->n_layer * (d * qd + 2 * d * kvd + qd * d + ffn) + (double)c->n_vocab * d;
-    double keys = T * p0 + T * (T + 1) / 2;
-    return 2 * per_token * T + c->n_layer * 2.0 * 2.0 * qd * keys;
-}
-
 /* The clock of the figures: with one thread, the process's CPU time, which
  * a shared machine's other processes disturb much less than wall time (they
  * still share its caches); with more, wall time. */
@@ -120,13 +111,7 @@ int main(int argc, char **argv) {
         if (t2 - t1 < t_batch) t_batch = t2 - t1;
         if (t3 - t2 < t_cut) t_cut = t3 - t2;
     }
-    /* Score FLOPs: each window's chunks (positions restart per window). */
-    double flops = 0;
-    for (int b0 = 0;; b0 += S) {
-        int end = b0 + W < D ? b0 + W : D;
-        flops += forward_flops(c, end - b0 - 1, 0);
-        if (end == D) break;
-    }
+    double flops = bench_score_flops(c, D, W, S);
     double score_tps = (D - 1) / t_score, gf = flops / t_score / 1e9;
     double sampled = (double)nc * K * C, cont_rows = (double)nc * (K + 1) * C;
     printf("timed in %s\n", openblas_get_num_threads() > 1 ? "wall time" : "process CPU time (1 thread)");

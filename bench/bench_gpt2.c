@@ -32,13 +32,6 @@
 #include "randmodel.h"
 #include "now.h"
 
-/* FLOPs of a forward pass of T rows at positions p0..p0+T-1, all logits. */
-static double forward_flops(const model_config_t *c, double T, double p0) {
-    double d = c->n_embd, per_token = c->n_layer * (d * 3 * d + d * d + 2 * d * c->n_ff) + (double)c->n_vocab * d;
-    double keys = T * p0 + T * (T + 1) / 2; /* causal: row t sees p0 + t + 1 keys */
-    return 2 * per_token * T + c->n_layer * 2.0 * 2.0 * d * keys;
-}
-
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 3;
     if (reps < 1) reps = 1;
@@ -72,7 +65,7 @@ int main(int argc, char **argv) {
         double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
-    double gf = forward_flops(c, W, 0) / best / 1e9;
+    double gf = bench_forward_flops(c, W, 0, W) / best / 1e9;
     printf("prefill %4d tokens: %7.0f tokens/s, %6.1f GFLOP/s, %.2f of cblas_sgemm\n", W, W / best, gf,
            gf / ref_gflops);
     forward_destroy(&f);
@@ -88,9 +81,8 @@ int main(int argc, char **argv) {
         double dt = now_s() - t0;
         if (dt < best) best = dt;
     }
-    /* Rows 0..W-2 are computed, in chunks of 512 (the second chunk starts
-     * at position 512). */
-    double flops = forward_flops(c, 512, 0) + forward_flops(c, W - 1 - 512, 512);
+    /* Rows 0..W-2 are computed (in chunks of 512: the same causal FLOPs). */
+    double flops = bench_score_flops(c, W, W, W / 2);
     gf = flops / best / 1e9;
     printf("score   %4d tokens: %7.0f tokens/s, %6.1f GFLOP/s, %.2f of cblas_sgemm (statistics included)\n", W - 1,
            (W - 1) / best, gf, gf / ref_gflops);
@@ -104,7 +96,7 @@ int main(int argc, char **argv) {
         if (dt < best) best = dt;
     }
     int n_windows = (D - W) / (W / 2) + 1;
-    gf = n_windows * flops / best / 1e9;
+    gf = bench_score_flops(c, D, W, W / 2) / best / 1e9;
     printf("long    %4d tokens: %7.0f tokens/s scored, %6.1f GFLOP/s, %.2f of cblas_sgemm (%d windows of %d, "
            "stride %d)\n", D - 1, (D - 1) / best, gf, gf / ref_gflops, n_windows, W, W / 2);
     printf("last row: logprob %.3f entropy %.3f (random weights)\n", rows[D - 2].st.logprob, rows[D - 2].st.entropy);

@@ -35,6 +35,30 @@ static inline double bench_sgemm_gflops(int n, int d, int ff, double (*clock_s)(
     return 2.0 * n * ff * d / best / 1e9;
 }
 
+/* FLOPs of a forward pass of T rows at positions p0.. (causal: row t sees
+ * p0 + t + 1 keys) with the vocabulary product of `logit_rows` of them. */
+static inline double bench_forward_flops(const model_config_t *c, double T, double p0, double logit_rows) {
+    double d = c->n_embd, qd = (double)c->n_head * c->head_dim, kvd = (double)c->n_head_kv * c->head_dim;
+    double ffn = (c->act != MODEL_ACT_GELU ? 3.0 : 2.0) * d * c->n_ff;
+    double per_token = c->n_layer * (d * qd + 2 * d * kvd + qd * d + ffn);
+    double keys = T * p0 + T * (T + 1) / 2;
+    return 2 * per_token * T + 2.0 * c->n_vocab * d * logit_rows + c->n_layer * 2.0 * 2.0 * qd * keys;
+}
+
+/* FLOPs of scoring n tokens in windows of W with stride S as experiment.h
+ * computes them: each window's rows from position 0, the logits of the
+ * rows that predict a token no earlier window scored. */
+static inline double bench_score_flops(const model_config_t *c, int n, int W, int S) {
+    double flops = 0;
+    for (int b = 0, scored = 1;; b += S) {
+        int end = b + W < n ? b + W : n;
+        flops += bench_forward_flops(c, end - b - 1, 0, end - scored);
+        scored = end;
+        if (end == n) break;
+    }
+    return flops;
+}
+
 /* The model of spec s (randmodel.h, a synthetic SentencePiece vocabulary)
  * written by the GGUF writer into memory, and also to write_path when it is
  * not NULL (for llama.cpp's benchmarks), then loaded by model_from_gguf.

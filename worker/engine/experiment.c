@@ -1,6 +1,7 @@
 /* experiment.c - see experiment.h. */
 #include "experiment.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,19 +160,20 @@ static int prefill_ctx(experiment_t *e, int slot, char *err, size_t errlen) {
     for (int c0 = 0; c0 < e->n_ctx; c0 += e->ctx_batch) {
         int len = e->n_ctx - c0 < e->ctx_batch ? e->n_ctx - c0 : e->ctx_batch;
         for (int i = 0; i < len; i++) e->row_pos[i] = c0 + i, e->row_slot[i] = slot;
-        if (forward_batch(e->fwd, e->ctx + c0, e->row_slot, e->row_pos, len, 0, err, errlen)) return -1;
+        if (forward_batch_from(e->fwd, e->ctx + c0, e->row_slot, e->row_pos, len, len, err, errlen)) return -1;
     }
     e->ctx_in[slot] = 1;
     return 0;
 }
 
 /* Computes rows [r0, r1) of the window that starts at ids + b into slot,
- * positions from h (after the fixed context), logits of every row with
- * all_logits (else the last row's). */
-static int window_chunk(experiment_t *e, const int32_t *ids, int b, int r0, int r1, int slot, int all_logits,
-                        char *err, size_t errlen) {
+ * positions from h (after the fixed context), with the logits of rows
+ * [from, r1) (forward_batch_from: r0 every row's, r1 none). */
+static int window_chunk(experiment_t *e, const int32_t *ids, int b, int r0, int r1, int from, int slot, char *err,
+                        size_t errlen) {
+    assert(r0 <= from && from <= r1);
     for (int i = 0; i < r1 - r0; i++) e->row_pos[i] = e->n_ctx + r0 + i, e->row_slot[i] = slot;
-    return forward_batch(e->fwd, ids + b + r0, e->row_slot, e->row_pos, r1 - r0, all_logits, err, errlen);
+    return forward_batch_from(e->fwd, ids + b + r0, e->row_slot, e->row_pos, r1 - r0, from - r0, err, errlen);
 }
 
 /* Whether slot 0 holds window 0 of the document ids[0..n) (rows
@@ -223,19 +225,22 @@ static int score_window(experiment_t *e, const int32_t *ids, int n, int b, int e
         /* Chunk rows c0..c1 predict tokens c0+1..c1+1 (positions from b,
          * after the fixed context). */
         int c1 = c0 + e->batch < end - 1 ? c0 + e->batch : end - 1;
-        if (window_chunk(e, ids, b, c0 - b, c1 - b, slot, 1, err, errlen)) return -1;
+        /* Logits of the rows that predict a token not scored yet (window
+         * 0: all; a later window: none of those its predecessor scored). */
+        int from = first - 1 > c0 ? (first - 1 < c1 ? first - 1 : c1) : c0;
+        if (window_chunk(e, ids, b, c0 - b, c1 - b, from - b, slot, err, errlen)) return -1;
         const float *logits = forward_logits(e->fwd);
-        for (int t = c0 + 1; t <= c1; t++) {
-            if (t < first) continue;
+        for (int t = from + 1; t <= c1; t++) {
             experiment_row_t *r = &rows[t - 1];
             char why[LOG_ERRLEN];
-            if (stats_compute(logits + (size_t)(t - 1 - c0) * V, V, ids[t], &r->st, why, sizeof why))
+            if (stats_compute(logits + (size_t)(t - 1 - from) * V, V, ids[t], &r->st, why, sizeof why))
                 return log_seterr(err, errlen, "position %d: %s", t, why);
             r->pos = t;
             r->token = ids[t];
             r->st.context_len = t - b;
         }
         if (b == 0) {
+            assert(from == c0);
             for (; j < nc && cuts[j] <= c1 && cuts[j] <= max_cut; j++)
                 if (cuts[j] > c0) keep_first(e, logits, cuts[j] - 1 - c0, cuts[j]);
             e->w0_rows = c1;
@@ -281,8 +286,9 @@ static int w0_prefix(experiment_t *e, const int32_t *ids, int n, int c, const fl
         }
     int last = e->w0_len - 1, r0 = (c - 1) / e->batch * e->batch, r1 = r0 + e->batch < last ? r0 + e->batch : last;
     for (; e->w0_rows < r0; e->w0_rows += e->batch) /* whole chunks: w0_rows < r0 is a multiple of the batch */
-        if (window_chunk(e, ids, 0, e->w0_rows, e->w0_rows + e->batch, 0, 0, err, errlen)) return -1;
-    if (window_chunk(e, ids, 0, r0, r1, 0, 1, err, errlen)) return -1;
+        if (window_chunk(e, ids, 0, e->w0_rows, e->w0_rows + e->batch, e->w0_rows + e->batch, 0, err, errlen))
+            return -1;
+    if (window_chunk(e, ids, 0, r0, r1, r0, 0, err, errlen)) return -1;
     if (e->w0_rows < r1) e->w0_rows = r1;
     *first = forward_logits(e->fwd) + (size_t)(c - 1 - r0) * e->m->cfg.n_vocab;
     return 0;
@@ -337,7 +343,9 @@ static int group_start(experiment_t *e, int g, const int32_t *ids, int n, const 
         if (prefill_ctx(e, slot, err, errlen)) return -1;
         for (int c0 = 0; c0 < P; c0 += e->batch) {
             int len = P - c0 < e->batch ? P - c0 : e->batch;
-            if (window_chunk(e, ids, cut - P, c0, c0 + len, slot, 0, err, errlen)) return -1;
+            /* Only the prefix's last row's logits are read. */
+            int from = c0 + len < P ? c0 + len : P - 1;
+            if (window_chunk(e, ids, cut - P, c0, c0 + len, from, slot, err, errlen)) return -1;
         }
         first = forward_logits(e->fwd);
     }

@@ -8,7 +8,12 @@
  * Windows (the sliding-window perplexity method): window k covers tokens
  * [k S, min(k S + W, n)) with positions restarting at 0; it scores the tokens
  * that no earlier window scored, so each token t >= 1 is scored exactly once,
- * with context_len = t - (start of its window) >= min(t, W - S).
+ * with context_len = t - (start of its window) >= min(t, W - S).  A
+ * window computes the logits of just the rows that predict a token it
+ * scores (window k > 0's first W - S rows only fill the cache), so the
+ * vocabulary product of a later window runs with fewer rows than in
+ * builds before 2026-12-03, and its rows may differ from theirs in the
+ * last bits (window 0 and the continuations are unchanged).
  *
  * Continuation experiments: at a cut point c (the number of tokens of the
  * prefix, BOS included), the prefix is the last P = min(c, W - C) tokens

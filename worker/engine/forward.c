@@ -394,11 +394,17 @@ static void linear(const forward_t *f, float *y, const float *x, const quant_mat
 
 int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const int *pos, int n, int all_logits,
                   char *err, size_t errlen) {
+    return forward_batch_from(f, tokens, slots, pos, n, all_logits ? 0 : n - 1, err, errlen);
+}
+
+int forward_batch_from(forward_t *f, const int32_t *tokens, const int *slots, const int *pos, int n, int logits_from,
+                       char *err, size_t errlen) {
     const model_t *m = f->m;
     const model_config_t *c = &m->cfg;
     int d = c->n_embd, ff = c->n_ff;
     if (n < 1 || n > f->max_batch)
         return log_seterr(err, errlen, "forward: batch of %d rows (this forward takes 1..%d)", n, f->max_batch);
+    assert(logits_from >= 0 && logits_from <= n);
     for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return log_seterr(err, errlen, "forward: token id %d at row %d is outside the vocabulary [0, %d)",
@@ -503,8 +509,11 @@ int forward_batch(forward_t *f, const int32_t *tokens, const int *slots, const i
         }
     }
 
-    /* Output: logits = norm(x) Wout^T (+ b), for all rows or the last one. */
-    int first = all_logits ? 0 : n - 1, rows = n - first;
+    /* Output: logits = norm(x) Wout^T (+ b), for the rows asked for (none:
+     * a chunk that only fills the cache skips the vocabulary product, the
+     * largest of a small model's). */
+    int first = logits_from, rows = n - first;
+    if (rows == 0) return 0;
     norm_rows(f, f->xb, f->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows);
     linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f, small || rows < FORWARD_SMALL_M); /* [rows][n_vocab] */
     if (c->final_softcap) kern_softcap(f->logits, (size_t)rows * c->n_vocab, c->final_softcap);

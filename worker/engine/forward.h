@@ -82,6 +82,16 @@ void forward_set_panel_rows(forward_t *self, int rows);
 int forward_batch(forward_t *self, const int32_t *tokens, const int *slots, const int *pos, int n, int all_logits,
                   char *err, size_t errlen);
 
+/* forward_batch with the logits of rows [logits_from, n) only, in
+ * forward_logits(self) as rows 0 .. n - logits_from - 1 (0 <= logits_from
+ * <= n; n: none, e.g. a chunk that only fills the cache).  Everything but
+ * the vocabulary product is forward_batch's; that product's rows are
+ * computed with n - logits_from rows (a GEMM row's bits may depend on the
+ * row count; below 16 rows they go through smallm, whose rows
+ * do not).  forward_batch is this with 0 or n - 1. */
+int forward_batch_from(forward_t *self, const int32_t *tokens, const int *slots, const int *pos, int n,
+                       int logits_from, char *err, size_t errlen);
+
 /* Convenience: rows tokens[0..n) at positions pos0.. of slot, all logits. */
 int forward_prefill(forward_t *self, int slot, const int32_t *tokens, int n, int pos0, char *err, size_t errlen);
 
