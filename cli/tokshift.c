@@ -956,7 +956,8 @@ static int cmd_db_drop_run(int argc, char **argv) {
                    "Deletes the run RUN (a name or an id) and everything of it: its documents,\n"
                    "jobs and rollups, and its partition(s) of the per-sequence statistics, which\n"
                    "are dropped whole.  Models and vocabularies stay.  Run it as the schema's owner,\n"
-                   "with the run's coordinator and workers stopped.  It shows the run and asks for\n"
+                   "with the run's coordinator and workers stopped (a run that a coordinator\n"
+                   "serves is refused).  It shows the run and asks for\n"
                    "its name again when stdin is a terminal; --yes deletes without asking (and\n"
                    "is required when stdin is not a terminal).\n",
                    use);
@@ -990,7 +991,16 @@ static int cmd_db_drop_run(int argc, char **argv) {
             goto error;
         }
     }
-    int r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
+    /* Refused while a coordinator serves it; held meanwhile, so none starts
+     * serving it during the drop (the session's end releases it). */
+    int r = db_run_lock(db, run_id, err, sizeof err);
+    if (r > 0) {
+        char why[LOG_ERRLEN];
+        snprintf(why, sizeof why, "%s", err);
+        log_seterr(err, sizeof err, "not deleting run '%s': %s; stop it first", run, why);
+    }
+    if (r) goto error;
+    r = db_run_drop(db, run_id, &n_parts, err, sizeof err);
     if (r == 1) log_seterr(err, sizeof err, "run '%s' is already gone", run);
     if (r) goto error;
     log_info("deleted run '%s' (id %lld): its rows and %d partition(s)", run, (long long)run_id, n_parts);

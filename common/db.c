@@ -261,6 +261,8 @@ void db_destroy(db_t **self_p) {
 
 int db_connection_lost(const db_t *db) { return !db || db->lost; }
 
+unsigned db_session(const db_t *db) { return db->sessions; }
+
 int db_backend_pid(const db_t *db) { return db && db->c ? PQbackendPID(db->c) : 0; }
 
 int db_reconnect(db_t *db, char *err, size_t errlen) {
@@ -272,6 +274,7 @@ int db_reconnect(db_t *db, char *err, size_t errlen) {
     }
     PQreset(db->c);
     db->prepared = 0; /* a new session */
+    db->sessions++;
     if (PQstatus(db->c) != CONNECTION_OK) return db_fail(db, NULL, err, errlen, "reconnecting to PostgreSQL");
     PQclear(PQexec(db->c, "SET client_min_messages = warning"));
     return 0;

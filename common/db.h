@@ -39,6 +39,10 @@ int db_backend_pid(const db_t *self);
 
 /* Whether the connection is usable; reconnects if not.  0 or -1. */
 int db_reconnect(db_t *self, char *err, size_t errlen);
+/* Counts the sessions db_reconnect has opened: when it changes, what lived
+ * in the session (prepared statements, SET values, advisory locks such as
+ * db_run_lock's) is gone. */
+unsigned db_session(const db_t *self);
 
 /* The round trips of one connection: every statement's time from sending it
  * to its whole result (failed ones too), counted in fixed buckets whose
@@ -100,6 +104,16 @@ int db_run_open(db_t *self, const char *name, const char *model_identity, const 
 /* Frees what a db_run_t owns and zeroes it; NULL-safe. */
 void db_run_clear(db_run_t *run);
 int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err, size_t errlen);
+/* Takes run_id's serving lock for this session (a PostgreSQL advisory lock,
+ * session-level, counted: take it once per release): a run is loaded and
+ * served by one coordinator at a time, and the lock goes with the session,
+ * so a coordinator that dies or loses its connection frees it.  Returns 0
+ * (held now), 1 when another session holds it (err names that session: its
+ * backend pid, client address and start), or -1 with a message. */
+int db_run_lock(db_t *self, int64_t run_id, char *err, size_t errlen);
+/* Releases one hold of run_id's serving lock (nothing when not held, or
+ * when the session is gone, which released it). */
+void db_run_unlock(db_t *self, int64_t run_id);
 /* Stores the corpus files' fingerprint (JSON) of a run whose load has not
  * committed a batch yet; -1 otherwise. */
 int db_run_set_fingerprint(db_t *self, int64_t run_id, const char *fingerprint_json, char *err, size_t errlen);

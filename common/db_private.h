@@ -28,6 +28,7 @@ struct db {
     int lost; /* the last failure was the connection's (db_connection_lost) */
     db_latency_t latency; /* db_exec's round trips (db_latency) */
     unsigned prepared;    /* bit s: statement s (db_stmt_t) is prepared in this session */
+    unsigned sessions;    /* sessions opened by db_reconnect (db_session) */
 };
 
 /* The statements prepared once per session (db_exec_prepared): those of

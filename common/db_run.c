@@ -98,6 +98,54 @@ int db_run_set_status(db_t *db, int64_t run_id, const char *status, char *err, s
              2, (const char *const[]){id, status}, NULL, err, errlen, "setting the run's status");
 }
 
+/* The serving locks' key class ("tksr"): advisory locks with two int4
+ * keys, a space apart from the migration lock's single bigint key; the
+ * run's id is the second key (ids beyond 2^31 wrap, and would share a lock
+ * with a run 2^31 ids away: never both served in practice, and then one
+ * waits, nothing worse). */
+#define DB_RUN_LOCK_CLASS "1953198962"
+
+int db_run_lock(db_t *db, int64_t run_id, char *err, size_t errlen) {
+    char id[32];
+    PGresult *r;
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *const p[] = {DB_RUN_LOCK_CLASS, id};
+    if (db_exec(db, "SELECT pg_try_advisory_lock($1::int4, ($2::bigint % 2147483648)::int4)", 2, p, &r, err, errlen,
+                "taking the run's serving lock"))
+        return -1;
+    int got = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (got) return 0;
+    /* Who holds it (a role without pg_read_all_stats sees another role's
+     * session without its address: "unknown"). */
+    char who[200] = "a session that has ended since";
+    if (!db_exec(db,
+                 "SELECT a.pid, coalesce(host(a.client_addr), CASE WHEN a.pid IS NOT NULL THEN 'a local socket' END, "
+                 "'unknown'), to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ') FROM pg_locks l "
+                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                 "AND l.classid = $1::int4::oid AND l.objid = ($2::bigint % 2147483648)::oid AND l.objsubid = 2",
+                 2, p, &r, NULL, 0, "finding the run's coordinator")) {
+        if (PQntuples(r) == 1)
+            snprintf(who, sizeof who, "PostgreSQL session %s from %s, connected %s", PQgetvalue(r, 0, 0),
+                     PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
+        PQclear(r);
+    }
+    log_seterr(err, errlen, "run %" PRId64 " is served by another coordinator (%s): a run has one coordinator at a time",
+               run_id, who);
+    return 1;
+}
+
+void db_run_unlock(db_t *db, int64_t run_id) {
+    char id[32];
+    PGresult *r;
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *const p[] = {DB_RUN_LOCK_CLASS, id};
+    /* (false, with a WARNING that client_min_messages hides, when not held) */
+    if (!db_exec(db, "SELECT pg_advisory_unlock($1::int4, ($2::bigint % 2147483648)::int4)", 2, p, &r, NULL, 0,
+                 "releasing the run's serving lock"))
+        PQclear(r);
+}
+
 int db_run_set_fingerprint(db_t *db, int64_t run_id, const char *fingerprint, char *err, size_t errlen) {
     char id[32];
     snprintf(id, sizeof id, "%" PRId64, run_id);

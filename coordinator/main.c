@@ -692,6 +692,14 @@ int main(int argc, char **argv) {
     db_run_t run;
     if (db_run_open(db, o.run, ident, sj, cj, &run, err, sizeof err)) log_die("check --db", "%s", err);
     if (run.existed) check_resume(&o, &run, ident, sj, cj);
+    /* One coordinator loads and serves a run at a time (its scheduler
+     * takes the lock again; --submit of a loaded run serves nothing). */
+    if (!o.submit || !run.loaded) {
+        int held = db_run_lock(db, run.run_id, err, sizeof err);
+        if (held)
+            log_die(held > 0 ? "stop that coordinator first, or let it finish the run" : "check --db", "run '%s': %s",
+                    o.run, err);
+    }
     free(sj);
     free(cj);
 

@@ -132,7 +132,16 @@ static int refresh(runq_t *self, char *err, size_t errlen) {
              * settings unreadable) stays queued and is tried again at the
              * next read; the others are served. */
             char why[LOG_ERRLEN];
-            if (!(r = run_new(self, &q[i], why, sizeof why))) {
+            /* A run another coordinator serves (another queue server, or
+             * its own --run) is left to it: said at debug level only, as
+             * it is asked again at every read. */
+            int held = db_run_lock(self->db, q[i].run_id, why, sizeof why);
+            if (held > 0) {
+                log_debug("run '%s': %s", q[i].name, why);
+                continue;
+            }
+            if (held == 0) db_run_unlock(self->db, q[i].run_id); /* run_new's scheduler takes it */
+            if (held < 0 || !(r = run_new(self, &q[i], why, sizeof why))) {
                 if (ratelimit_allow(&self->log, now_ms(), NULL)) log_error("run '%s' is not served: %s", q[i].name, why);
                 continue;
             }

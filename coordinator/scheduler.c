@@ -73,6 +73,12 @@ struct sched {
     /* PostgreSQL trouble: while db_down, database work waits for tick() to
      * reconnect; releases that failed are retried from `unreleased`. */
     int db_down;
+    /* The run's serving lock (db_run_lock), held in session lock_session
+     * of the database handle (db_session): a new session must take it
+     * again before any database work; lock_warned: said once that another
+     * coordinator holds it. */
+    int locked, lock_warned;
+    unsigned lock_session;
     struct unreleased { int64_t job_id; uint64_t token; char reason[256]; } *unreleased;
     size_t n_unreleased, cap_unreleased;
     int retrying; /* in retry_releases: failures were logged the first time */
@@ -101,17 +107,39 @@ static void db_trouble(sched_t *s, const char *err) {
              s->o.heartbeat_ms);
 }
 
-/* Reconnects after trouble; 0 when the database is usable. */
+/* Takes the run's serving lock in the database handle's session.  0, 1
+ * (another coordinator holds it) or -1, with a message. */
+static int take_lock(sched_t *s, char *err, size_t errlen) {
+    int r = db_run_lock(s->db, s->run_id, err, errlen);
+    if (r == 0) s->locked = 1, s->lock_session = db_session(s->db);
+    return r;
+}
+
+/* Reconnects after trouble, and in a new session (this scheduler's, or
+ * another's on the same handle) takes the serving lock again first: while
+ * another coordinator holds it the run waits here, as for a database that
+ * is down, so two never serve it at once.  0 when the database is usable. */
 static int db_revive(sched_t *s) {
     char err[LOG_ERRLEN];
-    if (!s->db_down) return 0;
+    if (!s->db_down && s->lock_session == db_session(s->db)) return 0;
+    s->db_down = 1;
     if (db_reconnect(s->db, err, sizeof err)) {
         log_debug("%s", err);
         return -1;
     }
-    if (db_async_commit(s->db, err, sizeof err) || db_set_timeout(s->db, "lock_timeout", lock_ms(s), err, sizeof err))
-        log_warn("%s", err); /* a new session: set them again */
+    if (s->lock_session != db_session(s->db)) {
+        if (db_async_commit(s->db, err, sizeof err) || db_set_timeout(s->db, "lock_timeout", lock_ms(s), err, sizeof err))
+            log_warn("%s", err); /* a new session: set them again */
+        int r = take_lock(s, err, sizeof err);
+        if (r) {
+            if (r < 0) log_debug("%s", err);
+            else if (!s->lock_warned) log_warn("%s; this one serves nothing of it until that one stops", err);
+            s->lock_warned |= r > 0;
+            return -1;
+        }
+    }
     s->db_down = 0;
+    s->lock_warned = 0;
     log_info("reconnected to PostgreSQL");
     return 0;
 }
@@ -755,6 +783,7 @@ sched_t *sched_new(const sched_opts_t *o, db_t *db, void *sock, int64_t run_id, 
     if (urnd < 0 || read(urnd, &s->rng, sizeof s->rng) != sizeof s->rng) s->rng = (uint64_t)time(NULL) * 2654435761u;
     if (urnd >= 0) close(urnd);
     s->rng |= 1;
+    if (take_lock(s, err, errlen)) goto error;
     /* Leases of the coordinator before: adopted, not requeued, while their
      * workers reconnect (see adopt_for). */
     if (db_jobs_leased(db, run_id, &s->adopted, &s->n_adopted, err, errlen) ||
@@ -796,6 +825,7 @@ error:
 void sched_destroy(sched_t **self_p) {
     if (!self_p || !*self_p) return;
     sched_t *s = *self_p;
+    if (s->locked && s->lock_session == db_session(s->db)) db_run_unlock(s->db, s->run_id);
     fleet_destroy(&s->fleet);
     free(s->queue);
     free(s->unreleased);

@@ -2,7 +2,8 @@
 # test_drop_run.sh - `tokshift db drop-run`: two runs in a private
 # PostgreSQL; dropping one needs --yes or the run's name typed on a terminal
 # (script(1) gives it one), deletes all of that run's rows and drops its
-# partition, and leaves the other run exactly as it was.
+# partition, and leaves the other run exactly as it was; a run that a
+# coordinator serves is refused.
 set -u
 [ -n "${TOKSHIFT_TESTDATA:-}" ] || { echo "skip: TOKSHIFT_TESTDATA is not set"; exit 77; }
 MODEL=$TOKSHIFT_TESTDATA/models/stories260K.gguf
@@ -56,6 +57,18 @@ grep -q "Type 'gone' to confirm" "$TMP/tty1" || fail "no prompt on the terminal:
 "$TS" db drop-run no-such-run --db "$DB" --yes 2>"$TMP/e2"; rc=$?
 [ $rc -eq 1 ] && grep -q "no run named 'no-such-run'" "$TMP/e2" || fail "a missing run: exit $rc, $(cat "$TMP/e2")"
 
+# A run that a coordinator serves (here one waiting for workers) is refused,
+# naming the coordinator's session, and stays whole.
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN/tokshift-coordinator" --run served --model "$MODEL" --db "$DB" --bind "tcp://127.0.0.1:$PORT" "$TMP/c.jsonl" \
+  >/dev/null 2>"$TMP/served.log" &
+cpid=$!
+for _ in $(seq 1 100); do grep -q 'serving [0-9]* pending jobs' "$TMP/served.log" && break; sleep 0.1; done
+"$TS" db drop-run served --db "$DB" --yes 2>"$TMP/e4" </dev/null; rc=$?
+[ $rc -eq 1 ] && grep -q "not deleting run 'served': run [0-9]* is served by another coordinator (PostgreSQL session" "$TMP/e4" \
+  || fail "dropping a served run: exit $rc, $(cat "$TMP/e4")"
+[ "$(psqlc "SELECT count(*) FROM documents d JOIN runs r USING (run_id) WHERE r.name = 'served'")" = 3 ] || fail "the served run lost documents"
+kill -TERM $cpid; wait $cpid 2>/dev/null
 # Confirmed on a terminal: run gone is gone, partition and all.
 printf 'gone\n' | script -qec "'$TS' db drop-run gone --db '$DB'" /dev/null >"$TMP/tty2" 2>&1; rc=$?
 [ $rc -eq 0 ] || fail "confirmed drop: exit $rc: $(tail -3 "$TMP/tty2")"

@@ -8,7 +8,8 @@
 # (it resumes every queued run), and each run's rows equal those of the same
 # run served on its own (runs ra, rb: one coordinator per run, as before).
 # qb, of the higher priority, is finished first.  A worker of a model that no
-# queued run uses is told so (SHUTDOWN, model mismatch).
+# queued run uses is told so (SHUTDOWN, model mismatch).  A coordinator of
+# its own for a run the queue server serves is refused (the serving lock).
 # Its metrics endpoint shows each run's figures, equal to PostgreSQL's.
 # Real PostgreSQL (deploy/pg-cluster.sh) and ZeroMQ on loopback.
 set -u
@@ -74,6 +75,13 @@ for _ in $(seq 1 100); do
   [ "$(psqlc "SELECT count(*) FROM jobs j JOIN runs r USING (run_id) WHERE r.name LIKE 'q%' AND j.state = 'done'")" -ge 2 ] && break
   sleep 0.1
 done
+# A coordinator of its own for a run the queue server serves is refused,
+# naming the queue server's session (a run has one coordinator at a time).
+rc=0
+timeout 30 "$BIN/tokshift-coordinator" --run qa --model "$MODEL" --db "$DB" --bind "tcp://127.0.0.1:$(port)" \
+  "${SET[@]}" "$TMP/a.jsonl" >/dev/null 2>"$TMP/second.log" || rc=$?
+[ $rc -eq 1 ] && grep -q "run 'qa': run [0-9]* is served by another coordinator (PostgreSQL session [0-9]* " "$TMP/second.log" \
+  || fail "a second coordinator for a served run exited $rc: $(tail -2 "$TMP/second.log")"
 kill -TERM $cpid; rc=0; wait $cpid || rc=$?
 [ $rc -eq 130 ] || fail "the queue server exited $rc on SIGTERM, want 130: $(tail -3 "$TMP/coord-q1.log")"
 worker w2

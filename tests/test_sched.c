@@ -15,11 +15,14 @@
  * worker stays, a silent one is removed and its job requeued); a worker
  * gone (socket closed) and one starting over (a new HELLO); a stale
  * attempt token fenced off; model-mismatch SHUTDOWN; finishing; the
- * dispatch's prepared statements after the session is lost.  The
+ * dispatch's prepared statements after the session is lost; the run's
+ * serving lock (refused while another session holds it, taken again in a
+ * new session, nothing served while another coordinator has it).  The
  * queue of runs (coordinator/runq.c, migration 013), one fleet for several
  * runs: priority order and FIFO within a priority; two models, two runs (and
  * a third model refused); a run submitted while another is served takes the
- * next ready worker, completes on its own, and its worker moves back.
+ * next ready worker, completes on its own, and its worker moves back; a
+ * run another coordinator holds is left to it until released.
  * Skips (77) when PostgreSQL's programs are not installed. */
 #include <errno.h>
 #include <inttypes.h>
@@ -559,6 +562,54 @@ static void test_prepared_after_reconnect(void) {
     w_close(&b);
 }
 
+/* The serving lock (db_run_lock): a scheduler is refused a run another
+ * session holds, naming that session; it holds the run while it lives; it
+ * takes the lock again in a new session and, while another coordinator
+ * holds it then, serves nothing of the run. */
+static void test_serving_lock(void) {
+    char err[LOG_ERRLEN], name[64], cmd[1024];
+    db_t *other = db_connect(g_conninfo, err, sizeof err);
+    TU_REQUIRE(other, "%s", err);
+    snprintf(name, sizeof name, "sched-%d", ++g_n_runs);
+    int64_t run = make_run(name, IDENT, "{}", 2);
+    TU_REQUIRE(db_run_lock(other, run, err, sizeof err) == 0, "%s", err);
+    const wire_settings_t st = {8, 4, NULL, 0, 0, 2, 1, 1.0f, 0, 1.0f, 0, 0, NULL, NULL, 0};
+    sched_opts_t o = {"test", IDENT, st, 3, 1000, 1000, 3600, 0};
+    void *r = router();
+    char pid[32];
+    snprintf(pid, sizeof pid, "session %d ", db_backend_pid(other));
+    sched_t *s = sched_new(&o, g_db, r, run, err, sizeof err);
+    TU_CHECK(!s && strstr(err, "served by another coordinator") && strstr(err, pid),
+             "a run locked by another session was taken (%s)", s ? "served" : err);
+    sched_destroy(&s);
+    db_run_unlock(other, run);
+    fixture_t f = {0};
+    f.router = r, f.run_id = run, f.o = o;
+    TU_REQUIRE((f.s = sched_new(&f.o, g_db, r, run, err, sizeof err)), "after the release: %s", err);
+    TU_CHECK(db_run_lock(other, run, err, sizeof err) == 1, "another session took a served run's lock");
+    /* The scheduler's session ends; the other takes the lock meanwhile. */
+    worker_t a;
+    w_join(&f, &a, "la");
+    snprintf(cmd, sizeof cmd, "psql '%s' -XAtqc 'SELECT pg_terminate_backend(%d)' >/dev/null", g_conninfo,
+             db_backend_pid(g_db));
+    TU_REQUIRE(!system(cmd), "psql: terminating the scheduler's session failed");
+    usleep(200 * 1000);
+    TU_REQUIRE(db_run_lock(other, run, err, sizeof err) == 0, "the lock outlived its session: %s", err);
+    TU_CHECK(!w_ask(&f, &a), "a job was leased over a terminated session");
+    sched_tick(f.s); /* reconnects, finds the lock taken */
+    TU_CHECK(sched_db_down(f.s), "serving on while another coordinator holds the run");
+    TU_CHECK(!w_ask(&f, &a), "a job was handed out while another coordinator holds the run");
+    db_run_unlock(other, run);
+    sched_tick(f.s);
+    TU_CHECK(!sched_db_down(f.s), "the run was not taken back once released");
+    TU_CHECK(w_ask(&f, &a), "no job once the lock was taken back");
+    TU_CHECK(db_run_lock(other, run, err, sizeof err) == 1, "the lock was not taken back in the new session");
+    fixture_end(&f);
+    TU_CHECK(db_run_lock(other, run, err, sizeof err) == 0, "sched_destroy kept the run's lock: %s", err);
+    w_close(&a);
+    db_destroy(&other);
+}
+
 /* ---- the queue of runs (runq.c) ------------------------------------------ */
 
 #define THIRD "3333333333333333333333333333333333333333333333333333333333333333"
@@ -698,6 +749,26 @@ static void test_queue_two_models(void) {
     queue_end(&f);
 }
 
+/* A queued run that another coordinator holds (db_run_lock) is left to it
+ * and served once released; the queue server then holds it. */
+static void test_queue_locked_run(void) {
+    fixture_t f;
+    char err[LOG_ERRLEN];
+    ++g_n_runs;
+    db_t *other = db_connect(g_conninfo, err, sizeof err);
+    TU_REQUIRE(other, "%s", err);
+    int64_t a = queued_run("held", IDENT, 1, 0);
+    TU_REQUIRE(db_run_lock(other, a, err, sizeof err) == 0, "%s", err);
+    queue_fixture(&f);
+    TU_CHECK(runq_n_runs(f.q) == 0, "a run another coordinator holds is served (%zu runs)", runq_n_runs(f.q));
+    db_run_unlock(other, a);
+    runq_tick(f.q, NULL);
+    TU_CHECK(runq_n_runs(f.q) == 1, "the released run is not served (%zu runs)", runq_n_runs(f.q));
+    TU_CHECK(db_run_lock(other, a, err, sizeof err) == 1, "the queue server does not hold the run it serves");
+    db_destroy(&other);
+    queue_end(&f);
+}
+
 /* A run submitted while another is served: the queue server finds it at its
  * next tick; the worker, at its next READY, moves to it (higher priority),
  * completes it (status done while the first run goes on), and moves back. */
@@ -746,9 +817,11 @@ int main(void) {
     test_stale_token();
     test_model_mismatch();
     test_prepared_after_reconnect();
+    test_serving_lock();
     test_queue_order();
     test_queue_two_models();
     test_queue_submitted_while_running();
+    test_queue_locked_run();
     sched_destroy(NULL);
     zmq_ctx_term(g_ctx);
     db_destroy(&g_db);
