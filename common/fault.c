@@ -16,7 +16,7 @@
 
 static const char *const g_names[FAULT_N] = {
     "crash_on_doc", "fail_alloc", "fail_copy_chunk", "stall_before_commit_ms", "stall_in_commit_ms",
-    "commit_twice", "replay_done", "dup_dispatch", "load_crash",
+    "commit_twice", "replay_done", "dup_dispatch", "load_crash", "slow_job_ms",
 };
 
 static struct {
@@ -44,7 +44,7 @@ static int parse(const char *spec) {
             rc = log_seterr(g.err, sizeof g.err,
                             "TOKSHIFT_FAULT: '%s%s%s' is not NAME=N with a known NAME (crash_on_doc, fail_alloc, "
                             "fail_copy_chunk, stall_before_commit_ms, stall_in_commit_ms, commit_twice, replay_done, "
-                            "dup_dispatch, load_crash) and a count >= 1",
+                            "dup_dispatch, load_crash, slow_job_ms) and a count >= 1",
                             t, eq ? "=" : "", eq ? eq + 1 : "");
             break;
         }
@@ -98,7 +98,12 @@ void fault_maybe_crash_on_doc(int64_t doc_id) {
 }
 
 void fault_maybe_stall(fault_t f) {
-    if (!fault_first(f)) return;
+    if (f == FAULT_SLOW_JOB_MS) { /* every time; said the first */
+        if (!fault_armed(f)) return;
+        if (!g.passes[f]++) log_warn("fault injected: slow_job_ms=%" PRId64 " (each job)", g.value[f]);
+    } else if (!fault_first(f)) {
+        return;
+    }
     int64_t ms = g.value[f];
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) && errno == EINTR) {

@@ -40,6 +40,9 @@
  *                           corpus load's first batch that takes the run to
  *                           N documents or more has committed (a crash in
  *                           the middle of a load)
+ *   slow_job_ms=MS          worker: sleeps MS ms before writing each job (a
+ *                           slower model: a run lasts through a test's
+ *                           faults on any machine); logged once
  *
  * Counts start at 1; every fault is logged (warning "fault injected: ...")
  * when it fires.  A malformed TOKSHIFT_FAULT is an error at start-up
@@ -60,6 +63,7 @@ typedef enum {
     FAULT_REPLAY_DONE,
     FAULT_DUP_DISPATCH,
     FAULT_LOAD_CRASH,
+    FAULT_SLOW_JOB_MS,
     FAULT_N
 } fault_t;
 
@@ -86,8 +90,8 @@ int fault_first(fault_t f);
 /* crash_on_doc: aborts the process when doc_id is the armed document. */
 void fault_maybe_crash_on_doc(int64_t doc_id);
 
-/* A stall (stall_before_commit_ms, stall_in_commit_ms): sleeps the armed
- * time on the first pass. */
+/* A stall (stall_before_commit_ms, stall_in_commit_ms: the armed time on
+ * the first pass; slow_job_ms: on every pass). */
 void fault_maybe_stall(fault_t f);
 
 /* load_crash: SIGKILLs the process when next_doc (the documents loaded

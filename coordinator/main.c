@@ -373,6 +373,32 @@ typedef struct {
  * that times out is retried by sched_tick). */
 static int lock_ms(const opts_t *o) { return o->heartbeat / 2 > 50 ? (int)(o->heartbeat / 2) : 50; }
 
+/* Records the run's final status, reconnecting every heartbeat while
+ * PostgreSQL is away (a restart just as the run ends must not leave a
+ * finished run 'running'), for heartbeat x liveness or 30 s, whichever is
+ * longer, or until a signal.  0, or -1 with the error logged. */
+static int record_status(db_t *db, int64_t run_id, const char *status, const opts_t *o) {
+    char err[LOG_ERRLEN];
+    long patience = o->heartbeat * o->liveness > 30000 ? o->heartbeat * o->liveness : 30000;
+    int64_t until = now_ms() + patience;
+    int away = 0;
+    for (;;) {
+        if (!db_run_set_status(db, run_id, status, err, sizeof err)) {
+            if (away) log_info("reconnected to PostgreSQL");
+            return 0;
+        }
+        if (!db_connection_lost(db) || now_ms() >= until || g_stop) break;
+        if (!away)
+            log_warn("PostgreSQL is unreachable (%s); reconnecting every %ld ms to record the run as %s", err,
+                     o->heartbeat, status);
+        away = 1;
+        usleep((useconds_t)o->heartbeat * 1000);
+        db_reconnect(db, err, sizeof err);
+    }
+    log_error("recording the run as %s: %s", status, err);
+    return -1;
+}
+
 /* The serve loop's counts, to the metrics endpoint (metrics.c); once per
  * tick and at the end. */
 static void publish_sched(metrics_t *m, const char *run, sched_t *s, const db_t *db, int complete) {
@@ -697,7 +723,10 @@ int main(int argc, char **argv) {
     if (!o.submit || !run.loaded) {
         int held = db_run_lock(db, run.run_id, err, sizeof err);
         if (held)
-            log_die(held > 0 ? "stop that coordinator first, or let it finish the run" : "check --db", "run '%s': %s",
+            log_die(held > 0 ? "stop that coordinator first, or let it finish the run; if its machine is gone, end "
+                               "its session: SELECT pg_terminate_backend(PID)"
+                             : "check --db",
+                    "run '%s': %s",
                     o.run, err);
     }
     free(sj);
@@ -780,15 +809,19 @@ int main(int argc, char **argv) {
     load_destroy(&c.load); /* an open batch rolls back; the committed ones stay */
     db_destroy(&c.load_db);
     if (c.fatal) {
-        db_run_set_status(db, c.run_id, "stopped", err, sizeof err);
+        record_status(db, c.run_id, "stopped", &o);
         exit_code = 1;
     } else if (g_stop) {
         log_info("stopped by a signal; run it again with --run %s to resume", o.run);
-        db_run_set_status(db, c.run_id, "stopped", err, sizeof err);
+        record_status(db, c.run_id, "stopped", &o);
         exit_code = 130;
     } else if (!exit_code) {
         sched_finish(c.sched);
-        db_run_set_status(db, c.run_id, "done", err, sizeof err);
+        if (record_status(db, c.run_id, "done", &o)) {
+            log_error("every job of run '%s' is settled, but its status is not recorded: run it again with --run %s",
+                      o.run, o.run);
+            exit_code = 1;
+        }
         sched_progress(c.sched, 1);
         publish_metrics(&c, metrics, 1);
         if (table_print_report(db, c.run_id, DB_REPORT_SUMMARY, stdout, err, sizeof err)) log_error("%s", err);

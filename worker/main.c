@@ -292,6 +292,7 @@ static void serve_job(serve_t *sv, const wire_msg_t *msg) {
     res.compute_s = now_s() - t0;
     double write_s = 0;
     fault_maybe_stall(FAULT_STALL_BEFORE_COMMIT_MS); /* TOKSHIFT_FAULT */
+    fault_maybe_stall(FAULT_SLOW_JOB_MS);
     commit_rc_t cr = commit_with_retry(sv->db, sv->conninfo, sv->run_id, job_id, (int64_t)token, &res, &write_s, err,
                                        sizeof err);
     if (cr == COMMIT_OK && fault_first(FAULT_COMMIT_TWICE)) { /* a replayed write must be fenced off */

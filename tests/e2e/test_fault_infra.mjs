@@ -104,7 +104,10 @@ if (want("coord2x")) {
 // pgrestart: PostgreSQL restarted twice mid-run: fast shutdown and 3 s refused,
 // immediate shutdown (crash recovery) and 2 s refused.
 if (want("pgrestart")) {
-    const f = await new Fleet({db, runName: "pgrestart", corpus, model: M, dir}).start(2);
+    // (Each job takes 250 ms more: the run must outlast both restarts,
+    // however fast this machine runs the model.)
+    const f = await new Fleet({db, runName: "pgrestart", corpus, model: M, dir,
+        env: () => ({TOKSHIFT_FAULT: "slow_job_ms=250"})}).start(2);
     let c;
     await waitFor("a few jobs done, more held", () => (c = f.jobCounts()).done >= 3 && c.leased >= 1 && c.done < c.n - 10);
     for (const [mode, downMs] of [["fast", 3000], ["immediate", 2000]]) {

@@ -45,6 +45,7 @@ void kern_matmul_ref(float *y, int ldy, const float *x, const float *w, int T, i
 
 #if defined(__x86_64__) || defined(__i386__)
 #define KERN_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 
 /* The norms' loops over [0, n4), n4 a multiple of 4, 4 at a time in
@@ -164,12 +165,13 @@ static void gelu_table_init(void) {
 
 #ifdef KERN_X86
 /* Whether the CPU converts to fp16 in hardware (F16C; every AVX2 CPU so
- * far has it, but it is a separate flag). */
+ * far has it, but it is a separate flag).  From CPUID leaf 1 itself:
+ * clang's __builtin_cpu_supports does not know "f16c". */
 static int has_f16c(void) {
     static int known = -1; /* a benign race: every thread computes the same */
     if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("f16c") ? 1 : 0;
+        unsigned a, b, c, d;
+        known = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) ? 1 : 0;
     }
     return known;
 }
