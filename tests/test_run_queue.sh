@@ -75,13 +75,6 @@ for _ in $(seq 1 100); do
   [ "$(psqlc "SELECT count(*) FROM jobs j JOIN runs r USING (run_id) WHERE r.name LIKE 'q%' AND j.state = 'done'")" -ge 2 ] && break
   sleep 0.1
 done
-# A coordinator of its own for a run the queue server serves is refused,
-# naming the queue server's session (a run has one coordinator at a time).
-rc=0
-timeout 30 "$BIN/tokshift-coordinator" --run qa --model "$MODEL" --db "$DB" --bind "tcp://127.0.0.1:$(port)" \
-  "${SET[@]}" "$TMP/a.jsonl" >/dev/null 2>"$TMP/second.log" || rc=$?
-[ $rc -eq 1 ] && grep -q "run 'qa': run [0-9]* is served by another coordinator (PostgreSQL session [0-9]* " "$TMP/second.log" \
-  || fail "a second coordinator for a served run exited $rc: $(tail -2 "$TMP/second.log")"
 kill -TERM $cpid; rc=0; wait $cpid || rc=$?
 [ $rc -eq 130 ] || fail "the queue server exited $rc on SIGTERM, want 130: $(tail -3 "$TMP/coord-q1.log")"
 worker w2
@@ -119,12 +112,24 @@ order=$(psqlc "SELECT string_agg(name, ' ' ORDER BY finished_at) FROM runs WHERE
 for w in w1 w2; do grep -q "joined run" "$TMP/worker-$w.log" || fail "worker $w joined no run"; done
 [ "$(psqlc "SELECT count(DISTINCT worker) FROM jobs j JOIN runs r USING (run_id) WHERE r.name LIKE 'q%'")" -ge 1 ] || fail "no worker recorded"
 
-# An empty queue: a worker is told that no queued run uses its model.
+# A queue whose one run is of another model (no worker has it, so it stays
+# served): a worker is told that no queued run uses its model, and a
+# coordinator of its own for that run is refused, naming the queue server's
+# session (a run has one coordinator at a time).
+FAKE=$(printf 'f%.0s' $(seq 64))
+"$BIN/tokshift-coordinator" --run qc --model-identity "$FAKE" --db "$DB" --submit "${SET[@]}" "$TMP/a.jsonl" \
+  2>"$TMP/submit-qc.log" || fail "submitting qc exited $?: $(tail -3 "$TMP/submit-qc.log")"
 "$BIN/tokshift-coordinator" --serve-queue "${SCHED[@]}" 2>"$TMP/coord-q3.log" >/dev/null &
 cpid=$!; pids+=($cpid)
 for _ in $(seq 1 60); do grep -q 'no run in the queue can use worker' "$TMP/worker-w1.log" && break; sleep 0.2; done
 grep -q 'no run in the queue can use worker' "$TMP/worker-w1.log" \
   || fail "the worker was not told that no queued run fits it: $(tail -3 "$TMP/worker-w1.log"; tail -3 "$TMP/coord-q3.log")"
+grep -q "run 'qc' (id [0-9]*, priority 0): serving" "$TMP/coord-q3.log" || fail "qc is not served: $(tail -3 "$TMP/coord-q3.log")"
+rc=0
+timeout 30 "$BIN/tokshift-coordinator" --run qc --model-identity "$FAKE" --db "$DB" --bind "tcp://127.0.0.1:$(port)" \
+  "${SET[@]}" "$TMP/a.jsonl" >/dev/null 2>"$TMP/second.log" || rc=$?
+[ $rc -eq 1 ] && grep -q "run 'qc': run [0-9]* is served by another coordinator (PostgreSQL session [0-9]* " "$TMP/second.log" \
+  || fail "a second coordinator for a served run exited $rc: $(tail -2 "$TMP/second.log")"
 kill -TERM $cpid; wait $cpid
 
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done

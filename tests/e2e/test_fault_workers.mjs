@@ -202,7 +202,9 @@ if (want("copy")) {
 if (want("heartbeat")) {
     const HB = 200, LIVE = 3, bound = HB * LIVE + HB, slack = 100;
     const lat = [];
-    await runCase("heartbeat", {nWorkers: 3, inject: async f => {
+    // (Each job takes 300 ms more, so that jobs remain for the second
+    // victim to hold however fast this machine runs the model.)
+    await runCase("heartbeat", {nWorkers: 3, env: () => ({TOKSHIFT_FAULT: "slow_job_ms=300"}), inject: async f => {
         for (const victim of [f.workers[0], f.workers[1]]) {
             await waitFor(`${victim.name} to hold a job`, () => f.leasedBy(victim.name) !== null);
             const t0 = Date.now();
