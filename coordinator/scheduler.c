@@ -487,7 +487,9 @@ static size_t dispatch_batch(sched_t *s, int dup) {
 
 void sched_dispatch(sched_t *s) {
     settle_dones(s);
-    while (!s->db_down && s->q_len > 0) {
+    /* (No lease in a session that has not taken the run's lock yet: another
+     * scheduler on the handle reconnected since this one's tick.) */
+    while (!s->db_down && s->lock_session == db_session(s->db) && s->q_len > 0) {
         int dup = fault_armed(FAULT_DUP_DISPATCH) && s->dups < fault_value(FAULT_DUP_DISPATCH);
         if (!dispatch_batch(s, dup)) return;
     }
