@@ -111,6 +111,10 @@ int db_run_set_status(db_t *self, int64_t run_id, const char *status, char *err,
  * (held now), 1 when another session holds it (err names that session: its
  * backend pid, client address and start), or -1 with a message. */
 int db_run_lock(db_t *self, int64_t run_id, char *err, size_t errlen);
+/* db_run_lock without naming the holder (one round trip, for a caller that
+ * asks again and again, e.g. a queue server at every read): 0, 1, or -1
+ * with a message. */
+int db_run_try_lock(db_t *self, int64_t run_id, char *err, size_t errlen);
 /* Releases one hold of run_id's serving lock (nothing when not held, or
  * when the session is gone, which released it). */
 void db_run_unlock(db_t *self, int64_t run_id);

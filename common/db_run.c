@@ -105,7 +105,7 @@ int db_run_set_status(db_t *db, int64_t run_id, const char *status, char *err, s
  * waits, nothing worse). */
 #define DB_RUN_LOCK_CLASS "1953198962"
 
-int db_run_lock(db_t *db, int64_t run_id, char *err, size_t errlen) {
+int db_run_try_lock(db_t *db, int64_t run_id, char *err, size_t errlen) {
     char id[32];
     PGresult *r;
     snprintf(id, sizeof id, "%" PRId64, run_id);
@@ -115,7 +115,16 @@ int db_run_lock(db_t *db, int64_t run_id, char *err, size_t errlen) {
         return -1;
     int got = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
-    if (got) return 0;
+    return got ? 0 : 1;
+}
+
+int db_run_lock(db_t *db, int64_t run_id, char *err, size_t errlen) {
+    int rc = db_run_try_lock(db, run_id, err, errlen);
+    if (rc != 1) return rc;
+    char id[32];
+    PGresult *r;
+    snprintf(id, sizeof id, "%" PRId64, run_id);
+    const char *const p[] = {DB_RUN_LOCK_CLASS, id};
     /* Who holds it (a role without pg_read_all_stats sees another role's
      * session without its address: "unknown"). */
     char who[200] = "a session that has ended since";

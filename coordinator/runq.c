@@ -133,11 +133,11 @@ static int refresh(runq_t *self, char *err, size_t errlen) {
              * next read; the others are served. */
             char why[LOG_ERRLEN];
             /* A run another coordinator serves (another queue server, or
-             * its own --run) is left to it: said at debug level only, as
-             * it is asked again at every read. */
-            int held = db_run_lock(self->db, q[i].run_id, why, sizeof why);
+             * its own --run) is left to it: asked again at every read, so
+             * without looking up the holder, and said at debug level. */
+            int held = db_run_try_lock(self->db, q[i].run_id, why, sizeof why);
             if (held > 0) {
-                log_debug("run '%s': %s", q[i].name, why);
+                log_debug("run '%s' is served by another coordinator", q[i].name);
                 continue;
             }
             if (held == 0) db_run_unlock(self->db, q[i].run_id); /* run_new's scheduler takes it */
