@@ -1,10 +1,13 @@
 /* bench_dispatch.c - many fast no-op workers against a real coordinator.
  *
- * Usage: bench_dispatch ENDPOINT CONNINFO IDENTITY N_WORKERS [N_PROCS]
+ * Usage: bench_dispatch ENDPOINT CONNINFO IDENTITY N_WORKERS [N_PROCS [COORD_PID]]
  *
  * Opens N_WORKERS DEALER sockets spread over N_PROCS processes (default 1;
  * each one thread and one PostgreSQL connection), each socket a "worker"
- * that says HELLO with the run's model identity, asks for jobs, and answers
+ * that says HELLO with the run's model identity, waits until all N_WORKERS
+ * are welcomed (so the figure is of all of them at once, and the
+ * coordinator's CPU time at that moment, read from /proc/COORD_PID/stat
+ * when given, separates its start-up from its dispatch), asks for jobs, and answers
  * each JOB at once: the job is committed done with no rows, fenced by its
  * attempt token as a real worker's commit is (so it really is done in
  * PostgreSQL and a stale attempt writes nothing), then DONE and READY.  A
@@ -54,8 +57,10 @@ static double cpu_of(int pid) {
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* Serves workers [from, to) until each has been told SHUTDOWN. */
-static share_t serve(const char *endpoint, const char *conninfo, const char *identity, int from, int to) {
+/* Serves workers [from, to) until each has been told SHUTDOWN; barrier[0]
+ * says to the parent that all are welcomed, barrier[1] is where it says go. */
+static share_t serve(const char *endpoint, const char *conninfo, const char *identity, int from, int to,
+                     const int barrier[2]) {
     char err[LOG_ERRLEN];
     int n = to - from;
     db_t *db = db_connect(conninfo, err, sizeof err);
@@ -87,9 +92,29 @@ static share_t serve(const char *endpoint, const char *conninfo, const char *ide
         if (wire_send(s[i], NULL, 0, &h, err, sizeof err)) log_die("", "%s", err);
         items[i] = (zmq_pollitem_t){s[i], 0, ZMQ_POLLIN, 0};
     }
+    /* Every worker is welcomed before any asks for a job, and every process
+     * waits for the others' (barrier through the parent), so the figure is
+     * that of all N workers at once: the coordinator's HELLO handling is
+     * its start-up, not its dispatch, and a run that ended before the last
+     * HELLO arrived would leave that worker waiting forever. */
     share_t sh = {0};
-    long live = n;
     wire_msg_t ready = {.type = WIRE_READY};
+    for (long welcomed = 0; welcomed < n;) {
+        if (zmq_poll(items, n, 60000) <= 0) log_die("", "%ld of %d workers welcomed, then no message for 60 s", welcomed, n);
+        for (int i = 0; i < n; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN)) continue;
+            wire_msg_t m = {0};
+            while (wire_recv(s[i], NULL, NULL, &m, ZMQ_DONTWAIT, err, sizeof err) == 0) {
+                if (m.type == WIRE_WELCOME) run_id = m.u.welcome.run_id, welcomed++;
+                else if (m.type != WIRE_HEARTBEAT) log_die("", "worker %d: message %d before the start", from + i, m.type);
+                wire_msg_clear(&m);
+            }
+        }
+    }
+    char b = 1;
+    if (write(barrier[0], &b, 1) != 1 || read(barrier[1], &b, 1) != 1) log_die("", "barrier: the parent is gone");
+    for (int i = 0; i < n; i++) wire_send(s[i], NULL, 0, &ready, err, sizeof err);
+    long live = n;
     while (live > 0) {
         if (zmq_poll(items, n, 60000) <= 0) log_die("", "no message for 60 s");
         size_t k = 0; /* this round's jobs */
@@ -97,10 +122,7 @@ static share_t serve(const char *endpoint, const char *conninfo, const char *ide
             if (!(items[i].revents & ZMQ_POLLIN)) continue;
             wire_msg_t m = {0};
             while (wire_recv(s[i], NULL, NULL, &m, ZMQ_DONTWAIT, err, sizeof err) == 0) {
-                if (m.type == WIRE_WELCOME) {
-                    run_id = m.u.welcome.run_id;
-                    wire_send(s[i], NULL, 0, &ready, err, sizeof err);
-                } else if (m.type == WIRE_JOB) {
+                if (m.type == WIRE_JOB) {
                     ids[k] = m.u.job.job_id, tokens[k] = (int64_t)m.u.job.attempt_token;
                     who[k] = i, ndocs[k] = (int64_t)m.u.job.n_docs;
                     k++;
@@ -145,9 +167,11 @@ static share_t serve(const char *endpoint, const char *conninfo, const char *ide
 int main(int argc, char **argv) {
     char err[LOG_ERRLEN];
     long n, procs = 1;
-    if (argc != 5 && argc != 6) log_die("", "usage: bench_dispatch ENDPOINT CONNINFO IDENTITY N_WORKERS [N_PROCS]");
+    long coord = 0;
+    if (argc < 5 || argc > 7) log_die("", "usage: bench_dispatch ENDPOINT CONNINFO IDENTITY N_WORKERS [N_PROCS [COORD_PID]]");
     if (num_long(argv[4], "N_WORKERS", 1, 100000, &n, err, sizeof err) ||
-        (argc == 6 && num_long(argv[5], "N_PROCS", 1, 64, &procs, err, sizeof err)))
+        (argc >= 6 && num_long(argv[5], "N_PROCS", 1, 64, &procs, err, sizeof err)) ||
+        (argc == 7 && num_long(argv[6], "COORD_PID", 1, 1L << 30, &coord, err, sizeof err)))
         log_die("", "%s", err);
     /* Each worker is a socket (and a descriptor or two). */
     struct rlimit rl;
@@ -155,19 +179,27 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    int fd[2];
-    if (pipe(fd)) log_die("", "pipe");
+    int fd[2], up[2], go[2];
+    if (pipe(fd) || pipe(up) || pipe(go)) log_die("", "pipe");
     for (long p = 0; p < procs; p++) {
         pid_t pid = fork();
         if (pid < 0) log_die("", "fork");
         if (pid == 0) {
-            close(fd[0]);
-            share_t sh = serve(argv[1], argv[2], argv[3], (int)(n * p / procs), (int)(n * (p + 1) / procs));
+            close(fd[0]), close(up[0]), close(go[1]);
+            int barrier[2] = {up[1], go[0]};
+            share_t sh = serve(argv[1], argv[2], argv[3], (int)(n * p / procs), (int)(n * (p + 1) / procs), barrier);
             if (write(fd[1], &sh, sizeof sh) != sizeof sh) _exit(1);
             _exit(0);
         }
     }
-    close(fd[1]);
+    close(fd[1]), close(up[1]), close(go[0]);
+    /* All processes' workers welcomed, then all go at once. */
+    char b;
+    for (long p = 0; p < procs; p++)
+        if (read(up[0], &b, 1) != 1) log_die("", "a worker process failed before the start");
+    double coord_cpu0 = coord ? cpu_of((int)coord) : 0;
+    for (long p = 0; p < procs; p++)
+        if (write(go[1], &b, 1) != 1) log_die("", "barrier: write");
     share_t all = {0}, sh;
     long got = 0;
     while (read(fd[0], &sh, sizeof sh) == sizeof sh) {
@@ -185,5 +217,6 @@ int main(int argc, char **argv) {
            all.jobs, all.stale, n, procs, el, el > 0 ? all.jobs / el : 0.0, all.commit_s,
            el > 0 ? 100.0 * all.commit_s / procs / el : 0.0);
     printf("no-op workers' PostgreSQL backends: %.2f s CPU (bench_pg_cpu_s=%.3f)\n", all.pg_cpu_s, all.pg_cpu_s);
+    if (coord) printf("coordinator CPU when all %ld workers were welcomed: %.2f s (coord_cpu0_s=%.3f)\n", n, coord_cpu0, coord_cpu0);
     return 0;
 }

@@ -41,7 +41,7 @@ corpus() {
 # complete (with a worker: and its first job done), then stops it; prints
 # "first_job_s load_s peak_rss_kb" and keeps the logs in $TMP.
 load() {
-  local name=$1 port=$((20000 + RANDOM % 20000)) t0 first=- c w="" rss
+  local name=$1 port=$((20000 + RANDOM % 12000)) t0 first=- c w="" rss
   t0=$(now)
   "$BUILD/tokshift-coordinator" --run "$name" --model "$MODEL" --db "$DB" --bind "tcp://127.0.0.1:$port" \
     --progress 3600 "$TMP/$name.jsonl" > /dev/null 2> "$TMP/$name-coord.log" &

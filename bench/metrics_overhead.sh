@@ -21,7 +21,7 @@ IDENT=$(printf '%064d' 0)
 
 one() {  # RUN_NAME [COORDINATOR OPTIONS...]: prints "ms_per_job jobs_per_s"
   local run=$1; shift
-  local port=$((20000 + RANDOM % 20000))
+  local port=$((20000 + RANDOM % 12000))
   "$BUILD/tokshift-coordinator" --run "$run" --model-identity "$IDENT" --db "$DB" --bind "tcp://127.0.0.1:$port" \
     --job-docs 1 --cont-len 1 --samples 0 --progress 3600 "$@" "$TMP/tiny.jsonl" > /dev/null 2> "$TMP/$run.log" &
   local c=$! s=""
