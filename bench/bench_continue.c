@@ -20,9 +20,10 @@
  * The machine's SIMD level and OpenBLAS's kernel are printed: figures
  * differ between machines.  What it is not: a test.
  *
- * Usage: bench_continue [gpt2|smollm|llama] [D] [REPEATS] [score]; with
- * "score" only the scoring figure (seconds instead of half a minute, for
- * profiling the prefill); with TOKSHIFT_BENCH_GGUF=PATH the model is also
+ * Usage: bench_continue [gpt2|smollm|llama] [D] [REPEATS] [score|batched];
+ * with "score" only the scoring figure (seconds instead of half a minute,
+ * for profiling the prefill), with "batched" no per-cut figure (for
+ * profiling the continuations); with TOKSHIFT_BENCH_GGUF=PATH the model is also
  * written to PATH. */
 #include <cblas.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 
 #include "benchutil.h"
 #include "experiment.h"
+#include "forward.h"
 #include "gguf_writer.h"
 #include "log.h"
 #include "model.h"
@@ -52,7 +54,7 @@ int main(int argc, char **argv) {
     const char *shape = argc > 1 ? argv[1] : "gpt2";
     int D = argc > 2 ? atoi(argv[2]) : 1024, reps = argc > 3 ? atoi(argv[3]) : 1;
     if (reps < 1) reps = 1;
-    int score_only = argc > 4 && !strcmp(argv[4], "score");
+    int score_only = argc > 4 && !strcmp(argv[4], "score"), batched_only = argc > 4 && !strcmp(argv[4], "batched");
     char err[LOG_ERRLEN];
     rm_spec_t s;
     if (!strcmp(shape, "gpt2"))
@@ -79,8 +81,9 @@ int main(int argc, char **argv) {
     const model_config_t *c = &m->cfg;
     char desc[256];
     model_describe(m, desc, sizeof desc);
-    printf("model: %s\nCPU SIMD level: %s; OpenBLAS core: %s, threads %d\n", desc, smallm_level_name(smallm_level()),
-           openblas_get_corename(), openblas_get_num_threads());
+    printf("model: %s\nCPU SIMD level: %s; OpenBLAS core: %s, threads %d; prefill products: %s\n", desc,
+           smallm_level_name(smallm_level()), openblas_get_corename(), openblas_get_num_threads(),
+           forward_stream_prefill_default() ? "streamed (smallm)" : "cblas_sgemm");
 
     /* Reference: cblas_sgemm on the model's FFN shape at 512 rows. */
     int n = 512, d = c->n_embd, ff = c->n_ff;
@@ -109,7 +112,7 @@ int main(int argc, char **argv) {
         experiment_row_t *hum = rows, *smp = rows + (size_t)nc * C;
         if (experiment_continue_doc(e, ids, D, cuts, nc, 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);
         double t2 = clock_s();
-        for (int j = 0; j < nc; j++)
+        for (int j = 0; j < nc && !batched_only; j++)
             if (experiment_continue(e, ids, D, cuts[j], 3, hum, smp, seeds, err, sizeof err)) log_die("", "%s", err);
         double t3 = clock_s();
         if (t2 - t1 < t_batch) t_batch = t2 - t1;
@@ -125,7 +128,8 @@ int main(int argc, char **argv) {
     if (score_only) goto done;
     printf("batched   %7.0f sampled tokens/s (%d rows a step at most) = %.2f of score tokens/s\n", sampled / t_batch,
            experiment_decode_rows(e), sampled / t_batch / score_tps);
-    printf("per-cut   %7.0f sampled tokens/s (%d rows a step)          = %.2f of score; batched/per-cut %.2f\n",
+    if (!batched_only)
+        printf("per-cut   %7.0f sampled tokens/s (%d rows a step)          = %.2f of score; batched/per-cut %.2f\n",
            sampled / t_cut, K + 1, sampled / t_cut / score_tps, t_cut / t_batch);
     printf("document  %7.0f stored tokens/s (%0.f rows in %.2f s)\n", (D - 1 + cont_rows) / (t_score + t_batch),
            D - 1 + cont_rows, t_score + t_batch);

@@ -5,10 +5,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kernels.h"
 #include "log.h"
 #include "smallm.h"
+
+char *openblas_get_corename(void); /* OpenBLAS's extension: the kernel it chose */
 
 struct forward {
     const model_t *m;
@@ -37,6 +40,7 @@ struct forward {
     float *logits; /* [B][n_vocab] */
     float *wbuf;   /* [panel_rows][max cols] dequantized weight rows */
     float *xt;     /* smallm_matmul's scratch */
+    int stream_prefill; /* a prefill's fp32 products through smallm (forward_set_stream_prefill) */
     int panel_rows; /* rows of a weight matrix dequantized at a time */
     int *row_pos, *row_slot; /* [B] for forward_prefill */
     float *rope_cs; /* [n_ctx][rope_dim]: kern_rope_angles of every position, or NULL */
@@ -44,12 +48,19 @@ struct forward {
 
 /* Below this many rows a prefill chunk's products stream the weights
  * (smallm) instead of calling cblas_sgemm, which repacks the weight matrix
- * for every call.  bench_smallm (AVX2, OpenBLAS Zen, GPT-2 shapes): smallm
+ * for every call (at any size where forward_stream_prefill_default says).  bench_smallm (AVX2, OpenBLAS Zen, GPT-2 shapes): smallm
  * 1.1-1.6x OpenBLAS from 9 to 63 rows, 0.86-0.91x at 128; decode batches
  * (up to 64 rows, experiment.c) use smallm at any size (see
  * forward_batch).  Kept at 16: only a window's short last chunk would
  * move, for little gain. */
 #define FORWARD_SMALL_M 16
+
+/* How a batch's products run: through cblas_sgemm, streaming the weights
+ * (smallm), or streaming only fp32 weights (a prefill where streaming is
+ * the faster, forward_stream_prefill_default: a quantized matrix would be
+ * dequantized once per smallm_x_rows chunk of a long prefill, so it keeps
+ * the one dequantization per panel of the BLAS path). */
+typedef enum { FWD_BLAS, FWD_STREAM, FWD_STREAM_F32 } fwd_path_t;
 
 /* Floats of a stored weight matrix dequantized at a time for a few-row
  * product (smallm): 128 KiB, which stays in L2 between its dequantization
@@ -104,6 +115,7 @@ forward_t *forward_new_shared(const model_t *m, int n_ctx, int max_batch, int n_
     f->kv_dim = c->n_head_kv * c->head_dim;
     size_t B = (size_t)max_batch;
     f->panel_rows = FORWARD_PANEL_ROWS;
+    f->stream_prefill = forward_stream_prefill_default();
     size_t wbuf = (size_t)f->panel_rows * (size_t)widest_stored_row(m);
     size_t group = (size_t)(c->n_head / c->n_head_kv);
     int widest_in = c->n_embd > f->q_dim ? c->n_embd : f->q_dim;
@@ -160,6 +172,18 @@ void forward_destroy(forward_t **self_p) {
 }
 
 void forward_set_reference(forward_t *f, int on) { f->ref = on; }
+
+int forward_stream_prefill_default(void) {
+    if (smallm_level() != SMALLM_AVX512) return 0;
+    const char *core = openblas_get_corename();
+    static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    for (size_t i = 0; core && i < sizeof avx512_cores / sizeof *avx512_cores; i++)
+        if (!strncasecmp(core, avx512_cores[i], strlen(avx512_cores[i]))) return 0;
+    return 1;
+}
+
+void forward_set_stream_prefill(forward_t *f, int on) { f->stream_prefill = on; }
+int forward_stream_prefill(const forward_t *f) { return f->stream_prefill; }
 
 void forward_set_panel_rows(forward_t *f, int rows) {
     assert(rows >= 1 && rows <= FORWARD_PANEL_ROWS);
@@ -341,7 +365,8 @@ static void add_post_normed(const forward_t *f, float *x, float *y, const float 
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-/* y[T][out] = x[T][in] W^T (+ bias) + beta y, W [out][in] as stored.  An
+/* y[T][out] = x[T][in] W^T (+ bias) + beta y, W [out][in] as stored, by
+ * the path given (fwd_path_t).  An
  * fp32 W in place is one product; any other is dequantized a panel of rows
  * at a time into f->wbuf, each panel's product filling its columns of y.
  * The reference path computes each element alone, so panels change nothing
@@ -349,12 +374,12 @@ static void add_post_normed(const forward_t *f, float *x, float *y, const float 
  * kernel than the whole matrix's, a difference of fp32 rounding that
  * test_quant bounds. */
 static void linear(const forward_t *f, float *y, const float *x, const quant_mat_t *w, const float *bias, int T,
-                   float beta, int small) {
+                   float beta, fwd_path_t path) {
     void (*mm)(float *, int, const float *, const float *, int, int, int, float) =
         f->ref ? kern_matmul_ref : kern_matmul;
     int in = (int)w->cols, out = (int)w->rows;
     const float *w32 = quant_mat_f32(w);
-    if (small && !f->ref) {
+    if ((path == FWD_STREAM || (path == FWD_STREAM_F32 && w32)) && !f->ref) {
         /* Few rows: stream W once (smallm); a stored W a small panel at a
          * time, each panel dequantized once for all T rows. */
         if (w32) {
@@ -428,9 +453,11 @@ int forward_batch_from(forward_t *f, const int32_t *tokens, const int *slots, co
     }
     /* Decode batches (rows of several slots) always use smallm, whose rows
      * do not depend on the batch: a sample decoded among others gets the
-     * bits it gets alone.  A prefill chunk uses it only when it is short. */
+     * bits it gets alone.  A prefill chunk uses it when it is short, and
+     * for its fp32 products where streaming is the faster
+     * (forward_stream_prefill_default). */
     int contig = is_contiguous(f, slots, pos, n);
-    int small = n < FORWARD_SMALL_M || !contig;
+    fwd_path_t path = n < FORWARD_SMALL_M || !contig ? FWD_STREAM : f->stream_prefill ? FWD_STREAM_F32 : FWD_BLAS;
 
     /* x[n][d] = embedding rows (+ learned position rows), dequantizing
      * only the rows used. */
@@ -452,9 +479,9 @@ int forward_batch_from(forward_t *f, const int32_t *tokens, const int *slots, co
          * q, k, v = xb W^T + b; q/k norms; rope; cache. */
         const float *ain = f->x;
         if (L->attn_norm) norm_rows(f, f->xb, f->x, L->attn_norm, L->attn_norm_b, n), ain = f->xb; /* xb[n][d] */
-        linear(f, f->q, ain, &L->wq, L->bq, n, 0.0f, small);        /* q[n][q_dim] */
-        linear(f, f->k, ain, &L->wk, L->bk, n, 0.0f, small);       /* k[n][kv_dim] */
-        linear(f, f->v, ain, &L->wv, L->bv, n, 0.0f, small);       /* v[n][kv_dim] */
+        linear(f, f->q, ain, &L->wq, L->bq, n, 0.0f, path);        /* q[n][q_dim] */
+        linear(f, f->k, ain, &L->wk, L->bk, n, 0.0f, path);       /* k[n][kv_dim] */
+        linear(f, f->v, ain, &L->wv, L->bv, n, 0.0f, path);       /* v[n][kv_dim] */
         if (L->q_norm) qk_norm_rows(f, f->q, L->q_norm, n, c->n_head);
         if (L->k_norm) qk_norm_rows(f, f->k, L->k_norm, n, c->n_head_kv);
         for (int i = 0; i < n; i++) {
@@ -473,10 +500,10 @@ int forward_batch_from(forward_t *f, const int32_t *tokens, const int *slots, co
          * it before the attention output is added. */
         if (c->parallel_residual) norm_rows(f, f->xb, f->x, L->ffn_norm, L->ffn_norm_b, n); /* xb[n][d] */
         if (L->attn_post_norm) { /* x += post_norm(att Wo^T + bo) */
-            linear(f, f->xc, f->att, &L->wo, L->bo, n, 0.0f, small);
+            linear(f, f->xc, f->att, &L->wo, L->bo, n, 0.0f, path);
             add_post_normed(f, f->x, f->xc, L->attn_post_norm, n);
         } else {
-            linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f, small); /* x += att Wo^T + bo */
+            linear(f, f->x, f->att, &L->wo, L->bo, n, 1.0f, path); /* x += att Wo^T + bo */
         }
         const float *fin = f->x;
         if (c->parallel_residual) fin = f->xb;
@@ -486,26 +513,26 @@ int forward_batch_from(forward_t *f, const int32_t *tokens, const int *slots, co
          * GELU gelu(fin Wu^T + bu) Wd^T + bd, added to x (post-normed
          * where the model has ffn_post_norm). */
         if (c->act == MODEL_ACT_SWIGLU) {
-            linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
-            linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
+            linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, path); /* hb[n][ff] */
+            linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, path);    /* hb2[n][ff] */
             (f->ref ? kern_swiglu_ref : kern_swiglu)(f->hb, f->hb2, (size_t)n * ff);
         } else if (c->act == MODEL_ACT_GEGLU) { /* gelu(fin Wg^T) * (fin Wu^T), as ggml_geglu_split */
-            linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, small); /* hb[n][ff] */
-            linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, small);    /* hb2[n][ff] */
+            linear(f, f->hb, fin, &L->w_gate, L->b_gate, n, 0.0f, path); /* hb[n][ff] */
+            linear(f, f->hb2, fin, &L->w_up, L->b_up, n, 0.0f, path);    /* hb2[n][ff] */
             (f->ref ? kern_gelu_ref : kern_gelu)(f->hb, (size_t)n * ff);
             for (size_t i = 0; i < (size_t)n * ff; i++) f->hb[i] *= f->hb2[i];
         } else {
             /* The fast path adds the up bias inside GELU's pass (the same
              * fp32 sums, one pass fewer over hb). */
-            linear(f, f->hb, fin, &L->w_up, f->ref ? L->b_up : NULL, n, 0.0f, small); /* hb[n][ff] */
+            linear(f, f->hb, fin, &L->w_up, f->ref ? L->b_up : NULL, n, 0.0f, path); /* hb[n][ff] */
             if (f->ref) kern_gelu_ref(f->hb, (size_t)n * ff);
             else kern_gelu_bias(f->hb, L->b_up, n, ff);
         }
         if (L->ffn_post_norm) {
-            linear(f, f->xc, f->hb, &L->w_down, L->b_down, n, 0.0f, small);
+            linear(f, f->xc, f->hb, &L->w_down, L->b_down, n, 0.0f, path);
             add_post_normed(f, f->x, f->xc, L->ffn_post_norm, n);
         } else {
-            linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f, small); /* x += hb Wd^T + bd */
+            linear(f, f->x, f->hb, &L->w_down, L->b_down, n, 1.0f, path); /* x += hb Wd^T + bd */
         }
     }
 
@@ -515,7 +542,7 @@ int forward_batch_from(forward_t *f, const int32_t *tokens, const int *slots, co
     int first = logits_from, rows = n - first;
     if (rows == 0) return 0;
     norm_rows(f, f->xb, f->x + (size_t)first * d, m->output_norm, m->output_norm_b, rows);
-    linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f, small || rows < FORWARD_SMALL_M); /* [rows][n_vocab] */
+    linear(f, f->logits, f->xb, &m->output, m->output_b, rows, 0.0f, rows < FORWARD_SMALL_M ? FWD_STREAM : path); /* [rows][n_vocab] */
     if (c->final_softcap) kern_softcap(f->logits, (size_t)rows * c->n_vocab, c->final_softcap);
     return 0;
 }

@@ -62,6 +62,20 @@ void forward_destroy(forward_t **self_p);
 /* Selects the reference path (1) or the BLAS path (0, the default). */
 void forward_set_reference(forward_t *self, int on);
 
+/* Whether a prefill chunk's fp32 products stream the weights through
+ * smallm (1) rather than call cblas_sgemm (0), on this machine by default:
+ * 1 where smallm runs AVX-512 and OpenBLAS's chosen kernel is not an
+ * AVX-512 one (a CPU this OpenBLAS does not know, e.g. AMD Zen 5, gets its
+ * Haswell kernel: bench_continue there, 1 thread, scoring at 0.90-0.94 of
+ * cblas_sgemm's GFLOP/s through it, 1.28-1.44 streamed).  A rule on what
+ * the machine is, never a timing, so two workers on like machines compute
+ * the same bits; either path is within the bounds the tests derive, and
+ * both are tested on every machine (forward_set_stream_prefill).  Decode
+ * batches and short chunks stream whatever this says. */
+int forward_stream_prefill_default(void);
+void forward_set_stream_prefill(forward_t *self, int on);
+int forward_stream_prefill(const forward_t *self);
+
 /* Sets how many rows of a stored (non-fp32) weight matrix are dequantized
  * per product, 1..the default (1024, what forward_new sized the scratch
  * for): the tests use small, uneven panels so that every matrix is split. */
