@@ -99,9 +99,13 @@ int main(int argc, char **argv) {
     experiment_row_t *rows = log_xmalloc(sizeof *rows * (size_t)(D + (size_t)nc * (K + 1) * C));
     uint64_t *seeds = log_xmalloc(sizeof *seeds * (size_t)(nc * K + 1));
     /* One untimed pass first: the first touches the arena's and the KV
-     * cache's pages (0.72 of cblas_sgemm cold, 0.92 warm on GPT-2's shape),
-     * which a worker pays once for its whole life, not per document. */
+     * cache's pages (0.72 of cblas_sgemm cold, 0.92 warm on GPT-2's shape;
+     * the continuations' slots and leaves likewise), which a worker pays
+     * once for its whole life, not per document. */
     if (experiment_score_cuts(e, ids, D, S, cuts, nc, rows, err, sizeof err) != D - 1) log_die("", "%s", err);
+    if (!score_only &&
+        experiment_continue_doc(e, ids, D, cuts, nc, 3, rows, rows + (size_t)nc * C, seeds, err, sizeof err))
+        log_die("", "%s", err);
     double t_score = 1e30, t_batch = 1e30, t_cut = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = clock_s();

@@ -35,6 +35,7 @@
 #include "digest.h"
 #include "experiment.h"
 #include "fault.h"
+#include "forward.h"
 #include "gguf.h"
 #include "job.h"
 #include "link.h"
@@ -43,6 +44,7 @@
 #include "num.h"
 #include "loader.h"
 #include "model.h"
+#include "smallm.h"
 #include "template.h"
 #include "tokenizer.h"
 #include "utf8.h"
@@ -415,6 +417,12 @@ int main(int argc, char **argv) {
     char desc[256];
     model_describe(m, desc, sizeof desc);
     log_info("worker %s: model %s (%s), identity %.12s", wname, model_path, desc, identity);
+    /* What the figures of this machine depend on (bench/ prints the same). */
+    extern char *openblas_get_corename(void);
+    extern int openblas_get_num_threads(void);
+    log_info("engine: SIMD %s; OpenBLAS kernel %s, %d thread(s); a prefill's products %s", smallm_level_name(smallm_level()),
+             openblas_get_corename(), openblas_get_num_threads(),
+             forward_stream_prefill_default() ? "stream the weights (smallm)" : "through cblas_sgemm");
 
     db_t *db = db_connect(conninfo, err, sizeof err);
     if (!db) log_warn("%s (will retry when a job needs it)", err);

@@ -11,7 +11,9 @@
 #include "log.h"
 #include "smallm.h"
 
-char *openblas_get_corename(void); /* OpenBLAS's extension: the kernel it chose */
+/* OpenBLAS's extensions: the kernel it chose, its threads. */
+char *openblas_get_corename(void);
+int openblas_get_num_threads(void);
 
 struct forward {
     const model_t *m;
@@ -174,7 +176,9 @@ void forward_destroy(forward_t **self_p) {
 void forward_set_reference(forward_t *f, int on) { f->ref = on; }
 
 int forward_stream_prefill_default(void) {
-    if (smallm_level() != SMALLM_AVX512) return 0;
+    /* smallm is one thread: more OpenBLAS threads are what its GEMM has
+     * that streaming has not. */
+    if (smallm_level() != SMALLM_AVX512 || openblas_get_num_threads() > 1) return 0;
     const char *core = openblas_get_corename();
     static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
     for (size_t i = 0; core && i < sizeof avx512_cores / sizeof *avx512_cores; i++)

@@ -64,8 +64,8 @@ void forward_set_reference(forward_t *self, int on);
 
 /* Whether a prefill chunk's fp32 products stream the weights through
  * smallm (1) rather than call cblas_sgemm (0), on this machine by default:
- * 1 where smallm runs AVX-512 and OpenBLAS's chosen kernel is not an
- * AVX-512 one (a CPU this OpenBLAS does not know, e.g. AMD Zen 5, gets its
+ * 1 where smallm runs AVX-512, OpenBLAS runs one thread (smallm is one)
+ * and OpenBLAS's chosen kernel is not an AVX-512 one (a CPU this OpenBLAS does not know, e.g. AMD Zen 5, gets its
  * Haswell kernel: bench_continue there, 1 thread, scoring at 0.90-0.94 of
  * cblas_sgemm's GFLOP/s through it, 1.28-1.44 streamed).  A rule on what
  * the machine is, never a timing, so two workers on like machines compute

@@ -13,8 +13,8 @@
  * X^T per accumulator row: a quarter of the cache traffic of dot products
  * along k (one vector of X per 8 products), which held an earlier version
  * to ~0.7 of OpenBLAS at 64 rows.  Below SMALLM_FEW_ROWS rows, where the
- * lanes would be mostly padding, AVX2 runs the same chains across 8 rows
- * of W instead (few_avx2).
+ * lanes would be mostly padding, both levels run the same chains across 8
+ * rows of W instead (few_avx2).
  *
  * pv: every element is one fmaf chain over l in order; vectors only do many
  * chains at once, so every level and tiling gives the same bits. */
@@ -375,7 +375,7 @@ int smallm_x_rows(int in) {
 void smallm_x_prepare(smallm_x_t *px, const float *x, int ldx, int T, int in, float *scratch) {
     assert(px && T >= 0 && T <= smallm_x_rows(in) && in >= 0 && ldx >= in && scratch);
     smallm_level_t lv = smallm_level();
-    int width = lv == SMALLM_AVX512 ? 16 : lv == SMALLM_AVX2 && T >= SMALLM_FEW_ROWS ? 8 : 0;
+    int width = T < SMALLM_FEW_ROWS ? 0 : lv == SMALLM_AVX512 ? 16 : lv == SMALLM_AVX2 ? 8 : 0;
     *px = (smallm_x_t){.x = x, .ldx = ldx, .T = T, .in = in, .level = lv};
     if (!width) return; /* plain and few_avx2 read X's rows as they are */
     int tp = (T + width - 1) / width * width;
@@ -392,7 +392,10 @@ void smallm_matmul_x(float *y, int ldy, const smallm_x_t *px, const float *w, in
     assert(px && out >= 0 && ldy >= out && ldw >= px->in && px->level == smallm_level());
     switch (px->level) {
 #ifdef SMALLM_X86
-    case SMALLM_AVX512: matmul_avx512(y, ldy, px->xt, px->tp, px->T, w, ldw, px->in, out, beta); return;
+    case SMALLM_AVX512:
+        if (!px->xt) few_avx2(y, ldy, px->x, px->ldx, w, ldw, px->T, px->in, out, beta);
+        else matmul_avx512(y, ldy, px->xt, px->tp, px->T, w, ldw, px->in, out, beta);
+        return;
     case SMALLM_AVX2:
         if (!px->xt) few_avx2(y, ldy, px->x, px->ldx, w, ldw, px->T, px->in, out, beta);
         else matmul_avx2(y, ldy, px->xt, px->tp, px->T, w, ldw, px->in, out, beta);
