@@ -50,7 +50,8 @@ struct forward {
 
 /* Below this many rows a prefill chunk's products stream the weights
  * (smallm) instead of calling cblas_sgemm, which repacks the weight matrix
- * for every call (at any size where forward_stream_prefill_default says).  bench_smallm (AVX2, OpenBLAS Zen, GPT-2 shapes): smallm
+ * for every call (at any size where forward_stream_prefill_default says).
+ * bench_smallm (AVX2, OpenBLAS Zen, GPT-2 shapes): smallm
  * 1.1-1.6x OpenBLAS from 9 to 63 rows, 0.86-0.91x at 128; decode batches
  * (up to 64 rows, experiment.c) use smallm at any size (see
  * forward_batch).  Kept at 16: only a window's short last chunk would

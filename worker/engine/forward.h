@@ -17,7 +17,9 @@
  * dequantized on lookup.
  * What it is not: tokenization, statistics or sampling.
  *
- * Two paths compute the same function: the default uses OpenBLAS; with
+ * Two paths compute the same function: the default uses OpenBLAS and
+ * smallm's streamed products (decode batches, short chunks, and a prefill
+ * where forward_stream_prefill_default says); with
  * forward_set_reference(f, 1) every product, every attention row and GELU
  * use the plain loops of kernels.c, which the tests compare against.  (With
  * GELU, whose fp16 steps follow llama.cpp, the paths agree to ~1e-5 in the
@@ -65,9 +67,10 @@ void forward_set_reference(forward_t *self, int on);
 /* Whether a prefill chunk's fp32 products stream the weights through
  * smallm (1) rather than call cblas_sgemm (0), on this machine by default:
  * 1 where smallm runs AVX-512, OpenBLAS runs one thread (smallm is one)
- * and OpenBLAS's chosen kernel is not an AVX-512 one (a CPU this OpenBLAS does not know, e.g. AMD Zen 5, gets its
- * Haswell kernel: bench_continue there, 1 thread, scoring at 0.90-0.94 of
- * cblas_sgemm's GFLOP/s through it, 1.28-1.44 streamed).  A rule on what
+ * and OpenBLAS's chosen kernel is not an AVX-512 one (a CPU this OpenBLAS
+ * does not know, e.g. AMD Zen 5, gets its Haswell kernel: bench_continue
+ * there, 1 thread, scoring at 0.90-0.94 of cblas_sgemm's GFLOP/s through
+ * it, 1.32-1.41 streamed).  A rule on what
  * the machine is, never a timing, so two workers on like machines compute
  * the same bits; either path is within the bounds the tests derive, and
  * both are tested on every machine (forward_set_stream_prefill).  Decode
