@@ -824,8 +824,9 @@ static int cmd_regenerate(int argc, char **argv) {
                    "  -d, --db CONNINFO     PostgreSQL (default: the PG* environment)\n"
                    "  -f, --format F        tsv (default) or json (one array per sequence)\n"
                    "      --tolerance NATS  allow this much beyond float4 rounding (default 0: the\n"
-                   "                        same build reproduces its statistics to the bit; on\n"
-                   "                        another machine, summation orders differ slightly)\n\n"
+                   "                        same build at the workers' OpenBLAS thread count\n"
+                   "                        reproduces its statistics to the bit; elsewhere,\n"
+                   "                        summation orders differ slightly)\n\n"
                    "Exit status: 0 when everything matches, 1 on a mismatch or an error, 2 on bad\n"
                    "usage or when RUN, DOC or a SEQ does not exist.\n");
             return 0;

@@ -178,7 +178,9 @@ void forward_set_reference(forward_t *f, int on) { f->ref = on; }
 
 int forward_stream_prefill_default(void) {
     /* smallm is one thread: more OpenBLAS threads are what its GEMM has
-     * that streaming has not. */
+     * that streaming has not.  (OpenBLAS's own sums already differ with
+     * the thread count, so `tokshift regenerate` reproduces a worker's
+     * bits at the worker's --threads in any case.) */
     if (smallm_level() != SMALLM_AVX512 || openblas_get_num_threads() > 1) return 0;
     const char *core = openblas_get_corename();
     static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
